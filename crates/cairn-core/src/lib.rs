@@ -1,0 +1,12 @@
+//! Cairn's pure domain: validated names and keys, config formats, content digests and
+//! diffs. Nothing in this crate does I/O or is async, so every rule here is testable in
+//! isolation and shared unchanged by the server, the store and the clients.
+
+pub mod diff;
+pub mod format;
+pub mod md5;
+pub mod names;
+pub mod pattern;
+
+pub use format::{Format, FormatError};
+pub use names::{ConfigKey, DataId, Group, NameError, Namespace, Username};

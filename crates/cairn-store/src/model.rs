@@ -1,0 +1,170 @@
+//! Records exchanged with storage. Keys and formats arrive already validated (core
+//! types); everything else is plain data.
+
+use cairn_core::{ConfigKey, Format, Namespace, Username};
+
+/// A namespace as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    pub name: Namespace,
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// What a change did to a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Publish,
+    Rollback,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Publish => "publish",
+            Op::Rollback => "rollback",
+            Op::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "publish" => Some(Op::Publish),
+            "rollback" => Some(Op::Rollback),
+            "delete" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// The current state of a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRecord {
+    pub key: ConfigKey,
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    /// The change-log sequence of the change that produced this content.
+    pub revision: i64,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_by: String,
+    pub updated_at: i64,
+}
+
+/// What the caller requires of the current state for a write to proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// The config must not exist yet.
+    Absent,
+    /// The config must exist with this md5.
+    Md5(String),
+}
+
+/// Who made a change and from where, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub operator: String,
+    pub source: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// A publish or rollback.
+#[derive(Debug, Clone)]
+pub struct ConfigWrite {
+    pub key: ConfigKey,
+    pub op: Op,
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub expect: Expect,
+    pub audit: Audit,
+}
+
+/// A deletion.
+#[derive(Debug, Clone)]
+pub struct ConfigDelete {
+    pub key: ConfigKey,
+    pub expect: Expect,
+    pub audit: Audit,
+}
+
+/// One immutable version of a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub revision: i64,
+    pub key: ConfigKey,
+    pub op: Op,
+    /// Empty for a deletion.
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub operator: String,
+    pub source: String,
+    pub comment: String,
+    pub created_at: i64,
+}
+
+/// One change-log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub seq: i64,
+    pub key: ConfigKey,
+    pub op: Op,
+    pub md5: String,
+    pub created_at: i64,
+}
+
+/// A user account. Only the argon2 hash of the password is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub username: Username,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+    pub password_changed_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A page request: 1-based page number and page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub number: u32,
+    pub size: u32,
+}
+
+impl Page {
+    pub fn offset(self) -> u64 {
+        u64::from(self.number.saturating_sub(1)) * u64::from(self.size)
+    }
+}
+
+pub(crate) fn join_tags(tags: &[String]) -> String {
+    tags.join(",")
+}
+
+pub(crate) fn split_tags(tags: &str) -> Vec<String> {
+    if tags.is_empty() {
+        Vec::new()
+    } else {
+        tags.split(',').map(str::to_owned).collect()
+    }
+}

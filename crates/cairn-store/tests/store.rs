@@ -1,0 +1,352 @@
+//! The storage conformance suite. Every backend runs these same tests; a backend is
+//! added by one more `suite!` line with a constructor for a fresh, empty store.
+
+use std::sync::Arc;
+
+use cairn_core::md5::md5_hex;
+use cairn_core::{ConfigKey, Format, Namespace, Username};
+use cairn_store::*;
+
+fn key(data_id: &str) -> ConfigKey {
+    ConfigKey::parse("public", "DEFAULT_GROUP", data_id).unwrap()
+}
+
+fn audit(at: i64) -> Audit {
+    Audit {
+        operator: "alice".into(),
+        source: "127.0.0.1".into(),
+        comment: String::new(),
+        at,
+    }
+}
+
+fn write(key: &ConfigKey, content: &str, expect: Expect, at: i64) -> ConfigWrite {
+    ConfigWrite {
+        key: key.clone(),
+        op: Op::Publish,
+        content: content.into(),
+        format: Format::Yaml,
+        md5: md5_hex(content),
+        description: "desc".into(),
+        tags: vec!["team-a".into(), "db".into()],
+        expect,
+        audit: audit(at),
+    }
+}
+
+async fn publish_then_load(store: Arc<dyn Store>) {
+    let k = key("app.yaml");
+    let first = store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1000))
+        .await
+        .unwrap();
+    let second = store
+        .put_config(&write(&k, "a: 2", Expect::Any, 2000))
+        .await
+        .unwrap();
+    assert!(second.revision > first.revision);
+    assert_eq!(second.created_at, 1000, "creation time survives updates");
+    assert_eq!(second.updated_at, 2000);
+    let all = store.load_configs().await.unwrap();
+    assert_eq!(all, vec![second]);
+    assert_eq!(all[0].tags, vec!["team-a", "db"]);
+    assert_eq!(all[0].format, Format::Yaml);
+}
+
+async fn compare_and_set(store: Arc<dyn Store>) {
+    let k = key("cas.yaml");
+    store
+        .put_config(&write(&k, "v1", Expect::Absent, 1))
+        .await
+        .unwrap();
+    let again = store.put_config(&write(&k, "v1b", Expect::Absent, 2)).await;
+    assert!(
+        matches!(again, Err(StoreError::CasMismatch { .. })),
+        "{again:?}"
+    );
+    let stale = store
+        .put_config(&write(&k, "v2", Expect::Md5(md5_hex("nope")), 3))
+        .await;
+    match stale {
+        Err(StoreError::CasMismatch { current, .. }) => assert_eq!(current, Some(md5_hex("v1"))),
+        other => panic!("expected a CAS mismatch, got {other:?}"),
+    }
+    store
+        .put_config(&write(&k, "v2", Expect::Md5(md5_hex("v1")), 4))
+        .await
+        .unwrap();
+    let all = store.load_configs().await.unwrap();
+    assert_eq!(all[0].content, "v2");
+    let (history, total) = store
+        .history(
+            &k,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "refused writes leave no history: {history:?}");
+}
+
+async fn history_and_changes(store: Arc<dyn Store>) {
+    let k = key("h.yaml");
+    let other = key("other.yaml");
+    let mut revisions = Vec::new();
+    for i in 0..5 {
+        let r = store
+            .put_config(&write(&k, &format!("v: {i}"), Expect::Any, i))
+            .await
+            .unwrap();
+        revisions.push(r.revision);
+        store
+            .put_config(&write(&other, "x", Expect::Any, i))
+            .await
+            .unwrap();
+    }
+    let (page1, total) = store
+        .history(&k, Page { number: 1, size: 2 })
+        .await
+        .unwrap();
+    assert_eq!(total, 5);
+    assert_eq!(
+        page1.iter().map(|h| h.revision).collect::<Vec<_>>(),
+        vec![revisions[4], revisions[3]]
+    );
+    let (page3, _) = store
+        .history(&k, Page { number: 3, size: 2 })
+        .await
+        .unwrap();
+    assert_eq!(page3.len(), 1);
+    assert_eq!(page3[0].content, "v: 0");
+    assert_eq!(page3[0].operator, "alice");
+    assert_eq!(page3[0].source, "127.0.0.1");
+
+    let one = store
+        .history_entry(&k, revisions[2])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.content, "v: 2");
+    assert_eq!(one.md5, md5_hex("v: 2"));
+    // A revision of another config is not this config's history.
+    let foreign = store.history_entry(&other, revisions[2]).await.unwrap();
+    assert!(foreign.is_none());
+
+    let changes = store.changes_since(0, 1000).await.unwrap();
+    assert_eq!(changes.len(), 10);
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    let tail = store.changes_since(revisions[3], 1000).await.unwrap();
+    assert_eq!(tail.first().map(|c| c.key.clone()), Some(other.clone()));
+    assert_eq!(store.changes_since(0, 3).await.unwrap().len(), 3);
+}
+
+async fn delete_records_history(store: Arc<dyn Store>) {
+    let k = key("d.yaml");
+    let missing = store
+        .delete_config(&ConfigDelete {
+            key: k.clone(),
+            expect: Expect::Any,
+            audit: audit(1),
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::ConfigNotFound(_))),
+        "{missing:?}"
+    );
+    store
+        .put_config(&write(&k, "x: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    let cas = store
+        .delete_config(&ConfigDelete {
+            key: k.clone(),
+            expect: Expect::Md5("wrong".into()),
+            audit: audit(2),
+        })
+        .await;
+    assert!(
+        matches!(cas, Err(StoreError::CasMismatch { .. })),
+        "{cas:?}"
+    );
+    let change = store
+        .delete_config(&ConfigDelete {
+            key: k.clone(),
+            expect: Expect::Any,
+            audit: audit(3),
+        })
+        .await
+        .unwrap();
+    assert_eq!(change.op, Op::Delete);
+    assert!(store.load_configs().await.unwrap().is_empty());
+    let (history, total) = store
+        .history(
+            &k,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(history[0].op, Op::Delete);
+    assert_eq!(history[0].revision, change.seq);
+    assert_eq!(history[1].content, "x: 1");
+}
+
+async fn namespaces(store: Arc<dyn Store>) {
+    let names = |list: Vec<NamespaceRecord>| {
+        list.into_iter()
+            .map(|n| n.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.list_namespaces().await.unwrap()),
+        vec!["public"]
+    );
+    let dev = Namespace::parse("dev").unwrap();
+    let record = NamespaceRecord {
+        name: dev.clone(),
+        description: "Dev".into(),
+        created_at: 5,
+    };
+    store.create_namespace(&record).await.unwrap();
+    assert!(matches!(
+        store.create_namespace(&record).await,
+        Err(StoreError::NamespaceExists(_))
+    ));
+    store.update_namespace(&dev, "Development").await.unwrap();
+    let list = store.list_namespaces().await.unwrap();
+    assert_eq!(list[0].name, dev);
+    assert_eq!(list[0].description, "Development");
+
+    let k = ConfigKey::new(dev.clone(), key("x").group, key("a.yaml").data_id);
+    store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_namespace(&dev).await,
+        Err(StoreError::NamespaceNotEmpty(_))
+    ));
+    store
+        .delete_config(&ConfigDelete {
+            key: k.clone(),
+            expect: Expect::Any,
+            audit: audit(2),
+        })
+        .await
+        .unwrap();
+    store.delete_namespace(&dev).await.unwrap();
+    assert!(matches!(
+        store.delete_namespace(&dev).await,
+        Err(StoreError::NamespaceNotFound(_))
+    ));
+    assert!(matches!(
+        store.update_namespace(&dev, "").await,
+        Err(StoreError::NamespaceNotFound(_))
+    ));
+    // Publishing into a namespace that does not exist is refused and leaves no trace.
+    let orphan = store.put_config(&write(&k, "a: 1", Expect::Any, 3)).await;
+    assert!(
+        matches!(orphan, Err(StoreError::NamespaceNotFound(_))),
+        "{orphan:?}"
+    );
+    assert!(store.load_configs().await.unwrap().is_empty());
+}
+
+async fn users(store: Arc<dyn Store>) {
+    let bob = Username::parse("bob").unwrap();
+    assert!(store.get_user(&bob).await.unwrap().is_none());
+    let record = UserRecord {
+        username: bob.clone(),
+        password_hash: "hash-1".into(),
+        role: "admin".into(),
+        created_at: 1,
+        password_changed_at: 1,
+    };
+    store.create_user(&record).await.unwrap();
+    assert!(matches!(
+        store.create_user(&record).await,
+        Err(StoreError::UserExists(_))
+    ));
+    store.set_password(&bob, "hash-2", 9).await.unwrap();
+    let got = store.get_user(&bob).await.unwrap().unwrap();
+    assert_eq!(
+        (got.password_hash.as_str(), got.password_changed_at),
+        ("hash-2", 9)
+    );
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    store.delete_user(&bob).await.unwrap();
+    assert!(matches!(
+        store.delete_user(&bob).await,
+        Err(StoreError::UserNotFound(_))
+    ));
+    assert!(matches!(
+        store.set_password(&bob, "h", 1).await,
+        Err(StoreError::UserNotFound(_))
+    ));
+}
+
+async fn concurrent_writers_get_distinct_revisions(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let k = key(&format!("c{}.yaml", i % 4));
+            store
+                .put_config(&write(&k, &format!("n: {i}"), Expect::Any, i))
+                .await
+                .unwrap()
+                .revision
+        }));
+    }
+    let mut revisions = Vec::new();
+    for t in tasks {
+        revisions.push(t.await.unwrap());
+    }
+    revisions.sort();
+    revisions.dedup();
+    assert_eq!(revisions.len(), 16);
+    assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 16);
+    store.ping().await.unwrap();
+}
+
+macro_rules! suite {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        if let Some((store, _guard)) = $open().await {
+                            super::$name(store).await;
+                        }
+                    }
+                };
+            }
+
+            case!(publish_then_load);
+            case!(compare_and_set);
+            case!(history_and_changes);
+            case!(delete_records_history);
+            case!(namespaces);
+            case!(users);
+            case!(concurrent_writers_get_distinct_revisions);
+        }
+    };
+}
+
+async fn open_sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cairn.db"))
+        .await
+        .unwrap();
+    Some((Arc::new(store), dir))
+}
+
+suite!(sqlite, open_sqlite);

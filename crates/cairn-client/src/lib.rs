@@ -1,1 +1,320 @@
-//! placeholder
+//! Rust client for Cairn's native HTTP API: log in, read, publish, delete, list,
+//! history, rollback, diff, watch, and manage namespaces and users.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_client::Error> {
+//! use cairn_client::{Client, Key, Publish};
+//! let client = Client::builder("http://127.0.0.1:8848").build()?;
+//! let login = client.login("admin", "secret-password").await?;
+//! let client = client.with_token(login.token);
+//! let key = Key::parse("public/DEFAULT_GROUP/app.yaml")?;
+//! client.publish(&key, &Publish::new("port: 8080\n")).await?;
+//! let config = client.get(&key).await?.expect("just published");
+//! assert_eq!(config.content.as_deref(), Some("port: 8080\n"));
+//! # Ok(()) }
+//! ```
+//!
+//! This crate depends on no server crate; its types mirror the API's JSON.
+
+mod types;
+
+pub use types::*;
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server refused the request; `code` is stable, `message` is for people.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("invalid server address {0:?}")]
+    BadUrl(String),
+    #[error("{0:?} is not of the form namespace/group/data_id")]
+    BadKey(String),
+}
+
+impl Error {
+    /// The API error code, if the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Settings for a [`Client`].
+pub struct ClientBuilder {
+    server: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// The access token from [`Client::login`].
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Timeout of ordinary requests (watches add their own hold time). Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn build(self) -> Result<Client> {
+        let base = Url::parse(self.server.trim_end_matches('/'))
+            .ok()
+            .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+            .ok_or_else(|| Error::BadUrl(self.server.clone()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Client {
+            http,
+            base,
+            token: self.token,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A connection to one Cairn server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Starts building a client for the server at `server` (e.g. `http://127.0.0.1:8848`).
+    pub fn builder(server: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            server: server.into(),
+            token: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The same client, sending `token` from now on.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn server(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("http URLs have paths")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    fn config_url(&self, key: &Key, tail: &[&str]) -> Url {
+        let mut segments = vec![
+            "api",
+            "v1",
+            "configs",
+            &key.namespace,
+            &key.group,
+            &key.data_id,
+        ];
+        segments.extend_from_slice(tail);
+        self.url(&segments)
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let request = self.http.request(method, url).timeout(self.timeout);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(request: RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await?;
+        if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ApiErrorBody>(&text) {
+            Ok(body) => Error::Api {
+                status,
+                code: body.code,
+                message: body.message,
+            },
+            Err(_) => Error::Api {
+                status,
+                code: "http_error".to_owned(),
+                message: text,
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(request: RequestBuilder) -> Result<T> {
+        Ok(Self::send(request).await?.json().await?)
+    }
+
+    /// Exchanges a user name and password for a token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse> {
+        let url = self.url(&["api", "v1", "auth", "login"]);
+        Self::json(
+            self.request(Method::POST, url)
+                .json(&serde_json::json!({ "username": username, "password": password })),
+        )
+        .await
+    }
+
+    /// A config with its content and metadata; `None` if it does not exist.
+    pub async fn get(&self, key: &Key) -> Result<Option<Config>> {
+        let request = self
+            .request(Method::GET, self.config_url(key, &[]))
+            .query(&[("view", "json")]);
+        match Self::json(request).await {
+            Ok(config) => Ok(Some(config)),
+            Err(Error::Api {
+                status: 404, code, ..
+            }) if code == "config_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or replaces a config.
+    pub async fn publish(&self, key: &Key, publish: &Publish) -> Result<Config> {
+        Self::json(
+            self.request(Method::PUT, self.config_url(key, &[]))
+                .json(publish),
+        )
+        .await
+    }
+
+    /// Deletes a config, optionally only if its md5 is `cas_md5`.
+    pub async fn delete(&self, key: &Key, cas_md5: Option<&str>) -> Result<()> {
+        let mut request = self.request(Method::DELETE, self.config_url(key, &[]));
+        if let Some(md5) = cas_md5 {
+            request = request.query(&[("cas_md5", md5)]);
+        }
+        Self::send(request).await.map(drop)
+    }
+
+    /// Lists and searches configs.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page<Config>> {
+        let url = self.url(&["api", "v1", "configs"]);
+        Self::json(self.request(Method::GET, url).query(query)).await
+    }
+
+    /// A page of a config's history, newest first.
+    pub async fn history(
+        &self,
+        key: &Key,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Page<HistoryEntry>> {
+        let request = self
+            .request(Method::GET, self.config_url(key, &["history"]))
+            .query(&[("page", page), ("page_size", page_size)]);
+        Self::json(request).await
+    }
+
+    /// One historical version, with content.
+    pub async fn history_entry(&self, key: &Key, revision: i64) -> Result<HistoryEntry> {
+        let revision = revision.to_string();
+        Self::json(self.request(Method::GET, self.config_url(key, &["history", &revision]))).await
+    }
+
+    /// Publishes revision `revision`'s content again as a new revision.
+    pub async fn rollback(&self, key: &Key, revision: i64) -> Result<Config> {
+        let request = self
+            .request(Method::POST, self.config_url(key, &["rollback"]))
+            .json(&serde_json::json!({ "revision": revision }));
+        Self::json(request).await
+    }
+
+    /// A unified diff from revision `from` to `to` (default: the current content).
+    pub async fn diff(&self, key: &Key, from: i64, to: Option<i64>) -> Result<String> {
+        let mut request = self
+            .request(Method::GET, self.config_url(key, &["diff"]))
+            .query(&[("from", from)]);
+        if let Some(to) = to {
+            request = request.query(&[("to", to)]);
+        }
+        Ok(Self::send(request).await?.text().await?)
+    }
+
+    /// One long poll: returns the keys whose md5 differs from the one given, waiting up
+    /// to `timeout` for a change; empty when nothing changed.
+    pub async fn watch(&self, keys: &[WatchKey], timeout: Duration) -> Result<Vec<ChangedKey>> {
+        let url = self.url(&["api", "v1", "watch"]);
+        let request = self
+            .request(Method::POST, url)
+            .timeout(timeout + self.timeout)
+            .json(&serde_json::json!({ "keys": keys, "timeout_ms": timeout.as_millis() as u64 }));
+        let response: WatchResponse = Self::json(request).await?;
+        Ok(response.changed)
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        Self::json(self.request(Method::GET, self.url(&["api", "v1", "namespaces"]))).await
+    }
+
+    pub async fn create_namespace(&self, name: &str, description: &str) -> Result<NamespaceInfo> {
+        let request = self
+            .request(Method::POST, self.url(&["api", "v1", "namespaces"]))
+            .json(&serde_json::json!({ "name": name, "description": description }));
+        Self::json(request).await
+    }
+
+    pub async fn delete_namespace(&self, name: &str) -> Result<()> {
+        Self::send(self.request(Method::DELETE, self.url(&["api", "v1", "namespaces", name])))
+            .await
+            .map(drop)
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserInfo>> {
+        Self::json(self.request(Method::GET, self.url(&["api", "v1", "users"]))).await
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, role: &str) -> Result<()> {
+        let request = self
+            .request(Method::POST, self.url(&["api", "v1", "users"]))
+            .json(&serde_json::json!({ "username": username, "password": password, "role": role }));
+        Self::send(request).await.map(drop)
+    }
+
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
+        let request = self
+            .request(
+                Method::PUT,
+                self.url(&["api", "v1", "users", username, "password"]),
+            )
+            .json(&serde_json::json!({ "password": password }));
+        Self::send(request).await.map(drop)
+    }
+
+    pub async fn delete_user(&self, username: &str) -> Result<()> {
+        Self::send(self.request(Method::DELETE, self.url(&["api", "v1", "users", username])))
+            .await
+            .map(drop)
+    }
+}

@@ -9,4 +9,4 @@ pub mod names;
 pub mod pattern;
 
 pub use format::{Format, FormatError};
-pub use names::{ConfigKey, DataId, Group, NameError, Namespace, Username};
+pub use names::{ConfigKey, DataId, Group, KeyPathError, NameError, Namespace, Tag, Username};

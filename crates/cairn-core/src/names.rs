@@ -104,6 +104,12 @@ name_type!(
     256
 );
 name_type!(
+    /// A label attached to a config for search, e.g. `team-payments`.
+    Tag,
+    "tag",
+    64
+);
+name_type!(
     /// A user's login name.
     Username,
     "user name",

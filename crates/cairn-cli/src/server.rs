@@ -1,0 +1,149 @@
+//! `cairn server`: layers the settings (defaults, TOML file, environment, flags), builds
+//! the node and runs it until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cairn_server::{AdminBootstrap, Application, LogFormat, Secret, Settings};
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Flags of `cairn server`. Each also reads a `CAIRN_*` variable; flags win over the
+/// environment, which wins over the file, which wins over the defaults.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML settings file.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8848].
+    #[arg(long, env = "CAIRN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the database and signing key [default: ./cairn-data].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Largest config content accepted, in bytes [default: 10485760].
+    #[arg(long, env = "CAIRN_MAX_CONTENT_BYTES")]
+    max_content_bytes: Option<usize>,
+    /// Hold time of a watch that names none, in ms [default: 30000].
+    #[arg(long, env = "CAIRN_WATCH_DEFAULT_TIMEOUT_MS")]
+    watch_default_timeout_ms: Option<u64>,
+    /// Longest hold of a watch, in ms [default: 120000].
+    #[arg(long, env = "CAIRN_WATCH_MAX_TIMEOUT_MS")]
+    watch_max_timeout_ms: Option<u64>,
+    /// Most keys in one watch request [default: 10000].
+    #[arg(long, env = "CAIRN_WATCH_MAX_KEYS")]
+    watch_max_keys: Option<usize>,
+    /// Access token lifetime in seconds [default: 18000].
+    #[arg(long, env = "CAIRN_TOKEN_TTL_SECS")]
+    token_ttl_secs: Option<u64>,
+    /// Log line format [default: text].
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Log filter, e.g. `info` or `cairn_server=debug` [default: info].
+    #[arg(long, env = "CAIRN_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
+    let mut s = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read settings file {}", path.display()))?;
+            Settings::from_toml(&text)
+                .with_context(|| format!("invalid settings file {}", path.display()))?
+        }
+        None => Settings::default(),
+    };
+    // The admin password is read from the environment only, never from a flag, so it
+    // does not show in the process list.
+    if let Ok(password) = std::env::var("CAIRN_ADMIN_PASSWORD") {
+        s.admin_password = Some(Secret::new(password));
+    }
+    if let Some(v) = args.listen {
+        s.listen = v;
+    }
+    if let Some(v) = args.data_dir {
+        s.data_dir = v;
+    }
+    if let Some(v) = args.max_content_bytes {
+        s.max_content_bytes = v;
+    }
+    if let Some(v) = args.watch_default_timeout_ms {
+        s.watch_default_timeout_ms = v;
+    }
+    if let Some(v) = args.watch_max_timeout_ms {
+        s.watch_max_timeout_ms = v;
+    }
+    if let Some(v) = args.watch_max_keys {
+        s.watch_max_keys = v;
+    }
+    if let Some(v) = args.token_ttl_secs {
+        s.token_ttl_secs = v;
+    }
+    if let Some(v) = args.log_format {
+        s.log_format = match v {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if let Some(v) = args.log_level {
+        s.log_level = v;
+    }
+    Ok(s)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let settings = settings(args)?;
+    cairn_server::init_tracing(&settings);
+    let data_dir = settings.data_dir.clone();
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.local_addr());
+    println!(
+        "Cairn is listening on {url} (data in {})",
+        data_dir.display()
+    );
+    match &app.admin {
+        AdminBootstrap::Generated(password) => {
+            println!();
+            println!("  First start: created user `admin` with password");
+            println!();
+            println!("      {}", password.expose());
+            println!();
+            println!("  It is shown only this once. Log in with `cairn login --server {url}`");
+            println!("  and change it with `cairn user passwd admin`.");
+            println!();
+        }
+        AdminBootstrap::FromSettings => {
+            println!("First start: created user `admin` with the configured password (CAIRN_ADMIN_PASSWORD or admin_password).");
+        }
+        AdminBootstrap::Existing => {}
+    }
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+    app.run().await
+}

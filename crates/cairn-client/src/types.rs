@@ -1,0 +1,201 @@
+//! The API's JSON bodies as the client sees them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The address of a config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, group: &str, data_id: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            data_id: data_id.to_owned(),
+        }
+    }
+
+    /// Parses `namespace/group/data_id`.
+    pub fn parse(path: &str) -> Result<Self, Error> {
+        let mut parts = path.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(ns), Some(g), Some(d)) if !ns.is_empty() && !g.is_empty() && !d.is_empty() => {
+                Ok(Self::new(ns, g, d))
+            }
+            _ => Err(Error::BadKey(path.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.group, self.data_id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApiErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_in: u64,
+    pub username: String,
+    pub role: String,
+}
+
+/// A publish request. Fields left `None` keep the config's current value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Publish {
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Only publish over this md5; `""`: only if the config does not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cas_md5: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Publish {
+    pub fn new(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A config's metadata, and its content when the call returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub revision: i64,
+    pub size: usize,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// Search criteria for [`crate::Client::list`]; `*` is a wildcard in group and data id.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Content substring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryEntry {
+    pub revision: i64,
+    pub op: String,
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub operator: String,
+    pub source: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// A watched key and the md5 of the content the watcher holds (`""`: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchKey {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub md5: String,
+}
+
+impl WatchKey {
+    pub fn new(key: &Key, md5: impl Into<String>) -> Self {
+        Self {
+            namespace: key.namespace.clone(),
+            group: key.group.clone(),
+            data_id: key.data_id.clone(),
+            md5: md5.into(),
+        }
+    }
+}
+
+/// The new state of a watched key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChangedKey {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub md5: String,
+    pub revision: Option<i64>,
+    pub exists: bool,
+}
+
+impl ChangedKey {
+    pub fn key(&self) -> Key {
+        Key::new(&self.namespace, &self.group, &self.data_id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WatchResponse {
+    pub changed: Vec<ChangedKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub description: String,
+    pub config_count: usize,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub role: String,
+    pub created_at: String,
+}

@@ -1,0 +1,167 @@
+//! The native API's error type: an HTTP status, a stable `code` and a message a person
+//! can act on. Every failure of a request on the native surface becomes one of these.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cairn_core::{KeyPathError, NameError};
+
+use super::wire::ErrorBody;
+use crate::auth::AuthError;
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Logs the whole cause chain of an error the client cannot fix.
+fn log_chain(error: &dyn std::error::Error) {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "request failed");
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use ServiceError as E;
+        let (status, code) = match &e {
+            E::InvalidContent(_) => (StatusCode::BAD_REQUEST, "invalid_content"),
+            E::ContentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "content_too_large"),
+            E::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            E::NamespaceNotFound(_) => (StatusCode::NOT_FOUND, "namespace_not_found"),
+            E::NamespaceExists(_) => (StatusCode::CONFLICT, "namespace_exists"),
+            E::NamespaceNotEmpty(_) => (StatusCode::CONFLICT, "namespace_not_empty"),
+            E::PublicNamespace => (StatusCode::BAD_REQUEST, "public_namespace"),
+            E::ConfigNotFound(_) => (StatusCode::NOT_FOUND, "config_not_found"),
+            E::RevisionNotFound { .. } => (StatusCode::NOT_FOUND, "revision_not_found"),
+            E::RevisionIsDeletion(_) => (StatusCode::BAD_REQUEST, "revision_is_deletion"),
+            E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),
+            E::Unavailable(_) => {
+                log_chain(&e);
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            E::Internal(_) => {
+                log_chain(&e);
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError as E;
+        let (status, code) = match &e {
+            E::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            E::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            E::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            E::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            E::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            E::WeakPassword => (StatusCode::BAD_REQUEST, "weak_password"),
+            E::UnknownRole(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            E::UserExists(_) => (StatusCode::CONFLICT, "user_exists"),
+            E::UserNotFound(_) => (StatusCode::NOT_FOUND, "user_not_found"),
+            E::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
+            E::Store(inner) if inner.is_outage() => {
+                log_chain(&e);
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            E::Store(_) | E::Hash(_) => {
+                log_chain(&e);
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let message = match &e {
+            E::Store(inner) if inner.is_outage() => {
+                "the database is unavailable; try again shortly".to_owned()
+            }
+            E::Store(_) | E::Hash(_) => "internal error; see the server log".to_owned(),
+            _ => e.to_string(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        ApiError::bad_request("invalid_name", e.to_string())
+    }
+}
+
+impl From<KeyPathError> for ApiError {
+    fn from(e: KeyPathError) -> Self {
+        ApiError::bad_request("invalid_name", e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than this server accepts (see max_content_bytes)",
+            );
+        }
+        let status = match r {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "malformed_request", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("malformed_request", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request("malformed_request", r.body_text())
+    }
+}

@@ -1,0 +1,175 @@
+//! HTTP surfaces. Each router file holds one surface and calls the same service; this
+//! module holds what they share: state, extractors and the assembled router.
+
+pub mod error;
+mod native;
+mod ops;
+mod watch;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Router;
+use cairn_core::ConfigKey;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+use crate::auth::{Auth, AuthError, Caller, Role};
+use crate::metrics::Metrics;
+use crate::service::{Actor, Service};
+use crate::settings::Settings;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub service: Service,
+    pub auth: Auth,
+    pub settings: Settings,
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// JSON body whose rejections are native API errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Query string whose rejections are native API errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path parameters whose rejections are native API errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// The peer address of the connection, for the audit trail.
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthError::MissingToken)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        Ok(state.auth.verify(token.trim())?)
+    }
+}
+
+/// A caller with the admin role. Handlers that take it cannot run for anyone else.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(AuthError::Forbidden.into());
+        }
+        Ok(Admin(caller))
+    }
+}
+
+pub fn actor(caller: &Caller, addr: &ClientAddr) -> Actor {
+    Actor {
+        username: caller.username.to_string(),
+        source: addr.0.clone(),
+    }
+}
+
+/// The `{namespace}/{group}/{data_id}` path parameters of a config route.
+pub type KeyPath = ApiPath<(String, String, String)>;
+
+/// A config route's key, validated.
+pub fn config_key(ApiPath((namespace, group, data_id)): KeyPath) -> Result<ConfigKey, ApiError> {
+    Ok(ConfigKey::parse(&namespace, &group, &data_id)?)
+}
+
+/// Page number and size from a query, defaulted and bounded.
+pub fn page(number: Option<u32>, size: Option<u32>) -> Result<cairn_store::Page, ApiError> {
+    let number = number.unwrap_or(1);
+    let size = size.unwrap_or(50);
+    if number == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "page starts at 1",
+        ));
+    }
+    if size == 0 || size > 500 {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "page_size must be between 1 and 500",
+        ));
+    }
+    Ok(cairn_store::Page { number, size })
+}
+
+/// Every surface, with the shared layers.
+pub fn router(state: SharedState) -> Router {
+    // JSON escaping can double a content's size; leave room for the other fields.
+    let body_limit = state.settings.max_content_bytes.saturating_mul(2) + 64 * 1024;
+    let api = native::router()
+        .merge(watch::router())
+        .route_layer(axum::middleware::from_fn(crate::metrics::track));
+    Router::new()
+        .merge(api)
+        .merge(ops::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                ))
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,473 @@
+//! The native JSON API under `/api/v1`: auth, namespaces, configs, history, users.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use cairn_core::pattern::Wildcard;
+use cairn_core::{Format, Namespace, Username};
+use utoipa::OpenApi;
+
+use super::wire::*;
+use super::{
+    actor, config_key, page, Admin, ApiError, ApiJson, ApiPath, ApiQuery, ClientAddr, KeyPath,
+    SharedState,
+};
+use crate::auth::{Caller, Role};
+use crate::service::{ListFilter, PublishInput};
+use crate::settings::Secret;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route(
+            "/api/v1/namespaces",
+            get(list_namespaces).post(create_namespace),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}",
+            get(get_namespace)
+                .put(update_namespace)
+                .delete(delete_namespace),
+        )
+        .route("/api/v1/configs", get(list_configs))
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}",
+            get(get_config).put(publish_config).delete(delete_config),
+        )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/history",
+            get(history),
+        )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/history/{revision}",
+            get(history_entry),
+        )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/rollback",
+            post(rollback),
+        )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/diff",
+            get(diff),
+        )
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route(
+            "/api/v1/users/{username}",
+            axum::routing::delete(delete_user),
+        )
+        .route("/api/v1/users/{username}/password", put(set_password))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cairn", description = "Cairn configuration center: native API"),
+    paths(
+        login, list_namespaces, create_namespace, get_namespace, update_namespace,
+        delete_namespace, list_configs, get_config, publish_config, delete_config, history,
+        history_entry, rollback, diff, list_users, create_user, delete_user, set_password,
+        super::watch::watch, super::watch::stream
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of this API, generated from the code.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Exchanges a user name and password for an access token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(),
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+async fn login(
+    State(state): State<SharedState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let issued = state
+        .auth
+        .login(&req.username, &Secret::new(req.password))
+        .await?;
+    Ok(Json(LoginResponse {
+        token: issued.token.expose().to_owned(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in_secs,
+        username: req.username,
+        role: issued.role.as_str(),
+    }))
+}
+
+/// Lists namespaces with their config counts.
+#[utoipa::path(get, path = "/api/v1/namespaces", tag = "namespaces",
+    responses((status = 200, body = [NamespaceView])))]
+async fn list_namespaces(
+    State(state): State<SharedState>,
+    _: Caller,
+) -> Result<Json<Vec<NamespaceView>>, ApiError> {
+    let list = state.service.namespaces().await?;
+    Ok(Json(list.iter().map(NamespaceView::from).collect()))
+}
+
+/// Creates a namespace (admin).
+#[utoipa::path(post, path = "/api/v1/namespaces", tag = "namespaces",
+    request_body = CreateNamespace,
+    responses((status = 201, body = NamespaceView), (status = 409, body = ErrorBody)))]
+async fn create_namespace(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiJson(req): ApiJson<CreateNamespace>,
+) -> Result<(StatusCode, Json<NamespaceView>), ApiError> {
+    let name = Namespace::parse(&req.name)?;
+    let record = state
+        .service
+        .create_namespace(name, req.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(NamespaceView::from(&record))))
+}
+
+/// Reads one namespace.
+#[utoipa::path(get, path = "/api/v1/namespaces/{namespace}", tag = "namespaces",
+    params(("namespace" = String, Path)),
+    responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
+async fn get_namespace(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<NamespaceView>, ApiError> {
+    let name = Namespace::parse(&name)?;
+    Ok(Json(NamespaceView::from(
+        &state.service.namespace(&name).await?,
+    )))
+}
+
+/// Changes a namespace's description (admin).
+#[utoipa::path(put, path = "/api/v1/namespaces/{namespace}", tag = "namespaces",
+    params(("namespace" = String, Path)), request_body = UpdateNamespace,
+    responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
+async fn update_namespace(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateNamespace>,
+) -> Result<Json<NamespaceView>, ApiError> {
+    let name = Namespace::parse(&name)?;
+    state
+        .service
+        .update_namespace(&name, req.description)
+        .await?;
+    Ok(Json(NamespaceView::from(
+        &state.service.namespace(&name).await?,
+    )))
+}
+
+/// Deletes an empty namespace (admin). `public` cannot be deleted.
+#[utoipa::path(delete, path = "/api/v1/namespaces/{namespace}", tag = "namespaces",
+    params(("namespace" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_namespace(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = Namespace::parse(&name)?;
+    state.service.delete_namespace(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists and searches configs (without their content), in key order.
+#[utoipa::path(get, path = "/api/v1/configs", tag = "configs", params(ListQuery),
+    responses((status = 200, body = ConfigPage), (status = 400, body = ErrorBody)))]
+async fn list_configs(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ConfigPage>, ApiError> {
+    let page = page(q.page, q.page_size)?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let filter = ListFilter {
+        namespace: non_empty(q.namespace)
+            .map(|n| Namespace::parse(&n))
+            .transpose()?,
+        group: non_empty(q.group).map(|g| Wildcard::new(&g)),
+        data_id: non_empty(q.data_id).map(|d| Wildcard::new(&d)),
+        tag: non_empty(q.tag),
+        content: non_empty(q.q),
+    };
+    let (items, total) = state.service.list(&filter, page);
+    Ok(Json(ConfigPage {
+        items: items.iter().map(|c| ConfigView::new(c, false)).collect(),
+        total: total as u64,
+        page: page.number,
+        page_size: page.size,
+    }))
+}
+
+/// Reads a config: the raw content with its md5 as ETag and its format as content type,
+/// or, with `view=json`, metadata and content as JSON. Honors `If-None-Match`.
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), GetQuery),
+    responses((status = 200, description = "the raw content, or ConfigView with view=json", body = ConfigView),
+        (status = 304, description = "If-None-Match holds the current md5"),
+        (status = 404, body = ErrorBody)))]
+async fn get_config(
+    State(state): State<SharedState>,
+    _: Caller,
+    path: KeyPath,
+    ApiQuery(q): ApiQuery<GetQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = config_key(path)?;
+    let config = state
+        .service
+        .get(&key)
+        .ok_or_else(|| crate::service::ServiceError::ConfigNotFound(key.clone()))?;
+    let etag = format!("\"{}\"", config.md5);
+    let mut response = match q.view.as_deref() {
+        Some("json") => Json(ConfigView::new(&config, true)).into_response(),
+        Some("raw") | None => {
+            let not_modified = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let mut response = if not_modified {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                config.content.clone().into_response()
+            };
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(config.format.content_type()),
+            );
+            response
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                format!("unknown view {other:?}; expected raw or json"),
+            ))
+        }
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert("x-cairn-revision", HeaderValue::from(config.revision));
+    h.insert(
+        "x-cairn-format",
+        HeaderValue::from_static(config.format.as_str()),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// Creates or replaces a config. Structured formats are validated unless `force` is
+/// set; `cas_md5` makes the write conditional on the current content.
+#[utoipa::path(put, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    request_body = PublishRequest,
+    responses((status = 200, body = ConfigView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn publish_config(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+    ApiJson(req): ApiJson<PublishRequest>,
+) -> Result<Json<ConfigView>, ApiError> {
+    let key = config_key(path)?;
+    let format = req
+        .format
+        .filter(|f| !f.is_empty())
+        .map(|f| f.parse::<Format>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_format", e.to_string()))?;
+    let input = PublishInput {
+        content: req.content,
+        format,
+        description: req.description,
+        tags: req.tags,
+        cas_md5: req.cas_md5,
+        force: req.force,
+        comment: req.comment,
+    };
+    let record = state
+        .service
+        .publish(key, input, &actor(&caller, &addr))
+        .await?;
+    Ok(Json(ConfigView::new(&record, false)))
+}
+
+/// Deletes a config. Its history stays.
+#[utoipa::path(delete, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), DeleteQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_config(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    let key = config_key(path)?;
+    state
+        .service
+        .delete(key, q.cas_md5, &actor(&caller, &addr))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A config's history, newest first (without contents).
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/history", tag = "history",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), PageQuery),
+    responses((status = 200, body = HistoryPage)))]
+async fn history(
+    State(state): State<SharedState>,
+    _: Caller,
+    path: KeyPath,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let key = config_key(path)?;
+    let page = page(q.page, q.page_size)?;
+    let (items, total) = state.service.history(&key, page).await?;
+    Ok(Json(HistoryPage {
+        items: items.iter().map(|h| HistoryView::new(h, false)).collect(),
+        total,
+        page: page.number,
+        page_size: page.size,
+    }))
+}
+
+/// One historical version of a config, with its content.
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/history/{revision}", tag = "history",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), ("revision" = i64, Path)),
+    responses((status = 200, body = HistoryView), (status = 404, body = ErrorBody)))]
+async fn history_entry(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiPath((namespace, group, data_id, revision)): ApiPath<(String, String, String, i64)>,
+) -> Result<Json<HistoryView>, ApiError> {
+    let key = cairn_core::ConfigKey::parse(&namespace, &group, &data_id)?;
+    let entry = state.service.history_entry(&key, revision).await?;
+    Ok(Json(HistoryView::new(&entry, true)))
+}
+
+/// Publishes an earlier revision's content again, as a new revision.
+#[utoipa::path(post, path = "/api/v1/configs/{namespace}/{group}/{data_id}/rollback", tag = "history",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    request_body = RollbackRequest,
+    responses((status = 200, body = ConfigView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rollback(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+    ApiJson(req): ApiJson<RollbackRequest>,
+) -> Result<Json<ConfigView>, ApiError> {
+    let key = config_key(path)?;
+    let record = state
+        .service
+        .rollback(key, req.revision, req.cas_md5, &actor(&caller, &addr))
+        .await?;
+    Ok(Json(ConfigView::new(&record, false)))
+}
+
+/// A unified diff between two revisions (or a revision and the current content).
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/diff", tag = "history",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), DiffQuery),
+    responses((status = 200, description = "text/x-diff; empty when equal", body = String),
+        (status = 404, body = ErrorBody)))]
+async fn diff(
+    State(state): State<SharedState>,
+    _: Caller,
+    path: KeyPath,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Result<Response, ApiError> {
+    let key = config_key(path)?;
+    let diff = state.service.diff(&key, q.from, q.to).await?;
+    Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
+}
+
+/// Lists users (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = [UserView]), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<SharedState>,
+    _: Admin,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    let users = state.auth.list_users().await?;
+    Ok(Json(users.iter().map(UserView::from).collect()))
+}
+
+/// Creates a user (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    responses((status = 201), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_user(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> Result<StatusCode, ApiError> {
+    let username = Username::parse(&req.username)?;
+    let role = match req.role.as_deref() {
+        None | Some("user") => Role::User,
+        Some("admin") => Role::Admin,
+        Some(other) => return Err(crate::auth::AuthError::UnknownRole(other.to_owned()).into()),
+    };
+    state
+        .auth
+        .add_user(&username, &Secret::new(req.password), role)
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Deletes a user (admin). The last admin cannot be deleted.
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users",
+    params(("username" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_user(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(username): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let username = Username::parse(&username)?;
+    state.auth.delete_user(&username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a user's password: your own, or anyone's as admin. Tokens issued before stop
+/// working.
+#[utoipa::path(put, path = "/api/v1/users/{username}/password", tag = "users",
+    params(("username" = String, Path)), request_body = SetPassword,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_password(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(req): ApiJson<SetPassword>,
+) -> Result<StatusCode, ApiError> {
+    let username = Username::parse(&username)?;
+    if caller.role != Role::Admin && caller.username != username {
+        return Err(crate::auth::AuthError::Forbidden.into());
+    }
+    state
+        .auth
+        .set_password(&username, &Secret::new(req.password))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

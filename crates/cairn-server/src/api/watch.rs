@@ -1,0 +1,180 @@
+//! Watching on the native API: a long poll over many keys, and a server-sent-events
+//! stream. Both park in the shared hub, so any surface's write wakes them.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_core::ConfigKey;
+use futures::Stream;
+use tokio::time::Instant;
+
+use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
+use super::{ApiError, ApiJson, ApiQuery, SharedState};
+use crate::auth::Caller;
+use crate::cache::Cache;
+use crate::hub::Registration;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/watch", post(watch))
+        .route("/api/v1/watch/stream", get(stream))
+}
+
+fn current_state(cache: &Cache, key: &ConfigKey) -> ChangedKey {
+    let config = cache.get(key);
+    ChangedKey {
+        namespace: key.namespace.to_string(),
+        group: key.group.to_string(),
+        data_id: key.data_id.to_string(),
+        md5: config.as_ref().map(|c| c.md5.clone()).unwrap_or_default(),
+        revision: config.as_ref().map(|c| c.revision),
+        exists: config.is_some(),
+    }
+}
+
+fn too_many_keys(count: usize, max: usize) -> ApiError {
+    ApiError::bad_request(
+        "too_many_keys",
+        format!("{count} keys in one watch; the limit is {max}; split them over several requests"),
+    )
+}
+
+/// Keys whose current md5 differs from the one the client holds.
+fn changed(cache: &Cache, held: &[(ConfigKey, String)]) -> Vec<ChangedKey> {
+    held.iter()
+        .filter(|(key, md5)| cache.md5(key).unwrap_or_default() != *md5)
+        .map(|(key, _)| current_state(cache, key))
+        .collect()
+}
+
+/// Long poll: answers at once if any key's md5 differs from the client's, else when
+/// one changes, else after the timeout with an empty `changed` list.
+#[utoipa::path(post, path = "/api/v1/watch", tag = "watch", request_body = WatchRequest,
+    responses((status = 200, body = WatchResponse), (status = 400, body = ErrorBody)))]
+pub async fn watch(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiJson(req): ApiJson<WatchRequest>,
+) -> Result<Json<WatchResponse>, ApiError> {
+    let max = state.settings.watch_max_keys;
+    if req.keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "a watch needs at least one key",
+        ));
+    }
+    if req.keys.len() > max {
+        return Err(too_many_keys(req.keys.len(), max));
+    }
+    let held = req
+        .keys
+        .into_iter()
+        .map(|k| Ok((ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?, k.md5)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let timeout = req
+        .timeout_ms
+        .map_or(
+            state.settings.watch_default_timeout(),
+            Duration::from_millis,
+        )
+        .min(state.settings.watch_max_timeout());
+    let cache = state.service.cache();
+    let now = changed(cache, &held);
+    if !now.is_empty() || timeout.is_zero() {
+        return Ok(Json(WatchResponse { changed: now }));
+    }
+    let deadline = Instant::now() + timeout;
+    // Registered before the second comparison, so a change in between is not missed.
+    let registration = state
+        .service
+        .hub()
+        .register(held.iter().map(|(k, _)| k.clone()).collect());
+    loop {
+        let now = changed(cache, &held);
+        if !now.is_empty() {
+            return Ok(Json(WatchResponse { changed: now }));
+        }
+        tokio::select! {
+            _ = registration.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+    Ok(Json(WatchResponse {
+        changed: Vec::new(),
+    }))
+}
+
+struct StreamState {
+    state: SharedState,
+    registration: Registration,
+    /// The md5 last sent per key; `None` before the first event.
+    sent: Vec<Option<String>>,
+    pending: VecDeque<ChangedKey>,
+}
+
+/// Server-sent events: one `change` event per key at once with its current state, then
+/// one each time a key's content changes. Ends when the server shuts down.
+#[utoipa::path(get, path = "/api/v1/watch/stream", tag = "watch", params(StreamQuery),
+    responses((status = 200, description = "text/event-stream of ChangedKey events", body = ChangedKey),
+        (status = 400, body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let keys = q
+        .keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(ConfigKey::parse_path)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "a stream needs at least one key",
+        ));
+    }
+    if keys.len() > state.settings.watch_max_keys {
+        return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
+    }
+    let registration = state.service.hub().register(keys);
+    let initial = StreamState {
+        sent: vec![None; registration.keys().len()],
+        state,
+        registration,
+        pending: VecDeque::new(),
+    };
+    let events = futures::stream::unfold(initial, |mut s| async move {
+        loop {
+            if let Some(change) = s.pending.pop_front() {
+                let event = Event::default()
+                    .event("change")
+                    .json_data(&change)
+                    .unwrap_or_else(|_| Event::default().comment("unserializable"));
+                return Some((Ok(event), s));
+            }
+            let cache = s.state.service.cache();
+            for (i, key) in s.registration.keys().iter().enumerate() {
+                let md5 = cache.md5(key).unwrap_or_default();
+                if s.sent[i].as_deref() != Some(md5.as_str()) {
+                    s.sent[i] = Some(md5);
+                    s.pending.push_back(current_state(cache, key));
+                }
+            }
+            if !s.pending.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                _ = s.registration.changed() => {}
+                _ = s.state.shutdown.cancelled() => return None,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,321 @@
+//! Request and response bodies of the native API. Converted by hand from domain types,
+//! so the wire format changes only when this file does.
+
+use cairn_store::{ConfigRecord, HistoryRecord, NamespaceRecord, UserRecord};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::service::NamespaceInfo;
+
+/// RFC 3339 text of a Unix time in milliseconds.
+pub fn timestamp(millis: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// An error: a stable machine-readable `code` and a message for people.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub username: String,
+    pub role: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NamespaceView {
+    pub name: String,
+    pub description: String,
+    pub config_count: usize,
+    pub created_at: String,
+}
+
+impl From<&NamespaceInfo> for NamespaceView {
+    fn from(n: &NamespaceInfo) -> Self {
+        Self {
+            name: n.record.name.to_string(),
+            description: n.record.description.clone(),
+            config_count: n.config_count,
+            created_at: timestamp(n.record.created_at),
+        }
+    }
+}
+
+impl From<&NamespaceRecord> for NamespaceView {
+    fn from(n: &NamespaceRecord) -> Self {
+        Self {
+            name: n.name.to_string(),
+            description: n.description.clone(),
+            config_count: 0,
+            created_at: timestamp(n.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateNamespace {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateNamespace {
+    pub description: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PublishRequest {
+    pub content: String,
+    /// text, properties, yaml, json, toml, xml or html. Default: the current format, else
+    /// the data id's extension, else text.
+    pub format: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Compare-and-set: publish only if the current md5 is this; `""` means only if the
+    /// config does not exist yet.
+    pub cas_md5: Option<String>,
+    /// Store content even if it does not parse as its format.
+    #[serde(default)]
+    pub force: bool,
+    /// Recorded in history.
+    pub comment: Option<String>,
+}
+
+/// A config's metadata, and its content when asked for.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ConfigView {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub revision: i64,
+    pub size: usize,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+impl ConfigView {
+    pub fn new(c: &ConfigRecord, with_content: bool) -> Self {
+        Self {
+            namespace: c.key.namespace.to_string(),
+            group: c.key.group.to_string(),
+            data_id: c.key.data_id.to_string(),
+            content: with_content.then(|| c.content.clone()),
+            format: c.format.to_string(),
+            md5: c.md5.clone(),
+            revision: c.revision,
+            size: c.content.len(),
+            description: c.description.clone(),
+            tags: c.tags.clone(),
+            created_by: c.created_by.clone(),
+            created_at: timestamp(c.created_at),
+            updated_by: c.updated_by.clone(),
+            updated_at: timestamp(c.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub namespace: Option<String>,
+    /// Group; `*` matches any run of characters.
+    pub group: Option<String>,
+    /// Data id; `*` matches any run of characters.
+    pub data_id: Option<String>,
+    pub tag: Option<String>,
+    /// Only configs whose content contains this text.
+    pub q: Option<String>,
+    pub page: Option<u32>,
+    /// At most 500; default 50.
+    pub page_size: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub page: Option<u32>,
+    /// At most 500; default 50.
+    pub page_size: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ConfigPage {
+    pub items: Vec<ConfigView>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    pub revision: i64,
+    /// publish, rollback or delete.
+    pub op: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub operator: String,
+    pub source: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+impl HistoryView {
+    pub fn new(h: &HistoryRecord, with_content: bool) -> Self {
+        Self {
+            revision: h.revision,
+            op: h.op.as_str().to_owned(),
+            content: with_content.then(|| h.content.clone()),
+            format: h.format.to_string(),
+            md5: h.md5.clone(),
+            description: h.description.clone(),
+            tags: h.tags.clone(),
+            operator: h.operator.clone(),
+            source: h.source.clone(),
+            comment: h.comment.clone(),
+            created_at: timestamp(h.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryView>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RollbackRequest {
+    /// The revision whose content to publish again.
+    pub revision: i64,
+    pub cas_md5: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    pub from: i64,
+    /// Default: the current content.
+    pub to: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Delete only if the current md5 is this.
+    pub cas_md5: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    /// `json`: answer with metadata and content as JSON instead of the raw content.
+    pub view: Option<String>,
+}
+
+/// One key a watcher holds, with the md5 of the content it has (`""`: none).
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct WatchKey {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    #[serde(default)]
+    pub md5: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct WatchRequest {
+    pub keys: Vec<WatchKey>,
+    /// How long to hold the request when nothing changed; default 30000, clamped to the
+    /// server's maximum.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The new state of a watched key.
+#[derive(Serialize, Deserialize, ToSchema, Clone)]
+pub struct ChangedKey {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    /// `""` when the config does not exist (deleted, or not yet created).
+    pub md5: String,
+    /// `None` when the config does not exist.
+    pub revision: Option<i64>,
+    pub exists: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WatchResponse {
+    /// Empty when the timeout passed with nothing changed.
+    pub changed: Vec<ChangedKey>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Comma-separated `namespace/group/data_id` keys.
+    pub keys: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub username: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            username: u.username.to_string(),
+            role: u.role.clone(),
+            created_at: timestamp(u.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    /// admin or user; default user.
+    pub role: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetPassword {
+    pub password: String,
+}

@@ -1,0 +1,366 @@
+//! Authentication: argon2 password hashes, signed access tokens, the first-start admin,
+//! and user management. There is no built-in password or signing key: both are made
+//! at first start.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use cairn_core::Username;
+use cairn_store::{Store, StoreError, UserRecord};
+use dashmap::DashMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::distributions::{Alphanumeric, DistString};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::now_millis;
+use crate::settings::Secret;
+
+/// What a user may do. Per-namespace grants will refine `User`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Manages users and namespaces, and everything a user can do.
+    Admin,
+    /// Reads, publishes and watches configs.
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub username: Username,
+    pub role: Role,
+}
+
+/// A freshly issued access token.
+pub struct IssuedToken {
+    pub token: Secret,
+    pub expires_in_secs: u64,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("user name or password is wrong")]
+    BadCredentials,
+    #[error("the access token is missing")]
+    MissingToken,
+    #[error("the access token has expired; log in again")]
+    Expired,
+    #[error("the access token is invalid; log in again")]
+    InvalidToken,
+    #[error("this needs the admin role")]
+    Forbidden,
+    #[error("a password must be 8 to 256 characters long")]
+    WeakPassword,
+    #[error("unknown role {0:?}; expected admin or user")]
+    UnknownRole(String),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} does not exist")]
+    UserNotFound(String),
+    #[error("{0} is the last admin; make another admin first")]
+    LastAdmin(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UserExists(u) => AuthError::UserExists(u),
+            StoreError::UserNotFound(u) => AuthError::UserNotFound(u),
+            other => AuthError::Store(other),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+    /// When the user's password last changed; a token from before a change is void.
+    pwd: i64,
+}
+
+#[derive(Clone, Copy)]
+struct UserState {
+    role: Role,
+    password_changed_at: i64,
+}
+
+/// Issues and checks tokens and manages users. Users are mirrored in memory so that
+/// checking a token never touches the database.
+pub struct Auth {
+    store: Arc<dyn Store>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: u64,
+    users: DashMap<Username, UserState>,
+    /// Verified against when a login names an unknown user, so that the answer takes
+    /// as long as for a known one.
+    dummy_hash: String,
+}
+
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+fn password_matches(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn check_password_strength(password: &str) -> Result<(), AuthError> {
+    let len = password.chars().count();
+    if (8..=256).contains(&len) {
+        Ok(())
+    } else {
+        Err(AuthError::WeakPassword)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("password hashing task panicked")
+}
+
+/// Reads the token signing key from `dir`, creating a random one on first start.
+pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let path = dir.join("token.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a hex key: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            std::io::Write::write_all(&mut file, hex::encode(&key).as_bytes())?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A random password for the first admin.
+pub fn generate_password() -> String {
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
+}
+
+impl Auth {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        signing_key: &[u8],
+        ttl_secs: u64,
+    ) -> Result<Self, AuthError> {
+        let users = DashMap::new();
+        for user in store.list_users().await? {
+            let role = Role::parse(&user.role).unwrap_or(Role::User);
+            users.insert(
+                user.username.clone(),
+                UserState {
+                    role,
+                    password_changed_at: user.password_changed_at,
+                },
+            );
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let dummy_hash = blocking(|| hash_password("not-a-real-password")).await?;
+        Ok(Self {
+            store,
+            encoding: EncodingKey::from_secret(signing_key),
+            decoding: DecodingKey::from_secret(signing_key),
+            validation,
+            ttl_secs,
+            users,
+            dummy_hash,
+        })
+    }
+
+    /// Creates `admin` when there are no users at all, with the given password or a
+    /// random one. Returns the password when it created the user.
+    pub async fn bootstrap_admin(
+        &self,
+        password: Option<&Secret>,
+    ) -> Result<Option<Secret>, AuthError> {
+        if !self.users.is_empty() {
+            return Ok(None);
+        }
+        let password = password
+            .cloned()
+            .unwrap_or_else(|| Secret::new(generate_password()));
+        let admin = Username::parse("admin").expect("a valid name");
+        self.add_user(&admin, &password, Role::Admin).await?;
+        Ok(Some(password))
+    }
+
+    /// Checks a user name and password and issues a token.
+    pub async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken, AuthError> {
+        let user = match Username::parse(username) {
+            Ok(name) => self.store.get_user(&name).await?,
+            Err(_) => None,
+        };
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password = password.clone();
+        let ok = blocking(move || password_matches(password.expose(), &hash)).await;
+        match user {
+            Some(user) if ok => self.issue(&user),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    fn issue(&self, user: &UserRecord) -> Result<IssuedToken, AuthError> {
+        let now = (now_millis() / 1000) as u64;
+        let role = Role::parse(&user.role).unwrap_or(Role::User);
+        let claims = Claims {
+            sub: user.username.to_string(),
+            iat: now,
+            exp: now + self.ttl_secs,
+            pwd: user.password_changed_at,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::InvalidToken)?;
+        Ok(IssuedToken {
+            token: Secret::new(token),
+            expires_in_secs: self.ttl_secs,
+            role,
+        })
+    }
+
+    /// Checks a token: signature, expiry, that its user still exists and that the
+    /// password has not changed since it was issued.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::InvalidToken,
+            })?;
+        let username = Username::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let state = self
+            .users
+            .get(&username)
+            .map(|s| *s)
+            .ok_or(AuthError::InvalidToken)?;
+        if state.password_changed_at != data.claims.pwd {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Caller {
+            username,
+            role: state.role,
+        })
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>, AuthError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn add_user(
+        &self,
+        username: &Username,
+        password: &Secret,
+        role: Role,
+    ) -> Result<(), AuthError> {
+        check_password_strength(password.expose())?;
+        let password = password.clone();
+        let hash = blocking(move || hash_password(password.expose())).await?;
+        let now = now_millis();
+        self.store
+            .create_user(&UserRecord {
+                username: username.clone(),
+                password_hash: hash,
+                role: role.as_str().to_owned(),
+                created_at: now,
+                password_changed_at: now,
+            })
+            .await?;
+        self.users.insert(
+            username.clone(),
+            UserState {
+                role,
+                password_changed_at: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets a new password; every token issued before stops working.
+    pub async fn set_password(
+        &self,
+        username: &Username,
+        password: &Secret,
+    ) -> Result<(), AuthError> {
+        check_password_strength(password.expose())?;
+        let password = password.clone();
+        let hash = blocking(move || hash_password(password.expose())).await?;
+        // Strictly later than the previous change, even within the same millisecond.
+        let previous = self
+            .users
+            .get(username)
+            .map_or(0, |s| s.password_changed_at);
+        let changed_at = now_millis().max(previous + 1);
+        self.store.set_password(username, &hash, changed_at).await?;
+        if let Some(mut state) = self.users.get_mut(username) {
+            state.password_changed_at = changed_at;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_user(&self, username: &Username) -> Result<(), AuthError> {
+        let is_admin = self
+            .users
+            .get(username)
+            .is_some_and(|s| s.role == Role::Admin);
+        let admins = self.users.iter().filter(|s| s.role == Role::Admin).count();
+        if is_admin && admins <= 1 {
+            return Err(AuthError::LastAdmin(username.to_string()));
+        }
+        self.store.delete_user(username).await?;
+        self.users.remove(username);
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The watch hub: which held watches wait on which key. A change wakes only the
+//! watchers of its key, so its cost is that key's watcher count, not the total.
+//!
+//! A watch registers one `Waiter` under each of its keys *before* it compares md5s
+//! with the cache, and the waiter keeps a wake-up permit, so a change that lands
+//! between the comparison and the wait is never missed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cairn_core::ConfigKey;
+use tokio::sync::Notify;
+
+const SHARDS: usize = 64;
+
+type Waiters = HashMap<u64, Arc<Notify>>;
+
+/// Key → waiting watchers, sharded to keep lock hold times short under fan-out.
+pub struct Hub {
+    shards: Vec<Mutex<HashMap<ConfigKey, Waiters>>>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    held: AtomicUsize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(1),
+            held: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Hub {
+    fn shard(&self, key: &ConfigKey) -> &Mutex<HashMap<ConfigKey, Waiters>> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    /// Registers a watcher of `keys`; it is woken by any change to any of them until the
+    /// returned registration is dropped.
+    pub fn register(self: &Arc<Self>, keys: Vec<ConfigKey>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        for key in &keys {
+            let mut shard = self.shard(key).lock().expect("hub shard poisoned");
+            shard
+                .entry(key.clone())
+                .or_default()
+                .insert(id, notify.clone());
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Registration {
+            hub: self.clone(),
+            id,
+            keys,
+            notify,
+        }
+    }
+
+    /// Wakes every watcher of `key`.
+    pub fn notify(&self, key: &ConfigKey) {
+        let shard = self.shard(key).lock().expect("hub shard poisoned");
+        if let Some(waiters) = shard.get(key) {
+            for notify in waiters.values() {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Watches currently registered.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Keys with at least one watcher.
+    pub fn watched_keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("hub shard poisoned").len())
+            .sum()
+    }
+}
+
+/// A watcher's place in the hub; dropping it removes the watcher from every key.
+pub struct Registration {
+    hub: Arc<Hub>,
+    id: u64,
+    keys: Vec<ConfigKey>,
+    notify: Arc<Notify>,
+}
+
+impl Registration {
+    /// Completes after a change to one of the keys since the last call (or since
+    /// registration). Several changes in between complete it once.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+
+    pub fn keys(&self) -> &[ConfigKey] {
+        &self.keys
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        for key in &self.keys {
+            let mut shard = self.hub.shard(key).lock().expect("hub shard poisoned");
+            if let Some(waiters) = shard.get_mut(key) {
+                waiters.remove(&self.id);
+                if waiters.is_empty() {
+                    shard.remove(key);
+                }
+            }
+        }
+        self.hub.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(d: &str) -> ConfigKey {
+        ConfigKey::parse("public", "g", d).unwrap()
+    }
+
+    #[tokio::test]
+    async fn wakes_only_watchers_of_the_changed_key() {
+        let hub = Arc::new(Hub::default());
+        let a = hub.register(vec![key("a"), key("b")]);
+        let c = hub.register(vec![key("c")]);
+        assert_eq!((hub.held(), hub.watched_keys()), (2, 3));
+        hub.notify(&key("b"));
+        tokio::time::timeout(Duration::from_secs(1), a.changed())
+            .await
+            .expect("the watcher of b is woken");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), c.changed())
+                .await
+                .is_err(),
+            "the watcher of c stays asleep"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_before_the_wait_is_kept() {
+        let hub = Arc::new(Hub::default());
+        let r = hub.register(vec![key("a")]);
+        hub.notify(&key("a"));
+        tokio::time::timeout(Duration::from_secs(1), r.changed())
+            .await
+            .expect("the permit survives until the wait");
+    }
+
+    #[test]
+    fn dropping_a_registration_cleans_up() {
+        let hub = Arc::new(Hub::default());
+        let r1 = hub.register(vec![key("a")]);
+        let r2 = hub.register(vec![key("a"), key("b")]);
+        drop(r1);
+        assert_eq!((hub.held(), hub.watched_keys()), (1, 2));
+        drop(r2);
+        assert_eq!((hub.held(), hub.watched_keys()), (0, 0));
+    }
+}

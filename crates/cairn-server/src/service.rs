@@ -1,0 +1,475 @@
+//! The config service: the business rules every HTTP surface shares. Validation,
+//! compare-and-set, history, rollback and diff live here, once; the routers only
+//! translate their wire formats to and from these calls.
+//!
+//! Write path: validate → one store transaction → apply to the cache → wake the key's
+//! watchers → return. Nothing is acknowledged before the transaction commits.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use cairn_core::pattern::Wildcard;
+use cairn_core::{md5::md5_hex, ConfigKey, Format, FormatError, Namespace, Tag};
+use cairn_store::{
+    Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, HistoryRecord, NamespaceRecord, Op,
+    Page, Store, StoreError,
+};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::cache::Cache;
+use crate::hub::Hub;
+use crate::now_millis;
+
+const MAX_TAGS: usize = 32;
+const MAX_DESCRIPTION: usize = 2048;
+const LOCK_STRIPES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    InvalidContent(FormatError),
+    #[error("content is {size} bytes; the limit is {max}")]
+    ContentTooLarge { size: usize, max: usize },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("namespace {0} does not exist")]
+    NamespaceNotFound(String),
+    #[error("namespace {0} already exists")]
+    NamespaceExists(String),
+    #[error("namespace {0} still holds configs; delete them first")]
+    NamespaceNotEmpty(String),
+    #[error("the public namespace cannot be deleted")]
+    PublicNamespace,
+    #[error("config {0} does not exist")]
+    ConfigNotFound(ConfigKey),
+    #[error("config {key} has no revision {revision}")]
+    RevisionNotFound { key: ConfigKey, revision: i64 },
+    #[error("revision {0} is a deletion; roll back to a revision that published content")]
+    RevisionIsDeletion(i64),
+    #[error("{}", cas_message(.key, .expected, .current))]
+    CasConflict {
+        key: ConfigKey,
+        expected: Option<String>,
+        current: Option<String>,
+    },
+    #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
+    Unavailable(#[source] StoreError),
+    #[error("internal storage error")]
+    Internal(#[source] StoreError),
+}
+
+fn cas_message(key: &ConfigKey, expected: &Option<String>, current: &Option<String>) -> String {
+    match (expected, current) {
+        (None, Some(current)) => {
+            format!("config {key} already exists (md5 {current}); fetch it and publish with its md5")
+        }
+        (Some(expected), None) => {
+            format!("config {key} does not exist, but md5 {expected} was expected")
+        }
+        (Some(expected), Some(current)) => format!(
+            "config {key} was changed by someone else: expected md5 {expected}, current md5 {current}; fetch it, merge, and publish again"
+        ),
+        (None, None) => format!("config {key} changed concurrently"),
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NamespaceNotFound(n) => ServiceError::NamespaceNotFound(n),
+            StoreError::NamespaceExists(n) => ServiceError::NamespaceExists(n),
+            StoreError::NamespaceNotEmpty(n) => ServiceError::NamespaceNotEmpty(n),
+            StoreError::ConfigNotFound(k) => ServiceError::ConfigNotFound(k),
+            StoreError::CasMismatch {
+                key,
+                expected,
+                current,
+            } => ServiceError::CasConflict {
+                key,
+                expected,
+                current,
+            },
+            other if other.is_outage() => ServiceError::Unavailable(other),
+            other => ServiceError::Internal(other),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Who asks, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub username: String,
+    pub source: String,
+}
+
+/// A publish as the surfaces hand it over. `None` fields keep the current value (or
+/// take the default when the config is new).
+#[derive(Debug, Clone, Default)]
+pub struct PublishInput {
+    pub content: String,
+    pub format: Option<Format>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// `Some("")`: only create; `Some(md5)`: only replace that exact content.
+    pub cas_md5: Option<String>,
+    /// Store content that does not parse as its format.
+    pub force: bool,
+    pub comment: Option<String>,
+}
+
+/// Search criteria; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub namespace: Option<Namespace>,
+    pub group: Option<Wildcard>,
+    pub data_id: Option<Wildcard>,
+    pub tag: Option<String>,
+    pub content: Option<String>,
+}
+
+/// A namespace and how many configs it holds.
+pub struct NamespaceInfo {
+    pub record: NamespaceRecord,
+    pub config_count: usize,
+}
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    cache: Arc<Cache>,
+    hub: Arc<Hub>,
+    max_content_bytes: usize,
+    /// Serializes writes to one key on this node, so that a key's commit, cache update
+    /// and wake-up happen in revision order.
+    locks: Vec<Mutex<()>>,
+    hasher: RandomState,
+}
+
+fn expect_from(cas_md5: Option<String>) -> Expect {
+    match cas_md5 {
+        None => Expect::Any,
+        Some(m) if m.is_empty() => Expect::Absent,
+        Some(m) => Expect::Md5(m),
+    }
+}
+
+fn check_tags(tags: Vec<String>) -> Result<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{} tags given; the limit is {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    let mut clean = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag =
+            Tag::parse(tag.trim()).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        if !clean.iter().any(|t: &String| t == tag.as_str()) {
+            clean.push(tag.as_str().to_owned());
+        }
+    }
+    Ok(clean)
+}
+
+fn check_description(description: &str) -> Result<()> {
+    let len = description.chars().count();
+    if len > MAX_DESCRIPTION {
+        return Err(ServiceError::InvalidArgument(format!(
+            "description is {len} characters long; the limit is {MAX_DESCRIPTION}"
+        )));
+    }
+    Ok(())
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<Cache>,
+        hub: Arc<Hub>,
+        max_content_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            hub,
+            max_content_bytes,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn max_content_bytes(&self) -> usize {
+        self.max_content_bytes
+    }
+
+    async fn lock(&self, key: &ConfigKey) -> MutexGuard<'_, ()> {
+        let stripe = (self.hasher.hash_one(key) as usize) % LOCK_STRIPES;
+        self.locks[stripe].lock().await
+    }
+
+    fn audit(actor: &Actor, comment: String) -> Audit {
+        Audit {
+            operator: actor.username.clone(),
+            source: actor.source.clone(),
+            comment,
+            at: now_millis(),
+        }
+    }
+
+    /// The current version of a config, from memory.
+    pub fn get(&self, key: &ConfigKey) -> Option<Arc<ConfigRecord>> {
+        self.cache.get(key)
+    }
+
+    /// Creates or replaces a config.
+    pub async fn publish(
+        &self,
+        key: ConfigKey,
+        input: PublishInput,
+        actor: &Actor,
+    ) -> Result<Arc<ConfigRecord>> {
+        self.write(key, input, Op::Publish, actor).await
+    }
+
+    async fn write(
+        &self,
+        key: ConfigKey,
+        input: PublishInput,
+        op: Op,
+        actor: &Actor,
+    ) -> Result<Arc<ConfigRecord>> {
+        if input.content.len() > self.max_content_bytes {
+            return Err(ServiceError::ContentTooLarge {
+                size: input.content.len(),
+                max: self.max_content_bytes,
+            });
+        }
+        let tags = input.tags.map(check_tags).transpose()?;
+        if let Some(description) = &input.description {
+            check_description(description)?;
+        }
+        let _guard = self.lock(&key).await;
+        let current = self.cache.get(&key);
+        let format = input
+            .format
+            .or(current.as_ref().map(|c| c.format))
+            .or_else(|| Format::from_file_name(key.data_id.as_str()))
+            .unwrap_or_default();
+        if !input.force {
+            format
+                .validate(&input.content)
+                .map_err(ServiceError::InvalidContent)?;
+        }
+        let description = input
+            .description
+            .or_else(|| current.as_ref().map(|c| c.description.clone()))
+            .unwrap_or_default();
+        let tags = tags
+            .or_else(|| current.as_ref().map(|c| c.tags.clone()))
+            .unwrap_or_default();
+        let md5 = md5_hex(&input.content);
+        let write = ConfigWrite {
+            key,
+            op,
+            content: input.content,
+            format,
+            md5,
+            description,
+            tags,
+            expect: expect_from(input.cas_md5),
+            audit: Self::audit(actor, input.comment.unwrap_or_default()),
+        };
+        let record = Arc::new(self.store.put_config(&write).await?);
+        self.cache.apply(record.clone());
+        self.hub.notify(&record.key);
+        tracing::info!(key = %record.key, revision = record.revision, op = op.as_str(), by = %actor.username, "config written");
+        Ok(record)
+    }
+
+    /// Deletes a config; returns the revision of the deletion.
+    pub async fn delete(
+        &self,
+        key: ConfigKey,
+        cas_md5: Option<String>,
+        actor: &Actor,
+    ) -> Result<i64> {
+        let _guard = self.lock(&key).await;
+        let change = self
+            .store
+            .delete_config(&ConfigDelete {
+                key,
+                expect: match cas_md5 {
+                    Some(m) if !m.is_empty() => Expect::Md5(m),
+                    _ => Expect::Any,
+                },
+                audit: Self::audit(actor, String::new()),
+            })
+            .await?;
+        self.cache.remove(&change.key, change.seq);
+        self.hub.notify(&change.key);
+        tracing::info!(key = %change.key, revision = change.seq, by = %actor.username, "config deleted");
+        Ok(change.seq)
+    }
+
+    /// Configs matching `filter`, in key order, one page of them, and the total count.
+    pub fn list(&self, filter: &ListFilter, page: Page) -> (Vec<Arc<ConfigRecord>>, usize) {
+        let all = self.cache.select(|c| {
+            filter
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| &c.key.namespace == ns)
+                && filter
+                    .group
+                    .as_ref()
+                    .is_none_or(|p| p.matches(c.key.group.as_str()))
+                && filter
+                    .data_id
+                    .as_ref()
+                    .is_none_or(|p| p.matches(c.key.data_id.as_str()))
+                && filter
+                    .tag
+                    .as_ref()
+                    .is_none_or(|t| c.tags.iter().any(|x| x == t))
+                && filter
+                    .content
+                    .as_ref()
+                    .is_none_or(|s| c.content.contains(s.as_str()))
+        });
+        let total = all.len();
+        let items = all
+            .into_iter()
+            .skip(page.offset() as usize)
+            .take(page.size as usize)
+            .collect();
+        (items, total)
+    }
+
+    pub async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)> {
+        Ok(self.store.history(key, page).await?)
+    }
+
+    pub async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<HistoryRecord> {
+        self.store
+            .history_entry(key, revision)
+            .await?
+            .ok_or_else(|| ServiceError::RevisionNotFound {
+                key: key.clone(),
+                revision,
+            })
+    }
+
+    /// Publishes the content of an earlier revision again, as a new revision.
+    pub async fn rollback(
+        &self,
+        key: ConfigKey,
+        revision: i64,
+        cas_md5: Option<String>,
+        actor: &Actor,
+    ) -> Result<Arc<ConfigRecord>> {
+        let entry = self.history_entry(&key, revision).await?;
+        if entry.op == Op::Delete {
+            return Err(ServiceError::RevisionIsDeletion(revision));
+        }
+        let input = PublishInput {
+            content: entry.content,
+            format: Some(entry.format),
+            description: Some(entry.description),
+            tags: Some(entry.tags),
+            cas_md5,
+            // It was accepted once; a later tightening of a parser must not block undoing.
+            force: true,
+            comment: Some(format!("rollback to revision {revision}")),
+        };
+        self.write(key, input, Op::Rollback, actor).await
+    }
+
+    /// A unified diff from revision `from` to revision `to` (or the current content).
+    pub async fn diff(&self, key: &ConfigKey, from: i64, to: Option<i64>) -> Result<String> {
+        let old = self.history_entry(key, from).await?;
+        let (new_content, new_label) = match to {
+            Some(to) => (
+                self.history_entry(key, to).await?.content,
+                format!("{key}@{to}"),
+            ),
+            None => {
+                let current = self
+                    .cache
+                    .get(key)
+                    .ok_or_else(|| ServiceError::ConfigNotFound(key.clone()))?;
+                (
+                    current.content.clone(),
+                    format!("{key}@{}", current.revision),
+                )
+            }
+        };
+        Ok(cairn_core::diff::unified(
+            &old.content,
+            &new_content,
+            &format!("{key}@{from}"),
+            &new_label,
+        ))
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        let records = self.store.list_namespaces().await?;
+        let mut counts = std::collections::HashMap::new();
+        for config in self.cache.select(|_| true) {
+            *counts.entry(config.key.namespace.clone()).or_insert(0usize) += 1;
+        }
+        Ok(records
+            .into_iter()
+            .map(|record| NamespaceInfo {
+                config_count: counts.get(&record.name).copied().unwrap_or(0),
+                record,
+            })
+            .collect())
+    }
+
+    pub async fn namespace(&self, name: &Namespace) -> Result<NamespaceInfo> {
+        self.namespaces()
+            .await?
+            .into_iter()
+            .find(|n| &n.record.name == name)
+            .ok_or_else(|| ServiceError::NamespaceNotFound(name.to_string()))
+    }
+
+    pub async fn create_namespace(
+        &self,
+        name: Namespace,
+        description: String,
+    ) -> Result<NamespaceRecord> {
+        check_description(&description)?;
+        let record = NamespaceRecord {
+            name,
+            description,
+            created_at: now_millis(),
+        };
+        self.store.create_namespace(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn update_namespace(&self, name: &Namespace, description: String) -> Result<()> {
+        check_description(&description)?;
+        Ok(self.store.update_namespace(name, &description).await?)
+    }
+
+    pub async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
+        if name.is_public() {
+            return Err(ServiceError::PublicNamespace);
+        }
+        Ok(self.store.delete_namespace(name).await?)
+    }
+}

@@ -1,0 +1,120 @@
+//! Server settings: defaults, overridden by a TOML file, then by `CAIRN_*` environment
+//! variables and flags (the CLI layers those two on top).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must never be printed, e.g. a password. `Debug` shows a placeholder.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything a node can be told. Field names are the TOML keys; each also has a
+/// `CAIRN_<UPPER_NAME>` environment variable and a `--kebab-name` flag.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the token signing key.
+    pub data_dir: PathBuf,
+    /// Password for the `admin` user created on first start; random when unset.
+    pub admin_password: Option<Secret>,
+    /// Largest config content accepted, in bytes.
+    pub max_content_bytes: usize,
+    /// Long-poll timeout used when a watch request names none, in milliseconds.
+    pub watch_default_timeout_ms: u64,
+    /// Longest a watch request may be held, in milliseconds; longer requests are clamped.
+    pub watch_max_timeout_ms: u64,
+    /// Most keys one watch request may carry.
+    pub watch_max_keys: usize,
+    /// Lifetime of an access token, in seconds.
+    pub token_ttl_secs: u64,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Tracing filter, e.g. `info` or `cairn_server=debug,info`. `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8848)),
+            data_dir: PathBuf::from("cairn-data"),
+            admin_password: None,
+            max_content_bytes: 10 * 1024 * 1024,
+            watch_default_timeout_ms: 30_000,
+            watch_max_timeout_ms: 120_000,
+            watch_max_keys: 10_000,
+            token_ttl_secs: 18_000,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    /// Parses a TOML settings file's text; unknown keys are an error so typos surface.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn watch_default_timeout(&self) -> Duration {
+        Duration::from_millis(self.watch_default_timeout_ms)
+    }
+
+    pub fn watch_max_timeout(&self) -> Duration {
+        Duration::from_millis(self.watch_max_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_typos() {
+        let s = Settings::from_toml("listen = \"0.0.0.0:9000\"\nwatch_max_keys = 5\n").unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.watch_max_keys, 5);
+        assert_eq!(s.max_content_bytes, 10 * 1024 * 1024);
+        let err = Settings::from_toml("lissen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("lissen"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::from_toml("admin_password = \"hunter22\"").unwrap();
+        assert!(!format!("{s:?}").contains("hunter22"));
+        assert_eq!(s.admin_password.unwrap().expose(), "hunter22");
+    }
+}

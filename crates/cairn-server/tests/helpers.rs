@@ -1,0 +1,140 @@
+//! `TestApp`: a real node on port 0 with its own data directory, built through the same
+//! `Application::build` that `cairn server` uses, plus typed request helpers.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use cairn_server::{Application, Secret, Settings};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        cairn_server::init_tracing(&Settings::default());
+    }
+}
+
+pub fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        ..Settings::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        adjust(&mut s);
+        Self::start(dir, s).await
+    }
+
+    pub async fn start(dir: tempfile::TempDir, settings: Settings) -> TestApp {
+        init_logs();
+        let app = Application::build(settings).await.expect("the node builds");
+        let base = format!("http://{}", app.local_addr());
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run());
+        let http = reqwest::Client::new();
+        let mut test = TestApp {
+            base,
+            token: String::new(),
+            http,
+            shutdown,
+            server,
+            dir,
+        };
+        test.token = test.login("admin", ADMIN_PASSWORD).await;
+        test
+    }
+
+    /// Stops the node and waits for it to finish; returns the data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("the node stops in time")
+            .unwrap()
+            .unwrap();
+        self.dir
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "login as {username}");
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn publish(&self, key: &str, body: Value) -> Response {
+        self.request(Method::PUT, &format!("/api/v1/configs/{key}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes and asserts success; returns the new revision.
+    pub async fn publish_ok(&self, key: &str, content: &str) -> i64 {
+        let r = self.publish(key, json!({ "content": content })).await;
+        assert_eq!(r.status(), StatusCode::OK, "publish {key}");
+        r.json::<Value>().await.unwrap()["revision"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.request(Method::GET, path).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn watch(&self, keys: Value, timeout_ms: u64) -> Response {
+        self.request(Method::POST, "/api/v1/watch")
+            .json(&json!({ "keys": keys, "timeout_ms": timeout_ms }))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts an error response's status and code; returns its message.
+pub async fn expect_error(r: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(r.status(), status, "status");
+    let body: Value = r.json().await.expect("an error body is JSON");
+    assert_eq!(body["code"], code, "code in {body}");
+    let message = body["message"].as_str().unwrap().to_owned();
+    assert!(!message.is_empty());
+    message
+}

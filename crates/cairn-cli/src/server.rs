@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::Context;
 use cairn_server::{AdminBootstrap, Application, LogFormat, Secret, Settings};
 use clap::{Args, ValueEnum};
@@ -119,26 +121,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
     let app = Application::build(settings).await?;
     let url = format!("http://{}", app.local_addr());
-    println!(
-        "Cairn is listening on {url} (data in {})",
+    // Written with errors ignored: a closed stdout must not take the node down.
+    let mut notice = format!(
+        "Cairn is listening on {url} (data in {})\n",
         data_dir.display()
     );
     match &app.admin {
-        AdminBootstrap::Generated(password) => {
-            println!();
-            println!("  First start: created user `admin` with password");
-            println!();
-            println!("      {}", password.expose());
-            println!();
-            println!("  It is shown only this once. Log in with `cairn login --server {url}`");
-            println!("  and change it with `cairn user passwd admin`.");
-            println!();
-        }
-        AdminBootstrap::FromSettings => {
-            println!("First start: created user `admin` with the configured password (CAIRN_ADMIN_PASSWORD or admin_password).");
-        }
+        AdminBootstrap::Generated(password) => notice.push_str(&format!(
+            "\n  First start: created user `admin` with password\n\n      {}\n\n  \
+             It is shown only this once. Log in with `cairn login --server {url}`\n  \
+             and change it with `cairn user passwd admin`.\n\n",
+            password.expose()
+        )),
+        AdminBootstrap::FromSettings => notice.push_str(
+            "First start: created user `admin` with the configured password \
+             (CAIRN_ADMIN_PASSWORD or admin_password).\n",
+        ),
         AdminBootstrap::Existing => {}
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(notice.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     let token = app.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

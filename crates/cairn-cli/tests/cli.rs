@@ -1,0 +1,285 @@
+//! The real `cairn` binary: a server process, and the CLI commands against it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+struct Server {
+    child: Child,
+    /// Kept open so that the server's stdout is never a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    /// Everything the server printed to stdout up to the listening line.
+    banner: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
+        let mut command = Command::new(BIN);
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("CAIRN_ADMIN_PASSWORD")
+            .env("CAIRN_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(p) = admin_password {
+            command.env("CAIRN_ADMIN_PASSWORD", p);
+        }
+        let mut child = command.spawn().expect("the server starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let url = loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the server exited before listening: {banner}");
+            }
+            banner.push_str(&line);
+            if let Some(rest) = line.strip_prefix("Cairn is listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Read the rest of the first-start notice, which follows the listening line.
+        if admin_password.is_none() {
+            for _ in 0..7 {
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap();
+                banner.push_str(&line);
+            }
+        }
+        Server {
+            child,
+            _stdout: stdout,
+            url,
+            banner,
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cairn` with the profile kept in `home`.
+fn cairn(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("CAIRN_CONFIG_DIR", home)
+        .env_remove("CAIRN_SERVER")
+        .env_remove("CAIRN_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    ok_with_stdin(home, args, None)
+}
+
+fn ok_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cairn(home, args, stdin);
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(home: &Path, args: &[&str]) -> String {
+    let out = cairn(home, args, None);
+    assert!(!out.status.success(), "cairn {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn the_cli_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = Server::start(&dir.path().join("data"), Some("tour-password-1"));
+
+    let out = ok_with_stdin(
+        &home,
+        &["login", "--server", &server.url, "--password-stdin"],
+        Some("tour-password-1\n"),
+    );
+    assert!(out.contains("logged in"), "{out}");
+
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, "server:\n  port: 8080\n").unwrap();
+    let key = "public/DEFAULT_GROUP/app.yaml";
+    let out = ok(
+        &home,
+        &["publish", key, "-f", file.to_str().unwrap(), "--tag", "web"],
+    );
+    assert!(out.contains("revision 1 (yaml"), "{out}");
+    assert_eq!(ok(&home, &["get", key]), "server:\n  port: 8080\n");
+    let meta: serde_json::Value =
+        serde_json::from_str(&ok(&home, &["get", key, "--meta"])).unwrap();
+    assert_eq!(meta["tags"], serde_json::json!(["web"]));
+
+    // An invalid file is refused with the parser's position.
+    std::fs::write(&file, "server:\n  port: [8080\n").unwrap();
+    let err = fails(&home, &["publish", key, "-f", file.to_str().unwrap()]);
+    assert!(err.contains("invalid yaml at line"), "{err}");
+
+    // The format comes from the file's extension when the data id has none.
+    let props = dir.path().join("db.properties");
+    std::fs::write(&props, "url = jdbc:x\n").unwrap();
+    let out = ok(
+        &home,
+        &["publish", "public/shop/db", "-f", props.to_str().unwrap()],
+    );
+    assert!(out.contains("(properties"), "{out}");
+
+    // A watcher prints the next version.
+    let mut watcher = Command::new(BIN)
+        .args(["watch", key, "--count", "1"])
+        .env("CAIRN_CONFIG_DIR", &home)
+        .env_remove("CAIRN_SERVER")
+        .env_remove("CAIRN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(watcher.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("watching 1 key"), "{line}");
+    std::fs::write(&file, "server:\n  port: 9090\n").unwrap();
+    ok(
+        &home,
+        &[
+            "publish",
+            key,
+            "-f",
+            file.to_str().unwrap(),
+            "-m",
+            "new port",
+        ],
+    );
+    let mut printed = String::new();
+    watcher
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(watcher.wait().unwrap().success());
+    assert!(
+        printed.contains("--- public/DEFAULT_GROUP/app.yaml revision 3"),
+        "{printed}"
+    );
+    assert!(printed.contains("port: 9090"), "{printed}");
+
+    let history = ok(&home, &["history", key]);
+    assert!(history.starts_with("REVISION  OP"), "{history}");
+    assert!(history.contains("new port"), "{history}");
+    assert!(history.contains("2 entries in all"), "{history}");
+
+    let diff = ok(&home, &["diff", key, "--from", "1", "--to", "3"]);
+    assert!(diff.contains("-  port: 8080\n+  port: 9090\n"), "{diff}");
+    let out = ok(&home, &["rollback", key, "--to", "1"]);
+    assert!(out.contains("new revision 4"), "{out}");
+    assert_eq!(ok(&home, &["get", key]), "server:\n  port: 8080\n");
+    assert_eq!(
+        ok(&home, &["get", key, "--revision", "3"]),
+        "server:\n  port: 9090\n"
+    );
+
+    let list = ok(&home, &["list", "--data-id", "*.yaml"]);
+    assert!(
+        list.contains("app.yaml") && !list.contains("shop"),
+        "{list}"
+    );
+    assert!(list.contains("1 configs in all"), "{list}");
+
+    ok(
+        &home,
+        &["ns", "create", "dev", "--description", "Development"],
+    );
+    let ns = ok(&home, &["ns", "list"]);
+    assert!(ns.contains("dev") && ns.contains("Development"), "{ns}");
+    ok(&home, &["ns", "delete", "dev"]);
+    assert!(!ok(&home, &["ns", "list"]).contains("dev "));
+
+    ok_with_stdin(
+        &home,
+        &["user", "add", "carol", "--password-stdin"],
+        Some("carol-password\n"),
+    );
+    assert!(ok(&home, &["user", "list"]).contains("carol"));
+    let err = fails(&home, &["user", "delete", "admin"]);
+    assert!(err.contains("last admin"), "{err}");
+    ok(&home, &["user", "delete", "carol"]);
+
+    ok(&home, &["delete", key]);
+    let err = fails(&home, &["get", key]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    // Flags win over the profile: a bad token is refused with a clear message.
+    let err = fails(&home, &["--token", "bogus", "list"]);
+    assert!(err.contains("invalid_token"), "{err}");
+
+    assert!(server.terminate().success(), "SIGTERM is a clean exit");
+}
+
+#[test]
+fn first_start_prints_a_random_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None);
+    let password = server
+        .banner
+        .lines()
+        .skip_while(|l| !l.contains("created user `admin` with password"))
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.contains("created user"))
+        .expect("the password is printed")
+        .to_owned();
+    assert!(password.len() >= 20, "{password:?}");
+    let home = dir.path().join("home");
+    ok_with_stdin(
+        &home,
+        &["login", "--server", &server.url, "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert!(server.terminate().success());
+
+    // The second start creates nothing and prints no password.
+    let again = Server::start(&data, Some("ignored-password"));
+    assert!(!again.banner.contains("created user"), "{}", again.banner);
+    drop(again);
+    let key = std::fs::read_to_string(data.join("token.key")).unwrap();
+    assert_eq!(key.trim().len(), 64, "a 256-bit signing key was generated");
+}

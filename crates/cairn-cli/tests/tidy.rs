@@ -33,7 +33,10 @@ fn every_module_says_what_it_is_for() {
             !first.starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "modules without a //! line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "modules without a //! line: {missing:?}"
+    );
 }
 
 #[test]

@@ -166,7 +166,9 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Set a user's password; prompts for it.
+    /// Set a user's password; prompts for it (and, for your own account, for the
+    /// current one first). With --password-stdin: the current password on the first line
+    /// when it is your own account, then the new one.
     Passwd {
         username: String,
         #[arg(long)]
@@ -193,11 +195,20 @@ fn key(path: &str) -> anyhow::Result<Key> {
 
 fn connect(cli_server: Option<String>, cli_token: Option<String>) -> anyhow::Result<Client> {
     let profile = profile::load()?;
+    // The saved token goes only to the server it was issued by.
+    let saved_token = match (&cli_server, &profile.server) {
+        (Some(wanted), Some(saved))
+            if wanted.trim_end_matches('/') != saved.trim_end_matches('/') =>
+        {
+            None
+        }
+        _ => profile.token,
+    };
     let server = cli_server
         .or(profile.server)
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let mut builder = Client::builder(server);
-    if let Some(token) = cli_token.or(profile.token) {
+    if let Some(token) = cli_token.or(saved_token) {
         builder = builder.token(token);
     }
     Ok(builder.build()?)
@@ -463,9 +474,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             username,
             password_stdin,
         }) => {
+            let own = profile::load()?.username.as_deref() == Some(username.as_str());
+            let current = if own {
+                Some(read_password(password_stdin, "Current password: ")?)
+            } else {
+                None
+            };
             let password =
                 read_password(password_stdin, &format!("New password for {username}: "))?;
-            client.set_password(&username, &password).await?;
+            client
+                .set_password(&username, &password, current.as_deref())
+                .await?;
             writeln!(
                 out,
                 "changed the password of {username}; their old tokens no longer work"
@@ -525,54 +544,66 @@ async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> anyhow:
     let mut seen = 0u64;
     let mut backoff = Duration::from_millis(500);
     loop {
-        let changed = match client.watch(&held, Duration::from_secs(30)).await {
-            Ok(changed) => {
+        match watch_once(client, &mut held).await {
+            Ok(printed) => {
                 backoff = Duration::from_millis(500);
-                changed
+                seen += printed;
+                if count.is_some_and(|c| seen >= c) {
+                    return Ok(());
+                }
             }
             Err(cairn_client::Error::Http(e)) => {
                 eprintln!("server unreachable ({e}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
             }
             Err(e) => return Err(e.into()),
-        };
-        for change in changed {
-            let k = change.key();
-            if let Some(slot) = held.iter_mut().find(|w| {
-                w.namespace == k.namespace && w.group == k.group && w.data_id == k.data_id
-            }) {
-                slot.md5 = change.md5.clone();
-            }
-            let mut out = std::io::stdout().lock();
-            if change.exists {
-                // Read the content; it may have moved on again, which the next poll reports.
-                let content = client
-                    .get(&k)
-                    .await?
-                    .and_then(|c| c.content)
-                    .unwrap_or_default();
-                writeln!(
-                    out,
-                    "--- {k} revision {} md5 {}",
-                    change.revision.unwrap_or(0),
-                    change.md5
-                )?;
-                out.write_all(content.as_bytes())?;
-                if !content.ends_with('\n') {
-                    writeln!(out)?;
-                }
-            } else {
-                writeln!(out, "--- {k} deleted")?;
-            }
-            out.flush()?;
-            seen += 1;
-            if count.is_some_and(|c| seen >= c) {
-                return Ok(());
-            }
         }
     }
+}
+
+/// One long poll; prints each changed config and returns how many it printed. A key's
+/// md5 is updated only once its new version is printed, so an error in between makes
+/// the next poll report it again.
+async fn watch_once(client: &Client, held: &mut [WatchKey]) -> cairn_client::Result<u64> {
+    let changed = client.watch(held, Duration::from_secs(30)).await?;
+    let mut printed = 0;
+    for change in changed {
+        let k = change.key();
+        let text = if change.exists {
+            // The content may have moved on again; the next poll reports that too.
+            let content = client
+                .get(&k)
+                .await?
+                .and_then(|c| c.content)
+                .unwrap_or_default();
+            let newline = if content.ends_with('\n') { "" } else { "\n" };
+            format!(
+                "--- {k} revision {} md5 {}\n{content}{newline}",
+                change.revision.unwrap_or(0),
+                change.md5
+            )
+        } else {
+            format!("--- {k} deleted\n")
+        };
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) ends the watch quietly.
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            std::process::exit(0);
+        }
+        if let Some(slot) = held
+            .iter_mut()
+            .find(|w| w.namespace == k.namespace && w.group == k.group && w.data_id == k.data_id)
+        {
+            slot.md5 = change.md5.clone();
+        }
+        printed += 1;
+    }
+    Ok(printed)
 }
 
 fn table<const N: usize>(

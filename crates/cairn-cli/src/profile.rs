@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Profile {
     pub server: Option<String>,
     pub token: Option<String>,
@@ -26,6 +26,15 @@ pub fn dir() -> Option<PathBuf> {
 
 fn path() -> Option<PathBuf> {
     dir().map(|d| d.join("profile.toml"))
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn load() -> anyhow::Result<Profile> {

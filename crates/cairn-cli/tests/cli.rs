@@ -251,6 +251,27 @@ fn the_cli_tour() {
     let err = fails(&home, &["--token", "bogus", "list"]);
     assert!(err.contains("invalid_token"), "{err}");
 
+    // Changing your own password asks for the current one and voids the old token.
+    let out = cairn(
+        &home,
+        &["user", "passwd", "admin", "--password-stdin"],
+        Some("wrong-one\nnext-password-2\n"),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong_password"));
+    ok_with_stdin(
+        &home,
+        &["user", "passwd", "admin", "--password-stdin"],
+        Some("tour-password-1\nnext-password-2\n"),
+    );
+    let err = fails(&home, &["list"]);
+    assert!(err.contains("invalid_token"), "{err}");
+    ok_with_stdin(
+        &home,
+        &["login", "--password-stdin"],
+        Some("next-password-2\n"),
+    );
+    ok(&home, &["list"]);
+
     assert!(server.terminate().success(), "SIGTERM is a clean exit");
 }
 

@@ -302,13 +302,19 @@ impl Client {
         Self::send(request).await.map(drop)
     }
 
-    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
+    /// Sets a user's password. Changing your own needs `current` unless you are admin.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+        current: Option<&str>,
+    ) -> Result<()> {
         let request = self
             .request(
                 Method::PUT,
                 self.url(&["api", "v1", "users", username, "password"]),
             )
-            .json(&serde_json::json!({ "password": password }));
+            .json(&serde_json::json!({ "password": password, "current_password": current }));
         Self::send(request).await.map(drop)
     }
 

@@ -45,12 +45,23 @@ pub(crate) struct ApiErrorBody {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`; never printed by `Debug`.
     pub token: String,
     pub expires_in: u64,
     pub username: String,
     pub role: String,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A publish request. Fields left `None` keep the config's current value.

@@ -1,12 +1,20 @@
 //! Unified diffs between two versions of a config's content.
 
+use std::time::Duration;
+
+/// How long the diff algorithm may search for a minimal diff. Past it the diff is still
+/// correct, only coarser, so two large, very different contents cannot pin a core.
+const DEADLINE: Duration = Duration::from_secs(1);
+
 /// A unified diff (`---`/`+++` headers, `@@` hunks with three lines of context) from
 /// `old` to `new`. Empty when the contents are equal.
 pub fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
     if old == new {
         return String::new();
     }
-    similar::TextDiff::from_lines(old, new)
+    similar::TextDiff::configure()
+        .timeout(DEADLINE)
+        .diff_lines(old, new)
         .unified_diff()
         .context_radius(3)
         .header(old_label, new_label)

@@ -40,6 +40,9 @@ impl Application {
     /// Opens the database, fills the cache, prepares auth and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let started = Instant::now();
+        settings
+            .check()
+            .map_err(|why| anyhow::anyhow!("invalid setting: {why}"))?;
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",

@@ -62,6 +62,8 @@ pub struct IssuedToken {
 pub enum AuthError {
     #[error("user name or password is wrong")]
     BadCredentials,
+    #[error("changing your own password needs your current password (current_password)")]
+    CurrentPasswordRequired,
     #[error("the access token is missing")]
     MissingToken,
     #[error("the access token has expired; log in again")]
@@ -123,6 +125,11 @@ pub struct Auth {
     /// Verified against when a login names an unknown user, so that the answer takes
     /// as long as for a known one.
     dummy_hash: String,
+    /// Each argon2 run takes ~19 MiB and a core; this bounds how many run at once so a
+    /// flood of logins cannot exhaust memory.
+    hashing: tokio::sync::Semaphore,
+    /// Serializes user changes, so checks like "not the last admin" hold.
+    changes: tokio::sync::Mutex<()>,
 }
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -158,26 +165,59 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .expect("password hashing task panicked")
 }
 
-/// Reads the token signing key from `dir`, creating a random one on first start.
+impl Auth {
+    /// Runs a password hash or check on the blocking pool, a bounded number at a time.
+    async fn hash_job<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        blocking(f).await
+    }
+}
+
+const SIGNING_KEY_BYTES: usize = 32;
+
+/// Reads the token signing key from `dir`, creating a random one on first start. A key
+/// file that is not exactly 32 bytes of hex is refused rather than used: a short key
+/// would make tokens forgeable.
 pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
     let path = dir.join("token.key");
+    let invalid = |why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} {why}; delete it to generate a new key (this logs everyone out)",
+                path.display()
+            ),
+        )
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => hex::decode(text.trim()).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is not a hex key: {e}", path.display()),
-            )
-        }),
+        Ok(text) => {
+            let key = hex::decode(text.trim()).map_err(|e| invalid(format!("is not hex: {e}")))?;
+            if key.len() != SIGNING_KEY_BYTES {
+                return Err(invalid(format!(
+                    "holds {} bytes, not {SIGNING_KEY_BYTES}",
+                    key.len()
+                )));
+            }
+            Ok(key)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = vec![0u8; 32];
+            let mut key = vec![0u8; SIGNING_KEY_BYTES];
             rand::rngs::OsRng.fill_bytes(&mut key);
+            // Written to a temporary file and renamed, so a crash never leaves a
+            // partial key behind.
+            let tmp = dir.join("token.key.tmp");
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
+            let mut file = options.open(&tmp)?;
             std::io::Write::write_all(&mut file, hex::encode(&key).as_bytes())?;
             file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
             Ok(key)
         }
         Err(e) => Err(e),
@@ -217,6 +257,10 @@ impl Auth {
             ttl_secs,
             users,
             dummy_hash,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -247,7 +291,9 @@ impl Auth {
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let password = password.clone();
-        let ok = blocking(move || password_matches(password.expose(), &hash)).await;
+        let ok = self
+            .hash_job(move || password_matches(password.expose(), &hash))
+            .await;
         match user {
             Some(user) if ok => self.issue(&user),
             _ => Err(AuthError::BadCredentials),
@@ -295,6 +341,28 @@ impl Auth {
         })
     }
 
+    /// Checks a user's current password without issuing anything.
+    pub async fn check_password(
+        &self,
+        username: &Username,
+        password: &Secret,
+    ) -> Result<(), AuthError> {
+        let hash = self
+            .store
+            .get_user(username)
+            .await?
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash);
+        let password = password.clone();
+        if self
+            .hash_job(move || password_matches(password.expose(), &hash))
+            .await
+        {
+            Ok(())
+        } else {
+            Err(AuthError::BadCredentials)
+        }
+    }
+
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, AuthError> {
         Ok(self.store.list_users().await?)
     }
@@ -307,7 +375,10 @@ impl Auth {
     ) -> Result<(), AuthError> {
         check_password_strength(password.expose())?;
         let password = password.clone();
-        let hash = blocking(move || hash_password(password.expose())).await?;
+        let hash = self
+            .hash_job(move || hash_password(password.expose()))
+            .await?;
+        let _changing = self.changes.lock().await;
         let now = now_millis();
         self.store
             .create_user(&UserRecord {
@@ -336,7 +407,10 @@ impl Auth {
     ) -> Result<(), AuthError> {
         check_password_strength(password.expose())?;
         let password = password.clone();
-        let hash = blocking(move || hash_password(password.expose())).await?;
+        let hash = self
+            .hash_job(move || hash_password(password.expose()))
+            .await?;
+        let _changing = self.changes.lock().await;
         // Strictly later than the previous change, even within the same millisecond.
         let previous = self
             .users
@@ -351,6 +425,7 @@ impl Auth {
     }
 
     pub async fn delete_user(&self, username: &Username) -> Result<(), AuthError> {
+        let _changing = self.changes.lock().await;
         let is_admin = self
             .users
             .get(username)

@@ -14,7 +14,7 @@ use cairn_store::{
     Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, HistoryRecord, NamespaceRecord, Op,
     Page, Store, StoreError,
 };
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::cache::Cache;
 use crate::hub::Hub;
@@ -23,6 +23,8 @@ use crate::now_millis;
 const MAX_TAGS: usize = 32;
 const MAX_DESCRIPTION: usize = 2048;
 const LOCK_STRIPES: usize = 64;
+/// Content larger than this is validated on the blocking pool, off the async workers.
+const INLINE_VALIDATION_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -142,7 +144,7 @@ pub struct Service {
     max_content_bytes: usize,
     /// Serializes writes to one key on this node, so that a key's commit, cache update
     /// and wake-up happen in revision order.
-    locks: Vec<Mutex<()>>,
+    locks: Vec<Arc<Mutex<()>>>,
     hasher: RandomState,
 }
 
@@ -194,7 +196,9 @@ impl Service {
             cache,
             hub,
             max_content_bytes,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| Arc::new(Mutex::new(())))
+                .collect(),
             hasher: RandomState::new(),
         }
     }
@@ -215,9 +219,21 @@ impl Service {
         self.max_content_bytes
     }
 
-    async fn lock(&self, key: &ConfigKey) -> MutexGuard<'_, ()> {
+    async fn lock(&self, key: &ConfigKey) -> OwnedMutexGuard<()> {
         let stripe = (self.hasher.hash_one(key) as usize) % LOCK_STRIPES;
-        self.locks[stripe].lock().await
+        self.locks[stripe].clone().lock_owned().await
+    }
+
+    /// Runs a commit and what must follow it (cache update, wake-ups) on its own task:
+    /// if the client goes away mid-request, the request's future is dropped, but a
+    /// committed change must still reach the cache and the watchers.
+    async fn detached<T: Send + 'static>(
+        job: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match tokio::spawn(job).await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     fn audit(actor: &Actor, comment: String) -> Audit {
@@ -261,18 +277,27 @@ impl Service {
         if let Some(description) = &input.description {
             check_description(description)?;
         }
-        let _guard = self.lock(&key).await;
+        let guard = self.lock(&key).await;
         let current = self.cache.get(&key);
         let format = input
             .format
             .or(current.as_ref().map(|c| c.format))
             .or_else(|| Format::from_file_name(key.data_id.as_str()))
             .unwrap_or_default();
-        if !input.force {
+        let content = if input.force {
+            input.content
+        } else if input.content.len() <= INLINE_VALIDATION_BYTES {
             format
                 .validate(&input.content)
                 .map_err(ServiceError::InvalidContent)?;
-        }
+            input.content
+        } else {
+            let content = input.content;
+            tokio::task::spawn_blocking(move || format.validate(&content).map(|()| content))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                .map_err(ServiceError::InvalidContent)?
+        };
         let description = input
             .description
             .or_else(|| current.as_ref().map(|c| c.description.clone()))
@@ -280,11 +305,11 @@ impl Service {
         let tags = tags
             .or_else(|| current.as_ref().map(|c| c.tags.clone()))
             .unwrap_or_default();
-        let md5 = md5_hex(&input.content);
+        let md5 = md5_hex(&content);
         let write = ConfigWrite {
             key,
             op,
-            content: input.content,
+            content,
             format,
             md5,
             description,
@@ -292,9 +317,15 @@ impl Service {
             expect: expect_from(input.cas_md5),
             audit: Self::audit(actor, input.comment.unwrap_or_default()),
         };
-        let record = Arc::new(self.store.put_config(&write).await?);
-        self.cache.apply(record.clone());
-        self.hub.notify(&record.key);
+        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let record = Self::detached(async move {
+            let _guard = guard;
+            let record = Arc::new(store.put_config(&write).await?);
+            cache.apply(record.clone());
+            hub.notify(&record.key);
+            Ok(record)
+        })
+        .await?;
         tracing::info!(key = %record.key, revision = record.revision, op = op.as_str(), by = %actor.username, "config written");
         Ok(record)
     }
@@ -306,20 +337,30 @@ impl Service {
         cas_md5: Option<String>,
         actor: &Actor,
     ) -> Result<i64> {
-        let _guard = self.lock(&key).await;
-        let change = self
-            .store
-            .delete_config(&ConfigDelete {
-                key,
-                expect: match cas_md5 {
-                    Some(m) if !m.is_empty() => Expect::Md5(m),
-                    _ => Expect::Any,
-                },
-                audit: Self::audit(actor, String::new()),
-            })
-            .await?;
-        self.cache.remove(&change.key, change.seq);
-        self.hub.notify(&change.key);
+        let expect = match cas_md5 {
+            None => Expect::Any,
+            Some(m) if m.is_empty() => {
+                return Err(ServiceError::InvalidArgument(
+                    "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
+                ))
+            }
+            Some(m) => Expect::Md5(m),
+        };
+        let delete = ConfigDelete {
+            key,
+            expect,
+            audit: Self::audit(actor, String::new()),
+        };
+        let guard = self.lock(&delete.key).await;
+        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let change = Self::detached(async move {
+            let _guard = guard;
+            let change = store.delete_config(&delete).await?;
+            cache.remove(&change.key, change.seq);
+            hub.notify(&change.key);
+            Ok(change)
+        })
+        .await?;
         tracing::info!(key = %change.key, revision = change.seq, by = %actor.username, "config deleted");
         Ok(change.seq)
     }
@@ -415,12 +456,13 @@ impl Service {
                 )
             }
         };
-        Ok(cairn_core::diff::unified(
-            &old.content,
-            &new_content,
-            &format!("{key}@{from}"),
-            &new_label,
-        ))
+        let old_label = format!("{key}@{from}");
+        // Diffing two large contents is CPU work; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            cairn_core::diff::unified(&old.content, &new_content, &old_label, &new_label)
+        })
+        .await
+        .map_err(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {

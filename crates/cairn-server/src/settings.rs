@@ -88,6 +88,37 @@ impl Settings {
         toml::from_str(text)
     }
 
+    /// Refuses values outside what the node can honour, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        const HOUR_MS: u64 = 3_600_000;
+        let checks: [(bool, &str); 5] = [
+            (
+                (1..=1 << 30).contains(&self.max_content_bytes),
+                "max_content_bytes must be between 1 and 1073741824",
+            ),
+            (
+                self.watch_max_timeout_ms <= HOUR_MS,
+                "watch_max_timeout_ms must be at most 3600000 (one hour)",
+            ),
+            (
+                self.watch_default_timeout_ms <= self.watch_max_timeout_ms,
+                "watch_default_timeout_ms must not exceed watch_max_timeout_ms",
+            ),
+            (
+                (1..=1_000_000).contains(&self.watch_max_keys),
+                "watch_max_keys must be between 1 and 1000000",
+            ),
+            (
+                (1..=30 * 86_400).contains(&self.token_ttl_secs),
+                "token_ttl_secs must be between 1 and 2592000 (30 days)",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err((*why).to_owned()),
+            None => Ok(()),
+        }
+    }
+
     pub fn watch_default_timeout(&self) -> Duration {
         Duration::from_millis(self.watch_default_timeout_ms)
     }
@@ -109,6 +140,15 @@ mod tests {
         assert_eq!(s.max_content_bytes, 10 * 1024 * 1024);
         let err = Settings::from_toml("lissen = \"x\"").unwrap_err();
         assert!(err.to_string().contains("lissen"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert_eq!(Settings::default().check(), Ok(()));
+        let s = Settings::from_toml("watch_max_timeout_ms = 9223372036854775807").unwrap();
+        assert!(s.check().unwrap_err().contains("watch_max_timeout_ms"));
+        let s = Settings::from_toml("token_ttl_secs = 0").unwrap();
+        assert!(s.check().unwrap_err().contains("token_ttl_secs"));
     }
 
     #[test]

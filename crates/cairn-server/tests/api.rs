@@ -50,25 +50,11 @@ async fn publish_get_watch_history_rollback_diff() {
     assert_eq!(meta["created_by"], "admin");
 
     // A watcher holding the current md5 waits; a publish wakes it with the new state.
-    let watcher = {
-        let keys = json!([{ "namespace": "public", "group": "DEFAULT_GROUP", "data_id": "app.yaml", "md5": md5 }]);
-        let app_base = app.base.clone();
-        let token = app.token.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let r = reqwest::Client::new()
-                .post(format!("{app_base}/api/v1/watch"))
-                .bearer_auth(token)
-                .json(&json!({ "keys": keys, "timeout_ms": 20_000 }))
-                .send()
-                .await
-                .unwrap();
-            (r.json::<Value>().await.unwrap(), started.elapsed())
-        })
-    };
+    let keys = json!([{ "namespace": "public", "group": "DEFAULT_GROUP", "data_id": "app.yaml", "md5": md5 }]);
+    let watcher = app.spawn_watch(keys, 20_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r2 = app.publish_ok(KEY, "port: 9090\n").await;
-    let (changed, waited) = watcher.await.unwrap();
+    let (_, changed, waited) = watcher.await.unwrap();
     assert!(
         waited >= Duration::from_millis(150),
         "the watch was held until the change"
@@ -446,9 +432,21 @@ async fn auth_is_required_and_enforced() {
         .unwrap();
     expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
 
-    // Changing a password voids the tokens issued before.
+    // Changing your own password needs the current one; then the old tokens are void.
     let r = as_bob(Method::PUT, "/api/v1/users/bob/password")
         .json(&json!({ "password": "bob-password-2" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "current_password_required").await;
+    let r = as_bob(Method::PUT, "/api/v1/users/bob/password")
+        .json(&json!({ "password": "bob-password-2", "current_password": "guess-123" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "wrong_password").await;
+    let r = as_bob(Method::PUT, "/api/v1/users/bob/password")
+        .json(&json!({ "password": "bob-password-2", "current_password": "bob-password-1" }))
         .send()
         .await
         .unwrap();
@@ -511,25 +509,10 @@ async fn watch_times_out_fires_on_creation_and_deletion() {
     assert!(started.elapsed() >= Duration::from_millis(290));
 
     // Creation wakes a watcher of a key that did not exist.
-    let waiting = {
-        let (base, token) = (app.base.clone(), app.token.clone());
-        let key = key.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{base}/api/v1/watch"))
-                .bearer_auth(token)
-                .json(&json!({ "keys": [key], "timeout_ms": 20_000 }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
+    let waiting = app.spawn_watch(json!([key]), 20_000);
     tokio::time::sleep(Duration::from_millis(100)).await;
     app.publish_ok("public/g/later.json", "{}").await;
-    let created = waiting.await.unwrap();
+    let (_, created, _) = waiting.await.unwrap();
     assert_eq!(created["changed"][0]["exists"], true);
     let md5 = created["changed"][0]["md5"].as_str().unwrap().to_owned();
 
@@ -545,21 +528,7 @@ async fn watch_times_out_fires_on_creation_and_deletion() {
     // Deletion wakes a watcher holding the current md5.
     let mut current = key.clone();
     current["md5"] = json!(md5);
-    let waiting = {
-        let (base, token) = (app.base.clone(), app.token.clone());
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{base}/api/v1/watch"))
-                .bearer_auth(token)
-                .json(&json!({ "keys": [current], "timeout_ms": 20_000 }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
+    let waiting = app.spawn_watch(json!([current]), 20_000);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = app
         .request(Method::DELETE, "/api/v1/configs/public/g/later.json")
@@ -567,7 +536,7 @@ async fn watch_times_out_fires_on_creation_and_deletion() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let deleted = waiting.await.unwrap();
+    let (_, deleted, _) = waiting.await.unwrap();
     assert_eq!(
         deleted["changed"][0],
         json!({ "namespace": "public", "group": "g", "data_id": "later.json", "md5": "", "revision": null, "exists": false })
@@ -577,29 +546,17 @@ async fn watch_times_out_fires_on_creation_and_deletion() {
 #[tokio::test]
 async fn a_change_wakes_only_watchers_of_that_key() {
     let app = TestApp::spawn().await;
-    let watch = |data_id: &'static str| {
-        let (base, token) = (app.base.clone(), app.token.clone());
-        tokio::spawn(async move {
-            let key = json!({ "namespace": "public", "group": "g", "data_id": data_id, "md5": "" });
-            reqwest::Client::new()
-                .post(format!("{base}/api/v1/watch"))
-                .bearer_auth(token)
-                .json(&json!({ "keys": [key], "timeout_ms": 1_500 }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+    let watch = |data_id: &str| {
+        let key = json!({ "namespace": "public", "group": "g", "data_id": data_id, "md5": "" });
+        app.spawn_watch(json!([key]), 1_500)
     };
     let a = watch("a");
     let b = watch("b");
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.publish_ok("public/g/a", "x").await;
-    assert_eq!(a.await.unwrap()["changed"][0]["data_id"], "a");
+    assert_eq!(a.await.unwrap().1["changed"][0]["data_id"], "a");
     assert_eq!(
-        b.await.unwrap(),
+        b.await.unwrap().1,
         json!({ "changed": [] }),
         "b timed out untouched"
     );
@@ -608,25 +565,8 @@ async fn a_change_wakes_only_watchers_of_that_key() {
 #[tokio::test]
 async fn shutdown_answers_held_watches() {
     let app = TestApp::spawn().await;
-    let waiting = {
-        let (base, token) = (app.base.clone(), app.token.clone());
-        tokio::spawn(async move {
-            let key = json!({ "namespace": "public", "group": "g", "data_id": "x", "md5": "" });
-            let started = Instant::now();
-            let r = reqwest::Client::new()
-                .post(format!("{base}/api/v1/watch"))
-                .bearer_auth(token)
-                .json(&json!({ "keys": [key], "timeout_ms": 60_000 }))
-                .send()
-                .await
-                .unwrap();
-            (
-                r.status(),
-                r.json::<Value>().await.unwrap(),
-                started.elapsed(),
-            )
-        })
-    };
+    let key = json!({ "namespace": "public", "group": "g", "data_id": "x", "md5": "" });
+    let waiting = app.spawn_watch(json!([key]), 60_000);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stopping = Instant::now();
     let base = app.base.clone();

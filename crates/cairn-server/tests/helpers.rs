@@ -120,6 +120,24 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A long poll running in the background; yields its status, body and how long the
+    /// server held it.
+    pub fn spawn_watch(
+        &self,
+        keys: Value,
+        timeout_ms: u64,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value, Duration)> {
+        let request = self
+            .request(Method::POST, "/api/v1/watch")
+            .json(&json!({ "keys": keys, "timeout_ms": timeout_ms }));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            (status, r.json().await.unwrap(), started.elapsed())
+        })
+    }
+
     pub async fn watch(&self, keys: Value, timeout_ms: u64) -> Response {
         self.request(Method::POST, "/api/v1/watch")
             .json(&json!({ "keys": keys, "timeout_ms": timeout_ms }))

@@ -44,17 +44,22 @@ impl StoreError {
     /// Whether the database could not be reached (as opposed to refusing the request):
     /// the caller may retry once it is back.
     pub fn is_outage(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // SQLite: busy past the busy timeout, locked, disk full, I/O error.
+            StoreError::Database(sqlx::Error::Database(e)) => matches!(
+                e.code().as_deref(),
+                Some("5" | "6" | "10" | "13" | "261" | "517")
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -223,7 +223,7 @@ async fn append_history(
 
 #[async_trait]
 impl NamespaceStore for SqliteStore {
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let rows =
             sqlx::query("SELECT name, description, created_at FROM namespaces ORDER BY name")
@@ -242,7 +242,7 @@ impl NamespaceStore for SqliteStore {
             .collect()
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO namespaces (name, description, created_at) VALUES (?, ?, ?) \
@@ -259,7 +259,7 @@ impl NamespaceStore for SqliteStore {
         Ok(())
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn update_namespace(&self, name: &Namespace, description: &str) -> Result<()> {
         let done = sqlx::query("UPDATE namespaces SET description = ? WHERE name = ?")
             .bind(description)
@@ -272,7 +272,7 @@ impl NamespaceStore for SqliteStore {
         Ok(())
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM configs WHERE namespace = ?")
@@ -296,7 +296,7 @@ impl NamespaceStore for SqliteStore {
 
 #[async_trait]
 impl ConfigStore for SqliteStore {
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn load_configs(&self) -> Result<Vec<ConfigRecord>> {
         let rows = sqlx::query(&format!("SELECT {CONFIG_COLUMNS} FROM configs"))
             .fetch_all(&self.reader)
@@ -304,7 +304,7 @@ impl ConfigStore for SqliteStore {
         rows.iter().map(config_from_row).collect()
     }
 
-    #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err)]
+    #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
     async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
         let key = &write.key;
         let at = write.audit.at;
@@ -374,7 +374,7 @@ impl ConfigStore for SqliteStore {
         })
     }
 
-    #[instrument(skip_all, fields(key = %delete.key), err)]
+    #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]
     async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord> {
         let key = &delete.key;
         let at = delete.audit.at;
@@ -422,7 +422,7 @@ impl ConfigStore for SqliteStore {
         })
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)> {
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM history WHERE namespace = ? AND grp = ? AND data_id = ?",
@@ -448,7 +448,7 @@ impl ConfigStore for SqliteStore {
         Ok((entries, total as u64))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<Option<HistoryRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {HISTORY_COLUMNS} FROM history \
@@ -463,7 +463,7 @@ impl ConfigStore for SqliteStore {
         row.as_ref().map(history_from_row).transpose()
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>> {
         let rows = sqlx::query(
             "SELECT seq, namespace, grp, data_id, op, md5, created_at FROM change_log \
@@ -489,7 +489,7 @@ impl ConfigStore for SqliteStore {
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
         let rows = sqlx::query(
             "SELECT username, password_hash, role, created_at, password_changed_at \
@@ -500,7 +500,7 @@ impl UserStore for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn get_user(&self, username: &Username) -> Result<Option<UserRecord>> {
         let row = sqlx::query(
             "SELECT username, password_hash, role, created_at, password_changed_at \
@@ -512,7 +512,7 @@ impl UserStore for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO users (username, password_hash, role, created_at, password_changed_at) \
@@ -531,7 +531,7 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    #[instrument(skip(self, hash), err)]
+    #[instrument(skip(self, hash), err(level = "debug"))]
     async fn set_password(&self, username: &Username, hash: &str, changed_at: i64) -> Result<()> {
         let done = sqlx::query(
             "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
@@ -547,7 +547,7 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn delete_user(&self, username: &Username) -> Result<()> {
         let done = sqlx::query("DELETE FROM users WHERE username = ?")
             .bind(username.as_str())

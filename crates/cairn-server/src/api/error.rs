@@ -96,6 +96,7 @@ impl From<AuthError> for ApiError {
         use AuthError as E;
         let (status, code) = match &e {
             E::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            E::CurrentPasswordRequired => (StatusCode::BAD_REQUEST, "current_password_required"),
             E::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             E::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
             E::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -143,7 +144,7 @@ impl From<JsonRejection> for ApiError {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the request body is larger than this server accepts (see max_content_bytes)",
+                "the request body is far larger than any content this server accepts (see max_content_bytes)",
             );
         }
         let status = match r {

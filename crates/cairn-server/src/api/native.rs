@@ -461,9 +461,30 @@ async fn set_password(
     ApiPath(username): ApiPath<String>,
     ApiJson(req): ApiJson<SetPassword>,
 ) -> Result<StatusCode, ApiError> {
+    use crate::auth::AuthError;
     let username = Username::parse(&username)?;
-    if caller.role != Role::Admin && caller.username != username {
-        return Err(crate::auth::AuthError::Forbidden.into());
+    let own = caller.username == username;
+    if caller.role != Role::Admin && !own {
+        return Err(AuthError::Forbidden.into());
+    }
+    // A stolen token alone must not be enough to take over an account.
+    match req.current_password {
+        Some(current) if own => state
+            .auth
+            .check_password(&username, &Secret::new(current))
+            .await
+            .map_err(|e| match e {
+                AuthError::BadCredentials => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "wrong_password",
+                    "the current password is wrong",
+                ),
+                other => other.into(),
+            })?,
+        None if own && caller.role != Role::Admin => {
+            return Err(AuthError::CurrentPasswordRequired.into())
+        }
+        _ => {}
     }
     state
         .auth

@@ -318,4 +318,7 @@ pub struct CreateUser {
 #[derive(Deserialize, ToSchema)]
 pub struct SetPassword {
     pub password: String,
+    /// Required when a non-admin changes their own password; checked whenever given
+    /// for your own account.
+    pub current_password: Option<String>,
 }

@@ -342,6 +342,16 @@ mod tests {
         assert_eq!(e.line, Some(2), "{e:?}");
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, validation answers; it never panics.
+        #[test]
+        fn validation_never_panics(content in "(\\PC|[\\[\\]{}<>:=\"'\\\\\n -])*") {
+            for format in Format::ALL {
+                let _ = format.validate(&content);
+            }
+        }
+    }
+
     #[test]
     fn line_column_counts_characters() {
         assert_eq!(line_column("ab\ncé\nx", 6), (2, 3));

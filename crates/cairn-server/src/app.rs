@@ -18,6 +18,16 @@ use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::settings::{Secret, Settings};
 
+/// Creates the data directory readable by its owner only: it holds password hashes and
+/// the token signing key. An existing directory is left as the operator set it.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// What the first start did about the `admin` user.
 #[derive(Debug)]
 pub enum AdminBootstrap {

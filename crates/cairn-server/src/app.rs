@@ -53,7 +53,7 @@ impl Application {
         settings
             .check()
             .map_err(|why| anyhow::anyhow!("invalid setting: {why}"))?;
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        create_private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",
                 settings.data_dir.display()

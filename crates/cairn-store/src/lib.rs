@@ -3,10 +3,19 @@
 //! one conformance suite (`tests/store.rs`) runs unchanged against every backend.
 
 mod model;
+mod mysql;
+mod postgres;
+pub mod scratch;
+mod sql;
 mod sqlite;
 
 pub use model::*;
+pub use mysql::MySqlStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_core::{ConfigKey, Namespace, Username};
@@ -53,13 +62,32 @@ impl StoreError {
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::WorkerCrashed,
             ) => true,
-            // SQLite: busy past the busy timeout, locked, disk full, I/O error.
-            StoreError::Database(sqlx::Error::Database(e)) => matches!(
-                e.code().as_deref(),
-                Some("5" | "6" | "10" | "13" | "261" | "517")
-            ),
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                let code = e.code().unwrap_or_default();
+                // SQLite: busy past the busy timeout, locked, I/O error, disk full.
+                matches!(&*code, "5" | "6" | "10" | "13" | "261" | "517")
+                    // SQLSTATE: connection exceptions, server shutting down or starting,
+                    // too many connections.
+                    || code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code == "53300"
+                    || code == "1040"
+            }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            super::redact_url("postgres://cairn:s3cret@db:5432/cairn"),
+            "postgres://cairn:***@db:5432/cairn"
+        );
+        assert_eq!(super::redact_url("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }
 
@@ -91,8 +119,12 @@ pub trait ConfigStore: Send + Sync {
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)>;
     /// One historical version of a config.
     async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<Option<HistoryRecord>>;
+    /// The current version of one config, read from the database.
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>>;
     /// Change-log entries after `seq`, oldest first, at most `limit`.
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>>;
+    /// The newest change-log sequence (0 when there is none).
+    async fn last_seq(&self) -> Result<i64>;
 }
 
 /// User accounts.
@@ -108,11 +140,94 @@ pub trait UserStore: Send + Sync {
     async fn delete_user(&self, username: &Username) -> Result<()>;
 }
 
+/// What the nodes of a cluster share: their registry, the change log's pruning, and
+/// secrets every node must agree on.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Registers the node or refreshes its heartbeat.
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<()>;
+    /// Every registered node, live or not; the caller judges liveness by heartbeat.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Forgets nodes whose last heartbeat is older than `heartbeat_before`.
+    async fn remove_nodes(&self, heartbeat_before: i64) -> Result<u64>;
+    /// Forgets one node (on a clean shutdown).
+    async fn remove_node(&self, id: &str) -> Result<()>;
+    /// Deletes change-log entries up to `through_seq` and records that it did.
+    async fn prune_changes(&self, through_seq: i64) -> Result<u64>;
+    /// The highest sequence pruned so far; a node behind it must reload in full.
+    async fn pruned_through(&self) -> Result<i64>;
+    /// The stored value of a named secret, storing `candidate` if there is none yet, so
+    /// that every node ends up with the same one.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
+}
+
+/// Wakes a node when another node committed a change (PostgreSQL `LISTEN`). The change
+/// log stays the truth: a missed signal only delays a change to the next poll.
+#[async_trait]
+pub trait ChangeSignal: Send {
+    /// Completes at the next signal; an error means the signal connection was lost.
+    async fn wait(&mut self) -> Result<()>;
+}
+
 /// Everything a Cairn node needs from its database.
 #[async_trait]
-pub trait Store: NamespaceStore + ConfigStore + UserStore + Send + Sync + 'static {
+pub trait Store:
+    NamespaceStore + ConfigStore + UserStore + ClusterStore + Send + Sync + 'static
+{
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
+    /// A push signal for changes made by other nodes, where the backend has one.
+    async fn change_signal(&self) -> Result<Option<Box<dyn ChangeSignal>>>;
+    /// Closes the connections, waiting for those in use.
+    async fn close(&self);
+}
+
+/// Why a database URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported database URL {0:?}; expected sqlite://PATH, postgres://… or mysql://…")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store a URL names: `postgres://…` / `postgresql://…`, `mysql://…` /
+/// `mariadb://…`, or `sqlite://PATH`. Without a URL, SQLite in `data_dir/cairn.db`.
+pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, OpenError> {
+    let Some(url) = url else {
+        return Ok(Arc::new(
+            SqliteStore::open(&data_dir.join("cairn.db")).await?,
+        ));
+    };
+    let scheme = url.split("://").next().unwrap_or_default();
+    Ok(match scheme {
+        "postgres" | "postgresql" => Arc::new(PostgresStore::connect(url).await?),
+        "mysql" | "mariadb" => Arc::new(MySqlStore::connect(url).await?),
+        "sqlite" => {
+            let path = url.trim_start_matches("sqlite://");
+            Arc::new(SqliteStore::open(Path::new(path)).await?)
+        }
+        _ => return Err(OpenError::UnsupportedUrl(redact_url(url))),
+    })
+}
+
+/// A database URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }

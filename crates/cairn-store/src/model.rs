@@ -168,3 +168,16 @@ pub(crate) fn split_tags(tags: &str) -> Vec<String> {
         tags.split(',').map(str::to_owned).collect()
     }
 }
+
+/// A node of a cluster as registered in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Unique per process start.
+    pub id: String,
+    /// The URL clients reach this node at.
+    pub address: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// The last change-log sequence this node has applied.
+    pub applied_seq: i64,
+}

@@ -314,6 +314,111 @@ async fn concurrent_writers_get_distinct_revisions(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+async fn reads_one_config_and_the_last_sequence(store: Arc<dyn Store>) {
+    assert_eq!(store.last_seq().await.unwrap(), 0);
+    let k = key("one.yaml");
+    assert!(store.get_config(&k).await.unwrap().is_none());
+    let written = store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    assert_eq!(store.get_config(&k).await.unwrap(), Some(written.clone()));
+    assert_eq!(store.last_seq().await.unwrap(), written.revision);
+}
+
+async fn names_are_case_sensitive(store: Arc<dyn Store>) {
+    let lower = key("app.yaml");
+    let upper = key("APP.yaml");
+    store
+        .put_config(&write(&lower, "a: 1", Expect::Absent, 1))
+        .await
+        .unwrap();
+    store
+        .put_config(&write(&upper, "a: 2", Expect::Absent, 2))
+        .await
+        .unwrap();
+    assert_eq!(store.load_configs().await.unwrap().len(), 2);
+}
+
+async fn contents_round_trip_exactly(store: Arc<dyn Store>) {
+    let k = key("unicode.txt");
+    let content = "emoji 🪨, accents é, CJK 配置, NUL-free\ttabs\r\nCRLF\n".repeat(200);
+    store
+        .put_config(&write(&k, &content, Expect::Any, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_config(&k).await.unwrap().unwrap().content,
+        content
+    );
+}
+
+async fn nodes_and_pruning(store: Arc<dyn Store>) {
+    let node = |id: &str, beat: i64, applied: i64| NodeRecord {
+        id: id.into(),
+        address: format!("http://{id}:8848"),
+        started_at: 1,
+        heartbeat_at: beat,
+        applied_seq: applied,
+    };
+    store.heartbeat(&node("a", 100, 0)).await.unwrap();
+    store.heartbeat(&node("b", 100, 0)).await.unwrap();
+    store.heartbeat(&node("a", 200, 5)).await.unwrap();
+    store.heartbeat(&node("a", 200, 5)).await.unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes, vec![node("a", 200, 5), node("b", 100, 0)]);
+    assert_eq!(store.remove_nodes(150).await.unwrap(), 1);
+    store.remove_node("a").await.unwrap();
+    assert!(store.nodes().await.unwrap().is_empty());
+
+    let k = key("p.yaml");
+    let mut revisions = Vec::new();
+    for i in 0..4 {
+        revisions.push(
+            store
+                .put_config(&write(&k, &format!("v{i}"), Expect::Any, i))
+                .await
+                .unwrap()
+                .revision,
+        );
+    }
+    assert_eq!(store.pruned_through().await.unwrap(), 0);
+    assert_eq!(store.prune_changes(revisions[1]).await.unwrap(), 2);
+    assert_eq!(store.pruned_through().await.unwrap(), revisions[1]);
+    let left = store.changes_since(0, 100).await.unwrap();
+    assert_eq!(
+        left.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        revisions[2..].to_vec()
+    );
+    // History is not the change log: it keeps everything.
+    assert_eq!(
+        store
+            .history(
+                &k,
+                Page {
+                    number: 1,
+                    size: 10
+                }
+            )
+            .await
+            .unwrap()
+            .1,
+        4
+    );
+    assert_eq!(store.last_seq().await.unwrap(), revisions[3]);
+}
+
+async fn shared_secrets_are_set_once(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.shared_secret("token", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.shared_secret("token", "second").await.unwrap(),
+        "first"
+    );
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -323,8 +428,10 @@ macro_rules! suite {
                 ($name:ident) => {
                     #[tokio::test]
                     async fn $name() {
-                        if let Some((store, _guard)) = $open().await {
-                            super::$name(store).await;
+                        if let Some((store, scratch)) = $open().await {
+                            super::$name(store.clone()).await;
+                            store.close().await;
+                            scratch.finish().await;
                         }
                     }
                 };
@@ -337,16 +444,50 @@ macro_rules! suite {
             case!(namespaces);
             case!(users);
             case!(concurrent_writers_get_distinct_revisions);
+            case!(reads_one_config_and_the_last_sequence);
+            case!(names_are_case_sensitive);
+            case!(contents_round_trip_exactly);
+            case!(nodes_and_pruning);
+            case!(shared_secrets_are_set_once);
         }
     };
 }
 
-async fn open_sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+/// Where a test's store lives, removed when the test is done.
+enum Place {
+    Dir(tempfile::TempDir),
+    Database(scratch::Scratch),
+}
+
+impl Place {
+    async fn finish(self) {
+        match self {
+            Place::Dir(dir) => drop(dir),
+            Place::Database(db) => db.drop_database().await,
+        }
+    }
+}
+
+async fn open_sqlite() -> Option<(Arc<dyn Store>, Place)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("cairn.db"))
         .await
         .unwrap();
-    Some((Arc::new(store), dir))
+    Some((Arc::new(store), Place::Dir(dir)))
+}
+
+async fn open_postgres() -> Option<(Arc<dyn Store>, Place)> {
+    let db = scratch::Scratch::create(scratch::Engine::Postgres).await?;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    Some((Arc::new(store), Place::Database(db)))
+}
+
+async fn open_mysql() -> Option<(Arc<dyn Store>, Place)> {
+    let db = scratch::Scratch::create(scratch::Engine::MySql).await?;
+    let store = MySqlStore::connect(&db.url).await.unwrap();
+    Some((Arc::new(store), Place::Database(db)))
 }
 
 suite!(sqlite, open_sqlite);
+suite!(postgres, open_postgres);
+suite!(mysql, open_mysql);

@@ -1,0 +1,59 @@
+//! The MySQL / MariaDB backend, for production and for clusters of nodes sharing one
+//! database. MySQL has no push notification, so other nodes poll the change log.
+
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::Executor as _;
+
+use crate::sql::{sql_backend, Dialect};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+const DIALECT: Dialect = Dialect {
+    numbered: false,
+    returning: false,
+    write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
+    notify: None,
+};
+
+/// A Cairn store in a MySQL or MariaDB database.
+#[derive(Clone)]
+pub struct MySqlStore {
+    writer: MySqlPool,
+    reader: MySqlPool,
+    dialect: Dialect,
+}
+
+impl MySqlStore {
+    /// Connects and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Each statement sees what committed before it, as on PostgreSQL;
+                    // InnoDB's default snapshot would hide commits made while a write
+                    // waited for the write lock.
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            reader: pool.clone(),
+            writer: pool,
+            dialect: DIALECT,
+        })
+    }
+
+    async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
+        Ok(None)
+    }
+}
+
+sql_backend!(MySqlStore, sqlx::MySql, sqlx::mysql::MySqlRow, "mysql");

@@ -1,0 +1,70 @@
+//! The PostgreSQL backend, for production and for clusters of nodes sharing one
+//! database. Other nodes are woken by `LISTEN/NOTIFY` as soon as a write commits.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+
+use crate::sql::{sql_backend, Dialect};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel every write notifies on commit.
+const CHANNEL: &str = "cairn_changes";
+
+const DIALECT: Dialect = Dialect {
+    numbered: true,
+    returning: true,
+    write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
+    notify: Some("NOTIFY cairn_changes"),
+};
+
+/// A Cairn store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    writer: PgPool,
+    reader: PgPool,
+    dialect: Dialect,
+}
+
+impl PostgresStore {
+    /// Connects and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // While the database is away, writes fail fast with a clear 503 instead of
+            // hanging for sqlx's default 30 s.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            reader: pool.clone(),
+            writer: pool,
+            dialect: DIALECT,
+        })
+    }
+
+    async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
+        let mut listener = PgListener::connect_with(&self.writer).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(Box::new(Signal(listener))))
+    }
+}
+
+struct Signal(PgListener);
+
+#[async_trait]
+impl crate::ChangeSignal for Signal {
+    async fn wait(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
+    }
+}
+
+sql_backend!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "postgres"
+);

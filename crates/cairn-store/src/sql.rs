@@ -1,0 +1,909 @@
+//! The SQL every backend shares, written once. Backends differ only in their
+//! [`Dialect`] (placeholders, how an insert reports its id, how writers are serialized,
+//! how other nodes are woken) and in their migrations; `sql_backend!` stamps the one
+//! implementation out for each sqlx driver.
+
+use std::borrow::Cow;
+
+/// What varies between SQL engines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// `$1, $2, …` placeholders (PostgreSQL) instead of `?`.
+    pub numbered: bool,
+    /// `INSERT … RETURNING` is available; otherwise `LAST_INSERT_ID()` is read.
+    pub returning: bool,
+    /// Run first in every write transaction. It makes writers queue, so change-log
+    /// sequences commit in the order they were taken and a tailer reading `seq > last`
+    /// can never skip one that commits late.
+    pub write_lock: Option<&'static str>,
+    /// Run inside a write transaction to wake other nodes once it commits.
+    pub notify: Option<&'static str>,
+}
+
+impl Dialect {
+    /// The statement in this dialect's placeholder syntax; statements are written with `?`.
+    pub fn sql(self, text: &'static str) -> Cow<'static, str> {
+        if !self.numbered {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut n = 0;
+        for ch in text.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// Implements every storage trait for `$store`, which must have fields `writer` and
+/// `reader` (pools of `$db`) and `dialect`.
+macro_rules! sql_backend {
+    ($store:ident, $db:ty, $row:ty, $name:literal) => {
+        /// A text column. MySQL reports columns with a binary (case-sensitive) collation
+        /// as binary, so text is read as bytes there and checked as UTF-8.
+        fn text(row: &$row, column: &str) -> Result<String> {
+            let bytes: Vec<u8> = match row.try_get::<String, _>(column) {
+                Ok(text) => return Ok(text),
+                Err(sqlx::Error::ColumnDecode { .. }) => row.try_get(column)?,
+                Err(e) => return Err(e.into()),
+            };
+            String::from_utf8(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("column {column} is not UTF-8: {e}")))
+        }
+
+        use std::str::FromStr as _;
+
+        use async_trait::async_trait;
+        use cairn_core::{ConfigKey, Format, Namespace, Username};
+        use sqlx::{Row as _, Transaction};
+        use tracing::instrument;
+
+        use $crate::model::{join_tags, split_tags};
+        use $crate::sql::is_unique_violation;
+        use $crate::{
+            Audit, ChangeRecord, ClusterStore, ConfigDelete, ConfigRecord, ConfigStore,
+            ConfigWrite, Expect, HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
+            Page, Result, Store, StoreError, UserRecord, UserStore,
+        };
+
+        const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
+             description, tags, created_by, created_at, updated_by, updated_at";
+
+        fn parse_key(row: &$row) -> Result<ConfigKey> {
+            let ns = text(row, "namespace")?;
+            let group = text(row, "grp")?;
+            let data_id = text(row, "data_id")?;
+            ConfigKey::parse(&ns, &group, &data_id).map_err(|e| {
+                StoreError::Corrupt(format!("config key {ns}/{group}/{data_id}: {e}"))
+            })
+        }
+
+        fn parse_format(row: &$row) -> Result<Format> {
+            let format = text(row, "format")?;
+            Format::from_str(&format).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+
+        fn parse_op(row: &$row) -> Result<Op> {
+            let op = text(row, "op")?;
+            Op::parse(&op).ok_or_else(|| StoreError::Corrupt(format!("unknown operation {op:?}")))
+        }
+
+        fn config_from_row(row: &$row) -> Result<ConfigRecord> {
+            Ok(ConfigRecord {
+                key: parse_key(row)?,
+                content: text(row, "content")?,
+                format: parse_format(row)?,
+                md5: text(row, "md5")?,
+                revision: row.try_get("revision")?,
+                description: text(row, "description")?,
+                tags: split_tags(&text(row, "tags")?),
+                created_by: text(row, "created_by")?,
+                created_at: row.try_get("created_at")?,
+                updated_by: text(row, "updated_by")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn history_from_row(row: &$row) -> Result<HistoryRecord> {
+            Ok(HistoryRecord {
+                revision: row.try_get("revision")?,
+                key: parse_key(row)?,
+                op: parse_op(row)?,
+                content: text(row, "content")?,
+                format: parse_format(row)?,
+                md5: text(row, "md5")?,
+                description: text(row, "description")?,
+                tags: split_tags(&text(row, "tags")?),
+                operator: text(row, "operator")?,
+                source: text(row, "source")?,
+                comment: text(row, "comment")?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn user_from_row(row: &$row) -> Result<UserRecord> {
+            let name = text(row, "username")?;
+            Ok(UserRecord {
+                username: Username::parse(&name)
+                    .map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))?,
+                password_hash: text(row, "password_hash")?,
+                role: text(row, "role")?,
+                created_at: row.try_get("created_at")?,
+                password_changed_at: row.try_get("password_changed_at")?,
+            })
+        }
+
+        fn node_from_row(row: &$row) -> Result<NodeRecord> {
+            Ok(NodeRecord {
+                id: text(row, "id")?,
+                address: text(row, "address")?,
+                started_at: row.try_get("started_at")?,
+                heartbeat_at: row.try_get("heartbeat_at")?,
+                applied_seq: row.try_get("applied_seq")?,
+            })
+        }
+
+        impl $store {
+            fn sql(&self, text: &'static str) -> std::borrow::Cow<'static, str> {
+                self.dialect.sql(text)
+            }
+
+            /// Opens a write transaction, queued behind any other writer.
+            async fn begin_write(&self) -> Result<Transaction<'static, $db>> {
+                let mut tx = self.writer.begin().await?;
+                if let Some(lock) = self.dialect.write_lock {
+                    sqlx::query::<$db>(lock).execute(&mut *tx).await?;
+                }
+                Ok(tx)
+            }
+
+            async fn commit_write(&self, mut tx: Transaction<'static, $db>) -> Result<()> {
+                if let Some(notify) = self.dialect.notify {
+                    sqlx::query::<$db>(notify).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// The current md5 and creation of a config, checked against `expect`.
+            async fn check_expect(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                key: &ConfigKey,
+                expect: &Expect,
+            ) -> Result<Option<(String, String, i64)>> {
+                let sql = self.sql(
+                    "SELECT md5, created_by, created_at FROM configs \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let current = match row {
+                    Some(row) => Some((
+                        text(&row, "md5")?,
+                        text(&row, "created_by")?,
+                        row.try_get::<i64, _>("created_at")?,
+                    )),
+                    None => None,
+                };
+                let ok = match (expect, &current) {
+                    (Expect::Any, _) => true,
+                    (Expect::Absent, None) => true,
+                    (Expect::Md5(want), Some((md5, _, _))) => want == md5,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(StoreError::CasMismatch {
+                        key: key.clone(),
+                        expected: match expect {
+                            Expect::Md5(m) => Some(m.clone()),
+                            _ => None,
+                        },
+                        current: current.map(|c| c.0),
+                    });
+                }
+                Ok(current)
+            }
+
+            async fn append_change(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                key: &ConfigKey,
+                op: Op,
+                md5: &str,
+                at: i64,
+            ) -> Result<i64> {
+                if self.dialect.returning {
+                    let sql = self.sql(
+                        "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+                    );
+                    return Ok(sqlx::query_scalar::<$db, i64>(&sql)
+                        .bind(key.namespace.as_str())
+                        .bind(key.group.as_str())
+                        .bind(key.data_id.as_str())
+                        .bind(op.as_str())
+                        .bind(md5)
+                        .bind(at)
+                        .fetch_one(&mut **tx)
+                        .await?);
+                }
+                let sql = self.sql(
+                    "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .bind(op.as_str())
+                    .bind(md5)
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await?;
+                // The id this connection just inserted, whatever other sessions did.
+                Ok(
+                    sqlx::query_scalar::<$db, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+                        .fetch_one(&mut **tx)
+                        .await?,
+                )
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            async fn append_history(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                revision: i64,
+                key: &ConfigKey,
+                op: Op,
+                content: &str,
+                format: Format,
+                md5: &str,
+                description: &str,
+                tags: &[String],
+                audit: &Audit,
+            ) -> Result<()> {
+                let sql = self.sql(
+                    "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
+                     md5, description, tags, operator, source, comment, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(revision)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .bind(op.as_str())
+                    .bind(content)
+                    .bind(format.as_str())
+                    .bind(md5)
+                    .bind(description)
+                    .bind(join_tags(tags))
+                    .bind(&audit.operator)
+                    .bind(&audit.source)
+                    .bind(&audit.comment)
+                    .bind(audit.at)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl NamespaceStore for $store {
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+                let rows = sqlx::query::<$db>(
+                    "SELECT name, description, created_at FROM namespaces ORDER BY name",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let name = text(row, "name")?;
+                        Ok(NamespaceRecord {
+                            name: Namespace::parse(&name).map_err(|e| {
+                                StoreError::Corrupt(format!("namespace {name:?}: {e}"))
+                            })?,
+                            description: text(row, "description")?,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
+                let sql =
+                    self.sql("INSERT INTO namespaces (name, description, created_at) VALUES (?, ?, ?)");
+                match sqlx::query::<$db>(&sql)
+                    .bind(ns.name.as_str())
+                    .bind(&ns.description)
+                    .bind(ns.created_at)
+                    .execute(&self.writer)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(StoreError::NamespaceExists(ns.name.to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn update_namespace(&self, name: &Namespace, description: &str) -> Result<()> {
+                let sql = self.sql("UPDATE namespaces SET description = ? WHERE name = ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(description)
+                    .bind(name.as_str())
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    // MySQL counts changed rows, not matched ones.
+                    let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
+                    let found: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                        .bind(name.as_str())
+                        .fetch_one(&self.writer)
+                        .await?;
+                    if found == 0 {
+                        return Err(StoreError::NamespaceNotFound(name.to_string()));
+                    }
+                }
+                Ok(())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let sql = self.sql("SELECT COUNT(*) FROM configs WHERE namespace = ?");
+                let used: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                    .bind(name.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if used > 0 {
+                    return Err(StoreError::NamespaceNotEmpty(name.to_string()));
+                }
+                let sql = self.sql("DELETE FROM namespaces WHERE name = ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NamespaceNotFound(name.to_string()));
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ConfigStore for $store {
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn load_configs(&self) -> Result<Vec<ConfigRecord>> {
+                let rows = sqlx::query::<$db>(&format!("SELECT {CONFIG_COLUMNS} FROM configs"))
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter().map(config_from_row).collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>> {
+                let sql = self.dialect.sql(
+                    "SELECT namespace, grp, data_id, content, format, md5, revision, \
+                     description, tags, created_by, created_at, updated_by, updated_at \
+                     FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                row.as_ref().map(config_from_row).transpose()
+            }
+
+            #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
+            async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
+                let key = &write.key;
+                let at = write.audit.at;
+                let mut tx = self.begin_write().await?;
+                let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
+                let ns_exists: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                    .bind(key.namespace.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if ns_exists == 0 {
+                    return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
+                }
+                let current = self.check_expect(&mut tx, key, &write.expect).await?;
+                let revision = self.append_change(&mut tx, key, write.op, &write.md5, at).await?;
+                let (created_by, created_at) = match &current {
+                    Some((_, by, at)) => (by.clone(), *at),
+                    None => (write.audit.operator.clone(), at),
+                };
+                let sql = self.sql(if current.is_some() {
+                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
+                     description = ?, tags = ?, updated_by = ?, updated_at = ?, \
+                     created_by = ?, created_at = ? \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?"
+                } else {
+                    "INSERT INTO configs (content, format, md5, revision, description, tags, \
+                     updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                });
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(&write.content)
+                    .bind(write.format.as_str())
+                    .bind(&write.md5)
+                    .bind(revision)
+                    .bind(&write.description)
+                    .bind(join_tags(&write.tags))
+                    .bind(&write.audit.operator)
+                    .bind(at)
+                    .bind(&created_by)
+                    .bind(created_at)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = &done {
+                    if is_unique_violation(e) {
+                        // Created concurrently between the check and the insert.
+                        return Err(StoreError::CasMismatch {
+                            key: key.clone(),
+                            expected: None,
+                            current: None,
+                        });
+                    }
+                }
+                done?;
+                self.append_history(
+                    &mut tx,
+                    revision,
+                    key,
+                    write.op,
+                    &write.content,
+                    write.format,
+                    &write.md5,
+                    &write.description,
+                    &write.tags,
+                    &write.audit,
+                )
+                .await?;
+                self.commit_write(tx).await?;
+                Ok(ConfigRecord {
+                    key: key.clone(),
+                    content: write.content.clone(),
+                    format: write.format,
+                    md5: write.md5.clone(),
+                    revision,
+                    description: write.description.clone(),
+                    tags: write.tags.clone(),
+                    created_by,
+                    created_at,
+                    updated_by: write.audit.operator.clone(),
+                    updated_at: at,
+                })
+            }
+
+            #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]
+            async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord> {
+                let key = &delete.key;
+                let at = delete.audit.at;
+                let mut tx = self.begin_write().await?;
+                let current = self.check_expect(&mut tx, key, &delete.expect).await?;
+                let sql = self.sql(
+                    "SELECT format FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let format = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| text(&row, "format"))
+                    .transpose()?;
+                let (Some(_), Some(format)) = (current, format) else {
+                    return Err(StoreError::ConfigNotFound(key.clone()));
+                };
+                let format =
+                    Format::from_str(&format).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let seq = self.append_change(&mut tx, key, Op::Delete, "", at).await?;
+                let sql =
+                    self.sql("DELETE FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?");
+                sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                self.append_history(
+                    &mut tx,
+                    seq,
+                    key,
+                    Op::Delete,
+                    "",
+                    format,
+                    "",
+                    "",
+                    &[],
+                    &delete.audit,
+                )
+                .await?;
+                self.commit_write(tx).await?;
+                Ok(ChangeRecord {
+                    seq,
+                    key: key.clone(),
+                    op: Op::Delete,
+                    md5: String::new(),
+                    created_at: at,
+                })
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn history(
+                &self,
+                key: &ConfigKey,
+                page: Page,
+            ) -> Result<(Vec<HistoryRecord>, u64)> {
+                let sql = self.sql(
+                    "SELECT COUNT(*) FROM history WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let total: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_one(&self.reader)
+                    .await?;
+                let sql = self.sql(
+                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+                     description, tags, operator, source, comment, created_at FROM history \
+                     WHERE namespace = ? AND grp = ? AND data_id = ? \
+                     ORDER BY revision DESC LIMIT ? OFFSET ?",
+                );
+                let rows = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .bind(i64::from(page.size))
+                    .bind(page.offset() as i64)
+                    .fetch_all(&self.reader)
+                    .await?;
+                let entries = rows.iter().map(history_from_row).collect::<Result<_>>()?;
+                Ok((entries, total as u64))
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn history_entry(
+                &self,
+                key: &ConfigKey,
+                revision: i64,
+            ) -> Result<Option<HistoryRecord>> {
+                let sql = self.sql(
+                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+                     description, tags, operator, source, comment, created_at FROM history \
+                     WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(revision)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                row.as_ref().map(history_from_row).transpose()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>> {
+                let sql = self.sql(
+                    "SELECT seq, namespace, grp, data_id, op, md5, created_at FROM change_log \
+                     WHERE seq > ? ORDER BY seq LIMIT ?",
+                );
+                let rows = sqlx::query::<$db>(&sql)
+                    .bind(seq)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(ChangeRecord {
+                            seq: row.try_get("seq")?,
+                            key: parse_key(row)?,
+                            op: parse_op(row)?,
+                            md5: text(row, "md5")?,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn last_seq(&self) -> Result<i64> {
+                let seq: Option<i64> =
+                    sqlx::query_scalar::<$db, Option<i64>>("SELECT MAX(seq) FROM change_log")
+                        .fetch_one(&self.reader)
+                        .await?;
+                let pruned: i64 =
+                    sqlx::query_scalar::<$db, i64>("SELECT pruned_through FROM cluster_state")
+                        .fetch_one(&self.reader)
+                        .await?;
+                Ok(seq.unwrap_or(0).max(pruned))
+            }
+        }
+
+        #[async_trait]
+        impl UserStore for $store {
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn list_users(&self) -> Result<Vec<UserRecord>> {
+                let rows = sqlx::query::<$db>(
+                    "SELECT username, password_hash, role, created_at, password_changed_at \
+                     FROM users ORDER BY username",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter().map(user_from_row).collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn get_user(&self, username: &Username) -> Result<Option<UserRecord>> {
+                let sql = self.sql(
+                    "SELECT username, password_hash, role, created_at, password_changed_at \
+                     FROM users WHERE username = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(username.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                row.as_ref().map(user_from_row).transpose()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn create_user(&self, user: &UserRecord) -> Result<()> {
+                let sql = self.sql(
+                    "INSERT INTO users (username, password_hash, role, created_at, \
+                     password_changed_at) VALUES (?, ?, ?, ?, ?)",
+                );
+                match sqlx::query::<$db>(&sql)
+                    .bind(user.username.as_str())
+                    .bind(&user.password_hash)
+                    .bind(&user.role)
+                    .bind(user.created_at)
+                    .bind(user.password_changed_at)
+                    .execute(&self.writer)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(StoreError::UserExists(user.username.to_string()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            #[instrument(skip(self, hash), err(level = "debug"))]
+            async fn set_password(
+                &self,
+                username: &Username,
+                hash: &str,
+                changed_at: i64,
+            ) -> Result<()> {
+                let sql = self.sql(
+                    "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
+                );
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(hash)
+                    .bind(changed_at)
+                    .bind(username.as_str())
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::UserNotFound(username.to_string()));
+                }
+                Ok(())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn delete_user(&self, username: &Username) -> Result<()> {
+                let sql = self.sql("DELETE FROM users WHERE username = ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(username.as_str())
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::UserNotFound(username.to_string()));
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ClusterStore for $store {
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
+                let sql = self.sql(
+                    "UPDATE nodes SET address = ?, started_at = ?, heartbeat_at = ?, \
+                     applied_seq = ? WHERE id = ?",
+                );
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(&node.address)
+                    .bind(node.started_at)
+                    .bind(node.heartbeat_at)
+                    .bind(node.applied_seq)
+                    .bind(&node.id)
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(());
+                }
+                let sql = self.sql(
+                    "INSERT INTO nodes (address, started_at, heartbeat_at, applied_seq, id) \
+                     VALUES (?, ?, ?, ?, ?)",
+                );
+                match sqlx::query::<$db>(&sql)
+                    .bind(&node.address)
+                    .bind(node.started_at)
+                    .bind(node.heartbeat_at)
+                    .bind(node.applied_seq)
+                    .bind(&node.id)
+                    .execute(&self.writer)
+                    .await
+                {
+                    // MySQL reports 0 changed rows when a heartbeat repeats the last one.
+                    Err(e) if is_unique_violation(&e) => Ok(()),
+                    other => other.map(drop).map_err(Into::into),
+                }
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+                let rows = sqlx::query::<$db>(
+                    "SELECT id, address, started_at, heartbeat_at, applied_seq FROM nodes \
+                     ORDER BY address, id",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter().map(node_from_row).collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn remove_nodes(&self, heartbeat_before: i64) -> Result<u64> {
+                let sql = self.sql("DELETE FROM nodes WHERE heartbeat_at < ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(heartbeat_before)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn remove_node(&self, id: &str) -> Result<()> {
+                let sql = self.sql("DELETE FROM nodes WHERE id = ?");
+                sqlx::query::<$db>(&sql).bind(id).execute(&self.writer).await?;
+                Ok(())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn prune_changes(&self, through_seq: i64) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let sql = self.sql(
+                    "UPDATE cluster_state SET pruned_through = ? WHERE pruned_through < ?",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(through_seq)
+                    .bind(through_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = self.sql("DELETE FROM change_log WHERE seq <= ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(through_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn pruned_through(&self) -> Result<i64> {
+                Ok(
+                    sqlx::query_scalar::<$db, i64>("SELECT pruned_through FROM cluster_state")
+                        .fetch_one(&self.reader)
+                        .await?,
+                )
+            }
+
+            #[instrument(skip(self, candidate), err(level = "debug"))]
+            async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+                let select = self.sql("SELECT value FROM secrets WHERE name = ?");
+                let found = sqlx::query::<$db>(&select)
+                    .bind(name)
+                    .fetch_optional(&self.writer)
+                    .await?
+                    .map(|row| text(&row, "value"))
+                    .transpose()?;
+                if let Some(value) = found {
+                    return Ok(value);
+                }
+                let sql = self.sql("INSERT INTO secrets (name, value) VALUES (?, ?)");
+                match sqlx::query::<$db>(&sql)
+                    .bind(name)
+                    .bind(candidate)
+                    .execute(&self.writer)
+                    .await
+                {
+                    Ok(_) => Ok(candidate.to_owned()),
+                    // Another node stored one first; everyone uses that one.
+                    Err(e) if is_unique_violation(&e) => {
+                        let row = sqlx::query::<$db>(&select)
+                            .bind(name)
+                            .fetch_one(&self.writer)
+                            .await?;
+                        text(&row, "value")
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query::<$db>("SELECT 1").execute(&self.reader).await?;
+                Ok(())
+            }
+
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn change_signal(&self) -> Result<Option<Box<dyn $crate::ChangeSignal>>> {
+                self.listen().await
+            }
+
+            async fn close(&self) {
+                self.writer.close().await;
+                self.reader.close().await;
+            }
+        }
+    };
+}
+
+pub(crate) use sql_backend;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        let pg = Dialect {
+            numbered: true,
+            returning: true,
+            write_lock: None,
+            notify: None,
+        };
+        assert_eq!(pg.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+        let other = Dialect {
+            numbered: false,
+            ..pg
+        };
+        assert_eq!(other.sql("a = ?"), "a = ?");
+    }
+}

@@ -29,6 +29,24 @@ pub struct ServerArgs {
     /// Directory for the database and signing key [default: ./cairn-data].
     #[arg(long, env = "CAIRN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Shared database: postgres://… or mysql://… [default: SQLite in the data directory].
+    #[arg(long, env = "CAIRN_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// URL clients reach this node at, as listed to them [default: http://LISTEN].
+    #[arg(long, env = "CAIRN_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Change-log poll interval in ms [default: 100].
+    #[arg(long, env = "CAIRN_SYNC_POLL_MS")]
+    sync_poll_ms: Option<u64>,
+    /// Heartbeat interval in ms [default: 2000].
+    #[arg(long, env = "CAIRN_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// A node silent this long is dead, in ms [default: 10000].
+    #[arg(long, env = "CAIRN_NODE_TTL_MS")]
+    node_ttl_ms: Option<u64>,
+    /// Change-log retention in seconds [default: 604800].
+    #[arg(long, env = "CAIRN_CHANGE_LOG_RETENTION_SECS")]
+    change_log_retention_secs: Option<u64>,
     /// Largest config content accepted, in bytes [default: 10485760].
     #[arg(long, env = "CAIRN_MAX_CONTENT_BYTES")]
     max_content_bytes: Option<usize>,
@@ -72,6 +90,24 @@ fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
     }
     if let Some(v) = args.data_dir {
         s.data_dir = v;
+    }
+    if let Some(v) = args.database {
+        s.database = Some(Secret::new(v));
+    }
+    if let Some(v) = args.advertise_url {
+        s.advertise_url = Some(v);
+    }
+    if let Some(v) = args.sync_poll_ms {
+        s.sync_poll_ms = v;
+    }
+    if let Some(v) = args.heartbeat_ms {
+        s.heartbeat_ms = v;
+    }
+    if let Some(v) = args.node_ttl_ms {
+        s.node_ttl_ms = v;
+    }
+    if let Some(v) = args.change_log_retention_secs {
+        s.change_log_retention_secs = v;
     }
     if let Some(v) = args.max_content_bytes {
         s.max_content_bytes = v;
@@ -118,14 +154,14 @@ async fn shutdown_signal() {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     cairn_server::init_tracing(&settings);
-    let data_dir = settings.data_dir.clone();
+    let storage = match &settings.database {
+        Some(url) => format!("database {}", cairn_server::redact_database_url(url.expose())),
+        None => format!("data in {}", settings.data_dir.display()),
+    };
     let app = Application::build(settings).await?;
     let url = format!("http://{}", app.local_addr());
     // Written with errors ignored: a closed stdout must not take the node down.
-    let mut notice = format!(
-        "Cairn is listening on {url} (data in {})\n",
-        data_dir.display()
-    );
+    let mut notice = format!("Cairn is listening on {url} ({storage})\n");
     match &app.admin {
         AdminBootstrap::Generated(password) => notice.push_str(&format!(
             "\n  First start: created user `admin` with password\n\n      {}\n\n  \

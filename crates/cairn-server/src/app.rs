@@ -3,10 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +16,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::settings::{Secret, Settings};
+use crate::sync::{Sync, SyncSettings};
 
 /// Creates the data directory readable by its owner only: it holds password hashes and
 /// the token signing key. An existing directory is left as the operator set it.
@@ -59,16 +59,31 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
-        let db_path = settings.data_dir.join("cairn.db");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&db_path)
-                .await
-                .with_context(|| format!("cannot open database {}", db_path.display()))?,
+        let database = settings.database.as_ref().map(|d| d.expose());
+        let described = database.map_or_else(
+            || settings.data_dir.join("cairn.db").display().to_string(),
+            cairn_store::redact_url,
         );
+        let store = cairn_store::open(database, &settings.data_dir)
+            .await
+            .with_context(|| format!("cannot open database {described}"))?;
+        // The sequence is read before the configs: a change landing in between is then
+        // both in the snapshot and replayed from the log, which is harmless.
+        let loaded_at = store
+            .last_seq()
+            .await
+            .context("cannot read the change log")?;
         let configs = store.load_configs().await.context("cannot load configs")?;
         let cache = Arc::new(Cache::load(configs));
-        let signing_key = auth::load_or_create_signing_key(&settings.data_dir)
-            .context("cannot read or create the token signing key")?;
+        let signing_key = if store.backend() == "sqlite" {
+            auth::load_or_create_signing_key(&settings.data_dir)
+                .context("cannot read or create the token signing key")?
+        } else {
+            // Nodes sharing a database must accept each other's tokens.
+            auth::shared_signing_key(store.as_ref())
+                .await
+                .context("cannot read or create the shared token signing key")?
+        };
         let auth = Auth::new(store.clone(), &signing_key, settings.token_ttl_secs)
             .await
             .context("cannot load users")?;
@@ -84,10 +99,24 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let hub = Arc::new(Hub::default());
+        let sync = Arc::new(Sync::new(
+            store.clone(),
+            cache.clone(),
+            hub.clone(),
+            loaded_at,
+            SyncSettings {
+                address: settings.advertised_url(listener.local_addr()?),
+                poll: Duration::from_millis(settings.sync_poll_ms),
+                heartbeat: Duration::from_millis(settings.heartbeat_ms),
+                node_ttl: Duration::from_millis(settings.node_ttl_ms),
+                retention: Duration::from_secs(settings.change_log_retention_secs),
+            },
+        ));
         let service = Service::new(
             store.clone(),
             cache.clone(),
-            Arc::new(Hub::default()),
+            hub,
             settings.max_content_bytes,
         );
         tracing::info!(
@@ -98,7 +127,8 @@ impl Application {
         );
         let state = Arc::new(AppState {
             service,
-            auth,
+            auth: Arc::new(auth),
+            sync,
             settings,
             shutdown: CancellationToken::new(),
             metrics: Metrics::default(),
@@ -125,6 +155,9 @@ impl Application {
     /// Serves until the shutdown token is cancelled.
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown.clone();
+        let sync = self.state.sync.clone();
+        let tail = tokio::spawn(sync.clone().run_tail(shutdown.clone()));
+        let heartbeat = tokio::spawn(sync.run_heartbeat(self.state.auth.clone(), shutdown.clone()));
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
         axum::serve(
@@ -134,6 +167,9 @@ impl Application {
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("server failed")?;
+        let _ = tail.await;
+        let _ = heartbeat.await;
+        self.state.service.store().close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -107,10 +107,19 @@ struct Claims {
     pwd: i64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct UserState {
     role: Role,
     password_changed_at: i64,
+}
+
+impl UserState {
+    fn of(user: &UserRecord) -> Self {
+        Self {
+            role: Role::parse(&user.role).unwrap_or(Role::User),
+            password_changed_at: user.password_changed_at,
+        }
+    }
 }
 
 /// Issues and checks tokens and manages users. Users are mirrored in memory so that
@@ -224,6 +233,22 @@ pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// The token signing key of a cluster, kept in the shared database so that every node
+/// accepts tokens any node issued. The first node to start makes it.
+pub async fn shared_signing_key(store: &dyn Store) -> Result<Vec<u8>, AuthError> {
+    let mut candidate = vec![0u8; SIGNING_KEY_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut candidate);
+    let stored = store
+        .shared_secret("token_signing_key", &hex::encode(&candidate))
+        .await?;
+    match hex::decode(&stored) {
+        Ok(key) if key.len() == SIGNING_KEY_BYTES => Ok(key),
+        _ => Err(AuthError::Store(StoreError::Corrupt(
+            "the stored token signing key is not 32 bytes of hex".to_owned(),
+        ))),
+    }
+}
+
 /// A random password for the first admin.
 pub fn generate_password() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
@@ -237,14 +262,7 @@ impl Auth {
     ) -> Result<Self, AuthError> {
         let users = DashMap::new();
         for user in store.list_users().await? {
-            let role = Role::parse(&user.role).unwrap_or(Role::User);
-            users.insert(
-                user.username.clone(),
-                UserState {
-                    role,
-                    password_changed_at: user.password_changed_at,
-                },
-            );
+            users.insert(user.username.clone(), UserState::of(&user));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -277,8 +295,15 @@ impl Auth {
             .cloned()
             .unwrap_or_else(|| Secret::new(generate_password()));
         let admin = Username::parse("admin").expect("a valid name");
-        self.add_user(&admin, &password, Role::Admin).await?;
-        Ok(Some(password))
+        match self.add_user(&admin, &password, Role::Admin).await {
+            Ok(()) => Ok(Some(password)),
+            // Another node of the cluster created it first.
+            Err(AuthError::UserExists(_)) => {
+                self.reload_users().await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks a user name and password and issues a token.
@@ -295,7 +320,13 @@ impl Auth {
             .hash_job(move || password_matches(password.expose(), &hash))
             .await;
         match user {
-            Some(user) if ok => self.issue(&user),
+            Some(user) if ok => {
+                // The user may have been made or changed on another node since the last
+                // refresh; the token must verify here at once.
+                self.users
+                    .insert(user.username.clone(), UserState::of(&user));
+                self.issue(&user)
+            }
             _ => Err(AuthError::BadCredentials),
         }
     }
@@ -339,6 +370,20 @@ impl Auth {
             username,
             role: state.role,
         })
+    }
+
+    /// Re-reads the users from the database, picking up changes other nodes made.
+    pub async fn reload_users(&self) -> Result<(), AuthError> {
+        let users = self.store.list_users().await?;
+        let _changing = self.changes.lock().await;
+        let present: std::collections::HashSet<&Username> =
+            users.iter().map(|u| &u.username).collect();
+        self.users.retain(|name, _| present.contains(name));
+        for user in &users {
+            self.users
+                .insert(user.username.clone(), UserState::of(user));
+        }
+        Ok(())
     }
 
     /// Checks a user's current password without issuing anything.

@@ -9,8 +9,10 @@ pub mod hub;
 mod metrics;
 pub mod service;
 pub mod settings;
+pub mod sync;
 
 pub use app::{AdminBootstrap, Application};
+pub use cairn_store::redact_url as redact_database_url;
 pub use settings::{LogFormat, Secret, Settings};
 
 /// Milliseconds since the Unix epoch, the time unit stored everywhere.

@@ -47,6 +47,20 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Directory for the SQLite database and the token signing key.
     pub data_dir: PathBuf,
+    /// `postgres://…` or `mysql://…` to use a shared database (required for a cluster);
+    /// unset: SQLite in `data_dir`.
+    pub database: Option<Secret>,
+    /// The URL clients reach this node at, as listed to them; default `http://` + listen.
+    pub advertise_url: Option<String>,
+    /// How often the change log is polled for other nodes' writes, in milliseconds.
+    /// PostgreSQL also wakes nodes at once by `LISTEN/NOTIFY`.
+    pub sync_poll_ms: u64,
+    /// How often a node records that it is alive, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A node silent for this long is dead, in milliseconds.
+    pub node_ttl_ms: u64,
+    /// Change-log entries older than this are pruned once every live node has them.
+    pub change_log_retention_secs: u64,
     /// Password for the `admin` user created on first start; random when unset.
     pub admin_password: Option<Secret>,
     /// Largest config content accepted, in bytes.
@@ -70,6 +84,12 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8848)),
             data_dir: PathBuf::from("cairn-data"),
+            database: None,
+            advertise_url: None,
+            sync_poll_ms: 100,
+            heartbeat_ms: 2_000,
+            node_ttl_ms: 10_000,
+            change_log_retention_secs: 7 * 86_400,
             admin_password: None,
             max_content_bytes: 10 * 1024 * 1024,
             watch_default_timeout_ms: 30_000,
@@ -91,7 +111,19 @@ impl Settings {
     /// Refuses values outside what the node can honour, naming the setting.
     pub fn check(&self) -> Result<(), String> {
         const HOUR_MS: u64 = 3_600_000;
-        let checks: [(bool, &str); 5] = [
+        let checks: [(bool, &str); 8] = [
+            (
+                (10..=60_000).contains(&self.sync_poll_ms),
+                "sync_poll_ms must be between 10 and 60000",
+            ),
+            (
+                (100..=60_000).contains(&self.heartbeat_ms),
+                "heartbeat_ms must be between 100 and 60000",
+            ),
+            (
+                self.node_ttl_ms > self.heartbeat_ms && self.node_ttl_ms <= 3_600_000,
+                "node_ttl_ms must exceed heartbeat_ms and be at most 3600000",
+            ),
             (
                 (1..=1 << 30).contains(&self.max_content_bytes),
                 "max_content_bytes must be between 1 and 1073741824",
@@ -117,6 +149,13 @@ impl Settings {
             Some((_, why)) => Err((*why).to_owned()),
             None => Ok(()),
         }
+    }
+
+    /// The URL this node is listed under.
+    pub fn advertised_url(&self, bound: SocketAddr) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
     }
 
     pub fn watch_default_timeout(&self) -> Duration {

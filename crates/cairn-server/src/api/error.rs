@@ -79,6 +79,8 @@ impl From<ServiceError> for ApiError {
             E::RevisionIsDeletion(_) => (StatusCode::BAD_REQUEST, "revision_is_deletion"),
             E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),
             E::Unavailable(_) => {
+                metrics::counter!("cairn_database_errors_total", "during" => "request")
+                    .increment(1);
                 log_chain(&e);
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }

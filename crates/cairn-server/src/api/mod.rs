@@ -27,7 +27,8 @@ use crate::settings::Settings;
 /// What every handler can reach.
 pub struct AppState {
     pub service: Service,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
+    pub sync: Arc<crate::sync::Sync>,
     pub settings: Settings,
     pub shutdown: CancellationToken,
     pub metrics: Metrics,

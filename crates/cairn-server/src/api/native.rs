@@ -58,6 +58,7 @@ pub fn router() -> Router<SharedState> {
             axum::routing::delete(delete_user),
         )
         .route("/api/v1/users/{username}/password", put(set_password))
+        .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -67,7 +68,7 @@ pub fn router() -> Router<SharedState> {
     paths(
         login, list_namespaces, create_namespace, get_namespace, update_namespace,
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
-        history_entry, rollback, diff, list_users, create_user, delete_user, set_password,
+        history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -491,4 +492,20 @@ async fn set_password(
         .set_password(&username, &Secret::new(req.password))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The live nodes of the cluster (this node alone without a shared database). Clients
+/// use it to fail over.
+#[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster",
+    responses((status = 200, body = [NodeView]), (status = 503, body = ErrorBody)))]
+async fn cluster_nodes(
+    State(state): State<SharedState>,
+    _: Caller,
+) -> Result<Json<Vec<NodeView>>, ApiError> {
+    let nodes = state
+        .sync
+        .live_nodes()
+        .await
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(nodes.iter().map(NodeView::from).collect()))
 }

@@ -322,3 +322,30 @@ pub struct SetPassword {
     /// for your own account.
     pub current_password: Option<String>,
 }
+
+/// A live node of the cluster.
+#[derive(Serialize, ToSchema)]
+pub struct NodeView {
+    pub id: String,
+    /// The URL clients reach the node at.
+    pub address: String,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    /// The last change-log sequence the node applied.
+    pub applied_seq: i64,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+}
+
+impl From<&crate::sync::NodeInfo> for NodeView {
+    fn from(n: &crate::sync::NodeInfo) -> Self {
+        Self {
+            id: n.record.id.clone(),
+            address: n.record.address.clone(),
+            started_at: timestamp(n.record.started_at),
+            heartbeat_at: timestamp(n.record.heartbeat_at),
+            applied_seq: n.record.applied_seq,
+            this_node: n.this_node,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Keeping a node in step with the others that share its database: it tails the change
+//! log (woken at once by PostgreSQL `LISTEN/NOTIFY`, else by a short poll), applies other
+//! nodes' writes to its cache and wakes their watchers. It also registers the node with
+//! a heartbeat, refreshes the users, and prunes the change log when every live node has
+//! applied it.
+//!
+//! The change log, not the notification, is the truth: a lost signal only delays a
+//! change until the next poll. Database errors never stop the node; reads and watches go
+//! on from memory and the sync retries.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_store::{ChangeRecord, ChangeSignal, NodeRecord, Op, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::cache::Cache;
+use crate::hub::Hub;
+use crate::now_millis;
+
+const BATCH: u32 = 1000;
+
+/// This node's place in the cluster and its progress through the change log.
+pub struct Sync {
+    store: Arc<dyn Store>,
+    cache: Arc<Cache>,
+    hub: Arc<Hub>,
+    /// Every change up to this sequence is in the cache.
+    applied: AtomicI64,
+    /// The newest sequence the database reported at the last heartbeat.
+    latest: AtomicI64,
+    pub node_id: String,
+    pub address: String,
+    started_at: i64,
+    poll: Duration,
+    heartbeat: Duration,
+    node_ttl_ms: i64,
+    retention_ms: i64,
+}
+
+/// A node as listed to clients.
+pub struct NodeInfo {
+    pub record: NodeRecord,
+    pub this_node: bool,
+}
+
+pub struct SyncSettings {
+    pub address: String,
+    pub poll: Duration,
+    pub heartbeat: Duration,
+    pub node_ttl: Duration,
+    pub retention: Duration,
+}
+
+fn database_error(what: &str, e: &StoreError) {
+    metrics::counter!("cairn_database_errors_total", "during" => what.to_owned()).increment(1);
+    tracing::warn!(error = %e, during = what, "database error; serving from memory and retrying");
+}
+
+impl Sync {
+    /// `applied` is the change-log sequence the cache was loaded at.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<Cache>,
+        hub: Arc<Hub>,
+        applied: i64,
+        settings: SyncSettings,
+    ) -> Self {
+        let started_at = now_millis();
+        Self {
+            store,
+            cache,
+            hub,
+            applied: AtomicI64::new(applied),
+            latest: AtomicI64::new(applied),
+            node_id: format!("{}-{started_at:x}", std::process::id()),
+            address: settings.address,
+            started_at,
+            poll: settings.poll,
+            heartbeat: settings.heartbeat,
+            node_ttl_ms: settings.node_ttl.as_millis() as i64,
+            retention_ms: settings.retention.as_millis() as i64,
+        }
+    }
+
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Change-log entries other nodes wrote that this node has not applied yet, as of
+    /// the last heartbeat.
+    pub fn lag(&self) -> i64 {
+        (self.latest.load(Ordering::Relaxed) - self.applied()).max(0)
+    }
+
+    /// Applies every change after the last applied one. Returns how many it applied.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let applied = self.applied();
+            let batch = self.store.changes_since(applied, BATCH).await?;
+            let Some(first) = batch.first() else {
+                return Ok(total);
+            };
+            // A gap may be a rolled-back transaction, or entries pruned before this node
+            // read them; only the latter needs a full reload.
+            if first.seq > applied + 1 && self.store.pruned_through().await? > applied {
+                self.reload().await?;
+                return Ok(total);
+            }
+            for change in &batch {
+                self.apply(change).await?;
+                self.applied.store(change.seq, Ordering::Release);
+            }
+            total += batch.len();
+            if batch.len() < BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn apply(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        let changed = match change.op {
+            Op::Delete => self.cache.remove(&change.key, change.seq),
+            Op::Publish | Op::Rollback => {
+                if self
+                    .cache
+                    .get(&change.key)
+                    .is_some_and(|c| c.revision >= change.seq)
+                {
+                    // This node's own write, or a newer version fetched already.
+                    false
+                } else {
+                    match self.store.get_config(&change.key).await? {
+                        Some(record) => self.cache.apply(Arc::new(record)),
+                        // Deleted since; that deletion comes later in the log.
+                        None => false,
+                    }
+                }
+            }
+        };
+        if changed {
+            self.hub.notify(&change.key);
+        }
+        Ok(())
+    }
+
+    /// Replaces the cache with the database's configs, for a node that fell behind the
+    /// change log's retention.
+    async fn reload(&self) -> Result<(), StoreError> {
+        let seq = self.store.last_seq().await?;
+        let configs = self.store.load_configs().await?;
+        tracing::warn!(
+            from = self.applied(),
+            to = seq,
+            "fell behind the change log's retention; reloading every config"
+        );
+        let present: HashSet<_> = configs.iter().map(|c| c.key.clone()).collect();
+        for config in configs {
+            let key = config.key.clone();
+            if self.cache.apply(Arc::new(config)) {
+                self.hub.notify(&key);
+            }
+        }
+        let gone: Vec<_> = self
+            .cache
+            .select(|c| !present.contains(&c.key) && c.revision <= seq)
+            .into_iter()
+            .map(|c| c.key.clone())
+            .collect();
+        for key in gone {
+            if self.cache.remove(&key, seq + 1) {
+                self.hub.notify(&key);
+            }
+        }
+        self.applied.fetch_max(seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Tails the change log until shutdown.
+    pub async fn run_tail(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut signal: Option<Box<dyn ChangeSignal>> = None;
+        let mut failing = false;
+        loop {
+            if signal.is_none() {
+                signal = self.store.change_signal().await.unwrap_or_else(|e| {
+                    database_error("listen", &e);
+                    None
+                });
+            }
+            match self.catch_up().await {
+                Ok(_) => {
+                    if failing {
+                        tracing::info!("change log reachable again");
+                    }
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        database_error("sync", &e);
+                    }
+                    failing = true;
+                }
+            }
+            metrics::gauge!("cairn_sync_applied_seq").set(self.applied() as f64);
+            let woken = async {
+                match signal.as_mut() {
+                    Some(s) => s.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = woken => {
+                    if let Err(e) = result {
+                        database_error("listen", &e);
+                        signal = None;
+                    }
+                }
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn record(&self, now: i64) -> NodeRecord {
+        NodeRecord {
+            id: self.node_id.clone(),
+            address: self.address.clone(),
+            started_at: self.started_at,
+            heartbeat_at: now,
+            applied_seq: self.applied(),
+        }
+    }
+
+    /// One heartbeat: registers the node, refreshes users, expires dead nodes, prunes
+    /// the change log and measures lag.
+    pub async fn beat(&self, auth: &Auth) -> Result<(), StoreError> {
+        let now = now_millis();
+        self.store.heartbeat(&self.record(now)).await?;
+        if let Err(e) = auth.reload_users().await {
+            tracing::warn!(error = %e, "could not refresh users");
+        }
+        self.store.remove_nodes(now - self.node_ttl_ms).await?;
+        let latest = self.store.last_seq().await?;
+        self.latest.store(latest, Ordering::Relaxed);
+        metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
+        self.prune(now).await
+    }
+
+    /// Drops change-log entries older than the retention that every live node applied.
+    async fn prune(&self, now: i64) -> Result<(), StoreError> {
+        let live = self.store.nodes().await?;
+        let Some(needed) = live.iter().map(|n| n.applied_seq).min() else {
+            return Ok(());
+        };
+        let old = self
+            .store
+            .changes_since(self.store.pruned_through().await?, BATCH)
+            .await?
+            .into_iter()
+            .take_while(|c| c.created_at < now - self.retention_ms && c.seq <= needed)
+            .last();
+        if let Some(through) = old {
+            let pruned = self.store.prune_changes(through.seq).await?;
+            tracing::info!(through = through.seq, pruned, "pruned the change log");
+        }
+        Ok(())
+    }
+
+    /// Heartbeats until shutdown, then deregisters the node.
+    pub async fn run_heartbeat(self: Arc<Self>, auth: Arc<Auth>, shutdown: CancellationToken) {
+        let mut failing = false;
+        loop {
+            match self.beat(&auth).await {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        database_error("heartbeat", &e);
+                    }
+                    failing = true;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.heartbeat) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if let Err(e) = self.store.remove_node(&self.node_id).await {
+            tracing::warn!(error = %e, "could not deregister this node");
+        }
+    }
+
+    /// Live nodes: heartbeat within the TTL. This node is always listed.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let now = now_millis();
+        let mut nodes: Vec<NodeInfo> = self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
+            .map(|record| NodeInfo {
+                this_node: record.id == self.node_id,
+                record,
+            })
+            .collect();
+        if !nodes.iter().any(|n| n.this_node) {
+            nodes.push(NodeInfo {
+                record: self.record(now),
+                this_node: true,
+            });
+        }
+        Ok(nodes)
+    }
+}

@@ -155,7 +155,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     cairn_server::init_tracing(&settings);
     let storage = match &settings.database {
-        Some(url) => format!("database {}", cairn_server::redact_database_url(url.expose())),
+        Some(url) => format!(
+            "database {}",
+            cairn_server::redact_database_url(url.expose())
+        ),
         None => format!("data in {}", settings.data_dir.display()),
     };
     let app = Application::build(settings).await?;

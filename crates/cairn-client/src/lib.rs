@@ -274,6 +274,18 @@ impl Client {
         Ok(response.changed)
     }
 
+    /// The live nodes of the cluster the server belongs to.
+    pub async fn nodes(&self) -> Result<Vec<ClusterNode>> {
+        Self::json(self.request(Method::GET, self.url(&["api", "v1", "cluster", "nodes"]))).await
+    }
+
+    /// Succeeds when the server and its database answer (`/ready`).
+    pub async fn ready(&self) -> Result<()> {
+        Self::send(self.request(Method::GET, self.url(&["ready"])))
+            .await
+            .map(drop)
+    }
+
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         Self::json(self.request(Method::GET, self.url(&["api", "v1", "namespaces"]))).await
     }

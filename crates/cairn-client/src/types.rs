@@ -210,3 +210,16 @@ pub struct UserInfo {
     pub role: String,
     pub created_at: String,
 }
+
+/// A live node of a cluster.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterNode {
+    pub id: String,
+    /// The URL clients reach the node at.
+    pub address: String,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    pub applied_seq: i64,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+}

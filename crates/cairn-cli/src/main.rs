@@ -21,7 +21,7 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:8848";
     about = "Cairn configuration center: server and CLI"
 )]
 struct Cli {
-    /// Server URL [default: from `cairn login`, else http://127.0.0.1:8848].
+    /// Server URL, or several comma-separated for failover [default: the nodes `cairn login` found, else http://127.0.0.1:8848].
     #[arg(long, global = true, env = "CAIRN_SERVER")]
     server: Option<String>,
     /// Access token [default: from `cairn login`].
@@ -195,12 +195,18 @@ fn key(path: &str) -> anyhow::Result<Key> {
 
 fn connect(cli_server: Option<String>, cli_token: Option<String>) -> anyhow::Result<Client> {
     let profile = profile::load()?;
-    // The saved token goes only to the server it was issued by.
+    // The saved token goes only to the servers it was issued by.
     let saved_token = match (&cli_server, &profile.server) {
-        (Some(wanted), Some(saved))
-            if wanted.trim_end_matches('/') != saved.trim_end_matches('/') =>
-        {
-            None
+        (Some(wanted), Some(saved)) => {
+            let known: Vec<&str> = saved.split(',').map(|s| s.trim_end_matches('/')).collect();
+            let all_known = wanted
+                .split(',')
+                .all(|w| known.contains(&w.trim().trim_end_matches('/')));
+            if all_known {
+                profile.token
+            } else {
+                None
+            }
         }
         _ => profile.token,
     };
@@ -515,7 +521,20 @@ async fn login(server: Option<String>, username: &str, password_stdin: bool) -> 
     let client = Client::builder(&server).build()?;
     let password = read_password(password_stdin, &format!("Password for {username}: "))?;
     let login = client.login(username, &password).await?;
-    profile.server = Some(server.clone());
+    // Remember every live node, so later commands fail over between them.
+    let servers = client
+        .clone()
+        .with_token(login.token.clone())
+        .discover()
+        .await
+        .map(|list| {
+            list.iter()
+                .map(|s| s.trim_end_matches('/').to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_else(|_| server.clone());
+    profile.server = Some(servers);
     profile.token = Some(login.token);
     profile.username = Some(login.username);
     let path = profile::save(&profile)?;

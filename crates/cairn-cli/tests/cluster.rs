@@ -146,7 +146,23 @@ async fn three_nodes_share_changes(engine: Engine) {
     expected.sort();
     assert_eq!(addresses, expected);
 
-    for node in [a, b, c] {
+    // A client that knows one node learns the others, and fails over when its node dies.
+    let token = a.client.login("admin", PASSWORD).await.unwrap().token;
+    let client = Client::builder(&a.url).token(token).build().unwrap();
+    assert_eq!(client.discover().await.unwrap().len(), 3);
+    a.client
+        .publish(&k, &Publish::new("port: 2\n"))
+        .await
+        .unwrap();
+    let a_url = a.url.clone();
+    a.kill().await;
+    eventually(Duration::from_secs(5), "a read after failover", || async {
+        client.get(&k).await.unwrap().and_then(|c| c.content) == Some("port: 2\n".into())
+    })
+    .await;
+    assert_ne!(client.server().trim_end_matches('/'), a_url);
+
+    for node in [b, c] {
         node.kill().await;
     }
     db.drop_database().await;

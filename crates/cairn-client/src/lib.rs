@@ -20,6 +20,8 @@ mod types;
 
 pub use types::*;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -76,33 +78,58 @@ impl ClientBuilder {
     }
 
     pub fn build(self) -> Result<Client> {
-        let base = Url::parse(self.server.trim_end_matches('/'))
-            .ok()
-            .filter(|u| u.scheme() == "http" || u.scheme() == "https")
-            .ok_or_else(|| Error::BadUrl(self.server.clone()))?;
+        let endpoints = self
+            .server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_endpoint)
+            .collect::<Result<Vec<_>>>()?;
+        if endpoints.is_empty() {
+            return Err(Error::BadUrl(self.server));
+        }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
             .build()?;
         Ok(Client {
             http,
-            base,
+            endpoints: Arc::new(RwLock::new(endpoints)),
+            current: Arc::new(AtomicUsize::new(0)),
             token: self.token,
             timeout: self.timeout,
         })
     }
 }
 
-/// A connection to one Cairn server.
+fn parse_endpoint(server: &str) -> Result<Url> {
+    Url::parse(server.trim_end_matches('/'))
+        .ok()
+        .filter(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some())
+        .ok_or_else(|| Error::BadUrl(server.to_owned()))
+}
+
+/// Points `url` at another node: same path and query, that node's scheme, host and port.
+fn rebase(url: &mut Url, endpoint: &Url) {
+    let _ = url.set_scheme(endpoint.scheme());
+    let _ = url.set_host(endpoint.host_str());
+    let _ = url.set_port(endpoint.port());
+}
+
+/// A connection to a Cairn server, or to the nodes of a cluster: when a node cannot be
+/// reached, a request goes to the next one (nodes differ only in scheme, host and port).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: Url,
+    endpoints: Arc<RwLock<Vec<Url>>>,
+    /// The endpoint that answered last; requests start there.
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     timeout: Duration,
 }
 
 impl Client {
-    /// Starts building a client for the server at `server` (e.g. `http://127.0.0.1:8848`).
+    /// Starts building a client for the server at `server` (e.g. `http://127.0.0.1:8848`),
+    /// or for several nodes given as a comma-separated list.
     pub fn builder(server: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             server: server.into(),
@@ -117,12 +144,44 @@ impl Client {
         self
     }
 
-    pub fn server(&self) -> &str {
-        self.base.as_str()
+    /// The node requests go to first.
+    pub fn server(&self) -> String {
+        let endpoints = self.endpoints.read().expect("endpoint list poisoned");
+        endpoints[self.current.load(Ordering::Relaxed) % endpoints.len()].to_string()
+    }
+
+    /// Every node this client knows, the current one first.
+    pub fn servers(&self) -> Vec<String> {
+        let endpoints = self.endpoints.read().expect("endpoint list poisoned");
+        let start = self.current.load(Ordering::Relaxed);
+        (0..endpoints.len())
+            .map(|i| endpoints[(start + i) % endpoints.len()].to_string())
+            .collect()
+    }
+
+    /// Learns the cluster's live nodes from the server, so that later requests can fail
+    /// over to any of them. Returns their addresses.
+    pub async fn discover(&self) -> Result<Vec<String>> {
+        let nodes = self.nodes().await?;
+        let mut found = Vec::new();
+        for node in &nodes {
+            if let Ok(url) = parse_endpoint(&node.address) {
+                found.push(url);
+            }
+        }
+        if !found.is_empty() {
+            let current = Url::parse(&self.server()).ok();
+            let start = current
+                .and_then(|c| found.iter().position(|u| *u == c))
+                .unwrap_or(0);
+            *self.endpoints.write().expect("endpoint list poisoned") = found;
+            self.current.store(start, Ordering::Relaxed);
+        }
+        Ok(self.servers())
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
+        let mut url = Url::parse(&self.server()).expect("endpoints are valid URLs");
         url.path_segments_mut()
             .expect("http URLs have paths")
             .pop_if_empty()
@@ -151,8 +210,40 @@ impl Client {
         }
     }
 
-    async fn send(request: RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await?;
+    /// Sends a request to the current node, and to the next ones while a node cannot
+    /// be connected to (nothing was sent, so even a publish is safe to repeat).
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        let request = request.build()?;
+        let endpoints = self
+            .endpoints
+            .read()
+            .expect("endpoint list poisoned")
+            .clone();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut unreachable = None;
+        for step in 0..endpoints.len() {
+            let index = (start + step) % endpoints.len();
+            let mut attempt = request
+                .try_clone()
+                .expect("request bodies are buffered, never streamed");
+            rebase(attempt.url_mut(), &endpoints[index]);
+            match self.http.execute(attempt).await {
+                Ok(response) => {
+                    if step > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                    }
+                    return Self::check(response).await;
+                }
+                Err(e) if e.is_connect() => unreachable = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Http(
+            unreachable.expect("there is at least one endpoint"),
+        ))
+    }
+
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response> {
         if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
             return Ok(response);
         }
@@ -172,14 +263,14 @@ impl Client {
         })
     }
 
-    async fn json<T: DeserializeOwned>(request: RequestBuilder) -> Result<T> {
-        Ok(Self::send(request).await?.json().await?)
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        Ok(self.send(request).await?.json().await?)
     }
 
     /// Exchanges a user name and password for a token.
     pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse> {
         let url = self.url(&["api", "v1", "auth", "login"]);
-        Self::json(
+        self.json(
             self.request(Method::POST, url)
                 .json(&serde_json::json!({ "username": username, "password": password })),
         )
@@ -191,7 +282,7 @@ impl Client {
         let request = self
             .request(Method::GET, self.config_url(key, &[]))
             .query(&[("view", "json")]);
-        match Self::json(request).await {
+        match self.json(request).await {
             Ok(config) => Ok(Some(config)),
             Err(Error::Api {
                 status: 404, code, ..
@@ -202,7 +293,7 @@ impl Client {
 
     /// Creates or replaces a config.
     pub async fn publish(&self, key: &Key, publish: &Publish) -> Result<Config> {
-        Self::json(
+        self.json(
             self.request(Method::PUT, self.config_url(key, &[]))
                 .json(publish),
         )
@@ -215,13 +306,13 @@ impl Client {
         if let Some(md5) = cas_md5 {
             request = request.query(&[("cas_md5", md5)]);
         }
-        Self::send(request).await.map(drop)
+        self.send(request).await.map(drop)
     }
 
     /// Lists and searches configs.
     pub async fn list(&self, query: &ListQuery) -> Result<Page<Config>> {
         let url = self.url(&["api", "v1", "configs"]);
-        Self::json(self.request(Method::GET, url).query(query)).await
+        self.json(self.request(Method::GET, url).query(query)).await
     }
 
     /// A page of a config's history, newest first.
@@ -234,13 +325,14 @@ impl Client {
         let request = self
             .request(Method::GET, self.config_url(key, &["history"]))
             .query(&[("page", page), ("page_size", page_size)]);
-        Self::json(request).await
+        self.json(request).await
     }
 
     /// One historical version, with content.
     pub async fn history_entry(&self, key: &Key, revision: i64) -> Result<HistoryEntry> {
         let revision = revision.to_string();
-        Self::json(self.request(Method::GET, self.config_url(key, &["history", &revision]))).await
+        self.json(self.request(Method::GET, self.config_url(key, &["history", &revision])))
+            .await
     }
 
     /// Publishes revision `revision`'s content again as a new revision.
@@ -248,7 +340,7 @@ impl Client {
         let request = self
             .request(Method::POST, self.config_url(key, &["rollback"]))
             .json(&serde_json::json!({ "revision": revision }));
-        Self::json(request).await
+        self.json(request).await
     }
 
     /// A unified diff from revision `from` to `to` (default: the current content).
@@ -259,7 +351,7 @@ impl Client {
         if let Some(to) = to {
             request = request.query(&[("to", to)]);
         }
-        Ok(Self::send(request).await?.text().await?)
+        Ok(self.send(request).await?.text().await?)
     }
 
     /// One long poll: returns the keys whose md5 differs from the one given, waiting up
@@ -270,48 +362,51 @@ impl Client {
             .request(Method::POST, url)
             .timeout(timeout + self.timeout)
             .json(&serde_json::json!({ "keys": keys, "timeout_ms": timeout.as_millis() as u64 }));
-        let response: WatchResponse = Self::json(request).await?;
+        let response: WatchResponse = self.json(request).await?;
         Ok(response.changed)
     }
 
     /// The live nodes of the cluster the server belongs to.
     pub async fn nodes(&self) -> Result<Vec<ClusterNode>> {
-        Self::json(self.request(Method::GET, self.url(&["api", "v1", "cluster", "nodes"]))).await
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "cluster", "nodes"])))
+            .await
     }
 
     /// Succeeds when the server and its database answer (`/ready`).
     pub async fn ready(&self) -> Result<()> {
-        Self::send(self.request(Method::GET, self.url(&["ready"])))
+        self.send(self.request(Method::GET, self.url(&["ready"])))
             .await
             .map(drop)
     }
 
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
-        Self::json(self.request(Method::GET, self.url(&["api", "v1", "namespaces"]))).await
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "namespaces"])))
+            .await
     }
 
     pub async fn create_namespace(&self, name: &str, description: &str) -> Result<NamespaceInfo> {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "namespaces"]))
             .json(&serde_json::json!({ "name": name, "description": description }));
-        Self::json(request).await
+        self.json(request).await
     }
 
     pub async fn delete_namespace(&self, name: &str) -> Result<()> {
-        Self::send(self.request(Method::DELETE, self.url(&["api", "v1", "namespaces", name])))
+        self.send(self.request(Method::DELETE, self.url(&["api", "v1", "namespaces", name])))
             .await
             .map(drop)
     }
 
     pub async fn users(&self) -> Result<Vec<UserInfo>> {
-        Self::json(self.request(Method::GET, self.url(&["api", "v1", "users"]))).await
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "users"])))
+            .await
     }
 
     pub async fn create_user(&self, username: &str, password: &str, role: &str) -> Result<()> {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "users"]))
             .json(&serde_json::json!({ "username": username, "password": password, "role": role }));
-        Self::send(request).await.map(drop)
+        self.send(request).await.map(drop)
     }
 
     /// Sets a user's password. Changing your own needs `current` unless you are admin.
@@ -327,11 +422,11 @@ impl Client {
                 self.url(&["api", "v1", "users", username, "password"]),
             )
             .json(&serde_json::json!({ "password": password, "current_password": current }));
-        Self::send(request).await.map(drop)
+        self.send(request).await.map(drop)
     }
 
     pub async fn delete_user(&self, username: &str) -> Result<()> {
-        Self::send(self.request(Method::DELETE, self.url(&["api", "v1", "users", username])))
+        self.send(self.request(Method::DELETE, self.url(&["api", "v1", "users", username])))
             .await
             .map(drop)
     }

@@ -76,7 +76,11 @@ impl Sync {
             hub,
             applied: AtomicI64::new(applied),
             latest: AtomicI64::new(applied),
-            node_id: format!("{}-{started_at:x}", std::process::id()),
+            node_id: format!(
+                "{}-{started_at:x}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
             address: settings.address,
             started_at,
             poll: settings.poll,
@@ -102,12 +106,10 @@ impl Sync {
         loop {
             let applied = self.applied();
             let batch = self.store.changes_since(applied, BATCH).await?;
-            let Some(first) = batch.first() else {
-                return Ok(total);
-            };
-            // A gap may be a rolled-back transaction, or entries pruned before this node
-            // read them; only the latter needs a full reload.
-            if first.seq > applied + 1 && self.store.pruned_through().await? > applied {
+            // A gap (or nothing at all) may be a rolled-back transaction, or entries
+            // pruned before this node read them; only the latter needs a full reload.
+            let gap = batch.first().is_none_or(|first| first.seq > applied + 1);
+            if gap && self.store.pruned_through().await? > applied {
                 self.reload().await?;
                 return Ok(total);
             }
@@ -314,5 +316,115 @@ impl Sync {
             });
         }
         Ok(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::{ConfigKey, Format};
+    use cairn_store::{Audit, ConfigWrite, Expect, SqliteStore};
+
+    fn settings() -> SyncSettings {
+        SyncSettings {
+            address: "http://test".into(),
+            poll: Duration::from_millis(10),
+            heartbeat: Duration::from_millis(100),
+            node_ttl: Duration::from_secs(60),
+            retention: Duration::ZERO,
+        }
+    }
+
+    async fn publish(store: &Arc<dyn Store>, data_id: &str) -> i64 {
+        let content = format!("{data_id}: 1");
+        let write = ConfigWrite {
+            key: ConfigKey::parse("public", "g", data_id).unwrap(),
+            op: Op::Publish,
+            md5: cairn_core::md5::md5_hex(&content),
+            content,
+            format: Format::Text,
+            description: String::new(),
+            tags: vec![],
+            expect: Expect::Any,
+            audit: Audit {
+                operator: "t".into(),
+                source: String::new(),
+                comment: String::new(),
+                at: 1,
+            },
+        };
+        store.put_config(&write).await.unwrap().revision
+    }
+
+    fn node(store: &Arc<dyn Store>) -> (Sync, Arc<Cache>) {
+        let cache = Arc::new(Cache::default());
+        let sync = Sync::new(
+            store.clone(),
+            cache.clone(),
+            Arc::new(Hub::default()),
+            0,
+            settings(),
+        );
+        (sync, cache)
+    }
+
+    #[tokio::test]
+    async fn pruning_waits_for_live_nodes_and_laggards_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        let auth = Auth::new(store.clone(), &[7; 32], 60).await.unwrap();
+        let mut last = 0;
+        for i in 0..5 {
+            last = publish(&store, &format!("k{i}")).await;
+        }
+
+        let (a, cache_a) = node(&store);
+        let (b, _) = node(&store);
+        assert_eq!(a.catch_up().await.unwrap(), 5);
+        assert_eq!(cache_a.len(), 5);
+        // B is live but has applied nothing: nothing may be pruned.
+        b.beat(&auth).await.unwrap();
+        a.beat(&auth).await.unwrap();
+        assert_eq!(store.pruned_through().await.unwrap(), 0);
+        assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 5);
+
+        // Once B has applied everything, the old entries go.
+        b.catch_up().await.unwrap();
+        b.beat(&auth).await.unwrap();
+        a.beat(&auth).await.unwrap();
+        assert_eq!(store.pruned_through().await.unwrap(), last);
+        assert!(store.changes_since(0, 100).await.unwrap().is_empty());
+
+        // A node that starts from nothing now finds the log pruned and reloads in full.
+        let (c, cache_c) = node(&store);
+        c.catch_up().await.unwrap();
+        assert_eq!(cache_c.len(), 5);
+        assert_eq!(c.applied(), last);
+
+        // And one that had a config deleted meanwhile drops it.
+        let key = ConfigKey::parse("public", "g", "k0").unwrap();
+        let delete = cairn_store::ConfigDelete {
+            key: key.clone(),
+            expect: Expect::Any,
+            audit: Audit {
+                operator: "t".into(),
+                source: String::new(),
+                comment: String::new(),
+                at: 1,
+            },
+        };
+        store.delete_config(&delete).await.unwrap();
+        publish(&store, "k9").await;
+        a.catch_up().await.unwrap();
+        a.beat(&auth).await.unwrap();
+        c.beat(&auth).await.unwrap();
+        b.beat(&auth).await.unwrap();
+        // B lags; nothing past its position is pruned yet.
+        assert_eq!(store.pruned_through().await.unwrap(), last);
+        b.catch_up().await.unwrap();
+        c.catch_up().await.unwrap();
+        assert!(cache_c.get(&key).is_none());
+        assert_eq!(cache_c.len(), 5);
     }
 }

@@ -5,7 +5,6 @@
 //! These need `CAIRN_TEST_POSTGRES_URL` / `CAIRN_TEST_MYSQL_URL`; without them they say
 //! so and skip. `.ci/run` always sets both.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,14 +126,14 @@ async fn three_nodes_share_changes(engine: Engine) {
     );
     // Other nodes apply it within a poll interval (at once on PostgreSQL).
     eventually(Duration::from_secs(5), "B to have it", || async {
-        b.client.get(&k).await.unwrap().and_then(|c| c.content) == Some("port: 1\n".into())
+        matches!(b.client.get(&k).await, Ok(Some(c)) if c.content.as_deref() == Some("port: 1\n"))
     })
     .await;
 
     // A deletion on B reaches A.
     b.client.delete(&k, None).await.unwrap();
     eventually(Duration::from_secs(5), "the deletion on A", || async {
-        a.client.get(&k).await.unwrap().is_none()
+        matches!(a.client.get(&k).await, Ok(None))
     })
     .await;
 
@@ -157,7 +156,7 @@ async fn three_nodes_share_changes(engine: Engine) {
     let a_url = a.url.clone();
     a.kill().await;
     eventually(Duration::from_secs(5), "a read after failover", || async {
-        client.get(&k).await.unwrap().and_then(|c| c.content) == Some("port: 2\n".into())
+        matches!(client.get(&k).await, Ok(Some(c)) if c.content.as_deref() == Some("port: 2\n"))
     })
     .await;
     assert_ne!(client.server().trim_end_matches('/'), a_url);
@@ -170,8 +169,12 @@ async fn three_nodes_share_changes(engine: Engine) {
 
 type Acked = Arc<Mutex<Vec<(Key, i64, String)>>>;
 
-/// Publishes unique contents through `client` until `stop`, recording each
-/// acknowledged write.
+/// Most writes one writer makes, so the test's size does not depend on machine speed.
+const MAX_WRITES: u32 = 300;
+
+/// Publishes through `client` until `stop`, each write to a key of its own, recording
+/// every acknowledged write. A key per write means a change a node failed to apply
+/// cannot hide behind a later write to the same key.
 fn writer(
     client: Client,
     name: &'static str,
@@ -179,14 +182,15 @@ fn writer(
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut i = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            let k = key(&format!("k{}.txt", i % 4));
-            let content = format!("{name}-{i}");
-            i += 1;
+        for i in 0..MAX_WRITES {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let k = key(&format!("{name}-{i}.txt"));
+            let content = format!("written through {name}, #{i}");
             match client.publish(&k, &Publish::new(content.clone())).await {
                 Ok(config) => acked.lock().unwrap().push((k, config.revision, content)),
-                // The node is gone; its unacknowledged writes may or may not have landed.
+                // The node is gone; its unacknowledged write may or may not have landed.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
@@ -206,73 +210,47 @@ async fn killed_node_loses_nothing_acknowledged(engine: Engine) {
     let stop = Arc::new(AtomicBool::new(false));
     let through_a = writer(a.client.clone(), "a", acked.clone(), stop.clone());
     let through_b = writer(b.client.clone(), "b", acked.clone(), stop.clone());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     a.kill().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     through_a.await.unwrap();
     through_b.await.unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(
-        acked.iter().any(|w| w.2.starts_with("a-")),
+        acked.iter().any(|w| w.2.contains("through a")),
         "writes went through A"
     );
     assert!(
-        acked.iter().any(|w| w.2.starts_with("b-")),
+        acked.iter().any(|w| w.2.contains("through b")),
         "writes went through B"
     );
 
     let a = Node::start(&db.url, &dir.path().join("a")).await;
-    let nodes = [&a, &b, &c];
-    let keys: Vec<Key> = (0..4).map(|i| key(&format!("k{i}.txt"))).collect();
-
-    // Every node converges on the same current version of every key, no older than the
-    // newest acknowledged one.
-    let mut newest: HashMap<Key, i64> = HashMap::new();
-    for (k, revision, _) in &acked {
-        let slot = newest.entry(k.clone()).or_default();
-        *slot = (*slot).max(*revision);
-    }
-    for k in &keys {
-        eventually(Duration::from_secs(10), "the nodes to converge", || async {
-            let mut revisions = Vec::new();
-            for node in nodes {
-                revisions.push(node.client.get(k).await.unwrap().map(|c| c.revision));
-            }
-            revisions.windows(2).all(|w| w[0] == w[1])
-                && revisions[0].unwrap_or(0) >= newest.get(k).copied().unwrap_or(0)
-        })
-        .await;
-    }
-
-    // Every acknowledged write is in history with its content and revision, once.
-    for node in nodes {
-        let mut seen: HashMap<String, i64> = HashMap::new();
-        for k in &keys {
-            let history = node.client.history(k, 1, 500).await.unwrap();
-            assert!(history.total < 500, "the test fits one page");
-            for entry in history.items {
-                let content = node
-                    .client
-                    .history_entry(k, entry.revision)
-                    .await
-                    .unwrap()
-                    .content
-                    .unwrap();
-                assert!(
-                    seen.insert(content.clone(), entry.revision).is_none(),
-                    "{content} recorded twice"
-                );
-            }
-        }
+    // Every acknowledged write is served by every node (C and B tailed it, A reloaded),
+    // with its content and revision, and recorded in history exactly once.
+    for node in [&a, &b, &c] {
         for (k, revision, content) in &acked {
-            assert_eq!(
-                seen.get(content),
-                Some(revision),
-                "{content} on {k} via {}",
-                node.url
-            );
+            eventually(
+                Duration::from_secs(10),
+                "the write on every node",
+                || async {
+                    matches!(
+                        node.client.get(k).await,
+                        Ok(Some(config)) if config.revision == *revision
+                            && config.content.as_deref() == Some(content.as_str())
+                    )
+                },
+            )
+            .await;
         }
+    }
+    for (k, _, _) in &acked {
+        assert_eq!(
+            b.client.history(k, 1, 10).await.unwrap().total,
+            1,
+            "{k} once"
+        );
     }
 
     for node in [a, b, c] {
@@ -358,7 +336,7 @@ async fn database_outage_degrades_and_recovers(engine: Engine) {
     let k = key("outage.yaml");
     let first = a.client.publish(&k, &Publish::new("v: 1\n")).await.unwrap();
     eventually(Duration::from_secs(5), "B to have v1", || async {
-        b.client.get(&k).await.unwrap().is_some()
+        matches!(b.client.get(&k).await, Ok(Some(_)))
     })
     .await;
 

@@ -160,23 +160,25 @@ impl Client {
     }
 
     /// Learns the cluster's live nodes from the server, so that later requests can fail
-    /// over to any of them. Returns their addresses.
+    /// over to any of them. The nodes this client was given stay first (they may be a
+    /// load balancer or a proxy); nodes advertising an unspecified address such as
+    /// `0.0.0.0` are skipped. Returns every node now known.
     pub async fn discover(&self) -> Result<Vec<String>> {
         let nodes = self.nodes().await?;
-        let mut found = Vec::new();
+        let mut endpoints = self.endpoints.write().expect("endpoint list poisoned");
         for node in &nodes {
-            if let Ok(url) = parse_endpoint(&node.address) {
-                found.push(url);
+            let Ok(url) = parse_endpoint(&node.address) else {
+                continue;
+            };
+            let unspecified = url
+                .host_str()
+                .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.is_unspecified());
+            if !unspecified && !endpoints.contains(&url) {
+                endpoints.push(url);
             }
         }
-        if !found.is_empty() {
-            let current = Url::parse(&self.server()).ok();
-            let start = current
-                .and_then(|c| found.iter().position(|u| *u == c))
-                .unwrap_or(0);
-            *self.endpoints.write().expect("endpoint list poisoned") = found;
-            self.current.store(start, Ordering::Relaxed);
-        }
+        drop(endpoints);
         Ok(self.servers())
     }
 
@@ -214,6 +216,8 @@ impl Client {
     /// be connected to (nothing was sent, so even a publish is safe to repeat).
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         let request = request.build()?;
+        let retryable =
+            request.method() == Method::GET || request.url().path().ends_with("/api/v1/watch");
         let endpoints = self
             .endpoints
             .read()
@@ -234,7 +238,9 @@ impl Client {
                     }
                     return Self::check(response).await;
                 }
-                Err(e) if e.is_connect() => unreachable = Some(e),
+                // Nothing was sent, so any request may go to the next node; reads may
+                // also be repeated after a broken or timed-out connection.
+                Err(e) if e.is_connect() || (retryable && !e.is_builder()) => unreachable = Some(e),
                 Err(e) => return Err(e.into()),
             }
         }

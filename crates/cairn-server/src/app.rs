@@ -99,6 +99,12 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        if settings.advertise_url.is_none() && listener.local_addr()?.ip().is_unspecified() {
+            tracing::warn!(
+                "listening on an unspecified address without advertise_url: other nodes and \
+                 clients would be told an address they cannot reach; set advertise_url"
+            );
+        }
         let hub = Arc::new(Hub::default());
         let sync = Arc::new(Sync::new(
             store.clone(),

@@ -374,8 +374,10 @@ impl Auth {
 
     /// Re-reads the users from the database, picking up changes other nodes made.
     pub async fn reload_users(&self) -> Result<(), AuthError> {
-        let users = self.store.list_users().await?;
+        // Under the lock, so a change this node makes meanwhile is not overwritten by
+        // the older list.
         let _changing = self.changes.lock().await;
+        let users = self.store.list_users().await?;
         let present: std::collections::HashSet<&Username> =
             users.iter().map(|u| &u.username).collect();
         self.users.retain(|name, _| present.contains(name));
@@ -471,11 +473,16 @@ impl Auth {
 
     pub async fn delete_user(&self, username: &Username) -> Result<(), AuthError> {
         let _changing = self.changes.lock().await;
-        let is_admin = self
-            .users
-            .get(username)
-            .is_some_and(|s| s.role == Role::Admin);
-        let admins = self.users.iter().filter(|s| s.role == Role::Admin).count();
+        // Counted in the database: other nodes may have changed users since the last
+        // refresh.
+        let users = self.store.list_users().await?;
+        let is_admin = users
+            .iter()
+            .any(|u| &u.username == username && u.role == Role::Admin.as_str());
+        let admins = users
+            .iter()
+            .filter(|u| u.role == Role::Admin.as_str())
+            .count();
         if is_admin && admins <= 1 {
             return Err(AuthError::LastAdmin(username.to_string()));
         }

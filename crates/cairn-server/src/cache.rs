@@ -1,77 +1,122 @@
 //! The in-memory copy of every current config. Reads are served from here and never
 //! touch the database; writes land here only after their transaction commits.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cairn_core::ConfigKey;
 use cairn_store::ConfigRecord;
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+
+/// What the cache knows of a key: its current version, or that it was deleted by a
+/// change (kept so that a late, older version cannot bring the config back).
+enum Slot {
+    Live(Arc<ConfigRecord>),
+    Deleted(i64),
+}
 
 /// Every current config, by key.
 #[derive(Default)]
 pub struct Cache {
-    configs: DashMap<ConfigKey, Arc<ConfigRecord>>,
+    slots: DashMap<ConfigKey, Slot>,
+    live: AtomicUsize,
 }
 
 impl Cache {
     pub fn load(records: Vec<ConfigRecord>) -> Self {
-        let configs = DashMap::with_capacity(records.len());
+        let slots = DashMap::with_capacity(records.len());
         for record in records {
-            configs.insert(record.key.clone(), Arc::new(record));
+            slots.insert(record.key.clone(), Slot::Live(Arc::new(record)));
         }
-        Self { configs }
+        Self {
+            live: AtomicUsize::new(slots.len()),
+            slots,
+        }
     }
 
     pub fn get(&self, key: &ConfigKey) -> Option<Arc<ConfigRecord>> {
-        self.configs.get(key).map(|entry| entry.value().clone())
+        match self.slots.get(key)?.value() {
+            Slot::Live(record) => Some(record.clone()),
+            Slot::Deleted(_) => None,
+        }
     }
 
-    /// The md5 a watcher compares with; empty when the config does not exist.
+    /// The md5 a watcher compares with; `None` when the config does not exist.
     pub fn md5(&self, key: &ConfigKey) -> Option<String> {
-        self.configs.get(key).map(|entry| entry.md5.clone())
+        match self.slots.get(key)?.value() {
+            Slot::Live(record) => Some(record.md5.clone()),
+            Slot::Deleted(_) => None,
+        }
     }
 
-    /// Stores a committed version unless a newer one is already here, so that changes
-    /// applied out of order never move a config backwards. Returns whether it was applied.
+    /// Stores a committed version unless the cache already holds a newer version or a
+    /// newer deletion, so that changes applied out of order never move a config
+    /// backwards. Returns whether it was applied.
     pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
-        let mut applied = false;
-        self.configs
-            .entry(record.key.clone())
-            .and_modify(|current| {
-                if current.revision < record.revision {
-                    *current = record.clone();
-                    applied = true;
+        match self.slots.entry(record.key.clone()) {
+            Entry::Occupied(mut slot) => {
+                let (newer, was_live) = match slot.get() {
+                    Slot::Live(current) => (current.revision < record.revision, true),
+                    Slot::Deleted(seq) => (*seq < record.revision, false),
+                };
+                if newer {
+                    slot.insert(Slot::Live(record));
+                    if !was_live {
+                        self.live.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            })
-            .or_insert_with(|| {
-                applied = true;
-                record.clone()
-            });
-        applied
+                newer
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Live(record));
+                self.live.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
     }
 
-    /// Removes a config deleted by change `seq`, unless a newer version is already here.
+    /// Records the deletion of a config by change `seq`, unless a newer version is
+    /// already here. Returns whether a live config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
-        self.configs
-            .remove_if(key, |_, current| current.revision < seq)
-            .is_some()
+        match self.slots.entry(key.clone()) {
+            Entry::Occupied(mut slot) => match slot.get_mut() {
+                Slot::Live(current) if current.revision < seq => {
+                    slot.insert(Slot::Deleted(seq));
+                    self.live.fetch_sub(1, Ordering::Relaxed);
+                    true
+                }
+                Slot::Live(_) => false,
+                Slot::Deleted(known) => {
+                    *known = (*known).max(seq);
+                    false
+                }
+            },
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Deleted(seq));
+                false
+            }
+        }
     }
 
+    /// Configs currently present.
     pub fn len(&self) -> usize {
-        self.configs.len()
+        self.live.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.configs.is_empty()
+        self.len() == 0
     }
 
     /// Every config matching `keep`, in key order.
     pub fn select(&self, keep: impl Fn(&ConfigRecord) -> bool) -> Vec<Arc<ConfigRecord>> {
         let mut found: Vec<Arc<ConfigRecord>> = self
-            .configs
+            .slots
             .iter()
-            .filter(|entry| keep(entry.value()))
-            .map(|entry| entry.value().clone())
+            .filter_map(|entry| match entry.value() {
+                Slot::Live(record) if keep(record) => Some(record.clone()),
+                _ => None,
+            })
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         found
@@ -111,5 +156,11 @@ mod tests {
         );
         assert!(cache.remove(&record(0, "").key, 6));
         assert!(cache.is_empty());
+        // A version older than the deletion, arriving late, stays out.
+        assert!(!cache.apply(record(5, "five")));
+        assert!(cache.get(&record(0, "").key).is_none());
+        // A newer one brings the config back.
+        assert!(cache.apply(record(7, "seven")));
+        assert_eq!(cache.len(), 1);
     }
 }

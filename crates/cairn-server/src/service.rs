@@ -54,6 +54,8 @@ pub enum ServiceError {
         expected: Option<String>,
         current: Option<String>,
     },
+    #[error("{0}")]
+    ConcurrentChange(String),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
@@ -91,6 +93,7 @@ impl From<StoreError> for ServiceError {
                 expected,
                 current,
             },
+            StoreError::Conflict(why) => ServiceError::ConcurrentChange(why),
             other if other.is_outage() => ServiceError::Unavailable(other),
             other => ServiceError::Internal(other),
         }
@@ -278,12 +281,12 @@ impl Service {
             check_description(description)?;
         }
         let guard = self.lock(&key).await;
-        let current = self.cache.get(&key);
+        let default_format = Format::from_file_name(key.data_id.as_str()).unwrap_or_default();
+        // The cache's format is a guess the store checks inside its transaction.
         let format = input
             .format
-            .or(current.as_ref().map(|c| c.format))
-            .or_else(|| Format::from_file_name(key.data_id.as_str()))
-            .unwrap_or_default();
+            .or(self.cache.get(&key).map(|c| c.format))
+            .unwrap_or(default_format);
         let content = if input.force {
             input.content
         } else if input.content.len() <= INLINE_VALIDATION_BYTES {
@@ -298,21 +301,16 @@ impl Service {
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
                 .map_err(ServiceError::InvalidContent)?
         };
-        let description = input
-            .description
-            .or_else(|| current.as_ref().map(|c| c.description.clone()))
-            .unwrap_or_default();
-        let tags = tags
-            .or_else(|| current.as_ref().map(|c| c.tags.clone()))
-            .unwrap_or_default();
         let md5 = md5_hex(&content);
         let write = ConfigWrite {
             key,
             op,
             content,
-            format,
             md5,
-            description,
+            format: input.format,
+            default_format,
+            validated_as: (!input.force).then_some(format),
+            description: input.description,
             tags,
             expect: expect_from(input.cas_md5),
             audit: Self::audit(actor, input.comment.unwrap_or_default()),

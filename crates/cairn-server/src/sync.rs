@@ -240,7 +240,8 @@ impl Sync {
     /// One heartbeat: registers the node, refreshes users, expires dead nodes, prunes
     /// the change log and measures lag.
     pub async fn beat(&self, auth: &Auth) -> Result<(), StoreError> {
-        let now = now_millis();
+        // The database's clock, so liveness does not depend on the nodes' clocks.
+        let now = self.store.clock().await?;
         self.store.heartbeat(&self.record(now)).await?;
         if let Err(e) = auth.reload_users().await {
             tracing::warn!(error = %e, "could not refresh users");
@@ -249,11 +250,13 @@ impl Sync {
         let latest = self.store.last_seq().await?;
         self.latest.store(latest, Ordering::Relaxed);
         metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
-        self.prune(now).await
+        self.prune(now, latest).await
     }
 
     /// Drops change-log entries older than the retention that every live node applied.
-    async fn prune(&self, now: i64) -> Result<(), StoreError> {
+    /// The newest entry always stays: some MySQL versions reset an emptied table's
+    /// auto-increment on restart, which would hand out sequences again.
+    async fn prune(&self, now: i64, latest: i64) -> Result<(), StoreError> {
         let live = self.store.nodes().await?;
         let Some(needed) = live.iter().map(|n| n.applied_seq).min() else {
             return Ok(());
@@ -263,7 +266,9 @@ impl Sync {
             .changes_since(self.store.pruned_through().await?, BATCH)
             .await?
             .into_iter()
-            .take_while(|c| c.created_at < now - self.retention_ms && c.seq <= needed)
+            .take_while(|c| {
+                c.created_at < now - self.retention_ms && c.seq <= needed && c.seq < latest
+            })
             .last();
         if let Some(through) = old {
             let pruned = self.store.prune_changes(through.seq).await?;
@@ -297,7 +302,7 @@ impl Sync {
 
     /// Live nodes: heartbeat within the TTL. This node is always listed.
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        let now = now_millis();
+        let now = self.store.clock().await?;
         let mut nodes: Vec<NodeInfo> = self
             .store
             .nodes()
@@ -342,9 +347,11 @@ mod tests {
             op: Op::Publish,
             md5: cairn_core::md5::md5_hex(&content),
             content,
-            format: Format::Text,
-            description: String::new(),
-            tags: vec![],
+            format: Some(Format::Text),
+            default_format: Format::Text,
+            validated_as: None,
+            description: None,
+            tags: None,
             expect: Expect::Any,
             audit: Audit {
                 operator: "t".into(),
@@ -389,12 +396,14 @@ mod tests {
         assert_eq!(store.pruned_through().await.unwrap(), 0);
         assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 5);
 
-        // Once B has applied everything, the old entries go.
+        // Once B has applied everything, the old entries go, all but the newest.
         b.catch_up().await.unwrap();
         b.beat(&auth).await.unwrap();
         a.beat(&auth).await.unwrap();
-        assert_eq!(store.pruned_through().await.unwrap(), last);
-        assert!(store.changes_since(0, 100).await.unwrap().is_empty());
+        let pruned = store.pruned_through().await.unwrap();
+        assert!(pruned > 0 && pruned < last, "pruned through {pruned}");
+        let left = store.changes_since(0, 100).await.unwrap();
+        assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![last]);
 
         // A node that starts from nothing now finds the log pruned and reloads in full.
         let (c, cache_c) = node(&store);
@@ -420,7 +429,7 @@ mod tests {
         a.beat(&auth).await.unwrap();
         c.beat(&auth).await.unwrap();
         b.beat(&auth).await.unwrap();
-        // B lags; nothing past its position is pruned yet.
+        // B and C lag at `last`: the log is pruned up to their position, not past it.
         assert_eq!(store.pruned_through().await.unwrap(), last);
         b.catch_up().await.unwrap();
         c.catch_up().await.unwrap();

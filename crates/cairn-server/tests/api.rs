@@ -791,4 +791,5 @@ async fn openapi_and_metrics_describe_the_node() {
         "{text}"
     );
     assert!(text.contains("cairn_watchers_held"), "{text}");
+    assert!(text.contains("cairn_sync_applied_seq"), "{text}");
 }

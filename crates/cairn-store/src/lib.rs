@@ -37,6 +37,8 @@ pub enum StoreError {
         expected: Option<String>,
         current: Option<String>,
     },
+    #[error("{0}")]
+    Conflict(String),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("user {0} does not exist")]
@@ -70,8 +72,12 @@ impl StoreError {
                     // too many connections.
                     || code.starts_with("08")
                     || code.starts_with("57P0")
-                    || code == "53300"
-                    || code == "1040"
+                    // Lock or statement timeouts: another writer holds the write lock.
+                    || matches!(&*code, "53300" | "55P03" | "57014" | "25P03")
+                    // MySQL: too many connections, lock wait timeout, server gone.
+                    || e
+                        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|my| matches!(my.number(), 1040 | 1205 | 2006 | 2013))
             }
             _ => false,
         }
@@ -156,6 +162,9 @@ pub trait ClusterStore: Send + Sync {
     async fn prune_changes(&self, through_seq: i64) -> Result<u64>;
     /// The highest sequence pruned so far; a node behind it must reload in full.
     async fn pruned_through(&self) -> Result<i64>;
+    /// The database's clock in Unix milliseconds, so that liveness does not depend on
+    /// the nodes' clocks agreeing.
+    async fn clock(&self) -> Result<i64>;
     /// The stored value of a named secret, storing `candidate` if there is none yet, so
     /// that every node ends up with the same one.
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;

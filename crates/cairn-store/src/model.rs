@@ -81,10 +81,19 @@ pub struct ConfigWrite {
     pub key: ConfigKey,
     pub op: Op,
     pub content: String,
-    pub format: Format,
     pub md5: String,
-    pub description: String,
-    pub tags: Vec<String>,
+    /// `None` keeps the stored format, or takes `default_format` for a new config. The
+    /// stored value is read inside the write transaction, so a lagging cache cannot
+    /// undo another node's change.
+    pub format: Option<Format>,
+    pub default_format: Format,
+    /// The format the content was validated as (`None`: stored unvalidated, forced).
+    /// The write is refused if the format it resolves to is another one.
+    pub validated_as: Option<Format>,
+    /// `None` keeps the stored value (empty for a new config).
+    pub description: Option<String>,
+    /// `None` keeps the stored value (none for a new config).
+    pub tags: Option<Vec<String>>,
     pub expect: Expect,
     pub audit: Audit,
 }

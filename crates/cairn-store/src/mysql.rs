@@ -10,11 +10,14 @@ use crate::sql::{sql_backend, Dialect};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
+const NOW: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
+
 const DIALECT: Dialect = Dialect {
     numbered: false,
     returning: false,
     write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
     notify: None,
+    now_ms: NOW,
 };
 
 /// A Cairn store in a MySQL or MariaDB database.
@@ -37,6 +40,9 @@ impl MySqlStore {
                     // InnoDB's default snapshot would hide commits made while a write
                     // waited for the write lock.
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    // A writer queued behind a stalled one gives up after 5 s (503).
+                    conn.execute("SET SESSION innodb_lock_wait_timeout = 5")
                         .await?;
                     Ok(())
                 })

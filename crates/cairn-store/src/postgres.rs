@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::Executor as _;
 
 use crate::sql::{sql_backend, Dialect};
 
@@ -12,11 +13,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The channel every write notifies on commit.
 const CHANNEL: &str = "cairn_changes";
 
+const NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
 const DIALECT: Dialect = Dialect {
     numbered: true,
     returning: true,
     write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
     notify: Some("NOTIFY cairn_changes"),
+    now_ms: NOW,
 };
 
 /// A Cairn store in a PostgreSQL database.
@@ -35,6 +39,19 @@ impl PostgresStore {
             // While the database is away, writes fail fast with a clear 503 instead of
             // hanging for sqlx's default 30 s.
             .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A node that stalls inside a write transaction must not hold the
+                    // cluster's write lock for long, and a writer must not queue forever.
+                    conn.execute(
+                        "SET lock_timeout = '5s'; \
+                         SET idle_in_transaction_session_timeout = '10s'; \
+                         SET statement_timeout = '60s'",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

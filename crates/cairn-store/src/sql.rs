@@ -18,6 +18,8 @@ pub(crate) struct Dialect {
     pub write_lock: Option<&'static str>,
     /// Run inside a write transaction to wake other nodes once it commits.
     pub notify: Option<&'static str>,
+    /// A query for the database's current time in Unix milliseconds, as a BIGINT.
+    pub now_ms: &'static str,
 }
 
 impl Dialect {
@@ -39,6 +41,16 @@ impl Dialect {
         }
         Cow::Owned(out)
     }
+}
+
+/// A config's stored state as a write transaction reads it.
+pub(crate) struct Current {
+    pub md5: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub format: cairn_core::Format,
+    pub description: String,
+    pub tags: Vec<String>,
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -176,16 +188,16 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
-            /// The current md5 and creation of a config, checked against `expect`.
+            /// The stored state of a config, checked against `expect`.
             async fn check_expect(
                 &self,
                 tx: &mut Transaction<'static, $db>,
                 key: &ConfigKey,
                 expect: &Expect,
-            ) -> Result<Option<(String, String, i64)>> {
+            ) -> Result<Option<$crate::sql::Current>> {
                 let sql = self.sql(
-                    "SELECT md5, created_by, created_at FROM configs \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?",
+                    "SELECT md5, created_by, created_at, format, description, tags \
+                     FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
                 );
                 let row = sqlx::query::<$db>(&sql)
                     .bind(key.namespace.as_str())
@@ -194,17 +206,20 @@ macro_rules! sql_backend {
                     .fetch_optional(&mut **tx)
                     .await?;
                 let current = match row {
-                    Some(row) => Some((
-                        text(&row, "md5")?,
-                        text(&row, "created_by")?,
-                        row.try_get::<i64, _>("created_at")?,
-                    )),
+                    Some(row) => Some($crate::sql::Current {
+                        md5: text(&row, "md5")?,
+                        created_by: text(&row, "created_by")?,
+                        created_at: row.try_get::<i64, _>("created_at")?,
+                        format: parse_format(&row)?,
+                        description: text(&row, "description")?,
+                        tags: split_tags(&text(&row, "tags")?),
+                    }),
                     None => None,
                 };
                 let ok = match (expect, &current) {
                     (Expect::Any, _) => true,
                     (Expect::Absent, None) => true,
-                    (Expect::Md5(want), Some((md5, _, _))) => want == md5,
+                    (Expect::Md5(want), Some(current)) => *want == current.md5,
                     _ => false,
                 };
                 if !ok {
@@ -214,7 +229,7 @@ macro_rules! sql_backend {
                             Expect::Md5(m) => Some(m.clone()),
                             _ => None,
                         },
-                        current: current.map(|c| c.0),
+                        current: current.map(|c| c.md5),
                     });
                 }
                 Ok(current)
@@ -432,9 +447,28 @@ macro_rules! sql_backend {
                     return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
                 }
                 let current = self.check_expect(&mut tx, key, &write.expect).await?;
+                let format = write
+                    .format
+                    .or(current.as_ref().map(|c| c.format))
+                    .unwrap_or(write.default_format);
+                if write.validated_as.is_some_and(|v| v != format) {
+                    return Err(StoreError::Conflict(format!(
+                        "the format of {key} changed to {format} meanwhile; publish again"
+                    )));
+                }
+                let description = write
+                    .description
+                    .clone()
+                    .or_else(|| current.as_ref().map(|c| c.description.clone()))
+                    .unwrap_or_default();
+                let tags = write
+                    .tags
+                    .clone()
+                    .or_else(|| current.as_ref().map(|c| c.tags.clone()))
+                    .unwrap_or_default();
                 let revision = self.append_change(&mut tx, key, write.op, &write.md5, at).await?;
                 let (created_by, created_at) = match &current {
-                    Some((_, by, at)) => (by.clone(), *at),
+                    Some(c) => (c.created_by.clone(), c.created_at),
                     None => (write.audit.operator.clone(), at),
                 };
                 let sql = self.sql(if current.is_some() {
@@ -449,11 +483,11 @@ macro_rules! sql_backend {
                 });
                 let done = sqlx::query::<$db>(&sql)
                     .bind(&write.content)
-                    .bind(write.format.as_str())
+                    .bind(format.as_str())
                     .bind(&write.md5)
                     .bind(revision)
-                    .bind(&write.description)
-                    .bind(join_tags(&write.tags))
+                    .bind(&description)
+                    .bind(join_tags(&tags))
                     .bind(&write.audit.operator)
                     .bind(at)
                     .bind(&created_by)
@@ -480,10 +514,10 @@ macro_rules! sql_backend {
                     key,
                     write.op,
                     &write.content,
-                    write.format,
+                    format,
                     &write.md5,
-                    &write.description,
-                    &write.tags,
+                    &description,
+                    &tags,
                     &write.audit,
                 )
                 .await?;
@@ -491,11 +525,11 @@ macro_rules! sql_backend {
                 Ok(ConfigRecord {
                     key: key.clone(),
                     content: write.content.clone(),
-                    format: write.format,
+                    format,
                     md5: write.md5.clone(),
                     revision,
-                    description: write.description.clone(),
-                    tags: write.tags.clone(),
+                    description,
+                    tags,
                     created_by,
                     created_at,
                     updated_by: write.audit.operator.clone(),
@@ -508,23 +542,10 @@ macro_rules! sql_backend {
                 let key = &delete.key;
                 let at = delete.audit.at;
                 let mut tx = self.begin_write().await?;
-                let current = self.check_expect(&mut tx, key, &delete.expect).await?;
-                let sql = self.sql(
-                    "SELECT format FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let format = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|row| text(&row, "format"))
-                    .transpose()?;
-                let (Some(_), Some(format)) = (current, format) else {
+                let Some(current) = self.check_expect(&mut tx, key, &delete.expect).await? else {
                     return Err(StoreError::ConfigNotFound(key.clone()));
                 };
-                let format =
-                    Format::from_str(&format).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let format = current.format;
                 let seq = self.append_change(&mut tx, key, Op::Delete, "", at).await?;
                 let sql =
                     self.sql("DELETE FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?");
@@ -829,6 +850,12 @@ macro_rules! sql_backend {
                 )
             }
 
+            async fn clock(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar::<$db, i64>(self.dialect.now_ms)
+                    .fetch_one(&self.reader)
+                    .await?)
+            }
+
             #[instrument(skip(self, candidate), err(level = "debug"))]
             async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
                 let select = self.sql("SELECT value FROM secrets WHERE name = ?");
@@ -898,6 +925,7 @@ mod tests {
             returning: true,
             write_lock: None,
             notify: None,
+            now_ms: "",
         };
         assert_eq!(pg.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
         let other = Dialect {

@@ -14,12 +14,15 @@ use crate::sql::{sql_backend, Dialect};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+const NOW: &str = "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
 const DIALECT: Dialect = Dialect {
     numbered: false,
     returning: true,
     // One writer connection already serializes writes.
     write_lock: None,
     notify: None,
+    now_ms: NOW,
 };
 
 /// A Cairn store in one SQLite file.

@@ -25,10 +25,12 @@ fn write(key: &ConfigKey, content: &str, expect: Expect, at: i64) -> ConfigWrite
         key: key.clone(),
         op: Op::Publish,
         content: content.into(),
-        format: Format::Yaml,
         md5: md5_hex(content),
-        description: "desc".into(),
-        tags: vec!["team-a".into(), "db".into()],
+        format: Some(Format::Yaml),
+        default_format: Format::Text,
+        validated_as: None,
+        description: Some("desc".into()),
+        tags: Some(vec!["team-a".into(), "db".into()]),
         expect,
         audit: audit(at),
     }
@@ -419,6 +421,40 @@ async fn shared_secrets_are_set_once(store: Arc<dyn Store>) {
     );
 }
 
+async fn unset_metadata_keeps_the_stored_values(store: Arc<dyn Store>) {
+    let k = key("meta.json");
+    store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    let bare = ConfigWrite {
+        format: None,
+        description: None,
+        tags: None,
+        ..write(&k, "a: 2", Expect::Any, 2)
+    };
+    let stored = store.put_config(&bare).await.unwrap();
+    assert_eq!(stored.format, Format::Yaml, "kept, not the default");
+    assert_eq!(stored.description, "desc");
+    assert_eq!(stored.tags, vec!["team-a", "db"]);
+
+    // Validated as one format while the stored one is another: refused.
+    let stale = ConfigWrite {
+        validated_as: Some(Format::Json),
+        ..bare.clone()
+    };
+    assert!(matches!(
+        store.put_config(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A new config without a format takes the default.
+    let new = ConfigWrite {
+        key: key("new.txt"),
+        ..bare
+    };
+    assert_eq!(store.put_config(&new).await.unwrap().format, Format::Text);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -449,6 +485,7 @@ macro_rules! suite {
             case!(contents_round_trip_exactly);
             case!(nodes_and_pruning);
             case!(shared_secrets_are_set_once);
+            case!(unset_metadata_keeps_the_stored_values);
         }
     };
 }

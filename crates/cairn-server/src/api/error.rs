@@ -78,6 +78,7 @@ impl From<ServiceError> for ApiError {
             E::RevisionNotFound { .. } => (StatusCode::NOT_FOUND, "revision_not_found"),
             E::RevisionIsDeletion(_) => (StatusCode::BAD_REQUEST, "revision_is_deletion"),
             E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),
+            E::ConcurrentChange(_) => (StatusCode::CONFLICT, "concurrent_change"),
             E::Unavailable(_) => {
                 metrics::counter!("cairn_database_errors_total", "during" => "request")
                     .increment(1);

@@ -4,9 +4,11 @@
 
 pub mod diff;
 pub mod format;
+pub mod gray;
 pub mod md5;
 pub mod names;
 pub mod pattern;
 
 pub use format::{Format, FormatError};
+pub use gray::{ClientInfo, GrayError, GrayRules, Label};
 pub use names::{ConfigKey, DataId, Group, KeyPathError, NameError, Namespace, Tag, Username};

@@ -74,7 +74,11 @@ impl Application {
             .await
             .context("cannot read the change log")?;
         let configs = store.load_configs().await.context("cannot load configs")?;
-        let cache = Arc::new(Cache::load(configs));
+        let grays = store
+            .load_grays()
+            .await
+            .context("cannot load gray releases")?;
+        let cache = Arc::new(Cache::load(configs, grays));
         let signing_key = if store.backend() == "sqlite" {
             auth::load_or_create_signing_key(&settings.data_dir)
                 .context("cannot read or create the token signing key")?

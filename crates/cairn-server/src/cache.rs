@@ -1,33 +1,66 @@
-//! The in-memory copy of every current config. Reads are served from here and never
-//! touch the database; writes land here only after their transaction commits.
+//! The in-memory copy of every current config and gray release. Reads are served from
+//! here and never touch the database; writes land here only after their transaction
+//! commits.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cairn_core::ConfigKey;
-use cairn_store::ConfigRecord;
+use cairn_core::{ClientInfo, ConfigKey, Format};
+use cairn_store::{ConfigRecord, GrayRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-/// What the cache knows of a key: its current version, or that it was deleted by a
-/// change (kept so that a late, older version cannot bring the config back).
-enum Slot {
-    Live(Arc<ConfigRecord>),
-    Deleted(i64),
+/// A record the cache keeps by key, ordered by revision.
+pub trait Versioned {
+    fn key(&self) -> &ConfigKey;
+    fn revision(&self) -> i64;
 }
 
-/// Every current config, by key.
-#[derive(Default)]
-pub struct Cache {
-    slots: DashMap<ConfigKey, Slot>,
+impl Versioned for ConfigRecord {
+    fn key(&self) -> &ConfigKey {
+        &self.key
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl Versioned for GrayRecord {
+    fn key(&self) -> &ConfigKey {
+        &self.key
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// What is known of a key: its current version, or that a change removed it (kept so
+/// that a late, older version cannot bring it back).
+enum Slot<T> {
+    Live(Arc<T>),
+    Removed(i64),
+}
+
+/// Versions by key that only ever move forward.
+struct Versions<T> {
+    slots: DashMap<ConfigKey, Slot<T>>,
     live: AtomicUsize,
 }
 
-impl Cache {
-    pub fn load(records: Vec<ConfigRecord>) -> Self {
+impl<T> Default for Versions<T> {
+    fn default() -> Self {
+        Self {
+            slots: DashMap::new(),
+            live: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<T: Versioned> Versions<T> {
+    fn load(records: Vec<T>) -> Self {
         let slots = DashMap::with_capacity(records.len());
         for record in records {
-            slots.insert(record.key.clone(), Slot::Live(Arc::new(record)));
+            slots.insert(record.key().clone(), Slot::Live(Arc::new(record)));
         }
         Self {
             live: AtomicUsize::new(slots.len()),
@@ -35,30 +68,19 @@ impl Cache {
         }
     }
 
-    pub fn get(&self, key: &ConfigKey) -> Option<Arc<ConfigRecord>> {
+    fn get(&self, key: &ConfigKey) -> Option<Arc<T>> {
         match self.slots.get(key)?.value() {
             Slot::Live(record) => Some(record.clone()),
-            Slot::Deleted(_) => None,
+            Slot::Removed(_) => None,
         }
     }
 
-    /// The md5 a watcher compares with; `None` when the config does not exist.
-    pub fn md5(&self, key: &ConfigKey) -> Option<String> {
-        match self.slots.get(key)?.value() {
-            Slot::Live(record) => Some(record.md5.clone()),
-            Slot::Deleted(_) => None,
-        }
-    }
-
-    /// Stores a committed version unless the cache already holds a newer version or a
-    /// newer deletion, so that changes applied out of order never move a config
-    /// backwards. Returns whether it was applied.
-    pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
-        match self.slots.entry(record.key.clone()) {
+    fn apply(&self, record: Arc<T>) -> bool {
+        match self.slots.entry(record.key().clone()) {
             Entry::Occupied(mut slot) => {
                 let (newer, was_live) = match slot.get() {
-                    Slot::Live(current) => (current.revision < record.revision, true),
-                    Slot::Deleted(seq) => (*seq < record.revision, false),
+                    Slot::Live(current) => (current.revision() < record.revision(), true),
+                    Slot::Removed(seq) => (*seq < record.revision(), false),
                 };
                 if newer {
                     slot.insert(Slot::Live(record));
@@ -76,61 +98,183 @@ impl Cache {
         }
     }
 
-    /// Records the deletion of a config by change `seq`, unless a newer version is
-    /// already here. Returns whether a live config was removed.
-    pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
+    fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
         match self.slots.entry(key.clone()) {
             Entry::Occupied(mut slot) => match slot.get_mut() {
-                Slot::Live(current) if current.revision < seq => {
-                    slot.insert(Slot::Deleted(seq));
+                Slot::Live(current) if current.revision() < seq => {
+                    slot.insert(Slot::Removed(seq));
                     self.live.fetch_sub(1, Ordering::Relaxed);
                     true
                 }
                 Slot::Live(_) => false,
-                Slot::Deleted(known) => {
+                Slot::Removed(known) => {
                     *known = (*known).max(seq);
                     false
                 }
             },
             Entry::Vacant(slot) => {
-                slot.insert(Slot::Deleted(seq));
+                slot.insert(Slot::Removed(seq));
                 false
             }
         }
     }
 
+    fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn select(&self, keep: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
+        self.slots
+            .iter()
+            .filter_map(|entry| match entry.value() {
+                Slot::Live(record) if keep(record) => Some(record.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A config as one client sees it: the gray release when its rules match the client,
+/// else the main content.
+#[derive(Clone)]
+pub struct View {
+    pub config: Arc<ConfigRecord>,
+    pub gray: Option<Arc<GrayRecord>>,
+}
+
+impl View {
+    pub fn content(&self) -> &str {
+        self.gray
+            .as_ref()
+            .map_or(&self.config.content, |g| &g.content)
+    }
+
+    pub fn md5(&self) -> &str {
+        self.gray.as_ref().map_or(&self.config.md5, |g| &g.md5)
+    }
+
+    pub fn format(&self) -> Format {
+        self.gray.as_ref().map_or(self.config.format, |g| g.format)
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.gray
+            .as_ref()
+            .map_or(self.config.revision, |g| g.revision)
+    }
+
+    pub fn is_gray(&self) -> bool {
+        self.gray.is_some()
+    }
+}
+
+/// Every current config and gray release, by key.
+#[derive(Default)]
+pub struct Cache {
+    configs: Versions<ConfigRecord>,
+    grays: Versions<GrayRecord>,
+}
+
+impl Cache {
+    pub fn load(configs: Vec<ConfigRecord>, grays: Vec<GrayRecord>) -> Self {
+        Self {
+            configs: Versions::load(configs),
+            grays: Versions::load(grays),
+        }
+    }
+
+    /// The main version of a config.
+    pub fn get(&self, key: &ConfigKey) -> Option<Arc<ConfigRecord>> {
+        self.configs.get(key)
+    }
+
+    /// The config as `client` sees it.
+    pub fn view(&self, key: &ConfigKey, client: &ClientInfo) -> Option<View> {
+        let config = self.configs.get(key)?;
+        let gray = if self.grays.len() == 0 {
+            None
+        } else {
+            self.grays.get(key).filter(|g| g.rules.matches(client))
+        };
+        Some(View { config, gray })
+    }
+
+    /// The md5 `client` would read; `None` when the config does not exist.
+    pub fn md5_for(&self, key: &ConfigKey, client: &ClientInfo) -> Option<String> {
+        self.view(key, client).map(|v| v.md5().to_owned())
+    }
+
+    /// Stores a committed version unless a newer version or deletion is already here,
+    /// so that changes applied out of order never move a config backwards. Returns
+    /// whether it was applied.
+    pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
+        self.configs.apply(record)
+    }
+
+    /// Records the deletion of a config by change `seq` (its gray release goes with it),
+    /// unless a newer version is already here. Returns whether a config was removed.
+    pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
+        self.grays.remove(key, seq);
+        self.configs.remove(key, seq)
+    }
+
+    /// A config's gray release.
+    pub fn gray(&self, key: &ConfigKey) -> Option<Arc<GrayRecord>> {
+        self.grays.get(key)
+    }
+
+    pub fn apply_gray(&self, record: Arc<GrayRecord>) -> bool {
+        self.grays.apply(record)
+    }
+
+    /// Records that change `seq` ended a gray release (promoted or abandoned).
+    pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> bool {
+        self.grays.remove(key, seq)
+    }
+
     /// Configs currently present.
     pub fn len(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        self.configs.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Gray releases currently active.
+    pub fn gray_count(&self) -> usize {
+        self.grays.len()
+    }
+
     /// Every config matching `keep`, in key order.
     pub fn select(&self, keep: impl Fn(&ConfigRecord) -> bool) -> Vec<Arc<ConfigRecord>> {
-        let mut found: Vec<Arc<ConfigRecord>> = self
-            .slots
-            .iter()
-            .filter_map(|entry| match entry.value() {
-                Slot::Live(record) if keep(record) => Some(record.clone()),
-                _ => None,
-            })
-            .collect();
+        let mut found = self.configs.select(keep);
         found.sort_by(|a, b| a.key.cmp(&b.key));
         found
+    }
+
+    /// Every gray release's key.
+    pub fn gray_keys(&self) -> Vec<ConfigKey> {
+        self.grays
+            .select(|_| true)
+            .iter()
+            .map(|g| g.key.clone())
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_core::Format;
+    use cairn_core::{GrayRules, Label};
+
+    fn key() -> ConfigKey {
+        ConfigKey::parse("public", "g", "d").unwrap()
+    }
 
     fn record(revision: i64, content: &str) -> Arc<ConfigRecord> {
         Arc::new(ConfigRecord {
-            key: ConfigKey::parse("public", "g", "d").unwrap(),
+            key: key(),
             content: content.into(),
             format: Format::Text,
             md5: cairn_core::md5::md5_hex(content),
@@ -144,23 +288,57 @@ mod tests {
         })
     }
 
+    fn gray(revision: i64, content: &str) -> Arc<GrayRecord> {
+        Arc::new(GrayRecord {
+            key: key(),
+            content: content.into(),
+            format: Format::Text,
+            md5: cairn_core::md5::md5_hex(content),
+            revision,
+            rules: GrayRules::parse(&[], &["canary=true".into()]).unwrap(),
+            created_by: "a".into(),
+            created_at: 0,
+        })
+    }
+
     #[test]
     fn older_versions_never_replace_newer_ones() {
         let cache = Cache::default();
         assert!(cache.apply(record(5, "five")));
         assert!(!cache.apply(record(3, "three")));
-        assert_eq!(cache.get(&record(0, "").key).unwrap().content, "five");
-        assert!(
-            !cache.remove(&record(0, "").key, 4),
-            "a delete older than the content"
-        );
-        assert!(cache.remove(&record(0, "").key, 6));
+        assert_eq!(cache.get(&key()).unwrap().content, "five");
+        assert!(!cache.remove(&key(), 4), "a delete older than the content");
+        assert!(cache.remove(&key(), 6));
         assert!(cache.is_empty());
         // A version older than the deletion, arriving late, stays out.
         assert!(!cache.apply(record(5, "five")));
-        assert!(cache.get(&record(0, "").key).is_none());
+        assert!(cache.get(&key()).is_none());
         // A newer one brings the config back.
         assert!(cache.apply(record(7, "seven")));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn matching_clients_see_the_gray_release() {
+        let cache = Cache::default();
+        cache.apply(record(1, "main"));
+        cache.apply_gray(gray(2, "canary"));
+        let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
+        let other = ClientInfo::default();
+        let seen = cache.view(&key(), &canary).unwrap();
+        assert!(seen.is_gray());
+        assert_eq!((seen.content(), seen.revision()), ("canary", 2));
+        assert_eq!(cache.view(&key(), &other).unwrap().content(), "main");
+        // Ending the release (promote or abandon) puts everyone on the main content.
+        assert!(cache.remove_gray(&key(), 3));
+        assert!(!cache.view(&key(), &canary).unwrap().is_gray());
+        assert!(
+            !cache.apply_gray(gray(2, "canary")),
+            "a late copy stays out"
+        );
+        // Deleting the config ends its gray release too.
+        cache.apply_gray(gray(4, "again"));
+        cache.remove(&key(), 5);
+        assert!(cache.gray(&key()).is_none());
     }
 }

@@ -9,14 +9,16 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use cairn_core::pattern::Wildcard;
-use cairn_core::{md5::md5_hex, ConfigKey, Format, FormatError, Namespace, Tag};
+use cairn_core::{
+    md5::md5_hex, ConfigKey, Format, FormatError, GrayError, GrayRules, Namespace, Tag,
+};
 use cairn_store::{
-    Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, HistoryRecord, NamespaceRecord, Op,
-    Page, Store, StoreError,
+    Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord,
+    NamespaceRecord, Op, Page, Store, StoreError,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, View};
 use crate::hub::Hub;
 use crate::now_millis;
 
@@ -44,9 +46,13 @@ pub enum ServiceError {
     PublicNamespace,
     #[error("config {0} does not exist")]
     ConfigNotFound(ConfigKey),
+    #[error("config {0} has no gray release")]
+    GrayNotFound(ConfigKey),
+    #[error("{0}")]
+    InvalidGray(GrayError),
     #[error("config {key} has no revision {revision}")]
     RevisionNotFound { key: ConfigKey, revision: i64 },
-    #[error("revision {0} is a deletion; roll back to a revision that published content")]
+    #[error("revision {0} removed content; roll back to a revision that published content")]
     RevisionIsDeletion(i64),
     #[error("{}", cas_message(.key, .expected, .current))]
     CasConflict {
@@ -84,6 +90,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NamespaceExists(n) => ServiceError::NamespaceExists(n),
             StoreError::NamespaceNotEmpty(n) => ServiceError::NamespaceNotEmpty(n),
             StoreError::ConfigNotFound(k) => ServiceError::ConfigNotFound(k),
+            StoreError::GrayNotFound(k) => ServiceError::GrayNotFound(k),
             StoreError::CasMismatch {
                 key,
                 expected,
@@ -124,6 +131,18 @@ pub struct PublishInput {
     pub comment: Option<String>,
 }
 
+/// A gray release as the surfaces hand it over.
+#[derive(Debug, Clone, Default)]
+pub struct GrayInput {
+    pub content: String,
+    /// `None`: the main content's format.
+    pub format: Option<Format>,
+    pub ips: Vec<String>,
+    pub labels: Vec<String>,
+    pub force: bool,
+    pub comment: Option<String>,
+}
+
 /// Search criteria; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -149,6 +168,24 @@ pub struct Service {
     /// and wake-up happen in revision order.
     locks: Vec<Arc<Mutex<()>>>,
     hasher: RandomState,
+}
+
+/// Checks that `content` parses as `format` (unless forced); large contents are parsed
+/// on the blocking pool, off the async workers.
+async fn validated(content: String, format: Format, force: bool) -> Result<String> {
+    if force {
+        return Ok(content);
+    }
+    if content.len() <= INLINE_VALIDATION_BYTES {
+        format
+            .validate(&content)
+            .map_err(ServiceError::InvalidContent)?;
+        return Ok(content);
+    }
+    tokio::task::spawn_blocking(move || format.validate(&content).map(|()| content))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(ServiceError::InvalidContent)
 }
 
 fn expect_from(cas_md5: Option<String>) -> Expect {
@@ -253,6 +290,11 @@ impl Service {
         self.cache.get(key)
     }
 
+    /// The config as `client` sees it (its gray release if the rules match), from memory.
+    pub fn view(&self, key: &ConfigKey, client: &cairn_core::ClientInfo) -> Option<View> {
+        self.cache.view(key, client)
+    }
+
     /// Creates or replaces a config.
     pub async fn publish(
         &self,
@@ -287,20 +329,7 @@ impl Service {
             .format
             .or(self.cache.get(&key).map(|c| c.format))
             .unwrap_or(default_format);
-        let content = if input.force {
-            input.content
-        } else if input.content.len() <= INLINE_VALIDATION_BYTES {
-            format
-                .validate(&input.content)
-                .map_err(ServiceError::InvalidContent)?;
-            input.content
-        } else {
-            let content = input.content;
-            tokio::task::spawn_blocking(move || format.validate(&content).map(|()| content))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-                .map_err(ServiceError::InvalidContent)?
-        };
+        let content = validated(input.content, format, input.force).await?;
         let md5 = md5_hex(&content);
         let write = ConfigWrite {
             key,
@@ -363,6 +392,92 @@ impl Service {
         Ok(change.seq)
     }
 
+    /// Creates or replaces a config's gray release: `input.content` goes to the clients
+    /// its rules match.
+    pub async fn gray_publish(
+        &self,
+        key: ConfigKey,
+        input: GrayInput,
+        actor: &Actor,
+    ) -> Result<Arc<GrayRecord>> {
+        if input.content.len() > self.max_content_bytes {
+            return Err(ServiceError::ContentTooLarge {
+                size: input.content.len(),
+                max: self.max_content_bytes,
+            });
+        }
+        let rules =
+            GrayRules::parse(&input.ips, &input.labels).map_err(ServiceError::InvalidGray)?;
+        let guard = self.lock(&key).await;
+        let Some(main) = self.cache.get(&key) else {
+            return Err(ServiceError::ConfigNotFound(key));
+        };
+        let format = input.format.unwrap_or(main.format);
+        let content = validated(input.content, format, input.force).await?;
+        let write = GrayWrite {
+            md5: md5_hex(&content),
+            key,
+            content,
+            format: input.format,
+            validated_as: (!input.force).then_some(format),
+            rules,
+            audit: Self::audit(actor, input.comment.unwrap_or_default()),
+        };
+        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let record = Self::detached(async move {
+            let _guard = guard;
+            let record = Arc::new(store.put_gray(&write).await?);
+            cache.apply_gray(record.clone());
+            hub.notify(&record.key);
+            Ok(record)
+        })
+        .await?;
+        tracing::info!(key = %record.key, revision = record.revision, rules = %record.rules, by = %actor.username, "gray release published");
+        Ok(record)
+    }
+
+    /// A config's gray release.
+    pub fn gray(&self, key: &ConfigKey) -> Result<Arc<GrayRecord>> {
+        self.cache
+            .gray(key)
+            .ok_or_else(|| ServiceError::GrayNotFound(key.clone()))
+    }
+
+    /// Makes the gray content the main content, for everyone.
+    pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
+        let guard = self.lock(&key).await;
+        let audit = Self::audit(actor, String::new());
+        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let record = Self::detached(async move {
+            let _guard = guard;
+            let record = Arc::new(store.promote_gray(&key, &audit).await?);
+            cache.apply(record.clone());
+            cache.remove_gray(&key, record.revision);
+            hub.notify(&key);
+            Ok(record)
+        })
+        .await?;
+        tracing::info!(key = %record.key, revision = record.revision, by = %actor.username, "gray release promoted");
+        Ok(record)
+    }
+
+    /// Ends a gray release: its clients go back to the main content.
+    pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<i64> {
+        let guard = self.lock(&key).await;
+        let audit = Self::audit(actor, String::new());
+        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let change = Self::detached(async move {
+            let _guard = guard;
+            let change = store.abandon_gray(&key, &audit).await?;
+            cache.remove_gray(&key, change.seq);
+            hub.notify(&key);
+            Ok(change)
+        })
+        .await?;
+        tracing::info!(key = %change.key, revision = change.seq, by = %actor.username, "gray release abandoned");
+        Ok(change.seq)
+    }
+
     /// Configs matching `filter`, in key order, one page of them, and the total count.
     pub fn list(&self, filter: &ListFilter, page: Page) -> (Vec<Arc<ConfigRecord>>, usize) {
         let all = self.cache.select(|c| {
@@ -419,7 +534,7 @@ impl Service {
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
         let entry = self.history_entry(&key, revision).await?;
-        if entry.op == Op::Delete {
+        if matches!(entry.op, Op::Delete | Op::GrayAbandon) {
             return Err(ServiceError::RevisionIsDeletion(revision));
         }
         let input = PublishInput {

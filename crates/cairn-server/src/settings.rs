@@ -73,6 +73,9 @@ pub struct Settings {
     pub watch_max_keys: usize,
     /// Lifetime of an access token, in seconds.
     pub token_ttl_secs: u64,
+    /// Take a client's IP for gray rules from the first `X-Forwarded-For` hop; only
+    /// behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Tracing filter, e.g. `info` or `cairn_server=debug,info`. `RUST_LOG` wins when set.
@@ -96,6 +99,7 @@ impl Default for Settings {
             watch_max_timeout_ms: 120_000,
             watch_max_keys: 10_000,
             token_ttl_secs: 18_000,
+            trust_forwarded_for: false,
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
         }

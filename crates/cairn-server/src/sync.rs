@@ -125,9 +125,29 @@ impl Sync {
     }
 
     async fn apply(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        let key = &change.key;
         let changed = match change.op {
-            Op::Delete => self.cache.remove(&change.key, change.seq),
-            Op::Publish | Op::Rollback => {
+            Op::Delete => self.cache.remove(key, change.seq),
+            Op::GrayAbandon => self.cache.remove_gray(key, change.seq),
+            Op::GrayPublish => {
+                if self
+                    .cache
+                    .gray(key)
+                    .is_some_and(|g| g.revision >= change.seq)
+                {
+                    false
+                } else {
+                    match self.store.get_gray(key).await? {
+                        Some(gray) => self.cache.apply_gray(Arc::new(gray)),
+                        // Ended since; that change comes later in the log.
+                        None => false,
+                    }
+                }
+            }
+            Op::Publish | Op::Rollback | Op::GrayPromote => {
+                if change.op == Op::GrayPromote {
+                    self.cache.remove_gray(key, change.seq);
+                }
                 if self
                     .cache
                     .get(&change.key)
@@ -155,6 +175,7 @@ impl Sync {
     async fn reload(&self) -> Result<(), StoreError> {
         let seq = self.store.last_seq().await?;
         let configs = self.store.load_configs().await?;
+        let grays = self.store.load_grays().await?;
         tracing::warn!(
             from = self.applied(),
             to = seq,
@@ -175,6 +196,20 @@ impl Sync {
             .collect();
         for key in gone {
             if self.cache.remove(&key, seq + 1) {
+                self.hub.notify(&key);
+            }
+        }
+        let graying: HashSet<_> = grays.iter().map(|g| g.key.clone()).collect();
+        for gray in grays {
+            let key = gray.key.clone();
+            if self.cache.apply_gray(Arc::new(gray)) {
+                self.hub.notify(&key);
+            }
+        }
+        for key in self.cache.gray_keys() {
+            let ended =
+                !graying.contains(&key) && self.cache.gray(&key).is_some_and(|g| g.revision <= seq);
+            if ended && self.cache.remove_gray(&key, seq + 1) {
                 self.hub.notify(&key);
             }
         }

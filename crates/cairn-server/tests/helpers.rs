@@ -127,8 +127,19 @@ impl TestApp {
         keys: Value,
         timeout_ms: u64,
     ) -> tokio::task::JoinHandle<(StatusCode, Value, Duration)> {
+        self.spawn_watch_as(keys, timeout_ms, "")
+    }
+
+    /// A long poll from a client declaring `labels` (`X-Cairn-Labels`).
+    pub fn spawn_watch_as(
+        &self,
+        keys: Value,
+        timeout_ms: u64,
+        labels: &str,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value, Duration)> {
         let request = self
             .request(Method::POST, "/api/v1/watch")
+            .header("x-cairn-labels", labels)
             .json(&json!({ "keys": keys, "timeout_ms": timeout_ms }));
         tokio::spawn(async move {
             let started = std::time::Instant::now();

@@ -31,6 +31,8 @@ pub enum StoreError {
     NamespaceNotEmpty(String),
     #[error("config {0} does not exist")]
     ConfigNotFound(ConfigKey),
+    #[error("config {0} has no gray release")]
+    GrayNotFound(ConfigKey),
     #[error("config {key} changed: expected md5 {expected:?}, current {current:?}")]
     CasMismatch {
         key: ConfigKey,
@@ -131,6 +133,17 @@ pub trait ConfigStore: Send + Sync {
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>>;
     /// The newest change-log sequence (0 when there is none).
     async fn last_seq(&self) -> Result<i64>;
+    /// Every gray release, for filling the cache at start.
+    async fn load_grays(&self) -> Result<Vec<GrayRecord>>;
+    /// One config's gray release, read from the database.
+    async fn get_gray(&self, key: &ConfigKey) -> Result<Option<GrayRecord>>;
+    /// Creates or replaces a config's gray release; fails with `ConfigNotFound`.
+    async fn put_gray(&self, write: &GrayWrite) -> Result<GrayRecord>;
+    /// Makes the gray content the main content (a new revision) and drops the gray
+    /// release; fails with `GrayNotFound`.
+    async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord>;
+    /// Drops the gray release; fails with `GrayNotFound`.
+    async fn abandon_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ChangeRecord>;
 }
 
 /// User accounts.

@@ -1,7 +1,7 @@
 //! Records exchanged with storage. Keys and formats arrive already validated (core
 //! types); everything else is plain data.
 
-use cairn_core::{ConfigKey, Format, Namespace, Username};
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
 
 /// A namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,12 @@ pub enum Op {
     Publish,
     Rollback,
     Delete,
+    /// A gray release was created or replaced.
+    GrayPublish,
+    /// The gray content became the main content.
+    GrayPromote,
+    /// The gray release was dropped.
+    GrayAbandon,
 }
 
 impl Op {
@@ -25,6 +31,9 @@ impl Op {
             Op::Publish => "publish",
             Op::Rollback => "rollback",
             Op::Delete => "delete",
+            Op::GrayPublish => "gray_publish",
+            Op::GrayPromote => "gray_promote",
+            Op::GrayAbandon => "gray_abandon",
         }
     }
 
@@ -33,6 +42,9 @@ impl Op {
             "publish" => Some(Op::Publish),
             "rollback" => Some(Op::Rollback),
             "delete" => Some(Op::Delete),
+            "gray_publish" => Some(Op::GrayPublish),
+            "gray_promote" => Some(Op::GrayPromote),
+            "gray_abandon" => Some(Op::GrayAbandon),
             _ => None,
         }
     }
@@ -189,4 +201,34 @@ pub struct NodeRecord {
     pub heartbeat_at: i64,
     /// The last change-log sequence this node has applied.
     pub applied_seq: i64,
+}
+
+/// A config's gray release: content served instead of the main content to the clients
+/// its rules match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrayRecord {
+    pub key: ConfigKey,
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    /// The change-log sequence of the gray publish.
+    pub revision: i64,
+    pub rules: GrayRules,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// Creating or replacing a gray release. The config must exist.
+#[derive(Debug, Clone)]
+pub struct GrayWrite {
+    pub key: ConfigKey,
+    pub content: String,
+    pub md5: String,
+    /// `None`: the main content's format.
+    pub format: Option<Format>,
+    /// The format the content was validated as (`None`: forced); refused if the write
+    /// resolves to another.
+    pub validated_as: Option<Format>,
+    pub rules: GrayRules,
+    pub audit: Audit,
 }

@@ -77,7 +77,7 @@ macro_rules! sql_backend {
         use std::str::FromStr as _;
 
         use async_trait::async_trait;
-        use cairn_core::{ConfigKey, Format, Namespace, Username};
+        use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
         use sqlx::{Row as _, Transaction};
         use tracing::instrument;
 
@@ -85,7 +85,7 @@ macro_rules! sql_backend {
         use $crate::sql::is_unique_violation;
         use $crate::{
             Audit, ChangeRecord, ClusterStore, ConfigDelete, ConfigRecord, ConfigStore,
-            ConfigWrite, Expect, HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
+            ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
             Page, Result, Store, StoreError, UserRecord, UserStore,
         };
 
@@ -153,6 +153,25 @@ macro_rules! sql_backend {
                 role: text(row, "role")?,
                 created_at: row.try_get("created_at")?,
                 password_changed_at: row.try_get("password_changed_at")?,
+            })
+        }
+
+        const GRAY_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
+             ips, labels, created_by, created_at";
+
+        fn gray_from_row(row: &$row) -> Result<GrayRecord> {
+            let key = parse_key(row)?;
+            let rules = GrayRules::from_stored(&text(row, "ips")?, &text(row, "labels")?)
+                .map_err(|e| StoreError::Corrupt(format!("gray rules of {key}: {e}")))?;
+            Ok(GrayRecord {
+                key,
+                content: text(row, "content")?,
+                format: parse_format(row)?,
+                md5: text(row, "md5")?,
+                revision: row.try_get("revision")?,
+                rules,
+                created_by: text(row, "created_by")?,
+                created_at: row.try_get("created_at")?,
             })
         }
 
@@ -277,6 +296,42 @@ macro_rules! sql_backend {
                         .fetch_one(&mut **tx)
                         .await?,
                 )
+            }
+
+            async fn gray_in(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                key: &ConfigKey,
+            ) -> Result<Option<GrayRecord>> {
+                let sql = self.sql(
+                    "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
+                     labels, created_by, created_at FROM gray_releases \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                row.as_ref().map(gray_from_row).transpose()
+            }
+
+            async fn drop_gray(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                key: &ConfigKey,
+            ) -> Result<u64> {
+                let sql = self.sql(
+                    "DELETE FROM gray_releases WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             #[allow(clippy::too_many_arguments)]
@@ -547,6 +602,7 @@ macro_rules! sql_backend {
                 };
                 let format = current.format;
                 let seq = self.append_change(&mut tx, key, Op::Delete, "", at).await?;
+                self.drop_gray(&mut tx, key).await?;
                 let sql =
                     self.sql("DELETE FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?");
                 sqlx::query::<$db>(&sql)
@@ -654,6 +710,190 @@ macro_rules! sql_backend {
                         })
                     })
                     .collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn load_grays(&self) -> Result<Vec<GrayRecord>> {
+                let rows = sqlx::query::<$db>(&format!("SELECT {GRAY_COLUMNS} FROM gray_releases"))
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter().map(gray_from_row).collect()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn get_gray(&self, key: &ConfigKey) -> Result<Option<GrayRecord>> {
+                let sql = self.sql(
+                    "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
+                     labels, created_by, created_at FROM gray_releases \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                row.as_ref().map(gray_from_row).transpose()
+            }
+
+            #[instrument(skip_all, fields(key = %write.key), err(level = "debug"))]
+            async fn put_gray(&self, write: &GrayWrite) -> Result<GrayRecord> {
+                let key = &write.key;
+                let at = write.audit.at;
+                let mut tx = self.begin_write().await?;
+                let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
+                    return Err(StoreError::ConfigNotFound(key.clone()));
+                };
+                let format = write.format.unwrap_or(current.format);
+                if write.validated_as.is_some_and(|v| v != format) {
+                    return Err(StoreError::Conflict(format!(
+                        "the format of {key} changed to {format} meanwhile; publish again"
+                    )));
+                }
+                let seq = self
+                    .append_change(&mut tx, key, Op::GrayPublish, &write.md5, at)
+                    .await?;
+                self.drop_gray(&mut tx, key).await?;
+                let sql = self.sql(
+                    "INSERT INTO gray_releases (namespace, grp, data_id, content, format, md5, \
+                     revision, ips, labels, created_by, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .bind(&write.content)
+                    .bind(format.as_str())
+                    .bind(&write.md5)
+                    .bind(seq)
+                    .bind(write.rules.ips_text())
+                    .bind(write.rules.labels_text())
+                    .bind(&write.audit.operator)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut audit = write.audit.clone();
+                if audit.comment.is_empty() {
+                    audit.comment = format!("gray release to {}", write.rules);
+                }
+                self.append_history(
+                    &mut tx,
+                    seq,
+                    key,
+                    Op::GrayPublish,
+                    &write.content,
+                    format,
+                    &write.md5,
+                    &current.description,
+                    &current.tags,
+                    &audit,
+                )
+                .await?;
+                self.commit_write(tx).await?;
+                Ok(GrayRecord {
+                    key: key.clone(),
+                    content: write.content.clone(),
+                    format,
+                    md5: write.md5.clone(),
+                    revision: seq,
+                    rules: write.rules.clone(),
+                    created_by: write.audit.operator.clone(),
+                    created_at: at,
+                })
+            }
+
+            #[instrument(skip(self, audit), err(level = "debug"))]
+            async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord> {
+                let at = audit.at;
+                let mut tx = self.begin_write().await?;
+                let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
+                    return Err(StoreError::ConfigNotFound(key.clone()));
+                };
+                let Some(gray) = self.gray_in(&mut tx, key).await? else {
+                    return Err(StoreError::GrayNotFound(key.clone()));
+                };
+                let seq = self
+                    .append_change(&mut tx, key, Op::GrayPromote, &gray.md5, at)
+                    .await?;
+                let sql = self.sql(
+                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
+                     updated_by = ?, updated_at = ? \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(&gray.content)
+                    .bind(gray.format.as_str())
+                    .bind(&gray.md5)
+                    .bind(seq)
+                    .bind(&audit.operator)
+                    .bind(at)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                self.drop_gray(&mut tx, key).await?;
+                let mut audit = audit.clone();
+                if audit.comment.is_empty() {
+                    audit.comment = format!("promoted gray revision {}", gray.revision);
+                }
+                self.append_history(
+                    &mut tx,
+                    seq,
+                    key,
+                    Op::GrayPromote,
+                    &gray.content,
+                    gray.format,
+                    &gray.md5,
+                    &current.description,
+                    &current.tags,
+                    &audit,
+                )
+                .await?;
+                self.commit_write(tx).await?;
+                Ok(ConfigRecord {
+                    key: key.clone(),
+                    content: gray.content,
+                    format: gray.format,
+                    md5: gray.md5,
+                    revision: seq,
+                    description: current.description,
+                    tags: current.tags,
+                    created_by: current.created_by,
+                    created_at: current.created_at,
+                    updated_by: audit.operator.clone(),
+                    updated_at: at,
+                })
+            }
+
+            #[instrument(skip(self, audit), err(level = "debug"))]
+            async fn abandon_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ChangeRecord> {
+                let at = audit.at;
+                let mut tx = self.begin_write().await?;
+                let Some(gray) = self.gray_in(&mut tx, key).await? else {
+                    return Err(StoreError::GrayNotFound(key.clone()));
+                };
+                let seq = self
+                    .append_change(&mut tx, key, Op::GrayAbandon, "", at)
+                    .await?;
+                self.drop_gray(&mut tx, key).await?;
+                let mut audit = audit.clone();
+                if audit.comment.is_empty() {
+                    audit.comment = format!("abandoned gray revision {}", gray.revision);
+                }
+                self.append_history(
+                    &mut tx, seq, key, Op::GrayAbandon, "", gray.format, "", "", &[], &audit,
+                )
+                .await?;
+                self.commit_write(tx).await?;
+                Ok(ChangeRecord {
+                    seq,
+                    key: key.clone(),
+                    op: Op::GrayAbandon,
+                    md5: String::new(),
+                    created_at: at,
+                })
             }
 
             #[instrument(skip(self), err(level = "debug"))]

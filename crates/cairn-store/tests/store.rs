@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cairn_core::md5::md5_hex;
-use cairn_core::{ConfigKey, Format, Namespace, Username};
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
 use cairn_store::*;
 
 fn key(data_id: &str) -> ConfigKey {
@@ -455,6 +455,114 @@ async fn unset_metadata_keeps_the_stored_values(store: Arc<dyn Store>) {
     assert_eq!(store.put_config(&new).await.unwrap().format, Format::Text);
 }
 
+async fn gray_releases(store: Arc<dyn Store>) {
+    let k = key("gray.yaml");
+    let rules = GrayRules::parse(&["10.0.0.1".into()], &["zone=eu-1".into()]).unwrap();
+    let gray = |content: &str, at| GrayWrite {
+        key: k.clone(),
+        content: content.into(),
+        md5: md5_hex(content),
+        format: None,
+        validated_as: Some(Format::Yaml),
+        rules: rules.clone(),
+        audit: audit(at),
+    };
+    // Only an existing config can have a gray release.
+    assert!(matches!(
+        store.put_gray(&gray("a: 2", 1)).await,
+        Err(StoreError::ConfigNotFound(_))
+    ));
+    let main = store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    let first = store.put_gray(&gray("a: 2", 2)).await.unwrap();
+    assert!(first.revision > main.revision);
+    assert_eq!(first.format, Format::Yaml, "the main content's format");
+    let second = store.put_gray(&gray("a: 3", 3)).await.unwrap();
+    assert_eq!(
+        store.load_grays().await.unwrap(),
+        vec![second.clone()],
+        "replaced, not added"
+    );
+    assert_eq!(store.get_gray(&k).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.get_gray(&k).await.unwrap().unwrap().rules, rules);
+
+    let promoted = store.promote_gray(&k, &audit(4)).await.unwrap();
+    assert_eq!(promoted.content, "a: 3");
+    assert!(promoted.revision > second.revision);
+    assert_eq!(promoted.description, "desc", "metadata stays");
+    assert_eq!(store.get_config(&k).await.unwrap(), Some(promoted.clone()));
+    assert!(store.get_gray(&k).await.unwrap().is_none());
+    assert!(matches!(
+        store.promote_gray(&k, &audit(5)).await,
+        Err(StoreError::GrayNotFound(_))
+    ));
+    assert!(matches!(
+        store.abandon_gray(&k, &audit(5)).await,
+        Err(StoreError::GrayNotFound(_))
+    ));
+
+    store.put_gray(&gray("a: 4", 6)).await.unwrap();
+    let abandoned = store.abandon_gray(&k, &audit(7)).await.unwrap();
+    assert_eq!(abandoned.op, Op::GrayAbandon);
+    assert!(store.load_grays().await.unwrap().is_empty());
+    assert_eq!(
+        store.get_config(&k).await.unwrap().unwrap().content,
+        "a: 3",
+        "main untouched"
+    );
+
+    // Deleting the config drops its gray release too.
+    store.put_gray(&gray("a: 5", 8)).await.unwrap();
+    store
+        .delete_config(&ConfigDelete {
+            key: k.clone(),
+            expect: Expect::Any,
+            audit: audit(9),
+        })
+        .await
+        .unwrap();
+    assert!(store.get_gray(&k).await.unwrap().is_none());
+
+    let (history, _) = store
+        .history(
+            &k,
+            Page {
+                number: 1,
+                size: 20,
+            },
+        )
+        .await
+        .unwrap();
+    let ops: Vec<Op> = history.iter().rev().map(|h| h.op).collect();
+    assert_eq!(
+        ops,
+        [
+            Op::Publish,
+            Op::GrayPublish,
+            Op::GrayPublish,
+            Op::GrayPromote,
+            Op::GrayPublish,
+            Op::GrayAbandon,
+            Op::GrayPublish,
+            Op::Delete
+        ]
+    );
+    assert!(
+        history.iter().any(|h| h.comment.contains("10.0.0.1")),
+        "rules recorded"
+    );
+    let ops: Vec<Op> = store
+        .changes_since(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.op)
+        .collect();
+    assert_eq!(ops.len(), 8);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -486,6 +594,7 @@ macro_rules! suite {
             case!(nodes_and_pruning);
             case!(shared_secrets_are_set_once);
             case!(unset_metadata_keeps_the_stored_values);
+            case!(gray_releases);
         }
     };
 }

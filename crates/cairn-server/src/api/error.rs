@@ -75,6 +75,8 @@ impl From<ServiceError> for ApiError {
             E::NamespaceNotEmpty(_) => (StatusCode::CONFLICT, "namespace_not_empty"),
             E::PublicNamespace => (StatusCode::BAD_REQUEST, "public_namespace"),
             E::ConfigNotFound(_) => (StatusCode::NOT_FOUND, "config_not_found"),
+            E::GrayNotFound(_) => (StatusCode::NOT_FOUND, "gray_not_found"),
+            E::InvalidGray(_) => (StatusCode::BAD_REQUEST, "invalid_gray_rules"),
             E::RevisionNotFound { .. } => (StatusCode::NOT_FOUND, "revision_not_found"),
             E::RevisionIsDeletion(_) => (StatusCode::BAD_REQUEST, "revision_is_deletion"),
             E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),

@@ -51,6 +51,55 @@ pub struct ApiQuery<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
+/// Who the caller is for gray rules: the IP it asks to be seen with
+/// (`X-Cairn-Client-Ip`), else the first `X-Forwarded-For` hop when the node trusts its
+/// proxy, else the connection's peer; and the labels it declares (`X-Cairn-Labels:
+/// zone=eu-1,canary=true`).
+pub struct Identity(pub cairn_core::ClientInfo);
+
+pub const CLIENT_IP_HEADER: &str = "x-cairn-client-ip";
+pub const LABELS_HEADER: &str = "x-cairn-labels";
+
+impl FromRequestParts<SharedState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| v.to_str().map(str::trim).unwrap_or(""))
+        };
+        let bad = |what: String| ApiError::bad_request("invalid_argument", what);
+        let ip =
+            match header(CLIENT_IP_HEADER) {
+                Some(text) => Some(text.parse::<std::net::IpAddr>().map_err(|_| {
+                    bad(format!("{CLIENT_IP_HEADER} {text:?} is not an IP address"))
+                })?),
+                None => {
+                    let forwarded = state
+                        .settings
+                        .trust_forwarded_for
+                        .then(|| header("x-forwarded-for"))
+                        .flatten()
+                        .and_then(|v| v.split(',').next())
+                        .and_then(|first| first.trim().parse().ok());
+                    forwarded.or_else(|| {
+                        parts
+                            .extensions
+                            .get::<ConnectInfo<SocketAddr>>()
+                            .map(|c| c.0.ip())
+                    })
+                }
+            };
+        let labels = match header(LABELS_HEADER) {
+            Some(text) => cairn_core::Label::parse_list(text).map_err(|e| bad(e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok(Identity(cairn_core::ClientInfo::new(ip, labels)))
+    }
+}
+
 /// The peer address of the connection, for the audit trail.
 pub struct ClientAddr(pub String);
 

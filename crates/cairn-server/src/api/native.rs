@@ -11,11 +11,11 @@ use utoipa::OpenApi;
 
 use super::wire::*;
 use super::{
-    actor, config_key, page, Admin, ApiError, ApiJson, ApiPath, ApiQuery, ClientAddr, KeyPath,
-    SharedState,
+    actor, config_key, page, Admin, ApiError, ApiJson, ApiPath, ApiQuery, ClientAddr, Identity,
+    KeyPath, SharedState,
 };
 use crate::auth::{Caller, Role};
-use crate::service::{ListFilter, PublishInput};
+use crate::service::{GrayInput, ListFilter, PublishInput};
 use crate::settings::Secret;
 
 pub fn router() -> Router<SharedState> {
@@ -58,6 +58,14 @@ pub fn router() -> Router<SharedState> {
             axum::routing::delete(delete_user),
         )
         .route("/api/v1/users/{username}/password", put(set_password))
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/gray",
+            get(gray_show).put(gray_publish).delete(gray_abandon),
+        )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/gray/promote",
+            post(gray_promote),
+        )
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route("/api/v1/openapi.json", get(openapi))
 }
@@ -68,7 +76,8 @@ pub fn router() -> Router<SharedState> {
     paths(
         login, list_namespaces, create_namespace, get_namespace, update_namespace,
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
-        history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes,
+        history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
+        gray_promote, gray_abandon,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -230,18 +239,19 @@ async fn list_configs(
 async fn get_config(
     State(state): State<SharedState>,
     _: Caller,
+    Identity(client): Identity,
     path: KeyPath,
     ApiQuery(q): ApiQuery<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = config_key(path)?;
-    let config = state
+    let view = state
         .service
-        .get(&key)
+        .view(&key, &client)
         .ok_or_else(|| crate::service::ServiceError::ConfigNotFound(key.clone()))?;
-    let etag = format!("\"{}\"", config.md5);
+    let etag = format!("\"{}\"", view.md5());
     let mut response = match q.view.as_deref() {
-        Some("json") => Json(ConfigView::new(&config, true)).into_response(),
+        Some("json") => Json(ConfigView::of_view(&view, true)).into_response(),
         Some("raw") | None => {
             let not_modified = headers
                 .get(header::IF_NONE_MATCH)
@@ -250,11 +260,11 @@ async fn get_config(
             let mut response = if not_modified {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                config.content.clone().into_response()
+                view.content().to_owned().into_response()
             };
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(config.format.content_type()),
+                HeaderValue::from_static(view.format().content_type()),
             );
             response
         }
@@ -269,11 +279,14 @@ async fn get_config(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert("x-cairn-revision", HeaderValue::from(config.revision));
+    h.insert("x-cairn-revision", HeaderValue::from(view.revision()));
     h.insert(
         "x-cairn-format",
-        HeaderValue::from_static(config.format.as_str()),
+        HeaderValue::from_static(view.format().as_str()),
     );
+    if view.is_gray() {
+        h.insert("x-cairn-gray", HeaderValue::from_static("true"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
@@ -293,15 +306,9 @@ async fn publish_config(
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<Json<ConfigView>, ApiError> {
     let key = config_key(path)?;
-    let format = req
-        .format
-        .filter(|f| !f.is_empty())
-        .map(|f| f.parse::<Format>())
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_format", e.to_string()))?;
     let input = PublishInput {
         content: req.content,
-        format,
+        format: parse_format(req.format)?,
         description: req.description,
         tags: req.tags,
         cas_md5: req.cas_md5,
@@ -508,4 +515,91 @@ async fn cluster_nodes(
         .await
         .map_err(crate::service::ServiceError::from)?;
     Ok(Json(nodes.iter().map(NodeView::from).collect()))
+}
+
+fn parse_format(format: Option<String>) -> Result<Option<Format>, ApiError> {
+    format
+        .filter(|f| !f.is_empty())
+        .map(|f| f.parse::<Format>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_format", e.to_string()))
+}
+
+/// Creates or replaces the config's gray release: its content goes only to clients whose
+/// IP is listed or who declare one of the labels.
+#[utoipa::path(put, path = "/api/v1/configs/{namespace}/{group}/{data_id}/gray", tag = "gray",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    request_body = GrayRequest,
+    responses((status = 200, body = GrayView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn gray_publish(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+    ApiJson(req): ApiJson<GrayRequest>,
+) -> Result<Json<GrayView>, ApiError> {
+    let key = config_key(path)?;
+    let input = GrayInput {
+        content: req.content,
+        format: parse_format(req.format)?,
+        ips: req.ips,
+        labels: req.labels,
+        force: req.force,
+        comment: req.comment,
+    };
+    let record = state
+        .service
+        .gray_publish(key, input, &actor(&caller, &addr))
+        .await?;
+    Ok(Json(GrayView::new(&record, false)))
+}
+
+/// The config's gray release, with its content and rules.
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/gray", tag = "gray",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    responses((status = 200, body = GrayView), (status = 404, body = ErrorBody)))]
+async fn gray_show(
+    State(state): State<SharedState>,
+    _: Caller,
+    path: KeyPath,
+) -> Result<Json<GrayView>, ApiError> {
+    let key = config_key(path)?;
+    let gray = state.service.gray(&key)?;
+    Ok(Json(GrayView::new(&gray, true)))
+}
+
+/// Makes the gray content the main content for everyone (a new revision).
+#[utoipa::path(post, path = "/api/v1/configs/{namespace}/{group}/{data_id}/gray/promote", tag = "gray",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    responses((status = 200, body = ConfigView), (status = 404, body = ErrorBody)))]
+async fn gray_promote(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+) -> Result<Json<ConfigView>, ApiError> {
+    let key = config_key(path)?;
+    let record = state
+        .service
+        .gray_promote(key, &actor(&caller, &addr))
+        .await?;
+    Ok(Json(ConfigView::new(&record, false)))
+}
+
+/// Ends the gray release: its clients go back to the main content.
+#[utoipa::path(delete, path = "/api/v1/configs/{namespace}/{group}/{data_id}/gray", tag = "gray",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn gray_abandon(
+    State(state): State<SharedState>,
+    caller: Caller,
+    addr: ClientAddr,
+    path: KeyPath,
+) -> Result<StatusCode, ApiError> {
+    let key = config_key(path)?;
+    state
+        .service
+        .gray_abandon(key, &actor(&caller, &addr))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,12 +9,12 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_core::ConfigKey;
+use cairn_core::{ClientInfo, ConfigKey};
 use futures::Stream;
 use tokio::time::Instant;
 
 use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
-use super::{ApiError, ApiJson, ApiQuery, SharedState};
+use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
 use crate::auth::Caller;
 use crate::cache::Cache;
 use crate::hub::Registration;
@@ -25,15 +25,19 @@ pub fn router() -> Router<SharedState> {
         .route("/api/v1/watch/stream", get(stream))
 }
 
-fn current_state(cache: &Cache, key: &ConfigKey) -> ChangedKey {
-    let config = cache.get(key);
+/// What `client` would read of `key` now.
+fn current_state(cache: &Cache, key: &ConfigKey, client: &ClientInfo) -> ChangedKey {
+    let view = cache.view(key, client);
     ChangedKey {
         namespace: key.namespace.to_string(),
         group: key.group.to_string(),
         data_id: key.data_id.to_string(),
-        md5: config.as_ref().map(|c| c.md5.clone()).unwrap_or_default(),
-        revision: config.as_ref().map(|c| c.revision),
-        exists: config.is_some(),
+        md5: view
+            .as_ref()
+            .map(|v| v.md5().to_owned())
+            .unwrap_or_default(),
+        revision: view.as_ref().map(|v| v.revision()),
+        exists: view.is_some(),
     }
 }
 
@@ -44,11 +48,11 @@ fn too_many_keys(count: usize, max: usize) -> ApiError {
     )
 }
 
-/// Keys whose current md5 differs from the one the client holds.
-fn changed(cache: &Cache, held: &[(ConfigKey, String)]) -> Vec<ChangedKey> {
+/// Keys whose md5, as this client sees them, differs from the one it holds.
+fn changed(cache: &Cache, held: &[(ConfigKey, String)], client: &ClientInfo) -> Vec<ChangedKey> {
     held.iter()
-        .filter(|(key, md5)| cache.md5(key).unwrap_or_default() != *md5)
-        .map(|(key, _)| current_state(cache, key))
+        .filter(|(key, md5)| cache.md5_for(key, client).unwrap_or_default() != *md5)
+        .map(|(key, _)| current_state(cache, key, client))
         .collect()
 }
 
@@ -59,6 +63,7 @@ fn changed(cache: &Cache, held: &[(ConfigKey, String)]) -> Vec<ChangedKey> {
 pub async fn watch(
     State(state): State<SharedState>,
     _: Caller,
+    Identity(client): Identity,
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Json<WatchResponse>, ApiError> {
     let max = state.settings.watch_max_keys;
@@ -84,7 +89,7 @@ pub async fn watch(
         )
         .min(state.settings.watch_max_timeout());
     let cache = state.service.cache();
-    let now = changed(cache, &held);
+    let now = changed(cache, &held, &client);
     if !now.is_empty() || timeout.is_zero() {
         return Ok(Json(WatchResponse { changed: now }));
     }
@@ -95,7 +100,7 @@ pub async fn watch(
         .hub()
         .register(held.iter().map(|(k, _)| k.clone()).collect());
     loop {
-        let now = changed(cache, &held);
+        let now = changed(cache, &held, &client);
         if !now.is_empty() {
             return Ok(Json(WatchResponse { changed: now }));
         }
@@ -112,6 +117,7 @@ pub async fn watch(
 
 struct StreamState {
     state: SharedState,
+    client: ClientInfo,
     registration: Registration,
     /// The md5 last sent per key; `None` before the first event.
     sent: Vec<Option<String>>,
@@ -126,6 +132,7 @@ struct StreamState {
 pub async fn stream(
     State(state): State<SharedState>,
     _: Caller,
+    Identity(client): Identity,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let keys = q
@@ -147,6 +154,7 @@ pub async fn stream(
     let initial = StreamState {
         sent: vec![None; registration.keys().len()],
         state,
+        client,
         registration,
         pending: VecDeque::new(),
     };
@@ -161,10 +169,10 @@ pub async fn stream(
             }
             let cache = s.state.service.cache();
             for (i, key) in s.registration.keys().iter().enumerate() {
-                let md5 = cache.md5(key).unwrap_or_default();
+                let md5 = cache.md5_for(key, &s.client).unwrap_or_default();
                 if s.sent[i].as_deref() != Some(md5.as_str()) {
                     s.sent[i] = Some(md5);
-                    s.pending.push_back(current_state(cache, key));
+                    s.pending.push_back(current_state(cache, key, &s.client));
                 }
             }
             if !s.pending.is_empty() {

@@ -119,9 +119,27 @@ pub struct ConfigView {
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
+    /// Whether this is the gray release's content, served to a matching client.
+    #[serde(default)]
+    pub gray: bool,
 }
 
 impl ConfigView {
+    /// The config as a client sees it: the gray release's content and version if the
+    /// client matches it.
+    pub fn of_view(view: &crate::cache::View, with_content: bool) -> Self {
+        let mut out = Self::new(&view.config, with_content);
+        if let Some(gray) = &view.gray {
+            out.content = with_content.then(|| gray.content.clone());
+            out.format = gray.format.to_string();
+            out.md5 = gray.md5.clone();
+            out.revision = gray.revision;
+            out.size = gray.content.len();
+            out.gray = true;
+        }
+        out
+    }
+
     pub fn new(c: &ConfigRecord, with_content: bool) -> Self {
         Self {
             namespace: c.key.namespace.to_string(),
@@ -138,6 +156,7 @@ impl ConfigView {
             created_at: timestamp(c.created_at),
             updated_by: c.updated_by.clone(),
             updated_at: timestamp(c.updated_at),
+            gray: false,
         }
     }
 }
@@ -346,6 +365,57 @@ impl From<&crate::sync::NodeInfo> for NodeView {
             heartbeat_at: timestamp(n.record.heartbeat_at),
             applied_seq: n.record.applied_seq,
             this_node: n.this_node,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct GrayRequest {
+    pub content: String,
+    /// Default: the main content's format.
+    pub format: Option<String>,
+    /// Client IPs that get the gray content.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// `key=value` labels; a client declaring any of them gets the gray content.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub force: bool,
+    pub comment: Option<String>,
+}
+
+/// A config's gray release.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GrayView {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub revision: i64,
+    pub ips: Vec<String>,
+    pub labels: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl GrayView {
+    pub fn new(g: &cairn_store::GrayRecord, with_content: bool) -> Self {
+        Self {
+            namespace: g.key.namespace.to_string(),
+            group: g.key.group.to_string(),
+            data_id: g.key.data_id.to_string(),
+            content: with_content.then(|| g.content.clone()),
+            format: g.format.to_string(),
+            md5: g.md5.clone(),
+            revision: g.revision,
+            ips: g.rules.ips.iter().map(ToString::to_string).collect(),
+            labels: g.rules.labels.iter().map(ToString::to_string).collect(),
+            created_by: g.created_by.clone(),
+            created_at: timestamp(g.created_at),
         }
     }
 }

@@ -27,6 +27,18 @@ struct Cli {
     /// Access token [default: from `cairn login`].
     #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read and watch as a client declaring this label (`key=value`), as gray releases
+    /// see it; repeat for several.
+    #[arg(
+        long = "as-label",
+        global = true,
+        env = "CAIRN_LABELS",
+        value_delimiter = ','
+    )]
+    as_labels: Vec<String>,
+    /// Read and watch as a client with this IP, as gray releases see it.
+    #[arg(long, global = true, env = "CAIRN_CLIENT_IP")]
+    as_ip: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,12 +147,47 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Gray (canary) releases: publish a change to some clients first, then promote or
+    /// abandon it.
+    #[command(subcommand)]
+    Gray(GrayCommand),
     /// Manage namespaces.
     #[command(subcommand)]
     Ns(NsCommand),
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum GrayCommand {
+    /// Serve a file's content to the clients matching --ip or --label; everyone else
+    /// keeps the current content.
+    Publish {
+        /// namespace/group/data_id (the config must exist)
+        key: String,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// A client IP to include; repeat for several.
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// A client label (`key=value`) to include; repeat for several.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Default: the config's format.
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Show the gray release: rules and content.
+    Show { key: String },
+    /// Make the gray content the main content for everyone.
+    Promote { key: String },
+    /// Drop the gray release; its clients go back to the main content.
+    Abandon { key: String },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +234,19 @@ fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
     Ok(rpassword::prompt_password(prompt)?)
+}
+
+/// A file's text, or standard input's for `-`.
+fn read_content(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input as UTF-8")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))
 }
 
 fn key(path: &str) -> anyhow::Result<Key> {
@@ -250,7 +310,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return login(cli.server, username, *password_stdin).await;
     }
-    let client = &connect(cli.server, cli.token)?;
+    let mut client = connect(cli.server, cli.token)?;
+    if !cli.as_labels.is_empty() {
+        client = client.with_labels(cli.as_labels);
+    }
+    if let Some(ip) = cli.as_ip {
+        client = client.with_client_ip(ip);
+    }
+    let client = &client;
     let mut out = std::io::stdout().lock();
     match command {
         Command::Server(_) | Command::Login { .. } => unreachable!("handled above"),
@@ -293,16 +360,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             message,
         } => {
             let k = key(&k)?;
-            let content = if file.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("cannot read standard input as UTF-8")?;
-                s
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?
-            };
+            let content = read_content(&file)?;
             // The file's extension names the format when the data id's does not.
             let format = format.or_else(|| {
                 let has_ext = |name: &str| {
@@ -449,6 +507,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch { keys, count } => {
             drop(out);
             watch(client, &keys, count).await?;
+        }
+        Command::Gray(GrayCommand::Publish {
+            key: k,
+            file,
+            ips,
+            labels,
+            format,
+            force,
+            message,
+        }) => {
+            let k = key(&k)?;
+            let content = read_content(&file)?;
+            let gray = client
+                .gray_publish(
+                    &k,
+                    &cairn_client::GrayPublish {
+                        content,
+                        format,
+                        ips,
+                        labels,
+                        force,
+                        comment: message,
+                    },
+                )
+                .await?;
+            writeln!(
+                out,
+                "gray release of {k} at revision {} for ips [{}] labels [{}]",
+                gray.revision,
+                gray.ips.join(","),
+                gray.labels.join(",")
+            )?;
+        }
+        Command::Gray(GrayCommand::Show { key: k }) => {
+            let k = key(&k)?;
+            let Some(gray) = client.gray(&k).await? else {
+                bail!("config {k} has no gray release");
+            };
+            writeln!(
+                out,
+                "# gray release of {k}, revision {}, md5 {}",
+                gray.revision, gray.md5
+            )?;
+            writeln!(out, "# ips: {}", gray.ips.join(", "))?;
+            writeln!(out, "# labels: {}", gray.labels.join(", "))?;
+            writeln!(out, "# by {} at {}", gray.created_by, gray.created_at)?;
+            out.write_all(gray.content.unwrap_or_default().as_bytes())?;
+        }
+        Command::Gray(GrayCommand::Promote { key: k }) => {
+            let k = key(&k)?;
+            let config = client.gray_promote(&k).await?;
+            writeln!(
+                out,
+                "promoted the gray release of {k}: revision {} for everyone",
+                config.revision
+            )?;
+        }
+        Command::Gray(GrayCommand::Abandon { key: k }) => {
+            let k = key(&k)?;
+            client.gray_abandon(&k).await?;
+            writeln!(
+                out,
+                "abandoned the gray release of {k}; its clients are back on the main content"
+            )?;
         }
         Command::Ns(NsCommand::Create { name, description }) => {
             client.create_namespace(&name, &description).await?;

@@ -62,6 +62,9 @@ pub struct ServerArgs {
     /// Access token lifetime in seconds [default: 18000].
     #[arg(long, env = "CAIRN_TOKEN_TTL_SECS")]
     token_ttl_secs: Option<u64>,
+    /// Take a client's IP for gray rules from the first X-Forwarded-For hop.
+    #[arg(long, env = "CAIRN_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: Option<bool>,
     /// Log line format [default: text].
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
@@ -123,6 +126,9 @@ fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
     }
     if let Some(v) = args.token_ttl_secs {
         s.token_ttl_secs = v;
+    }
+    if let Some(v) = args.trust_forwarded_for {
+        s.trust_forwarded_for = v;
     }
     if let Some(v) = args.log_format {
         s.log_format = match v {

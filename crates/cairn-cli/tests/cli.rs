@@ -217,6 +217,59 @@ fn the_cli_tour() {
         "server:\n  port: 9090\n"
     );
 
+    // Canary a change: only clients labelled canary=true see it, until promoted.
+    let canary_file = dir.path().join("canary.yaml");
+    std::fs::write(&canary_file, "server:\n  port: 7070\n").unwrap();
+    let out = ok(
+        &home,
+        &[
+            "gray",
+            "publish",
+            key,
+            "-f",
+            canary_file.to_str().unwrap(),
+            "--label",
+            "canary=true",
+        ],
+    );
+    assert!(out.contains("labels [canary=true]"), "{out}");
+    assert_eq!(
+        ok(&home, &["get", key, "--as-label", "canary=true"]),
+        "server:\n  port: 7070\n"
+    );
+    assert_eq!(ok(&home, &["get", key]), "server:\n  port: 8080\n");
+    let shown = ok(&home, &["gray", "show", key]);
+    assert!(
+        shown.contains("# labels: canary=true") && shown.contains("7070"),
+        "{shown}"
+    );
+    ok(&home, &["gray", "abandon", key]);
+    assert_eq!(
+        ok(&home, &["get", key, "--as-label", "canary=true"]),
+        "server:\n  port: 8080\n"
+    );
+    ok(
+        &home,
+        &[
+            "gray",
+            "publish",
+            key,
+            "-f",
+            canary_file.to_str().unwrap(),
+            "--ip",
+            "10.0.0.9",
+        ],
+    );
+    assert_eq!(
+        ok(&home, &["get", key, "--as-ip", "10.0.0.9"]),
+        "server:\n  port: 7070\n"
+    );
+    let out = ok(&home, &["gray", "promote", key]);
+    assert!(out.contains("for everyone"), "{out}");
+    assert_eq!(ok(&home, &["get", key]), "server:\n  port: 7070\n");
+    let err = fails(&home, &["gray", "show", key]);
+    assert!(err.contains("no gray release"), "{err}");
+
     let list = ok(&home, &["list", "--data-id", "*.yaml"]);
     assert!(
         list.contains("app.yaml") && !list.contains("shop"),

@@ -137,6 +137,56 @@ async fn three_nodes_share_changes(engine: Engine) {
     })
     .await;
 
+    // A gray release made on A reaches a matching watcher on C, and only matching reads.
+    let main = a
+        .client
+        .publish(&k, &Publish::new("port: 3\n"))
+        .await
+        .unwrap();
+    let canary_on_c = c.client.clone().with_labels(["canary=true"]);
+    eventually(
+        Duration::from_secs(5),
+        "C to have the main content",
+        || async {
+            matches!(canary_on_c.get(&k).await, Ok(Some(c)) if c.revision == main.revision)
+        },
+    )
+    .await;
+    let watcher = {
+        let client = canary_on_c.clone();
+        let held = vec![WatchKey::new(&k, main.md5.clone())];
+        tokio::spawn(async move { client.watch(&held, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gray = a
+        .client
+        .gray_publish(
+            &k,
+            &cairn_client::GrayPublish {
+                content: "port: 4\n".into(),
+                labels: vec!["canary=true".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let changed = watcher.await.unwrap().unwrap();
+    assert_eq!(changed[0].md5, gray.md5);
+    let seen = canary_on_c.get(&k).await.unwrap().unwrap();
+    assert!(seen.gray);
+    assert_eq!(seen.content.as_deref(), Some("port: 4\n"));
+    eventually(
+        Duration::from_secs(5),
+        "B to know the gray release",
+        || async { matches!(b.client.gray(&k).await, Ok(Some(g)) if g.revision == gray.revision) },
+    )
+    .await;
+    let plain = b.client.get(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (plain.gray, plain.content.as_deref()),
+        (false, Some("port: 3\n"))
+    );
+
     // Every node lists the three live nodes.
     let nodes = b.client.nodes().await.unwrap();
     let mut addresses: Vec<_> = nodes.iter().map(|n| n.address.clone()).collect();

@@ -62,12 +62,26 @@ pub struct ClientBuilder {
     server: String,
     token: Option<String>,
     timeout: Duration,
+    labels: Vec<String>,
+    client_ip: Option<String>,
 }
 
 impl ClientBuilder {
     /// The access token from [`Client::login`].
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Labels this client declares (`zone=eu-1`), matched by gray releases' rules.
+    pub fn labels(mut self, labels: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The IP this client wants gray releases to see it as (default: its connection's).
+    pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
+        self.client_ip = Some(ip.into());
         self
     }
 
@@ -97,6 +111,8 @@ impl ClientBuilder {
             current: Arc::new(AtomicUsize::new(0)),
             token: self.token,
             timeout: self.timeout,
+            labels: (!self.labels.is_empty()).then(|| self.labels.join(",")),
+            client_ip: self.client_ip,
         })
     }
 }
@@ -125,6 +141,10 @@ pub struct Client {
     current: Arc<AtomicUsize>,
     token: Option<String>,
     timeout: Duration,
+    /// Sent as `X-Cairn-Labels`.
+    labels: Option<String>,
+    /// Sent as `X-Cairn-Client-Ip`.
+    client_ip: Option<String>,
 }
 
 impl Client {
@@ -135,6 +155,8 @@ impl Client {
             server: server.into(),
             token: None,
             timeout: Duration::from_secs(10),
+            labels: Vec::new(),
+            client_ip: None,
         }
     }
 
@@ -204,12 +226,31 @@ impl Client {
         self.url(&segments)
     }
 
+    /// The same client, declaring `labels` to gray releases.
+    pub fn with_labels(mut self, labels: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let labels: Vec<String> = labels.into_iter().map(Into::into).collect();
+        self.labels = (!labels.is_empty()).then(|| labels.join(","));
+        self
+    }
+
+    /// The same client, asking gray releases to see it as `ip`.
+    pub fn with_client_ip(mut self, ip: impl Into<String>) -> Self {
+        self.client_ip = Some(ip.into());
+        self
+    }
+
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let request = self.http.request(method, url).timeout(self.timeout);
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+        let mut request = self.http.request(method, url).timeout(self.timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
         }
+        if let Some(labels) = &self.labels {
+            request = request.header("x-cairn-labels", labels);
+        }
+        if let Some(ip) = &self.client_ip {
+            request = request.header("x-cairn-client-ip", ip);
+        }
+        request
     }
 
     /// Sends a request to the current node, and to the next ones while a node cannot
@@ -370,6 +411,42 @@ impl Client {
             .json(&serde_json::json!({ "keys": keys, "timeout_ms": timeout.as_millis() as u64 }));
         let response: WatchResponse = self.json(request).await?;
         Ok(response.changed)
+    }
+
+    /// Creates or replaces a config's gray release.
+    pub async fn gray_publish(&self, key: &Key, gray: &GrayPublish) -> Result<Gray> {
+        self.json(
+            self.request(Method::PUT, self.config_url(key, &["gray"]))
+                .json(gray),
+        )
+        .await
+    }
+
+    /// A config's gray release with its content; `None` if it has none.
+    pub async fn gray(&self, key: &Key) -> Result<Option<Gray>> {
+        match self
+            .json(self.request(Method::GET, self.config_url(key, &["gray"])))
+            .await
+        {
+            Ok(gray) => Ok(Some(gray)),
+            Err(Error::Api {
+                status: 404, code, ..
+            }) if code == "gray_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the gray content the main content for everyone.
+    pub async fn gray_promote(&self, key: &Key) -> Result<Config> {
+        self.json(self.request(Method::POST, self.config_url(key, &["gray", "promote"])))
+            .await
+    }
+
+    /// Ends the gray release; its clients go back to the main content.
+    pub async fn gray_abandon(&self, key: &Key) -> Result<()> {
+        self.send(self.request(Method::DELETE, self.config_url(key, &["gray"])))
+            .await
+            .map(drop)
     }
 
     /// The live nodes of the cluster the server belongs to.

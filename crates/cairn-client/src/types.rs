@@ -109,6 +109,9 @@ pub struct Config {
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
+    /// Whether this is a gray release's content, served because this client matches it.
+    #[serde(default)]
+    pub gray: bool,
 }
 
 /// Search criteria for [`crate::Client::list`]; `*` is a wildcard in group and data id.
@@ -222,4 +225,35 @@ pub struct ClusterNode {
     pub applied_seq: i64,
     /// Whether this is the node that answered.
     pub this_node: bool,
+}
+
+/// A gray release to publish: `content` goes only to clients whose IP is in `ips` or
+/// that declare one of `labels` (`key=value`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GrayPublish {
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub ips: Vec<String>,
+    pub labels: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A config's gray release.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gray {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub content: Option<String>,
+    pub format: String,
+    pub md5: String,
+    pub revision: i64,
+    pub ips: Vec<String>,
+    pub labels: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
 }

@@ -478,6 +478,45 @@ impl Service {
         Ok(change.seq)
     }
 
+    /// The keys of `held` whose content, as `client` sees it, no longer has the md5 the
+    /// client holds (`""`: it holds nothing). Answers at once if some already differ,
+    /// else waits up to `timeout` for a change to one of them; empty when nothing
+    /// changed in time or the node is shutting down. Every surface's long poll is this.
+    pub async fn wait_for_changes(
+        &self,
+        held: &[(ConfigKey, String)],
+        client: &cairn_core::ClientInfo,
+        timeout: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<ConfigKey> {
+        let stale = || -> Vec<ConfigKey> {
+            held.iter()
+                .filter(|(key, md5)| self.cache.md5_for(key, client).unwrap_or_default() != *md5)
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        let now = stale();
+        if !now.is_empty() || timeout.is_zero() {
+            return now;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Registered before the second comparison, so a change in between is not missed.
+        let registration = self
+            .hub
+            .register(held.iter().map(|(k, _)| k.clone()).collect());
+        loop {
+            let now = stale();
+            if !now.is_empty() {
+                return now;
+            }
+            tokio::select! {
+                _ = registration.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return Vec::new(),
+                _ = shutdown.cancelled() => return Vec::new(),
+            }
+        }
+    }
+
     /// Configs matching `filter`, in key order, one page of them, and the total count.
     pub fn list(&self, filter: &ListFilter, page: Page) -> (Vec<Arc<ConfigRecord>>, usize) {
         let all = self.cache.select(|c| {

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_core::{ClientInfo, ConfigKey};
 use futures::Stream;
-use tokio::time::Instant;
 
 use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
 use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
@@ -48,14 +47,6 @@ fn too_many_keys(count: usize, max: usize) -> ApiError {
     )
 }
 
-/// Keys whose md5, as this client sees them, differs from the one it holds.
-fn changed(cache: &Cache, held: &[(ConfigKey, String)], client: &ClientInfo) -> Vec<ChangedKey> {
-    held.iter()
-        .filter(|(key, md5)| cache.md5_for(key, client).unwrap_or_default() != *md5)
-        .map(|(key, _)| current_state(cache, key, client))
-        .collect()
-}
-
 /// Long poll: answers at once if any key's md5 differs from the client's, else when
 /// one changes, else after the timeout with an empty `changed` list.
 #[utoipa::path(post, path = "/api/v1/watch", tag = "watch", request_body = WatchRequest,
@@ -88,30 +79,16 @@ pub async fn watch(
             Duration::from_millis,
         )
         .min(state.settings.watch_max_timeout());
-    let cache = state.service.cache();
-    let now = changed(cache, &held, &client);
-    if !now.is_empty() || timeout.is_zero() {
-        return Ok(Json(WatchResponse { changed: now }));
-    }
-    let deadline = Instant::now() + timeout;
-    // Registered before the second comparison, so a change in between is not missed.
-    let registration = state
+    let stale = state
         .service
-        .hub()
-        .register(held.iter().map(|(k, _)| k.clone()).collect());
-    loop {
-        let now = changed(cache, &held, &client);
-        if !now.is_empty() {
-            return Ok(Json(WatchResponse { changed: now }));
-        }
-        tokio::select! {
-            _ = registration.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = state.shutdown.cancelled() => break,
-        }
-    }
+        .wait_for_changes(&held, &client, timeout, &state.shutdown)
+        .await;
+    let cache = state.service.cache();
     Ok(Json(WatchResponse {
-        changed: Vec::new(),
+        changed: stale
+            .iter()
+            .map(|key| current_state(cache, key, &client))
+            .collect(),
     }))
 }
 

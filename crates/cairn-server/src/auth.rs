@@ -139,7 +139,16 @@ pub struct Auth {
     hashing: tokio::sync::Semaphore,
     /// Serializes user changes, so checks like "not the last admin" hold.
     changes: tokio::sync::Mutex<()>,
+    /// Passwords verified recently, for clients (Nacos ones among them) that send their
+    /// credentials on every request: one argon2 run each would be a CPU-exhaustion
+    /// hole. Keyed by user and a keyed BLAKE2 digest of the password (never the password
+    /// itself); an entry counts only while the user's password is unchanged.
+    verified: DashMap<(Username, [u8; 32]), i64>,
+    verified_key: [u8; 32],
 }
+
+/// The most remembered password verifications before the memory is cleared.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -279,6 +288,12 @@ impl Auth {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             changes: tokio::sync::Mutex::new(()),
+            verified: DashMap::new(),
+            verified_key: {
+                let mut key = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                key
+            },
         })
     }
 
@@ -370,6 +385,47 @@ impl Auth {
             username,
             role: state.role,
         })
+    }
+
+    /// Checks a user name and password without issuing a token; repeated checks of the
+    /// same valid credentials are answered from memory.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<Caller, AuthError> {
+        use blake2::Digest;
+        let name = Username::parse(username).map_err(|_| AuthError::BadCredentials)?;
+        let digest: [u8; 32] = blake2::Blake2s256::new()
+            .chain_update(self.verified_key)
+            .chain_update(password.expose().as_bytes())
+            .finalize()
+            .into();
+        let entry = (name.clone(), digest);
+        let state = self.users.get(&name).map(|s| *s);
+        if let (Some(changed_at), Some(state)) = (self.verified.get(&entry).map(|v| *v), state) {
+            if changed_at == state.password_changed_at {
+                return Ok(Caller {
+                    username: name,
+                    role: state.role,
+                });
+            }
+        }
+        let issued = self.login(username, password).await?;
+        let changed_at = self.users.get(&name).map_or(0, |s| s.password_changed_at);
+        if self.verified.len() >= VERIFIED_CAPACITY {
+            self.verified.clear();
+        }
+        self.verified.insert(entry, changed_at);
+        Ok(Caller {
+            username: name,
+            role: issued.role,
+        })
+    }
+
+    /// The token lifetime, in seconds.
+    pub fn token_ttl_secs(&self) -> u64 {
+        self.ttl_secs
     }
 
     /// Re-reads the users from the database, picking up changes other nodes made.

@@ -2,6 +2,7 @@
 //! module holds what they share: state, extractors and the assembled router.
 
 pub mod error;
+mod nacos;
 mod native;
 mod ops;
 mod watch;
@@ -201,6 +202,7 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(axum::middleware::from_fn(crate::metrics::track));
     Router::new()
         .merge(api)
+        .merge(nacos::router().route_layer(axum::middleware::from_fn(crate::metrics::track)))
         .merge(ops::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -1,0 +1,269 @@
+//! The Nacos compatibility surface: Nacos's v1 and v2 HTTP config API on the same port
+//! and paths, so existing Nacos clients work unchanged. It maps onto the one service:
+//! Nacos tenant → namespace (`""` and `public` → `public`), group → group, dataId →
+//! data id, `type` → format, `betaIps` → a gray release by IP.
+//!
+//! Answers follow Nacos's own, bodies and headers included, with one deliberate
+//! difference: a client's mistake is never a 500 (Nacos answers some with 500).
+
+mod v1;
+mod v2;
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use cairn_core::{ConfigKey, DataId, Format, Group, Namespace};
+use time::OffsetDateTime;
+
+use super::SharedState;
+use crate::auth::{AuthError, Caller};
+use crate::settings::Secret;
+
+pub fn router() -> Router<SharedState> {
+    v1::router().merge(v2::router())
+}
+
+/// Request parameters as Nacos reads them: the query string and a form body, merged
+/// (the query wins); blank values count as absent.
+pub struct Params {
+    values: HashMap<String, String>,
+    path: String,
+}
+
+impl FromRequest<SharedState> for Params {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &SharedState) -> Result<Self, Response> {
+        let path = request.uri().path().to_owned();
+        let mut values = HashMap::new();
+        if let Some(query) = request.uri().query() {
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                values.entry(k.into_owned()).or_insert(v.into_owned());
+            }
+        }
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let body = Bytes::from_request(request, state).await.map_err(|_| {
+                caused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than this server accepts",
+                )
+            })?;
+            for (k, v) in form_urlencoded::parse(&body) {
+                values.entry(k.into_owned()).or_insert(v.into_owned());
+            }
+        }
+        values.retain(|_, v| !v.trim().is_empty());
+        Ok(Params { values, path })
+    }
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// A required parameter, or Nacos's message for its absence (as a 400: a client
+    /// mistake, where Nacos itself answers 500).
+    pub fn required(&self, name: &str) -> Result<&str, Response> {
+        self.get(name).ok_or_else(|| {
+            caused(
+                StatusCode::BAD_REQUEST,
+                &format!("Required request parameter '{name}' for method parameter type String is not present"),
+            )
+        })
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Nacos's plain-text error: `caused: <message>;`.
+pub fn caused(status: StatusCode, message: &str) -> Response {
+    plain(status, format!("caused: {message};"))
+}
+
+pub fn plain(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Nacos's refusal of an unauthenticated request: a 403 with Spring Boot's error body.
+fn forbidden(message: &str, path: &str) -> Response {
+    let body = serde_json::json!({
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "status": 403,
+        "error": "Forbidden",
+        "message": message,
+        "path": path,
+    });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+/// Who is calling: a bearer token, an `accessToken` parameter, or `username` and
+/// `password` parameters on the request itself, as Nacos accepts them.
+pub async fn authenticate(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Caller, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let token = bearer.or_else(|| params.get("accessToken"));
+    let result = match (token, params.get("username"), params.get("password")) {
+        (Some(token), _, _) => state.auth.verify(token.trim()),
+        (None, Some(user), Some(password)) => {
+            state.auth.authenticate(user, &Secret::new(password)).await
+        }
+        _ => Err(AuthError::MissingToken),
+    };
+    result.map_err(|e| {
+        let message = match e {
+            AuthError::Expired => "token expired!",
+            AuthError::InvalidToken => "token invalid!",
+            _ => "user not found!",
+        };
+        forbidden(message, params.path())
+    })
+}
+
+/// The namespace a Nacos tenant names: `""` and `public` are the public namespace.
+pub fn namespace(tenant: Option<&str>) -> Result<Namespace, Response> {
+    match tenant.map(str::trim) {
+        None | Some("") | Some(Namespace::PUBLIC) => Ok(Namespace::public()),
+        Some(other) => {
+            Namespace::parse(other).map_err(|_| caused(StatusCode::BAD_REQUEST, "invalid tenant"))
+        }
+    }
+}
+
+/// The config key of `dataId`, `group` and a tenant parameter, with Nacos's messages.
+pub fn config_key(params: &Params, tenant_param: &str) -> Result<ConfigKey, Response> {
+    let data_id = params.required("dataId")?;
+    let group = params.required("group")?;
+    let data_id = DataId::parse(data_id.trim()).map_err(|_| {
+        caused(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid dataId : {data_id}"),
+        )
+    })?;
+    let group = Group::parse(group)
+        .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid group : {group}")))?;
+    Ok(ConfigKey::new(
+        namespace(params.get(tenant_param))?,
+        group,
+        data_id,
+    ))
+}
+
+/// The tenant as Nacos clients expect it back: blank for the public namespace.
+pub fn tenant_of(namespace: &Namespace) -> &str {
+    if namespace.is_public() {
+        ""
+    } else {
+        namespace.as_str()
+    }
+}
+
+/// A Nacos `type`; anything unknown is text, as in Nacos.
+pub fn parse_type(value: Option<&str>) -> Option<Format> {
+    let value = value?.to_ascii_lowercase();
+    Some(match value.as_str() {
+        "properties" => Format::Properties,
+        "xml" => Format::Xml,
+        "json" => Format::Json,
+        "html" | "htm" => Format::Html,
+        "yaml" | "yml" => Format::Yaml,
+        "toml" => Format::Toml,
+        _ => Format::Text,
+    })
+}
+
+/// The content type Nacos serves a format with.
+pub fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json;charset=UTF-8",
+        Format::Xml => "application/xml;charset=UTF-8",
+        Format::Html => "text/html;charset=UTF-8",
+        _ => "text/plain;charset=UTF-8",
+    }
+}
+
+/// An HTTP date (RFC 1123), as in `Last-Modified`.
+pub fn http_date(millis: i64) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default()
+}
+
+/// A time as Nacos's JSON shows it: ISO 8601 with milliseconds and offset.
+pub fn iso_time(millis: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+00:00"
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default()
+}
+
+/// The no-cache headers Nacos puts on config reads and listener answers.
+pub fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache,no-store"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_look_like_nacos_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(iso_time(1_500), "1970-01-01T00:00:01.500+00:00");
+    }
+
+    #[test]
+    fn types_map_to_formats() {
+        assert_eq!(parse_type(Some("YAML")), Some(Format::Yaml));
+        assert_eq!(parse_type(Some("ini")), Some(Format::Text));
+        assert_eq!(parse_type(None), None);
+        assert_eq!(content_type(Format::Yaml), "text/plain;charset=UTF-8");
+    }
+}

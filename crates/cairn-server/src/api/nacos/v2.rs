@@ -1,0 +1,213 @@
+//! Nacos's v2 HTTP API: the same operations as v1, with `namespaceId` and the
+//! `{code, message, data}` envelope.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::v1::{config_infos, history_item, history_page, page_of, previous_entry, publish_from};
+use super::{authenticate, namespace, Params};
+use crate::api::{ClientAddr, Identity, SharedState};
+use crate::service::ServiceError;
+
+type Answer = Result<Response, Response>;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/nacos/v2/cs/config",
+            get(get_config).post(publish).delete(delete),
+        )
+        .route("/nacos/v2/cs/history/list", get(history_list))
+        .route("/nacos/v2/cs/history", get(history_entry))
+        .route("/nacos/v2/cs/history/previous", get(history_previous))
+        .route("/nacos/v2/cs/history/configs", get(history_configs))
+}
+
+fn ok(data: Value) -> Response {
+    Json(json!({ "code": 0, "message": "success", "data": data })).into_response()
+}
+
+fn fail(status: StatusCode, code: u32, message: &str, data: Value) -> Response {
+    (
+        status,
+        Json(json!({ "code": code, "message": message, "data": data })),
+    )
+        .into_response()
+}
+
+/// v1's answers (plain text) rewritten into the v2 envelope.
+async fn envelope(response: Response) -> Response {
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let text = body
+        .trim()
+        .trim_start_matches("caused: ")
+        .trim_end_matches(';')
+        .to_owned();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (20004, "resource not found"),
+        StatusCode::CONFLICT => (20005, "resource conflict"),
+        StatusCode::FORBIDDEN => (10001, "access denied"),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
+            (30000, "server error")
+        }
+        _ if text.starts_with("Required request parameter") => (10000, "parameter missing"),
+        _ => (20002, "parameter validate error"),
+    };
+    if status == StatusCode::FORBIDDEN {
+        // The auth refusal stays Nacos's Spring error body, as Nacos sends it.
+        return (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    fail(status, code, message, Value::String(text))
+}
+
+async fn v2<F>(answer: F) -> Response
+where
+    F: std::future::Future<Output = Answer>,
+{
+    match answer.await {
+        Ok(response) => response,
+        Err(refusal) => envelope(refusal).await,
+    }
+}
+
+/// GET /nacos/v2/cs/config: `data` is the content as this client sees it.
+async fn get_config(
+    State(state): State<SharedState>,
+    Identity(client): Identity,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        match state.service.view(&key, &client) {
+            Some(view) => Ok(ok(Value::String(view.content().to_owned()))),
+            None => Ok(fail(
+                StatusCode::NOT_FOUND,
+                20004,
+                "resource not found",
+                json!("config data not exist"),
+            )),
+        }
+    })
+    .await
+}
+
+/// POST /nacos/v2/cs/config (form): publish; `data` is `true`.
+async fn publish(
+    State(state): State<SharedState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        let caller = authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        let actor = crate::api::actor(&caller, &addr);
+        publish_from(&state, &headers, &params, key, &actor).await?;
+        Ok(ok(Value::Bool(true)))
+    })
+    .await
+}
+
+/// DELETE /nacos/v2/cs/config: `data` is `true`, whether or not it existed.
+async fn delete(
+    State(state): State<SharedState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        let caller = authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        let actor = crate::api::actor(&caller, &addr);
+        match state.service.delete(key, None, &actor).await {
+            Ok(_) | Err(ServiceError::ConfigNotFound(_)) => Ok(ok(Value::Bool(true))),
+            Err(e) => Err(super::v1::service_error(e)),
+        }
+    })
+    .await
+}
+
+/// GET /nacos/v2/cs/history/list: a page of a config's history.
+async fn history_list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        Ok(ok(history_page(&state, &key, page_of(&params)?).await?))
+    })
+    .await
+}
+
+/// GET /nacos/v2/cs/history?nid: one entry, or `null`.
+async fn history_entry(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        let nid = params.required("nid")?;
+        let nid: i64 = nid
+            .parse()
+            .map_err(|_| super::caused(StatusCode::BAD_REQUEST, &format!("invalid nid : {nid}")))?;
+        match state.service.history_entry(&key, nid).await {
+            Ok(entry) => Ok(ok(history_item(&entry, false, true))),
+            Err(ServiceError::RevisionNotFound { .. }) => Ok(ok(Value::Null)),
+            Err(e) => Err(super::v1::service_error(e)),
+        }
+    })
+    .await
+}
+
+/// GET /nacos/v2/cs/history/previous?id: the entry before revision `id`, or `null`.
+async fn history_previous(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        authenticate(&state, &headers, &params).await?;
+        let key = super::config_key(&params, "namespaceId")?;
+        let id = params.required("id")?;
+        let id: i64 = id
+            .parse()
+            .map_err(|_| super::caused(StatusCode::BAD_REQUEST, &format!("invalid id : {id}")))?;
+        Ok(ok(previous_entry(&state, &key, id)
+            .await?
+            .map_or(Value::Null, |e| history_item(&e, false, true))))
+    })
+    .await
+}
+
+/// GET /nacos/v2/cs/history/configs?namespaceId: the configs of a namespace.
+async fn history_configs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    v2(async {
+        authenticate(&state, &headers, &params).await?;
+        let ns = namespace(params.get("namespaceId"))?;
+        Ok(ok(Value::Array(config_infos(&state, &ns))))
+    })
+    .await
+}

@@ -1,0 +1,132 @@
+//! Real client libraries of other configuration centers against a real `cairn server`
+//! process. They run under the Python named by `CAIRN_TEST_PYTHON` (`.ci/run` makes a
+//! virtualenv with them from PyPI); without it these tests say so and skip.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+const PASSWORD: &str = "compat-password-1";
+
+struct Server {
+    child: Child,
+    address: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
+            .env("CAIRN_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let address = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the server exited"
+            );
+            if let Some(rest) = line.strip_prefix("Cairn is listening on http://") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        Server {
+            child,
+            address,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> Option<String> {
+    match std::env::var("CAIRN_TEST_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) => {
+            eprintln!("CAIRN_TEST_PYTHON is not set; skipping the real-client compatibility test");
+            None
+        }
+    }
+}
+
+/// Runs a client script with a time limit; returns its standard output.
+fn run_script(python: &str, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    // Output goes to files, not pipes: helper processes a client library starts may
+    // outlive the script and would hold a pipe open.
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("out"), logs.path().join("err"));
+    let mut child = Command::new(python)
+        .arg(path)
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("python runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{script} did not finish in 90 s; it printed:\n{}\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{script} failed.\nstdout:\n{stdout}\nstderr:\n{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    stdout
+}
+
+#[test]
+fn nacos_sdk_python_publishes_reads_listens_and_deletes() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let work = dir.path().join("client");
+    let out = run_script(
+        &python,
+        "nacos_client.py",
+        &[&server.address, "admin", PASSWORD, work.to_str().unwrap()],
+    );
+    let steps: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        steps,
+        [
+            "published",
+            "read",
+            "watched",
+            "history",
+            "deleted",
+            "refused"
+        ],
+        "{out}"
+    );
+}

@@ -56,6 +56,16 @@ impl Scratch {
             );
             return None;
         };
+        Some(
+            Self::create_at(engine, &admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("{} is set but {e}", engine.env_var())),
+        )
+    }
+
+    /// A fresh database on the server `admin_url` names.
+    pub async fn create_at(engine: Engine, admin_url: &str) -> Result<Scratch, sqlx::Error> {
+        let admin_url = admin_url.to_owned();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -66,11 +76,8 @@ impl Scratch {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             nanos % 100_000
         );
-        let statement = format!("CREATE DATABASE {name}");
-        execute(engine, &admin_url, &statement)
-            .await
-            .unwrap_or_else(|e| panic!("{} is set but {statement} failed: {e}", engine.env_var()));
-        Some(Scratch {
+        execute(engine, &admin_url, &format!("CREATE DATABASE {name}")).await?;
+        Ok(Scratch {
             engine,
             url: with_database(&admin_url, &name),
             admin_url,

@@ -298,6 +298,112 @@ macro_rules! sql_backend {
                 )
             }
 
+            /// A publish or rollback inside an open write transaction.
+            async fn put_in(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                write: &ConfigWrite,
+            ) -> Result<ConfigRecord> {
+                let key = &write.key;
+                let at = write.audit.at;
+                let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
+                let ns_exists: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                    .bind(key.namespace.as_str())
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if ns_exists == 0 {
+                    return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
+                }
+                let current = self.check_expect(tx, key, &write.expect).await?;
+                let format = write
+                    .format
+                    .or(current.as_ref().map(|c| c.format))
+                    .unwrap_or(write.default_format);
+                if write.validated_as.is_some_and(|v| v != format) {
+                    return Err(StoreError::Conflict(format!(
+                        "the format of {key} changed to {format} meanwhile; publish again"
+                    )));
+                }
+                let description = write
+                    .description
+                    .clone()
+                    .or_else(|| current.as_ref().map(|c| c.description.clone()))
+                    .unwrap_or_default();
+                let tags = write
+                    .tags
+                    .clone()
+                    .or_else(|| current.as_ref().map(|c| c.tags.clone()))
+                    .unwrap_or_default();
+                let revision = self.append_change(tx, key, write.op, &write.md5, at).await?;
+                let (created_by, created_at) = match &current {
+                    Some(c) => (c.created_by.clone(), c.created_at),
+                    None => (write.audit.operator.clone(), at),
+                };
+                let sql = self.sql(if current.is_some() {
+                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
+                     description = ?, tags = ?, updated_by = ?, updated_at = ?, \
+                     created_by = ?, created_at = ? \
+                     WHERE namespace = ? AND grp = ? AND data_id = ?"
+                } else {
+                    "INSERT INTO configs (content, format, md5, revision, description, tags, \
+                     updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                });
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(&write.content)
+                    .bind(format.as_str())
+                    .bind(&write.md5)
+                    .bind(revision)
+                    .bind(&description)
+                    .bind(join_tags(&tags))
+                    .bind(&write.audit.operator)
+                    .bind(at)
+                    .bind(&created_by)
+                    .bind(created_at)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .execute(&mut **tx)
+                    .await;
+                if let Err(e) = &done {
+                    if is_unique_violation(e) {
+                        // Created concurrently between the check and the insert.
+                        return Err(StoreError::CasMismatch {
+                            key: key.clone(),
+                            expected: None,
+                            current: None,
+                        });
+                    }
+                }
+                done?;
+                self.append_history(
+                    tx,
+                    revision,
+                    key,
+                    write.op,
+                    &write.content,
+                    format,
+                    &write.md5,
+                    &description,
+                    &tags,
+                    &write.audit,
+                )
+                .await?;
+                Ok(ConfigRecord {
+                    key: key.clone(),
+                    content: write.content.clone(),
+                    format,
+                    md5: write.md5.clone(),
+                    revision,
+                    description,
+                    tags,
+                    created_by,
+                    created_at,
+                    updated_by: write.audit.operator.clone(),
+                    updated_at: at,
+                })
+            }
+
             async fn gray_in(
                 &self,
                 tx: &mut Transaction<'static, $db>,
@@ -490,106 +596,20 @@ macro_rules! sql_backend {
 
             #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
             async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
-                let key = &write.key;
-                let at = write.audit.at;
                 let mut tx = self.begin_write().await?;
-                let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
-                let ns_exists: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                    .bind(key.namespace.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if ns_exists == 0 {
-                    return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
-                }
-                let current = self.check_expect(&mut tx, key, &write.expect).await?;
-                let format = write
-                    .format
-                    .or(current.as_ref().map(|c| c.format))
-                    .unwrap_or(write.default_format);
-                if write.validated_as.is_some_and(|v| v != format) {
-                    return Err(StoreError::Conflict(format!(
-                        "the format of {key} changed to {format} meanwhile; publish again"
-                    )));
-                }
-                let description = write
-                    .description
-                    .clone()
-                    .or_else(|| current.as_ref().map(|c| c.description.clone()))
-                    .unwrap_or_default();
-                let tags = write
-                    .tags
-                    .clone()
-                    .or_else(|| current.as_ref().map(|c| c.tags.clone()))
-                    .unwrap_or_default();
-                let revision = self.append_change(&mut tx, key, write.op, &write.md5, at).await?;
-                let (created_by, created_at) = match &current {
-                    Some(c) => (c.created_by.clone(), c.created_at),
-                    None => (write.audit.operator.clone(), at),
-                };
-                let sql = self.sql(if current.is_some() {
-                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
-                     description = ?, tags = ?, updated_by = ?, updated_at = ?, \
-                     created_by = ?, created_at = ? \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?"
-                } else {
-                    "INSERT INTO configs (content, format, md5, revision, description, tags, \
-                     updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                });
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(&write.content)
-                    .bind(format.as_str())
-                    .bind(&write.md5)
-                    .bind(revision)
-                    .bind(&description)
-                    .bind(join_tags(&tags))
-                    .bind(&write.audit.operator)
-                    .bind(at)
-                    .bind(&created_by)
-                    .bind(created_at)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .execute(&mut *tx)
-                    .await;
-                if let Err(e) = &done {
-                    if is_unique_violation(e) {
-                        // Created concurrently between the check and the insert.
-                        return Err(StoreError::CasMismatch {
-                            key: key.clone(),
-                            expected: None,
-                            current: None,
-                        });
-                    }
-                }
-                done?;
-                self.append_history(
-                    &mut tx,
-                    revision,
-                    key,
-                    write.op,
-                    &write.content,
-                    format,
-                    &write.md5,
-                    &description,
-                    &tags,
-                    &write.audit,
-                )
-                .await?;
+                let record = self.put_in(&mut tx, write).await?;
                 self.commit_write(tx).await?;
-                Ok(ConfigRecord {
-                    key: key.clone(),
-                    content: write.content.clone(),
-                    format,
-                    md5: write.md5.clone(),
-                    revision,
-                    description,
-                    tags,
-                    created_by,
-                    created_at,
-                    updated_by: write.audit.operator.clone(),
-                    updated_at: at,
-                })
+                Ok(record)
+            }
+
+            #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]
+            async fn import(&self, writes: &[ConfigWrite]) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                for write in writes {
+                    self.put_in(&mut tx, write).await?;
+                }
+                self.commit_write(tx).await?;
+                Ok(writes.len() as u64)
             }
 
             #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]

@@ -1,0 +1,249 @@
+//! `cairn-bench`: measures a Cairn node against this machine's own ceiling. Every load
+//! runs on loopback, is bounded in requests and time, and stops by itself; every figure
+//! that depends on the machine is reported next to a baseline measured in the same run.
+//!
+//! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`,
+//! `cross-node`, `startup`); `--tiny` runs each at a size of seconds, for CI.
+
+mod load;
+mod procs;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "cairn-bench", about = "Cairn's benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every scenario, one after the other.
+    All(Options),
+    /// Cached reads of a 1 KiB config vs a bare hyper server.
+    Read(Options),
+    /// Sequential and concurrent publishes, per database backend.
+    Publish(Options),
+    /// Watchers held on one key and spread over many; time to notify them all.
+    Fanout(Options),
+    /// Publish on one node, watcher on another, on PostgreSQL.
+    CrossNode(Options),
+    /// Start-up time with many configs stored.
+    Startup(Options),
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+    },
+    #[command(hide = true)]
+    Baseline,
+}
+
+/// Sizes and targets of a run.
+#[derive(Args, Clone)]
+pub struct Options {
+    /// Run each scenario at a size of seconds (for CI: checks that it completes).
+    #[arg(long)]
+    pub tiny: bool,
+    /// How long each read load runs.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Keep-alive connections of the read load.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Publishes per publish run.
+    #[arg(long, default_value_t = 2_000)]
+    pub publishes: u64,
+    /// Watcher counts for the fan-out scenario.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub watchers: Vec<usize>,
+    /// Configs stored for the start-up scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub startup_configs: usize,
+    /// PostgreSQL server for the publish and cross-node scenarios (a scratch database
+    /// is made and dropped there).
+    #[arg(long, env = "CAIRN_TEST_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// MySQL / MariaDB server for the publish scenario.
+    #[arg(long, env = "CAIRN_TEST_MYSQL_URL")]
+    pub mysql_url: Option<String>,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    pub json: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { data_dir, database } => procs::serve(&data_dir, database).await,
+            Command::Baseline => procs::run_baseline().await,
+            Command::All(o) => {
+                run(&o, &["read", "publish", "fanout", "cross-node", "startup"]).await
+            }
+            Command::Read(o) => run(&o, &["read"]).await,
+            Command::Publish(o) => run(&o, &["publish"]).await,
+            Command::Fanout(o) => run(&o, &["fanout"]).await,
+            Command::CrossNode(o) => run(&o, &["cross-node"]).await,
+            Command::Startup(o) => run(&o, &["startup"]).await,
+        }
+    })
+}
+
+async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
+    // Many held connections need many descriptors, here and in the child servers.
+    let _ = rlimit::increase_nofile_limit(1 << 20);
+    let mut results = serde_json::Map::new();
+    for scenario in which {
+        let started = Instant::now();
+        eprintln!("running {scenario}…");
+        let result = match *scenario {
+            "read" => scenarios::read(opts).await?,
+            "publish" => scenarios::publish_scenario(opts).await?,
+            "fanout" => scenarios::fanout(opts).await?,
+            "cross-node" => scenarios::cross_node(opts).await?,
+            _ => scenarios::startup(opts).await?,
+        };
+        eprintln!(
+            "{scenario} done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        results.insert((*scenario).to_owned(), result);
+    }
+    let report = json!({
+        "machine": machine(),
+        "tiny": opts.tiny,
+        "results": results,
+    });
+    print_table(&report["results"]);
+    if let Some(dir) = opts.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.json, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("results written to {}", opts.json.display());
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({ "cpus": cpus, "cpu": model })
+}
+
+fn print_table(results: &Value) {
+    let get = |v: &Value, path: &[&str]| -> String {
+        let mut cur = v;
+        for p in path {
+            cur = &cur[*p];
+        }
+        match cur {
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        }
+    };
+    println!("{:<44} {:>14}", "figure", "value");
+    let row = |name: String, value: String| println!("{name:<44} {value:>14}");
+    if let Some(r) = results.get("read") {
+        row(
+            "read: cairn / baseline req/s (ratio)".into(),
+            get(r, &["ratio"]),
+        );
+        row("read: cairn req/s".into(), get(r, &["cairn_rps"]));
+        row("read: baseline req/s".into(), get(r, &["baseline_rps"]));
+        row(
+            "read: cairn p50 / p99 ms".into(),
+            format!(
+                "{} / {}",
+                get(r, &["cairn_latency", "p50_ms"]),
+                get(r, &["cairn_latency", "p99_ms"])
+            ),
+        );
+        row(
+            "read: baseline p50 / p99 ms".into(),
+            format!(
+                "{} / {}",
+                get(r, &["baseline_latency", "p50_ms"]),
+                get(r, &["baseline_latency", "p99_ms"])
+            ),
+        );
+    }
+    if let Some(Value::Object(backends)) = results.get("publish") {
+        for (name, b) in backends {
+            row(
+                format!("publish {name}: sequential /s"),
+                get(b, &["sequential_per_s"]),
+            );
+            row(
+                format!("publish {name}: sequential p99 ms"),
+                get(b, &["sequential_latency", "p99_ms"]),
+            );
+            row(
+                format!("publish {name}: 16 writers /s"),
+                get(b, &["concurrent16_per_s"]),
+            );
+            row(
+                format!("publish {name}: 16 writers p99 ms"),
+                get(b, &["concurrent16_latency", "p99_ms"]),
+            );
+        }
+    }
+    if let Some(Value::Array(rows)) = results.get("fanout") {
+        for f in rows {
+            let name = format!(
+                "fanout {} watchers / {} keys",
+                get(f, &["watchers"]),
+                get(f, &["keys"])
+            );
+            row(
+                format!("{name}: p50/p99/max ms"),
+                format!(
+                    "{}/{}/{}",
+                    get(f, &["latency", "p50_ms"]),
+                    get(f, &["latency", "p99_ms"]),
+                    get(f, &["latency", "max_ms"])
+                ),
+            );
+            row(
+                format!("{name}: server RSS MiB"),
+                get(f, &["server_rss_mib"]),
+            );
+            row(
+                format!("{name}: RSS per watcher B"),
+                get(f, &["rss_per_watcher_bytes"]),
+            );
+        }
+    }
+    if let Some(c) = results.get("cross-node") {
+        row(
+            "cross-node (PostgreSQL): p50 / p99 ms".into(),
+            format!(
+                "{} / {}",
+                get(c, &["latency", "p50_ms"]),
+                get(c, &["latency", "p99_ms"])
+            ),
+        );
+    }
+    if let Some(s) = results.get("startup") {
+        row(
+            format!("startup with {} configs: ms", get(s, &["configs"])),
+            get(s, &["start_to_serving_ms"]),
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The processes a benchmark measures: Cairn nodes and the bare hyper baseline, each a
+//! child process of this binary (`serve` / `baseline`), so that they run the real code
+//! in a process of their own and their memory can be read apart from the load's.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PASSWORD: &str = "bench-password-1";
+
+/// A child process serving HTTP on loopback.
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+    pub started: Instant,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Resident memory of the process, in bytes (Linux).
+    pub fn rss(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn spawn(args: &[&str]) -> anyhow::Result<Proc> {
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a child process")?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
+        .await
+        .context("the child did not start in time")??
+        .context("the child exited before listening")?;
+    let Some(addr) = line.strip_prefix("listening ") else {
+        bail!("unexpected first line from the child: {line}");
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Proc {
+        child,
+        addr: addr.parse()?,
+        started,
+    })
+}
+
+/// Starts a Cairn node on a fresh or given data directory and database.
+pub async fn cairn(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Proc> {
+    let dir = data_dir.to_str().context("a UTF-8 path")?;
+    let mut args = vec!["serve", "--data-dir", dir];
+    if let Some(db) = database {
+        args.extend(["--database", db]);
+    }
+    spawn(&args).await
+}
+
+/// Starts the baseline: a bare hyper server answering `body` to every request.
+pub async fn baseline() -> anyhow::Result<Proc> {
+    spawn(&["baseline"]).await
+}
+
+/// `serve`: a Cairn node built exactly as `cairn server` builds it.
+pub async fn serve(data_dir: &Path, database: Option<String>) -> anyhow::Result<()> {
+    let settings = cairn_server::Settings {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: data_dir.to_path_buf(),
+        database: database.map(cairn_server::Secret::new),
+        admin_password: Some(cairn_server::Secret::new(PASSWORD)),
+        watch_max_keys: 1_000_000,
+        log_level: "warn".into(),
+        ..cairn_server::Settings::default()
+    };
+    cairn_server::init_tracing(&settings);
+    let app = cairn_server::Application::build(settings).await?;
+    println!("listening {}", app.local_addr());
+    app.run().await
+}
+
+/// The 1 KiB body both servers answer with.
+pub fn body_1k() -> String {
+    let mut body = String::with_capacity(1024);
+    while body.len() < 1024 {
+        body.push_str("key.number.");
+        body.push_str(&body.len().to_string());
+        body.push_str("=some-value\n");
+    }
+    body.truncate(1023);
+    body.push('\n');
+    body
+}
+
+/// `baseline`: the ceiling of this machine for a 1 KiB answer over HTTP/1.1.
+pub async fn run_baseline() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?);
+    let body = Bytes::from(body_1k());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_: Request<Incoming>| {
+                let body = body.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "text/plain; charset=utf-8")
+                            .header("etag", "\"0123456789abcdef0123456789abcdef\"")
+                            .body(Full::new(body))
+                            .expect("a valid response"),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

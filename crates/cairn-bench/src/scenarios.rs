@@ -1,0 +1,446 @@
+//! The benchmark's scenarios. Each starts its own processes on loopback with fresh data,
+//! is bounded in requests and time, and returns its figures.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde_json::{json, Value};
+
+use crate::load::{self, histogram, Body};
+use crate::procs::{self, PASSWORD};
+use crate::Options;
+use cairn_store::{ConfigStore as _, Store as _};
+
+fn request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {token}"));
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string()))),
+        None => builder.body(Full::new(Bytes::new())),
+    }
+    .expect("a valid request")
+}
+
+async fn login(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut conn = load::connect(addr).await?;
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/auth/login")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            json!({ "username": "admin", "password": PASSWORD }).to_string(),
+        )))?;
+    let (status, body) = load::send(&mut conn, req).await?;
+    anyhow::ensure!(status == 200, "login failed: {status}");
+    let body: Value = serde_json::from_slice(&body)?;
+    Ok(body["token"].as_str().context("a token")?.to_owned())
+}
+
+/// Publishes and returns the new md5.
+async fn publish(
+    addr: SocketAddr,
+    token: &str,
+    data_id: &str,
+    content: &str,
+) -> anyhow::Result<String> {
+    let mut conn = load::connect(addr).await?;
+    let path = format!("/api/v1/configs/public/bench/{data_id}");
+    let (status, body) = load::send(
+        &mut conn,
+        request(
+            "PUT",
+            addr,
+            &path,
+            token,
+            Some(json!({ "content": content })),
+        ),
+    )
+    .await?;
+    anyhow::ensure!(
+        status == 200,
+        "publish failed: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let body: Value = serde_json::from_slice(&body)?;
+    Ok(body["md5"].as_str().context("an md5")?.to_owned())
+}
+
+/// A gauge from `/metrics`.
+async fn gauge(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let mut conn = load::connect(addr).await?;
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let (_, body) = load::send(&mut conn, req).await?;
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .with_context(|| format!("no {name} in /metrics"))
+}
+
+fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Value {
+    let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+    json!({
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+        "count": h.len(),
+    })
+}
+
+/// read: a 1 KiB config over keep-alive connections, and the same load against a bare
+/// hyper server answering the same bytes from memory, one after the other.
+pub async fn read(opts: &Options) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let duration = Duration::from_secs(opts.duration_secs);
+    let limit = if opts.tiny { 2_000 } else { u64::MAX };
+
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let token = login(node.addr).await?;
+    publish(node.addr, &token, "read.properties", &procs::body_1k()).await?;
+    let (addr, token_for) = (node.addr, token.clone());
+    let cairn = load::closed_loop(
+        addr,
+        opts.connections,
+        duration,
+        limit,
+        Arc::new(move |_| {
+            request(
+                "GET",
+                addr,
+                "/api/v1/configs/public/bench/read.properties",
+                &token_for,
+                None,
+            )
+        }),
+    )
+    .await?;
+    node.stop().await;
+
+    let base = procs::baseline().await?;
+    let addr = base.addr;
+    let ceiling = load::closed_loop(
+        addr,
+        opts.connections,
+        duration,
+        limit,
+        Arc::new(move |_| {
+            Request::builder()
+                .uri("/api/v1/configs/public/bench/read.properties")
+                .header("host", addr.to_string())
+                .header("authorization", "Bearer x")
+                .body(Full::new(Bytes::new()))
+                .expect("a valid request")
+        }),
+    )
+    .await?;
+    base.stop().await;
+    if cairn.errors > 0 || ceiling.errors > 0 {
+        bail!(
+            "read: {} and {} failed requests",
+            cairn.errors,
+            ceiling.errors
+        );
+    }
+    Ok(json!({
+        "connections": opts.connections,
+        "duration_s": opts.duration_secs,
+        "cairn_rps": cairn.per_second().round(),
+        "baseline_rps": ceiling.per_second().round(),
+        "ratio": ((cairn.per_second() / ceiling.per_second()) * 1000.0).round() / 1000.0,
+        "cairn_latency": percentiles(&cairn.latency),
+        "baseline_latency": percentiles(&ceiling.latency),
+    }))
+}
+
+async fn publish_runs(
+    addr: SocketAddr,
+    token: &str,
+    count: u64,
+    writers: usize,
+) -> anyhow::Result<load::Run> {
+    let token = token.to_owned();
+    let content = Arc::new(procs::body_1k());
+    let run = load::closed_loop(
+        addr,
+        writers,
+        Duration::from_secs(600),
+        count,
+        Arc::new(move |n| {
+            // Each write changes the content, as a real publish would.
+            let body = json!({ "content": format!("{}# {n}\n", content), "format": "properties" });
+            request(
+                "PUT",
+                addr,
+                &format!("/api/v1/configs/public/bench/w{}.properties", n % 64),
+                &token,
+                Some(body),
+            )
+        }),
+    )
+    .await?;
+    if run.errors > 0 {
+        bail!("publish: {} failed writes", run.errors);
+    }
+    Ok(run)
+}
+
+/// publish: sequential and 16 concurrent writers of 1 KiB contents, on SQLite and on
+/// whichever of PostgreSQL and MySQL has a URL.
+pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
+    let count = if opts.tiny { 40 } else { opts.publishes };
+    let mut backends = vec![("sqlite", None)];
+    if let Some(url) = &opts.postgres_url {
+        backends.push((
+            "postgres",
+            Some((cairn_store::scratch::Engine::Postgres, url.clone())),
+        ));
+    }
+    if let Some(url) = &opts.mysql_url {
+        backends.push((
+            "mysql",
+            Some((cairn_store::scratch::Engine::MySql, url.clone())),
+        ));
+    }
+    let mut results = serde_json::Map::new();
+    for (name, server) in backends {
+        let dir = tempfile::tempdir()?;
+        let scratch = match server {
+            Some((engine, url)) => {
+                Some(cairn_store::scratch::Scratch::create_at(engine, &url).await?)
+            }
+            None => None,
+        };
+        let node = procs::cairn(
+            &dir.path().join("node"),
+            scratch.as_ref().map(|s| s.url.as_str()),
+        )
+        .await?;
+        let token = login(node.addr).await?;
+        let sequential = publish_runs(node.addr, &token, count, 1).await?;
+        let concurrent = publish_runs(node.addr, &token, count, 16).await?;
+        node.stop().await;
+        if let Some(db) = scratch {
+            db.drop_database().await;
+        }
+        results.insert(
+            name.to_owned(),
+            json!({
+                "sequential_per_s": sequential.per_second().round(),
+                "sequential_latency": percentiles(&sequential.latency),
+                "concurrent16_per_s": concurrent.per_second().round(),
+                "concurrent16_latency": percentiles(&concurrent.latency),
+                "publishes": count,
+            }),
+        );
+    }
+    Ok(Value::Object(results))
+}
+
+/// Holds `watchers` long polls spread over `keys` keys, publishes every key once, and
+/// measures from each publish's acknowledgment to each of its watchers' answers.
+async fn fanout_once(watchers: usize, keys: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let addr = node.addr;
+    let token = login(addr).await?;
+    let mut md5s = Vec::with_capacity(keys);
+    for k in 0..keys {
+        md5s.push(publish(addr, &token, &format!("fan{k}.txt"), "v: 0").await?);
+    }
+    let rss_before = node.rss();
+    let requests: Vec<Arc<Vec<u8>>> = (0..keys)
+        .map(|k| {
+            Arc::new(load::watch_request(
+                addr,
+                &token,
+                &format!("fan{k}.txt"),
+                &md5s[k],
+            ))
+        })
+        .collect();
+    let mut held = Vec::with_capacity(watchers);
+    for i in 0..watchers {
+        let k = i % keys;
+        let request = requests[k].clone();
+        held.push((
+            k,
+            tokio::spawn(load::raw_watch(addr, load::source_ip(i), request)),
+        ));
+        if i % 1_000 == 999 {
+            // Let the server accept as we go rather than queue every connection at once.
+            tokio::task::yield_now().await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while gauge(addr, "cairn_watchers_held").await? < watchers as f64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {watchers} watchers were held",
+                gauge(addr, "cairn_watchers_held").await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_held = node.rss();
+    let mut acked = Vec::with_capacity(keys);
+    for k in 0..keys {
+        publish(addr, &token, &format!("fan{k}.txt"), "v: 1").await?;
+        acked.push(Instant::now());
+    }
+    let mut latency = histogram();
+    for (k, task) in held {
+        let answered = task.await??;
+        latency.saturating_record(answered.saturating_duration_since(acked[k]).as_micros() as u64);
+    }
+    node.stop().await;
+    let per_watcher = rss_held.saturating_sub(rss_before) as f64 / watchers as f64;
+    Ok(json!({
+        "watchers": watchers,
+        "keys": keys,
+        "latency": percentiles(&latency),
+        "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+        "rss_per_watcher_bytes": per_watcher.round(),
+    }))
+}
+
+/// fanout: W watchers of one key, and the same W spread over 1,000 keys.
+pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
+    let sizes: Vec<usize> = if opts.tiny {
+        vec![50]
+    } else {
+        opts.watchers.clone()
+    };
+    let spread = if opts.tiny { 10 } else { 1_000 };
+    let mut rows = Vec::new();
+    for w in sizes {
+        rows.push(fanout_once(w, 1).await?);
+        rows.push(fanout_once(w, spread.min(w)).await?);
+    }
+    Ok(Value::Array(rows))
+}
+
+/// cross-node: publish on node A, a watcher on node B, both on one PostgreSQL database.
+pub async fn cross_node(opts: &Options) -> anyhow::Result<Value> {
+    let Some(url) = &opts.postgres_url else {
+        return Ok(json!({ "skipped": "no --postgres-url (or CAIRN_TEST_POSTGRES_URL)" }));
+    };
+    let rounds = if opts.tiny { 5 } else { 200 };
+    let db = cairn_store::scratch::Scratch::create_at(cairn_store::scratch::Engine::Postgres, url)
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let a = procs::cairn(&dir.path().join("a"), Some(&db.url)).await?;
+    let b = procs::cairn(&dir.path().join("b"), Some(&db.url)).await?;
+    let token = login(a.addr).await?;
+    let mut md5 = publish(a.addr, &token, "cross.txt", "round: 0").await?;
+    let mut latency = histogram();
+    for round in 1..=rounds {
+        // Wait until B has the current version, then hold a watch there.
+        let request = Arc::new(load::watch_request(b.addr, &token, "cross.txt", &md5));
+        let watcher = tokio::spawn(load::raw_watch(b.addr, load::source_ip(0), request));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gauge(b.addr, "cairn_watchers_held").await? < 1.0 {
+            if watcher.is_finished() || Instant::now() > deadline {
+                bail!("the watcher on B was not held (B behind?)");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        md5 = publish(a.addr, &token, "cross.txt", &format!("round: {round}")).await?;
+        let acked = Instant::now();
+        let answered = watcher.await??;
+        latency.saturating_record(answered.saturating_duration_since(acked).as_micros() as u64);
+    }
+    a.stop().await;
+    b.stop().await;
+    db.drop_database().await;
+    Ok(json!({ "rounds": rounds, "latency": percentiles(&latency) }))
+}
+
+/// startup: time from process start to serving, with N configs in the database.
+pub async fn startup(opts: &Options) -> anyhow::Result<Value> {
+    let count = if opts.tiny { 500 } else { opts.startup_configs };
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    seed(&data, count).await?;
+    let node = procs::cairn(&data, None).await?;
+    let addr = node.addr;
+    // Serving means answering a read of a config with its content.
+    let token = login(addr).await?;
+    let mut conn = load::connect(addr).await?;
+    let (status, _) = load::send(
+        &mut conn,
+        request(
+            "GET",
+            addr,
+            &format!("/api/v1/configs/public/bench/s{}.properties", count - 1),
+            &token,
+            None,
+        ),
+    )
+    .await?;
+    anyhow::ensure!(
+        status == 200,
+        "the last seeded config is not served: {status}"
+    );
+    let listening = node.started.elapsed();
+    let rss = node.rss();
+    node.stop().await;
+    Ok(json!({
+        "configs": count,
+        "start_to_serving_ms": listening.as_millis(),
+        "server_rss_mib": (rss as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+    }))
+}
+
+/// Writes `count` 1 KiB configs into a SQLite store in `data_dir`, in bulk.
+async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let store = cairn_store::SqliteStore::open(&data_dir.join("cairn.db")).await?;
+    let content = procs::body_1k();
+    let md5 = cairn_core::md5::md5_hex(&content);
+    let writes: Vec<cairn_store::ConfigWrite> = (0..count)
+        .map(|i| cairn_store::ConfigWrite {
+            key: cairn_core::ConfigKey::parse("public", "bench", &format!("s{i}.properties"))
+                .expect("a valid key"),
+            op: cairn_store::Op::Publish,
+            content: content.clone(),
+            md5: md5.clone(),
+            format: Some(cairn_core::Format::Properties),
+            default_format: cairn_core::Format::Properties,
+            validated_as: None,
+            description: None,
+            tags: None,
+            expect: cairn_store::Expect::Any,
+            audit: cairn_store::Audit {
+                operator: "bench".into(),
+                source: String::new(),
+                comment: String::new(),
+                at: 0,
+            },
+        })
+        .collect();
+    for chunk in writes.chunks(5_000) {
+        store.import(chunk).await?;
+    }
+    store.close().await;
+    Ok(())
+}

@@ -323,6 +323,19 @@ impl Auth {
 
     /// Checks a user name and password and issues a token.
     pub async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken, AuthError> {
+        let user = self.verify_password(username, password).await?;
+        self.issue(&user)
+    }
+
+    /// Checks a user name and password; returns the user as verified. The user may have
+    /// been made or changed on another node since the last refresh, so the memory is
+    /// brought up to date, but only under the change lock and only if the password did
+    /// not change meanwhile (which would make this check stale).
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<UserRecord, AuthError> {
         let user = match Username::parse(username) {
             Ok(name) => self.store.get_user(&name).await?,
             Err(_) => None,
@@ -334,13 +347,15 @@ impl Auth {
         let ok = self
             .hash_job(move || password_matches(password.expose(), &hash))
             .await;
-        match user {
-            Some(user) if ok => {
-                // The user may have been made or changed on another node since the last
-                // refresh; the token must verify here at once.
-                self.users
-                    .insert(user.username.clone(), UserState::of(&user));
-                self.issue(&user)
+        let Some(user) = user.filter(|_| ok) else {
+            return Err(AuthError::BadCredentials);
+        };
+        let _changing = self.changes.lock().await;
+        let current = self.store.get_user(&user.username).await?;
+        match current {
+            Some(now) if now.password_changed_at == user.password_changed_at => {
+                self.users.insert(now.username.clone(), UserState::of(&now));
+                Ok(now)
             }
             _ => Err(AuthError::BadCredentials),
         }

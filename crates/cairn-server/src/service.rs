@@ -52,7 +52,7 @@ pub enum ServiceError {
     InvalidGray(GrayError),
     #[error("config {key} has no revision {revision}")]
     RevisionNotFound { key: ConfigKey, revision: i64 },
-    #[error("revision {0} removed content; roll back to a revision that published content")]
+    #[error("revision {0} did not publish main content (a deletion or a gray step); roll back to a publish, rollback or promotion")]
     RevisionIsDeletion(i64),
     #[error("{}", cas_message(.key, .expected, .current))]
     CasConflict {
@@ -554,6 +554,15 @@ impl Service {
         Ok(self.store.history(key, page).await?)
     }
 
+    /// The newest history entry before `revision`, with its content.
+    pub async fn history_before(
+        &self,
+        key: &ConfigKey,
+        revision: i64,
+    ) -> Result<Option<HistoryRecord>> {
+        Ok(self.store.history_before(key, revision).await?)
+    }
+
     pub async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<HistoryRecord> {
         self.store
             .history_entry(key, revision)
@@ -573,7 +582,7 @@ impl Service {
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
         let entry = self.history_entry(&key, revision).await?;
-        if matches!(entry.op, Op::Delete | Op::GrayAbandon) {
+        if matches!(entry.op, Op::Delete | Op::GrayAbandon | Op::GrayPublish) {
             return Err(ServiceError::RevisionIsDeletion(revision));
         }
         let input = PublishInput {

@@ -145,10 +145,11 @@ impl Sync {
                 }
             }
             Op::Publish | Op::Rollback | Op::GrayPromote => {
-                if change.op == Op::GrayPromote {
-                    self.cache.remove_gray(key, change.seq);
-                }
-                if self
+                // A promotion ends the gray release even when a newer main version is
+                // here already; its clients must hear of it either way.
+                let ended_gray =
+                    change.op == Op::GrayPromote && self.cache.remove_gray(key, change.seq);
+                let applied = if self
                     .cache
                     .get(&change.key)
                     .is_some_and(|c| c.revision >= change.seq)
@@ -161,7 +162,8 @@ impl Sync {
                         // Deleted since; that deletion comes later in the log.
                         None => false,
                     }
-                }
+                };
+                ended_gray | applied
             }
         };
         if changed {
@@ -190,12 +192,12 @@ impl Sync {
         }
         let gone: Vec<_> = self
             .cache
-            .select(|c| !present.contains(&c.key) && c.revision <= seq)
+            .select(|c| !present.contains(&c.key) && c.revision < seq)
             .into_iter()
             .map(|c| c.key.clone())
             .collect();
         for key in gone {
-            if self.cache.remove(&key, seq + 1) {
+            if self.cache.remove(&key, seq) {
                 self.hub.notify(&key);
             }
         }

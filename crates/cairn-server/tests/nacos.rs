@@ -682,7 +682,10 @@ async fn history_namespaces_v2_and_server_list() {
     let r = nacos
         .get("/nacos/v1/console/namespaces?show=all&namespaceId=prod")
         .await;
-    assert_eq!(r.json::<Value>().await.unwrap()["namespaceDesc"], "Live");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["namespaceShowName"],
+        "Prod"
+    );
     let r = nacos
         .form(
             Method::DELETE,

@@ -125,12 +125,16 @@ pub trait ConfigStore: Send + Sync {
     async fn import(&self, writes: &[ConfigWrite]) -> Result<u64>;
     /// Deletes a config; returns the change that recorded it.
     async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord>;
-    /// A page of a config's history, newest first, and the total number of entries.
+    /// A page of a config's history, newest first (contents left empty; read one entry
+    /// for its content), and the total number of entries.
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)>;
     /// One historical version of a config.
     async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<Option<HistoryRecord>>;
     /// The current version of one config, read from the database.
     async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>>;
+    /// The newest entry of a config's history before `revision`, with its content.
+    async fn history_before(&self, key: &ConfigKey, revision: i64)
+        -> Result<Option<HistoryRecord>>;
     /// Change-log entries after `seq`, oldest first, at most `limit`.
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>>;
     /// The newest change-log sequence (0 when there is none).

@@ -669,8 +669,9 @@ macro_rules! sql_backend {
                     .bind(key.data_id.as_str())
                     .fetch_one(&self.reader)
                     .await?;
+                // Listings leave the contents out: a page may span many large versions.
                 let sql = self.sql(
-                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+                    "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
                      description, tags, operator, source, comment, created_at FROM history \
                      WHERE namespace = ? AND grp = ? AND data_id = ? \
                      ORDER BY revision DESC LIMIT ? OFFSET ?",
@@ -703,6 +704,28 @@ macro_rules! sql_backend {
                     .bind(key.namespace.as_str())
                     .bind(key.group.as_str())
                     .bind(key.data_id.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                row.as_ref().map(history_from_row).transpose()
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn history_before(
+                &self,
+                key: &ConfigKey,
+                revision: i64,
+            ) -> Result<Option<HistoryRecord>> {
+                let sql = self.sql(
+                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+                     description, tags, operator, source, comment, created_at FROM history \
+                     WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
+                     ORDER BY revision DESC LIMIT 1",
+                );
+                let row = sqlx::query::<$db>(&sql)
+                    .bind(key.namespace.as_str())
+                    .bind(key.group.as_str())
+                    .bind(key.data_id.as_str())
+                    .bind(revision)
                     .fetch_optional(&self.reader)
                     .await?;
                 row.as_ref().map(history_from_row).transpose()

@@ -195,7 +195,12 @@ async fn delete_records_history(store: Arc<dyn Store>) {
     assert_eq!(total, 2);
     assert_eq!(history[0].op, Op::Delete);
     assert_eq!(history[0].revision, change.seq);
-    assert_eq!(history[1].content, "x: 1");
+    let first = store
+        .history_entry(&k, history[1].revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.content, "x: 1");
 }
 
 async fn namespaces(store: Arc<dyn Store>) {

@@ -44,9 +44,13 @@ impl FromRequest<SharedState> for Params {
     async fn from_request(request: Request, state: &SharedState) -> Result<Self, Response> {
         let path = request.uri().path().to_owned();
         let mut values = HashMap::new();
+        // Blank values count as absent, so they are skipped here: a blank query value
+        // must not hide the form's.
         if let Some(query) = request.uri().query() {
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                values.entry(k.into_owned()).or_insert(v.into_owned());
+                if !v.trim().is_empty() {
+                    values.entry(k.into_owned()).or_insert(v.into_owned());
+                }
             }
         }
         let is_form = request
@@ -62,10 +66,11 @@ impl FromRequest<SharedState> for Params {
                 )
             })?;
             for (k, v) in form_urlencoded::parse(&body) {
-                values.entry(k.into_owned()).or_insert(v.into_owned());
+                if !v.trim().is_empty() {
+                    values.entry(k.into_owned()).or_insert(v.into_owned());
+                }
             }
         }
-        values.retain(|_, v| !v.trim().is_empty());
         Ok(Params { values, path })
     }
 }

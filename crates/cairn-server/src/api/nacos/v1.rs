@@ -160,8 +160,15 @@ fn search(state: &SharedState, params: &Params) -> Answer {
     };
     let page = page_of(params)?;
     let (items, total) = state.service.list(&filter, page);
+    // A page of full contents is bounded in bytes as well as in entries.
+    let mut budget: usize = 32 << 20;
     let items: Vec<Value> = items
         .iter()
+        .take_while(|c| {
+            let fits = c.content.len() <= budget;
+            budget = budget.saturating_sub(c.content.len());
+            fits
+        })
         .map(|c| {
             json!({
                 "id": c.revision.to_string(),
@@ -236,17 +243,6 @@ pub(super) async fn publish_from(
             "too much config_tags, over 5",
         ));
     }
-    // Nacos clients publish into any tenant id; the namespace is made on first use.
-    if !key.namespace.is_public() && state.service.namespace(&key.namespace).await.is_err() {
-        match state
-            .service
-            .create_namespace(key.namespace.clone(), "created by a Nacos client".into())
-            .await
-        {
-            Ok(_) | Err(ServiceError::NamespaceExists(_)) => {}
-            Err(e) => return Err(service_error(e)),
-        }
-    }
     let format = parse_type(params.get("type"));
     let beta_ips = headers
         .get("betaIps")
@@ -297,12 +293,32 @@ pub(super) async fn publish_from(
         force: false,
         comment: Some("published through the Nacos API".into()),
     };
-    state
+    match state
         .service
-        .publish(key, input, actor)
+        .publish(key.clone(), input.clone(), actor)
         .await
-        .map(drop)
-        .map_err(service_error)
+    {
+        Ok(_) => Ok(()),
+        // Nacos clients publish into any tenant id: the namespace is made on first use,
+        // once the publish is otherwise valid.
+        Err(ServiceError::NamespaceNotFound(_)) => {
+            match state
+                .service
+                .create_namespace(key.namespace.clone(), "created by a Nacos client".into())
+                .await
+            {
+                Ok(_) | Err(ServiceError::NamespaceExists(_)) => {}
+                Err(e) => return Err(service_error(e)),
+            }
+            state
+                .service
+                .publish(key, input, actor)
+                .await
+                .map(drop)
+                .map_err(service_error)
+        }
+        Err(e) => Err(service_error(e)),
+    }
 }
 
 fn json_true() -> Response {
@@ -564,22 +580,11 @@ pub(super) async fn previous_entry(
     key: &ConfigKey,
     before: i64,
 ) -> Result<Option<HistoryRecord>, Response> {
-    let mut number = 1;
-    loop {
-        let page = Page { number, size: 100 };
-        let (items, total) = state
-            .service
-            .history(key, page)
-            .await
-            .map_err(service_error)?;
-        if let Some(found) = items.into_iter().find(|h| h.revision < before) {
-            return Ok(Some(found));
-        }
-        if page.offset() + 100 >= total {
-            return Ok(None);
-        }
-        number += 1;
-    }
+    state
+        .service
+        .history_before(key, before)
+        .await
+        .map_err(service_error)
 }
 
 /// GET /nacos/v1/cs/history: a page (`search=accurate`) or one entry (`nid`).
@@ -769,8 +774,8 @@ async fn update_namespace(
         return Ok(json_bool(false));
     };
     let description = params
-        .get("namespaceDesc")
-        .or_else(|| params.get("namespaceShowName"))
+        .get("namespaceShowName")
+        .or_else(|| params.get("namespaceDesc"))
         .unwrap_or_default()
         .to_owned();
     Ok(json_bool(

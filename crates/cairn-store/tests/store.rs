@@ -121,7 +121,22 @@ async fn history_and_changes(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(page3.len(), 1);
-    assert_eq!(page3[0].content, "v: 0");
+    assert_eq!(page3[0].revision, revisions[0]);
+    assert_eq!(page3[0].content, "", "listings carry no content");
+    let before = store
+        .history_before(&k, revisions[3])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (before.revision, before.content.as_str()),
+        (revisions[2], "v: 2")
+    );
+    assert!(store
+        .history_before(&k, revisions[0])
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(page3[0].operator, "alice");
     assert_eq!(page3[0].source, "127.0.0.1");
 

@@ -131,7 +131,7 @@ impl Format {
                 let (l, c) = line_column(content, offset);
                 fail(Some(l), Some(c), message)
             }),
-            Format::Properties => match java_properties::read(content.as_bytes()) {
+            Format::Properties => match crate::properties::parse(content) {
                 Ok(_) => Ok(()),
                 Err(e) => fail(e.line_number(), None, e.to_string()),
             },

@@ -8,6 +8,7 @@ pub mod gray;
 pub mod md5;
 pub mod names;
 pub mod pattern;
+pub mod properties;
 
 pub use format::{Format, FormatError};
 pub use gray::{ClientInfo, GrayError, GrayRules, Label};

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_keys::AccessKeys;
 use crate::api::{self, AppState, SharedState};
 use crate::auth::{self, Auth};
 use crate::cache::Cache;
@@ -135,9 +136,15 @@ impl Application {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "node built"
         );
+        let access_keys = Arc::new(
+            AccessKeys::load(store.clone(), settings.apollo_require_access_key)
+                .await
+                .context("cannot load access keys")?,
+        );
         let state = Arc::new(AppState {
             service,
             auth: Arc::new(auth),
+            access_keys,
             sync,
             settings,
             shutdown: CancellationToken::new(),
@@ -167,7 +174,11 @@ impl Application {
         let shutdown = self.state.shutdown.clone();
         let sync = self.state.sync.clone();
         let tail = tokio::spawn(sync.clone().run_tail(shutdown.clone()));
-        let heartbeat = tokio::spawn(sync.run_heartbeat(self.state.auth.clone(), shutdown.clone()));
+        let heartbeat = tokio::spawn(sync.run_heartbeat(
+            self.state.auth.clone(),
+            self.state.access_keys.clone(),
+            shutdown.clone(),
+        ));
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
         axum::serve(

@@ -123,6 +123,14 @@ impl<T: Versioned> Versions<T> {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// The sequence of the last change seen for `key`: its version or its removal.
+    fn last_change(&self, key: &ConfigKey) -> Option<i64> {
+        self.slots.get(key).map(|slot| match slot.value() {
+            Slot::Live(record) => record.revision(),
+            Slot::Removed(seq) => *seq,
+        })
+    }
+
     fn select(&self, keep: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
         self.slots
             .iter()
@@ -230,6 +238,16 @@ impl Cache {
     /// Records that change `seq` ended a gray release (promoted or abandoned).
     pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> bool {
         self.grays.remove(key, seq)
+    }
+
+    /// The sequence of the last change to `key` or its gray release (`None`: never
+    /// seen). It only grows as changes arrive, so it can serve as Apollo's
+    /// notification id.
+    pub fn epoch(&self, key: &ConfigKey) -> Option<i64> {
+        match (self.configs.last_change(key), self.grays.last_change(key)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Configs currently present.

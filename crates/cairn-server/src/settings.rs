@@ -73,6 +73,14 @@ pub struct Settings {
     pub watch_max_keys: usize,
     /// Lifetime of an access token, in seconds.
     pub token_ttl_secs: u64,
+    /// The namespace Apollo clients read when their meta-server URL names no env
+    /// (`/apollo/{env}` selects another).
+    pub apollo_namespace: String,
+    /// How long Apollo's `/notifications/v2` holds a request, in milliseconds.
+    pub apollo_poll_timeout_ms: u64,
+    /// Refuse Apollo requests of apps that have no access key (default: such apps read
+    /// without signing, as in Apollo).
+    pub apollo_require_access_key: bool,
     /// Take a client's IP for gray rules from the first `X-Forwarded-For` hop; only
     /// behind a proxy that sets it.
     pub trust_forwarded_for: bool,
@@ -100,6 +108,9 @@ impl Default for Settings {
             watch_max_keys: 10_000,
             token_ttl_secs: 18_000,
             trust_forwarded_for: false,
+            apollo_namespace: "public".to_owned(),
+            apollo_poll_timeout_ms: 60_000,
+            apollo_require_access_key: false,
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
         }
@@ -115,7 +126,15 @@ impl Settings {
     /// Refuses values outside what the node can honour, naming the setting.
     pub fn check(&self) -> Result<(), String> {
         const HOUR_MS: u64 = 3_600_000;
-        let checks: [(bool, &str); 8] = [
+        let checks: [(bool, &str); 10] = [
+            (
+                cairn_core::Namespace::parse(&self.apollo_namespace).is_ok(),
+                "apollo_namespace must be a valid namespace name",
+            ),
+            (
+                (1_000..=90_000).contains(&self.apollo_poll_timeout_ms),
+                "apollo_poll_timeout_ms must be between 1000 and 90000",
+            ),
             (
                 (10..=60_000).contains(&self.sync_poll_ms),
                 "sync_poll_ms must be between 10 and 60000",

@@ -16,6 +16,7 @@ use std::time::Duration;
 use cairn_store::{ChangeRecord, ChangeSignal, NodeRecord, Op, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::access_keys::AccessKeys;
 use crate::auth::Auth;
 use crate::cache::Cache;
 use crate::hub::Hub;
@@ -276,12 +277,15 @@ impl Sync {
 
     /// One heartbeat: registers the node, refreshes users, expires dead nodes, prunes
     /// the change log and measures lag.
-    pub async fn beat(&self, auth: &Auth) -> Result<(), StoreError> {
+    pub async fn beat(&self, auth: &Auth, keys: Option<&AccessKeys>) -> Result<(), StoreError> {
         // The database's clock, so liveness does not depend on the nodes' clocks.
         let now = self.store.clock().await?;
         self.store.heartbeat(&self.record(now)).await?;
         if let Err(e) = auth.reload_users().await {
             tracing::warn!(error = %e, "could not refresh users");
+        }
+        if let Some(keys) = keys {
+            keys.reload().await?;
         }
         self.store.remove_nodes(now - self.node_ttl_ms).await?;
         let latest = self.store.last_seq().await?;
@@ -315,10 +319,15 @@ impl Sync {
     }
 
     /// Heartbeats until shutdown, then deregisters the node.
-    pub async fn run_heartbeat(self: Arc<Self>, auth: Arc<Auth>, shutdown: CancellationToken) {
+    pub async fn run_heartbeat(
+        self: Arc<Self>,
+        auth: Arc<Auth>,
+        keys: Arc<AccessKeys>,
+        shutdown: CancellationToken,
+    ) {
         let mut failing = false;
         loop {
-            match self.beat(&auth).await {
+            match self.beat(&auth, Some(&keys)).await {
                 Ok(()) => failing = false,
                 Err(e) => {
                     if !failing {
@@ -428,15 +437,15 @@ mod tests {
         assert_eq!(a.catch_up().await.unwrap(), 5);
         assert_eq!(cache_a.len(), 5);
         // B is live but has applied nothing: nothing may be pruned.
-        b.beat(&auth).await.unwrap();
-        a.beat(&auth).await.unwrap();
+        b.beat(&auth, None).await.unwrap();
+        a.beat(&auth, None).await.unwrap();
         assert_eq!(store.pruned_through().await.unwrap(), 0);
         assert_eq!(store.changes_since(0, 100).await.unwrap().len(), 5);
 
         // Once B has applied everything, the old entries go, all but the newest.
         b.catch_up().await.unwrap();
-        b.beat(&auth).await.unwrap();
-        a.beat(&auth).await.unwrap();
+        b.beat(&auth, None).await.unwrap();
+        a.beat(&auth, None).await.unwrap();
         let pruned = store.pruned_through().await.unwrap();
         assert!(pruned > 0 && pruned < last, "pruned through {pruned}");
         let left = store.changes_since(0, 100).await.unwrap();
@@ -463,9 +472,9 @@ mod tests {
         store.delete_config(&delete).await.unwrap();
         publish(&store, "k9").await;
         a.catch_up().await.unwrap();
-        a.beat(&auth).await.unwrap();
-        c.beat(&auth).await.unwrap();
-        b.beat(&auth).await.unwrap();
+        a.beat(&auth, None).await.unwrap();
+        c.beat(&auth, None).await.unwrap();
+        b.beat(&auth, None).await.unwrap();
         // B and C lag at `last`: the log is pruned up to their position, not past it.
         assert_eq!(store.pruned_through().await.unwrap(), last);
         b.catch_up().await.unwrap();

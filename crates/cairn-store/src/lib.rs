@@ -41,6 +41,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("app {0} has no access key {1}")]
+    AccessKeyNotFound(String, String),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("user {0} does not exist")]
@@ -197,10 +199,23 @@ pub trait ChangeSignal: Send {
     async fn wait(&mut self) -> Result<()>;
 }
 
+/// Access keys of Apollo apps.
+#[async_trait]
+pub trait AccessKeyStore: Send + Sync {
+    /// Every access key of every app.
+    async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>>;
+    /// Adds a key; fails with `Conflict` when the app already has `max` keys.
+    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;
+    /// Fails with `AccessKeyNotFound`.
+    async fn set_access_key_enabled(&self, app_id: &str, id: &str, enabled: bool) -> Result<()>;
+    /// Fails with `AccessKeyNotFound`.
+    async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()>;
+}
+
 /// Everything a Cairn node needs from its database.
 #[async_trait]
 pub trait Store:
-    NamespaceStore + ConfigStore + UserStore + ClusterStore + Send + Sync + 'static
+    NamespaceStore + ConfigStore + UserStore + ClusterStore + AccessKeyStore + Send + Sync + 'static
 {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

@@ -232,3 +232,23 @@ pub struct GrayWrite {
     pub rules: GrayRules,
     pub audit: Audit,
 }
+
+/// An access key of an Apollo app: an HMAC secret its clients sign requests with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub app_id: String,
+    pub id: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("app_id", &self.app_id)
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}

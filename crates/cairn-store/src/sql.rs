@@ -85,7 +85,8 @@ macro_rules! sql_backend {
         use $crate::sql::is_unique_violation;
         use $crate::{
             Audit, ChangeRecord, ClusterStore, ConfigDelete, ConfigRecord, ConfigStore,
-            ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
+            AccessKeyRecord, AccessKeyStore, ConfigWrite, Expect, GrayRecord, GrayWrite,
+            HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
             Page, Result, Store, StoreError, UserRecord, UserStore,
         };
 
@@ -1169,6 +1170,97 @@ macro_rules! sql_backend {
                     }
                     Err(e) => Err(e.into()),
                 }
+            }
+        }
+
+        #[async_trait]
+        impl AccessKeyStore for $store {
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
+                let rows = sqlx::query::<$db>(
+                    "SELECT app_id, id, secret, enabled, created_at FROM access_keys \
+                     ORDER BY app_id, created_at, id",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(AccessKeyRecord {
+                            app_id: text(row, "app_id")?,
+                            id: text(row, "id")?,
+                            secret: text(row, "secret")?,
+                            enabled: row.try_get::<i32, _>("enabled")? != 0,
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            #[instrument(skip(self, key), fields(app = %key.app_id), err(level = "debug"))]
+            async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ?");
+                let count: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                    .bind(&key.app_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if count as usize >= max {
+                    return Err(StoreError::Conflict(format!(
+                        "app {} already has {count} access keys; the limit is {max}",
+                        key.app_id
+                    )));
+                }
+                let sql = self.sql(
+                    "INSERT INTO access_keys (app_id, id, secret, enabled, created_at) \
+                     VALUES (?, ?, ?, ?, ?)",
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(&key.app_id)
+                    .bind(&key.id)
+                    .bind(&key.secret)
+                    .bind(i32::from(key.enabled))
+                    .bind(key.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn set_access_key_enabled(&self, app_id: &str, id: &str, enabled: bool) -> Result<()> {
+                let sql = self.sql("UPDATE access_keys SET enabled = ? WHERE app_id = ? AND id = ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(i32::from(enabled))
+                    .bind(app_id)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ? AND id = ?");
+                    let found: i64 = sqlx::query_scalar::<$db, i64>(&sql)
+                        .bind(app_id)
+                        .bind(id)
+                        .fetch_one(&self.writer)
+                        .await?;
+                    if found == 0 {
+                        return Err(StoreError::AccessKeyNotFound(app_id.to_owned(), id.to_owned()));
+                    }
+                }
+                Ok(())
+            }
+
+            #[instrument(skip(self), err(level = "debug"))]
+            async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()> {
+                let sql = self.sql("DELETE FROM access_keys WHERE app_id = ? AND id = ?");
+                let done = sqlx::query::<$db>(&sql)
+                    .bind(app_id)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::AccessKeyNotFound(app_id.to_owned(), id.to_owned()));
+                }
+                Ok(())
             }
         }
 

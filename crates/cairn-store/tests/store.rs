@@ -583,6 +583,46 @@ async fn gray_releases(store: Arc<dyn Store>) {
     assert_eq!(ops.len(), 8);
 }
 
+async fn access_keys(store: Arc<dyn Store>) {
+    let key = |id: &str| AccessKeyRecord {
+        app_id: "shop".into(),
+        id: id.into(),
+        secret: format!("secret-{id}"),
+        enabled: true,
+        created_at: 1,
+    };
+    store.create_access_key(&key("k1"), 2).await.unwrap();
+    store.create_access_key(&key("k2"), 2).await.unwrap();
+    assert!(matches!(
+        store.create_access_key(&key("k3"), 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .set_access_key_enabled("shop", "k1", false)
+        .await
+        .unwrap();
+    store
+        .set_access_key_enabled("shop", "k1", false)
+        .await
+        .unwrap();
+    let keys = store.access_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(!keys.iter().find(|k| k.id == "k1").unwrap().enabled);
+    assert_eq!(
+        keys.iter().find(|k| k.id == "k2").unwrap().secret,
+        "secret-k2"
+    );
+    store.delete_access_key("shop", "k2").await.unwrap();
+    assert!(matches!(
+        store.delete_access_key("shop", "k2").await,
+        Err(StoreError::AccessKeyNotFound(..))
+    ));
+    assert!(matches!(
+        store.set_access_key_enabled("shop", "nope", true).await,
+        Err(StoreError::AccessKeyNotFound(..))
+    ));
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -615,6 +655,7 @@ macro_rules! suite {
             case!(shared_secrets_are_set_once);
             case!(unset_metadata_keeps_the_stored_values);
             case!(gray_releases);
+            case!(access_keys);
         }
     };
 }

@@ -1,6 +1,7 @@
 //! HTTP surfaces. Each router file holds one surface and calls the same service; this
 //! module holds what they share: state, extractors and the assembled router.
 
+mod apollo;
 pub mod error;
 mod nacos;
 mod native;
@@ -29,6 +30,7 @@ use crate::settings::Settings;
 pub struct AppState {
     pub service: Service,
     pub auth: Arc<Auth>,
+    pub access_keys: Arc<crate::access_keys::AccessKeys>,
     pub sync: Arc<crate::sync::Sync>,
     pub settings: Settings,
     pub shutdown: CancellationToken,
@@ -203,6 +205,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(api)
         .merge(nacos::router().route_layer(axum::middleware::from_fn(crate::metrics::track)))
+        .merge(apollo::router().route_layer(axum::middleware::from_fn(crate::metrics::track)))
         .merge(ops::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -67,6 +67,14 @@ pub fn router() -> Router<SharedState> {
             post(gray_promote),
         )
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
+        .route(
+            "/api/v1/apps/{app_id}/access-keys",
+            get(list_access_keys).post(create_access_key),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/access-keys/{id}",
+            put(set_access_key).delete(delete_access_key),
+        )
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -77,7 +85,8 @@ pub fn router() -> Router<SharedState> {
         login, list_namespaces, create_namespace, get_namespace, update_namespace,
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
-        gray_promote, gray_abandon,
+        gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
+        delete_access_key,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -601,5 +610,105 @@ async fn gray_abandon(
         .service
         .gray_abandon(key, &actor(&caller, &addr))
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn access_key_error(e: cairn_store::StoreError) -> ApiError {
+    use cairn_store::StoreError as E;
+    match e {
+        E::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "too_many_access_keys", why),
+        E::AccessKeyNotFound(app, id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "access_key_not_found",
+            format!("app {app} has no access key {id}"),
+        ),
+        other => crate::service::ServiceError::from(other).into(),
+    }
+}
+
+fn app_id(app_id: &str) -> Result<&str, ApiError> {
+    if crate::access_keys::valid_app_id(app_id) {
+        Ok(app_id)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{app_id:?} is not an app id: letters, digits, _ - and ."),
+        ))
+    }
+}
+
+/// An app's access keys, with their secrets (admin).
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/access-keys", tag = "access keys",
+    params(("app_id" = String, Path)),
+    responses((status = 200, body = [AccessKeyView]), (status = 403, body = ErrorBody)))]
+async fn list_access_keys(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(app): ApiPath<String>,
+) -> Result<Json<Vec<AccessKeyView>>, ApiError> {
+    let app = app_id(&app)?;
+    Ok(Json(
+        state
+            .access_keys
+            .list(app)
+            .iter()
+            .map(AccessKeyView::from)
+            .collect(),
+    ))
+}
+
+/// Makes an access key for an app (at most 5). From then on the app's Apollo clients
+/// must sign their requests with an enabled key (admin).
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/access-keys", tag = "access keys",
+    params(("app_id" = String, Path)),
+    responses((status = 201, body = AccessKeyView), (status = 409, body = ErrorBody)))]
+async fn create_access_key(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(app): ApiPath<String>,
+) -> Result<(StatusCode, Json<AccessKeyView>), ApiError> {
+    let app = app_id(&app)?;
+    let key = state
+        .access_keys
+        .create(app)
+        .await
+        .map_err(access_key_error)?;
+    Ok((StatusCode::CREATED, Json(AccessKeyView::from(&key))))
+}
+
+/// Enables or disables an access key (admin).
+#[utoipa::path(put, path = "/api/v1/apps/{app_id}/access-keys/{id}", tag = "access keys",
+    params(("app_id" = String, Path), ("id" = String, Path)), request_body = SetAccessKey,
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn set_access_key(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<SetAccessKey>,
+) -> Result<StatusCode, ApiError> {
+    let app = app_id(&app)?;
+    state
+        .access_keys
+        .set_enabled(app, &id, req.enabled)
+        .await
+        .map_err(access_key_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an access key (admin).
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/access-keys/{id}", tag = "access keys",
+    params(("app_id" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_access_key(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = app_id(&app)?;
+    state
+        .access_keys
+        .delete(app, &id)
+        .await
+        .map_err(access_key_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -419,3 +419,31 @@ impl GrayView {
         }
     }
 }
+
+/// An access key of an Apollo app.
+#[derive(Serialize, ToSchema)]
+pub struct AccessKeyView {
+    pub app_id: String,
+    pub id: String,
+    /// The HMAC secret the app's clients sign with.
+    pub secret: String,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+impl From<&cairn_store::AccessKeyRecord> for AccessKeyView {
+    fn from(k: &cairn_store::AccessKeyRecord) -> Self {
+        Self {
+            app_id: k.app_id.clone(),
+            id: k.id.clone(),
+            secret: k.secret.clone(),
+            enabled: k.enabled,
+            created_at: timestamp(k.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetAccessKey {
+    pub enabled: bool,
+}

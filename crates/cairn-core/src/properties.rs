@@ -1,0 +1,88 @@
+//! Java `.properties` content as key/value pairs: reading it (escapes, continuations,
+//! `=`/`:`/space separators, as `java.util.Properties` does) and writing it back as
+//! `Properties.store` writes it, which is what Apollo clients receive.
+
+use std::collections::BTreeMap;
+
+/// The pairs of a properties content, sorted by key; a later duplicate key wins. The
+/// content is UTF-8 (Cairn's contents are text), not Java's historical Latin-1.
+pub fn parse(content: &str) -> Result<BTreeMap<String, String>, java_properties::PropertiesError> {
+    let mut pairs = BTreeMap::new();
+    java_properties::PropertiesIter::new_with_encoding(content.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|k, v| {
+            pairs.insert(k, v);
+        })?;
+    Ok(pairs)
+}
+
+/// Escapes as `Properties.store` does: `\`, tab, newline, carriage return, form feed,
+/// `=`, `:`, `#` and `!` everywhere; spaces everywhere in keys but only a leading one in
+/// values. Other characters, non-ASCII included, are written as they are.
+fn escape(text: &str, is_key: bool, out: &mut String) {
+    for (i, c) in text.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{c}' => out.push_str("\\f"),
+            '=' | ':' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if is_key || i == 0 => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Properties text of `pairs`, one `key=value` line each, in key order.
+pub fn to_text<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    let mut out = String::new();
+    for (key, value) in pairs {
+        escape(key, true, &mut out);
+        out.push('=');
+        escape(value, false, &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reads_the_java_rules() {
+        let pairs = parse("# comment\na=1\nb : two\nc three\nlong=x\\\n   y\nu=\\u00e9\na=again\n")
+            .unwrap();
+        assert_eq!(pairs["a"], "again");
+        assert_eq!(pairs["b"], "two");
+        assert_eq!(pairs["c"], "three");
+        assert_eq!(pairs["long"], "xy");
+        assert_eq!(pairs["u"], "é");
+    }
+
+    #[test]
+    fn writes_like_properties_store() {
+        let mut pairs = BTreeMap::new();
+        pairs.insert(
+            "key with space".to_owned(),
+            " lead and = : # !\ttab".to_owned(),
+        );
+        pairs.insert("é".to_owned(), "ünïcode".to_owned());
+        assert_eq!(
+            to_text(&pairs),
+            "key\\ with\\ space=\\ lead and \\= \\: \\# \\!\\ttab\né=ünïcode\n"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_written_reads_back(pairs in proptest::collection::btree_map("[a-z .=:#!\\\\é]{1,8}", "[ -~é\\t]{0,12}", 0..6)) {
+            let text = to_text(&pairs);
+            prop_assert_eq!(parse(&text).unwrap(), pairs);
+        }
+    }
+}

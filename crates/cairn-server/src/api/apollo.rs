@@ -1,0 +1,630 @@
+//! The Apollo compatibility surface: the config service (`/configs`, `/configfiles`,
+//! `/notifications/v2`) and the meta server (`/services/config`), so existing Apollo
+//! clients read and watch Cairn unchanged.
+//!
+//! The mapping onto Cairn's one model:
+//! - Apollo env → namespace. Clients do not send their env; a node serves
+//!   `apollo_namespace` (default `public`) at the root, and any other namespace under
+//!   the prefix `/apollo/{namespace}`, which clients take as their meta-server URL.
+//! - appId → group.
+//! - Apollo namespace → data id: `application` (a `.properties` suffix is dropped) is a
+//!   properties config served key by key; `x.yaml`, `x.json`, `x.xml`, `x.txt` keep
+//!   their suffix and are served as one key, `content`. Names are matched exactly, then
+//!   ignoring case.
+//! - cluster → for `default`, the data id itself; for another cluster `c`, the data id
+//!   `c:namespace`. Lookup order: the requested cluster, the data center, `default`.
+//! - notification id → the sequence of the key's last change (≥ 1).
+//! - gray rules see the client's `ip` (else `X-Forwarded-For`, else the peer) and its
+//!   `label` as the label `label=<value>`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cairn_core::{ClientInfo, ConfigKey, DataId, Group, Label, Namespace};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Identity, SharedState};
+use crate::cache::View;
+
+type Answer = Result<Response, Response>;
+
+pub fn router() -> Router<SharedState> {
+    let mut router = Router::new();
+    for prefix in ["", "/apollo/{env}"] {
+        router = router
+            .route(
+                &format!("{prefix}/configs/{{app}}/{{cluster}}/{{namespace}}"),
+                get(configs),
+            )
+            .route(
+                &format!("{prefix}/configfiles/{{app}}/{{cluster}}/{{namespace}}"),
+                get(config_file),
+            )
+            .route(
+                &format!("{prefix}/configfiles/json/{{app}}/{{cluster}}/{{namespace}}"),
+                get(config_file_json),
+            )
+            .route(
+                &format!("{prefix}/configfiles/raw/{{app}}/{{cluster}}/{{namespace}}"),
+                get(config_file_raw),
+            )
+            .route(&format!("{prefix}/notifications/v2"), get(notifications))
+            .route(&format!("{prefix}/services/config"), get(services))
+            .route(&format!("{prefix}/services/admin"), get(services));
+    }
+    router
+}
+
+/// The config a request names; an `env` segment, when present, is read by `target`.
+#[derive(Deserialize)]
+struct ConfigPath {
+    app: String,
+    cluster: String,
+    namespace: String,
+}
+
+/// Spring's error body, which Apollo answers with; clients look only at the status.
+fn error(status: StatusCode, message: &str, path: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "status": status.as_u16(),
+            "error": status.canonical_reason().unwrap_or(""),
+            "message": message,
+            "path": path,
+            "timestamp": crate::now_millis(),
+        })),
+    )
+        .into_response()
+}
+
+/// What a request is about: the Cairn namespace of its env, and where it was sent.
+struct Target {
+    namespace: Namespace,
+    /// `""`, or `/apollo/{env}` when the env came from the path.
+    prefix: String,
+    /// The raw path and query as received, for signatures.
+    raw: String,
+    path: String,
+}
+
+fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, Response> {
+    let path = uri.path().to_owned();
+    let raw = uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    if let Some(rest) = path.strip_prefix("/apollo/") {
+        let env = rest.split('/').next().unwrap_or_default();
+        let namespace = Namespace::parse(env)
+            .map_err(|_| error(StatusCode::NOT_FOUND, "unknown env", &path))?;
+        return Ok(Target {
+            prefix: format!("/apollo/{env}"),
+            namespace,
+            raw,
+            path,
+        });
+    }
+    let namespace =
+        Namespace::parse(&state.settings.apollo_namespace).unwrap_or_else(|_| Namespace::public());
+    Ok(Target {
+        namespace,
+        prefix: String::new(),
+        raw,
+        path,
+    })
+}
+
+/// Checks the access key of `app_id` against the request's signature.
+fn guard(
+    state: &SharedState,
+    app_id: &str,
+    headers: &HeaderMap,
+    target: &Target,
+) -> Result<(), Response> {
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    state
+        .access_keys
+        .check(
+            app_id,
+            header_text("authorization"),
+            header_text("timestamp"),
+            &target.raw,
+        )
+        .map_err(|refusal| {
+            let status = match refusal {
+                crate::access_keys::Refusal::InvalidAppId => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            error(status, refusal.name(), &target.path)
+        })
+}
+
+/// The client as gray rules see it: the `ip` parameter, else the usual identity; its
+/// `label` as `label=<value>`.
+fn client(identity: ClientInfo, ip: Option<&str>, label: Option<&str>) -> ClientInfo {
+    let ip = ip.and_then(|ip| ip.trim().parse().ok()).or(identity.ip);
+    let mut labels = identity.labels;
+    if let Some(label) = label.filter(|l| !l.is_empty()) {
+        if let Ok(l) = Label::parse(&format!("label={label}")) {
+            labels.push(l);
+        }
+    }
+    ClientInfo::new(ip, labels)
+}
+
+/// An Apollo namespace name without a `.properties` suffix (any case).
+fn strip_properties(name: &str) -> &str {
+    let len = name.len();
+    if len > 11
+        && name.is_char_boundary(len - 11)
+        && name[len - 11..].eq_ignore_ascii_case(".properties")
+    {
+        &name[..len - 11]
+    } else {
+        name
+    }
+}
+
+/// The data id of an Apollo namespace in a cluster.
+fn data_id(cluster: &str, namespace: &str) -> Option<DataId> {
+    if cluster == "default" {
+        DataId::parse(namespace).ok()
+    } else {
+        DataId::parse(&format!("{cluster}:{namespace}")).ok()
+    }
+}
+
+/// The key of `namespace` in `cluster` that exists, matching exactly, else ignoring case.
+fn find_key(
+    state: &SharedState,
+    ns: &Namespace,
+    group: &Group,
+    cluster: &str,
+    namespace: &str,
+) -> Option<ConfigKey> {
+    let exact = ConfigKey::new(ns.clone(), group.clone(), data_id(cluster, namespace)?);
+    let cache = state.service.cache();
+    if cache.get(&exact).is_some() {
+        return Some(exact);
+    }
+    let wanted = exact.data_id.as_str().to_ascii_lowercase();
+    cache
+        .select(|c| {
+            c.key.namespace == *ns
+                && c.key.group == *group
+                && c.key.data_id.as_str().eq_ignore_ascii_case(&wanted)
+        })
+        .first()
+        .map(|c| c.key.clone())
+}
+
+/// The clusters to try, in Apollo's order: requested, data center, `default`.
+fn clusters<'a>(cluster: &'a str, data_center: Option<&'a str>) -> Vec<&'a str> {
+    let mut order = Vec::with_capacity(3);
+    if cluster != "default" {
+        order.push(cluster);
+    }
+    if let Some(dc) = data_center.filter(|dc| !dc.is_empty() && *dc != cluster) {
+        order.push(dc);
+    }
+    order.push("default");
+    order
+}
+
+/// The first cluster that has the namespace, with its key.
+fn resolve(
+    state: &SharedState,
+    ns: &Namespace,
+    group: &Group,
+    cluster: &str,
+    data_center: Option<&str>,
+    namespace: &str,
+) -> Option<(String, ConfigKey)> {
+    clusters(cluster, data_center)
+        .into_iter()
+        .find_map(|c| find_key(state, ns, group, c, namespace).map(|k| (c.to_owned(), k)))
+}
+
+/// Whether an Apollo namespace is a properties one: no suffix of another format, as in
+/// Apollo (so a config named `application` is read key by key, whatever format it was
+/// stored with).
+fn is_properties(namespace: &str) -> bool {
+    let lower = strip_properties(namespace).to_ascii_lowercase();
+    ![".yaml", ".yml", ".json", ".xml", ".txt"]
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
+}
+
+/// Apollo's `configurations`: a properties namespace key by key, anything else as one
+/// `content` key.
+fn configurations(view: &View, namespace: &str) -> BTreeMap<String, String> {
+    if is_properties(namespace) {
+        if let Ok(pairs) = cairn_core::properties::parse(view.content()) {
+            return pairs;
+        }
+    }
+    BTreeMap::from([("content".to_owned(), view.content().to_owned())])
+}
+
+fn release_key(view: &View) -> String {
+    format!(
+        "{}-{}",
+        view.revision(),
+        &view.md5()[..12.min(view.md5().len())]
+    )
+}
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    #[serde(rename = "releaseKey")]
+    release_key: Option<String>,
+    ip: Option<String>,
+    label: Option<String>,
+    #[serde(rename = "dataCenter")]
+    data_center: Option<String>,
+}
+
+/// The parts every config read shares: access check, lookup, the client's view.
+struct Found {
+    cluster: String,
+    view: View,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn find(
+    state: &SharedState,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    identity: ClientInfo,
+    app: &str,
+    cluster: &str,
+    namespace: &str,
+    query: &ConfigQuery,
+) -> Result<Found, Response> {
+    let target = target(state, uri)?;
+    guard(state, app, headers, &target)?;
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "Could not load configurations",
+            &target.path,
+        )
+    };
+    let group = Group::parse(app).map_err(|_| not_found())?;
+    let name = strip_properties(namespace);
+    let (used, key) = resolve(
+        state,
+        &target.namespace,
+        &group,
+        cluster,
+        query.data_center.as_deref(),
+        name,
+    )
+    .ok_or_else(not_found)?;
+    let client = client(identity, query.ip.as_deref(), query.label.as_deref());
+    let view = state.service.view(&key, &client).ok_or_else(not_found)?;
+    Ok(Found {
+        cluster: used,
+        view,
+    })
+}
+
+/// GET /configs/{appId}/{cluster}/{namespace}: the configurations and release key, or
+/// 304 when the client's release key is current.
+async fn configs(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    Identity(identity): Identity,
+    headers: HeaderMap,
+    axum::extract::Path(ConfigPath {
+        app,
+        cluster,
+        namespace,
+    }): axum::extract::Path<ConfigPath>,
+    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
+) -> Answer {
+    let found = find(
+        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
+    )?;
+    let key = release_key(&found.view);
+    if query.release_key.as_deref() == Some(key.as_str()) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok(Json(json!({
+        "appId": app,
+        "cluster": found.cluster,
+        "namespaceName": namespace,
+        "configurations": configurations(&found.view, &namespace),
+        "releaseKey": key,
+    }))
+    .into_response())
+}
+
+fn typed(content_type: &'static str, body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// GET /configfiles/{appId}/{cluster}/{namespace}: the configurations as properties text.
+async fn config_file(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    Identity(identity): Identity,
+    headers: HeaderMap,
+    axum::extract::Path(ConfigPath {
+        app,
+        cluster,
+        namespace,
+    }): axum::extract::Path<ConfigPath>,
+    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
+) -> Answer {
+    let found = find(
+        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
+    )?;
+    Ok(typed(
+        "text/plain;charset=UTF-8",
+        cairn_core::properties::to_text(&configurations(&found.view, &namespace)),
+    ))
+}
+
+/// GET /configfiles/json/…: the configurations as a JSON object.
+async fn config_file_json(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    Identity(identity): Identity,
+    headers: HeaderMap,
+    axum::extract::Path(ConfigPath {
+        app,
+        cluster,
+        namespace,
+    }): axum::extract::Path<ConfigPath>,
+    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
+) -> Answer {
+    let found = find(
+        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
+    )?;
+    let body = serde_json::to_string(&configurations(&found.view, &namespace)).unwrap_or_default();
+    Ok(typed("application/json;charset=UTF-8", body))
+}
+
+/// GET /configfiles/raw/…: a properties namespace as properties text, any other as its
+/// content, typed by its suffix.
+async fn config_file_raw(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    Identity(identity): Identity,
+    headers: HeaderMap,
+    axum::extract::Path(ConfigPath {
+        app,
+        cluster,
+        namespace,
+    }): axum::extract::Path<ConfigPath>,
+    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
+) -> Answer {
+    let found = find(
+        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
+    )?;
+    if is_properties(&namespace) {
+        return Ok(typed(
+            "text/plain;charset=UTF-8",
+            cairn_core::properties::to_text(&configurations(&found.view, &namespace)),
+        ));
+    }
+    let lower = namespace.to_ascii_lowercase();
+    let content_type = if lower.ends_with(".json") {
+        "application/json;charset=UTF-8"
+    } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        "application/yaml;charset=UTF-8"
+    } else if lower.ends_with(".xml") {
+        "application/xml;charset=UTF-8"
+    } else {
+        "text/plain;charset=UTF-8"
+    };
+    Ok(typed(content_type, found.view.content().to_owned()))
+}
+
+#[derive(Deserialize)]
+struct NotificationQuery {
+    #[serde(rename = "appId")]
+    app_id: Option<String>,
+    cluster: Option<String>,
+    notifications: Option<String>,
+    #[serde(rename = "dataCenter")]
+    data_center: Option<String>,
+    ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Held {
+    #[serde(rename = "namespaceName")]
+    namespace_name: Option<String>,
+    #[serde(rename = "notificationId", default = "minus_one")]
+    notification_id: i64,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+/// One namespace a notification request watches.
+struct Watched {
+    /// As the client sent it, minus a `.properties` suffix.
+    name: String,
+    held_id: i64,
+    /// `(detail key, config key)` for each cluster in lookup order.
+    keys: Vec<(String, ConfigKey)>,
+}
+
+/// GET /notifications/v2: answers at once with the namespaces whose notification id is
+/// newer than the client's; else holds (60 s by default) for a change, else 304.
+async fn notifications(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    Identity(identity): Identity,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<NotificationQuery>,
+) -> Answer {
+    let target = target(&state, &uri)?;
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, message, &target.path);
+    let (Some(app), Some(cluster), Some(raw)) =
+        (&query.app_id, &query.cluster, &query.notifications)
+    else {
+        return Err(bad("appId, cluster and notifications are required"));
+    };
+    guard(&state, app, &headers, &target)?;
+    let invalid = || {
+        bad(&format!(
+            "invalid notifications format:{}",
+            raw.chars().take(200).collect::<String>()
+        ))
+    };
+    let held: Vec<Held> = serde_json::from_str(raw).map_err(|_| invalid())?;
+    let group = Group::parse(app).map_err(|_| bad("invalid appId"))?;
+    let mut watched: Vec<Watched> = Vec::new();
+    for entry in held {
+        let Some(name) = entry.namespace_name.filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let name = strip_properties(&name).to_owned();
+        // Two spellings of one namespace: keep the lower id, as Apollo does.
+        if let Some(existing) = watched
+            .iter_mut()
+            .find(|w| w.name.eq_ignore_ascii_case(&name))
+        {
+            existing.held_id = existing.held_id.min(entry.notification_id);
+            continue;
+        }
+        let keys = clusters(cluster, query.data_center.as_deref())
+            .into_iter()
+            .filter_map(|c| {
+                let key = find_key(&state, &target.namespace, &group, c, &name).or_else(|| {
+                    Some(ConfigKey::new(
+                        target.namespace.clone(),
+                        group.clone(),
+                        data_id(c, &name)?,
+                    ))
+                })?;
+                Some((format!("{app}+{c}+{name}"), key))
+            })
+            .collect();
+        watched.push(Watched {
+            name,
+            held_id: entry.notification_id,
+            keys,
+        });
+    }
+    if watched.is_empty() {
+        return Err(invalid());
+    }
+    if watched.len() > state.settings.watch_max_keys {
+        return Err(bad("too many namespaces in one request"));
+    }
+    let client = client(identity, query.ip.as_deref(), None);
+    let cache = state.service.cache();
+    let answer = |watched: &[Watched]| -> Vec<Value> {
+        watched
+            .iter()
+            .filter_map(|w| {
+                let details: serde_json::Map<String, Value> = w
+                    .keys
+                    .iter()
+                    .filter_map(|(detail, key)| {
+                        cache.epoch(key).map(|id| (detail.clone(), json!(id)))
+                    })
+                    .collect();
+                let id = details.values().filter_map(Value::as_i64).max()?;
+                (id > w.held_id).then(|| {
+                    json!({
+                        "namespaceName": w.name,
+                        "notificationId": id,
+                        "messages": { "details": details },
+                    })
+                })
+            })
+            .collect()
+    };
+    let now = answer(&watched);
+    if !now.is_empty() {
+        return Ok(Json(now).into_response());
+    }
+    let held_md5s: Vec<(ConfigKey, String)> = watched
+        .iter()
+        .flat_map(|w| w.keys.iter().map(|(_, key)| key.clone()))
+        .map(|key| {
+            let md5 = cache.md5_for(&key, &client).unwrap_or_default();
+            (key, md5)
+        })
+        .collect();
+    let timeout = std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
+    state
+        .service
+        .wait_for_changes(&held_md5s, &client, timeout, &state.shutdown)
+        .await;
+    let changed = answer(&watched);
+    if changed.is_empty() {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok(Json(changed).into_response())
+}
+
+/// GET /services/config (and /services/admin): the live nodes as Apollo's meta server
+/// lists config services, each with a URL the client can reach.
+async fn services(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Answer {
+    let target = target(&state, &uri)?;
+    let nodes = state.sync.live_nodes().await.map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node list is unavailable",
+            &target.path,
+        )
+    })?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let list: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let mut address = n.record.address.trim_end_matches('/').to_owned();
+            // A node listening on every interface advertises an address no client can
+            // use; the Host the client reached this node by is a better guess.
+            let unspecified = address.contains("://0.0.0.0") || address.contains("://[::]");
+            if let (true, true, Some(host)) = (unspecified, n.this_node, host) {
+                address = format!("http://{host}");
+            }
+            let home = format!("{address}{}/", target.prefix);
+            json!({ "appName": "APOLLO-CONFIGSERVICE", "instanceId": home, "homepageUrl": home })
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_suffixes_are_dropped_in_any_case() {
+        assert_eq!(strip_properties("application.properties"), "application");
+        assert_eq!(strip_properties("application.PROPERTIES"), "application");
+        assert_eq!(strip_properties("app.yaml"), "app.yaml");
+        assert_eq!(strip_properties(".properties"), ".properties");
+    }
+
+    #[test]
+    fn clusters_fall_back_in_order() {
+        assert_eq!(clusters("sh", Some("dc1")), ["sh", "dc1", "default"]);
+        assert_eq!(clusters("default", Some("dc1")), ["dc1", "default"]);
+        assert_eq!(clusters("default", None), ["default"]);
+        assert_eq!(clusters("sh", Some("sh")), ["sh", "default"]);
+    }
+}

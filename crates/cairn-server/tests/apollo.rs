@@ -1,0 +1,394 @@
+//! The Apollo surface against a real node: configs, config files, notifications, the
+//! meta server and access-key signatures, as Apollo's config service answers them.
+
+mod helpers;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use helpers::TestApp;
+use hmac::Mac;
+use reqwest::{header, Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|s| s.apollo_poll_timeout_ms = 1_000).await
+}
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn notifications(entries: Value) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(entries.to_string().as_bytes()).collect();
+    format!("/notifications/v2?appId=shop&cluster=default&notifications={encoded}")
+}
+
+#[tokio::test]
+async fn configs_and_config_files() {
+    let app = spawn().await;
+    app.publish_ok(
+        "public/shop/application",
+        "db.url=jdbc:pg://db\ntimeout = 30\n",
+    )
+    .await;
+    let r = app
+        .publish(
+            "public/shop/application",
+            json!({ "content": "db.url=jdbc:pg://db\ntimeout = 30\n", "format": "properties" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.publish_ok("public/shop/app.yaml", "server:\n  port: 8080\n")
+        .await;
+
+    let r = get(&app, "/configs/shop/default/application").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["appId"], "shop");
+    assert_eq!(body["cluster"], "default");
+    assert_eq!(body["namespaceName"], "application");
+    assert_eq!(
+        body["configurations"],
+        json!({ "db.url": "jdbc:pg://db", "timeout": "30" })
+    );
+    let release = body["releaseKey"].as_str().unwrap().to_owned();
+
+    // The release key the client holds: 304. A `.properties` suffix (any case) is the
+    // same namespace, echoed as sent.
+    let r = get(
+        &app,
+        &format!("/configs/shop/default/application?releaseKey={release}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = get(&app, "/configs/shop/default/application.PROPERTIES").await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["namespaceName"], "application.PROPERTIES");
+    assert_eq!(body["releaseKey"], release.as_str());
+
+    // Other formats are one `content` key; names match ignoring case.
+    let r = get(&app, "/configs/shop/default/APP.yaml").await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["configurations"],
+        json!({ "content": "server:\n  port: 8080\n" })
+    );
+    assert_eq!(
+        get(&app, "/configs/shop/default/missing").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/configs/nobody/default/application")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Config files: properties text, JSON, and raw with the suffix's type.
+    let r = get(&app, "/configfiles/shop/default/application").await;
+    assert_eq!(
+        r.headers()[header::CONTENT_TYPE],
+        "text/plain;charset=UTF-8"
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        "db.url=jdbc\\:pg\\://db\ntimeout=30\n"
+    );
+    let r = get(&app, "/configfiles/json/shop/default/application").await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({ "db.url": "jdbc:pg://db", "timeout": "30" })
+    );
+    let r = get(&app, "/configfiles/raw/shop/default/app.yaml").await;
+    assert_eq!(
+        r.headers()[header::CONTENT_TYPE],
+        "application/yaml;charset=UTF-8"
+    );
+    assert_eq!(r.text().await.unwrap(), "server:\n  port: 8080\n");
+}
+
+#[tokio::test]
+async fn clusters_fall_back_to_data_center_then_default() {
+    let app = spawn().await;
+    app.publish_ok("public/shop/application", "who=default\n")
+        .await;
+    app.publish_ok("public/shop/sh:application", "who=shanghai\n")
+        .await;
+    let cluster = |path: &'static str| {
+        let app = &app;
+        async move {
+            let body: Value = get(app, path).await.json().await.unwrap();
+            (
+                body["cluster"].as_str().unwrap().to_owned(),
+                body["configurations"]["who"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    assert_eq!(
+        cluster("/configs/shop/sh/application").await,
+        ("sh".into(), "shanghai".into())
+    );
+    assert_eq!(
+        cluster("/configs/shop/bj/application?dataCenter=sh").await,
+        ("sh".into(), "shanghai".into())
+    );
+    assert_eq!(
+        cluster("/configs/shop/bj/application").await,
+        ("default".into(), "default".into())
+    );
+}
+
+#[tokio::test]
+async fn notifications_answer_hold_and_wake() {
+    let app = spawn().await;
+    let first = app.publish_ok("public/shop/application", "a=1\n").await;
+
+    // -1: answered at once with the current id, echoing the name as sent (no suffix).
+    let r = get(
+        &app,
+        &notifications(
+            json!([{ "namespaceName": "application.properties", "notificationId": -1 }]),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{ "namespaceName": "application", "notificationId": first, "messages": { "details": { "shop+default+application": first } } }])
+    );
+
+    // Current id: held, then 304 when nothing changed.
+    let started = Instant::now();
+    let r = get(
+        &app,
+        &notifications(json!([{ "namespaceName": "application", "notificationId": first }])),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Held, and woken by a publish through the native API.
+    let held = {
+        let url = format!(
+            "{}{}",
+            app.base,
+            notifications(json!([{ "namespaceName": "application", "notificationId": first }]))
+        );
+        let http = app.http.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http.get(url).send().await.unwrap();
+            (
+                r.status(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = app.publish_ok("public/shop/application", "a=2\n").await;
+    let (status, body, waited) = held.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(waited < Duration::from_millis(900), "woken by the publish");
+    assert_eq!(body[0]["notificationId"], second);
+
+    // A namespace never published is held (and then 304), not an error.
+    let r = get(
+        &app,
+        &notifications(json!([{ "namespaceName": "later.yaml", "notificationId": -1 }])),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // Malformed requests are 400.
+    for bad in [
+        "/notifications/v2?appId=shop&cluster=default&notifications=not-json".to_owned(),
+        notifications(json!([])),
+        notifications(json!([{ "notificationId": 1 }])),
+        "/notifications/v2?appId=shop&cluster=default".to_owned(),
+    ] {
+        assert_eq!(
+            get(&app, &bad).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn meta_server_and_envs() {
+    let app = spawn().await;
+    let r = get(&app, "/services/config?appId=shop&ip=10.0.0.1").await;
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list[0]["appName"], "APOLLO-CONFIGSERVICE");
+    assert_eq!(list[0]["homepageUrl"], format!("{}/", app.base));
+    let list: Value = get(&app, "/apollo/dev/services/admin")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["homepageUrl"], format!("{}/apollo/dev/", app.base));
+
+    // The env prefix selects the namespace.
+    let r = app
+        .request(Method::POST, "/api/v1/namespaces")
+        .json(&json!({ "name": "dev" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    app.publish_ok("dev/shop/application", "env=dev\n").await;
+    app.publish_ok("public/shop/application", "env=public\n")
+        .await;
+    let body: Value = get(&app, "/apollo/dev/configs/shop/default/application")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["configurations"]["env"], "dev");
+    let body: Value = get(&app, "/configs/shop/default/application")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["configurations"]["env"], "public");
+}
+
+fn sign(secret: &str, timestamp: &str, target: &str) -> String {
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}\n{target}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn access_keys_require_signatures() {
+    let app = spawn().await;
+    app.publish_ok("public/shop/application", "a=1\n").await;
+    assert_eq!(
+        get(&app, "/configs/shop/default/application")
+            .await
+            .status(),
+        StatusCode::OK,
+        "no key: open, as in Apollo"
+    );
+
+    let r = app
+        .request(Method::POST, "/api/v1/apps/shop/access-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key: Value = r.json().await.unwrap();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let id = key["id"].as_str().unwrap().to_owned();
+
+    let target = "/configs/shop/default/application?ip=10.0.0.1";
+    let signed = |timestamp: i64, secret: &str| {
+        let ts = timestamp.to_string();
+        app.http
+            .get(format!("{}{target}", app.base))
+            .header("Timestamp", &ts)
+            .header(
+                "Authorization",
+                format!("Apollo shop:{}", sign(secret, &ts, target)),
+            )
+            .send()
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    assert_eq!(get(&app, target).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        signed(now(), &secret).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = signed(now() - 120_000, &secret).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "RequestTimeTooSkewed"
+    );
+    let r = signed(now(), "not-the-secret").await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["message"], "Unauthorized");
+
+    // Disabled keys do not count: the app reads openly again. Keys are per app.
+    let r = app
+        .request(Method::PUT, &format!("/api/v1/apps/shop/access-keys/{id}"))
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get(&app, target).await.status(), StatusCode::OK);
+    let (_, keys) = app.get_json("/api/v1/apps/shop/access-keys").await;
+    assert_eq!(keys[0]["enabled"], false);
+    for _ in 0..4 {
+        let r = app
+            .request(Method::POST, "/api/v1/apps/shop/access-keys")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = app
+        .request(Method::POST, "/api/v1/apps/shop/access-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "five keys at most");
+    let r = app
+        .request(Method::DELETE, "/api/v1/apps/shop/access-keys/nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/configs/.bad/default/application")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn gray_rules_see_apollo_ip_and_label() {
+    let app = spawn().await;
+    app.publish_ok("public/shop/application", "color=blue\n")
+        .await;
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
+        .json(
+            &json!({ "content": "color=green\n", "ips": ["10.0.0.9"], "labels": ["label=canary"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let color = |path: &'static str| {
+        let app = &app;
+        async move {
+            let body: Value = get(app, path).await.json().await.unwrap();
+            body["configurations"]["color"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(
+        color("/configs/shop/default/application?ip=10.0.0.9").await,
+        "green"
+    );
+    assert_eq!(
+        color("/configs/shop/default/application?ip=10.0.0.8&label=canary").await,
+        "green"
+    );
+    assert_eq!(
+        color("/configs/shop/default/application?ip=10.0.0.8").await,
+        "blue"
+    );
+}

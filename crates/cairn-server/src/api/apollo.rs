@@ -17,6 +17,10 @@
 //! - gray rules see the client's `ip` (else `X-Forwarded-For`, else the peer) and its
 //!   `label` as the label `label=<value>`.
 
+// Errors on this surface are complete HTTP answers (Apollo's bodies), built at most
+// once per request; boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 
 use axum::extract::{OriginalUri, State};

@@ -151,6 +151,10 @@ enum Command {
     /// abandon it.
     #[command(subcommand)]
     Gray(GrayCommand),
+    /// Access keys of Apollo apps (admin): with an enabled key, an app's Apollo clients
+    /// must sign their requests.
+    #[command(subcommand, name = "access-key")]
+    AccessKey(AccessKeyCommand),
     /// Manage namespaces.
     #[command(subcommand)]
     Ns(NsCommand),
@@ -188,6 +192,30 @@ enum GrayCommand {
     Promote { key: String },
     /// Drop the gray release; its clients go back to the main content.
     Abandon { key: String },
+}
+
+#[derive(Subcommand)]
+enum AccessKeyCommand {
+    /// Make a key (at most 5 per app) and print its secret.
+    Create {
+        app_id: String,
+    },
+    /// List an app's keys with their secrets.
+    List {
+        app_id: String,
+    },
+    Enable {
+        app_id: String,
+        id: String,
+    },
+    Disable {
+        app_id: String,
+        id: String,
+    },
+    Delete {
+        app_id: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -571,6 +599,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
                 "abandoned the gray release of {k}; its clients are back on the main content"
             )?;
+        }
+        Command::AccessKey(AccessKeyCommand::Create { app_id }) => {
+            let key = client.create_access_key(&app_id).await?;
+            writeln!(
+                out,
+                "access key {} of {app_id}: secret {}",
+                key.id, key.secret
+            )?;
+        }
+        Command::AccessKey(AccessKeyCommand::List { app_id }) => {
+            let rows: Vec<[String; 4]> = client
+                .access_keys(&app_id)
+                .await?
+                .into_iter()
+                .map(|k| {
+                    [
+                        k.id,
+                        if k.enabled { "enabled" } else { "disabled" }.to_owned(),
+                        k.created_at,
+                        k.secret,
+                    ]
+                })
+                .collect();
+            table(&mut out, ["ID", "STATE", "CREATED", "SECRET"], &rows)?;
+        }
+        Command::AccessKey(AccessKeyCommand::Enable { app_id, id }) => {
+            client.set_access_key_enabled(&app_id, &id, true).await?;
+            writeln!(out, "enabled access key {id} of {app_id}")?;
+        }
+        Command::AccessKey(AccessKeyCommand::Disable { app_id, id }) => {
+            client.set_access_key_enabled(&app_id, &id, false).await?;
+            writeln!(out, "disabled access key {id} of {app_id}")?;
+        }
+        Command::AccessKey(AccessKeyCommand::Delete { app_id, id }) => {
+            client.delete_access_key(&app_id, &id).await?;
+            writeln!(out, "deleted access key {id} of {app_id}")?;
         }
         Command::Ns(NsCommand::Create { name, description }) => {
             client.create_namespace(&name, &description).await?;

@@ -65,6 +65,16 @@ pub struct ServerArgs {
     /// Take a client's IP for gray rules from the first X-Forwarded-For hop.
     #[arg(long, env = "CAIRN_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: Option<bool>,
+    /// Namespace Apollo clients read at the root (`/apollo/{env}` selects others)
+    /// [default: public].
+    #[arg(long, env = "CAIRN_APOLLO_NAMESPACE")]
+    apollo_namespace: Option<String>,
+    /// Hold of Apollo's /notifications/v2, in ms [default: 60000].
+    #[arg(long, env = "CAIRN_APOLLO_POLL_TIMEOUT_MS")]
+    apollo_poll_timeout_ms: Option<u64>,
+    /// Refuse Apollo requests of apps without an access key [default: false].
+    #[arg(long, env = "CAIRN_APOLLO_REQUIRE_ACCESS_KEY")]
+    apollo_require_access_key: Option<bool>,
     /// Log line format [default: text].
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
@@ -129,6 +139,15 @@ fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
     }
     if let Some(v) = args.trust_forwarded_for {
         s.trust_forwarded_for = v;
+    }
+    if let Some(v) = args.apollo_namespace {
+        s.apollo_namespace = v;
+    }
+    if let Some(v) = args.apollo_poll_timeout_ms {
+        s.apollo_poll_timeout_ms = v;
+    }
+    if let Some(v) = args.apollo_require_access_key {
+        s.apollo_require_access_key = v;
     }
     if let Some(v) = args.log_format {
         s.log_format = match v {

@@ -103,6 +103,92 @@ fn run_script(python: &str, script: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// Runs the real `cairn` CLI against the node, with its login kept in `home`.
+fn cli(home: &Path, address: &str, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--server", &format!("http://{address}")])
+        .env("CAIRN_CONFIG_DIR", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn apollocfg_reads_watches_and_signs() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let home = dir.path().join("home");
+    let address = server.address.as_str();
+    cli(
+        &home,
+        address,
+        &["login", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let profile = std::fs::read_to_string(home.join("profile.toml")).unwrap();
+    let token = profile
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .map(|t| t.trim_end_matches('"').to_owned())
+        .expect("the login keeps a token");
+    let props = dir.path().join("application.properties");
+    std::fs::write(&props, "greeting=hello\n").unwrap();
+    cli(
+        &home,
+        address,
+        &[
+            "publish",
+            "public/shop/application",
+            "-f",
+            props.to_str().unwrap(),
+        ],
+        "",
+    );
+    let yaml = dir.path().join("app.yaml");
+    std::fs::write(&yaml, "server:\n  port: 8080\n").unwrap();
+    cli(
+        &home,
+        address,
+        &[
+            "publish",
+            "public/shop/app.yaml",
+            "-f",
+            yaml.to_str().unwrap(),
+        ],
+        "",
+    );
+    let created = cli(&home, address, &["access-key", "create", "shop"], "");
+    let secret = created.trim().rsplit(' ').next().unwrap().to_owned();
+    let base = format!("http://{}", server.address);
+    let out = run_script(
+        &python,
+        "apollo_client.py",
+        &[&base, "shop", &secret, &token],
+    );
+    let steps: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(steps, ["read", "watched", "refused"], "{out}");
+}
+
 #[test]
 fn nacos_sdk_python_publishes_reads_listens_and_deletes() {
     let Some(python) = python() else {

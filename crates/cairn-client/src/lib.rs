@@ -449,6 +449,50 @@ impl Client {
             .map(drop)
     }
 
+    /// An Apollo app's access keys, with their secrets (admin).
+    pub async fn access_keys(&self, app_id: &str) -> Result<Vec<AccessKey>> {
+        self.json(self.request(
+            Method::GET,
+            self.url(&["api", "v1", "apps", app_id, "access-keys"]),
+        ))
+        .await
+    }
+
+    /// Makes an access key for an Apollo app (admin); its clients must then sign.
+    pub async fn create_access_key(&self, app_id: &str) -> Result<AccessKey> {
+        self.json(self.request(
+            Method::POST,
+            self.url(&["api", "v1", "apps", app_id, "access-keys"]),
+        ))
+        .await
+    }
+
+    /// Enables or disables an access key (admin).
+    pub async fn set_access_key_enabled(
+        &self,
+        app_id: &str,
+        id: &str,
+        enabled: bool,
+    ) -> Result<()> {
+        let request = self
+            .request(
+                Method::PUT,
+                self.url(&["api", "v1", "apps", app_id, "access-keys", id]),
+            )
+            .json(&serde_json::json!({ "enabled": enabled }));
+        self.send(request).await.map(drop)
+    }
+
+    /// Deletes an access key (admin).
+    pub async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            self.url(&["api", "v1", "apps", app_id, "access-keys", id]),
+        ))
+        .await
+        .map(drop)
+    }
+
     /// The live nodes of the cluster the server belongs to.
     pub async fn nodes(&self) -> Result<Vec<ClusterNode>> {
         self.json(self.request(Method::GET, self.url(&["api", "v1", "cluster", "nodes"])))

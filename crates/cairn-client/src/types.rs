@@ -257,3 +257,24 @@ pub struct Gray {
     pub created_by: String,
     pub created_at: String,
 }
+
+/// An access key of an Apollo app.
+#[derive(Clone, Deserialize)]
+pub struct AccessKey {
+    pub app_id: String,
+    pub id: String,
+    /// The HMAC secret the app's Apollo clients sign with.
+    pub secret: String,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("app_id", &self.app_id)
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}

@@ -15,7 +15,7 @@ use crate::now_millis;
 /// The most keys one app may have, as in Apollo.
 pub const MAX_KEYS_PER_APP: usize = 5;
 /// How far a request's timestamp may be from the server's clock.
-const MAX_SKEW_MS: i64 = 60_000;
+const MAX_SKEW_MS: u64 = 60_000;
 
 /// Why a signed request was refused; the names are Apollo's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub struct AccessKeys {
     store: Arc<dyn Store>,
     by_app: DashMap<String, Vec<AccessKeyRecord>>,
     require_for_all: bool,
+    /// One reload at a time, so an older read never replaces a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl AccessKeys {
@@ -71,6 +73,7 @@ impl AccessKeys {
             store,
             by_app: DashMap::new(),
             require_for_all,
+            reloading: tokio::sync::Mutex::new(()),
         };
         keys.reload().await?;
         Ok(keys)
@@ -78,6 +81,7 @@ impl AccessKeys {
 
     /// Re-reads every key, picking up other nodes' changes.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let all = self.store.access_keys().await?;
         let mut grouped: std::collections::HashMap<String, Vec<AccessKeyRecord>> =
             std::collections::HashMap::new();
@@ -163,8 +167,8 @@ impl AccessKeys {
             };
         }
         let timestamp = timestamp.unwrap_or("").trim();
-        let sent: i64 = timestamp.parse().unwrap_or(0);
-        if (now_millis() - sent).abs() >= MAX_SKEW_MS {
+        let sent: i64 = timestamp.parse().map_err(|_| Refusal::Unauthorized)?;
+        if now_millis().abs_diff(sent) >= MAX_SKEW_MS {
             return Err(Refusal::RequestTimeTooSkewed);
         }
         let signature = authorization

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use cairn_core::{ClientInfo, ConfigKey, Format};
 use cairn_store::{ConfigRecord, GrayRecord};
@@ -38,7 +39,8 @@ impl Versioned for GrayRecord {
 /// that a late, older version cannot bring it back).
 enum Slot<T> {
     Live(Arc<T>),
-    Removed(i64),
+    /// Removed by change `seq`, noted at that instant.
+    Removed(i64, Instant),
 }
 
 /// Versions by key that only ever move forward.
@@ -71,7 +73,7 @@ impl<T: Versioned> Versions<T> {
     fn get(&self, key: &ConfigKey) -> Option<Arc<T>> {
         match self.slots.get(key)?.value() {
             Slot::Live(record) => Some(record.clone()),
-            Slot::Removed(_) => None,
+            Slot::Removed(..) => None,
         }
     }
 
@@ -80,7 +82,7 @@ impl<T: Versioned> Versions<T> {
             Entry::Occupied(mut slot) => {
                 let (newer, was_live) = match slot.get() {
                     Slot::Live(current) => (current.revision() < record.revision(), true),
-                    Slot::Removed(seq) => (*seq < record.revision(), false),
+                    Slot::Removed(seq, _) => (*seq < record.revision(), false),
                 };
                 if newer {
                     slot.insert(Slot::Live(record));
@@ -102,18 +104,19 @@ impl<T: Versioned> Versions<T> {
         match self.slots.entry(key.clone()) {
             Entry::Occupied(mut slot) => match slot.get_mut() {
                 Slot::Live(current) if current.revision() < seq => {
-                    slot.insert(Slot::Removed(seq));
+                    slot.insert(Slot::Removed(seq, Instant::now()));
                     self.live.fetch_sub(1, Ordering::Relaxed);
                     true
                 }
                 Slot::Live(_) => false,
-                Slot::Removed(known) => {
+                Slot::Removed(known, at) => {
                     *known = (*known).max(seq);
+                    *at = Instant::now();
                     false
                 }
             },
             Entry::Vacant(slot) => {
-                slot.insert(Slot::Removed(seq));
+                slot.insert(Slot::Removed(seq, Instant::now()));
                 false
             }
         }
@@ -127,8 +130,15 @@ impl<T: Versioned> Versions<T> {
     fn last_change(&self, key: &ConfigKey) -> Option<i64> {
         self.slots.get(key).map(|slot| match slot.value() {
             Slot::Live(record) => record.revision(),
-            Slot::Removed(seq) => *seq,
+            Slot::Removed(seq, _) => *seq,
         })
+    }
+
+    /// Drops tombstones older than `age`: by then no older version can still be on its
+    /// way (local writes apply within milliseconds; the tailer applies the log in order).
+    fn forget_removed(&self, age: std::time::Duration) {
+        self.slots
+            .retain(|_, slot| !matches!(slot, Slot::Removed(_, at) if at.elapsed() > age));
     }
 
     fn select(&self, keep: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
@@ -176,19 +186,42 @@ impl View {
     }
 }
 
+/// A key with its data id in lower case, for lookups that ignore case (Apollo's).
+type FoldedKey = (cairn_core::Namespace, cairn_core::Group, String);
+
+fn folded(key: &ConfigKey) -> FoldedKey {
+    (
+        key.namespace.clone(),
+        key.group.clone(),
+        key.data_id.as_str().to_ascii_lowercase(),
+    )
+}
+
 /// Every current config and gray release, by key.
 #[derive(Default)]
 pub struct Cache {
     configs: Versions<ConfigRecord>,
     grays: Versions<GrayRecord>,
+    /// Present configs by case-folded key.
+    folded: DashMap<FoldedKey, ConfigKey>,
 }
 
 impl Cache {
     pub fn load(configs: Vec<ConfigRecord>, grays: Vec<GrayRecord>) -> Self {
+        let folded = configs
+            .iter()
+            .map(|c| (folded(&c.key), c.key.clone()))
+            .collect();
         Self {
             configs: Versions::load(configs),
             grays: Versions::load(grays),
+            folded,
         }
+    }
+
+    /// The key of a present config whose data id equals `key`'s ignoring case.
+    pub fn find_ignoring_case(&self, key: &ConfigKey) -> Option<ConfigKey> {
+        self.folded.get(&folded(key)).map(|k| k.value().clone())
     }
 
     /// The main version of a config.
@@ -216,14 +249,23 @@ impl Cache {
     /// so that changes applied out of order never move a config backwards. Returns
     /// whether it was applied.
     pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
-        self.configs.apply(record)
+        let key = record.key.clone();
+        let applied = self.configs.apply(record);
+        if applied {
+            self.folded.insert(folded(&key), key);
+        }
+        applied
     }
 
     /// Records the deletion of a config by change `seq` (its gray release goes with it),
     /// unless a newer version is already here. Returns whether a config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
         self.grays.remove(key, seq);
-        self.configs.remove(key, seq)
+        let removed = self.configs.remove(key, seq);
+        if removed {
+            self.folded.remove_if(&folded(key), |_, k| k == key);
+        }
+        removed
     }
 
     /// A config's gray release.
@@ -253,6 +295,13 @@ impl Cache {
     /// Configs currently present.
     pub fn len(&self) -> usize {
         self.configs.len()
+    }
+
+    /// Forgets deletions noted longer ago than `age`, so deleted keys do not stay in
+    /// memory for ever.
+    pub fn forget_removed(&self, age: std::time::Duration) {
+        self.configs.forget_removed(age);
+        self.grays.forget_removed(age);
     }
 
     pub fn is_empty(&self) -> bool {

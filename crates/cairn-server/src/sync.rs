@@ -23,6 +23,8 @@ use crate::hub::Hub;
 use crate::now_millis;
 
 const BATCH: u32 = 1000;
+/// How long a deletion is remembered in the cache, against late older versions.
+const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 
 /// This node's place in the cluster and its progress through the change log.
 pub struct Sync {
@@ -287,6 +289,7 @@ impl Sync {
         if let Some(keys) = keys {
             keys.reload().await?;
         }
+        self.cache.forget_removed(TOMBSTONE_AGE);
         self.store.remove_nodes(now - self.node_ttl_ms).await?;
         let latest = self.store.last_seq().await?;
         self.latest.store(latest, Ordering::Relaxed);

@@ -148,7 +148,7 @@ async fn notifications_answer_hold_and_wake() {
     let app = spawn().await;
     let first = app.publish_ok("public/shop/application", "a=1\n").await;
 
-    // -1: answered at once with the current id, echoing the name as sent (no suffix).
+    // -1: answered at once with the current id, echoing the name exactly as sent.
     let r = get(
         &app,
         &notifications(
@@ -159,7 +159,7 @@ async fn notifications_answer_hold_and_wake() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!([{ "namespaceName": "application", "notificationId": first, "messages": { "details": { "shop+default+application": first } } }])
+        json!([{ "namespaceName": "application.properties", "notificationId": first, "messages": { "details": { "shop+default+application": first } } }])
     );
 
     // Current id: held, then 304 when nothing changed.
@@ -196,6 +196,26 @@ async fn notifications_answer_hold_and_wake() {
     assert_eq!(status, StatusCode::OK);
     assert!(waited < Duration::from_millis(900), "woken by the publish");
     assert_eq!(body[0]["notificationId"], second);
+
+    // A gray release by label wakes a held poll too (the client then re-reads).
+    let held = {
+        let url = format!(
+            "{}{}",
+            app.base,
+            notifications(json!([{ "namespaceName": "application", "notificationId": second }]))
+        );
+        let http = app.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
+        .json(&json!({ "content": "a=3\n", "labels": ["label=canary"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(held.await.unwrap(), StatusCode::OK);
 
     // A namespace never published is held (and then 304), not an error.
     let r = get(

@@ -99,9 +99,11 @@ struct Target {
 
 fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, Response> {
     let path = uri.path().to_owned();
-    let raw = uri
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    // Signed as Apollo signs: the raw path, and `?query` only when there is a query.
+    let raw = match uri.query().filter(|q| !q.is_empty()) {
+        Some(query) => format!("{path}?{query}"),
+        None => path.clone(),
+    };
     if let Some(rest) = path.strip_prefix("/apollo/") {
         let env = rest.split('/').next().unwrap_or_default();
         let namespace = Namespace::parse(env)
@@ -196,15 +198,7 @@ fn find_key(
     if cache.get(&exact).is_some() {
         return Some(exact);
     }
-    let wanted = exact.data_id.as_str().to_ascii_lowercase();
-    cache
-        .select(|c| {
-            c.key.namespace == *ns
-                && c.key.group == *group
-                && c.key.data_id.as_str().eq_ignore_ascii_case(&wanted)
-        })
-        .first()
-        .map(|c| c.key.clone())
+    cache.find_ignoring_case(&exact)
 }
 
 /// The clusters to try, in Apollo's order: requested, data center, `default`.
@@ -213,7 +207,8 @@ fn clusters<'a>(cluster: &'a str, data_center: Option<&'a str>) -> Vec<&'a str> 
     if cluster != "default" {
         order.push(cluster);
     }
-    if let Some(dc) = data_center.filter(|dc| !dc.is_empty() && *dc != cluster) {
+    if let Some(dc) = data_center.filter(|dc| !dc.is_empty() && *dc != cluster && *dc != "default")
+    {
         order.push(dc);
     }
     order.push("default");
@@ -443,7 +438,6 @@ struct NotificationQuery {
     notifications: Option<String>,
     #[serde(rename = "dataCenter")]
     data_center: Option<String>,
-    ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -460,8 +454,10 @@ fn minus_one() -> i64 {
 
 /// One namespace a notification request watches.
 struct Watched {
-    /// As the client sent it, minus a `.properties` suffix.
+    /// Without a `.properties` suffix, for lookups.
     name: String,
+    /// Exactly as the client sent it: clients ignore answers naming it otherwise.
+    echo: String,
     held_id: i64,
     /// `(detail key, config key)` for each cluster in lookup order.
     keys: Vec<(String, ConfigKey)>,
@@ -472,7 +468,6 @@ struct Watched {
 async fn notifications(
     State(state): State<SharedState>,
     uri: OriginalUri,
-    Identity(identity): Identity,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<NotificationQuery>,
 ) -> Answer {
@@ -494,17 +489,23 @@ async fn notifications(
     let group = Group::parse(app).map_err(|_| bad("invalid appId"))?;
     let mut watched: Vec<Watched> = Vec::new();
     for entry in held {
-        let Some(name) = entry.namespace_name.filter(|n| !n.is_empty()) else {
+        let Some(echo) = entry.namespace_name.filter(|n| !n.is_empty()) else {
             continue;
         };
-        let name = strip_properties(&name).to_owned();
-        // Two spellings of one namespace: keep the lower id, as Apollo does.
+        let name = strip_properties(&echo).to_owned();
+        // Two spellings of one namespace: keep the one with the lower id, as Apollo does.
         if let Some(existing) = watched
             .iter_mut()
             .find(|w| w.name.eq_ignore_ascii_case(&name))
         {
-            existing.held_id = existing.held_id.min(entry.notification_id);
+            if entry.notification_id < existing.held_id {
+                existing.held_id = entry.notification_id;
+                existing.echo = echo;
+            }
             continue;
+        }
+        if watched.len() >= state.settings.watch_max_keys {
+            return Err(bad("too many namespaces in one request"));
         }
         let keys = clusters(cluster, query.data_center.as_deref())
             .into_iter()
@@ -521,6 +522,7 @@ async fn notifications(
             .collect();
         watched.push(Watched {
             name,
+            echo,
             held_id: entry.notification_id,
             keys,
         });
@@ -528,10 +530,6 @@ async fn notifications(
     if watched.is_empty() {
         return Err(invalid());
     }
-    if watched.len() > state.settings.watch_max_keys {
-        return Err(bad("too many namespaces in one request"));
-    }
-    let client = client(identity, query.ip.as_deref(), None);
     let cache = state.service.cache();
     let answer = |watched: &[Watched]| -> Vec<Value> {
         watched
@@ -547,7 +545,7 @@ async fn notifications(
                 let id = details.values().filter_map(Value::as_i64).max()?;
                 (id > w.held_id).then(|| {
                     json!({
-                        "namespaceName": w.name,
+                        "namespaceName": w.echo,
                         "notificationId": id,
                         "messages": { "details": details },
                     })
@@ -555,28 +553,29 @@ async fn notifications(
             })
             .collect()
     };
-    let now = answer(&watched);
-    if !now.is_empty() {
-        return Ok(Json(now).into_response());
+    // Registered before the first look, so a change in between is not missed; any
+    // change to a watched key (main or gray, for any client) wakes the poll, which then
+    // answers if a notification id moved.
+    let registration = state.service.hub().register(
+        watched
+            .iter()
+            .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))
+            .collect(),
+    );
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
+    loop {
+        let changed = answer(&watched);
+        if !changed.is_empty() {
+            return Ok(Json(changed).into_response());
+        }
+        tokio::select! {
+            _ = registration.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = state.shutdown.cancelled() => break,
+        }
     }
-    let held_md5s: Vec<(ConfigKey, String)> = watched
-        .iter()
-        .flat_map(|w| w.keys.iter().map(|(_, key)| key.clone()))
-        .map(|key| {
-            let md5 = cache.md5_for(&key, &client).unwrap_or_default();
-            (key, md5)
-        })
-        .collect();
-    let timeout = std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
-    state
-        .service
-        .wait_for_changes(&held_md5s, &client, timeout, &state.shutdown)
-        .await;
-    let changed = answer(&watched);
-    if changed.is_empty() {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
-    }
-    Ok(Json(changed).into_response())
+    Ok(StatusCode::NOT_MODIFIED.into_response())
 }
 
 /// GET /services/config (and /services/admin): the live nodes as Apollo's meta server
@@ -597,16 +596,20 @@ async fn services(
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let list: Vec<Value> = nodes
         .iter()
-        .map(|n| {
+        .filter_map(|n| {
             let mut address = n.record.address.trim_end_matches('/').to_owned();
             // A node listening on every interface advertises an address no client can
-            // use; the Host the client reached this node by is a better guess.
+            // use: for this node the Host the client reached it by is a better guess;
+            // another such node is left out (its advertise_url should be set).
             let unspecified = address.contains("://0.0.0.0") || address.contains("://[::]");
-            if let (true, true, Some(host)) = (unspecified, n.this_node, host) {
-                address = format!("http://{host}");
+            if unspecified {
+                match (n.this_node, host) {
+                    (true, Some(host)) => address = format!("http://{host}"),
+                    _ => return None,
+                }
             }
             let home = format!("{address}{}/", target.prefix);
-            json!({ "appName": "APOLLO-CONFIGSERVICE", "instanceId": home, "homepageUrl": home })
+            Some(json!({ "appName": "APOLLO-CONFIGSERVICE", "instanceId": home, "homepageUrl": home }))
         })
         .collect();
     Ok(Json(list).into_response())

@@ -5,6 +5,10 @@
 //! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`,
 //! `cross-node`, `startup`); `--tiny` runs each at a size of seconds, for CI.
 
+/// The allocator the `cairn` binary uses too, so the measured node is the shipped one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod load;
 mod procs;
 mod scenarios;

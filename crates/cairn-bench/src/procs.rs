@@ -127,6 +127,8 @@ pub async fn run_baseline() -> anyhow::Result<()> {
     let body = Bytes::from(body_1k());
     loop {
         let (stream, _) = listener.accept().await?;
+        // As Cairn does: small answers go out at once.
+        stream.set_nodelay(true)?;
         let body = body.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |_: Request<Incoming>| {

@@ -108,67 +108,83 @@ fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Value {
 }
 
 /// read: a 1 KiB config over keep-alive connections, and the same load against a bare
-/// hyper server answering the same bytes from memory, one after the other.
+/// hyper server answering the same bytes from memory. Both run throughout; the loads
+/// alternate in rounds so that the machine's drift hits both alike, and the ratio is the
+/// median of the rounds'.
 pub async fn read(opts: &Options) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
-    let duration = Duration::from_secs(opts.duration_secs);
+    let rounds: u32 = if opts.tiny { 1 } else { 5 };
+    let duration = Duration::from_secs(opts.duration_secs) / rounds;
     let limit = if opts.tiny { 2_000 } else { u64::MAX };
 
     let node = procs::cairn(&dir.path().join("node"), None).await?;
     let token = login(node.addr).await?;
     publish(node.addr, &token, "read.properties", &procs::body_1k()).await?;
-    let (addr, token_for) = (node.addr, token.clone());
-    let cairn = load::closed_loop(
-        addr,
-        opts.connections,
-        duration,
-        limit,
-        Arc::new(move |_| {
-            request(
-                "GET",
-                addr,
-                "/api/v1/configs/public/bench/read.properties",
-                &token_for,
-                None,
-            )
-        }),
-    )
-    .await?;
-    node.stop().await;
-
     let base = procs::baseline().await?;
-    let addr = base.addr;
-    let ceiling = load::closed_loop(
-        addr,
-        opts.connections,
-        duration,
-        limit,
-        Arc::new(move |_| {
-            Request::builder()
-                .uri("/api/v1/configs/public/bench/read.properties")
-                .header("host", addr.to_string())
-                .header("authorization", "Bearer x")
-                .body(Full::new(Bytes::new()))
-                .expect("a valid request")
-        }),
-    )
-    .await?;
-    base.stop().await;
-    if cairn.errors > 0 || ceiling.errors > 0 {
-        bail!(
-            "read: {} and {} failed requests",
-            cairn.errors,
-            ceiling.errors
-        );
+    let (node_addr, base_addr) = (node.addr, base.addr);
+    let cairn_request: Arc<dyn Fn(u64) -> Request<Body> + Send + Sync> = Arc::new(move |_| {
+        request(
+            "GET",
+            node_addr,
+            "/api/v1/configs/public/bench/read.properties",
+            &token,
+            None,
+        )
+    });
+    let base_request: Arc<dyn Fn(u64) -> Request<Body> + Send + Sync> = Arc::new(move |_| {
+        Request::builder()
+            .uri("/api/v1/configs/public/bench/read.properties")
+            .header("host", base_addr.to_string())
+            .header("authorization", "Bearer x")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request")
+    });
+    let (mut cairn_latency, mut base_latency) = (histogram(), histogram());
+    let (mut cairn_ok, mut base_ok, mut errors) = (0u64, 0u64, 0u64);
+    let (mut cairn_time, mut base_time) = (Duration::ZERO, Duration::ZERO);
+    let mut ratios = Vec::new();
+    for _ in 0..rounds {
+        let c = load::closed_loop(
+            node_addr,
+            opts.connections,
+            duration,
+            limit,
+            cairn_request.clone(),
+        )
+        .await?;
+        let b = load::closed_loop(
+            base_addr,
+            opts.connections,
+            duration,
+            limit,
+            base_request.clone(),
+        )
+        .await?;
+        ratios.push(c.per_second() / b.per_second());
+        cairn_latency.add(&c.latency)?;
+        base_latency.add(&b.latency)?;
+        (cairn_ok, base_ok) = (cairn_ok + c.ok, base_ok + b.ok);
+        (cairn_time, base_time) = (cairn_time + c.elapsed, base_time + b.elapsed);
+        errors += c.errors + b.errors;
     }
+    node.stop().await;
+    base.stop().await;
+    if errors > 0 {
+        bail!("read: {errors} failed requests");
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(json!({
         "connections": opts.connections,
         "duration_s": opts.duration_secs,
-        "cairn_rps": cairn.per_second().round(),
-        "baseline_rps": ceiling.per_second().round(),
-        "ratio": ((cairn.per_second() / ceiling.per_second()) * 1000.0).round() / 1000.0,
-        "cairn_latency": percentiles(&cairn.latency),
-        "baseline_latency": percentiles(&ceiling.latency),
+        "rounds": rounds,
+        "cairn_rps": (cairn_ok as f64 / cairn_time.as_secs_f64()).round(),
+        "baseline_rps": (base_ok as f64 / base_time.as_secs_f64()).round(),
+        "ratio": round3(median),
+        "round_ratios": ratios.iter().map(|r| round3(*r)).collect::<Vec<_>>(),
+        "cairn_latency": percentiles(&cairn_latency),
+        "baseline_latency": percentiles(&base_latency),
     }))
 }
 

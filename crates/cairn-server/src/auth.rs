@@ -145,7 +145,12 @@ pub struct Auth {
     /// itself); an entry counts only while the user's password is unchanged.
     verified: DashMap<(Username, [u8; 32]), i64>,
     verified_key: [u8; 32],
+    /// Tokens whose signature was checked: user, expiry and password-change time.
+    tokens: DashMap<String, (Username, u64, i64)>,
 }
+
+/// The most remembered tokens before the memory is cleared.
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
 
 /// The most remembered password verifications before the memory is cleared.
 const VERIFIED_CAPACITY: usize = 10_000;
@@ -289,6 +294,7 @@ impl Auth {
             ),
             changes: tokio::sync::Mutex::new(()),
             verified: DashMap::new(),
+            tokens: DashMap::new(),
             verified_key: {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -382,18 +388,36 @@ impl Auth {
     /// Checks a token: signature, expiry, that its user still exists and that the
     /// password has not changed since it was issued.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::InvalidToken,
-            })?;
-        let username = Username::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let now = (now_millis() / 1000) as u64;
+        // Every request carries its token; a token checked before skips the signature
+        // and JSON work, but not the expiry and password checks.
+        let (username, exp, pwd) = match self.tokens.get(token) {
+            Some(seen) => seen.clone(),
+            None => {
+                let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+                    .map_err(|e| match e.kind() {
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                        _ => AuthError::InvalidToken,
+                    })?;
+                let username =
+                    Username::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
+                if self.tokens.len() >= TOKEN_CACHE_CAPACITY {
+                    self.tokens.clear();
+                }
+                let seen = (username, data.claims.exp, data.claims.pwd);
+                self.tokens.insert(token.to_owned(), seen.clone());
+                seen
+            }
+        };
+        if exp <= now {
+            return Err(AuthError::Expired);
+        }
         let state = self
             .users
             .get(&username)
             .map(|s| *s)
             .ok_or(AuthError::InvalidToken)?;
-        if state.password_changed_at != data.claims.pwd {
+        if state.password_changed_at != pwd {
             return Err(AuthError::InvalidToken);
         }
         Ok(Caller {

@@ -5,8 +5,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::AppState;
@@ -51,20 +53,51 @@ impl Metrics {
     }
 }
 
+/// The metric handles of one route, method and status, registered once: looking a
+/// labelled metric up by its labels on every request costs more than serving a read.
+#[derive(Clone)]
+struct Handles {
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+/// A route is known by the address of its template: axum hands every request of a route
+/// a clone of the same shared string, so no copy of the template is made per request.
+type HandleKey = (usize, Method, u16);
+
+static HANDLES: OnceLock<DashMap<HandleKey, Handles>> = OnceLock::new();
+
+fn handles(route: &str, method: &Method, status: u16) -> Handles {
+    let map = HANDLES.get_or_init(DashMap::new);
+    let key = (route.as_ptr() as usize, method.clone(), status);
+    if let Some(found) = map.get(&key) {
+        return found.clone();
+    }
+    let made = Handles {
+        requests: metrics::counter!("cairn_http_requests_total",
+            "method" => method.as_str().to_owned(),
+            "route" => route.to_owned(),
+            "status" => status.to_string()),
+        latency: metrics::histogram!(LATENCY,
+            "method" => method.as_str().to_owned(),
+            "route" => route.to_owned()),
+    };
+    map.insert(key, made.clone());
+    made
+}
+
 /// Middleware counting each request by route template and status, and timing it.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("cairn_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(LATENCY, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let handles = handles(
+        route.as_ref().map_or("unmatched", |r| r.as_str()),
+        &method,
+        response.status().as_u16(),
+    );
+    handles.requests.increment(1);
+    handles.latency.record(started.elapsed().as_secs_f64());
     response
 }

@@ -225,6 +225,5 @@ pub fn router(state: SharedState) -> Router {
                 ))
             },
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,7 +1,7 @@
 //! The native JSON API under `/api/v1`: auth, namespaces, configs, history, users.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -17,6 +17,27 @@ use super::{
 use crate::auth::{Caller, Role};
 use crate::service::{GrayInput, ListFilter, PublishInput};
 use crate::settings::Secret;
+
+/// The `If-None-Match` header alone (extracting the whole header map would copy it on
+/// every read).
+struct IfNoneMatch(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(
+            parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
+    }
+}
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -251,7 +272,7 @@ async fn get_config(
     Identity(client): Identity,
     path: KeyPath,
     ApiQuery(q): ApiQuery<GetQuery>,
-    headers: HeaderMap,
+    IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let key = config_key(path)?;
     let view = state
@@ -262,9 +283,8 @@ async fn get_config(
     let mut response = match q.view.as_deref() {
         Some("json") => Json(ConfigView::of_view(&view, true)).into_response(),
         Some("raw") | None => {
-            let not_modified = headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(|v| v.to_str().ok())
+            let not_modified = if_none_match
+                .as_deref()
                 .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
             let mut response = if not_modified {
                 StatusCode::NOT_MODIFIED.into_response()

@@ -107,20 +107,24 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
     // Many held connections need many descriptors, here and in the child servers.
     let _ = rlimit::increase_nofile_limit(1 << 20);
     let mut results = serde_json::Map::new();
+    let mut failed = Vec::new();
     for scenario in which {
         let started = Instant::now();
         eprintln!("running {scenario}…");
         let result = match *scenario {
-            "read" => scenarios::read(opts).await?,
-            "publish" => scenarios::publish_scenario(opts).await?,
-            "fanout" => scenarios::fanout(opts).await?,
-            "cross-node" => scenarios::cross_node(opts).await?,
-            _ => scenarios::startup(opts).await?,
+            "read" => scenarios::read(opts).await,
+            "publish" => scenarios::publish_scenario(opts).await,
+            "fanout" => scenarios::fanout(opts).await,
+            "cross-node" => scenarios::cross_node(opts).await,
+            _ => scenarios::startup(opts).await,
         };
-        eprintln!(
-            "{scenario} done in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
+        // A failed scenario is reported and the others still run.
+        let result = result.unwrap_or_else(|e| {
+            eprintln!("{scenario} failed: {e:#}");
+            failed.push(*scenario);
+            json!({ "error": format!("{e:#}") })
+        });
+        eprintln!("{scenario} done in {:.1} s", started.elapsed().as_secs_f64());
         results.insert((*scenario).to_owned(), result);
     }
     let report = json!({
@@ -134,6 +138,9 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
     }
     std::fs::write(&opts.json, serde_json::to_string_pretty(&report)?)?;
     eprintln!("results written to {}", opts.json.display());
+    if !failed.is_empty() {
+        anyhow::bail!("scenarios that did not complete: {}", failed.join(", "));
+    }
     Ok(())
 }
 

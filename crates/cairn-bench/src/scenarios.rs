@@ -371,6 +371,23 @@ pub async fn cross_node(opts: &Options) -> anyhow::Result<Value> {
     let mut latency = histogram();
     for round in 1..=rounds {
         // Wait until B has the current version, then hold a watch there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut conn = load::connect(b.addr).await?;
+        loop {
+            let (_, body) = load::send(
+                &mut conn,
+                request("GET", b.addr, "/api/v1/configs/public/bench/cross.txt?view=json", &token, None),
+            )
+            .await?;
+            let seen: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if seen["md5"].as_str() == Some(md5.as_str()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node B did not catch up with node A within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let request = Arc::new(load::watch_request(b.addr, &token, "cross.txt", &md5));
         let watcher = tokio::spawn(load::raw_watch(b.addr, load::source_ip(0), request));
         let deadline = Instant::now() + Duration::from_secs(10);

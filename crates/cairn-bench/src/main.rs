@@ -124,7 +124,10 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             failed.push(*scenario);
             json!({ "error": format!("{e:#}") })
         });
-        eprintln!("{scenario} done in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "{scenario} done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         results.insert((*scenario).to_owned(), result);
     }
     let report = json!({

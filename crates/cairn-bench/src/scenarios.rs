@@ -376,7 +376,13 @@ pub async fn cross_node(opts: &Options) -> anyhow::Result<Value> {
         loop {
             let (_, body) = load::send(
                 &mut conn,
-                request("GET", b.addr, "/api/v1/configs/public/bench/cross.txt?view=json", &token, None),
+                request(
+                    "GET",
+                    b.addr,
+                    "/api/v1/configs/public/bench/cross.txt?view=json",
+                    &token,
+                    None,
+                ),
             )
             .await?;
             let seen: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -268,77 +268,86 @@ struct ConfigQuery {
     data_center: Option<String>,
 }
 
-/// The parts every config read shares: access check, lookup, the client's view.
-struct Found {
+/// A config read as every config route takes it: the request checked against the app's
+/// access keys, the namespace found in the first cluster that has it, and the view of
+/// it this client gets.
+struct ConfigRead {
+    app: String,
+    /// As the path names it.
+    namespace: String,
+    /// The cluster the config came from.
     cluster: String,
+    release_key: Option<String>,
     view: View,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn find(
-    state: &SharedState,
-    uri: &OriginalUri,
-    headers: &HeaderMap,
-    identity: ClientInfo,
-    app: &str,
-    cluster: &str,
-    namespace: &str,
-    query: &ConfigQuery,
-) -> Result<Found, Response> {
-    let target = target(state, uri)?;
-    guard(state, app, headers, &target)?;
-    let not_found = || {
-        error(
-            StatusCode::NOT_FOUND,
-            "Could not load configurations",
-            &target.path,
+impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &SharedState,
+    ) -> Result<Self, Response> {
+        use axum::extract::{Path, Query};
+        let uri = OriginalUri::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let Identity(identity) = Identity::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let target = target(state, &uri)?;
+        let not_found = || {
+            error(
+                StatusCode::NOT_FOUND,
+                "Could not load configurations",
+                &target.path,
+            )
+        };
+        let Path(ConfigPath {
+            app,
+            cluster,
+            namespace,
+        }) = Path::<ConfigPath>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        let Query(query) = Query::<ConfigQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text(), &target.path))?;
+        guard(state, &app, &parts.headers, &target)?;
+        let group = Group::parse(&app).map_err(|_| not_found())?;
+        let (used, key) = resolve(
+            state,
+            &target.namespace,
+            &group,
+            &cluster,
+            query.data_center.as_deref(),
+            strip_properties(&namespace),
         )
-    };
-    let group = Group::parse(app).map_err(|_| not_found())?;
-    let name = strip_properties(namespace);
-    let (used, key) = resolve(
-        state,
-        &target.namespace,
-        &group,
-        cluster,
-        query.data_center.as_deref(),
-        name,
-    )
-    .ok_or_else(not_found)?;
-    let client = client(identity, query.ip.as_deref(), query.label.as_deref());
-    let view = state.service.view(&key, &client).ok_or_else(not_found)?;
-    Ok(Found {
-        cluster: used,
-        view,
-    })
+        .ok_or_else(not_found)?;
+        let client = client(identity, query.ip.as_deref(), query.label.as_deref());
+        let view = state.service.view(&key, &client).ok_or_else(not_found)?;
+        Ok(ConfigRead {
+            app,
+            namespace,
+            cluster: used,
+            release_key: query.release_key,
+            view,
+        })
+    }
 }
 
 /// GET /configs/{appId}/{cluster}/{namespace}: the configurations and release key, or
 /// 304 when the client's release key is current.
-async fn configs(
-    State(state): State<SharedState>,
-    uri: OriginalUri,
-    Identity(identity): Identity,
-    headers: HeaderMap,
-    axum::extract::Path(ConfigPath {
-        app,
-        cluster,
-        namespace,
-    }): axum::extract::Path<ConfigPath>,
-    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
-) -> Answer {
-    let found = find(
-        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
-    )?;
-    let key = release_key(&found.view);
-    if query.release_key.as_deref() == Some(key.as_str()) {
+async fn configs(read: ConfigRead) -> Answer {
+    let key = release_key(&read.view);
+    if read.release_key.as_deref() == Some(key.as_str()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
     Ok(Json(json!({
-        "appId": app,
-        "cluster": found.cluster,
-        "namespaceName": namespace,
-        "configurations": configurations(&found.view, &namespace),
+        "appId": read.app,
+        "cluster": read.cluster,
+        "namespaceName": read.namespace,
+        "configurations": configurations(&read.view, &read.namespace),
         "releaseKey": key,
     }))
     .into_response())
@@ -353,71 +362,27 @@ fn typed(content_type: &'static str, body: String) -> Response {
 }
 
 /// GET /configfiles/{appId}/{cluster}/{namespace}: the configurations as properties text.
-async fn config_file(
-    State(state): State<SharedState>,
-    uri: OriginalUri,
-    Identity(identity): Identity,
-    headers: HeaderMap,
-    axum::extract::Path(ConfigPath {
-        app,
-        cluster,
-        namespace,
-    }): axum::extract::Path<ConfigPath>,
-    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
-) -> Answer {
-    let found = find(
-        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
-    )?;
+async fn config_file(read: ConfigRead) -> Answer {
     Ok(typed(
         "text/plain;charset=UTF-8",
-        cairn_core::properties::to_text(&configurations(&found.view, &namespace)),
+        cairn_core::properties::to_text(&configurations(&read.view, &read.namespace)),
     ))
 }
 
 /// GET /configfiles/json/…: the configurations as a JSON object.
-async fn config_file_json(
-    State(state): State<SharedState>,
-    uri: OriginalUri,
-    Identity(identity): Identity,
-    headers: HeaderMap,
-    axum::extract::Path(ConfigPath {
-        app,
-        cluster,
-        namespace,
-    }): axum::extract::Path<ConfigPath>,
-    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
-) -> Answer {
-    let found = find(
-        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
-    )?;
-    let body = serde_json::to_string(&configurations(&found.view, &namespace)).unwrap_or_default();
+async fn config_file_json(read: ConfigRead) -> Answer {
+    let body =
+        serde_json::to_string(&configurations(&read.view, &read.namespace)).unwrap_or_default();
     Ok(typed("application/json;charset=UTF-8", body))
 }
 
 /// GET /configfiles/raw/…: a properties namespace as properties text, any other as its
 /// content, typed by its suffix.
-async fn config_file_raw(
-    State(state): State<SharedState>,
-    uri: OriginalUri,
-    Identity(identity): Identity,
-    headers: HeaderMap,
-    axum::extract::Path(ConfigPath {
-        app,
-        cluster,
-        namespace,
-    }): axum::extract::Path<ConfigPath>,
-    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
-) -> Answer {
-    let found = find(
-        &state, &uri, &headers, identity, &app, &cluster, &namespace, &query,
-    )?;
-    if is_properties(&namespace) {
-        return Ok(typed(
-            "text/plain;charset=UTF-8",
-            cairn_core::properties::to_text(&configurations(&found.view, &namespace)),
-        ));
+async fn config_file_raw(read: ConfigRead) -> Answer {
+    if is_properties(&read.namespace) {
+        return config_file(read).await;
     }
-    let lower = namespace.to_ascii_lowercase();
+    let lower = read.namespace.to_ascii_lowercase();
     let content_type = if lower.ends_with(".json") {
         "application/json;charset=UTF-8"
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
@@ -427,7 +392,7 @@ async fn config_file_raw(
     } else {
         "text/plain;charset=UTF-8"
     };
-    Ok(typed(content_type, found.view.content().to_owned()))
+    Ok(typed(content_type, read.view.content().to_owned()))
 }
 
 #[derive(Deserialize)]

@@ -478,10 +478,41 @@ impl Service {
         Ok(change.seq)
     }
 
+    /// Waits, up to `timeout`, until `check` finds something to answer a watcher of
+    /// `keys` with. `check` runs at once, and again after each change to one of the keys
+    /// (registration comes first, so a change between a check and the wait is not
+    /// missed). `None` when the time runs out or the node shuts down. Every surface's
+    /// long poll is this loop.
+    pub async fn wait_until<T>(
+        &self,
+        keys: Vec<ConfigKey>,
+        timeout: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if timeout.is_zero() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let registration = self.hub.register(keys);
+        loop {
+            if let Some(found) = check() {
+                return Some(found);
+            }
+            tokio::select! {
+                _ = registration.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return None,
+                _ = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
     /// The keys of `held` whose content, as `client` sees it, no longer has the md5 the
-    /// client holds (`""`: it holds nothing). Answers at once if some already differ,
-    /// else waits up to `timeout` for a change to one of them; empty when nothing
-    /// changed in time or the node is shutting down. Every surface's long poll is this.
+    /// client holds (`""`: it holds nothing): at once if some already differ, else after
+    /// waiting up to `timeout` for a change; empty when nothing changed in time.
     pub async fn wait_for_changes(
         &self,
         held: &[(ConfigKey, String)],
@@ -489,32 +520,17 @@ impl Service {
         timeout: std::time::Duration,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Vec<ConfigKey> {
-        let stale = || -> Vec<ConfigKey> {
-            held.iter()
+        let keys = held.iter().map(|(k, _)| k.clone()).collect();
+        self.wait_until(keys, timeout, shutdown, || {
+            let stale: Vec<ConfigKey> = held
+                .iter()
                 .filter(|(key, md5)| self.cache.md5_for(key, client).unwrap_or_default() != *md5)
                 .map(|(key, _)| key.clone())
-                .collect()
-        };
-        let now = stale();
-        if !now.is_empty() || timeout.is_zero() {
-            return now;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        // Registered before the second comparison, so a change in between is not missed.
-        let registration = self
-            .hub
-            .register(held.iter().map(|(k, _)| k.clone()).collect());
-        loop {
-            let now = stale();
-            if !now.is_empty() {
-                return now;
-            }
-            tokio::select! {
-                _ = registration.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => return Vec::new(),
-                _ = shutdown.cancelled() => return Vec::new(),
-            }
-        }
+                .collect();
+            (!stale.is_empty()).then_some(stale)
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Configs matching `filter`, in key order, one page of them, and the total count.

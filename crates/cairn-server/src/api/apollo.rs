@@ -518,29 +518,24 @@ async fn notifications(
             })
             .collect()
     };
-    // Registered before the first look, so a change in between is not missed; any
-    // change to a watched key (main or gray, for any client) wakes the poll, which then
+    // Any change to a watched key (main or gray, for any client) wakes the poll, which
     // answers if a notification id moved.
-    let registration = state.service.hub().register(
-        watched
-            .iter()
-            .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))
-            .collect(),
-    );
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
-    loop {
-        let changed = answer(&watched);
-        if !changed.is_empty() {
-            return Ok(Json(changed).into_response());
-        }
-        tokio::select! {
-            _ = registration.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = state.shutdown.cancelled() => break,
-        }
-    }
-    Ok(StatusCode::NOT_MODIFIED.into_response())
+    let keys = watched
+        .iter()
+        .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))
+        .collect();
+    let timeout = std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
+    let changed = state
+        .service
+        .wait_until(keys, timeout, &state.shutdown, || {
+            let changed = answer(&watched);
+            (!changed.is_empty()).then_some(changed)
+        })
+        .await;
+    Ok(match changed {
+        Some(changed) => Json(changed).into_response(),
+        None => StatusCode::NOT_MODIFIED.into_response(),
+    })
 }
 
 /// GET /services/config (and /services/admin): the live nodes as Apollo's meta server

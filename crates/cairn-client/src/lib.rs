@@ -16,7 +16,9 @@
 //!
 //! This crate depends on no server crate; its types mirror the API's JSON.
 
+mod local;
 mod types;
+mod watch;
 
 pub use types::*;
 
@@ -64,6 +66,8 @@ pub struct ClientBuilder {
     timeout: Duration,
     labels: Vec<String>,
     client_ip: Option<String>,
+    snapshot_dir: Option<std::path::PathBuf>,
+    failover_dir: Option<std::path::PathBuf>,
 }
 
 impl ClientBuilder {
@@ -82,6 +86,20 @@ impl ClientBuilder {
     /// The IP this client wants gray releases to see it as (default: its connection's).
     pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
         self.client_ip = Some(ip.into());
+        self
+    }
+
+    /// Where every config received is kept (written atomically); when no server
+    /// answers, reads are served from here and a log line says so.
+    pub fn snapshot_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.snapshot_dir = Some(dir.into());
+        self
+    }
+
+    /// An operator's override: a file `dir/namespace/group/data_id` is served instead of
+    /// the server's content, for as long as it exists.
+    pub fn failover_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.failover_dir = Some(dir.into());
         self
     }
 
@@ -113,6 +131,10 @@ impl ClientBuilder {
             timeout: self.timeout,
             labels: (!self.labels.is_empty()).then(|| self.labels.join(",")),
             client_ip: self.client_ip,
+            local: Arc::new(local::Local {
+                snapshots: self.snapshot_dir,
+                failover: self.failover_dir,
+            }),
         })
     }
 }
@@ -145,6 +167,8 @@ pub struct Client {
     labels: Option<String>,
     /// Sent as `X-Cairn-Client-Ip`.
     client_ip: Option<String>,
+    /// Snapshot and failover directories.
+    local: Arc<local::Local>,
 }
 
 impl Client {
@@ -157,6 +181,8 @@ impl Client {
             timeout: Duration::from_secs(10),
             labels: Vec::new(),
             client_ip: None,
+            snapshot_dir: None,
+            failover_dir: None,
         }
     }
 
@@ -325,15 +351,35 @@ impl Client {
     }
 
     /// A config with its content and metadata; `None` if it does not exist.
+    ///
+    /// A file in the failover directory wins over the server. What the server answers is
+    /// kept in the snapshot directory; when no server can be reached, the snapshot is
+    /// served instead (and a warning logged).
     pub async fn get(&self, key: &Key) -> Result<Option<Config>> {
+        if let Some(config) = self.local.failover(key) {
+            return Ok(Some(config));
+        }
         let request = self
             .request(Method::GET, self.config_url(key, &[]))
             .query(&[("view", "json")]);
-        match self.json(request).await {
-            Ok(config) => Ok(Some(config)),
+        match self.json::<Config>(request).await {
+            Ok(config) => {
+                self.local.keep(key, &config);
+                Ok(Some(config))
+            }
             Err(Error::Api {
                 status: 404, code, ..
-            }) if code == "config_not_found" => Ok(None),
+            }) if code == "config_not_found" => {
+                self.local.forget(key);
+                Ok(None)
+            }
+            Err(Error::Http(e)) => match self.local.snapshot(key) {
+                Some(config) => {
+                    tracing::warn!(key = %key, error = %e, "no server answers; serving the local snapshot");
+                    Ok(Some(config))
+                }
+                None => Err(Error::Http(e)),
+            },
             Err(e) => Err(e),
         }
     }

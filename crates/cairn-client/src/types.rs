@@ -93,7 +93,7 @@ impl Publish {
 }
 
 /// A config's metadata, and its content when the call returns it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Config {
     pub namespace: String,
     pub group: String,
@@ -277,4 +277,11 @@ impl std::fmt::Debug for AccessKey {
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }
+}
+
+/// A change a watch reports: the config's new state, `None` when it was deleted.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: Key,
+    pub config: Option<Config>,
 }

@@ -20,9 +20,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, listen: &str) -> Server {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
             .env("CAIRN_LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
@@ -54,10 +59,8 @@ impl Server {
 }
 
 async fn client(server: &str, dir: &Path) -> Client {
-    let anonymous = Client::builder(server).build().unwrap();
-    let token = anonymous.login("admin", PASSWORD).await.unwrap().token;
     Client::builder(server)
-        .token(token)
+        .credentials("admin", PASSWORD)
         .snapshot_dir(dir.join("snapshots"))
         .failover_dir(dir.join("failover"))
         .timeout(Duration::from_secs(2))
@@ -182,6 +185,34 @@ async fn a_thousand_keys_are_watched_through_one_loop() {
             ("k500.txt".to_owned(), Some("v1".to_owned())),
             ("k777.txt".to_owned(), Some("new".to_owned())),
         ]
+    );
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_earn_and_renew_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &["--token-ttl-secs", "2"],
+    );
+    let client = client(&server.address, dir.path()).await;
+    let key = Key::parse("public/app/renew.txt").unwrap();
+    client.publish(&key, &Publish::new("one")).await.unwrap();
+    // Past the first token's lifetime: the client has renewed it by itself.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        client.get(&key).await.unwrap().unwrap().content.as_deref(),
+        Some("one")
+    );
+    let wrong = Client::builder(&server.address)
+        .credentials("admin", "not-the-password")
+        .build()
+        .unwrap();
+    assert_eq!(
+        wrong.get(&key).await.unwrap_err().code(),
+        Some("bad_credentials")
     );
     server.kill();
 }

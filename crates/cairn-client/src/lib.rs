@@ -68,9 +68,17 @@ pub struct ClientBuilder {
     client_ip: Option<String>,
     snapshot_dir: Option<std::path::PathBuf>,
     failover_dir: Option<std::path::PathBuf>,
+    credentials: Option<(String, String)>,
 }
 
 impl ClientBuilder {
+    /// Log in with this user name and password; the client gets a token on its first
+    /// request and a new one before the current one expires.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((username.into(), password.into()));
+        self
+    }
+
     /// The access token from [`Client::login`].
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -135,6 +143,13 @@ impl ClientBuilder {
                 snapshots: self.snapshot_dir,
                 failover: self.failover_dir,
             }),
+            session: self.credentials.map(|(username, password)| {
+                Arc::new(Session {
+                    username,
+                    password,
+                    token: tokio::sync::Mutex::new(None),
+                })
+            }),
         })
     }
 }
@@ -169,6 +184,16 @@ pub struct Client {
     client_ip: Option<String>,
     /// Snapshot and failover directories.
     local: Arc<local::Local>,
+    /// Credentials, and the token they last earned, when the client logs itself in.
+    session: Option<Arc<Session>>,
+}
+
+/// A client that logs itself in: its credentials and current token with the time it
+/// should be renewed.
+struct Session {
+    username: String,
+    password: String,
+    token: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Client {
@@ -183,6 +208,7 @@ impl Client {
             client_ip: None,
             snapshot_dir: None,
             failover_dir: None,
+            credentials: None,
         }
     }
 
@@ -281,8 +307,49 @@ impl Client {
 
     /// Sends a request to the current node, and to the next ones while a node cannot
     /// be connected to (nothing was sent, so even a publish is safe to repeat).
+    /// The session's token, logging in first when there is none or it is due for renewal
+    /// (at four fifths of its lifetime).
+    async fn session_token(&self, session: &Session) -> Result<String> {
+        let mut token = session.token.lock().await;
+        if let Some((value, renew_at)) = token.as_ref() {
+            if std::time::Instant::now() < *renew_at {
+                return Ok(value.clone());
+            }
+        }
+        let request = self
+            .http
+            .post(self.url(&["api", "v1", "auth", "login"]))
+            .timeout(self.timeout)
+            .json(
+                &serde_json::json!({ "username": session.username, "password": session.password }),
+            )
+            .build()?;
+        let login: LoginResponse = self.send_built(request).await?.json().await?;
+        let renew_at = std::time::Instant::now() + Duration::from_secs(login.expires_in * 4 / 5);
+        *token = Some((login.token.clone(), renew_at));
+        Ok(login.token)
+    }
+
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
-        let request = request.build()?;
+        let mut request = request.build()?;
+        if let Some(session) = &self.session {
+            if !request.url().path().ends_with("/api/v1/auth/login") {
+                let token = self.session_token(session).await?;
+                if let Ok(value) =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                {
+                    request
+                        .headers_mut()
+                        .insert(reqwest::header::AUTHORIZATION, value);
+                }
+            }
+        }
+        self.send_built(request).await
+    }
+
+    /// Sends a built request to the current node, and to the next ones while a node
+    /// cannot be connected to.
+    async fn send_built(&self, request: reqwest::Request) -> Result<reqwest::Response> {
         let retryable =
             request.method() == Method::GET || request.url().path().ends_with("/api/v1/watch");
         let endpoints = self

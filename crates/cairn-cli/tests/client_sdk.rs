@@ -217,6 +217,56 @@ async fn credentials_earn_and_renew_tokens() {
     server.kill();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_reads_follow_the_format() {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Listen {
+        port: u16,
+        hosts: Vec<String>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = client(&server.address, dir.path()).await;
+    let yaml = Key::parse("public/app/server.yaml").unwrap();
+    client
+        .publish(&yaml, &Publish::new("port: 8080\nhosts: [a, b]\n"))
+        .await
+        .unwrap();
+    let toml = Key::parse("public/app/server.toml").unwrap();
+    client
+        .publish(&toml, &Publish::new("port = 9090\nhosts = [\"c\"]\n"))
+        .await
+        .unwrap();
+    let props = Key::parse("public/app/db.properties").unwrap();
+    client
+        .publish(&props, &Publish::new("url = jdbc:x\npool.size=5\n"))
+        .await
+        .unwrap();
+    let expected = Listen {
+        port: 8080,
+        hosts: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(
+        client.get_as::<Listen>(&yaml).await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(
+        client.get_as::<Listen>(&toml).await.unwrap().unwrap().port,
+        9090
+    );
+    let map: std::collections::BTreeMap<String, String> =
+        client.get_as(&props).await.unwrap().unwrap();
+    assert_eq!(map["pool.size"], "5");
+    let err = client.get_as::<Listen>(&props).await.unwrap_err();
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    assert!(client
+        .get_as::<Listen>(&Key::parse("public/app/none.yaml").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    server.kill();
+}
+
 /// `/metrics` read with a plain TCP exchange (it needs no token).
 async fn metrics_text(address: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -45,6 +45,12 @@ pub enum Error {
     BadUrl(String),
     #[error("{0:?} is not of the form namespace/group/data_id")]
     BadKey(String),
+    #[error("config {key} ({format}) does not fit the requested type: {message}")]
+    Decode {
+        key: String,
+        format: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -449,6 +455,34 @@ impl Client {
             },
             Err(e) => Err(e),
         }
+    }
+
+    /// A config's content deserialized by its format (yaml, json, toml, or properties as
+    /// a flat map of strings); `None` if it does not exist.
+    pub async fn get_as<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
+        let Some(config) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let content = config.content.unwrap_or_default();
+        let fail = |message: String| Error::Decode {
+            key: key.to_string(),
+            format: config.format.clone(),
+            message,
+        };
+        let value = match config.format.as_str() {
+            "yaml" => serde_yaml_ng::from_str(&content).map_err(|e| fail(e.to_string()))?,
+            "toml" => toml::from_str(&content).map_err(|e| fail(e.to_string()))?,
+            "properties" => {
+                let pairs =
+                    cairn_core::properties::parse(&content).map_err(|e| fail(e.to_string()))?;
+                serde_json::from_value(
+                    serde_json::to_value(pairs).map_err(|e| fail(e.to_string()))?,
+                )
+                .map_err(|e| fail(e.to_string()))?
+            }
+            _ => serde_json::from_str(&content).map_err(|e| fail(e.to_string()))?,
+        };
+        Ok(Some(value))
     }
 
     /// Creates or replaces a config.

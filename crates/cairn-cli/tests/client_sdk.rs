@@ -82,12 +82,25 @@ async fn snapshots_serve_while_no_server_answers_and_failover_wins() {
         client.get(&key).await.unwrap().unwrap().content.as_deref(),
         Some("url=v1\n")
     );
+    // Names that differ only in their extension keep snapshots of their own.
+    let sibling = Key::parse("public/app/db.yaml").unwrap();
+    client
+        .publish(&sibling, &Publish::new("url: yaml\n"))
+        .await
+        .unwrap();
+    client.get(&sibling).await.unwrap();
 
     // The server dies: the client keeps serving what it last received.
     let listen = server.address.trim_start_matches("http://").to_owned();
     server.kill();
     let kept = client.get(&key).await.unwrap().expect("the snapshot");
     assert_eq!(kept.content.as_deref(), Some("url=v1\n"));
+    let kept = client
+        .get(&sibling)
+        .await
+        .unwrap()
+        .expect("its own snapshot");
+    assert_eq!(kept.content.as_deref(), Some("url: yaml\n"));
 
     // A client that starts while no server answers starts from the snapshot too.
     let fresh = Client::builder(format!("http://{listen}"))

@@ -356,8 +356,10 @@ impl Client {
     /// Sends a built request to the current node, and to the next ones while a node
     /// cannot be connected to.
     async fn send_built(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        let retryable =
-            request.method() == Method::GET || request.url().path().ends_with("/api/v1/watch");
+        // Reads, and the watch (a POST that changes nothing), may go again to another node.
+        let retryable = request.method() == Method::GET
+            || (request.method() == Method::POST
+                && request.url().path().ends_with("/api/v1/watch"));
         let endpoints = self
             .endpoints
             .read()
@@ -432,6 +434,21 @@ impl Client {
         if let Some(config) = self.local.failover(key) {
             return Ok(Some(config));
         }
+        match self.fetch(key).await {
+            Err(Error::Http(e)) => match self.local.snapshot(key) {
+                Some(config) => {
+                    tracing::warn!(key = %key, error = %e, "no server answers; serving the local snapshot");
+                    Ok(Some(config))
+                }
+                None => Err(Error::Http(e)),
+            },
+            other => other,
+        }
+    }
+
+    /// A config from the server only (no failover file, no snapshot fallback); what it
+    /// answers is kept as the snapshot.
+    pub(crate) async fn fetch(&self, key: &Key) -> Result<Option<Config>> {
         let request = self
             .request(Method::GET, self.config_url(key, &[]))
             .query(&[("view", "json")]);
@@ -446,13 +463,6 @@ impl Client {
                 self.local.forget(key);
                 Ok(None)
             }
-            Err(Error::Http(e)) => match self.local.snapshot(key) {
-                Some(config) => {
-                    tracing::warn!(key = %key, error = %e, "no server answers; serving the local snapshot");
-                    Ok(Some(config))
-                }
-                None => Err(Error::Http(e)),
-            },
             Err(e) => Err(e),
         }
     }

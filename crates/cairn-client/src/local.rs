@@ -10,14 +10,26 @@ pub(crate) struct Local {
     pub failover: Option<PathBuf>,
 }
 
-fn path(dir: &Path, key: &Key) -> PathBuf {
-    dir.join(&key.namespace).join(&key.group).join(&key.data_id)
+/// Where `key` lives under `dir`, with `suffix` added to the file name; `None` for a key
+/// that is not a valid config key (it could name a path outside `dir`).
+fn path(dir: &Path, key: &Key, suffix: &str) -> Option<PathBuf> {
+    let parts = [&key.namespace, &key.group, &key.data_id];
+    if cairn_core::ConfigKey::parse(&key.namespace, &key.group, &key.data_id).is_err()
+        || parts.iter().any(|p| *p == "." || *p == "..")
+    {
+        return None;
+    }
+    Some(
+        dir.join(&key.namespace)
+            .join(&key.group)
+            .join(format!("{}{suffix}", key.data_id)),
+    )
 }
 
 impl Local {
     /// The operator's pinned content for `key`, if any.
     pub fn failover(&self, key: &Key) -> Option<Config> {
-        let content = std::fs::read_to_string(path(self.failover.as_ref()?, key)).ok()?;
+        let content = std::fs::read_to_string(path(self.failover.as_ref()?, key, "")?).ok()?;
         tracing::info!(key = %key, "serving the failover file");
         Some(Config {
             namespace: key.namespace.clone(),
@@ -26,7 +38,9 @@ impl Local {
             md5: cairn_core::md5::md5_hex(&content),
             size: content.len(),
             content: Some(content),
-            format: String::new(),
+            format: cairn_core::Format::from_file_name(&key.data_id)
+                .unwrap_or_default()
+                .to_string(),
             revision: -1,
             description: "failover file".to_owned(),
             tags: Vec::new(),
@@ -38,18 +52,26 @@ impl Local {
         })
     }
 
-    /// Keeps `config` as `key`'s snapshot: written to a temporary file and renamed, so a
-    /// crash never leaves a torn snapshot.
+    /// Keeps `config` as `key`'s snapshot: written to a temporary file of its own, synced
+    /// and renamed, so neither a crash nor a concurrent write leaves a torn snapshot.
     pub fn keep(&self, key: &Key, config: &Config) {
-        let Some(dir) = &self.snapshots else {
+        let Some(target) = self
+            .snapshots
+            .as_ref()
+            .and_then(|dir| path(dir, key, ".json"))
+        else {
             return;
         };
-        let target = path(dir, key).with_extension("json");
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let result = (|| -> std::io::Result<()> {
             let parent = target.parent().expect("a snapshot path has a parent");
             std::fs::create_dir_all(parent)?;
-            let tmp = target.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(config)?)?;
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp =
+                target.with_file_name(format!(".{}.{}.{n}.tmp", key.data_id, std::process::id()));
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &serde_json::to_vec(config)?)?;
+            file.sync_all()?;
             std::fs::rename(&tmp, &target)
         })();
         if let Err(e) = result {
@@ -59,15 +81,22 @@ impl Local {
 
     /// Drops `key`'s snapshot (the config was deleted).
     pub fn forget(&self, key: &Key) {
-        if let Some(dir) = &self.snapshots {
-            let _ = std::fs::remove_file(path(dir, key).with_extension("json"));
+        if let Some(target) = self
+            .snapshots
+            .as_ref()
+            .and_then(|dir| path(dir, key, ".json"))
+        {
+            let _ = std::fs::remove_file(target);
         }
     }
 
-    /// `key`'s snapshot, if one was kept.
+    /// `key`'s snapshot, if one was kept (and it is that key's).
     pub fn snapshot(&self, key: &Key) -> Option<Config> {
-        let text =
-            std::fs::read(path(self.snapshots.as_ref()?, key).with_extension("json")).ok()?;
-        serde_json::from_slice(&text).ok()
+        let text = std::fs::read(path(self.snapshots.as_ref()?, key, ".json")?).ok()?;
+        let config: Config = serde_json::from_slice(&text).ok()?;
+        (config.namespace == key.namespace
+            && config.group == key.group
+            && config.data_id == key.data_id)
+            .then_some(config)
     }
 }

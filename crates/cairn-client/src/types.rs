@@ -21,15 +21,11 @@ impl Key {
         }
     }
 
-    /// Parses `namespace/group/data_id`.
+    /// Parses `namespace/group/data_id`, with Cairn's name rules.
     pub fn parse(path: &str) -> Result<Self, Error> {
-        let mut parts = path.splitn(3, '/');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(ns), Some(g), Some(d)) if !ns.is_empty() && !g.is_empty() && !d.is_empty() => {
-                Ok(Self::new(ns, g, d))
-            }
-            _ => Err(Error::BadKey(path.to_owned())),
-        }
+        cairn_core::ConfigKey::parse_path(path)
+            .map(|k| Self::new(k.namespace.as_str(), k.group.as_str(), k.data_id.as_str()))
+            .map_err(|_| Error::BadKey(path.to_owned()))
     }
 }
 

@@ -75,19 +75,30 @@ impl Client {
             match result {
                 Ok(changed) => {
                     backoff[index] = Duration::ZERO;
+                    let mut skipped = false;
                     for change in changed {
                         let key = change.key();
+                        if !held.contains_key(&key) {
+                            continue;
+                        }
                         let config = if change.exists {
-                            match self.get(&key).await {
+                            // From the server, not a failover file: the watch follows the
+                            // server's content.
+                            match self.fetch(&key).await {
                                 Ok(config) => config,
-                                // Not read: the next poll reports it again.
-                                Err(_) => continue,
+                                Err(_) => {
+                                    // Not read: the next poll reports it again, later.
+                                    skipped = true;
+                                    continue;
+                                }
                             }
                         } else {
+                            self.local.forget(&key);
                             None
                         };
                         let md5 = config.as_ref().map(|c| c.md5.clone()).unwrap_or_default();
                         if held.get(&key) == Some(&md5) {
+                            skipped = true;
                             continue;
                         }
                         held.insert(key.clone(), md5);
@@ -95,6 +106,19 @@ impl Client {
                             return;
                         }
                     }
+                    if skipped {
+                        // A change that could not be taken must not make the loop spin.
+                        backoff[index] = Duration::from_millis(200);
+                    }
+                }
+                Err(crate::Error::Api {
+                    status,
+                    code,
+                    message,
+                }) if (400..500).contains(&status) => {
+                    // The server refuses this watch as asked; retrying cannot help.
+                    tracing::error!(status, code = %code, message = %message, "watch refused; it ends");
+                    return;
                 }
                 Err(e) => {
                     backoff[index] = (backoff[index] * 2)

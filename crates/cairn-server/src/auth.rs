@@ -462,11 +462,6 @@ impl Auth {
         })
     }
 
-    /// The token lifetime, in seconds.
-    pub fn token_ttl_secs(&self) -> u64 {
-        self.ttl_secs
-    }
-
     /// Re-reads the users from the database, picking up changes other nodes made.
     pub async fn reload_users(&self) -> Result<(), AuthError> {
         // Under the lock, so a change this node makes meanwhile is not overwritten by

@@ -308,11 +308,6 @@ impl Cache {
         self.len() == 0
     }
 
-    /// Gray releases currently active.
-    pub fn gray_count(&self) -> usize {
-        self.grays.len()
-    }
-
     /// Every config matching `keep`, in key order.
     pub fn select(&self, keep: impl Fn(&ConfigRecord) -> bool) -> Vec<Arc<ConfigRecord>> {
         let mut found = self.configs.select(keep);

@@ -511,21 +511,25 @@ impl Service {
     }
 
     /// The keys of `held` whose content, as `client` sees it, no longer has the md5 the
-    /// client holds (`""`: it holds nothing): at once if some already differ, else after
-    /// waiting up to `timeout` for a change; empty when nothing changed in time.
+    /// client holds (`""`: it holds nothing), each with what the client now sees (`None`:
+    /// no such config): at once if some already differ, else after waiting up to
+    /// `timeout` for a change; empty when nothing changed in time.
     pub async fn wait_for_changes(
         &self,
         held: &[(ConfigKey, String)],
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Vec<ConfigKey> {
+    ) -> Vec<(ConfigKey, Option<View>)> {
         let keys = held.iter().map(|(k, _)| k.clone()).collect();
         self.wait_until(keys, timeout, shutdown, || {
-            let stale: Vec<ConfigKey> = held
+            let stale: Vec<(ConfigKey, Option<View>)> = held
                 .iter()
-                .filter(|(key, md5)| self.cache.md5_for(key, client).unwrap_or_default() != *md5)
-                .map(|(key, _)| key.clone())
+                .filter_map(|(key, md5)| {
+                    let view = self.cache.view(key, client);
+                    let now = view.as_ref().map_or("", |v| v.md5());
+                    (now != md5).then(|| (key.clone(), view))
+                })
                 .collect();
             (!stale.is_empty()).then_some(stale)
         })

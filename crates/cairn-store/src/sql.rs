@@ -405,11 +405,12 @@ macro_rules! sql_backend {
                 })
             }
 
-            async fn gray_in(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                key: &ConfigKey,
-            ) -> Result<Option<GrayRecord>> {
+            /// A config's gray release, read through `executor` (a pool or an open
+            /// transaction).
+            async fn select_gray<'e, E>(&self, executor: E, key: &ConfigKey) -> Result<Option<GrayRecord>>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
                 let sql = self.sql(
                     "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
                      labels, created_by, created_at FROM gray_releases \
@@ -419,9 +420,17 @@ macro_rules! sql_backend {
                     .bind(key.namespace.as_str())
                     .bind(key.group.as_str())
                     .bind(key.data_id.as_str())
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(executor)
                     .await?;
                 row.as_ref().map(gray_from_row).transpose()
+            }
+
+            async fn gray_in(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                key: &ConfigKey,
+            ) -> Result<Option<GrayRecord>> {
+                self.select_gray(&mut **tx, key).await
             }
 
             async fn drop_gray(
@@ -766,18 +775,7 @@ macro_rules! sql_backend {
 
             #[instrument(skip(self), err(level = "debug"))]
             async fn get_gray(&self, key: &ConfigKey) -> Result<Option<GrayRecord>> {
-                let sql = self.sql(
-                    "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
-                     labels, created_by, created_at FROM gray_releases \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(&self.reader)
-                    .await?;
-                row.as_ref().map(gray_from_row).transpose()
+                self.select_gray(&self.reader, key).await
             }
 
             #[instrument(skip_all, fields(key = %write.key), err(level = "debug"))]

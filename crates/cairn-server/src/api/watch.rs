@@ -15,7 +15,7 @@ use futures::Stream;
 use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
 use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
 use crate::auth::Caller;
-use crate::cache::Cache;
+use crate::cache::{Cache, View};
 use crate::hub::Registration;
 
 pub fn router() -> Router<SharedState> {
@@ -26,7 +26,11 @@ pub fn router() -> Router<SharedState> {
 
 /// What `client` would read of `key` now.
 fn current_state(cache: &Cache, key: &ConfigKey, client: &ClientInfo) -> ChangedKey {
-    let view = cache.view(key, client);
+    state_of(key, cache.view(key, client))
+}
+
+/// A watched key's state as the watch answers it.
+fn state_of(key: &ConfigKey, view: Option<View>) -> ChangedKey {
     ChangedKey {
         namespace: key.namespace.to_string(),
         group: key.group.to_string(),
@@ -83,11 +87,10 @@ pub async fn watch(
         .service
         .wait_for_changes(&held, &client, timeout, &state.shutdown)
         .await;
-    let cache = state.service.cache();
     Ok(Json(WatchResponse {
         changed: stale
-            .iter()
-            .map(|key| current_state(cache, key, &client))
+            .into_iter()
+            .map(|(key, view)| state_of(&key, view))
             .collect(),
     }))
 }

@@ -477,7 +477,7 @@ async fn listen(
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());
     }
-    let stale: std::collections::HashSet<ConfigKey> = stale.into_iter().collect();
+    let stale: std::collections::HashSet<ConfigKey> = stale.into_iter().map(|(k, _)| k).collect();
     let mut seen = std::collections::HashSet::new();
     let mut text = String::new();
     for l in listened.iter().filter(|l| stale.contains(&l.key)) {

@@ -155,20 +155,9 @@ async fn a_thousand_keys_are_watched_through_one_loop() {
     for key in keys.iter().step_by(10) {
         client.publish(key, &Publish::new("v0")).await.unwrap();
     }
-    let mut changes = Box::pin(client.watch_stream(keys.clone()));
+    let mut changes = client.watch_stream(keys.clone()).await;
     // One long poll carries all 1,000 keys.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = metrics_text(&server.address).await;
-        if metrics.lines().any(|l| l == "cairn_watchers_held 1") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the watch was not held: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_watchers(&server.address, 1).await;
     // A change to an existing key, a created key and a deleted one are each reported.
     client
         .publish(&keys[500], &Publish::new("v1"))
@@ -277,6 +266,235 @@ async fn typed_reads_follow_the_format() {
         .await
         .unwrap()
         .is_none());
+    server.kill();
+}
+
+/// Waits until the server holds `n` watch requests.
+async fn wait_for_watchers(address: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = metrics_text(address).await;
+        if metrics
+            .lines()
+            .any(|l| l == format!("cairn_watchers_held {n}"))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} watches were not held: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The contents a listener has been called with (`None`: deleted).
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+async fn wait_for_calls(calls: &Calls, n: usize) -> Vec<Option<String>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calls.lock().unwrap().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {n} calls, got {:?}",
+            calls.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    calls.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_hear_each_change_once_in_order_through_the_shared_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = client(&server.address, dir.path()).await;
+    let key = Key::parse("public/app/flag.txt").unwrap();
+    let other = Key::parse("public/app/other.txt").unwrap();
+    client.publish(&key, &Publish::new("v0")).await.unwrap();
+
+    let calls: Calls = Default::default();
+    let sink = calls.clone();
+    let listener = client
+        .add_listener(key.clone(), move |change| {
+            sink.lock()
+                .unwrap()
+                .push(change.config.and_then(|c| c.content))
+        })
+        .await;
+    let other_calls: Calls = Default::default();
+    let sink = other_calls.clone();
+    let _other = client
+        .add_listener(other.clone(), move |change| {
+            sink.lock()
+                .unwrap()
+                .push(change.config.and_then(|c| c.content))
+        })
+        .await;
+    let _stream = client.watch_stream(vec![key.clone(), other.clone()]).await;
+    // Two listeners and a stream of the same client: one held long poll.
+    wait_for_watchers(&server.address, 1).await;
+
+    for i in 1..=5 {
+        client
+            .publish(&key, &Publish::new(format!("v{i}")))
+            .await
+            .unwrap();
+        wait_for_calls(&calls, i).await;
+    }
+    // The same content again is no change.
+    client.publish(&key, &Publish::new("v5")).await.unwrap();
+    client.delete(&key, None).await.unwrap();
+    let seen = wait_for_calls(&calls, 6).await;
+    let expected: Vec<Option<String>> = (1..=5)
+        .map(|i| Some(format!("v{i}")))
+        .chain([None])
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(other_calls.lock().unwrap().is_empty());
+
+    // A burst faster than a round trip: the listener may skip versions it was never
+    // shown, but it goes only forward and ends on the last one.
+    for i in 10..30 {
+        client
+            .publish(&key, &Publish::new(format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calls.lock().unwrap().last() != Some(&Some("v29".to_owned())) {
+        assert!(std::time::Instant::now() < deadline, "{calls:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let burst: Vec<u32> = calls.lock().unwrap()[6..]
+        .iter()
+        .map(|c| c.as_deref().unwrap()[1..].parse().unwrap())
+        .collect();
+    assert!(burst.windows(2).all(|w| w[0] < w[1]), "{burst:?}");
+
+    // Removed: not called again.
+    listener.remove();
+    let before = calls.lock().unwrap().len();
+    client.publish(&other, &Publish::new("o1")).await.unwrap();
+    client.publish(&key, &Publish::new("after")).await.unwrap();
+    wait_for_calls(&other_calls, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.lock().unwrap().len(), before);
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layered_manager_follows_the_server_and_outlives_it() {
+    use cairn_client::layered::{EventKind, Manager};
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Registry {
+        interval: u64,
+        servers: Vec<String>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let listen = server.address.trim_start_matches("http://").to_owned();
+    let client = client(&server.address, dir.path()).await;
+    let app = Key::parse("public/svc/app.yaml").unwrap();
+    let routes = Key::parse("public/svc/routes.json").unwrap();
+    client
+        .publish(
+            &app,
+            &Publish::new("registry:\n  interval: 30\n  servers: [a]\nname: svc\n"),
+        )
+        .await
+        .unwrap();
+    client
+        .publish(&routes, &Publish::new(r#"{"/a": "x"}"#))
+        .await
+        .unwrap();
+    let env = [("SVC_REGISTRY__INTERVAL", "99"), ("SVC_EXTRA", "from-env")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let manager = Manager::builder()
+        .env_from("SVC_", env.clone())
+        .remote(&client, app.clone())
+        .remote_whole(&client, routes.clone(), "routes")
+        .build()
+        .await
+        .unwrap();
+    // Remote beats the environment by default; what only the environment has shows.
+    let registry = manager.handle::<Registry>("registry").unwrap();
+    assert_eq!(registry.get().interval, 30);
+    assert_eq!(manager.get::<String>("extra").unwrap(), "from-env");
+    assert_eq!(manager.get::<String>("routes./a").unwrap(), "x");
+    let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = batches.clone();
+    manager.on_prefix("", move |events| {
+        sink.lock().unwrap().push(
+            events
+                .iter()
+                .map(|e| (e.key.clone(), e.kind))
+                .collect::<Vec<_>>(),
+        )
+    });
+
+    // One publish is one batch with every key it changed.
+    client
+        .publish(
+            &app,
+            &Publish::new("registry:\n  interval: 5\n  servers: [a, b]\n"),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while batches.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        batches.lock().unwrap()[0],
+        [
+            ("name".to_owned(), EventKind::Deleted),
+            ("registry.interval".to_owned(), EventKind::Updated),
+            ("registry.servers".to_owned(), EventKind::Updated),
+        ]
+    );
+    assert_eq!(
+        *registry.get(),
+        Registry {
+            interval: 5,
+            servers: vec!["a".into(), "b".into()]
+        }
+    );
+
+    // The server dies: values stay. A manager started now starts from the snapshots.
+    server.kill();
+    assert_eq!(manager.get::<u64>("registry.interval").unwrap(), 5);
+    let offline = Client::builder(format!("http://{listen}"))
+        .snapshot_dir(dir.path().join("snapshots"))
+        .build()
+        .unwrap();
+    let cold = Manager::builder()
+        .remote(&offline, app.clone())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(cold.get::<u64>("registry.interval").unwrap(), 5);
+
+    // The server returns: the watch finds it again and the next publish arrives.
+    let server = Server::start(&dir.path().join("data"), &listen);
+    client
+        .publish(&routes, &Publish::new(r#"{"/a": "y", "/b": "z"}"#))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while batches.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        batches.lock().unwrap()[1],
+        [("routes".to_owned(), EventKind::Updated)]
+    );
+    assert_eq!(manager.get::<String>("routes./b").unwrap(), "z");
     server.kill();
 }
 

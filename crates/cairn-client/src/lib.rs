@@ -16,11 +16,13 @@
 //!
 //! This crate depends on no server crate; its types mirror the API's JSON.
 
+pub mod layered;
 mod local;
 mod types;
 mod watch;
 
 pub use types::*;
+pub use watch::{Listener, WatchStream};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -45,6 +47,15 @@ pub enum Error {
     BadUrl(String),
     #[error("{0:?} is not of the form namespace/group/data_id")]
     BadKey(String),
+    /// The layered manager has no value at this key.
+    #[error("no configuration value at {key:?}")]
+    Missing { key: String },
+    /// The layered manager's value at this key does not convert to the requested type.
+    #[error("configuration value {key:?} does not fit the requested type: {message}")]
+    Value { key: String, message: String },
+    /// A source of the layered manager cannot be read.
+    #[error("cannot read configuration source {origin}: {message}")]
+    Source { origin: String, message: String },
     #[error("config {key} ({format}) does not fit the requested type: {message}")]
     Decode {
         key: String,
@@ -156,6 +167,7 @@ impl ClientBuilder {
                     token: tokio::sync::Mutex::new(None),
                 })
             }),
+            watcher: Arc::default(),
         })
     }
 }
@@ -192,6 +204,8 @@ pub struct Client {
     local: Arc<local::Local>,
     /// Credentials, and the token they last earned, when the client logs itself in.
     session: Option<Arc<Session>>,
+    /// The keys this client watches, shared by clones that send the same identity.
+    watcher: Arc<watch::Watcher>,
 }
 
 /// A client that logs itself in: its credentials and current token with the time it
@@ -221,6 +235,7 @@ impl Client {
     /// The same client, sending `token` from now on.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self.watcher = Arc::default();
         self
     }
 
@@ -288,12 +303,15 @@ impl Client {
     pub fn with_labels(mut self, labels: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let labels: Vec<String> = labels.into_iter().map(Into::into).collect();
         self.labels = (!labels.is_empty()).then(|| labels.join(","));
+        // Watches answer by labels, so this client watches on its own.
+        self.watcher = Arc::default();
         self
     }
 
     /// The same client, asking gray releases to see it as `ip`.
     pub fn with_client_ip(mut self, ip: impl Into<String>) -> Self {
         self.client_ip = Some(ip.into());
+        self.watcher = Arc::default();
         self
     }
 

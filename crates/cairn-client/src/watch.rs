@@ -1,14 +1,18 @@
-//! Watching many configs with one loop: every key a client watches is carried in the
-//! same long polls (split into batches of a few thousand keys), each change is read and
-//! reported once, in order, and errors are retried with jittered exponential backoff
-//! across the known nodes.
+//! Watching many configs with one loop: every key a client watches, through any number
+//! of streams and listeners, is carried in the same long polls (split into batches of a
+//! few thousand keys); each change is read once and handed, in order, to everyone
+//! watching that key; errors are retried with jittered exponential backoff across the
+//! known nodes.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::{Change, Client, Key, WatchKey};
 
@@ -16,6 +20,8 @@ use crate::{Change, Client, Key, WatchKey};
 const BATCH: usize = 2_000;
 /// How long each long poll is held.
 const HOLD: Duration = Duration::from_secs(30);
+/// How many keys' current md5 are read at once when a watch starts.
+const BASELINE_READS: usize = 16;
 
 /// A delay between `base` and twice `base`, different for each caller, so that many
 /// clients that lost their server do not come back in step.
@@ -26,84 +32,217 @@ fn jittered(base: Duration) -> Duration {
     base + base.mul_f64(f64::from(nanos % 1_000) / 1_000.0)
 }
 
-impl Client {
-    /// Watches `keys` and yields every change to them: the new config (read once, so
-    /// never stale), or `None` after a deletion. Changes before the call are not
-    /// reported; a key that does not exist yet is reported when it is created. The
-    /// watch ends when the stream is dropped.
-    pub fn watch_stream(&self, keys: Vec<Key>) -> impl Stream<Item = Change> + Send + 'static {
-        let (tx, rx) = mpsc::channel(1024);
-        let client = self.clone();
-        tokio::spawn(async move { client.watch_loop(keys, tx).await });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+/// The keys a client watches and who is told of their changes; shared by the client's
+/// clones that send the same labels and identity.
+#[derive(Default)]
+pub(crate) struct Watcher {
+    state: Mutex<State>,
+    /// Woken when keys are added or removed, so the loop rebuilds its polls.
+    rebuild: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<Key, Watched>,
+    next_id: u64,
+    /// Whether the loop task is running.
+    running: bool,
+}
+
+/// A watched key: the md5 last handed out, and the subscriptions that want its changes.
+struct Watched {
+    md5: String,
+    subscribers: Vec<(u64, mpsc::UnboundedSender<Change>)>,
+}
+
+impl Watcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("watch state poisoned")
     }
 
-    async fn watch_loop(self, keys: Vec<Key>, tx: mpsc::Sender<Change>) {
-        // What this client holds for each key: the md5 it last reported.
-        let mut held: HashMap<Key, String> = HashMap::new();
-        for key in &keys {
-            let md5 = self
-                .get(key)
-                .await
-                .ok()
-                .flatten()
-                .map(|c| c.md5)
-                .unwrap_or_default();
-            held.insert(key.clone(), md5);
+    /// Stops telling subscription `id` about `keys`; keys nobody watches leave the polls.
+    fn unsubscribe(&self, id: u64, keys: &[Key]) {
+        let mut state = self.lock();
+        let mut removed = false;
+        for key in keys {
+            if let Some(watched) = state.keys.get_mut(key) {
+                watched.subscribers.retain(|(sid, _)| *sid != id);
+                if watched.subscribers.is_empty() {
+                    state.keys.remove(key);
+                    removed = true;
+                }
+            }
         }
-        let batches: Vec<Vec<Key>> = keys.chunks(BATCH).map(<[Key]>::to_vec).collect();
-        let poll = |index: usize, held: &HashMap<Key, String>, delay: Duration| {
-            let request: Vec<WatchKey> = batches[index]
-                .iter()
-                .map(|k| WatchKey::new(k, held.get(k).cloned().unwrap_or_default()))
-                .collect();
+        if removed {
+            self.rebuild.notify_one();
+        }
+    }
+}
+
+/// The changes to a set of watched keys, in the order they happened for each key: the
+/// new config (read once, so never stale), or `None` after a deletion. Dropping it stops
+/// the watch of keys nobody else watches.
+pub struct WatchStream {
+    rx: mpsc::UnboundedReceiver<Change>,
+    id: u64,
+    keys: Vec<Key>,
+    watcher: Arc<Watcher>,
+}
+
+impl Stream for WatchStream {
+    type Item = Change;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.watcher.unsubscribe(self.id, &self.keys);
+    }
+}
+
+/// A callback registered with [`Client::add_listener`]; it stays registered until
+/// [`Listener::remove`] is called (dropping the handle does not remove it).
+pub struct Listener {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Unregisters the callback; it is not called again.
+    pub fn remove(self) {
+        // Aborting the task drops its stream, which stops the watch of its key.
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Watches `keys` and yields every later change to them: the new config (read once,
+    /// so never stale), or `None` after a deletion. Changes before the call are not
+    /// reported; a key that does not exist yet is reported when it is created. All the
+    /// keys of all of a client's streams and listeners share one long-poll loop.
+    pub async fn watch_stream(&self, keys: Vec<Key>) -> WatchStream {
+        // Where each key stands now, for keys not already watched: the server's md5, or
+        // the snapshot's when no server answers (what this process is serving).
+        let unknown: Vec<Key> = {
+            let state = self.watcher.lock();
+            keys.iter()
+                .filter(|k| !state.keys.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        let baselines: HashMap<Key, String> = futures::stream::iter(unknown)
+            .map(|key| async move {
+                let md5 = match self.fetch(&key).await {
+                    Ok(config) => config.map(|c| c.md5),
+                    Err(_) => self.local.snapshot(&key).map(|c| c.md5),
+                };
+                (key, md5.unwrap_or_default())
+            })
+            .buffer_unordered(BASELINE_READS)
+            .collect()
+            .await;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut state = self.watcher.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        for key in &keys {
+            let watched = state.keys.entry(key.clone()).or_insert_with(|| Watched {
+                md5: baselines.get(key).cloned().unwrap_or_default(),
+                subscribers: Vec::new(),
+            });
+            watched.subscribers.push((id, tx.clone()));
+        }
+        if !state.running && !state.keys.is_empty() {
+            state.running = true;
+            tokio::spawn(self.clone().watch_loop());
+        } else {
+            self.watcher.rebuild.notify_one();
+        }
+        drop(state);
+        WatchStream {
+            rx,
+            id,
+            keys,
+            watcher: self.watcher.clone(),
+        }
+    }
+
+    /// Calls `listener` with every later change to `key`, once per change and in order,
+    /// with the config as it is after that change (`None`: deleted). It runs on a task
+    /// of its own, so a slow listener delays only itself. The key shares the client's
+    /// one long-poll loop with every other watched key.
+    pub async fn add_listener<F>(&self, key: Key, mut listener: F) -> Listener
+    where
+        F: FnMut(Change) + Send + 'static,
+    {
+        let mut stream = self.watch_stream(vec![key]).await;
+        Listener {
+            task: tokio::spawn(async move {
+                while let Some(change) = stream.next().await {
+                    listener(change);
+                }
+            }),
+        }
+    }
+
+    /// The polls of every watched key, rebuilt whenever keys are added or removed; ends
+    /// when nobody watches anything.
+    async fn watch_loop(self) {
+        loop {
+            let batches: Vec<Vec<Key>> = {
+                let mut state = self.watcher.lock();
+                if state.keys.is_empty() {
+                    state.running = false;
+                    return;
+                }
+                let keys: Vec<Key> = state.keys.keys().cloned().collect();
+                keys.chunks(BATCH).map(<[Key]>::to_vec).collect()
+            };
+            if !self.poll_batches(&batches).await {
+                let mut state = self.watcher.lock();
+                state.keys.clear();
+                state.running = false;
+                return;
+            }
+        }
+    }
+
+    /// Polls `batches` until the set of watched keys changes (true) or the server refuses
+    /// the watch (false).
+    async fn poll_batches(&self, batches: &[Vec<Key>]) -> bool {
+        let poll = |index: usize, delay: Duration| {
+            let request: Vec<WatchKey> = {
+                let state = self.watcher.lock();
+                batches[index]
+                    .iter()
+                    .map(|k| WatchKey::new(k, state.keys.get(k).map_or("", |w| &w.md5)))
+                    .collect()
+            };
             let client = self.clone();
             async move {
                 tokio::time::sleep(delay).await;
                 (index, client.watch(&request, HOLD).await)
             }
         };
-        let mut polls = FuturesUnordered::new();
+        let mut polls: FuturesUnordered<_> = (0..batches.len())
+            .map(|index| poll(index, Duration::ZERO))
+            .collect();
         let mut backoff = vec![Duration::ZERO; batches.len()];
-        for index in 0..batches.len() {
-            polls.push(poll(index, &held, Duration::ZERO));
-        }
-        while let Some((index, result)) = polls.next().await {
-            if tx.is_closed() {
-                return;
-            }
+        loop {
+            let (index, result) = tokio::select! {
+                _ = self.watcher.rebuild.notified() => return true,
+                Some(done) = polls.next() => done,
+            };
             match result {
                 Ok(changed) => {
                     backoff[index] = Duration::ZERO;
                     let mut skipped = false;
                     for change in changed {
-                        let key = change.key();
-                        if !held.contains_key(&key) {
-                            continue;
-                        }
-                        let config = if change.exists {
-                            // From the server, not a failover file: the watch follows the
-                            // server's content.
-                            match self.fetch(&key).await {
-                                Ok(config) => config,
-                                Err(_) => {
-                                    // Not read: the next poll reports it again, later.
-                                    skipped = true;
-                                    continue;
-                                }
-                            }
-                        } else {
-                            self.local.forget(&key);
-                            None
-                        };
-                        let md5 = config.as_ref().map(|c| c.md5.clone()).unwrap_or_default();
-                        if held.get(&key) == Some(&md5) {
+                        if !self.deliver(change.key(), change.exists).await {
                             skipped = true;
-                            continue;
-                        }
-                        held.insert(key.clone(), md5);
-                        if tx.send(Change { key, config }).await.is_err() {
-                            return;
                         }
                     }
                     if skipped {
@@ -118,7 +257,7 @@ impl Client {
                 }) if (400..500).contains(&status) => {
                     // The server refuses this watch as asked; retrying cannot help.
                     tracing::error!(status, code = %code, message = %message, "watch refused; it ends");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     backoff[index] = (backoff[index] * 2)
@@ -126,7 +265,40 @@ impl Client {
                     tracing::warn!(error = %e, retry_in = ?backoff[index], "watch failed; retrying");
                 }
             }
-            polls.push(poll(index, &held, jittered(backoff[index])));
+            polls.push(poll(index, jittered(backoff[index])));
         }
+    }
+
+    /// Reads a key the server reported changed and hands the new config to its
+    /// subscribers; false when it could not be read or was no real change.
+    async fn deliver(&self, key: Key, exists: bool) -> bool {
+        if !self.watcher.lock().keys.contains_key(&key) {
+            return true;
+        }
+        let config = if exists {
+            // From the server, not a failover file: the watch follows the server.
+            match self.fetch(&key).await {
+                Ok(config) => config,
+                // Not read: the next poll reports it again, later.
+                Err(_) => return false,
+            }
+        } else {
+            self.local.forget(&key);
+            None
+        };
+        let md5 = config.as_ref().map(|c| c.md5.clone()).unwrap_or_default();
+        let mut state = self.watcher.lock();
+        let Some(watched) = state.keys.get_mut(&key) else {
+            return true;
+        };
+        if watched.md5 == md5 {
+            return false;
+        }
+        watched.md5 = md5;
+        let change = Change { key, config };
+        watched
+            .subscribers
+            .retain(|(_, tx)| tx.send(change.clone()).is_ok());
+        true
     }
 }

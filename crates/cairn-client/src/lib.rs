@@ -1,20 +1,41 @@
-//! Rust client for Cairn's native HTTP API: log in, read, publish, delete, list,
-//! history, rollback, diff, watch, and manage namespaces and users.
+//! Rust client for Cairn: read configs (raw, or typed by their format), publish with
+//! compare-and-set, watch them through one long-poll loop, keep working from local
+//! snapshots when no server answers, and merge them with arguments, environment and
+//! files in a layered [`layered::Manager`].
+//!
+//! # Quick start
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_client::Error> {
 //! use cairn_client::{Client, Key, Publish};
-//! let client = Client::builder("http://127.0.0.1:8848").build()?;
-//! let login = client.login("admin", "secret-password").await?;
-//! let client = client.with_token(login.token);
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Settings { port: u16 }
+//!
+//! let client = Client::builder("http://127.0.0.1:8848")  // or "http://a:8848,http://b:8848"
+//!     .credentials("admin", "secret-password")           // token fetched and renewed
+//!     .snapshot_dir("/var/lib/myapp/cairn")              // served when no server answers
+//!     .build()?;
 //! let key = Key::parse("public/DEFAULT_GROUP/app.yaml")?;
 //! client.publish(&key, &Publish::new("port: 8080\n")).await?;
-//! let config = client.get(&key).await?.expect("just published");
-//! assert_eq!(config.content.as_deref(), Some("port: 8080\n"));
+//! let settings: Settings = client.get_as(&key).await?.expect("just published");
+//! assert_eq!(settings.port, 8080);
+//!
+//! // Called once per change, in order, never with stale content.
+//! let listener = client
+//!     .add_listener(key, |change| println!("now: {:?}", change.config.and_then(|c| c.content)))
+//!     .await;
+//! # listener.remove();
 //! # Ok(()) }
 //! ```
 //!
+//! Every key a client watches, through [`Client::add_listener`] and
+//! [`Client::watch_stream`] alike, shares one loop of batched long polls. Runnable
+//! examples are in `examples/` (`cargo run -p cairn-client --example quickstart`).
+//!
 //! This crate depends on no server crate; its types mirror the API's JSON.
+
+#![warn(missing_docs)]
 
 pub mod layered;
 mod local;
@@ -37,29 +58,55 @@ pub enum Error {
     /// The server refused the request; `code` is stable, `message` is for people.
     #[error("{message} ({code}, HTTP {status})")]
     Api {
+        /// The HTTP status code.
         status: u16,
+        /// A machine-readable code such as `config_not_found` or `cas_conflict`;
+        /// `http_error` when the answer was not an API error body.
         code: String,
+        /// What went wrong, for people.
         message: String,
     },
+    /// No node could be reached, the connection broke or timed out, or the answer could
+    /// not be read.
     #[error("cannot reach the server: {0}")]
     Http(#[from] reqwest::Error),
+    /// A server address that is not an `http` or `https` URL with a host, or no address.
     #[error("invalid server address {0:?}")]
     BadUrl(String),
+    /// A key path that is not `namespace/group/data_id` with valid names.
     #[error("{0:?} is not of the form namespace/group/data_id")]
     BadKey(String),
     /// The layered manager has no value at this key.
     #[error("no configuration value at {key:?}")]
-    Missing { key: String },
+    Missing {
+        /// The dotted key asked for.
+        key: String,
+    },
     /// The layered manager's value at this key does not convert to the requested type.
     #[error("configuration value {key:?} does not fit the requested type: {message}")]
-    Value { key: String, message: String },
+    Value {
+        /// The dotted key asked for.
+        key: String,
+        /// Why the value does not convert.
+        message: String,
+    },
     /// A source of the layered manager cannot be read.
     #[error("cannot read configuration source {origin}: {message}")]
-    Source { origin: String, message: String },
+    Source {
+        /// The source: a file path or a config key.
+        origin: String,
+        /// Why it cannot be read or parsed.
+        message: String,
+    },
+    /// A config's content does not parse as its format or does not fit the requested type
+    /// ([`Client::get_as`]).
     #[error("config {key} ({format}) does not fit the requested type: {message}")]
     Decode {
+        /// The config's key, `namespace/group/data_id`.
         key: String,
+        /// The config's format.
         format: String,
+        /// The parser's error.
         message: String,
     },
 }
@@ -74,6 +121,7 @@ impl Error {
     }
 }
 
+/// A result whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Settings for a [`Client`].
@@ -134,6 +182,8 @@ impl ClientBuilder {
         self
     }
 
+    /// Makes the client, without contacting any server; fails with [`Error::BadUrl`] if a
+    /// server address is not an `http` or `https` URL.
     pub fn build(self) -> Result<Client> {
         let endpoints = self
             .server
@@ -329,8 +379,6 @@ impl Client {
         request
     }
 
-    /// Sends a request to the current node, and to the next ones while a node cannot
-    /// be connected to (nothing was sent, so even a publish is safe to repeat).
     /// The session's token, logging in first when there is none or it is due for renewal
     /// (at four fifths of its lifetime).
     async fn session_token(&self, session: &Session) -> Result<String> {
@@ -354,6 +402,8 @@ impl Client {
         Ok(login.token)
     }
 
+    /// Sends a request with the session's token (when the client logs itself in) to the
+    /// current node, or the next ones while a node cannot be reached.
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         let mut request = request.build()?;
         if let Some(session) = &self.session {
@@ -681,11 +731,13 @@ impl Client {
             .map(drop)
     }
 
+    /// Every namespace, with its config count.
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         self.json(self.request(Method::GET, self.url(&["api", "v1", "namespaces"])))
             .await
     }
 
+    /// Creates a namespace (admin).
     pub async fn create_namespace(&self, name: &str, description: &str) -> Result<NamespaceInfo> {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "namespaces"]))
@@ -693,17 +745,20 @@ impl Client {
         self.json(request).await
     }
 
+    /// Deletes an empty namespace (admin); `public` cannot be deleted.
     pub async fn delete_namespace(&self, name: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, self.url(&["api", "v1", "namespaces", name])))
             .await
             .map(drop)
     }
 
+    /// Every user account (admin).
     pub async fn users(&self) -> Result<Vec<UserInfo>> {
         self.json(self.request(Method::GET, self.url(&["api", "v1", "users"])))
             .await
     }
 
+    /// Creates a user with the role `admin` or `user` (admin).
     pub async fn create_user(&self, username: &str, password: &str, role: &str) -> Result<()> {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "users"]))
@@ -727,6 +782,7 @@ impl Client {
         self.send(request).await.map(drop)
     }
 
+    /// Deletes a user (admin); the last admin cannot be deleted.
     pub async fn delete_user(&self, username: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, self.url(&["api", "v1", "users", username])))
             .await

@@ -7,12 +7,16 @@ use crate::Error;
 /// The address of a config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Key {
+    /// The namespace, e.g. `public`.
     pub namespace: String,
+    /// The group within the namespace, e.g. `DEFAULT_GROUP`.
     pub group: String,
+    /// The config's name within its group, e.g. `app.yaml`; its extension suggests the format.
     pub data_id: String,
 }
 
 impl Key {
+    /// A key from its three parts, not checked; [`Key::parse`] checks the name rules.
     pub fn new(namespace: &str, group: &str, data_id: &str) -> Self {
         Self {
             namespace: namespace.to_owned(),
@@ -41,12 +45,16 @@ pub(crate) struct ApiErrorBody {
     pub message: String,
 }
 
+/// What [`crate::Client::login`] returns: an access token and the user it is for.
 #[derive(Clone, Deserialize)]
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`; never printed by `Debug`.
     pub token: String,
+    /// Seconds until the token expires.
     pub expires_in: u64,
+    /// The user the token is for.
     pub username: String,
+    /// The user's role: `admin` or `user`.
     pub role: String,
 }
 
@@ -63,23 +71,31 @@ impl std::fmt::Debug for LoginResponse {
 /// A publish request. Fields left `None` keep the config's current value.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Publish {
+    /// The new content.
     pub content: String,
+    /// `text`, `properties`, `yaml`, `json`, `toml`, `xml` or `html`. Default: the current
+    /// format, else the one the data id's extension names, else `text`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// A free-text description of the config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Tags to search by; they replace the current ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Only publish over this md5; `""`: only if the config does not exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cas_md5: Option<String>,
+    /// Store the content even if it does not parse as its format.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// A note recorded in the config's history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
 
 impl Publish {
+    /// A publish of `content` that keeps every other setting.
     pub fn new(content: impl Into<String>) -> Self {
         Self {
             content: content.into(),
@@ -91,19 +107,35 @@ impl Publish {
 /// A config's metadata, and its content when the call returns it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Config {
+    /// The key's namespace.
     pub namespace: String,
+    /// The key's group.
     pub group: String,
+    /// The key's data id.
     pub data_id: String,
+    /// The content; `None` from calls that leave it out, such as [`crate::Client::list`]
+    /// and [`crate::Client::publish`].
     pub content: Option<String>,
+    /// `text`, `properties`, `yaml`, `json`, `toml`, `xml` or `html`.
     pub format: String,
+    /// The content's md5 as 32 lowercase hex characters; it changes when the content does.
     pub md5: String,
+    /// The number of the change that produced this content. All configs share one
+    /// sequence, so a config's revisions grow but skip numbers; `-1` for a failover file.
     pub revision: i64,
+    /// The content's length in bytes.
     pub size: usize,
+    /// The config's free-text description.
     pub description: String,
+    /// The config's tags.
     pub tags: Vec<String>,
+    /// The user who created the config.
     pub created_by: String,
+    /// When the config was created, as RFC 3339 text (empty for a failover file).
     pub created_at: String,
+    /// The user who last changed the config.
     pub updated_by: String,
+    /// When the config last changed, as RFC 3339 text (empty for a failover file).
     pub updated_at: String,
     /// Whether this is a gray release's content, served because this client matches it.
     #[serde(default)]
@@ -113,56 +145,89 @@ pub struct Config {
 /// Search criteria for [`crate::Client::list`]; `*` is a wildcard in group and data id.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ListQuery {
+    /// Only configs in this namespace (default: every namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Only configs whose group matches this pattern.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Only configs whose data id matches this pattern.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_id: Option<String>,
+    /// Only configs that carry this tag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Content substring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// The page to return, from 1 (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Configs per page: at most 500, default 50.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u32>,
 }
 
+/// One page of a longer list.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Page<T> {
+    /// This page's items.
     pub items: Vec<T>,
+    /// How many items all the pages hold together.
     pub total: u64,
+    /// This page's number, from 1.
     pub page: u32,
+    /// The page size used; the last page may hold fewer items.
     pub page_size: u32,
 }
 
+/// One change to a config, as its history keeps it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HistoryEntry {
+    /// The number of the change (see [`Config::revision`]); pass it to
+    /// [`crate::Client::history_entry`] or [`crate::Client::rollback`].
     pub revision: i64,
+    /// What the change did: `publish`, `rollback`, `delete`, `gray_publish`,
+    /// `gray_promote` or `gray_abandon`.
     pub op: String,
+    /// The content the change stored (empty for `delete` and `gray_abandon`); `None` in
+    /// a page from [`crate::Client::history`].
     pub content: Option<String>,
+    /// The content's format.
     pub format: String,
+    /// The content's md5; `""` for `delete` and `gray_abandon`.
     pub md5: String,
+    /// The config's description at the change (empty for `delete` and `gray_abandon`).
     pub description: String,
+    /// The config's tags at the change (none for `delete` and `gray_abandon`).
     pub tags: Vec<String>,
+    /// The user who made the change.
     pub operator: String,
+    /// The IP address the change came from, as the server saw the connection (empty
+    /// if unknown).
     pub source: String,
+    /// The comment given with the change, or one the server wrote for gray release
+    /// changes; may be empty.
     pub comment: String,
+    /// When the change was made, as RFC 3339 text.
     pub created_at: String,
 }
 
 /// A watched key and the md5 of the content the watcher holds (`""`: none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WatchKey {
+    /// The key's namespace.
     pub namespace: String,
+    /// The key's group.
     pub group: String,
+    /// The key's data id.
     pub data_id: String,
+    /// The md5 of the content the watcher holds; `""` when it holds none.
     pub md5: String,
 }
 
 impl WatchKey {
+    /// Watches `key`, holding content with this md5 (`""`: none).
     pub fn new(key: &Key, md5: impl Into<String>) -> Self {
         Self {
             namespace: key.namespace.clone(),
@@ -176,15 +241,23 @@ impl WatchKey {
 /// The new state of a watched key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChangedKey {
+    /// The key's namespace.
     pub namespace: String,
+    /// The key's group.
     pub group: String,
+    /// The key's data id.
     pub data_id: String,
+    /// The md5 of the content this client would now read (a gray release's if the client
+    /// matches it); `""` when the config does not exist.
     pub md5: String,
+    /// The revision of that content; `None` when the config does not exist.
     pub revision: Option<i64>,
+    /// Whether the config exists.
     pub exists: bool,
 }
 
 impl ChangedKey {
+    /// The key that changed.
     pub fn key(&self) -> Key {
         Key::new(&self.namespace, &self.group, &self.data_id)
     }
@@ -195,29 +268,44 @@ pub(crate) struct WatchResponse {
     pub changed: Vec<ChangedKey>,
 }
 
+/// A namespace.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NamespaceInfo {
+    /// The namespace's name.
     pub name: String,
+    /// The namespace's free-text description.
     pub description: String,
+    /// How many configs the namespace holds (0 in the answer to
+    /// [`crate::Client::create_namespace`]).
     pub config_count: usize,
+    /// When the namespace was created, as RFC 3339 text.
     pub created_at: String,
 }
 
+/// A user account.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserInfo {
+    /// The user's name.
     pub username: String,
+    /// `admin` or `user`.
     pub role: String,
+    /// When the user was created, as RFC 3339 text.
     pub created_at: String,
 }
 
 /// A live node of a cluster.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClusterNode {
+    /// The node's id, new on every start of its process.
     pub id: String,
     /// The URL clients reach the node at.
     pub address: String,
+    /// When the node's process started, as RFC 3339 text.
     pub started_at: String,
+    /// When the node last reported itself alive, as RFC 3339 text.
     pub heartbeat_at: String,
+    /// The number of the last change the node applied (comparable to
+    /// [`Config::revision`]); lower than other nodes' while it catches up.
     pub applied_seq: i64,
     /// Whether this is the node that answered.
     pub this_node: bool,
@@ -227,13 +315,20 @@ pub struct ClusterNode {
 /// that declare one of `labels` (`key=value`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GrayPublish {
+    /// The content matching clients get.
     pub content: String,
+    /// Default: the main content's format.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Client IP addresses that get the gray content. `ips` and `labels` together need
+    /// at least one entry.
     pub ips: Vec<String>,
+    /// `key=value` labels; a client declaring any of them gets the gray content.
     pub labels: Vec<String>,
+    /// Store the content even if it does not parse as its format.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// A note recorded in the config's history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -241,27 +336,43 @@ pub struct GrayPublish {
 /// A config's gray release.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Gray {
+    /// The key's namespace.
     pub namespace: String,
+    /// The key's group.
     pub group: String,
+    /// The key's data id.
     pub data_id: String,
+    /// The gray content; `None` in the answer to [`crate::Client::gray_publish`].
     pub content: Option<String>,
+    /// The gray content's format.
     pub format: String,
+    /// The gray content's md5.
     pub md5: String,
+    /// The number of the change that made this gray release (see [`Config::revision`]).
     pub revision: i64,
+    /// Client IP addresses that get the gray content.
     pub ips: Vec<String>,
+    /// `key=value` labels; a client declaring any of them gets the gray content.
     pub labels: Vec<String>,
+    /// The user who published the gray release.
     pub created_by: String,
+    /// When the gray release was published, as RFC 3339 text.
     pub created_at: String,
 }
 
 /// An access key of an Apollo app.
 #[derive(Clone, Deserialize)]
 pub struct AccessKey {
+    /// The Apollo app the key belongs to.
     pub app_id: String,
+    /// The key's id, for [`crate::Client::set_access_key_enabled`] and
+    /// [`crate::Client::delete_access_key`].
     pub id: String,
     /// The HMAC secret the app's Apollo clients sign with.
     pub secret: String,
+    /// Whether requests signed with this key are accepted.
     pub enabled: bool,
+    /// When the key was made, as RFC 3339 text.
     pub created_at: String,
 }
 
@@ -278,6 +389,8 @@ impl std::fmt::Debug for AccessKey {
 /// A change a watch reports: the config's new state, `None` when it was deleted.
 #[derive(Debug, Clone)]
 pub struct Change {
+    /// The key that changed.
     pub key: Key,
+    /// The config as the server now serves it to this client; `None` when deleted.
     pub config: Option<Config>,
 }

@@ -291,6 +291,20 @@ async fn wait_for_watchers(address: &str, n: usize) {
 /// The contents a listener has been called with (`None`: deleted).
 type Calls = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
 
+/// A listener on `key` that records what it is called with.
+async fn record(client: &Client, key: &Key) -> (Calls, cairn_client::Listener) {
+    let calls: Calls = Default::default();
+    let sink = calls.clone();
+    let listener = client
+        .add_listener(key.clone(), move |change| {
+            sink.lock()
+                .unwrap()
+                .push(change.config.and_then(|c| c.content))
+        })
+        .await;
+    (calls, listener)
+}
+
 async fn wait_for_calls(calls: &Calls, n: usize) -> Vec<Option<String>> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while calls.lock().unwrap().len() < n {
@@ -313,24 +327,8 @@ async fn listeners_hear_each_change_once_in_order_through_the_shared_loop() {
     let other = Key::parse("public/app/other.txt").unwrap();
     client.publish(&key, &Publish::new("v0")).await.unwrap();
 
-    let calls: Calls = Default::default();
-    let sink = calls.clone();
-    let listener = client
-        .add_listener(key.clone(), move |change| {
-            sink.lock()
-                .unwrap()
-                .push(change.config.and_then(|c| c.content))
-        })
-        .await;
-    let other_calls: Calls = Default::default();
-    let sink = other_calls.clone();
-    let _other = client
-        .add_listener(other.clone(), move |change| {
-            sink.lock()
-                .unwrap()
-                .push(change.config.and_then(|c| c.content))
-        })
-        .await;
+    let (calls, listener) = record(&client, &key).await;
+    let (other_calls, _other) = record(&client, &other).await;
     let _stream = client.watch_stream(vec![key.clone(), other.clone()]).await;
     // Two listeners and a stream of the same client: one held long poll.
     wait_for_watchers(&server.address, 1).await;

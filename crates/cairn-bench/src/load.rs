@@ -116,12 +116,14 @@ pub fn source_ip(i: usize) -> IpAddr {
 }
 
 /// A held long poll on a raw connection: the request bytes are written once and the
-/// task then waits for the first byte of the answer. Returns when it arrived.
+/// task then waits for the first byte of the answer. Returns when it arrived, and the
+/// connection: like a real client's, it stays open after the answer (closing it is no
+/// part of being notified, and would load the server while others are still waiting).
 pub async fn raw_watch(
     addr: SocketAddr,
     source: IpAddr,
     request: Arc<Vec<u8>>,
-) -> anyhow::Result<Instant> {
+) -> anyhow::Result<(Instant, TcpStream)> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let mut stream = socket.connect(addr).await?;
@@ -135,7 +137,7 @@ pub async fn raw_watch(
         "the watch was refused: {}",
         String::from_utf8_lossy(&buf[..n.min(120)])
     );
-    Ok(at)
+    Ok((at, stream))
 }
 
 /// The bytes of a native long-poll request for one key.

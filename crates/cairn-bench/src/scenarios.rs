@@ -324,10 +324,13 @@ async fn fanout_once(watchers: usize, keys: usize) -> anyhow::Result<Value> {
         acked.push(Instant::now());
     }
     let mut latency = histogram();
+    let mut open = Vec::with_capacity(watchers);
     for (k, task) in held {
-        let answered = task.await??;
+        let (answered, connection) = task.await??;
         latency.saturating_record(answered.saturating_duration_since(acked[k]).as_micros() as u64);
+        open.push(connection);
     }
+    drop(open);
     node.stop().await;
     let per_watcher = rss_held.saturating_sub(rss_before) as f64 / watchers as f64;
     Ok(json!({
@@ -405,7 +408,7 @@ pub async fn cross_node(opts: &Options) -> anyhow::Result<Value> {
         }
         md5 = publish(a.addr, &token, "cross.txt", &format!("round: {round}")).await?;
         let acked = Instant::now();
-        let answered = watcher.await??;
+        let (answered, _) = watcher.await??;
         latency.saturating_record(answered.saturating_duration_since(acked).as_micros() as u64);
     }
     a.stop().await;

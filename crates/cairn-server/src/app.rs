@@ -181,18 +181,7 @@ impl Application {
         ));
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
-        use axum::serve::ListenerExt;
-        // Answers go out at once: a config read is one small response per request.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("server failed")?;
+        crate::serve::serve(self.listener, router, shutdown).await;
         let _ = tail.await;
         let _ = heartbeat.await;
         self.state.service.store().close().await;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod hub;
 mod metrics;
+mod serve;
 pub mod service;
 pub mod settings;
 pub mod sync;

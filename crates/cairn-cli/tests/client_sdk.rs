@@ -155,7 +155,7 @@ async fn a_thousand_keys_are_watched_through_one_loop() {
     for key in keys.iter().step_by(10) {
         client.publish(key, &Publish::new("v0")).await.unwrap();
     }
-    let mut changes = client.watch_stream(keys.clone()).await;
+    let mut changes = client.watch_stream(keys.clone()).await.unwrap();
     // One long poll carries all 1,000 keys.
     wait_for_watchers(&server.address, 1).await;
     // A change to an existing key, a created key and a deleted one are each reported.
@@ -301,7 +301,8 @@ async fn record(client: &Client, key: &Key) -> (Calls, cairn_client::Listener) {
                 .unwrap()
                 .push(change.config.and_then(|c| c.content))
         })
-        .await;
+        .await
+        .unwrap();
     (calls, listener)
 }
 
@@ -329,7 +330,10 @@ async fn listeners_hear_each_change_once_in_order_through_the_shared_loop() {
 
     let (calls, listener) = record(&client, &key).await;
     let (other_calls, _other) = record(&client, &other).await;
-    let _stream = client.watch_stream(vec![key.clone(), other.clone()]).await;
+    let _stream = client
+        .watch_stream(vec![key.clone(), other.clone()])
+        .await
+        .unwrap();
     // Two listeners and a stream of the same client: one held long poll.
     wait_for_watchers(&server.address, 1).await;
 

@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let _ = heard.send(content);
         })
-        .await;
+        .await?;
 
     for (i, flags) in [
         "checkout.v2=canary\n",

@@ -21,10 +21,10 @@
 //! let settings: Settings = client.get_as(&key).await?.expect("just published");
 //! assert_eq!(settings.port, 8080);
 //!
-//! // Called once per change, in order, never with stale content.
+//! // Called with each change in order, never with stale content.
 //! let listener = client
 //!     .add_listener(key, |change| println!("now: {:?}", change.config.and_then(|c| c.content)))
-//!     .await;
+//!     .await?;
 //! # listener.remove();
 //! # Ok(()) }
 //! ```

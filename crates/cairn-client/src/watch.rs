@@ -14,12 +14,14 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures::Stream;
 use tokio::sync::{mpsc, Notify};
 
-use crate::{Change, Client, Key, WatchKey};
+use crate::{Change, Client, Key, Result, WatchKey};
 
 /// Keys per long-poll request.
 const BATCH: usize = 2_000;
 /// How long each long poll is held.
 const HOLD: Duration = Duration::from_secs(30);
+/// The longest wait between failed polls (before jitter).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How many keys' current md5 are read at once when a watch starts.
 const BASELINE_READS: usize = 16;
 
@@ -107,22 +109,35 @@ impl Drop for WatchStream {
 /// [`Listener::remove`] is called (dropping the handle does not remove it).
 pub struct Listener {
     task: tokio::task::JoinHandle<()>,
+    removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Listener {
-    /// Unregisters the callback; it is not called again.
+    /// Unregisters the callback: it is not called again once a call in progress (if
+    /// any) returns.
     pub fn remove(self) {
+        self.removed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         // Aborting the task drops its stream, which stops the watch of its key.
         self.task.abort();
     }
 }
 
 impl Client {
-    /// Watches `keys` and yields every later change to them: the new config (read once,
-    /// so never stale), or `None` after a deletion. Changes before the call are not
-    /// reported; a key that does not exist yet is reported when it is created. All the
-    /// keys of all of a client's streams and listeners share one long-poll loop.
-    pub async fn watch_stream(&self, keys: Vec<Key>) -> WatchStream {
+    /// Watches `keys` and yields their later changes: for each change seen, the config
+    /// as it is then (read once, so never stale), or `None` after a deletion. Each key's
+    /// changes come in order; versions replaced faster than a round trip may be skipped,
+    /// but the latest is always delivered. Changes before the call are not reported; a
+    /// key that does not exist yet is reported when it is created. All the keys of all
+    /// of a client's streams and listeners share one long-poll loop.
+    ///
+    /// Fails if a key is not a valid config key.
+    pub async fn watch_stream(&self, mut keys: Vec<Key>) -> Result<WatchStream> {
+        for key in &keys {
+            Key::parse(&key.to_string())?;
+        }
+        keys.sort();
+        keys.dedup();
         // Where each key stands now, for keys not already watched: the server's md5, or
         // the snapshot's when no server answers (what this process is serving).
         let unknown: Vec<Key> = {
@@ -148,71 +163,94 @@ impl Client {
         let mut state = self.watcher.lock();
         let id = state.next_id;
         state.next_id += 1;
+        let mut added = false;
         for key in &keys {
-            let watched = state.keys.entry(key.clone()).or_insert_with(|| Watched {
-                md5: baselines.get(key).cloned().unwrap_or_default(),
-                subscribers: Vec::new(),
+            let watched = state.keys.entry(key.clone()).or_insert_with(|| {
+                added = true;
+                Watched {
+                    md5: baselines.get(key).cloned().unwrap_or_default(),
+                    subscribers: Vec::new(),
+                }
             });
             watched.subscribers.push((id, tx.clone()));
         }
-        if !state.running && !state.keys.is_empty() {
-            state.running = true;
+        let start = !state.running && !state.keys.is_empty();
+        state.running |= start;
+        drop(state);
+        if start {
             tokio::spawn(self.clone().watch_loop());
-        } else {
+        } else if added {
             self.watcher.rebuild.notify_one();
         }
-        drop(state);
-        WatchStream {
+        Ok(WatchStream {
             rx,
             id,
             keys,
             watcher: self.watcher.clone(),
-        }
+        })
     }
 
-    /// Calls `listener` with every later change to `key`, once per change and in order,
-    /// with the config as it is after that change (`None`: deleted). It runs on a task
-    /// of its own, so a slow listener delays only itself. The key shares the client's
-    /// one long-poll loop with every other watched key.
-    pub async fn add_listener<F>(&self, key: Key, mut listener: F) -> Listener
+    /// Calls `listener` with the later changes to `key`, in order, each time with the
+    /// config as it is then (`None`: deleted); never twice for the same content, never
+    /// with older content after newer. Versions replaced faster than a round trip may
+    /// be skipped, but the latest is always delivered. It runs on a task of its own, so
+    /// a slow listener delays only itself (one that blocks should hand its work to
+    /// `spawn_blocking`). The key shares the client's one long-poll loop with every
+    /// other watched key.
+    ///
+    /// Fails if `key` is not a valid config key.
+    pub async fn add_listener<F>(&self, key: Key, mut listener: F) -> Result<Listener>
     where
         F: FnMut(Change) + Send + 'static,
     {
-        let mut stream = self.watch_stream(vec![key]).await;
-        Listener {
+        let mut stream = self.watch_stream(vec![key]).await?;
+        let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = removed.clone();
+        Ok(Listener {
             task: tokio::spawn(async move {
                 while let Some(change) = stream.next().await {
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
                     listener(change);
                 }
             }),
-        }
+            removed,
+        })
     }
 
     /// The polls of every watched key, rebuilt whenever keys are added or removed; ends
     /// when nobody watches anything.
     async fn watch_loop(self) {
+        /// Marks the loop stopped however it ends (returned, cancelled with its runtime,
+        /// or panicked), so the next watch starts a new one.
+        struct Running(Arc<Watcher>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let mut state = self
+                    .0
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.running = false;
+            }
+        }
+        let _running = Running(self.watcher.clone());
         loop {
             let batches: Vec<Vec<Key>> = {
-                let mut state = self.watcher.lock();
+                let state = self.watcher.lock();
                 if state.keys.is_empty() {
-                    state.running = false;
                     return;
                 }
                 let keys: Vec<Key> = state.keys.keys().cloned().collect();
                 keys.chunks(BATCH).map(<[Key]>::to_vec).collect()
             };
-            if !self.poll_batches(&batches).await {
-                let mut state = self.watcher.lock();
-                state.keys.clear();
-                state.running = false;
-                return;
-            }
+            self.poll_batches(&batches).await;
         }
     }
 
-    /// Polls `batches` until the set of watched keys changes (true) or the server refuses
-    /// the watch (false).
-    async fn poll_batches(&self, batches: &[Vec<Key>]) -> bool {
+    /// Polls `batches` until the set of watched keys changes.
+    async fn poll_batches(&self, batches: &[Vec<Key>]) {
         let poll = |index: usize, delay: Duration| {
             let request: Vec<WatchKey> = {
                 let state = self.watcher.lock();
@@ -233,7 +271,7 @@ impl Client {
         let mut backoff = vec![Duration::ZERO; batches.len()];
         loop {
             let (index, result) = tokio::select! {
-                _ = self.watcher.rebuild.notified() => return true,
+                _ = self.watcher.rebuild.notified() => return,
                 Some(done) = polls.next() => done,
             };
             match result {
@@ -241,7 +279,10 @@ impl Client {
                     backoff[index] = Duration::ZERO;
                     let mut skipped = false;
                     for change in changed {
-                        if !self.deliver(change.key(), change.exists).await {
+                        if !self
+                            .deliver(change.key(), change.exists, change.revision)
+                            .await
+                        {
                             skipped = true;
                         }
                     }
@@ -254,14 +295,16 @@ impl Client {
                     status,
                     code,
                     message,
-                }) if (400..500).contains(&status) => {
-                    // The server refuses this watch as asked; retrying cannot help.
-                    tracing::error!(status, code = %code, message = %message, "watch refused; it ends");
-                    return false;
+                }) if (400..500).contains(&status) && ![401, 408, 429].contains(&status) => {
+                    // Refused as asked (a server configured with a lower key limit, a
+                    // revoked permission): said loudly, and tried again only slowly, since
+                    // an operator has to act. The watch's subscribers keep their values.
+                    backoff[index] = MAX_BACKOFF;
+                    tracing::error!(status, code = %code, message = %message, retry_in = ?MAX_BACKOFF, "watch refused");
                 }
                 Err(e) => {
-                    backoff[index] = (backoff[index] * 2)
-                        .clamp(Duration::from_millis(200), Duration::from_secs(30));
+                    backoff[index] =
+                        (backoff[index] * 2).clamp(Duration::from_millis(200), MAX_BACKOFF);
                     tracing::warn!(error = %e, retry_in = ?backoff[index], "watch failed; retrying");
                 }
             }
@@ -269,15 +312,18 @@ impl Client {
         }
     }
 
-    /// Reads a key the server reported changed and hands the new config to its
-    /// subscribers; false when it could not be read or was no real change.
-    async fn deliver(&self, key: Key, exists: bool) -> bool {
+    /// Reads a key the server reported changed (to `revision`) and hands the new config
+    /// to its subscribers; false when it could not be read, or was no real change.
+    async fn deliver(&self, key: Key, exists: bool, revision: Option<i64>) -> bool {
         if !self.watcher.lock().keys.contains_key(&key) {
             return true;
         }
         let config = if exists {
             // From the server, not a failover file: the watch follows the server.
             match self.fetch(&key).await {
+                // A node behind the one that answered the watch (the read went through a
+                // load balancer, or failed over) must not take the listener back.
+                Ok(Some(config)) if revision.is_some_and(|r| config.revision < r) => return false,
                 Ok(config) => config,
                 // Not read: the next poll reports it again, later.
                 Err(_) => return false,
@@ -300,5 +346,22 @@ impl Client {
             .subscribers
             .retain(|(_, tx)| tx.send(change.clone()).is_ok());
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_that_are_no_config_keys_are_refused_before_any_request() {
+        // Nothing listens there: the refusal cannot have come from a server.
+        let client = Client::builder("http://127.0.0.1:9").build().unwrap();
+        let bad = Key::new("public", "g", "no spaces allowed");
+        assert!(matches!(
+            client.add_listener(bad.clone(), |_| {}).await,
+            Err(crate::Error::BadKey(_))
+        ));
+        assert!(client.watch_stream(vec![bad]).await.is_err());
     }
 }

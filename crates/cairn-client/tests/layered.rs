@@ -259,3 +259,33 @@ async fn sources_that_cannot_be_read_fail_the_build_and_say_which() {
     let err = manager.get::<u64>("port").unwrap_err();
     assert_eq!(err.to_string(), "no configuration value at \"port\"");
 }
+
+#[tokio::test]
+async fn handles_inside_whole_values_follow_and_listeners_cannot_break_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.json");
+    std::fs::write(&path, r#"{"/a": {"upstream": "x"}}"#).unwrap();
+    let manager = Manager::builder()
+        .file_whole(&path, "routes")
+        .build()
+        .await
+        .unwrap();
+    // A handle on a part of a whole value follows the whole.
+    let upstream = manager.handle::<String>("routes./a.upstream").unwrap();
+    assert_eq!(*upstream.get(), "x");
+    // A listener that panics is logged; the others still hear every change.
+    manager.on_prefix("", |_| panic!("a listener's own bug"));
+    let recorded = recorder(&manager, "routes");
+    // A listener owning the last clone of a handle can be removed (the handle's own
+    // listener goes with it).
+    let owned = manager.handle::<String>("routes./a.upstream").unwrap();
+    let id = manager.on_key("routes", move |_| drop(owned.get()));
+    manager.remove_listener(id);
+
+    replace(&path, r#"{"/a": {"upstream": "y"}}"#);
+    batches(&recorded, 1).await;
+    assert_eq!(*upstream.get(), "y");
+    replace(&path, r#"{"/a": {"upstream": "z"}}"#);
+    batches(&recorded, 2).await;
+    assert_eq!(*upstream.get(), "z");
+}

@@ -28,7 +28,7 @@ mod tree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
@@ -175,8 +175,12 @@ impl ManagerBuilder {
 
     /// Environment variables starting with `prefix`: `APP_REGISTRY__INTERVAL=5` with
     /// prefix `APP_` is `registry.interval` (lower-cased, `__` for `.`).
+    /// Variables whose name or value is not valid UTF-8 are skipped.
     pub fn env(self, prefix: impl Into<String>) -> Self {
-        self.env_from(prefix, std::env::vars())
+        let vars = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        self.env_from(prefix, vars)
     }
 
     /// Like [`ManagerBuilder::env`], from the given variables instead of the process's.
@@ -241,16 +245,32 @@ impl ManagerBuilder {
 
         let inner = Arc::new(Inner {
             merged: ArcSwap::default(),
-            layers: Mutex::new(vec![Flat::new(); specs.len()]),
+            layers: Mutex::new(
+                (0..specs.len())
+                    .map(|_| Layer {
+                        values: Flat::new(),
+                        fed: false,
+                    })
+                    .collect(),
+            ),
             listeners: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
         });
+        // Feeders may change a layer while later sources are still being read: their
+        // change is newer than the initial read, so the initial read only fills a layer
+        // nobody has set yet.
+        let mut initial = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
-            let values = sources::start(spec, index, Arc::downgrade(&inner)).await?;
-            inner.layers.lock().expect("layers poisoned")[index] = values;
+            initial.push(sources::start(spec, index, Arc::downgrade(&inner)).await?);
         }
-        let merged = merge(&inner.layers.lock().expect("layers poisoned"));
-        inner.merged.store(Arc::new(merged));
+        let mut layers = inner.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        for (layer, values) in layers.iter_mut().zip(initial) {
+            if !layer.fed {
+                layer.values = values;
+            }
+        }
+        inner.merged.store(Arc::new(merge(&layers)));
+        drop(layers);
         Ok(Manager { inner })
     }
 }
@@ -270,13 +290,25 @@ impl Selector {
         match self {
             Selector::Key(k) => key == k,
             Selector::Prefix(p) => key.starts_with(p.as_str()),
+            // The key itself, any key below it, or a key above it (a value kept whole
+            // that contains it).
             Selector::Subtree(p) => {
-                key.strip_prefix(p.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-                    || p.is_empty()
+                p.is_empty()
+                    || key
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+                    || p.strip_prefix(key)
+                        .is_some_and(|rest| rest.starts_with('.'))
             }
         }
     }
+}
+
+/// One source's keys.
+struct Layer {
+    values: Flat,
+    /// Whether its feeder has set it (then it is newer than the source's first read).
+    fed: bool,
 }
 
 pub(crate) struct Inner {
@@ -284,7 +316,7 @@ pub(crate) struct Inner {
     merged: ArcSwap<Flat>,
     /// Each source's keys, lowest priority first. Held while a change is merged and
     /// its listeners called, so changes are seen in order.
-    layers: Mutex<Vec<Flat>>,
+    layers: Mutex<Vec<Layer>>,
     listeners: Mutex<Vec<(u64, Selector, Callback)>>,
     /// The tasks and file watchers feeding the layers; dropping them stops them, so
     /// they end with the manager (they hold only weak references to it).
@@ -294,11 +326,12 @@ pub(crate) struct Inner {
 impl Inner {
     /// Replaces source `index`'s keys and tells listeners what changed in the merge.
     pub(crate) fn set_layer(&self, index: usize, values: Flat) {
-        let mut layers = self.layers.lock().expect("layers poisoned");
-        if layers[index] == values {
+        let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        layers[index].fed = true;
+        if layers[index].values == values {
             return;
         }
-        layers[index] = values;
+        layers[index].values = values;
         let merged = merge(&layers);
         let old = self.merged.swap(Arc::new(merged));
         let events = diff(&old, &self.merged.load());
@@ -308,7 +341,7 @@ impl Inner {
         let listeners: Vec<(Vec<Event>, Callback)> = self
             .listeners
             .lock()
-            .expect("listeners poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter_map(|(_, selector, callback)| {
                 let mine: Vec<Event> = events
@@ -319,21 +352,28 @@ impl Inner {
                 (!mine.is_empty()).then(|| (mine, callback.clone()))
             })
             .collect();
-        // Called with the layers still locked: the next change waits its turn.
+        // Called with the layers still locked: the next change waits its turn. A
+        // listener that panics is logged and the others still hear of the change.
         for (events, callback) in listeners {
-            callback(&events);
+            let call = std::panic::AssertUnwindSafe(|| callback(&events));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!("a configuration listener panicked");
+            }
         }
     }
 
     pub(crate) fn keep(&self, task: Box<dyn Send>) {
-        self.tasks.lock().expect("tasks poisoned").push(task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
     }
 }
 
-fn merge(layers: &[Flat]) -> Flat {
+fn merge(layers: &[Layer]) -> Flat {
     let mut merged = Flat::new();
     for layer in layers {
-        merged.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.extend(layer.values.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     merged
 }
@@ -373,7 +413,9 @@ fn diff(old: &Flat, new: &Flat) -> Vec<Event> {
 }
 
 /// A process's configuration merged from its sources. Cheap to clone; reads never
-/// lock. Its sources are watched for as long as a clone (or a [`Handle`]) is alive.
+/// lock. Its sources are watched for as long as a clone (or a [`Handle`]) is alive —
+/// including a clone captured by one of its own listeners, which keeps it alive for
+/// good (capture a [`Handle`] instead, or what the listener needs).
 #[derive(Clone)]
 pub struct Manager {
     inner: Arc<Inner>,
@@ -455,18 +497,28 @@ impl Manager {
         self.inner
             .listeners
             .lock()
-            .expect("listeners poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .push((id, selector, callback));
         ListenerId(id)
     }
 
     /// Unregisters a listener.
     pub fn remove_listener(&self, id: ListenerId) {
-        self.inner
-            .listeners
-            .lock()
-            .expect("listeners poisoned")
-            .retain(|(i, _, _)| *i != id.0);
+        let removed: Vec<_> = {
+            let mut listeners = self
+                .inner
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (gone, kept) = std::mem::take(&mut *listeners)
+                .into_iter()
+                .partition(|(i, _, _)| *i == id.0);
+            *listeners = kept;
+            gone
+        };
+        // Dropped unlocked: a callback may own the last clone of a handle, whose drop
+        // removes a listener of its own.
+        drop(removed);
     }
 
     /// A typed view of `key` (a leaf or a section) that always holds the current value:
@@ -477,7 +529,7 @@ impl Manager {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let current = Arc::new(ArcSwap::from_pointee(self.get::<T>(key)?));
+        let current: Arc<ArcSwap<Option<Arc<T>>>> = Arc::new(ArcSwap::from_pointee(None));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let slot = current.clone();
         let path = key.to_owned();
@@ -487,19 +539,27 @@ impl Manager {
                 .ok_or_else(|| "the key has no value any more".to_owned())
                 .and_then(|v| lenient::from_value::<T>(v).map_err(|e| e.to_string()));
             match value {
-                Ok(value) => slot.store(Arc::new(value)),
+                Ok(value) => slot.store(Arc::new(Some(Arc::new(value)))),
                 Err(message) => {
                     tracing::warn!(key = %path, error = %message, "keeping the last good value");
                 }
             }
         };
+        // Listening before the first read: a change in between is then not missed.
         let id = self.listen(Selector::Subtree(key.to_owned()), Arc::new(update));
+        let registration = Arc::new(Registration {
+            manager: self.clone(),
+            id,
+        });
+        let first = Arc::new(self.get::<T>(key)?);
+        // Unless a change already filled it, which is newer.
+        current.rcu(|now| match &**now {
+            Some(newer) => Some(newer.clone()),
+            None => Some(first.clone()),
+        });
         Ok(Handle {
             current,
-            _registration: Arc::new(Registration {
-                manager: self.clone(),
-                id,
-            }),
+            _registration: registration,
         })
     }
 }
@@ -518,7 +578,8 @@ impl Drop for Registration {
 
 /// The current value of a key as `T`; see [`Manager::handle`]. Reads never lock.
 pub struct Handle<T> {
-    current: Arc<ArcSwap<T>>,
+    /// Always `Some` once the handle is returned.
+    current: Arc<ArcSwap<Option<Arc<T>>>>,
     _registration: Arc<Registration>,
 }
 
@@ -534,6 +595,8 @@ impl<T> Clone for Handle<T> {
 impl<T> Handle<T> {
     /// The current value.
     pub fn get(&self) -> Arc<T> {
-        self.current.load_full()
+        (**self.current.load())
+            .clone()
+            .expect("a handle holds a value from its creation")
     }
 }

@@ -89,7 +89,7 @@ async fn remote(
     inner: Weak<Inner>,
 ) -> Result<Flat> {
     // Watch first, read second: a publish in between is then reported, not lost.
-    let mut changes = client.watch_stream(vec![key.clone()]).await;
+    let mut changes = client.watch_stream(vec![key.clone()]).await?;
     let initial = config_values(&key, client.get(&key).await?.as_ref(), &mode)?;
     let target = inner.clone();
     let task = tokio::spawn(async move {
@@ -147,19 +147,16 @@ fn file(path: PathBuf, mode: Mode, index: usize, inner: Weak<Inner>) -> Result<F
         message,
     };
     // The directory is watched, not the file: editors and deploy tools often replace a
-    // file by renaming another over it, which ends a watch on the file itself.
+    // file by renaming another over it, which ends a watch on the file itself. Any event
+    // there re-reads the file (unchanged content changes nothing): a Kubernetes
+    // ConfigMap is updated by swapping a `..data` symlink, and never names the file.
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(ToOwned::to_owned);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                let _ = tx.send(());
-            }
-        }
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
     })
     .map_err(|e| fail(e.to_string()))?;
     notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)
@@ -180,16 +177,14 @@ fn file(path: PathBuf, mode: Mode, index: usize, inner: Weak<Inner>) -> Result<F
                     break;
                 }
             }
-            let values = if path.exists() {
-                match read_file(&path, format, &mode) {
-                    Ok(values) => values,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "keeping the file's last good content");
-                        continue;
-                    }
+            let values = match read_file(&path, format, &mode) {
+                Ok(values) => values,
+                // Removed: its keys go.
+                Err(_) if !path.exists() => Flat::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "keeping the file's last good content");
+                    continue;
                 }
-            } else {
-                Flat::new()
             };
             match target.upgrade() {
                 Some(inner) => inner.set_layer(index, values),

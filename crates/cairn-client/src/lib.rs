@@ -503,13 +503,16 @@ impl Client {
             return Ok(Some(config));
         }
         match self.fetch(key).await {
-            Err(Error::Http(e)) => match self.local.snapshot(key) {
-                Some(config) => {
-                    tracing::warn!(key = %key, error = %e, "no server answers; serving the local snapshot");
-                    Ok(Some(config))
+            // Unreachable, or a proxy in front of it says no server is behind it.
+            Err(e @ (Error::Http(_) | Error::Api { status: 500.., .. })) => {
+                match self.local.snapshot(key) {
+                    Some(config) => {
+                        tracing::warn!(key = %key, error = %e, "no server answers; serving the local snapshot");
+                        Ok(Some(config))
+                    }
+                    None => Err(e),
                 }
-                None => Err(Error::Http(e)),
-            },
+            }
             other => other,
         }
     }

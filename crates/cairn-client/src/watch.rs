@@ -83,7 +83,8 @@ impl Watcher {
 
 /// The changes to a set of watched keys, in the order they happened for each key: the
 /// new config (read once, so never stale), or `None` after a deletion. Dropping it stops
-/// the watch of keys nobody else watches.
+/// the watch of keys nobody else watches. Changes wait in the stream until it is polled,
+/// so poll it or drop it.
 pub struct WatchStream {
     rx: mpsc::UnboundedReceiver<Change>,
     id: u64,

@@ -258,6 +258,7 @@ async fn sources_that_cannot_be_read_fail_the_build_and_say_which() {
     let manager = Manager::builder().build().await.unwrap();
     let err = manager.get::<u64>("port").unwrap_err();
     assert_eq!(err.to_string(), "no configuration value at \"port\"");
+    assert_eq!(manager.get::<Option<u64>>("port").unwrap(), None);
 }
 
 #[tokio::test]

@@ -156,6 +156,8 @@ impl ManagerBuilder {
 
     /// A config on a Cairn server kept whole: its parsed document (or its text, for
     /// text formats) is the one value of key `name`, so it only ever changes at once.
+    /// Priorities apply per key: give a whole value a name no other source flattens
+    /// keys under, or their keys below `name` mix with it.
     pub fn remote_whole(mut self, client: &Client, key: Key, name: impl Into<String>) -> Self {
         self.specs.push(Spec::Remote {
             client: client.clone(),
@@ -434,15 +436,10 @@ impl Manager {
     /// The value at dotted `key`, converted to `T`: a leaf, or the subtree of every key
     /// under `key.` (see [`Manager::section`]). Strings from env, arguments and
     /// properties convert to numbers and bools where `T` asks for them.
+    ///
+    /// A missing key is [`Error::Missing`], unless `T` is an `Option` (then `None`).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        let value =
-            tree::subtree(&self.inner.merged.load(), key).ok_or_else(|| Error::Missing {
-                key: key.to_owned(),
-            })?;
-        lenient::from_value(value).map_err(|e| Error::Value {
-            key: key.to_owned(),
-            message: e.to_string(),
-        })
+        lookup(&self.inner.merged.load(), key)
     }
 
     /// The value at `key`, or `default` when it is missing or does not convert to `T`
@@ -535,9 +532,7 @@ impl Manager {
         let path = key.to_owned();
         let update = move |_: &[Event]| {
             let Some(inner) = weak.upgrade() else { return };
-            let value = tree::subtree(&inner.merged.load(), &path)
-                .ok_or_else(|| "the key has no value any more".to_owned())
-                .and_then(|v| lenient::from_value::<T>(v).map_err(|e| e.to_string()));
+            let value = lookup::<T>(&inner.merged.load(), &path);
             match value {
                 Ok(value) => slot.store(Arc::new(Some(Arc::new(value)))),
                 Err(message) => {
@@ -561,6 +556,20 @@ impl Manager {
             current,
             _registration: registration,
         })
+    }
+}
+
+/// The value at `key` in `flat` as `T`; see [`Manager::get`].
+fn lookup<T: DeserializeOwned>(flat: &Flat, key: &str) -> Result<T> {
+    let fail = |message: String| Error::Value {
+        key: key.to_owned(),
+        message,
+    };
+    match tree::subtree(flat, key) {
+        Some(value) => lenient::from_value(value).map_err(|e| fail(e.to_string())),
+        None => lenient::from_value(Value::Null).map_err(|_| Error::Missing {
+            key: key.to_owned(),
+        }),
     }
 }
 

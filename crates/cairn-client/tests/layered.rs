@@ -290,3 +290,30 @@ async fn handles_inside_whole_values_follow_and_listeners_cannot_break_the_manag
     batches(&recorded, 2).await;
     assert_eq!(*upstream.get(), "z");
 }
+
+#[tokio::test]
+async fn a_whole_value_hides_the_lower_keys_inside_it_and_yields_to_higher_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = dir.path().join("defaults.yaml");
+    std::fs::write(&defaults, "db:\n  url: file-url\n  pool: 4\n").unwrap();
+    let db = dir.path().join("db.json");
+    std::fs::write(&db, r#"{"url": "whole-url"}"#).unwrap();
+    let manager = Manager::builder()
+        .file(&defaults)
+        .file_whole(&db, "db")
+        .args(["--db.timeout=5"])
+        .build()
+        .await
+        .unwrap();
+    // The whole value (added later, so higher) replaces the lower file's keys under it.
+    assert_eq!(manager.get::<String>("db.url").unwrap(), "whole-url");
+    assert!(matches!(
+        manager.get::<u32>("db.pool"),
+        Err(Error::Missing { .. })
+    ));
+    // A higher source's key inside it wins, and the section shows both.
+    assert_eq!(
+        manager.get::<Value>("db").unwrap(),
+        json!({"url": "whole-url", "timeout": "5"})
+    );
+}

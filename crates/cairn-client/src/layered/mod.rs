@@ -156,8 +156,9 @@ impl ManagerBuilder {
 
     /// A config on a Cairn server kept whole: its parsed document (or its text, for
     /// text formats) is the one value of key `name`, so it only ever changes at once.
-    /// Priorities apply per key: give a whole value a name no other source flattens
-    /// keys under, or their keys below `name` mix with it.
+    /// A lower-priority source's keys below `name` are hidden by it; a higher-priority
+    /// source's keys below `name` (`routes./a` from the command line) win over the
+    /// matching part of it.
     pub fn remote_whole(mut self, client: &Client, key: Key, name: impl Into<String>) -> Self {
         self.specs.push(Spec::Remote {
             client: client.clone(),
@@ -372,9 +373,26 @@ impl Inner {
     }
 }
 
+/// The layers merged, lowest priority first, so the winner of each key writes last. A
+/// key also hides what lower layers have below it: a value kept whole wins as a whole
+/// over a lower layer's flattened keys inside it.
 fn merge(layers: &[Layer]) -> Flat {
     let mut merged = Flat::new();
     for layer in layers {
+        for key in layer.values.keys() {
+            let below = format!("{key}.");
+            let hidden: Vec<String> = merged
+                .range::<str, _>((
+                    std::ops::Bound::Included(below.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(&below))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in hidden {
+                merged.remove(&k);
+            }
+        }
         merged.extend(layer.values.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     merged

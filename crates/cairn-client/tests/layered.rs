@@ -85,6 +85,25 @@ async fn arguments_beat_environment_beats_files_unless_told_otherwise() {
         .unwrap();
     assert_eq!(manager.get::<String>("c").unwrap(), "file");
     assert_eq!(manager.get::<String>("d").unwrap(), "base");
+
+    // Variables match keys spelled in camelCase or kebab-case elsewhere.
+    let spelled = dir.path().join("spelled.yaml");
+    std::fs::write(&spelled, "pool:\n  maxSize: 4\n  idle-timeout: 30\n").unwrap();
+    let manager = Manager::builder()
+        .file(&spelled)
+        .env_from(
+            "SVC_",
+            vars(&[
+                ("SVC_POOL__MAX_SIZE", "16"),
+                ("SVC_POOL__IDLE_TIMEOUT", "5"),
+            ]),
+        )
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(manager.get::<u32>("pool.maxSize").unwrap(), 16);
+    assert_eq!(manager.get::<u32>("pool.idle-timeout").unwrap(), 5);
+    assert_eq!(manager.all().len(), 2, "{:?}", manager.all());
 }
 
 #[derive(Debug, Deserialize, PartialEq)]

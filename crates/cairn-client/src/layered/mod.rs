@@ -177,7 +177,9 @@ impl ManagerBuilder {
     }
 
     /// Environment variables starting with `prefix`: `APP_REGISTRY__INTERVAL=5` with
-    /// prefix `APP_` is `registry.interval` (lower-cased, `__` for `.`).
+    /// prefix `APP_` is `registry.interval` (lower-cased, `__` for `.`). Where another
+    /// source has the key spelled otherwise, the variable matches it ignoring case, `-`
+    /// and `_`: `APP_POOL__MAX_SIZE` overrides `pool.maxSize` and `pool.max-size`.
     /// Variables whose name or value is not valid UTF-8 are skipped.
     pub fn env(self, prefix: impl Into<String>) -> Self {
         let vars = std::env::vars_os().filter_map(|(name, value)| {
@@ -249,10 +251,12 @@ impl ManagerBuilder {
         let inner = Arc::new(Inner {
             merged: ArcSwap::default(),
             layers: Mutex::new(
-                (0..specs.len())
-                    .map(|_| Layer {
+                specs
+                    .iter()
+                    .map(|spec| Layer {
                         values: Flat::new(),
                         fed: false,
+                        relaxed: spec.kind() == SourceKind::Env,
                     })
                     .collect(),
             ),
@@ -312,6 +316,17 @@ struct Layer {
     values: Flat,
     /// Whether its feeder has set it (then it is newer than the source's first read).
     fed: bool,
+    /// Whether its keys match other sources' keys loosely (environment variables cannot
+    /// spell `maxConnections` or `log-level`).
+    relaxed: bool,
+}
+
+/// A key as loosely matched: lower case, without `-` and `_`.
+fn relaxed(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 pub(crate) struct Inner {
@@ -376,10 +391,33 @@ impl Inner {
 /// The layers merged, lowest priority first, so the winner of each key writes last. A
 /// key also hides what lower layers have below it: a value kept whole wins as a whole
 /// over a lower layer's flattened keys inside it.
+///
+/// Keys of relaxed layers (the environment) take the spelling of a matching key of
+/// another layer: `APP_REGISTRY__MAX_CONNECTIONS` sets `registry.maxConnections`.
 fn merge(layers: &[Layer]) -> Flat {
+    let spelling: BTreeMap<String, &String> = layers
+        .iter()
+        .filter(|l| !l.relaxed)
+        .flat_map(|l| l.values.keys())
+        .map(|k| (relaxed(k), k))
+        .collect();
     let mut merged = Flat::new();
     for layer in layers {
-        for key in layer.values.keys() {
+        let respelled: Flat;
+        let values = if layer.relaxed {
+            respelled = layer
+                .values
+                .iter()
+                .map(|(k, v)| {
+                    let key = spelling.get(&relaxed(k)).map_or(k, |k| *k);
+                    (key.clone(), v.clone())
+                })
+                .collect();
+            &respelled
+        } else {
+            &layer.values
+        };
+        for key in values.keys() {
             let below = format!("{key}.");
             let hidden: Vec<String> = merged
                 .range::<str, _>((
@@ -393,7 +431,7 @@ fn merge(layers: &[Layer]) -> Flat {
                 merged.remove(&k);
             }
         }
-        merged.extend(layer.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     merged
 }

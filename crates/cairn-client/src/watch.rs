@@ -4,15 +4,16 @@
 //! watching that key; errors are retried with jittered exponential backoff across the
 //! known nodes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 use futures::Stream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::{Change, Client, Key, Result, WatchKey};
 
@@ -54,7 +55,7 @@ struct State {
 /// A watched key: the md5 last handed out, and the subscriptions that want its changes.
 struct Watched {
     md5: String,
-    subscribers: Vec<(u64, mpsc::UnboundedSender<Change>)>,
+    subscribers: Vec<(u64, Arc<Inbox>)>,
 }
 
 impl Watcher {
@@ -81,12 +82,48 @@ impl Watcher {
     }
 }
 
+/// A subscription's undelivered changes: at most one per key, the latest, so a consumer
+/// that falls behind skips straight to the current content and holds no backlog.
+#[derive(Default)]
+struct Inbox {
+    pending: Mutex<Pending>,
+    waker: AtomicWaker,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Keys with a change waiting, in the order their first waiting change came.
+    order: VecDeque<Key>,
+    latest: HashMap<Key, Change>,
+}
+
+impl Inbox {
+    fn put(&self, change: Change) {
+        let mut pending = self.pending.lock().expect("inbox poisoned");
+        if pending
+            .latest
+            .insert(change.key.clone(), change.clone())
+            .is_none()
+        {
+            pending.order.push_back(change.key);
+        }
+        drop(pending);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> Option<Change> {
+        let mut pending = self.pending.lock().expect("inbox poisoned");
+        let key = pending.order.pop_front()?;
+        pending.latest.remove(&key)
+    }
+}
+
 /// The changes to a set of watched keys, in the order they happened for each key: the
 /// new config (read once, so never stale), or `None` after a deletion. Dropping it stops
-/// the watch of keys nobody else watches. Changes wait in the stream until it is polled,
-/// so poll it or drop it.
+/// the watch of keys nobody else watches. A stream polled late yields each key's latest
+/// change only; it never ends on its own.
 pub struct WatchStream {
-    rx: mpsc::UnboundedReceiver<Change>,
+    inbox: Arc<Inbox>,
     id: u64,
     keys: Vec<Key>,
     watcher: Arc<Watcher>,
@@ -95,8 +132,16 @@ pub struct WatchStream {
 impl Stream for WatchStream {
     type Item = Change;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
-        self.rx.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        if let Some(change) = self.inbox.take() {
+            return Poll::Ready(Some(change));
+        }
+        // Registered before looking again, so a change put in between is not missed.
+        self.inbox.waker.register(cx.waker());
+        match self.inbox.take() {
+            Some(change) => Poll::Ready(Some(change)),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -160,7 +205,7 @@ impl Client {
             .collect()
             .await;
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let inbox = Arc::new(Inbox::default());
         let mut state = self.watcher.lock();
         let id = state.next_id;
         state.next_id += 1;
@@ -173,7 +218,7 @@ impl Client {
                     subscribers: Vec::new(),
                 }
             });
-            watched.subscribers.push((id, tx.clone()));
+            watched.subscribers.push((id, inbox.clone()));
         }
         let start = !state.running && !state.keys.is_empty();
         state.running |= start;
@@ -184,7 +229,7 @@ impl Client {
             self.watcher.rebuild.notify_one();
         }
         Ok(WatchStream {
-            rx,
+            inbox,
             id,
             keys,
             watcher: self.watcher.clone(),
@@ -343,9 +388,9 @@ impl Client {
         }
         watched.md5 = md5;
         let change = Change { key, config };
-        watched
-            .subscribers
-            .retain(|(_, tx)| tx.send(change.clone()).is_ok());
+        for (_, inbox) in &watched.subscribers {
+            inbox.put(change.clone());
+        }
         true
     }
 }
@@ -353,6 +398,36 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(data_id: &str, content: &str) -> Change {
+        let key = Key::new("public", "g", data_id);
+        let config = serde_json::from_value(serde_json::json!({
+            "namespace": "public", "group": "g", "data_id": data_id,
+            "content": content, "format": "text", "md5": "", "revision": 1, "size": 1,
+            "description": "", "tags": [], "created_by": "", "created_at": "",
+            "updated_by": "", "updated_at": ""
+        }))
+        .unwrap();
+        Change {
+            key,
+            config: Some(config),
+        }
+    }
+
+    #[test]
+    fn a_consumer_that_falls_behind_gets_each_keys_latest_change_once() {
+        let inbox = Inbox::default();
+        inbox.put(change("a", "a1"));
+        inbox.put(change("b", "b1"));
+        inbox.put(change("a", "a2"));
+        let taken: Vec<(String, String)> = std::iter::from_fn(|| inbox.take())
+            .map(|c| (c.key.data_id, c.config.unwrap().content.unwrap()))
+            .collect();
+        assert_eq!(
+            taken,
+            [("a".into(), "a2".into()), ("b".into(), "b1".into())]
+        );
+    }
 
     #[tokio::test]
     async fn keys_that_are_no_config_keys_are_refused_before_any_request() {

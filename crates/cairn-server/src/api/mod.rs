@@ -201,11 +201,11 @@ pub fn router(state: SharedState) -> Router {
     let body_limit = state.settings.max_content_bytes.saturating_mul(2) + 64 * 1024;
     let api = native::router()
         .merge(watch::router())
-        .route_layer(axum::middleware::from_fn(crate::metrics::track));
+        .route_layer(crate::metrics::Track);
     Router::new()
         .merge(api)
-        .merge(nacos::router().route_layer(axum::middleware::from_fn(crate::metrics::track)))
-        .merge(apollo::router().route_layer(axum::middleware::from_fn(crate::metrics::track)))
+        .merge(nacos::router().route_layer(crate::metrics::Track))
+        .merge(apollo::router().route_layer(crate::metrics::Track))
         .merge(ops::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

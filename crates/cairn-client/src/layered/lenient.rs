@@ -1,7 +1,7 @@
 //! Deserializing configuration values the way people write them: environment variables,
 //! command-line arguments and properties files carry only strings, so a string is also
-//! accepted where a number, a bool or a unit enum variant is expected, and a number or
-//! bool where a string is.
+//! accepted where a number, a bool (`true`/`yes`/`on`/`1` and their opposites, in any
+//! case) or a unit enum variant is expected, and a number or bool where a string is.
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, IntoDeserializer, Visitor};
@@ -61,8 +61,19 @@ impl<'de> de::Deserializer<'de> for Lenient {
         }
     }
 
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if let Value::String(s) = &self.0 {
+            // As properties files and environments write them.
+            match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => return visitor.visit_bool(true),
+                "false" | "no" | "off" | "0" => return visitor.visit_bool(false),
+                _ => {}
+            }
+        }
+        self.deserialize_any(visitor)
+    }
+
     parse_from_str! {
-        deserialize_bool => visit_bool as bool,
         deserialize_i8 => visit_i64 as i64,
         deserialize_i16 => visit_i64 as i64,
         deserialize_i32 => visit_i64 as i64,
@@ -165,6 +176,15 @@ mod tests {
             }
         );
         assert_eq!(from_value::<Mode>(json!("fast")).unwrap(), Mode::Fast);
+        for (text, value) in [
+            ("TRUE", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("Off", false),
+        ] {
+            assert_eq!(from_value::<bool>(json!(text)).unwrap(), value, "{text}");
+        }
         assert_eq!(from_value::<u16>(json!(8080)).unwrap(), 8080);
     }
 

@@ -75,20 +75,40 @@ impl FromRequest<SharedState> for Params {
     }
 }
 
+/// Nacos's message for a missing parameter (as a 400: a client mistake, where Nacos
+/// itself answers 500).
+fn missing(name: &str) -> Response {
+    caused(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "Required request parameter '{name}' for method parameter type String is not present"
+        ),
+    )
+}
+
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
-    /// A required parameter, or Nacos's message for its absence (as a 400: a client
-    /// mistake, where Nacos itself answers 500).
+    /// A required parameter, or Nacos's message for its absence.
     pub fn required(&self, name: &str) -> Result<&str, Response> {
-        self.get(name).ok_or_else(|| {
-            caused(
-                StatusCode::BAD_REQUEST,
-                &format!("Required request parameter '{name}' for method parameter type String is not present"),
-            )
-        })
+        self.get(name).ok_or_else(|| missing(name))
+    }
+
+    /// A numeric parameter if given, or Nacos's message for a malformed one.
+    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, Response> {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid {name} : {v}")))
+            })
+            .transpose()
+    }
+
+    /// A required numeric parameter.
+    pub fn required_number<T: std::str::FromStr>(&self, name: &str) -> Result<T, Response> {
+        self.number(name)?.ok_or_else(|| missing(name))
     }
 
     pub fn flag(&self, name: &str) -> bool {

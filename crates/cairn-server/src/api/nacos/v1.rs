@@ -186,17 +186,9 @@ fn search(state: &SharedState, params: &Params) -> Answer {
 }
 
 pub(super) fn page_of(params: &Params) -> Result<Page, Response> {
-    let number = |name: &str, default: u32| -> Result<u32, Response> {
-        match params.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid {name} : {v}"))),
-        }
-    };
     Ok(Page {
-        number: number("pageNo", 1)?.max(1),
-        size: number("pageSize", 100)?.clamp(1, 500),
+        number: params.number("pageNo")?.unwrap_or(1).max(1),
+        size: params.number("pageSize")?.unwrap_or(100).clamp(1, 500),
     })
 }
 
@@ -591,10 +583,7 @@ pub(super) async fn previous_entry(
 async fn history(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
     authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
-    if let Some(nid) = params.get("nid") {
-        let nid: i64 = nid
-            .parse()
-            .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid nid : {nid}")))?;
+    if let Some(nid) = params.number::<i64>("nid")? {
         return Ok(match state.service.history_entry(&key, nid).await {
             Ok(entry) => Json(history_item(&entry, false, true)).into_response(),
             Err(ServiceError::RevisionNotFound { .. }) => StatusCode::OK.into_response(),
@@ -612,10 +601,7 @@ async fn history_previous(
 ) -> Answer {
     authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
-    let id = params.required("id")?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid id : {id}")))?;
+    let id: i64 = params.required_number("id")?;
     Ok(match previous_entry(&state, &key, id).await? {
         Some(entry) => Json(history_item(&entry, false, true)).into_response(),
         None => StatusCode::OK.into_response(),

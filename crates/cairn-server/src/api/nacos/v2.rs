@@ -165,10 +165,7 @@ async fn history_entry(
     v2(async {
         authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
-        let nid = params.required("nid")?;
-        let nid: i64 = nid
-            .parse()
-            .map_err(|_| super::caused(StatusCode::BAD_REQUEST, &format!("invalid nid : {nid}")))?;
+        let nid: i64 = params.required_number("nid")?;
         match state.service.history_entry(&key, nid).await {
             Ok(entry) => Ok(ok(history_item(&entry, false, true))),
             Err(ServiceError::RevisionNotFound { .. }) => Ok(ok(Value::Null)),
@@ -187,10 +184,7 @@ async fn history_previous(
     v2(async {
         authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
-        let id = params.required("id")?;
-        let id: i64 = id
-            .parse()
-            .map_err(|_| super::caused(StatusCode::BAD_REQUEST, &format!("invalid id : {id}")))?;
+        let id: i64 = params.required_number("id")?;
         Ok(ok(previous_entry(&state, &key, id)
             .await?
             .map_or(Value::Null, |e| history_item(&e, false, true))))

@@ -2,85 +2,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+mod common;
 
-struct Server {
-    child: Child,
-    /// Kept open so that the server's stdout is never a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-    /// Everything the server printed to stdout up to the listening line.
-    banner: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
-        let mut command = Command::new(BIN);
-        command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("CAIRN_ADMIN_PASSWORD")
-            .env("CAIRN_LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(p) = admin_password {
-            command.env("CAIRN_ADMIN_PASSWORD", p);
-        }
-        let mut child = command.spawn().expect("the server starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut banner = String::new();
-        let url = loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                panic!("the server exited before listening: {banner}");
-            }
-            banner.push_str(&line);
-            if let Some(rest) = line.strip_prefix("Cairn is listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Read the rest of the first-start notice, which follows the listening line.
-        if admin_password.is_none() {
-            for _ in 0..7 {
-                let mut line = String::new();
-                stdout.read_line(&mut line).unwrap();
-                banner.push_str(&line);
-            }
-        }
-        Server {
-            child,
-            _stdout: stdout,
-            url,
-            banner,
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, BIN};
 
 /// Runs `cairn` with the profile kept in `home`.
 fn cairn(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {

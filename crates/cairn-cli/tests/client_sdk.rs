@@ -1,62 +1,17 @@
 //! The Rust client against real `cairn server` processes that are stopped and started:
 //! snapshots, the failover directory, and many keys watched through one loop.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cairn_client::{Client, Key, Publish};
 use futures::StreamExt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+mod common;
+
+use common::Server;
+
 const PASSWORD: &str = "sdk-password-1";
-
-struct Server {
-    child: Child,
-    address: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(data_dir: &Path, listen: &str) -> Server {
-        Self::start_with(data_dir, listen, &[])
-    }
-
-    fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", listen, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
-            .env("CAIRN_LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let address = loop {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "the server exited"
-            );
-            if let Some(rest) = line.strip_prefix("Cairn is listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Server {
-            child,
-            address,
-            _stdout: stdout,
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
 
 async fn client(server: &str, dir: &Path) -> Client {
     Client::builder(server)
@@ -71,8 +26,8 @@ async fn client(server: &str, dir: &Path) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_serve_while_no_server_answers_and_failover_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
-    let client = client(&server.address, dir.path()).await;
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
     let key = Key::parse("public/app/db.properties").unwrap();
     client
         .publish(&key, &Publish::new("url=v1\n"))
@@ -91,7 +46,7 @@ async fn snapshots_serve_while_no_server_answers_and_failover_wins() {
     client.get(&sibling).await.unwrap();
 
     // The server dies: the client keeps serving what it last received.
-    let listen = server.address.trim_start_matches("http://").to_owned();
+    let listen = server.address().to_owned();
     server.kill();
     let kept = client.get(&key).await.unwrap().expect("the snapshot");
     assert_eq!(kept.content.as_deref(), Some("url=v1\n"));
@@ -118,7 +73,7 @@ async fn snapshots_serve_while_no_server_answers_and_failover_wins() {
     );
 
     // The server comes back (same address): fresh content again.
-    let server = Server::start(&dir.path().join("data"), &listen);
+    let server = Server::start_on(&dir.path().join("data"), &listen, Some(PASSWORD), &[]);
     client
         .publish(&key, &Publish::new("url=v2\n"))
         .await
@@ -147,8 +102,8 @@ async fn snapshots_serve_while_no_server_answers_and_failover_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_keys_are_watched_through_one_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
-    let client = client(&server.address, dir.path()).await;
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
     let keys: Vec<Key> = (0..1_000)
         .map(|i| Key::parse(&format!("public/fleet/k{i}.txt")).unwrap())
         .collect();
@@ -157,7 +112,7 @@ async fn a_thousand_keys_are_watched_through_one_loop() {
     }
     let mut changes = client.watch_stream(keys.clone()).await.unwrap();
     // One long poll carries all 1,000 keys.
-    wait_for_watchers(&server.address, 1).await;
+    wait_for_watchers(&server.url, 1).await;
     // A change to an existing key, a created key and a deleted one are each reported.
     client
         .publish(&keys[500], &Publish::new("v1"))
@@ -194,12 +149,13 @@ async fn a_thousand_keys_are_watched_through_one_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_earn_and_renew_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
+    let server = Server::start_on(
         &dir.path().join("data"),
         "127.0.0.1:0",
+        Some(PASSWORD),
         &["--token-ttl-secs", "2"],
     );
-    let client = client(&server.address, dir.path()).await;
+    let client = client(&server.url, dir.path()).await;
     let key = Key::parse("public/app/renew.txt").unwrap();
     client.publish(&key, &Publish::new("one")).await.unwrap();
     // Past the first token's lifetime: the client has renewed it by itself.
@@ -208,7 +164,7 @@ async fn credentials_earn_and_renew_tokens() {
         client.get(&key).await.unwrap().unwrap().content.as_deref(),
         Some("one")
     );
-    let wrong = Client::builder(&server.address)
+    let wrong = Client::builder(&server.url)
         .credentials("admin", "not-the-password")
         .build()
         .unwrap();
@@ -227,8 +183,8 @@ async fn typed_reads_follow_the_format() {
         hosts: Vec<String>,
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
-    let client = client(&server.address, dir.path()).await;
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
     let yaml = Key::parse("public/app/server.yaml").unwrap();
     client
         .publish(&yaml, &Publish::new("port: 8080\nhosts: [a, b]\n"))
@@ -322,8 +278,8 @@ async fn wait_for_calls(calls: &Calls, n: usize) -> Vec<Option<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_hear_each_change_once_in_order_through_the_shared_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
-    let client = client(&server.address, dir.path()).await;
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
     let key = Key::parse("public/app/flag.txt").unwrap();
     let other = Key::parse("public/app/other.txt").unwrap();
     client.publish(&key, &Publish::new("v0")).await.unwrap();
@@ -335,7 +291,7 @@ async fn listeners_hear_each_change_once_in_order_through_the_shared_loop() {
         .await
         .unwrap();
     // Two listeners and a stream of the same client: one held long poll.
-    wait_for_watchers(&server.address, 1).await;
+    wait_for_watchers(&server.url, 1).await;
 
     for i in 1..=5 {
         client
@@ -394,9 +350,9 @@ async fn the_layered_manager_follows_the_server_and_outlives_it() {
         servers: Vec<String>,
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
-    let listen = server.address.trim_start_matches("http://").to_owned();
-    let client = client(&server.address, dir.path()).await;
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let listen = server.address().to_owned();
+    let client = client(&server.url, dir.path()).await;
     let app = Key::parse("public/svc/app.yaml").unwrap();
     let routes = Key::parse("public/svc/routes.json").unwrap();
     client
@@ -479,7 +435,7 @@ async fn the_layered_manager_follows_the_server_and_outlives_it() {
     assert_eq!(cold.get::<u64>("registry.interval").unwrap(), 5);
 
     // The server returns: the watch finds it again and the next publish arrives.
-    let server = Server::start(&dir.path().join("data"), &listen);
+    let server = Server::start_on(&dir.path().join("data"), &listen, Some(PASSWORD), &[]);
     client
         .publish(&routes, &Publish::new(r#"{"/a": "y", "/b": "z"}"#))
         .await

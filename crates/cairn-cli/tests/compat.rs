@@ -2,56 +2,15 @@
 //! process. They run under the Python named by `CAIRN_TEST_PYTHON` (`.ci/run` makes a
 //! virtualenv with them from PyPI); without it these tests say so and skip.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+mod common;
+
+use common::{Server, BIN};
+
 const PASSWORD: &str = "compat-password-1";
-
-struct Server {
-    child: Child,
-    address: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
-            .env("CAIRN_LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let address = loop {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "the server exited"
-            );
-            if let Some(rest) = line.strip_prefix("Cairn is listening on http://") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Server {
-            child,
-            address,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn python() -> Option<String> {
     match std::env::var("CAIRN_TEST_PYTHON") {
@@ -136,9 +95,9 @@ fn apollocfg_reads_watches_and_signs() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
     let home = dir.path().join("home");
-    let address = server.address.as_str();
+    let address = server.address();
     cli(
         &home,
         address,
@@ -179,7 +138,7 @@ fn apollocfg_reads_watches_and_signs() {
     );
     let created = cli(&home, address, &["access-key", "create", "shop"], "");
     let secret = created.trim().rsplit(' ').next().unwrap().to_owned();
-    let base = format!("http://{}", server.address);
+    let base = server.url.clone();
     let out = run_script(
         &python,
         "apollo_client.py",
@@ -195,12 +154,12 @@ fn nacos_sdk_python_publishes_reads_listens_and_deletes() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
     let work = dir.path().join("client");
     let out = run_script(
         &python,
         "nacos_client.py",
-        &[&server.address, "admin", PASSWORD, work.to_str().unwrap()],
+        &[server.address(), "admin", PASSWORD, work.to_str().unwrap()],
     );
     let steps: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(

@@ -1,0 +1,113 @@
+//! What the binary's test files share: a real `cairn server` child process.
+
+// Each test file is its own crate and uses only part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A `cairn server` process; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Kept open so that the server's stdout is never a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+    /// `http://host:port`.
+    pub url: String,
+    /// Everything the server printed to stdout up to the listening line (and the
+    /// first-start notice after it, when it made up a password).
+    pub banner: String,
+}
+
+impl Server {
+    /// A server on a free loopback port; `admin_password` as `CAIRN_ADMIN_PASSWORD`, or
+    /// none (the server makes one up on its first start and prints it).
+    pub fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
+        Self::start_on(data_dir, "127.0.0.1:0", admin_password, &[])
+    }
+
+    /// A server listening on `listen`, with `extra` arguments.
+    pub fn start_on(
+        data_dir: &Path,
+        listen: &str,
+        admin_password: Option<&str>,
+        extra: &[&str],
+    ) -> Server {
+        let mut command = Command::new(BIN);
+        command
+            .args(["server", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("CAIRN_ADMIN_PASSWORD")
+            .env("CAIRN_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(p) = admin_password {
+            command.env("CAIRN_ADMIN_PASSWORD", p);
+        }
+        let mut child = command.spawn().expect("the server starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let url = loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the server exited before listening: {banner}");
+            }
+            banner.push_str(&line);
+            if let Some(rest) = line.strip_prefix("Cairn is listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Read the rest of the first-start notice, which follows the listening line.
+        if admin_password.is_none() {
+            for _ in 0..7 {
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap();
+                banner.push_str(&line);
+            }
+        }
+        Server {
+            child,
+            _stdout: stdout,
+            url,
+            banner,
+        }
+    }
+
+    /// `host:port`, without the scheme.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Stops the server at once (SIGKILL).
+    pub fn kill(self) {
+        // Dropping kills and reaps it.
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

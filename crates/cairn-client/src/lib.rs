@@ -539,7 +539,8 @@ impl Client {
     }
 
     /// A config's content deserialized by its format (yaml, json, toml, or properties as
-    /// a flat map of strings); `None` if it does not exist.
+    /// a flat map of its keys, whose strings convert to the numbers and bools `T` asks
+    /// for); `None` if it does not exist.
     pub async fn get_as<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
         let Some(config) = self.get(key).await? else {
             return Ok(None);
@@ -550,19 +551,16 @@ impl Client {
             format: config.format.clone(),
             message,
         };
-        let value = match config.format.as_str() {
-            "yaml" => serde_yaml_ng::from_str(&content).map_err(|e| fail(e.to_string()))?,
-            "toml" => toml::from_str(&content).map_err(|e| fail(e.to_string()))?,
-            "properties" => {
-                let pairs =
-                    cairn_core::properties::parse(&content).map_err(|e| fail(e.to_string()))?;
-                serde_json::from_value(
-                    serde_json::to_value(pairs).map_err(|e| fail(e.to_string()))?,
-                )
-                .map_err(|e| fail(e.to_string()))?
+        // Read as the layered manager reads it: properties' strings convert to the
+        // numbers and bools `T` asks for. Formats with no structure of their own are
+        // taken as JSON.
+        let value = match config.format.parse().unwrap_or_default() {
+            cairn_core::Format::Text | cairn_core::Format::Xml | cairn_core::Format::Html => {
+                serde_json::from_str(&content).map_err(|e| fail(e.to_string()))?
             }
-            _ => serde_json::from_str(&content).map_err(|e| fail(e.to_string()))?,
+            format => layered::tree::parse(format, &content).map_err(fail)?,
         };
+        let value = layered::lenient::from_value(value).map_err(|e| fail(e.to_string()))?;
         Ok(Some(value))
     }
 

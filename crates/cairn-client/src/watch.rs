@@ -180,7 +180,8 @@ impl Client {
     /// Fails if a key is not a valid config key.
     pub async fn watch_stream(&self, mut keys: Vec<Key>) -> Result<WatchStream> {
         for key in &keys {
-            Key::parse(&key.to_string())?;
+            cairn_core::ConfigKey::parse(&key.namespace, &key.group, &key.data_id)
+                .map_err(|_| crate::Error::BadKey(key.to_string()))?;
         }
         keys.sort();
         keys.dedup();

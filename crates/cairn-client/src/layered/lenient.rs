@@ -45,8 +45,11 @@ impl<'de> de::Deserializer<'de> for Lenient {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
             Value::Object(map) => {
-                let mut access =
-                    MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Lenient(v))));
+                // Keys too: a map keyed by numbers is written with string keys.
+                let mut access = MapDeserializer::new(
+                    map.into_iter()
+                        .map(|(k, v)| (Lenient(Value::String(k)), Lenient(v))),
+                );
                 let value = visitor.visit_map(&mut access)?;
                 access.end()?;
                 Ok(value)
@@ -186,6 +189,9 @@ mod tests {
             assert_eq!(from_value::<bool>(json!(text)).unwrap(), value, "{text}");
         }
         assert_eq!(from_value::<u16>(json!(8080)).unwrap(), 8080);
+        let ports: std::collections::BTreeMap<u16, String> =
+            from_value(json!({"80": "http", "443": "https"})).unwrap();
+        assert_eq!(ports[&443], "https");
     }
 
     #[test]

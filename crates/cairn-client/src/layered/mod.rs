@@ -22,9 +22,9 @@
 //! # Ok(()) }
 //! ```
 
-mod lenient;
+pub(crate) mod lenient;
 mod sources;
-mod tree;
+pub(crate) mod tree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,440 @@
+//! Long polls answered beside hyper. hyper keeps two 8 KiB buffers for every connection
+//! it serves, parked or not, which at 100,000 held watches would be most of a node's
+//! memory. Here a request is read into a buffer that is let go once the request is
+//! taken, handed to the same router as every other request, and its answer written
+//! directly, so a parked watch holds only its socket and its handler.
+//!
+//! Only plain requests to the long-poll routes are taken: HTTP/1.1, a `Content-Length`
+//! body or none, no `Expect` or `Upgrade`. Anything else, including anything malformed
+//! or oversized, goes to hyper with the bytes already read, and hyper answers it as it
+//! answers every other request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use axum::http::{StatusCode, Version};
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::HEADER_READ_TIMEOUT;
+
+/// Largest request head taken here.
+const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body taken here (a Nacos listener naming a few thousand keys).
+const MAX_BODY: usize = 256 * 1024;
+/// Most header lines taken here.
+const MAX_HEADERS: usize = 48;
+/// How much room a read of a request has.
+const READ_CHUNK: usize = 4096;
+/// How much room a read while a request is parked has: a client that closes sends
+/// nothing, and one that pipelines its next request sends little.
+const PARKED_READ_CHUNK: usize = 512;
+
+/// Whether a request is a long poll: the native watch, Nacos's config listener, or
+/// Apollo's notifications (with or without an env prefix). These are the routes that
+/// park; every other request goes to hyper.
+fn is_long_poll(method: &str, path: &str) -> bool {
+    match method {
+        "POST" => path == "/api/v1/watch" || path == "/nacos/v1/cs/configs/listener",
+        "GET" => {
+            path == "/notifications/v2"
+                || path
+                    .strip_prefix("/apollo/")
+                    .and_then(|rest| rest.split_once('/'))
+                    .is_some_and(|(env, rest)| !env.is_empty() && rest == "notifications/v2")
+        }
+        _ => false,
+    }
+}
+
+/// Serves requests on `tcp` for as long as they are long polls. Returns the connection
+/// and what was read of it once a request of another kind arrives, or `None` once the
+/// connection is closed.
+pub(super) async fn serve(
+    mut tcp: TcpStream,
+    remote: SocketAddr,
+    router: &Router,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, Bytes)> {
+    let mut read = BytesMut::new();
+    loop {
+        let (mut request, close) = match next_request(&mut tcp, &mut read, shutdown).await? {
+            Next::LongPoll { request, close } => (request, close),
+            Next::Other => return Some((tcp, read.freeze())),
+        };
+        request.extensions_mut().insert(ConnectInfo(remote));
+        let response = answer(&tcp, &mut read, router.clone().oneshot(request)).await?;
+        // Once the node is stopping, each answer is the connection's last.
+        let close = close || shutdown.is_cancelled();
+        if let Err(e) = write_response(&mut tcp, response, close).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+            return None;
+        }
+        if close {
+            let _ = tcp.shutdown().await;
+            return None;
+        }
+    }
+}
+
+// Made once per request and taken apart at once; boxing the request would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    LongPoll {
+        request: Request<Body>,
+        /// The client asked to close the connection after this request.
+        close: bool,
+    },
+    Other,
+}
+
+/// Reads until `read` holds a whole request, then takes it off `read` if it is a long
+/// poll. `None` when the connection closes, fails or times out first.
+async fn next_request(
+    tcp: &mut TcpStream,
+    read: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> Option<Next> {
+    let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    loop {
+        match parse(read) {
+            Parsed::LongPoll {
+                request,
+                close,
+                len,
+            } => {
+                read.advance(len);
+                if read.is_empty() {
+                    // Nothing pipelined behind it: hold no buffer while it is parked.
+                    *read = BytesMut::new();
+                }
+                return Some(Next::LongPoll { request, close });
+            }
+            Parsed::Other => return Some(Next::Other),
+            Parsed::Incomplete => {}
+        }
+        // Wait for bytes before making room for them: an idle keep-alive connection
+        // spends its time here.
+        tokio::select! {
+            ready = tcp.readable() => ready.ok()?,
+            _ = tokio::time::sleep_until(deadline) => return None,
+            _ = shutdown.cancelled(), if read.is_empty() => return None,
+        }
+        read.reserve(READ_CHUNK);
+        match tcp.try_read_buf(read) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+// Made once per request and taken apart at once; boxing the request would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Incomplete,
+    LongPoll {
+        request: Request<Body>,
+        close: bool,
+        /// Bytes of head and body.
+        len: usize,
+    },
+    Other,
+}
+
+fn parse(read: &[u8]) -> Parsed {
+    if read.is_empty() {
+        return Parsed::Incomplete;
+    }
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut lines);
+    let head_len = match head.parse(read) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => return Parsed::Incomplete,
+        // Too large, too many headers or malformed: hyper answers it.
+        _ => return Parsed::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
+        return Parsed::Other;
+    };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if !is_long_poll(method, path) {
+        return Parsed::Other;
+    }
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    let mut body_len = None;
+    let mut close = false;
+    for line in head.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(line.name.as_bytes()),
+            HeaderValue::from_bytes(line.value),
+        ) else {
+            return Parsed::Other;
+        };
+        match name {
+            header::CONTENT_LENGTH => match (body_len, content_length(line.value)) {
+                (None, Some(len)) => body_len = Some(len),
+                // Repeated, malformed or too large.
+                _ => return Parsed::Other,
+            },
+            header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => return Parsed::Other,
+            header::CONNECTION => close |= asks_to_close(&value),
+            _ => {}
+        }
+        headers.append(name, value);
+    }
+    let len = head_len + body_len.unwrap_or(0);
+    if read.len() < len {
+        return Parsed::Incomplete;
+    }
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), Uri::try_from(target))
+    else {
+        return Parsed::Other;
+    };
+    let body = match &read[head_len..len] {
+        [] => Body::empty(),
+        // A copy, so the read buffer can go while the request is parked.
+        body => Body::from(Bytes::copy_from_slice(body)),
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Parsed::LongPoll {
+        request,
+        close,
+        len,
+    }
+}
+
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&len| len <= MAX_BODY)
+}
+
+fn asks_to_close(connection: &HeaderValue) -> bool {
+    connection.to_str().is_ok_and(|tokens| {
+        tokens
+            .split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("close"))
+    })
+}
+
+/// Waits for the router's answer. If the client goes away first, the handler is dropped
+/// (which releases its watch) and `None` returned; bytes it sends meanwhile (a
+/// pipelined request) are kept in `read`.
+async fn answer(
+    tcp: &TcpStream,
+    read: &mut BytesMut,
+    response: impl Future<Output = Result<Response<Body>, Infallible>>,
+) -> Option<Response<Body>> {
+    tokio::pin!(response);
+    loop {
+        tokio::select! {
+            response = &mut response => {
+                let Ok(response) = response;
+                return Some(response);
+            }
+            ready = tcp.readable(), if read.len() < MAX_HEAD => {
+                ready.ok()?;
+                read.reserve(PARKED_READ_CHUNK);
+                match tcp.try_read_buf(read) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Writes `response` as HTTP/1.1: with its length when the body's size is known (one
+/// write for head and body), chunked otherwise.
+async fn write_response(
+    tcp: &mut TcpStream,
+    response: Response<Body>,
+    close: bool,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // Framing is this writer's to say.
+        if matches!(
+            *name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION
+        ) {
+            continue;
+        }
+        push_header(&mut out, name.as_str(), value.as_bytes());
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        push_header(&mut out, "date", now.as_bytes());
+    }
+    if close {
+        push_header(&mut out, "connection", b"close");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        out.extend_from_slice(b"\r\n");
+        return tcp.write_all(&out).await;
+    }
+    if body.size_hint().exact().is_some() {
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(io::Error::other)?;
+        push_header(
+            &mut out,
+            "content-length",
+            body.len().to_string().as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        return tcp.write_all(&out).await;
+    }
+    push_header(&mut out, "transfer-encoding", b"chunked");
+    out.extend_from_slice(b"\r\n");
+    tcp.write_all(&out).await?;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(io::Error::other)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        tcp.write_all(&chunk).await?;
+        tcp.write_all(b"\r\n").await?;
+    }
+    tcp.write_all(b"0\r\n\r\n").await
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str) -> Parsed {
+        parse(raw.as_bytes())
+    }
+
+    #[test]
+    fn only_the_long_poll_routes_are_taken() {
+        for (method, path) in [
+            ("POST", "/api/v1/watch"),
+            ("POST", "/nacos/v1/cs/configs/listener"),
+            ("GET", "/notifications/v2"),
+            ("GET", "/apollo/prod/notifications/v2"),
+        ] {
+            assert!(is_long_poll(method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            ("GET", "/api/v1/watch"),
+            ("GET", "/api/v1/watch/stream"),
+            ("POST", "/api/v1/watch/"),
+            ("GET", "/api/v1/configs/public/g/a"),
+            ("GET", "/apollo//notifications/v2"),
+            ("GET", "/apollo/a/b/notifications/v2"),
+            ("HEAD", "/notifications/v2"),
+        ] {
+            assert!(!is_long_poll(method, path), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_whole_long_poll_is_taken_with_its_body() {
+        let raw = "POST /api/v1/watch?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}";
+        let Parsed::LongPoll {
+            request,
+            close,
+            len,
+        } = parsed(raw)
+        else {
+            panic!("taken");
+        };
+        assert_eq!(len, raw.len());
+        assert!(!close);
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "/api/v1/watch?x=1");
+        assert_eq!(request.headers()["host"], "a");
+        assert_eq!(request.body().size_hint().exact(), Some(2));
+    }
+
+    #[test]
+    fn a_partial_request_waits_for_more() {
+        assert!(matches!(parsed(""), Parsed::Incomplete));
+        assert!(matches!(
+            parsed("POST /api/v1/watch HTTP/1.1\r\nHost: a\r\n"),
+            Parsed::Incomplete
+        ));
+        assert!(matches!(
+            parsed("POST /api/v1/watch HTTP/1.1\r\nContent-Length: 5\r\n\r\n{}"),
+            Parsed::Incomplete
+        ));
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_hyper() {
+        for raw in [
+            "GET /api/v1/configs/public/g/a HTTP/1.1\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.0\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            "POST /api/v1/watch HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+            "POST /api/v1/watch HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "NOT HTTP AT ALL\r\n\r\n",
+        ] {
+            assert!(matches!(parsed(raw), Parsed::Other), "{raw:?}");
+        }
+        let huge = format!(
+            "POST /api/v1/watch HTTP/1.1\r\nX-Big: {}",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(matches!(parsed(&huge), Parsed::Other));
+    }
+
+    #[test]
+    fn connection_close_is_noticed() {
+        let raw = "GET /notifications/v2 HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n";
+        assert!(matches!(parsed(raw), Parsed::LongPoll { close: true, .. }));
+    }
+}

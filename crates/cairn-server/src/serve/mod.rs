@@ -1,0 +1,122 @@
+//! The HTTP/1.1 connection loop. Most connections a config server holds are parked long
+//! polls, so each one's cost is what a node's capacity is counted in. A connection
+//! starts on the long-poll path (`long_poll`), which reads request heads itself and
+//! answers long polls holding nothing but the socket and the handler while they wait;
+//! the first request of any other kind hands the connection, with the bytes already
+//! read, to hyper for the rest of its life.
+
+mod long_poll;
+mod prefixed;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use prefixed::Prefixed;
+
+/// How long a client may take to send a request's headers, counted from when the
+/// connection starts waiting for them (slow-loris protection; it also closes keep-alive
+/// connections left idle that long). A parked watch has sent its request long before.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests once held watches were answered.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and
+/// waits (up to a bound) for open requests to finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait for some to close rather
+                    // than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Answers go out at once: a config read is one small response per request.
+        let _ = tcp.set_nodelay(true);
+        connections.spawn(connection(
+            tcp,
+            remote,
+            router.clone(),
+            http.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down with requests still open");
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    http: Arc<http1::Builder>,
+    shutdown: CancellationToken,
+) {
+    if let Some((tcp, read)) = long_poll::serve(tcp, remote, &router, &shutdown).await {
+        // Boxed so that a connection still on the long-poll path does not carry room
+        // for hyper's state in its task.
+        Box::pin(with_hyper(tcp, read, remote, router, &http, &shutdown)).await;
+    }
+}
+
+/// Serves the rest of a connection with hyper; `read` is what was read of it already.
+async fn with_hyper(
+    tcp: TcpStream,
+    read: Bytes,
+    remote: SocketAddr,
+    router: Router,
+    http: &http1::Builder,
+    shutdown: &CancellationToken,
+) {
+    let service = TowerToHyperService::new(tower::service_fn(
+        move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().oneshot(request)
+        },
+    ));
+    let connection = http.serve_connection(TokioIo::new(Prefixed::new(read, tcp)), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = shutdown.cancelled() => {
+            // Finish the request in flight, if any, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    // A client that goes away mid-request is no server error.
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,282 @@
+//! The connection layer under raw HTTP/1.1: long polls are answered off hyper's path, and
+//! a connection moves on to every other kind of request, pipelined or not, without a
+//! byte lost; a client that leaves releases its watch; malformed requests get errors.
+
+mod helpers;
+
+use std::time::Duration;
+
+use helpers::TestApp;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "public/DEFAULT_GROUP/conn.yaml";
+
+/// One response as a client reads it off the wire.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// A raw connection that keeps what it read past one response for the next.
+struct Conn {
+    tcp: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(app: &TestApp) -> Conn {
+        let addr = app.base.trim_start_matches("http://");
+        Conn {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, raw: &[u8]) {
+        self.tcp.write_all(raw).await.unwrap();
+    }
+
+    /// Reads one response with a `Content-Length` body (or none, for 304).
+    async fn answer(&mut self) -> Answer {
+        loop {
+            let mut lines = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Response::new(&mut lines);
+            if let httparse::Status::Complete(len) = head.parse(&self.pending).unwrap() {
+                let status = head.code.unwrap();
+                let headers: Vec<(String, String)> = head
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let body_len = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+                if self.pending.len() >= len + body_len {
+                    let body = self.pending[len..len + body_len].to_vec();
+                    self.pending.drain(..len + body_len);
+                    return Answer {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.tcp.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert!(n > 0, "the connection closed before a whole answer");
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the server closes the connection (within 5 s).
+    async fn closed_by_server(&mut self) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk)).await,
+            Ok(Ok(0))
+        )
+    }
+}
+
+fn watch_request(app: &TestApp, md5: &str, timeout_ms: u64, extra: &str) -> Vec<u8> {
+    let (namespace, rest) = KEY.split_once('/').unwrap();
+    let (group, data_id) = rest.split_once('/').unwrap();
+    let body = json!({
+        "keys": [{ "namespace": namespace, "group": group, "data_id": data_id, "md5": md5 }],
+        "timeout_ms": timeout_ms,
+    })
+    .to_string();
+    format!(
+        "POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        app.token,
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn read_request(app: &TestApp) -> Vec<u8> {
+    format!(
+        "GET /api/v1/configs/{KEY} HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.token
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_parked_watch_is_answered_and_its_connection_serves_reads_after() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "a: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("a: 1\n");
+
+    let mut conn = Conn::open(&app).await;
+    conn.send(&watch_request(&app, &md5, 20_000, "")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let revision = app.publish_ok(KEY, "a: 2\n").await;
+    let answer = conn.answer().await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert!(answer.header("date").is_some(), "answers carry a Date");
+    let changed = answer.json();
+    assert_eq!(changed["changed"][0]["revision"], revision);
+    assert_eq!(
+        changed["changed"][0]["md5"],
+        cairn_core::md5::md5_hex("a: 2\n")
+    );
+
+    // The same connection goes on to a read, then to another watch.
+    conn.send(&read_request(&app)).await;
+    let read = conn.answer().await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, b"a: 2\n");
+    conn.send(&watch_request(&app, &md5, 20_000, "")).await;
+    assert_eq!(
+        conn.answer().await.json()["changed"][0]["revision"],
+        revision,
+        "a stale md5 is answered at once, after the connection moved to hyper too"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "b: 1\n").await;
+    let mut conn = Conn::open(&app).await;
+    // A watch with a stale md5 (answered at once), a read and another watch, in one write.
+    let mut all = watch_request(&app, "stale", 20_000, "");
+    all.extend(read_request(&app));
+    all.extend(watch_request(&app, "stale", 20_000, ""));
+    conn.send(&all).await;
+    let first = conn.answer().await;
+    assert_eq!(first.json()["changed"][0]["exists"], true);
+    let second = conn.answer().await;
+    assert_eq!(second.body, b"b: 1\n");
+    let third = conn.answer().await;
+    assert_eq!(third.json()["changed"][0]["exists"], true);
+}
+
+#[tokio::test]
+async fn a_watch_that_times_out_answers_empty_and_keeps_the_connection() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "c: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("c: 1\n");
+    let mut conn = Conn::open(&app).await;
+    for _ in 0..2 {
+        conn.send(&watch_request(&app, &md5, 300, "")).await;
+        let answer = conn.answer().await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json()["changed"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "d: 1\n").await;
+    let mut conn = Conn::open(&app).await;
+    conn.send(&watch_request(
+        &app,
+        "stale",
+        20_000,
+        "Connection: close\r\n",
+    ))
+    .await;
+    let answer = conn.answer().await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(conn.closed_by_server().await);
+}
+
+#[tokio::test]
+async fn bad_long_polls_get_the_api_errors() {
+    let app = TestApp::spawn().await;
+    // A body the handler refuses: its own error, through this path.
+    let mut conn = Conn::open(&app).await;
+    let body = "{\"keys\": 3}";
+    conn.send(
+        format!(
+            "POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            app.token,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let answer = conn.answer().await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.json()["message"].is_string(), "{:?}", answer.json());
+
+    // No token: 401, and the connection stays usable.
+    conn.send(b"POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nContent-Length: 2\r\n\r\n{}")
+        .await;
+    assert_eq!(conn.answer().await.status, 401);
+
+    // Framing this path does not take is hyper's to refuse.
+    let mut conn = Conn::open(&app).await;
+    conn.send(b"POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nContent-Length: x\r\n\r\n")
+        .await;
+    assert_eq!(conn.answer().await.status, 400);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_releases_its_watch() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "e: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("e: 1\n");
+    let held = || async {
+        let text = app
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("cairn_watchers_held "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .unwrap()
+    };
+    let mut conn = Conn::open(&app).await;
+    conn.send(&watch_request(&app, &md5, 60_000, "")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while held().await != 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the watch is held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(conn);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while held().await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watch is released when its client leaves, not at its timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -140,6 +140,102 @@ pub async fn raw_watch(
     Ok((at, stream))
 }
 
+/// Opens a held long poll for [`await_answers`]: connects from `source` and writes the
+/// request; the answer is left unread.
+pub async fn open_watch(
+    addr: SocketAddr,
+    source: IpAddr,
+    request: Arc<Vec<u8>>,
+) -> anyhow::Result<std::net::TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let mut stream = socket.connect(addr).await?;
+    stream.write_all(&request).await?;
+    Ok(stream.into_std()?)
+}
+
+/// Waits for the first answer byte on each of `watches`, on a thread of its own that
+/// does nothing but poll them (no task per watcher): the load shares the two cores with
+/// the server, so the less it spends per answer, the more the figure is the server's.
+/// The watches are registered before this returns, so no answer is missed.
+pub fn await_answers(
+    watches: Vec<std::net::TcpStream>,
+    limit: Duration,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Answers>>> {
+    use std::io::Read;
+    let mut poll = mio::Poll::new()?;
+    let mut sockets: Vec<mio::net::TcpStream> = watches
+        .into_iter()
+        .map(mio::net::TcpStream::from_std)
+        .collect();
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        poll.registry()
+            .register(socket, mio::Token(i), mio::Interest::READABLE)?;
+    }
+    Ok(std::thread::spawn(move || {
+        let cpu_before = thread_cpu_ns();
+        let total = sockets.len();
+        let mut answered: Vec<Option<Instant>> = vec![None; total];
+        let mut left = total;
+        let mut events = mio::Events::with_capacity(1024);
+        let mut buf = [0u8; 512];
+        let deadline = Instant::now() + limit;
+        while left > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            anyhow::ensure!(
+                !wait.is_zero(),
+                "{left} of {total} watchers unanswered after {limit:?}"
+            );
+            match poll.poll(&mut events, Some(wait)) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other?,
+            }
+            for event in &events {
+                let i = event.token().0;
+                if answered[i].is_some() {
+                    continue;
+                }
+                let n = match sockets[i].read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                answered[i] = Some(Instant::now());
+                left -= 1;
+                anyhow::ensure!(n > 0, "the server closed a watch");
+                anyhow::ensure!(
+                    buf.starts_with(b"HTTP/1.1 200"),
+                    "a watch was refused: {}",
+                    String::from_utf8_lossy(&buf[..n.min(120)])
+                );
+            }
+        }
+        Ok(Answers {
+            at: answered.into_iter().flatten().collect(),
+            cpu_ns: thread_cpu_ns().saturating_sub(cpu_before),
+            open: sockets,
+        })
+    }))
+}
+
+/// What [`await_answers`] saw.
+pub struct Answers {
+    /// When each watch was answered.
+    pub at: Vec<Instant>,
+    /// CPU time the waiting took.
+    pub cpu_ns: u64,
+    /// The connections, still open as a real client's would be.
+    pub open: Vec<mio::net::TcpStream>,
+}
+
+/// CPU time the calling thread has run, in nanoseconds (Linux; 0 elsewhere).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The bytes of a native long-poll request for one key.
 pub fn watch_request(host: SocketAddr, token: &str, data_id: &str, md5: &str) -> Vec<u8> {
     let body = format!(

@@ -234,6 +234,30 @@ fn print_table(results: &Value) {
                     get(f, &["latency", "max_ms"])
                 ),
             );
+            if f.get("baseline_latency").is_some() {
+                row(
+                    format!("{name}: bare hyper p50/p99/max ms"),
+                    format!(
+                        "{}/{}/{}",
+                        get(f, &["baseline_latency", "p50_ms"]),
+                        get(f, &["baseline_latency", "p99_ms"]),
+                        get(f, &["baseline_latency", "max_ms"])
+                    ),
+                );
+                row(
+                    format!("{name}: p99 cairn / bare hyper"),
+                    get(f, &["p99_ratio"]),
+                );
+                row(
+                    format!("{name}: CPU µs per watcher, node / bare / load"),
+                    format!(
+                        "{} / {} / {}",
+                        get(f, &["server_cpu_us_per_watcher"]),
+                        get(f, &["baseline_cpu_us_per_watcher"]),
+                        get(f, &["load_cpu_us_per_watcher"])
+                    ),
+                );
+            }
             row(
                 format!("{name}: server RSS MiB"),
                 get(f, &["server_rss_mib"]),

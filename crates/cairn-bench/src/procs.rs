@@ -6,6 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -15,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
 
 pub const PASSWORD: &str = "bench-password-1";
 
@@ -75,6 +78,18 @@ async fn spawn(args: &[&str]) -> anyhow::Result<Proc> {
     })
 }
 
+/// CPU time all threads of process `pid` have run, in nanoseconds (Linux; 0 elsewhere).
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Starts a Cairn node on a fresh or given data directory and database.
 pub async fn cairn(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Proc> {
     let dir = data_dir.to_str().context("a UTF-8 path")?;
@@ -120,25 +135,46 @@ pub fn body_1k() -> String {
     body
 }
 
-/// `baseline`: the ceiling of this machine for a 1 KiB answer over HTTP/1.1.
+/// `baseline`: the ceiling of this machine for a 1 KiB answer over HTTP/1.1, and for a
+/// fan-out: `POST /hold` is held until `POST /fire`, which answers every held request
+/// with a watch-sized body (`GET /held` counts them).
 pub async fn run_baseline() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
     let body = Bytes::from(body_1k());
+    let fire = Arc::new(Notify::new());
+    let held = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, _) = listener.accept().await?;
         // As Cairn does: small answers go out at once.
         stream.set_nodelay(true)?;
-        let body = body.clone();
+        let (body, fire, held) = (body.clone(), fire.clone(), held.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_: Request<Incoming>| {
-                let body = body.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (body, fire, held) = (body.clone(), fire.clone(), held.clone());
                 async move {
+                    let answer = match request.uri().path() {
+                        "/hold" => {
+                            let fired = fire.notified();
+                            tokio::pin!(fired);
+                            fired.as_mut().enable();
+                            held.fetch_add(1, Ordering::Relaxed);
+                            fired.await;
+                            held.fetch_sub(1, Ordering::Relaxed);
+                            Bytes::from_static(FIRED)
+                        }
+                        "/held" => Bytes::from(held.load(Ordering::Relaxed).to_string()),
+                        "/fire" => {
+                            fire.notify_waiters();
+                            Bytes::from_static(b"fired")
+                        }
+                        _ => body,
+                    };
                     Ok::<_, Infallible>(
                         Response::builder()
                             .header("content-type", "text/plain; charset=utf-8")
                             .header("etag", "\"0123456789abcdef0123456789abcdef\"")
-                            .body(Full::new(body))
+                            .body(Full::new(answer))
                             .expect("a valid response"),
                     )
                 }
@@ -149,3 +185,7 @@ pub async fn run_baseline() -> anyhow::Result<()> {
         });
     }
 }
+
+/// What the baseline answers a held request with: the size of Cairn's answer to a
+/// one-key watch.
+const FIRED: &[u8] = br#"{"changed":[{"namespace":"public","group":"bench","data_id":"fan0.txt","md5":"0123456789abcdef0123456789abcdef","revision":2,"exists":true}]}"#;

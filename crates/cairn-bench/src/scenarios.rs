@@ -274,51 +274,46 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
 
 /// Holds `watchers` long polls spread over `keys` keys, publishes every key once, and
 /// measures from each publish's acknowledgment to each of its watchers' answers.
-async fn fanout_once(watchers: usize, keys: usize) -> anyhow::Result<Value> {
-    let dir = tempfile::tempdir()?;
-    let node = procs::cairn(&dir.path().join("node"), None).await?;
-    let addr = node.addr;
-    let token = login(addr).await?;
-    let mut md5s = Vec::with_capacity(keys);
-    for k in 0..keys {
-        md5s.push(publish(addr, &token, &format!("fan{k}.txt"), "v: 0").await?);
-    }
-    let requests: Vec<Arc<Vec<u8>>> = (0..keys)
-        .map(|k| {
-            Arc::new(load::watch_request(
-                addr,
-                &token,
-                &format!("fan{k}.txt"),
-                &md5s[k],
-            ))
-        })
-        .collect();
-    // Memory per watcher is the slope between a tenth of the watchers held and all of
-    // them: the first connections also warm the allocator up (pages freed after
-    // start-up are reused), which would blur a difference from the idle node.
+/// Holds `watchers` raw long polls on `node` (the `i`th sends `requests[i % keys]`),
+/// waiting until `held()` counts them, then `fire(k)`s each key and times each watcher's
+/// answer from the acknowledgment of its key's fire. Memory per watcher is the slope
+/// between a tenth of the watchers held and all of them: the first connections also warm
+/// the allocator up (pages freed after start-up are reused), which would blur a
+/// difference from the idle node.
+async fn hold_and_fire<H, HF, F, FF>(
+    node: &procs::Proc,
+    watchers: usize,
+    requests: &[Arc<Vec<u8>>],
+    held: H,
+    fire: F,
+) -> anyhow::Result<Value>
+where
+    H: Fn() -> HF,
+    HF: std::future::Future<Output = anyhow::Result<f64>>,
+    F: Fn(usize) -> FF,
+    FF: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let keys = requests.len();
     let first = (watchers / 10).max(1);
-    let mut held = Vec::with_capacity(watchers);
+    let mut opening = Vec::with_capacity(watchers);
     let mut rss_first = 0;
     for (from, to) in [(0, first), (first, watchers)] {
         for i in from..to {
-            let k = i % keys;
-            let request = requests[k].clone();
-            held.push((
-                k,
-                tokio::spawn(load::raw_watch(addr, load::source_ip(i), request)),
-            ));
+            let request = requests[i % keys].clone();
+            opening.push(tokio::spawn(load::open_watch(
+                node.addr,
+                load::source_ip(i),
+                request,
+            )));
             if i % 1_000 == 999 {
                 // Let the server accept as we go rather than queue every connection.
                 tokio::task::yield_now().await;
             }
         }
         let deadline = Instant::now() + Duration::from_secs(120);
-        while gauge(addr, "cairn_watchers_held").await? < to as f64 {
+        while held().await? < to as f64 {
             if Instant::now() > deadline {
-                bail!(
-                    "only {} of {to} watchers were held",
-                    gauge(addr, "cairn_watchers_held").await?
-                );
+                bail!("only {} of {to} watchers were held", held().await?);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -327,20 +322,32 @@ async fn fanout_once(watchers: usize, keys: usize) -> anyhow::Result<Value> {
         }
     }
     let rss_held = node.rss();
+    let mut watches = Vec::with_capacity(watchers);
+    for task in opening {
+        watches.push(task.await??);
+    }
+    let answers = load::await_answers(watches, Duration::from_secs(120))?;
+    let cpu_before = (procs::cpu_ns(node.pid()), procs::cpu_ns(std::process::id()));
     let mut acked = Vec::with_capacity(keys);
     for k in 0..keys {
-        publish(addr, &token, &format!("fan{k}.txt"), "v: 1").await?;
+        fire(k).await?;
         acked.push(Instant::now());
     }
+    let answers = tokio::task::spawn_blocking(move || answers.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the answer collector panicked"))??;
+    let per_watcher_us = |ns: u64| (ns as f64 / 1e3 / watchers as f64 * 100.0).round() / 100.0;
+    let server_cpu_us = per_watcher_us(procs::cpu_ns(node.pid()).saturating_sub(cpu_before.0));
+    // The collector's thread has ended: its time is counted apart.
+    let load_cpu_us = per_watcher_us(
+        procs::cpu_ns(std::process::id()).saturating_sub(cpu_before.1) + answers.cpu_ns,
+    );
     let mut latency = histogram();
-    let mut open = Vec::with_capacity(watchers);
-    for (k, task) in held {
-        let (answered, connection) = task.await??;
-        latency.saturating_record(answered.saturating_duration_since(acked[k]).as_micros() as u64);
-        open.push(connection);
+    for (i, at) in answers.at.iter().enumerate() {
+        let fired = acked[i % keys];
+        latency.saturating_record(at.saturating_duration_since(fired).as_micros() as u64);
     }
-    drop(open);
-    node.stop().await;
+    drop(answers.open);
     let per_watcher = rss_held.saturating_sub(rss_first) as f64 / (watchers - first).max(1) as f64;
     Ok(json!({
         "watchers": watchers,
@@ -348,21 +355,109 @@ async fn fanout_once(watchers: usize, keys: usize) -> anyhow::Result<Value> {
         "latency": percentiles(&latency),
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_watcher_bytes": per_watcher.round(),
+        "server_cpu_us_per_watcher": server_cpu_us,
+        "load_cpu_us_per_watcher": load_cpu_us,
     }))
 }
 
-/// fanout: W watchers of one key, and the same W spread over 1,000 keys.
-pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
-    let sizes: Vec<usize> = if opts.tiny {
-        vec![50]
-    } else {
-        opts.watchers.clone()
+/// W watchers on a Cairn node over `keys` keys.
+async fn fanout_cairn(watchers: usize, keys: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let addr = node.addr;
+    let token = login(addr).await?;
+    let mut requests = Vec::with_capacity(keys);
+    for k in 0..keys {
+        let data_id = format!("fan{k}.txt");
+        let md5 = publish(addr, &token, &data_id, "v: 0").await?;
+        requests.push(Arc::new(load::watch_request(addr, &token, &data_id, &md5)));
+    }
+    let result = hold_and_fire(
+        &node,
+        watchers,
+        &requests,
+        || gauge(addr, "cairn_watchers_held"),
+        |k| {
+            let token = token.clone();
+            async move {
+                publish(addr, &token, &format!("fan{k}.txt"), "v: 1").await?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+    node.stop().await;
+    result
+}
+
+/// W watchers of one key on the bare hyper baseline: the machine's floor for the same
+/// fan-out, measured with the same watchers.
+async fn fanout_baseline(watchers: usize) -> anyhow::Result<Value> {
+    let node = procs::baseline().await?;
+    let addr = node.addr;
+    let hold = format!("POST /hold HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    let ask = |method: &'static str, path: &'static str| async move {
+        let mut conn = load::connect(addr).await?;
+        let (status, body) = load::send(&mut conn, request(method, addr, path, "", None)).await?;
+        anyhow::ensure!(status == 200, "{method} {path}: {status}");
+        Ok::<_, anyhow::Error>(body)
     };
-    let spread = if opts.tiny { 10 } else { 1_000 };
+    let result = hold_and_fire(
+        &node,
+        watchers,
+        &[Arc::new(hold.into_bytes())],
+        || async {
+            let body = ask("GET", "/held").await?;
+            Ok(String::from_utf8_lossy(&body).parse::<f64>()?)
+        },
+        |_| async {
+            ask("POST", "/fire").await?;
+            Ok(())
+        },
+    )
+    .await;
+    node.stop().await;
+    result
+}
+
+/// fanout: W watchers of one key, on Cairn and on the bare baseline alternately in
+/// rounds (a 10,000-way wake-up on two shared cores varies by a third from one run to
+/// the next; alternating lets drift hit both alike), and W spread over 1,000 keys.
+/// Each side's row is its median round by p99; the ratio is the median of the rounds'.
+pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
+    let (sizes, spread, rounds) = if opts.tiny {
+        (vec![50], 10, 1)
+    } else {
+        (opts.watchers.clone(), 1_000, 3)
+    };
+    let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let median_by_p99 = |mut rows: Vec<Value>| {
+        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+        rows.swap_remove(rows.len() / 2)
+    };
     let mut rows = Vec::new();
     for w in sizes {
-        rows.push(fanout_once(w, 1).await?);
-        rows.push(fanout_once(w, spread.min(w)).await?);
+        let (mut cairn, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (c, b) = if round % 2 == 0 {
+                (fanout_cairn(w, 1).await?, fanout_baseline(w).await?)
+            } else {
+                let b = fanout_baseline(w).await?;
+                (fanout_cairn(w, 1).await?, b)
+            };
+            ratios.push(p99(&c) / p99(&b).max(0.001));
+            cairn.push(c);
+            bare.push(b);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let mut one_key = median_by_p99(cairn);
+        let bare = median_by_p99(bare);
+        one_key["rounds"] = json!(rounds);
+        one_key["baseline_latency"] = bare["latency"].clone();
+        one_key["baseline_cpu_us_per_watcher"] = bare["server_cpu_us_per_watcher"].clone();
+        one_key["p99_ratio"] = json!((ratios[ratios.len() / 2] * 100.0).round() / 100.0);
+        rows.push(one_key);
+        rows.push(fanout_cairn(w, spread.min(w)).await?);
     }
     Ok(Value::Array(rows))
 }

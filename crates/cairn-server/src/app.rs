@@ -179,6 +179,12 @@ impl Application {
             self.state.access_keys.clone(),
             shutdown.clone(),
         ));
+        // Held watches are answered as shutdown begins.
+        let (hub, closing) = (self.state.service.hub().clone(), shutdown.clone());
+        tokio::spawn(async move {
+            closing.cancelled().await;
+            hub.close();
+        });
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
         crate::serve::serve(self.listener, router, shutdown).await;

@@ -4,10 +4,14 @@
 //! A watch registers one `Waiter` under each of its keys *before* it compares md5s
 //! with the cache, and the waiter keeps a wake-up permit, so a change that lands
 //! between the comparison and the wait is never missed.
+//!
+//! At shutdown the hub is closed: every watch is woken once and sees it, so held
+//! watches are answered without each having waited on the shutdown signal as well (a
+//! lock shared by every watch of the node, taken as it parks and as it wakes).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_core::ConfigKey;
@@ -23,6 +27,7 @@ pub struct Hub {
     hasher: RandomState,
     next_id: AtomicU64,
     held: AtomicUsize,
+    closed: AtomicBool,
 }
 
 impl Default for Hub {
@@ -32,6 +37,7 @@ impl Default for Hub {
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
             held: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 }
@@ -64,9 +70,32 @@ impl Hub {
 
     /// Wakes every watcher of `key`.
     pub fn notify(&self, key: &ConfigKey) {
-        let shard = self.shard(key).lock().expect("hub shard poisoned");
-        if let Some(waiters) = shard.get(key) {
-            for notify in waiters.values() {
+        // Woken outside the lock: a woken watch that finishes at once drops its
+        // registration, which takes this lock too.
+        let waiters: Vec<Arc<Notify>> = {
+            let shard = self.shard(key).lock().expect("hub shard poisoned");
+            match shard.get(key) {
+                Some(waiters) => waiters.values().cloned().collect(),
+                None => return,
+            }
+        };
+        for notify in waiters {
+            notify.notify_one();
+        }
+    }
+
+    /// Closes the hub: every watch registered now or later is woken and sees
+    /// [`Registration::closed`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for shard in &self.shards {
+            let waiters: Vec<Arc<Notify>> = shard
+                .lock()
+                .expect("hub shard poisoned")
+                .values()
+                .flat_map(|waiters| waiters.values().cloned())
+                .collect();
+            for notify in waiters {
                 notify.notify_one();
             }
         }
@@ -103,6 +132,11 @@ impl Registration {
 
     pub fn keys(&self) -> &[ConfigKey] {
         &self.keys
+    }
+
+    /// Whether the hub was closed: the node is shutting down and the watch should end.
+    pub fn closed(&self) -> bool {
+        self.hub.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -156,6 +190,20 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), r.changed())
             .await
             .expect("the permit survives until the wait");
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_every_watch_held_or_to_come() {
+        let hub = Arc::new(Hub::default());
+        let held = hub.register(vec![key("a")]);
+        assert!(!held.closed());
+        hub.close();
+        tokio::time::timeout(Duration::from_secs(1), held.changed())
+            .await
+            .expect("a held watch is woken");
+        assert!(held.closed());
+        let later = hub.register(vec![key("b")]);
+        assert!(later.closed(), "a watch registered after closing sees it");
     }
 
     #[test]

@@ -487,7 +487,6 @@ impl Service {
         &self,
         keys: Vec<ConfigKey>,
         timeout: std::time::Duration,
-        shutdown: &tokio_util::sync::CancellationToken,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         if let Some(found) = check() {
@@ -502,10 +501,13 @@ impl Service {
             if let Some(found) = check() {
                 return Some(found);
             }
+            // The hub is closed at shutdown, which wakes the watch.
+            if registration.closed() {
+                return None;
+            }
             tokio::select! {
                 _ = registration.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => return None,
-                _ = shutdown.cancelled() => return None,
             }
         }
     }
@@ -519,10 +521,9 @@ impl Service {
         held: &[(ConfigKey, String)],
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
-        shutdown: &tokio_util::sync::CancellationToken,
     ) -> Vec<(ConfigKey, Option<View>)> {
         let keys = held.iter().map(|(k, _)| k.clone()).collect();
-        self.wait_until(keys, timeout, shutdown, || {
+        self.wait_until(keys, timeout, || {
             let stale: Vec<(ConfigKey, Option<View>)> = held
                 .iter()
                 .filter_map(|(key, md5)| {

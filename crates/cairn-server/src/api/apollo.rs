@@ -527,7 +527,7 @@ async fn notifications(
     let timeout = std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
     let changed = state
         .service
-        .wait_until(keys, timeout, &state.shutdown, || {
+        .wait_until(keys, timeout, || {
             let changed = answer(&watched);
             (!changed.is_empty()).then_some(changed)
         })

@@ -85,7 +85,7 @@ pub async fn watch(
         .min(state.settings.watch_max_timeout());
     let stale = state
         .service
-        .wait_for_changes(&held, &client, timeout, &state.shutdown)
+        .wait_for_changes(&held, &client, timeout)
         .await;
     Ok(Json(WatchResponse {
         changed: stale

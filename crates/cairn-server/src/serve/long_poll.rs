@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use axum::body::{Body, HttpBody};
@@ -25,7 +26,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tower::ServiceExt;
 
 use super::HEADER_READ_TIMEOUT;
@@ -69,8 +70,13 @@ pub(super) async fn serve(
     shutdown: &CancellationToken,
 ) -> Option<(TcpStream, Bytes)> {
     let mut read = BytesMut::new();
+    // One wait on shutdown for the connection's life, not one per request: each wait
+    // joins a list shared by every connection of the node.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
-        let (mut request, close) = match next_request(&mut tcp, &mut read, shutdown).await? {
+        let next = next_request(&mut tcp, &mut read, stopping.as_mut()).await?;
+        let (mut request, close) = match next {
             Next::LongPoll { request, close } => (request, close),
             Next::Other => return Some((tcp, read.freeze())),
         };
@@ -106,7 +112,7 @@ enum Next {
 async fn next_request(
     tcp: &mut TcpStream,
     read: &mut BytesMut,
-    shutdown: &CancellationToken,
+    mut stopping: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Option<Next> {
     let deadline = Instant::now() + HEADER_READ_TIMEOUT;
     loop {
@@ -131,7 +137,7 @@ async fn next_request(
         tokio::select! {
             ready = tcp.readable() => ready.ok()?,
             _ = tokio::time::sleep_until(deadline) => return None,
-            _ = shutdown.cancelled(), if read.is_empty() => return None,
+            _ = &mut stopping, if read.is_empty() => return None,
         }
         read.reserve(READ_CHUNK);
         match tcp.try_read_buf(read) {

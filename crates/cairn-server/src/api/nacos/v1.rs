@@ -464,7 +464,7 @@ async fn listen(
         .collect();
     let stale = state
         .service
-        .wait_for_changes(&held, &client, timeout, &state.shutdown)
+        .wait_for_changes(&held, &client, timeout)
         .await;
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());

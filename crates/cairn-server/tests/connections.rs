@@ -181,6 +181,29 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_client_that_closes_its_side_after_pipelining_still_gets_its_answers() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "f: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("f: 1\n");
+    let mut conn = Conn::open(&app).await;
+    // A parked watch with another pipelined behind it, then the client's FIN: as with
+    // hyper, requests already sent are answered, then the connection closes.
+    let mut all = watch_request(&app, &md5, 20_000, "");
+    all.extend(watch_request(&app, &md5, 20_000, ""));
+    conn.send(&all).await;
+    conn.tcp.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let revision = app.publish_ok(KEY, "f: 2\n").await;
+    for _ in 0..2 {
+        assert_eq!(
+            conn.answer().await.json()["changed"][0]["revision"],
+            revision
+        );
+    }
+    assert!(conn.closed_by_server().await);
+}
+
+#[tokio::test]
 async fn a_watch_that_times_out_answers_empty_and_keeps_the_connection() {
     let app = TestApp::spawn().await;
     app.publish_ok(KEY, "c: 1\n").await;

@@ -74,16 +74,23 @@ pub(super) async fn serve(
     // joins a list shared by every connection of the node.
     let stopping = shutdown.cancelled();
     tokio::pin!(stopping);
+    // The client closed its side: what it sent before is still answered.
+    let mut eof = false;
     loop {
-        let next = next_request(&mut tcp, &mut read, stopping.as_mut()).await?;
+        let next = next_request(&mut tcp, &mut read, eof, stopping.as_mut()).await?;
         let (mut request, close) = match next {
             Next::LongPoll { request, close } => (request, close),
             Next::Other => return Some((tcp, read.freeze())),
         };
         request.extensions_mut().insert(ConnectInfo(remote));
-        let response = answer(&tcp, &mut read, router.clone().oneshot(request)).await?;
+        let response = answer(&tcp, &mut read, &mut eof, router.clone().oneshot(request)).await?;
         // Once the node is stopping, each answer is the connection's last.
-        let close = close || shutdown.is_cancelled();
+        let close = close
+            || shutdown.is_cancelled()
+            || response
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(asks_to_close);
         if let Err(e) = write_response(&mut tcp, response, close).await {
             tracing::debug!(error = %e, "connection ended with an error");
             return None;
@@ -108,36 +115,45 @@ enum Next {
 }
 
 /// Reads until `read` holds a whole request, then takes it off `read` if it is a long
-/// poll. `None` when the connection closes, fails or times out first.
+/// poll. `None` when the connection closes, fails or times out first, or (before a whole
+/// head arrived) when the node stops. As with hyper, the time limit is on the head; a
+/// body takes as long as it takes.
 async fn next_request(
     tcp: &mut TcpStream,
     read: &mut BytesMut,
+    eof: bool,
     mut stopping: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Option<Next> {
     let deadline = Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        match parse(read) {
+        let head_read = match parse(read) {
             Parsed::LongPoll {
                 request,
                 close,
                 len,
             } => {
                 read.advance(len);
-                if read.is_empty() {
-                    // Nothing pipelined behind it: hold no buffer while it is parked.
-                    *read = BytesMut::new();
-                }
+                // Hold no more buffer while it is parked than what was pipelined behind
+                // it, usually nothing.
+                *read = if read.is_empty() {
+                    BytesMut::new()
+                } else {
+                    BytesMut::from(&read[..])
+                };
                 return Some(Next::LongPoll { request, close });
             }
             Parsed::Other => return Some(Next::Other),
-            Parsed::Incomplete => {}
+            Parsed::Incomplete { head } => head,
+        };
+        if eof {
+            return None;
         }
         // Wait for bytes before making room for them: an idle keep-alive connection
         // spends its time here.
         tokio::select! {
             ready = tcp.readable() => ready.ok()?,
-            _ = tokio::time::sleep_until(deadline) => return None,
-            _ = &mut stopping, if read.is_empty() => return None,
+            _ = tokio::time::sleep_until(deadline), if !head_read => return None,
+            _ = &mut stopping, if !head_read => return None,
         }
         read.reserve(READ_CHUNK);
         match tcp.try_read_buf(read) {
@@ -153,7 +169,10 @@ async fn next_request(
 // allocation.
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    Incomplete,
+    Incomplete {
+        /// The head is whole; the body is not.
+        head: bool,
+    },
     LongPoll {
         request: Request<Body>,
         close: bool,
@@ -165,13 +184,15 @@ enum Parsed {
 
 fn parse(read: &[u8]) -> Parsed {
     if read.is_empty() {
-        return Parsed::Incomplete;
+        return Parsed::Incomplete { head: false };
     }
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut lines);
     let head_len = match head.parse(read) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => return Parsed::Incomplete,
+        Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => {
+            return Parsed::Incomplete { head: false }
+        }
         // Too large, too many headers or malformed: hyper answers it.
         _ => return Parsed::Other,
     };
@@ -206,7 +227,7 @@ fn parse(read: &[u8]) -> Parsed {
     }
     let len = head_len + body_len.unwrap_or(0);
     if read.len() < len {
-        return Parsed::Incomplete;
+        return Parsed::Incomplete { head: true };
     }
     let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), Uri::try_from(target))
     else {
@@ -250,10 +271,12 @@ fn asks_to_close(connection: &HeaderValue) -> bool {
 
 /// Waits for the router's answer. If the client goes away first, the handler is dropped
 /// (which releases its watch) and `None` returned; bytes it sends meanwhile (a
-/// pipelined request) are kept in `read`.
+/// pipelined request) are kept in `read`, and if it then closes its side, `eof` is set
+/// and they are still answered.
 async fn answer(
     tcp: &TcpStream,
     read: &mut BytesMut,
+    eof: &mut bool,
     response: impl Future<Output = Result<Response<Body>, Infallible>>,
 ) -> Option<Response<Body>> {
     tokio::pin!(response);
@@ -263,11 +286,12 @@ async fn answer(
                 let Ok(response) = response;
                 return Some(response);
             }
-            ready = tcp.readable(), if read.len() < MAX_HEAD => {
+            ready = tcp.readable(), if !*eof && read.len() < MAX_HEAD => {
                 ready.ok()?;
                 read.reserve(PARKED_READ_CHUNK);
                 match tcp.try_read_buf(read) {
-                    Ok(0) => return None,
+                    Ok(0) if read.is_empty() => return None,
+                    Ok(0) => *eof = true,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return None,
@@ -405,14 +429,14 @@ mod tests {
 
     #[test]
     fn a_partial_request_waits_for_more() {
-        assert!(matches!(parsed(""), Parsed::Incomplete));
+        assert!(matches!(parsed(""), Parsed::Incomplete { head: false }));
         assert!(matches!(
             parsed("POST /api/v1/watch HTTP/1.1\r\nHost: a\r\n"),
-            Parsed::Incomplete
+            Parsed::Incomplete { head: false }
         ));
         assert!(matches!(
             parsed("POST /api/v1/watch HTTP/1.1\r\nContent-Length: 5\r\n\r\n{}"),
-            Parsed::Incomplete
+            Parsed::Incomplete { head: true }
         ));
     }
 

@@ -249,6 +249,22 @@ fn print_table(results: &Value) {
                     get(f, &["p99_ratio"]),
                 );
                 row(
+                    format!("{name}: kernel share of CPU, node / bare"),
+                    format!(
+                        "{} / {}",
+                        get(f, &["server_kernel_share"]),
+                        get(f, &["baseline_kernel_share"])
+                    ),
+                );
+                row(
+                    format!("{name}: page faults per watcher, node / bare"),
+                    format!(
+                        "{} / {}",
+                        get(f, &["server_page_faults_per_watcher"]),
+                        get(f, &["baseline_page_faults_per_watcher"])
+                    ),
+                );
+                row(
                     format!("{name}: CPU µs per watcher, node / bare / load"),
                     format!(
                         "{} / {} / {}",

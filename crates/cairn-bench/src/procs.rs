@@ -90,6 +90,22 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// User and kernel CPU time of process `pid`, in clock ticks, and its minor page faults
+/// (Linux; zeros elsewhere).
+pub fn cpu_ticks(pid: u32) -> (u64, u64, u64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0, 0, 0);
+    };
+    // Fields after the command name, which may itself hold spaces and parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
+    (field(11), field(12), field(7))
+}
+
 /// Starts a Cairn node on a fresh or given data directory and database.
 pub async fn cairn(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Proc> {
     let dir = data_dir.to_str().context("a UTF-8 path")?;

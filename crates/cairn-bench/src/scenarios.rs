@@ -328,6 +328,7 @@ where
     }
     let answers = load::await_answers(watches, Duration::from_secs(120))?;
     let cpu_before = (procs::cpu_ns(node.pid()), procs::cpu_ns(std::process::id()));
+    let ticks_before = procs::cpu_ticks(node.pid());
     let mut acked = Vec::with_capacity(keys);
     for k in 0..keys {
         fire(k).await?;
@@ -338,6 +339,14 @@ where
         .map_err(|_| anyhow::anyhow!("the answer collector panicked"))??;
     let per_watcher_us = |ns: u64| (ns as f64 / 1e3 / watchers as f64 * 100.0).round() / 100.0;
     let server_cpu_us = per_watcher_us(procs::cpu_ns(node.pid()).saturating_sub(cpu_before.0));
+    // The kernel's share, from the coarser user/system split.
+    let ticks = procs::cpu_ticks(node.pid());
+    let (user, system) = (
+        ticks.0.saturating_sub(ticks_before.0),
+        ticks.1.saturating_sub(ticks_before.1),
+    );
+    let kernel_share = system as f64 / (user + system).max(1) as f64;
+    let faults = ticks.2.saturating_sub(ticks_before.2) as f64 / watchers as f64;
     // The collector's thread has ended: its time is counted apart.
     let load_cpu_us = per_watcher_us(
         procs::cpu_ns(std::process::id()).saturating_sub(cpu_before.1) + answers.cpu_ns,
@@ -356,6 +365,8 @@ where
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_watcher_bytes": per_watcher.round(),
         "server_cpu_us_per_watcher": server_cpu_us,
+        "server_kernel_share": (kernel_share * 100.0).round() / 100.0,
+        "server_page_faults_per_watcher": (faults * 100.0).round() / 100.0,
         "load_cpu_us_per_watcher": load_cpu_us,
     }))
 }
@@ -455,6 +466,9 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
         one_key["rounds"] = json!(rounds);
         one_key["baseline_latency"] = bare["latency"].clone();
         one_key["baseline_cpu_us_per_watcher"] = bare["server_cpu_us_per_watcher"].clone();
+        one_key["baseline_kernel_share"] = bare["server_kernel_share"].clone();
+        one_key["baseline_page_faults_per_watcher"] =
+            bare["server_page_faults_per_watcher"].clone();
         one_key["p99_ratio"] = json!((ratios[ratios.len() / 2] * 100.0).round() / 100.0);
         rows.push(one_key);
         rows.push(fanout_cairn(w, spread.min(w)).await?);

@@ -353,10 +353,10 @@ async fn configs(read: ConfigRead) -> Answer {
     .into_response())
 }
 
-fn typed(content_type: &'static str, body: String) -> Response {
+fn typed(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -392,7 +392,7 @@ async fn config_file_raw(read: ConfigRead) -> Answer {
     } else {
         "text/plain;charset=UTF-8"
     };
-    Ok(typed(content_type, read.view.content().to_owned()))
+    Ok(typed(content_type, read.view.content_bytes()))
 }
 
 #[derive(Deserialize)]

@@ -289,7 +289,7 @@ async fn get_config(
             let mut response = if not_modified {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                view.content().to_owned().into_response()
+                view.content_bytes().into_response()
             };
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

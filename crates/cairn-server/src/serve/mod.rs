@@ -18,6 +18,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         .keep_alive(true);
     let http = Arc::new(http);
     let connections = TaskTracker::new();
+    // hyper's connections hear of shutdown through a watch channel, which a connection
+    // can check on every poll without contending with the others (a cancellation
+    // token's check takes a lock shared by all of them).
+    let graceful = GracefulShutdown::new();
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -64,14 +69,16 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             router.clone(),
             http.clone(),
             shutdown.clone(),
+            graceful.watcher(),
         ));
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(DRAIN, connections.wait())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        connections.wait().await;
+    };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!("shutting down with requests still open");
     }
 }
@@ -82,11 +89,12 @@ async fn connection(
     router: Router,
     http: Arc<http1::Builder>,
     shutdown: CancellationToken,
+    graceful: Watcher,
 ) {
     if let Some((tcp, read)) = long_poll::serve(tcp, remote, &router, &shutdown).await {
         // Boxed so that a connection still on the long-poll path does not carry room
         // for hyper's state in its task.
-        Box::pin(with_hyper(tcp, read, remote, router, &http, &shutdown)).await;
+        Box::pin(with_hyper(tcp, read, remote, router, &http, graceful)).await;
     }
 }
 
@@ -97,7 +105,7 @@ async fn with_hyper(
     remote: SocketAddr,
     router: Router,
     http: &http1::Builder,
-    shutdown: &CancellationToken,
+    graceful: Watcher,
 ) {
     let service = TowerToHyperService::new(tower::service_fn(
         move |mut request: hyper::Request<Incoming>| {
@@ -106,15 +114,8 @@ async fn with_hyper(
         },
     ));
     let connection = http.serve_connection(TokioIo::new(Prefixed::new(read, tcp)), service);
-    tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
-        _ = shutdown.cancelled() => {
-            // Finish the request in flight, if any, then close.
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
+    // At shutdown: finish the request in flight, if any, then close.
+    let ended = graceful.watch(connection).await;
     // A client that goes away mid-request is no server error.
     if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");

@@ -116,7 +116,7 @@ async fn get_config(
         .gray
         .as_ref()
         .map_or(view.config.updated_at, |g| g.created_at);
-    let mut response = view.content().to_owned().into_response();
+    let mut response = view.content_bytes().into_response();
     let h = response.headers_mut();
     h.insert(
         "Config-Type",

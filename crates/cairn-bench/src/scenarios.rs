@@ -345,7 +345,9 @@ where
         ticks.0.saturating_sub(ticks_before.0),
         ticks.1.saturating_sub(ticks_before.1),
     );
-    let kernel_share = system as f64 / (user + system).max(1) as f64;
+    // Ticks are 10 ms: a short wake-up has too few to split.
+    let kernel_share = (user + system >= 5)
+        .then(|| (system as f64 / (user + system) as f64 * 100.0).round() / 100.0);
     let faults = ticks.2.saturating_sub(ticks_before.2) as f64 / watchers as f64;
     // The collector's thread has ended: its time is counted apart.
     let load_cpu_us = per_watcher_us(
@@ -365,7 +367,7 @@ where
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_watcher_bytes": per_watcher.round(),
         "server_cpu_us_per_watcher": server_cpu_us,
-        "server_kernel_share": (kernel_share * 100.0).round() / 100.0,
+        "server_kernel_share": kernel_share,
         "server_page_faults_per_watcher": (faults * 100.0).round() / 100.0,
         "load_cpu_us_per_watcher": load_cpu_us,
     }))

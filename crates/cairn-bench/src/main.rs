@@ -265,6 +265,16 @@ fn print_table(results: &Value) {
                     ),
                 );
                 row(
+                    format!("{name}: context switches per watcher, node / bare"),
+                    format!(
+                        "{}+{} / {}+{}",
+                        get(f, &["server_context_switches_per_watcher", "voluntary"]),
+                        get(f, &["server_context_switches_per_watcher", "involuntary"]),
+                        get(f, &["baseline_context_switches_per_watcher", "voluntary"]),
+                        get(f, &["baseline_context_switches_per_watcher", "involuntary"])
+                    ),
+                );
+                row(
                     format!("{name}: CPU µs per watcher, node / bare / load"),
                     format!(
                         "{} / {} / {}",

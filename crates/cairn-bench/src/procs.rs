@@ -90,6 +90,30 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// Context switches of all threads of process `pid`, voluntary (it waited: a lock, a
+/// futex, an idle poll) and not (Linux; zeros elsewhere).
+pub fn context_switches(pid: u32) -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    let count = |status: &str, name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .fold((0, 0), |(v, n), status| {
+            (
+                v + count(&status, "voluntary_ctxt_switches:"),
+                n + count(&status, "nonvoluntary_ctxt_switches:"),
+            )
+        })
+}
+
 /// User and kernel CPU time of process `pid`, in clock ticks, and its minor page faults
 /// (Linux; zeros elsewhere).
 pub fn cpu_ticks(pid: u32) -> (u64, u64, u64) {

@@ -329,6 +329,7 @@ where
     let answers = load::await_answers(watches, Duration::from_secs(120))?;
     let cpu_before = (procs::cpu_ns(node.pid()), procs::cpu_ns(std::process::id()));
     let ticks_before = procs::cpu_ticks(node.pid());
+    let switches_before = procs::context_switches(node.pid());
     let mut acked = Vec::with_capacity(keys);
     for k in 0..keys {
         fire(k).await?;
@@ -349,6 +350,12 @@ where
     let kernel_share = (user + system >= 5)
         .then(|| (system as f64 / (user + system) as f64 * 100.0).round() / 100.0);
     let faults = ticks.2.saturating_sub(ticks_before.2) as f64 / watchers as f64;
+    let switches = procs::context_switches(node.pid());
+    let each = |n: u64| (n as f64 / watchers as f64 * 1000.0).round() / 1000.0;
+    let switches = json!({
+        "voluntary": each(switches.0.saturating_sub(switches_before.0)),
+        "involuntary": each(switches.1.saturating_sub(switches_before.1)),
+    });
     // The collector's thread has ended: its time is counted apart.
     let load_cpu_us = per_watcher_us(
         procs::cpu_ns(std::process::id()).saturating_sub(cpu_before.1) + answers.cpu_ns,
@@ -369,6 +376,7 @@ where
         "server_cpu_us_per_watcher": server_cpu_us,
         "server_kernel_share": kernel_share,
         "server_page_faults_per_watcher": (faults * 100.0).round() / 100.0,
+        "server_context_switches_per_watcher": switches,
         "load_cpu_us_per_watcher": load_cpu_us,
     }))
 }
@@ -471,6 +479,8 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
         one_key["baseline_kernel_share"] = bare["server_kernel_share"].clone();
         one_key["baseline_page_faults_per_watcher"] =
             bare["server_page_faults_per_watcher"].clone();
+        one_key["baseline_context_switches_per_watcher"] =
+            bare["server_context_switches_per_watcher"].clone();
         one_key["p99_ratio"] = json!((ratios[ratios.len() / 2] * 100.0).round() / 100.0);
         rows.push(one_key);
         rows.push(fanout_cairn(w, spread.min(w)).await?);

@@ -195,11 +195,14 @@ impl ClientBuilder {
         if endpoints.is_empty() {
             return Err(Error::BadUrl(self.server));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()?;
+        let pool = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .build()
+        };
         Ok(Client {
-            http,
+            http: pool()?,
+            watch_http: pool()?,
             endpoints: Arc::new(RwLock::new(endpoints)),
             current: Arc::new(AtomicUsize::new(0)),
             token: self.token,
@@ -241,6 +244,9 @@ fn rebase(url: &mut Url, endpoint: &Url) {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Long polls have connections of their own: a server parks a connection that has
+    /// only ever carried long polls more cheaply than one that served other requests.
+    watch_http: reqwest::Client,
     endpoints: Arc<RwLock<Vec<Url>>>,
     /// The endpoint that answered last; requests start there.
     current: Arc<AtomicUsize>,
@@ -424,10 +430,11 @@ impl Client {
     /// Sends a built request to the current node, and to the next ones while a node
     /// cannot be connected to.
     async fn send_built(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let watch =
+            request.method() == Method::POST && request.url().path().ends_with("/api/v1/watch");
+        let http = if watch { &self.watch_http } else { &self.http };
         // Reads, and the watch (a POST that changes nothing), may go again to another node.
-        let retryable = request.method() == Method::GET
-            || (request.method() == Method::POST
-                && request.url().path().ends_with("/api/v1/watch"));
+        let retryable = request.method() == Method::GET || watch;
         let endpoints = self
             .endpoints
             .read()
@@ -441,7 +448,7 @@ impl Client {
                 .try_clone()
                 .expect("request bodies are buffered, never streamed");
             rebase(attempt.url_mut(), &endpoints[index]);
-            match self.http.execute(attempt).await {
+            match http.execute(attempt).await {
                 Ok(response) => {
                     if step > 0 {
                         self.current.store(index, Ordering::Relaxed);

@@ -3,10 +3,13 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_core::{ClientInfo, ConfigKey};
@@ -60,7 +63,7 @@ pub async fn watch(
     _: Caller,
     Identity(client): Identity,
     ApiJson(req): ApiJson<WatchRequest>,
-) -> Result<Json<WatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let max = state.settings.watch_max_keys;
     if req.keys.is_empty() {
         return Err(ApiError::bad_request(
@@ -87,12 +90,72 @@ pub async fn watch(
         .service
         .wait_for_changes(&held, &client, timeout)
         .await;
-    Ok(Json(WatchResponse {
-        changed: stale
-            .into_iter()
-            .map(|(key, view)| state_of(&key, view))
-            .collect(),
-    }))
+    Ok(answer(&stale))
+}
+
+/// The watch's answer, a [`WatchResponse`] in JSON. One change can wake thousands of
+/// watches at once, so the answer is written directly: names are checked to
+/// `[A-Za-z0-9_.:-]` and md5s are hex, so nothing needs escaping, and nothing is
+/// allocated per key. Should a string ever need escaping, serde writes the answer.
+fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
+    let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    let writable = stale.iter().all(|(key, view)| {
+        plain(key.namespace.as_str())
+            && plain(key.group.as_str())
+            && plain(key.data_id.as_str())
+            && view.as_ref().is_none_or(|v| plain(v.md5()))
+    });
+    if !writable {
+        return Json(WatchResponse {
+            changed: stale
+                .iter()
+                .map(|(key, view)| state_of(key, view.clone()))
+                .collect(),
+        })
+        .into_response();
+    }
+    let mut out = String::with_capacity(16 + stale.len() * 160);
+    out.push_str("{\"changed\":[");
+    for (i, (key, view)) in stale.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (md5, revision) = match view {
+            Some(v) => (v.md5(), Some(v.revision())),
+            None => ("", None),
+        };
+        for (name, value) in [
+            ("{\"namespace\":\"", key.namespace.as_str()),
+            ("\",\"group\":\"", key.group.as_str()),
+            ("\",\"data_id\":\"", key.data_id.as_str()),
+            ("\",\"md5\":\"", md5),
+        ] {
+            out.push_str(name);
+            out.push_str(value);
+        }
+        out.push_str("\",\"revision\":");
+        match revision {
+            Some(revision) => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{revision}");
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(if view.is_some() {
+            ",\"exists\":true}"
+        } else {
+            ",\"exists\":false}"
+        });
+    }
+    out.push_str("]}");
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response()
 }
 
 struct StreamState {
@@ -165,4 +228,77 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_core::Format;
+    use cairn_store::ConfigRecord;
+
+    use super::*;
+
+    fn view(key: &ConfigKey, revision: i64, md5: &str) -> View {
+        View {
+            config: Arc::new(ConfigRecord {
+                key: key.clone(),
+                content: "x".into(),
+                format: Format::Text,
+                md5: md5.into(),
+                revision,
+                description: String::new(),
+                tags: vec![],
+                created_by: "a".into(),
+                created_at: 0,
+                updated_by: "a".into(),
+                updated_at: 0,
+            }),
+            gray: None,
+        }
+    }
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).expect("the answer is JSON")
+    }
+
+    /// What serde writes for the same answer: the written answer must say exactly that.
+    fn by_serde(stale: &[(ConfigKey, Option<View>)]) -> serde_json::Value {
+        serde_json::to_value(WatchResponse {
+            changed: stale
+                .iter()
+                .map(|(key, view)| state_of(key, view.clone()))
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_written_answer_is_what_serde_would_write() {
+        let a = ConfigKey::parse("public", "DEFAULT_GROUP", "app.yaml").unwrap();
+        let b = ConfigKey::parse("team-1", "g:x", "a_b-c.d").unwrap();
+        let md5 = cairn_core::md5::md5_hex("x");
+        for stale in [
+            vec![],
+            vec![(a.clone(), Some(view(&a, 42, &md5)))],
+            vec![(a.clone(), None)],
+            vec![(a.clone(), Some(view(&a, 7, &md5))), (b.clone(), None)],
+        ] {
+            let response = answer(&stale);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            assert_eq!(body(response).await, by_serde(&stale));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_string_that_needs_escaping_goes_through_serde() {
+        let a = ConfigKey::parse("public", "g", "d").unwrap();
+        let stale = vec![(a.clone(), Some(view(&a, 1, "q\"uote\\")))];
+        let written = body(answer(&stale)).await;
+        assert_eq!(written, by_serde(&stale));
+        assert_eq!(written["changed"][0]["md5"], "q\"uote\\");
+    }
 }

@@ -327,8 +327,7 @@ async fn write_response(
         push_header(&mut out, name.as_str(), value.as_bytes());
     }
     if !parts.headers.contains_key(header::DATE) {
-        let now = httpdate::fmt_http_date(SystemTime::now());
-        push_header(&mut out, "date", now.as_bytes());
+        date(|now| push_header(&mut out, "date", now));
     }
     if close {
         push_header(&mut out, "connection", b"close");
@@ -368,6 +367,25 @@ async fn write_response(
         tcp.write_all(b"\r\n").await?;
     }
     tcp.write_all(b"0\r\n\r\n").await
+}
+
+/// Calls `f` with the current time as an HTTP date. Formatted once a second per thread,
+/// as hyper does: a wake-up answers thousands of watches within the same second.
+fn date(f: impl FnOnce(&[u8])) {
+    thread_local! {
+        static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        f(text.as_bytes());
+    });
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {

@@ -146,7 +146,7 @@ pub struct Auth {
     verified: DashMap<(Username, [u8; 32]), i64>,
     verified_key: [u8; 32],
     /// Tokens whose signature was checked: user, expiry and password-change time.
-    tokens: DashMap<String, (Username, u64, i64)>,
+    tokens: DashMap<String, (Username, u64, i64), foldhash::fast::RandomState>,
 }
 
 /// The most remembered tokens before the memory is cleared.
@@ -294,7 +294,7 @@ impl Auth {
             ),
             changes: tokio::sync::Mutex::new(()),
             verified: DashMap::new(),
-            tokens: DashMap::new(),
+            tokens: DashMap::default(),
             verified_key: {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);

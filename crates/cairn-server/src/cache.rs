@@ -45,14 +45,16 @@ enum Slot<T> {
 
 /// Versions by key that only ever move forward.
 struct Versions<T> {
-    slots: DashMap<ConfigKey, Slot<T>>,
+    /// Every read and every woken watch looks a key up here: hashed with foldhash
+    /// (seeded per process) rather than SipHash.
+    slots: DashMap<ConfigKey, Slot<T>, foldhash::fast::RandomState>,
     live: AtomicUsize,
 }
 
 impl<T> Default for Versions<T> {
     fn default() -> Self {
         Self {
-            slots: DashMap::new(),
+            slots: DashMap::default(),
             live: AtomicUsize::new(0),
         }
     }
@@ -60,7 +62,7 @@ impl<T> Default for Versions<T> {
 
 impl<T: Versioned> Versions<T> {
     fn load(records: Vec<T>) -> Self {
-        let slots = DashMap::with_capacity(records.len());
+        let slots = DashMap::with_capacity_and_hasher(records.len(), Default::default());
         for record in records {
             slots.insert(record.key().clone(), Slot::Live(Arc::new(record)));
         }

@@ -10,7 +10,7 @@
 //! lock shared by every watch of the node, taken as it parks and as it wakes).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,11 +19,14 @@ use tokio::sync::Notify;
 
 const SHARDS: usize = 64;
 
-type Waiters = HashMap<u64, Arc<Notify>>;
+// Every woken watch removes itself by its key and id: hashed with foldhash (seeded per
+// process) rather than SipHash.
+type RandomState = foldhash::fast::RandomState;
+type Waiters = HashMap<u64, Arc<Notify>, RandomState>;
 
 /// Key → waiting watchers, sharded to keep lock hold times short under fan-out.
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<ConfigKey, Waiters>>>,
+    shards: Vec<Mutex<HashMap<ConfigKey, Waiters, RandomState>>>,
     hasher: RandomState,
     next_id: AtomicU64,
     held: AtomicUsize,
@@ -33,8 +36,8 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::default(),
             next_id: AtomicU64::new(1),
             held: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -43,7 +46,7 @@ impl Default for Hub {
 }
 
 impl Hub {
-    fn shard(&self, key: &ConfigKey) -> &Mutex<HashMap<ConfigKey, Waiters>> {
+    fn shard(&self, key: &ConfigKey) -> &Mutex<HashMap<ConfigKey, Waiters, RandomState>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 

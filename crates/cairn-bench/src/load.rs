@@ -232,7 +232,7 @@ pub struct Answers {
 fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
-        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .and_then(|stat| crate::procs::schedstat_ns(&stat))
         .unwrap_or(0)
 }
 

@@ -172,6 +172,14 @@ fn print_table(results: &Value) {
             other => other.to_string(),
         }
     };
+    // Several figures of one result on a line, e.g. "p50/p99/max".
+    let joined = |v: &Value, paths: &[Vec<&str>], sep: &str| -> String {
+        paths
+            .iter()
+            .map(|p| get(v, p))
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
     println!("{:<44} {:>14}", "figure", "value");
     let row = |name: String, value: String| println!("{name:<44} {value:>14}");
     if let Some(r) = results.get("read") {
@@ -225,24 +233,20 @@ fn print_table(results: &Value) {
                 get(f, &["watchers"]),
                 get(f, &["keys"])
             );
+            // The same fields under one key.
+            let under = |at: &'static str, fields: &[&'static str]| -> Vec<Vec<&'static str>> {
+                fields.iter().map(|field| vec![at, *field]).collect()
+            };
+            const LATENCY: [&str; 3] = ["p50_ms", "p99_ms", "max_ms"];
+            const SWITCHES: [&str; 2] = ["voluntary", "involuntary"];
             row(
                 format!("{name}: p50/p99/max ms"),
-                format!(
-                    "{}/{}/{}",
-                    get(f, &["latency", "p50_ms"]),
-                    get(f, &["latency", "p99_ms"]),
-                    get(f, &["latency", "max_ms"])
-                ),
+                joined(f, &under("latency", &LATENCY), "/"),
             );
             if f.get("baseline_latency").is_some() {
                 row(
                     format!("{name}: bare hyper p50/p99/max ms"),
-                    format!(
-                        "{}/{}/{}",
-                        get(f, &["baseline_latency", "p50_ms"]),
-                        get(f, &["baseline_latency", "p99_ms"]),
-                        get(f, &["baseline_latency", "max_ms"])
-                    ),
+                    joined(f, &under("baseline_latency", &LATENCY), "/"),
                 );
                 row(
                     format!("{name}: p99 cairn / bare hyper"),
@@ -250,37 +254,49 @@ fn print_table(results: &Value) {
                 );
                 row(
                     format!("{name}: kernel share of CPU, node / bare"),
-                    format!(
-                        "{} / {}",
-                        get(f, &["server_kernel_share"]),
-                        get(f, &["baseline_kernel_share"])
+                    joined(
+                        f,
+                        &[vec!["server_kernel_share"], vec!["baseline_kernel_share"]],
+                        " / ",
                     ),
                 );
                 row(
                     format!("{name}: page faults per watcher, node / bare"),
-                    format!(
-                        "{} / {}",
-                        get(f, &["server_page_faults_per_watcher"]),
-                        get(f, &["baseline_page_faults_per_watcher"])
+                    joined(
+                        f,
+                        &[
+                            vec!["server_page_faults_per_watcher"],
+                            vec!["baseline_page_faults_per_watcher"],
+                        ],
+                        " / ",
                     ),
                 );
                 row(
                     format!("{name}: context switches per watcher, node / bare"),
                     format!(
-                        "{}+{} / {}+{}",
-                        get(f, &["server_context_switches_per_watcher", "voluntary"]),
-                        get(f, &["server_context_switches_per_watcher", "involuntary"]),
-                        get(f, &["baseline_context_switches_per_watcher", "voluntary"]),
-                        get(f, &["baseline_context_switches_per_watcher", "involuntary"])
+                        "{} / {}",
+                        joined(
+                            f,
+                            &under("server_context_switches_per_watcher", &SWITCHES),
+                            "+"
+                        ),
+                        joined(
+                            f,
+                            &under("baseline_context_switches_per_watcher", &SWITCHES),
+                            "+"
+                        ),
                     ),
                 );
                 row(
                     format!("{name}: CPU µs per watcher, node / bare / load"),
-                    format!(
-                        "{} / {} / {}",
-                        get(f, &["server_cpu_us_per_watcher"]),
-                        get(f, &["baseline_cpu_us_per_watcher"]),
-                        get(f, &["load_cpu_us_per_watcher"])
+                    joined(
+                        f,
+                        &[
+                            vec!["server_cpu_us_per_watcher"],
+                            vec!["baseline_cpu_us_per_watcher"],
+                            vec!["load_cpu_us_per_watcher"],
+                        ],
+                        " / ",
                     ),
                 );
             }

@@ -80,22 +80,29 @@ async fn spawn(args: &[&str]) -> anyhow::Result<Proc> {
 
 /// CPU time all threads of process `pid` have run, in nanoseconds (Linux; 0 elsewhere).
 pub fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+    thread_files(pid, "schedstat")
+        .filter_map(|stat| schedstat_ns(&stat))
         .sum()
+}
+
+/// The CPU time in a `schedstat` file's text, in nanoseconds.
+pub fn schedstat_ns(stat: &str) -> Option<u64> {
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// The text of file `name` of each thread of process `pid` (none where there is no
+/// `/proc`).
+fn thread_files(pid: u32, name: &'static str) -> impl Iterator<Item = String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |task| std::fs::read_to_string(task.path().join(name)).ok())
 }
 
 /// Context switches of all threads of process `pid`, voluntary (it waited: a lock, a
 /// futex, an idle poll) and not (Linux; zeros elsewhere).
 pub fn context_switches(pid: u32) -> (u64, u64) {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return (0, 0);
-    };
     let count = |status: &str, name: &str| -> u64 {
         status
             .lines()
@@ -103,15 +110,12 @@ pub fn context_switches(pid: u32) -> (u64, u64) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .fold((0, 0), |(v, n), status| {
-            (
-                v + count(&status, "voluntary_ctxt_switches:"),
-                n + count(&status, "nonvoluntary_ctxt_switches:"),
-            )
-        })
+    thread_files(pid, "status").fold((0, 0), |(v, n), status| {
+        (
+            v + count(&status, "voluntary_ctxt_switches:"),
+            n + count(&status, "nonvoluntary_ctxt_switches:"),
+        )
+    })
 }
 
 /// User and kernel CPU time of process `pid`, in clock ticks, and its minor page faults

@@ -342,6 +342,24 @@ impl Cache {
     }
 }
 
+/// A stored config with `content`, for tests of the code that reads the cache.
+#[cfg(test)]
+pub(crate) fn test_record(key: ConfigKey, revision: i64, content: &str) -> ConfigRecord {
+    ConfigRecord {
+        key,
+        content: content.into(),
+        format: Format::Text,
+        md5: cairn_core::md5::md5_hex(content),
+        revision,
+        description: String::new(),
+        tags: vec![],
+        created_by: "a".into(),
+        created_at: 0,
+        updated_by: "a".into(),
+        updated_at: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,19 +370,7 @@ mod tests {
     }
 
     fn record(revision: i64, content: &str) -> Arc<ConfigRecord> {
-        Arc::new(ConfigRecord {
-            key: key(),
-            content: content.into(),
-            format: Format::Text,
-            md5: cairn_core::md5::md5_hex(content),
-            revision,
-            description: String::new(),
-            tags: vec![],
-            created_by: "a".into(),
-            created_at: 0,
-            updated_by: "a".into(),
-            updated_at: 0,
-        })
+        Arc::new(test_record(key(), revision, content))
     }
 
     fn gray(revision: i64, content: &str) -> Arc<GrayRecord> {

@@ -73,8 +73,6 @@ impl Hub {
 
     /// Wakes every watcher of `key`.
     pub fn notify(&self, key: &ConfigKey) {
-        // Woken outside the lock: a woken watch that finishes at once drops its
-        // registration, which takes this lock too.
         let waiters: Vec<Arc<Notify>> = {
             let shard = self.shard(key).lock().expect("hub shard poisoned");
             match shard.get(key) {
@@ -82,9 +80,7 @@ impl Hub {
                 None => return,
             }
         };
-        for notify in waiters {
-            notify.notify_one();
-        }
+        wake(waiters);
     }
 
     /// Closes the hub: every watch registered now or later is woken and sees
@@ -98,9 +94,7 @@ impl Hub {
                 .values()
                 .flat_map(|waiters| waiters.values().cloned())
                 .collect();
-            for notify in waiters {
-                notify.notify_one();
-            }
+            wake(waiters);
         }
     }
 
@@ -115,6 +109,14 @@ impl Hub {
             .iter()
             .map(|s| s.lock().expect("hub shard poisoned").len())
             .sum()
+    }
+}
+
+/// Wakes waiters taken out of a shard, after its lock is released: a woken watch that
+/// finishes at once drops its registration, which takes that lock too.
+fn wake(waiters: Vec<Arc<Notify>>) {
+    for notify in waiters {
+        notify.notify_one();
     }
 }
 

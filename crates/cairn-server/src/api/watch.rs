@@ -93,26 +93,27 @@ pub async fn watch(
     Ok(answer(&stale))
 }
 
+/// The watch's answer as serde writes it.
+fn response_of(stale: &[(ConfigKey, Option<View>)]) -> WatchResponse {
+    WatchResponse {
+        changed: stale
+            .iter()
+            .map(|(key, view)| state_of(key, view.clone()))
+            .collect(),
+    }
+}
+
 /// The watch's answer, a [`WatchResponse`] in JSON. One change can wake thousands of
-/// watches at once, so the answer is written directly: names are checked to
-/// `[A-Za-z0-9_.:-]` and md5s are hex, so nothing needs escaping, and nothing is
-/// allocated per key. Should a string ever need escaping, serde writes the answer.
+/// watches at once, so the answer is written directly: a `ConfigKey`'s names are
+/// `[A-Za-z0-9_.:-]` by construction and md5s are hex, so nothing needs escaping, and
+/// nothing is allocated per key. Should an md5 ever need escaping, serde writes it.
 fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
     let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
-    let writable = stale.iter().all(|(key, view)| {
-        plain(key.namespace.as_str())
-            && plain(key.group.as_str())
-            && plain(key.data_id.as_str())
-            && view.as_ref().is_none_or(|v| plain(v.md5()))
-    });
-    if !writable {
-        return Json(WatchResponse {
-            changed: stale
-                .iter()
-                .map(|(key, view)| state_of(key, view.clone()))
-                .collect(),
-        })
-        .into_response();
+    if !stale
+        .iter()
+        .all(|(_, view)| view.as_ref().is_none_or(|v| plain(v.md5())))
+    {
+        return Json(response_of(stale)).into_response();
     }
     let mut out = String::with_capacity(16 + stale.len() * 160);
     out.push_str("{\"changed\":[");
@@ -221,10 +222,11 @@ pub async fn stream(
             if !s.pending.is_empty() {
                 continue;
             }
-            tokio::select! {
-                _ = s.registration.changed() => {}
-                _ = s.state.shutdown.cancelled() => return None,
+            // The hub is closed at shutdown, which wakes the stream.
+            if s.registration.closed() {
+                return None;
             }
+            s.registration.changed().await;
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -234,25 +236,16 @@ pub async fn stream(
 mod tests {
     use std::sync::Arc;
 
-    use cairn_core::Format;
     use cairn_store::ConfigRecord;
 
     use super::*;
+    use crate::cache::test_record;
 
     fn view(key: &ConfigKey, revision: i64, md5: &str) -> View {
         View {
             config: Arc::new(ConfigRecord {
-                key: key.clone(),
-                content: "x".into(),
-                format: Format::Text,
                 md5: md5.into(),
-                revision,
-                description: String::new(),
-                tags: vec![],
-                created_by: "a".into(),
-                created_at: 0,
-                updated_by: "a".into(),
-                updated_at: 0,
+                ..test_record(key.clone(), revision, "x")
             }),
             gray: None,
         }
@@ -267,13 +260,7 @@ mod tests {
 
     /// What serde writes for the same answer: the written answer must say exactly that.
     fn by_serde(stale: &[(ConfigKey, Option<View>)]) -> serde_json::Value {
-        serde_json::to_value(WatchResponse {
-            changed: stale
-                .iter()
-                .map(|(key, view)| state_of(key, view.clone()))
-                .collect(),
-        })
-        .unwrap()
+        serde_json::to_value(response_of(stale)).unwrap()
     }
 
     #[tokio::test]

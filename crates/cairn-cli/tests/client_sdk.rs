@@ -472,3 +472,48 @@ async fn metrics_text(address: &str) -> String {
     stream.read_to_string(&mut text).await.unwrap();
     text
 }
+
+/// A client declaring labels or an IP reads the gray content meant for it, and a clone
+/// with another identity keeps snapshots apart, so a canary's content never becomes
+/// another client's fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gray_identities_read_their_content_and_keep_their_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let plain = client(&server.url, dir.path()).await;
+    let key = Key::parse("public/app/flags.properties").unwrap();
+    plain
+        .publish(&key, &Publish::new("beta=off\n"))
+        .await
+        .unwrap();
+    let gray = cairn_client::GrayPublish {
+        ips: vec!["10.0.0.7".into()],
+        labels: vec!["canary=true".into()],
+        content: "beta=on\n".into(),
+        ..Default::default()
+    };
+    plain.gray_publish(&key, &gray).await.unwrap();
+
+    let content = |c: &Client| {
+        let (c, key) = (c.clone(), key.clone());
+        async move { c.get(&key).await.unwrap().unwrap().content.unwrap() }
+    };
+    let by_label = plain.clone().with_labels(["canary=true"]);
+    let by_ip = plain.clone().with_client_ip("10.0.0.7");
+    let built_with_label = Client::builder(&server.url)
+        .credentials("admin", PASSWORD)
+        .labels(["zone=eu-1", "canary=true"])
+        .build()
+        .unwrap();
+    assert_eq!(content(&plain).await, "beta=off\n");
+    assert_eq!(content(&by_label).await, "beta=on\n");
+    assert_eq!(content(&by_ip).await, "beta=on\n");
+    assert_eq!(content(&built_with_label).await, "beta=on\n");
+    assert!(by_label.get(&key).await.unwrap().unwrap().gray);
+
+    // Each identity falls back to what it last read.
+    server.kill();
+    assert_eq!(content(&plain).await, "beta=off\n");
+    assert_eq!(content(&by_label).await, "beta=on\n");
+    assert_eq!(content(&by_ip).await, "beta=on\n");
+}

@@ -209,10 +209,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             labels: (!self.labels.is_empty()).then(|| self.labels.join(",")),
             client_ip: self.client_ip,
-            local: Arc::new(local::Local {
-                snapshots: self.snapshot_dir,
-                failover: self.failover_dir,
-            }),
+            local: Arc::new(local::Local::new(self.snapshot_dir, self.failover_dir)),
             session: self.credentials.map(|(username, password)| {
                 Arc::new(Session {
                     username,
@@ -359,15 +356,23 @@ impl Client {
     pub fn with_labels(mut self, labels: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let labels: Vec<String> = labels.into_iter().map(Into::into).collect();
         self.labels = (!labels.is_empty()).then(|| labels.join(","));
-        // Watches answer by labels, so this client watches on its own.
-        self.watcher = Arc::default();
-        self
+        self.with_new_identity()
     }
 
     /// The same client, asking gray releases to see it as `ip`.
     pub fn with_client_ip(mut self, ip: impl Into<String>) -> Self {
         self.client_ip = Some(ip.into());
+        self.with_new_identity()
+    }
+
+    /// Watches and snapshots depend on what gray releases serve this client, so a
+    /// client with another identity keeps both apart.
+    fn with_new_identity(mut self) -> Self {
         self.watcher = Arc::default();
+        self.local = Arc::new(
+            self.local
+                .for_identity(self.labels.as_deref(), self.client_ip.as_deref()),
+        );
         self
     }
 

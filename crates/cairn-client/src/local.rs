@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use crate::{Config, Key};
 
 pub(crate) struct Local {
+    /// The directory the application configured.
+    pub snapshot_root: Option<PathBuf>,
+    /// Where this client's snapshots go: the root, or for a client that shows gray
+    /// releases another identity than the one it was built with, a directory of that
+    /// identity's own, so a canary's gray content never becomes another's fallback.
     pub snapshots: Option<PathBuf>,
     pub failover: Option<PathBuf>,
 }
@@ -27,6 +32,29 @@ fn path(dir: &Path, key: &Key, suffix: &str) -> Option<PathBuf> {
 }
 
 impl Local {
+    pub fn new(snapshots: Option<PathBuf>, failover: Option<PathBuf>) -> Local {
+        Local {
+            snapshot_root: snapshots.clone(),
+            snapshots,
+            failover,
+        }
+    }
+
+    /// The same directories for a client with another gray identity (`labels` and
+    /// `ip` as sent); `@` starts no namespace, so these never collide with keys.
+    pub fn for_identity(&self, labels: Option<&str>, ip: Option<&str>) -> Local {
+        let identity = format!("{}\n{}", labels.unwrap_or(""), ip.unwrap_or(""));
+        let id = &cairn_core::md5::md5_hex(&identity)[..16];
+        Local {
+            snapshot_root: self.snapshot_root.clone(),
+            snapshots: self
+                .snapshot_root
+                .as_ref()
+                .map(|root| root.join(format!("@{id}"))),
+            failover: self.failover.clone(),
+        }
+    }
+
     /// The operator's pinned content for `key`, if any.
     pub fn failover(&self, key: &Key) -> Option<Config> {
         let content = std::fs::read_to_string(path(self.failover.as_ref()?, key, "")?).ok()?;

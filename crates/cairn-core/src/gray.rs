@@ -56,10 +56,17 @@ pub enum GrayError {
     NoRules,
     #[error("{0} IPs and labels given; the limit is {MAX_RULES}")]
     TooMany(usize),
+    #[error("the IPs and labels take {0} bytes; the limit is {MAX_RULES_TEXT}")]
+    TooLong(usize),
 }
 
 /// The most IPs plus labels one gray release may list.
 pub const MAX_RULES: usize = 1000;
+
+/// The most bytes the stored text of one release's rules may take, so that it fits
+/// every backend's text column (MySQL's `TEXT` holds 64 KiB) with the history comment
+/// that repeats it.
+pub const MAX_RULES_TEXT: usize = 16 * 1024;
 
 /// Who a client is, as far as gray rules care.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +119,10 @@ impl GrayRules {
         rules.labels.dedup();
         if rules.ips.is_empty() && rules.labels.is_empty() {
             return Err(GrayError::NoRules);
+        }
+        let text = rules.ips_text().len() + rules.labels_text().len();
+        if text > MAX_RULES_TEXT {
+            return Err(GrayError::TooLong(text));
         }
         Ok(rules)
     }
@@ -170,6 +181,18 @@ mod tests {
 
     fn client(ip: &str, labels: &str) -> ClientInfo {
         ClientInfo::new(ip.parse().ok(), Label::parse_list(labels).unwrap())
+    }
+
+    #[test]
+    fn rules_that_would_not_fit_a_column_are_refused() {
+        let labels: Vec<String> = (0..400)
+            .map(|i| format!("{}={i}", "k".repeat(60)))
+            .collect();
+        assert!(matches!(
+            GrayRules::parse(&[], &labels),
+            Err(GrayError::TooLong(_))
+        ));
+        assert!(GrayRules::parse(&[], &labels[..100]).is_ok());
     }
 
     #[test]

@@ -219,6 +219,10 @@ fn folded(key: &ConfigKey) -> FoldedKey {
 pub struct Cache {
     configs: Versions<ConfigRecord>,
     grays: Versions<GrayRecord>,
+    /// Per key, the change that last ended or replaced a gray release, with the rules
+    /// of the release it ended: the clients those rules matched read something else
+    /// from then on, and Apollo's notification ids must say so to them alone.
+    ended: DashMap<ConfigKey, (i64, Arc<GrayRecord>), foldhash::fast::RandomState>,
     /// Present configs by case-folded key.
     folded: DashMap<FoldedKey, ConfigKey>,
 }
@@ -232,6 +236,7 @@ impl Cache {
         Self {
             configs: Versions::load(configs),
             grays: Versions::load(grays),
+            ended: DashMap::default(),
             folded,
         }
     }
@@ -278,6 +283,7 @@ impl Cache {
     /// unless a newer version is already here. Returns whether a config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
         self.grays.remove(key, seq);
+        self.ended.remove(key);
         let removed = self.configs.remove(key, seq);
         if removed {
             self.folded.remove_if(&folded(key), |_, k| k == key);
@@ -291,18 +297,69 @@ impl Cache {
     }
 
     pub fn apply_gray(&self, record: Arc<GrayRecord>) -> bool {
-        self.grays.apply(record)
+        let key = record.key.clone();
+        let seq = record.revision;
+        let replaced = self.grays.get(&key);
+        let applied = self.grays.apply(record);
+        if let Some(replaced) = replaced.filter(|_| applied) {
+            self.note_ended(key, seq, replaced);
+        }
+        applied
     }
 
     /// Records that change `seq` ended a gray release (promoted or abandoned).
     pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> bool {
-        self.grays.remove(key, seq)
+        let live = self.grays.get(key);
+        let removed = self.grays.remove(key, seq);
+        if let Some(live) = live.filter(|_| removed) {
+            self.note_ended(key.clone(), seq, live);
+        }
+        removed
+    }
+
+    fn note_ended(&self, key: ConfigKey, seq: i64, release: Arc<GrayRecord>) {
+        match self.ended.entry(key) {
+            Entry::Occupied(mut slot) if slot.get().0 < seq => {
+                slot.insert((seq, release));
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(slot) => {
+                slot.insert((seq, release));
+            }
+        }
+    }
+
+    /// Apollo's notification id of `key` for `client`, which holds `held`: the sequence
+    /// of the last change to what this client reads, so that a gray release, and its
+    /// end, notify only the clients it is for. A client holding an id that none of
+    /// those changes explains (it read a release since ended or replaced that this
+    /// node no longer knows it matched) is given the key's newest change instead, once.
+    pub fn notification_id(&self, key: &ConfigKey, client: &ClientInfo, held: i64) -> Option<i64> {
+        let gray = self
+            .grays
+            .get(key)
+            .filter(|g| g.rules.matches(client))
+            .map(|g| g.revision);
+        let ended = self
+            .ended
+            .get(key)
+            .filter(|e| e.1.rules.matches(client))
+            .map(|e| e.0);
+        let mine = [self.configs.last_change(key), gray, ended]
+            .into_iter()
+            .flatten()
+            .max()?;
+        let newest = self.epoch(key).unwrap_or(mine);
+        Some(if held > mine && held < newest {
+            newest
+        } else {
+            mine
+        })
     }
 
     /// The sequence of the last change to `key` or its gray release (`None`: never
-    /// seen). It only grows as changes arrive, so it can serve as Apollo's
-    /// notification id.
-    pub fn epoch(&self, key: &ConfigKey) -> Option<i64> {
+    /// seen).
+    fn epoch(&self, key: &ConfigKey) -> Option<i64> {
         match (self.configs.last_change(key), self.grays.last_change(key)) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -425,5 +482,28 @@ mod tests {
         cache.apply_gray(gray(4, "again"));
         cache.remove(&key(), 5);
         assert!(cache.gray(&key()).is_none());
+    }
+
+    #[test]
+    fn notification_ids_move_only_for_the_clients_a_change_is_for() {
+        let cache = Cache::default();
+        let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
+        let other = ClientInfo::default();
+        let id = |client: &ClientInfo, held| cache.notification_id(&key(), client, held);
+        cache.apply(record(1, "main"));
+        cache.apply_gray(gray(2, "canary"));
+        assert_eq!((id(&canary, 1), id(&other, 1)), (Some(2), Some(1)));
+        // Its end moves the canary's id, not the other's.
+        cache.remove_gray(&key(), 3);
+        assert_eq!((id(&canary, 2), id(&other, 1)), (Some(3), Some(1)));
+        // A replacement for other clients moves the id of those the first was for.
+        cache.apply_gray(gray(4, "canary"));
+        let mut other_gray = (*gray(5, "other")).clone();
+        other_gray.rules = GrayRules::parse(&[], &["zone=b".into()]).unwrap();
+        cache.apply_gray(Arc::new(other_gray));
+        assert_eq!((id(&canary, 4), id(&other, 1)), (Some(5), Some(1)));
+        // An id this node cannot explain for the client gets the newest change, once.
+        assert_eq!(id(&other, 2), Some(5));
+        assert_eq!(id(&other, 5), Some(1));
     }
 }

@@ -485,4 +485,65 @@ mod tests {
         assert!(cache_c.get(&key).is_none());
         assert_eq!(cache_c.len(), 5);
     }
+
+    #[tokio::test]
+    async fn gray_releases_and_their_ends_reach_other_nodes() {
+        use futures::FutureExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        publish(&store, "k").await;
+        let key = ConfigKey::parse("public", "g", "k").unwrap();
+        let (cache, hub) = (Arc::new(Cache::default()), Arc::new(Hub::default()));
+        let b = Sync::new(store.clone(), cache.clone(), hub.clone(), 0, settings());
+        b.catch_up().await.unwrap();
+        let watch = hub.register(vec![key.clone()]);
+        let audit = Audit {
+            operator: "t".into(),
+            source: String::new(),
+            comment: String::new(),
+            at: 1,
+        };
+        let gray = |content: &str| cairn_store::GrayWrite {
+            key: key.clone(),
+            content: content.into(),
+            md5: cairn_core::md5::md5_hex(content),
+            format: None,
+            validated_as: None,
+            rules: cairn_core::GrayRules::parse(&[], &["canary=true".into()]).unwrap(),
+            audit: audit.clone(),
+        };
+        // Each step, written by another node, is applied here and wakes this node's
+        // watchers.
+        let woken = || watch.changed().now_or_never().is_some();
+
+        store.put_gray(&gray("k: 2")).await.unwrap();
+        b.catch_up().await.unwrap();
+        assert_eq!(cache.gray(&key).unwrap().content, "k: 2");
+        assert!(woken(), "the gray publish");
+
+        store.promote_gray(&key, &audit).await.unwrap();
+        b.catch_up().await.unwrap();
+        assert!(cache.gray(&key).is_none());
+        assert_eq!(cache.get(&key).unwrap().content, "k: 2");
+        assert!(woken(), "the promotion");
+
+        // A release that began and ended between two passes was never served here:
+        // nobody needs waking for it.
+        store.put_gray(&gray("k: 3")).await.unwrap();
+        store.abandon_gray(&key, &audit).await.unwrap();
+        b.catch_up().await.unwrap();
+        assert!(cache.gray(&key).is_none());
+        assert!(!woken(), "a release never served");
+
+        store.put_gray(&gray("k: 4")).await.unwrap();
+        b.catch_up().await.unwrap();
+        assert!(woken(), "the second gray publish");
+        store.abandon_gray(&key, &audit).await.unwrap();
+        b.catch_up().await.unwrap();
+        assert!(cache.gray(&key).is_none());
+        assert_eq!(cache.get(&key).unwrap().content, "k: 2");
+        assert!(woken(), "the abandonment");
+        assert!(!woken(), "nothing more");
+    }
 }

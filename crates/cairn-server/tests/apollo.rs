@@ -28,6 +28,26 @@ fn notifications(entries: Value) -> String {
     format!("/notifications/v2?appId=shop&cluster=default&notifications={encoded}")
 }
 
+/// A notification poll held in the background on one namespace, answered with its
+/// status and body.
+fn hold_poll(
+    app: &TestApp,
+    namespace: &str,
+    held_id: i64,
+    extra_query: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let url = format!(
+        "{}{}{extra_query}",
+        app.base,
+        notifications(json!([{ "namespaceName": namespace, "notificationId": held_id }]))
+    );
+    let http = app.http.clone();
+    tokio::spawn(async move {
+        let r = http.get(url).send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
 #[tokio::test]
 async fn configs_and_config_files() {
     let app = spawn().await;
@@ -197,16 +217,12 @@ async fn notifications_answer_hold_and_wake() {
     assert!(waited < Duration::from_millis(900), "woken by the publish");
     assert_eq!(body[0]["notificationId"], second);
 
-    // A gray release by label wakes a held poll too (the client then re-reads).
-    let held = {
-        let url = format!(
-            "{}{}",
-            app.base,
-            notifications(json!([{ "namespaceName": "application", "notificationId": second }]))
-        );
-        let http = app.http.clone();
-        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
-    };
+    // A gray release by label wakes the polls of clients it is for, and no other.
+    let canary = "&label=canary";
+    let (held_canary, held_other) = (
+        hold_poll(&app, "application", second, canary),
+        hold_poll(&app, "application", second, ""),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app
         .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
@@ -215,7 +231,80 @@ async fn notifications_answer_hold_and_wake() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(held.await.unwrap(), StatusCode::OK);
+    let gray_id = r.json::<Value>().await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = held_canary.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["notificationId"], gray_id);
+    assert_eq!(held_other.await.unwrap().0, StatusCode::NOT_MODIFIED);
+
+    // Abandoning it notifies the canary (it goes back to the main content) only.
+    let (held_canary, held_other) = (
+        hold_poll(&app, "application", gray_id, canary),
+        hold_poll(&app, "application", second, ""),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = app
+        .request(
+            Method::DELETE,
+            "/api/v1/configs/public/shop/application/gray",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, body) = held_canary.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let abandoned = body[0]["notificationId"].as_i64().unwrap();
+    assert!(abandoned > gray_id);
+    assert_eq!(held_other.await.unwrap().0, StatusCode::NOT_MODIFIED);
+    let body: Value = get(&app, "/configs/shop/default/application?label=canary")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["configurations"]["a"], "2");
+
+    // Promoting a new gray release (by X-Forwarded-For address) notifies everyone.
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
+        .json(&json!({ "content": "a=4\n", "ips": ["10.1.1.1"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .http
+        .get(format!(
+            "{}{}",
+            app.base,
+            notifications(json!([{ "namespaceName": "application", "notificationId": abandoned }]))
+        ))
+        .header("x-forwarded-for", "10.1.1.1, 192.168.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the forwarded address matches");
+    let (held_canary, held_other) = (
+        hold_poll(&app, "application", abandoned, canary),
+        hold_poll(&app, "application", second, ""),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/configs/public/shop/application/gray/promote",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    for held in [held_canary, held_other] {
+        let (status, body) = held.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(body[0]["notificationId"].as_i64().unwrap() > abandoned);
+    }
 
     // A namespace never published is held (and then 304), not an error.
     let r = get(

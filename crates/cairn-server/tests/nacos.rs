@@ -762,3 +762,139 @@ async fn history_namespaces_v2_and_server_list() {
     let host = app.base.trim_start_matches("http://");
     assert_eq!(text(r).await, (StatusCode::OK, format!("{host}\n")));
 }
+
+/// Two listeners on one config, one of them on a beta IP: the beta wakes only that one
+/// and serves it the beta content; promoting wakes the other; stopping a second beta
+/// returns the first to the main content; history shows every step.
+#[tokio::test]
+async fn beta_releases_wake_only_their_listeners() {
+    let app = TestApp::spawn_with(|s| {
+        s.watch_max_timeout_ms = 1_500;
+        s.watch_default_timeout_ms = 1_500;
+    })
+    .await;
+    let nacos = Nacos::login(&app).await;
+    nacos.publish("w.properties", "k=main", &[]).await;
+    let path = "/nacos/v1/cs/configs?dataId=w.properties&group=DEFAULT_GROUP";
+    let listen_as = |ip: &'static str, content: &str| {
+        let (url, http) = (nacos.url("/nacos/v1/cs/configs/listener"), app.http.clone());
+        let listening = line("w.properties", &md5(content), None);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http
+                .post(url)
+                .header("Long-Pulling-Timeout", "30000")
+                .header("x-cairn-client-ip", ip)
+                .form(&[("Listening-Configs", listening)])
+                .send()
+                .await
+                .unwrap();
+            (r.text().await.unwrap(), started.elapsed())
+        })
+    };
+    let read_as = |ip: &'static str| {
+        let request = app
+            .http
+            .get(nacos.url(path))
+            .header("x-cairn-client-ip", ip);
+        async move {
+            let r = request.send().await.unwrap();
+            let beta = r.headers().get("isBeta").is_some();
+            (r.text().await.unwrap(), beta)
+        }
+    };
+    let beta = |content: &'static str| {
+        app.http
+            .post(nacos.url("/nacos/v1/cs/configs"))
+            .header("betaIps", "10.9.9.9")
+            .form(&[
+                ("dataId", "w.properties"),
+                ("group", "DEFAULT_GROUP"),
+                ("content", content),
+            ])
+            .send()
+    };
+    let changed = encoded("w.properties\u{2}DEFAULT_GROUP\u{1}");
+
+    // The beta publish wakes the listed listener at once; the other sleeps to its timeout.
+    let (listed, other) = (
+        listen_as("10.9.9.9", "k=main"),
+        listen_as("10.1.1.1", "k=main"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(text(beta("k=beta").await.unwrap()).await.1, "true");
+    let (body, waited) = listed.await.unwrap();
+    assert_eq!(body, changed);
+    assert!(waited < Duration::from_millis(1_200), "woken by the beta");
+    let (body, waited) = other.await.unwrap();
+    assert_eq!(body, "", "not listed: nothing changed for it");
+    assert!(waited >= Duration::from_millis(1_400));
+    assert_eq!(read_as("10.9.9.9").await, ("k=beta".to_owned(), true));
+    assert_eq!(read_as("10.1.1.1").await, ("k=main".to_owned(), false));
+
+    // Promoting it wakes the other listener; the listed one already reads that content.
+    let (listed, other) = (
+        listen_as("10.9.9.9", "k=beta"),
+        listen_as("10.1.1.1", "k=main"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/configs/public/DEFAULT_GROUP/w.properties/gray/promote",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (body, waited) = other.await.unwrap();
+    assert_eq!(body, changed);
+    assert!(
+        waited < Duration::from_millis(1_200),
+        "woken by the promotion"
+    );
+    assert_eq!(listed.await.unwrap().0, "");
+    assert_eq!(read_as("10.1.1.1").await, ("k=beta".to_owned(), false));
+
+    // A second beta, stopped: the listed listener is woken and reads the main content.
+    assert_eq!(text(beta("k=second").await.unwrap()).await.1, "true");
+    let (listed, other) = (
+        listen_as("10.9.9.9", "k=second"),
+        listen_as("10.1.1.1", "k=beta"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = nacos
+        .form(
+            Method::DELETE,
+            "/nacos/v1/cs/configs?beta=true",
+            &[("dataId", "w.properties"), ("group", "DEFAULT_GROUP")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (body, waited) = listed.await.unwrap();
+    assert_eq!(body, changed);
+    assert!(waited < Duration::from_millis(1_200), "woken by the stop");
+    assert_eq!(other.await.unwrap().0, "");
+    assert_eq!(read_as("10.9.9.9").await, ("k=beta".to_owned(), false));
+
+    // The native history has every step, newest first.
+    let (_, history) = app
+        .get_json("/api/v1/configs/public/DEFAULT_GROUP/w.properties/history")
+        .await;
+    let ops: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "gray_abandon",
+            "gray_publish",
+            "gray_promote",
+            "gray_publish",
+            "publish"
+        ]
+    );
+}

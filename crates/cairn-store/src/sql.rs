@@ -816,9 +816,12 @@ macro_rules! sql_backend {
                     .execute(&mut *tx)
                     .await?;
                 let mut audit = write.audit.clone();
-                if audit.comment.is_empty() {
-                    audit.comment = format!("gray release to {}", write.rules);
-                }
+                // Who a release was for belongs in its history, whatever the comment.
+                audit.comment = if audit.comment.is_empty() {
+                    format!("gray release to {}", write.rules)
+                } else {
+                    format!("{} (gray release to {})", audit.comment, write.rules)
+                };
                 self.append_history(
                     &mut tx,
                     seq,

@@ -150,10 +150,33 @@ fn guard(
         })
 }
 
-/// The client as gray rules see it: the `ip` parameter, else the usual identity; its
-/// `label` as `label=<value>`.
-fn client(identity: ClientInfo, ip: Option<&str>, label: Option<&str>) -> ClientInfo {
-    let ip = ip.and_then(|ip| ip.trim().parse().ok()).or(identity.ip);
+/// The client as gray rules see it: the `ip` parameter, else the first
+/// `X-Forwarded-For` address, else the usual identity; its `label` as `label=<value>`.
+///
+/// Apollo reads `X-Forwarded-For` whatever `trust_forwarded_for` says, and so does this
+/// surface: the address only selects gray content, which a client can ask for with
+/// `ip` anyway, so trusting the header grants nothing.
+fn client(
+    identity: ClientInfo,
+    headers: &HeaderMap,
+    ip: Option<&str>,
+    label: Option<&str>,
+) -> ClientInfo {
+    let forwarded = || {
+        headers
+            .get("x-forwarded-for")?
+            .to_str()
+            .ok()?
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let ip = ip
+        .and_then(|ip| ip.trim().parse().ok())
+        .or_else(forwarded)
+        .or(identity.ip);
     let mut labels = identity.labels;
     if let Some(label) = label.filter(|l| !l.is_empty()) {
         if let Ok(l) = Label::parse(&format!("label={label}")) {
@@ -324,7 +347,12 @@ impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
             strip_properties(&namespace),
         )
         .ok_or_else(not_found)?;
-        let client = client(identity, query.ip.as_deref(), query.label.as_deref());
+        let client = client(
+            identity,
+            &parts.headers,
+            query.ip.as_deref(),
+            query.label.as_deref(),
+        );
         let view = state.service.view(&key, &client).ok_or_else(not_found)?;
         Ok(ConfigRead {
             app,
@@ -403,6 +431,8 @@ struct NotificationQuery {
     notifications: Option<String>,
     #[serde(rename = "dataCenter")]
     data_center: Option<String>,
+    ip: Option<String>,
+    label: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -434,9 +464,16 @@ async fn notifications(
     State(state): State<SharedState>,
     uri: OriginalUri,
     headers: HeaderMap,
+    Identity(identity): Identity,
     axum::extract::Query(query): axum::extract::Query<NotificationQuery>,
 ) -> Answer {
     let target = target(&state, &uri)?;
+    let client = client(
+        identity,
+        &headers,
+        query.ip.as_deref(),
+        query.label.as_deref(),
+    );
     let bad = |message: &str| error(StatusCode::BAD_REQUEST, message, &target.path);
     let (Some(app), Some(cluster), Some(raw)) =
         (&query.app_id, &query.cluster, &query.notifications)
@@ -482,7 +519,10 @@ async fn notifications(
                         data_id(c, &name)?,
                     ))
                 })?;
-                Some((format!("{app}+{c}+{name}"), key))
+                // Details are keyed by the namespace's stored name, as Apollo keys them.
+                let stored = key.data_id.as_str();
+                let stored = stored.strip_prefix(&format!("{c}:")).unwrap_or(stored);
+                Some((format!("{app}+{c}+{stored}"), key))
             })
             .collect();
         watched.push(Watched {
@@ -504,7 +544,9 @@ async fn notifications(
                     .keys
                     .iter()
                     .filter_map(|(detail, key)| {
-                        cache.epoch(key).map(|id| (detail.clone(), json!(id)))
+                        cache
+                            .notification_id(key, &client, w.held_id)
+                            .map(|id| (detail.clone(), json!(id)))
                     })
                     .collect();
                 let id = details.values().filter_map(Value::as_i64).max()?;
@@ -519,7 +561,7 @@ async fn notifications(
             .collect()
     };
     // Any change to a watched key (main or gray, for any client) wakes the poll, which
-    // answers if a notification id moved.
+    // answers if this client's notification id moved.
     let keys = watched
         .iter()
         .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))

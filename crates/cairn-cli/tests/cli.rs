@@ -203,6 +203,27 @@ fn the_cli_tour() {
     );
     assert!(list.contains("1 configs in all"), "{list}");
 
+    // Apollo access keys: created, listed, disabled, enabled, deleted.
+    let out = ok(&home, &["access-key", "create", "shop"]);
+    let id = out
+        .strip_prefix("access key ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let list = ok(&home, &["access-key", "list", "shop"]);
+    assert!(list.contains(&id) && list.contains("enabled"), "{list}");
+    ok(&home, &["access-key", "disable", "shop", &id]);
+    assert!(ok(&home, &["access-key", "list", "shop"]).contains("disabled"));
+    ok(&home, &["access-key", "enable", "shop", &id]);
+    assert!(!ok(&home, &["access-key", "list", "shop"]).contains("disabled"));
+    ok(&home, &["access-key", "delete", "shop", &id]);
+    assert!(!ok(&home, &["access-key", "list", "shop"]).contains(&id));
+    let err = fails(&home, &["access-key", "delete", "shop", &id]);
+    assert!(
+        err.contains("not_found") || err.contains("no access key"),
+        "{err}"
+    );
+
     ok(
         &home,
         &["ns", "create", "dev", "--description", "Development"],

@@ -359,7 +359,7 @@ impl Cache {
 
     /// The sequence of the last change to `key` or its gray release (`None`: never
     /// seen).
-    fn epoch(&self, key: &ConfigKey) -> Option<i64> {
+    pub fn epoch(&self, key: &ConfigKey) -> Option<i64> {
         match (self.configs.last_change(key), self.grays.last_change(key)) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),

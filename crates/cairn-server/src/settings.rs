@@ -132,8 +132,8 @@ impl Settings {
                 "apollo_namespace must be a valid namespace name",
             ),
             (
-                (1_000..=90_000).contains(&self.apollo_poll_timeout_ms),
-                "apollo_poll_timeout_ms must be between 1000 and 90000",
+                (1_000..=80_000).contains(&self.apollo_poll_timeout_ms),
+                "apollo_poll_timeout_ms must be between 1000 and 80000 (Apollo's Java client gives up on a poll after 90 s)",
             ),
             (
                 (10..=60_000).contains(&self.sync_poll_ms),

@@ -336,12 +336,15 @@ async fn meta_server_and_envs() {
     let list: Value = r.json().await.unwrap();
     assert_eq!(list[0]["appName"], "APOLLO-CONFIGSERVICE");
     assert_eq!(list[0]["homepageUrl"], format!("{}/", app.base));
-    let list: Value = get(&app, "/apollo/dev/services/admin")
+    let list: Value = get(&app, "/apollo/dev/services/config")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(list[0]["homepageUrl"], format!("{}/apollo/dev/", app.base));
+    // No admin service (the portal's back end) is offered.
+    let list: Value = get(&app, "/services/admin").await.json().await.unwrap();
+    assert_eq!(list, json!([]));
 
     // The env prefix selects the namespace.
     let r = app
@@ -427,6 +430,44 @@ async fn access_keys_require_signatures() {
     );
     let r = signed(now(), "not-the-secret").await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["message"], "Unauthorized");
+    // No timestamp counts as time 0, as in Apollo.
+    let r = app
+        .http
+        .get(format!("{}{target}", app.base))
+        .header("Authorization", "Apollo shop:c2lnbmF0dXJl")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "RequestTimeTooSkewed"
+    );
+
+    // Long polls are signed too, with the env prefix part of what is signed.
+    let polls = [
+        notifications(json!([{ "namespaceName": "application", "notificationId": -1 }])),
+        format!(
+            "/apollo/public{}",
+            notifications(json!([{ "namespaceName": "application", "notificationId": -1 }]))
+        ),
+    ];
+    for poll in &polls {
+        assert_eq!(get(&app, poll).await.status(), StatusCode::UNAUTHORIZED);
+        let ts = now().to_string();
+        let r = app
+            .http
+            .get(format!("{}{poll}", app.base))
+            .header("Timestamp", &ts)
+            .header(
+                "Authorization",
+                format!("Apollo shop:{}", sign(&secret, &ts, poll)),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{poll}");
+    }
 
     // Disabled keys do not count: the app reads openly again. Keys are per app.
     let r = app
@@ -465,6 +506,92 @@ async fn access_keys_require_signatures() {
             .status(),
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn keys_can_be_required_of_every_app() {
+    let app = TestApp::spawn_with(|s| s.apollo_require_access_key = true).await;
+    app.publish_ok("public/shop/application", "a=1\n").await;
+    let r = get(&app, "/configs/shop/default/application").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "an app without keys");
+    assert_eq!(r.json::<Value>().await.unwrap()["message"], "Unauthorized");
+    let poll = notifications(json!([{ "namespaceName": "application", "notificationId": -1 }]));
+    assert_eq!(get(&app, &poll).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn names_are_matched_ignoring_case_and_echoed_as_sent() {
+    let app = spawn().await;
+    let first = app.publish_ok("public/shop/application", "a=1\n").await;
+    // Two spellings of one namespace: answered once, under the spelling with the lower
+    // id, with details keyed by the stored name.
+    let r = get(
+        &app,
+        &notifications(json!([
+            { "namespaceName": "APPLICATION", "notificationId": -1 },
+            { "namespaceName": "application.properties", "notificationId": first },
+        ])),
+    )
+    .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{ "namespaceName": "APPLICATION", "notificationId": first, "messages": { "details": { "shop+default+application": first } } }])
+    );
+    // A poll on the other case is woken by a change.
+    let held = hold_poll(&app, "Application", first, "");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = app.publish_ok("public/shop/application", "a=2\n").await;
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["namespaceName"], "Application");
+    assert_eq!(body[0]["notificationId"], second);
+
+    // A config whose name differs only in case is a namespace of its own.
+    let other = app.publish_ok("public/shop/Application", "b=1\n").await;
+    let r = get(
+        &app,
+        &notifications(json!([
+            { "namespaceName": "Application", "notificationId": second },
+            { "namespaceName": "application", "notificationId": second },
+        ])),
+    )
+    .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{ "namespaceName": "Application", "notificationId": other, "messages": { "details": { "shop+default+Application": other } } }])
+    );
+}
+
+#[tokio::test]
+async fn reads_wait_briefly_for_a_change_they_were_notified_of() {
+    let app = spawn().await;
+    let first = app.publish_ok("public/shop/application", "a=1\n").await;
+    let messages = |id: i64| {
+        let text = json!({ "details": { "shop+default+application": id } }).to_string();
+        let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+        format!("/configs/shop/default/application?messages={encoded}")
+    };
+    // A change this node has: answered at once.
+    let started = Instant::now();
+    let r = get(&app, &messages(first)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // One it has not applied yet: the read waits for it, and gets it.
+    let read = {
+        let (http, url) = (
+            app.http.clone(),
+            format!("{}{}", app.base, messages(first + 1)),
+        );
+        tokio::spawn(async move { http.get(url).send().await.unwrap().json::<Value>().await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.publish_ok("public/shop/application", "a=2\n").await;
+    assert_eq!(read.await.unwrap().unwrap()["configurations"]["a"], "2");
+    // One that never comes: the wait is bounded, and the read answers what there is.
+    let started = Instant::now();
+    let r = get(&app, &messages(first + 1_000)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ pub fn router() -> Router<SharedState> {
             )
             .route(&format!("{prefix}/notifications/v2"), get(notifications))
             .route(&format!("{prefix}/services/config"), get(services))
-            .route(&format!("{prefix}/services/admin"), get(services));
+            .route(&format!("{prefix}/services/admin"), get(admin_services));
     }
     router
 }
@@ -289,6 +289,23 @@ struct ConfigQuery {
     label: Option<String>,
     #[serde(rename = "dataCenter")]
     data_center: Option<String>,
+    /// The notification that led the client here (`{"details":{"app+c+ns":id}}`).
+    messages: Option<String>,
+}
+
+/// How long a read waits for this node to apply a change the client was notified of
+/// by another node.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The newest notification id in a request's `messages`; unreadable ones are ignored,
+/// as Apollo ignores them.
+fn notified_id(messages: Option<&str>) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Messages {
+        details: BTreeMap<String, i64>,
+    }
+    let messages: Messages = serde_json::from_str(messages?).ok()?;
+    messages.details.into_values().max()
 }
 
 /// A config read as every config route takes it: the request checked against the app's
@@ -338,15 +355,30 @@ impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
             .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text(), &target.path))?;
         guard(state, &app, &parts.headers, &target)?;
         let group = Group::parse(&app).map_err(|_| not_found())?;
-        let (used, key) = resolve(
-            state,
-            &target.namespace,
-            &group,
-            &cluster,
-            query.data_center.as_deref(),
-            strip_properties(&namespace),
-        )
-        .ok_or_else(not_found)?;
+        let find = || {
+            resolve(
+                state,
+                &target.namespace,
+                &group,
+                &cluster,
+                query.data_center.as_deref(),
+                strip_properties(&namespace),
+            )
+        };
+        // A client notified by another node of a change this node has not applied yet
+        // would read the old release and then wait on the new id: wait for the change
+        // (briefly: the tailer applies it within milliseconds).
+        if let Some(wanted) = notified_id(query.messages.as_deref()) {
+            let started = std::time::Instant::now();
+            while state.sync.applied() < wanted
+                && find()
+                    .is_none_or(|(_, key)| state.service.cache().epoch(&key).unwrap_or(0) < wanted)
+                && started.elapsed() < CATCH_UP_WAIT
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        let (used, key) = find().ok_or_else(not_found)?;
         let client = client(
             identity,
             &parts.headers,
@@ -449,8 +481,6 @@ fn minus_one() -> i64 {
 
 /// One namespace a notification request watches.
 struct Watched {
-    /// Without a `.properties` suffix, for lookups.
-    name: String,
     /// Exactly as the client sent it: clients ignore answers naming it otherwise.
     echo: String,
     held_id: i64,
@@ -495,21 +525,7 @@ async fn notifications(
             continue;
         };
         let name = strip_properties(&echo).to_owned();
-        // Two spellings of one namespace: keep the one with the lower id, as Apollo does.
-        if let Some(existing) = watched
-            .iter_mut()
-            .find(|w| w.name.eq_ignore_ascii_case(&name))
-        {
-            if entry.notification_id < existing.held_id {
-                existing.held_id = entry.notification_id;
-                existing.echo = echo;
-            }
-            continue;
-        }
-        if watched.len() >= state.settings.watch_max_keys {
-            return Err(bad("too many namespaces in one request"));
-        }
-        let keys = clusters(cluster, query.data_center.as_deref())
+        let keys: Vec<(String, ConfigKey)> = clusters(cluster, query.data_center.as_deref())
             .into_iter()
             .filter_map(|c| {
                 let key = find_key(&state, &target.namespace, &group, c, &name).or_else(|| {
@@ -525,8 +541,18 @@ async fn notifications(
                 Some((format!("{app}+{c}+{stored}"), key))
             })
             .collect();
+        // Two spellings of one namespace: keep the one with the lower id, as Apollo does.
+        if let Some(existing) = watched.iter_mut().find(|w| w.keys == keys) {
+            if entry.notification_id < existing.held_id {
+                existing.held_id = entry.notification_id;
+                existing.echo = echo;
+            }
+            continue;
+        }
+        if watched.len() >= state.settings.watch_max_keys {
+            return Err(bad("too many namespaces in one request"));
+        }
         watched.push(Watched {
-            name,
             echo,
             held_id: entry.notification_id,
             keys,
@@ -580,7 +606,7 @@ async fn notifications(
     })
 }
 
-/// GET /services/config (and /services/admin): the live nodes as Apollo's meta server
+/// GET /services/config: the live nodes as Apollo's meta server
 /// lists config services, each with a URL the client can reach.
 async fn services(
     State(state): State<SharedState>,
@@ -615,6 +641,12 @@ async fn services(
         })
         .collect();
     Ok(Json(list).into_response())
+}
+
+/// GET /services/admin: Apollo's admin service (the portal's back end) is not part of
+/// Cairn, so the meta server lists none; clients never ask for it.
+async fn admin_services() -> Json<Vec<Value>> {
+    Json(Vec::new())
 }
 
 #[cfg(test)]

@@ -219,8 +219,8 @@ async fn three_nodes_share_changes(engine: Engine) {
 
 type Acked = Arc<Mutex<Vec<(Key, i64, String)>>>;
 
-/// Most writes one writer makes, so the test's size does not depend on machine speed.
-const MAX_WRITES: u32 = 300;
+/// A bound on one writer's writes, in case `stop` never comes.
+const MAX_WRITES: u32 = 20_000;
 
 /// Publishes through `client` until `stop`, each write to a key of its own, recording
 /// every acknowledged write. A key per write means a change a node failed to apply
@@ -261,6 +261,10 @@ async fn killed_node_loses_nothing_acknowledged(engine: Engine) {
     let through_a = writer(a.client.clone(), "a", acked.clone(), stop.clone());
     let through_b = writer(b.client.clone(), "b", acked.clone(), stop.clone());
     tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !through_a.is_finished(),
+        "A is killed while writes go through it"
+    );
     a.kill().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -309,28 +313,33 @@ async fn killed_node_loses_nothing_acknowledged(engine: Engine) {
     db.drop_database().await;
 }
 
-/// A TCP forwarder the test can cut, standing in for the database going away.
+/// A TCP forwarder between the nodes and their database, so the test can make the
+/// database go away as a stopped server does: connections refused, and every open one
+/// ended by the server (see [`stop_database`]).
 struct Proxy {
     port: u16,
-    up: Arc<AtomicBool>,
+    target: String,
+    accepting: Mutex<Option<tokio::task::JoinHandle<()>>>,
     connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Proxy {
     async fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (flag, list) = (up.clone(), connections.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the database is "down"
-                }
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            target,
+            accepting: Mutex::default(),
+            connections: Arc::default(),
+        };
+        proxy.accept(listener);
+        proxy
+    }
+
+    fn accept(&self, listener: TcpListener) {
+        let (target, list) = (self.target.clone(), self.connections.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 list.lock().unwrap().push(tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
@@ -339,23 +348,43 @@ impl Proxy {
                 }));
             }
         });
-        Proxy {
-            port,
-            up,
-            connections,
-        }
+        *self.accepting.lock().unwrap() = Some(task);
     }
 
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
+    /// Stops listening (new connections are refused) and drops open ones.
+    fn close(&self) {
+        if let Some(task) = self.accepting.lock().unwrap().take() {
+            task.abort();
+        }
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
     }
 
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
+    /// Listens again on the same port.
+    async fn reopen(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(e) => assert!(Instant::now() < deadline, "port {}: {e}", self.port),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.accept(listener);
     }
+}
+
+/// The database goes away as a server that is shut down does: it ends its sessions
+/// with the nodes (PostgreSQL's `57P01` "terminating connection due to administrator
+/// command", MySQL's killed connection), and refuses new ones. The database server
+/// itself is shared with the rest of the test suite, so it is the nodes' way to it
+/// that closes.
+async fn stop_database(db: &Scratch, proxy: &Proxy) {
+    proxy.close();
+    db.terminate_connections()
+        .await
+        .expect("the database ends the nodes' sessions");
 }
 
 /// `url` with its host and port replaced by `127.0.0.1:port`; returns the old ones too.
@@ -395,7 +424,9 @@ async fn database_outage_degrades_and_recovers(engine: Engine) {
         let held = vec![WatchKey::new(&k, first.md5.clone())];
         tokio::spawn(async move { client.watch(&held, Duration::from_secs(60)).await })
     };
-    proxy.cut();
+    stop_database(&db, &proxy).await;
+    // Long enough for both nodes to have tried the database (heartbeats every 200 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Reads keep working from memory; writes are refused with a clear 503.
     for node in [&a, &b] {
@@ -408,10 +439,46 @@ async fn database_outage_degrades_and_recovers(engine: Engine) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Some("database_unavailable"), "{refused}");
-    assert_eq!(ready_status(&a).await, 503, "/ready says degraded");
+    let ready = reqwest::get(format!("{}/ready", a.url)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("degraded"), "/ready says degraded: {body}");
     assert!(!watcher.is_finished(), "the held watch is still held");
 
-    proxy.restore();
+    // New watches work: a stale md5 is answered at once, a current one is held.
+    let stale = b
+        .client
+        .watch(&[WatchKey::new(&k, "stale")], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(stale[0].md5, first.md5);
+    let started = Instant::now();
+    let held = b
+        .client
+        .watch(
+            &[WatchKey::new(&k, first.md5.clone())],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(held.is_empty() && started.elapsed() >= Duration::from_millis(900));
+
+    // A client that logs itself in still gets in and reads, and the node list (what
+    // clients fail over with) is still served.
+    let fresh = Client::builder(&b.url)
+        .credentials("admin", PASSWORD)
+        .build()
+        .unwrap();
+    let config = fresh.get(&k).await.unwrap().unwrap();
+    assert_eq!(config.content.as_deref(), Some("v: 1\n"));
+    assert_eq!(b.client.nodes().await.unwrap().len(), 2);
+    let wrong = Client::builder(&b.url)
+        .credentials("admin", "not-the-password")
+        .build()
+        .unwrap();
+    assert!(wrong.get(&k).await.is_err(), "a wrong password stays wrong");
+
+    proxy.reopen().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let second = loop {
         match a.client.publish(&k, &Publish::new("v: 2\n")).await {
@@ -427,6 +494,10 @@ async fn database_outage_degrades_and_recovers(engine: Engine) {
         .unwrap();
     assert_eq!(changed[0].md5, second.md5);
     assert_eq!(ready_status(&a).await, 200);
+    eventually(Duration::from_secs(5), "B to converge", || async {
+        matches!(b.client.get(&k).await, Ok(Some(c)) if c.md5 == second.md5)
+    })
+    .await;
 
     for node in [a, b] {
         node.kill().await;

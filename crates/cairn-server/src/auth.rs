@@ -131,6 +131,11 @@ pub struct Auth {
     validation: Validation,
     ttl_secs: u64,
     users: DashMap<Username, UserState>,
+    /// The users as last read from the database, password hashes included: logins are
+    /// checked against these while the database cannot be reached, so clients that log
+    /// themselves in keep reading through an outage. A record counts only while its
+    /// password-change time matches `users`.
+    offline: DashMap<Username, UserRecord>,
     /// Verified against when a login names an unknown user, so that the answer takes
     /// as long as for a known one.
     dummy_hash: String,
@@ -274,9 +279,10 @@ impl Auth {
         signing_key: &[u8],
         ttl_secs: u64,
     ) -> Result<Self, AuthError> {
-        let users = DashMap::new();
+        let (users, offline) = (DashMap::new(), DashMap::new());
         for user in store.list_users().await? {
             users.insert(user.username.clone(), UserState::of(&user));
+            offline.insert(user.username.clone(), user);
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -288,6 +294,7 @@ impl Auth {
             validation,
             ttl_secs,
             users,
+            offline,
             dummy_hash,
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -343,7 +350,11 @@ impl Auth {
         password: &Secret,
     ) -> Result<UserRecord, AuthError> {
         let user = match Username::parse(username) {
-            Ok(name) => self.store.get_user(&name).await?,
+            Ok(name) => match self.store.get_user(&name).await {
+                Ok(user) => user,
+                Err(e) if e.is_outage() => return self.verify_offline(&name, password).await,
+                Err(e) => return Err(e.into()),
+            },
             Err(_) => None,
         };
         let hash = user
@@ -357,13 +368,47 @@ impl Auth {
             return Err(AuthError::BadCredentials);
         };
         let _changing = self.changes.lock().await;
-        let current = self.store.get_user(&user.username).await?;
+        let current = match self.store.get_user(&user.username).await {
+            Ok(current) => current,
+            // Read a moment ago: good enough while the database is away.
+            Err(e) if e.is_outage() => Some(user.clone()),
+            Err(e) => return Err(e.into()),
+        };
         match current {
             Some(now) if now.password_changed_at == user.password_changed_at => {
                 self.users.insert(now.username.clone(), UserState::of(&now));
+                self.offline.insert(now.username.clone(), now.clone());
                 Ok(now)
             }
             _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// Checks a login against the users as last read, while the database is away.
+    async fn verify_offline(
+        &self,
+        name: &Username,
+        password: &Secret,
+    ) -> Result<UserRecord, AuthError> {
+        let current = self.users.get(name).map(|s| s.password_changed_at);
+        let user = self
+            .offline
+            .get(name)
+            .map(|u| u.clone())
+            .filter(|u| Some(u.password_changed_at) == current);
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password = password.clone();
+        let ok = self
+            .hash_job(move || password_matches(password.expose(), &hash))
+            .await;
+        match user.filter(|_| ok) {
+            Some(user) => {
+                tracing::warn!(user = %name, "database unreachable; login checked against the users as last read");
+                Ok(user)
+            }
+            None => Err(AuthError::BadCredentials),
         }
     }
 
@@ -471,9 +516,11 @@ impl Auth {
         let present: std::collections::HashSet<&Username> =
             users.iter().map(|u| &u.username).collect();
         self.users.retain(|name, _| present.contains(name));
-        for user in &users {
+        self.offline.retain(|name, _| present.contains(name));
+        for user in users {
             self.users
-                .insert(user.username.clone(), UserState::of(user));
+                .insert(user.username.clone(), UserState::of(&user));
+            self.offline.insert(user.username.clone(), user);
         }
         Ok(())
     }
@@ -517,15 +564,15 @@ impl Auth {
             .await?;
         let _changing = self.changes.lock().await;
         let now = now_millis();
-        self.store
-            .create_user(&UserRecord {
-                username: username.clone(),
-                password_hash: hash,
-                role: role.as_str().to_owned(),
-                created_at: now,
-                password_changed_at: now,
-            })
-            .await?;
+        let record = UserRecord {
+            username: username.clone(),
+            password_hash: hash,
+            role: role.as_str().to_owned(),
+            created_at: now,
+            password_changed_at: now,
+        };
+        self.store.create_user(&record).await?;
+        self.offline.insert(username.clone(), record);
         self.users.insert(
             username.clone(),
             UserState {
@@ -558,6 +605,10 @@ impl Auth {
         if let Some(mut state) = self.users.get_mut(username) {
             state.password_changed_at = changed_at;
         }
+        if let Some(mut record) = self.offline.get_mut(username) {
+            record.password_hash = hash;
+            record.password_changed_at = changed_at;
+        }
         Ok(())
     }
 
@@ -578,6 +629,7 @@ impl Auth {
         }
         self.store.delete_user(username).await?;
         self.users.remove(username);
+        self.offline.remove(username);
         Ok(())
     }
 }

@@ -42,6 +42,8 @@ pub struct Sync {
     heartbeat: Duration,
     node_ttl_ms: i64,
     retention_ms: i64,
+    /// The live nodes as last read, listed while the database cannot be reached.
+    known_nodes: std::sync::Mutex<Vec<NodeRecord>>,
 }
 
 /// A node as listed to clients.
@@ -90,6 +92,7 @@ impl Sync {
             heartbeat: settings.heartbeat,
             node_ttl_ms: settings.node_ttl.as_millis() as i64,
             retention_ms: settings.retention.as_millis() as i64,
+            known_nodes: std::sync::Mutex::default(),
         }
     }
 
@@ -302,6 +305,12 @@ impl Sync {
     /// auto-increment on restart, which would hand out sequences again.
     async fn prune(&self, now: i64, latest: i64) -> Result<(), StoreError> {
         let live = self.store.nodes().await?;
+        // Kept for listing while the database is away (expired nodes were just removed).
+        *self.known_nodes.lock().expect("node list poisoned") = live
+            .iter()
+            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
+            .cloned()
+            .collect();
         let Some(needed) = live.iter().map(|n| n.applied_seq).min() else {
             return Ok(());
         };
@@ -349,15 +358,34 @@ impl Sync {
         }
     }
 
-    /// Live nodes: heartbeat within the TTL. This node is always listed.
+    /// Live nodes: heartbeat within the TTL. This node is always listed. While the
+    /// database cannot be reached, the nodes as last read: clients looking for a node
+    /// to fail over to need the list most then.
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        let now = self.store.clock().await?;
-        let mut nodes: Vec<NodeInfo> = self
-            .store
-            .nodes()
-            .await?
+        let read = async {
+            let now = self.store.clock().await?;
+            let live: Vec<NodeRecord> = self
+                .store
+                .nodes()
+                .await?
+                .into_iter()
+                .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
+                .collect();
+            Ok::<_, StoreError>((now, live))
+        };
+        let (now, records) = match read.await {
+            Ok((now, live)) => {
+                *self.known_nodes.lock().expect("node list poisoned") = live.clone();
+                (now, live)
+            }
+            Err(e) if e.is_outage() => (
+                crate::now_millis(),
+                self.known_nodes.lock().expect("node list poisoned").clone(),
+            ),
+            Err(e) => return Err(e),
+        };
+        let mut nodes: Vec<NodeInfo> = records
             .into_iter()
-            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
             .map(|record| NodeInfo {
                 this_node: record.id == self.node_id,
                 record,

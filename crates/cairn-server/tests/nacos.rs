@@ -898,3 +898,164 @@ async fn beta_releases_wake_only_their_listeners() {
         ]
     );
 }
+
+/// What Nacos clients send besides the common case: type-less publishes, tokens in
+/// every place Nacos takes them, tags, other users' tenants, and malformed listener
+/// records, each answered as Nacos answers it (or, where Cairn differs, refused
+/// clearly).
+#[tokio::test]
+async fn details_clients_rely_on() {
+    let app = TestApp::spawn_with(|s| {
+        s.max_content_bytes = 1_000;
+        s.listen = "0.0.0.0:0".parse().unwrap();
+    })
+    .await;
+    let nacos = Nacos::login(&app).await;
+
+    // Without a type a config is text, whatever its name says, and is not parsed.
+    nacos.publish("raw.yaml", "key: [unclosed", &[]).await;
+    let r = nacos
+        .get("/nacos/v1/cs/configs?dataId=raw.yaml&group=DEFAULT_GROUP")
+        .await;
+    assert_eq!(r.headers()["Config-Type"], "text");
+    assert_eq!(r.text().await.unwrap(), "key: [unclosed");
+
+    // The token as a form field, as a bearer header; the second login path.
+    let r = app
+        .http
+        .post(format!("{}/nacos/v1/cs/configs", app.base))
+        .form(&[
+            ("dataId", "form.txt"),
+            ("group", "DEFAULT_GROUP"),
+            ("content", "x"),
+            ("accessToken", nacos.token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(r).await, (StatusCode::OK, "true".into()));
+    let r = app
+        .http
+        .get(format!(
+            "{}/nacos/v1/cs/configs?dataId=form.txt&group=DEFAULT_GROUP",
+            app.base
+        ))
+        .bearer_auth(&nacos.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(r).await, (StatusCode::OK, "x".into()));
+    let r = app
+        .http
+        .post(format!("{}/nacos/v1/auth/users/login", app.base))
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.json::<Value>().await.unwrap()["accessToken"].is_string());
+
+    // A tag names a tagged copy, which Cairn does not have: refused, never applied to
+    // the main config.
+    let r = nacos
+        .form(
+            Method::DELETE,
+            "/nacos/v1/cs/configs",
+            &[
+                ("dataId", "form.txt"),
+                ("group", "DEFAULT_GROUP"),
+                ("tag", "t1"),
+            ],
+        )
+        .await;
+    let (status, body) = text(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("caused: the tag parameter"), "{body}");
+    let r = nacos
+        .get("/nacos/v2/cs/config?dataId=form.txt&group=DEFAULT_GROUP&tag=t1")
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 20002);
+    let r = nacos
+        .get("/nacos/v1/cs/configs?dataId=form.txt&group=DEFAULT_GROUP")
+        .await;
+    assert_eq!(text(r).await, (StatusCode::OK, "x".into()), "still there");
+
+    // Content over the limit, with Nacos's message.
+    let big = "x".repeat(1_001);
+    let r = nacos
+        .form(
+            Method::POST,
+            "/nacos/v1/cs/configs",
+            &[
+                ("dataId", "big.txt"),
+                ("group", "DEFAULT_GROUP"),
+                ("content", &big),
+            ],
+        )
+        .await;
+    assert_eq!(
+        text(r).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "caused: invalid content, over 1000;".into()
+        )
+    );
+
+    // Only an admin's publish makes a new tenant's namespace.
+    let r = app
+        .request(Method::POST, "/api/v1/users")
+        .json(&json!({ "username": "dev", "password": "dev-password-1", "role": "user" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .http
+        .post(format!(
+            "{}/nacos/v1/cs/configs?username=dev&password=dev-password-1",
+            app.base
+        ))
+        .form(&[
+            ("dataId", "a.txt"),
+            ("group", "DEFAULT_GROUP"),
+            ("content", "x"),
+            ("tenant", "made-by-dev"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = text(r).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("made-by-dev"), "{body}");
+    nacos
+        .publish("a.txt", "x", &[("tenant", "made-by-admin")])
+        .await;
+
+    // Listener records need dataId, group and md5; escapes must be well formed.
+    for bad in [
+        "a.txt\u{2}DEFAULT_GROUP\u{1}".to_owned(),
+        line("a.txt", "%zz", None),
+    ] {
+        let r = nacos.listen(&bad, Some("30000"), false).await;
+        assert_eq!(
+            text(r).await,
+            (
+                StatusCode::BAD_REQUEST,
+                "caused: invalid probeModify;".into()
+            ),
+            "{bad:?}"
+        );
+    }
+
+    // A node listening on every interface lists the address it was reached by.
+    let reached = app.base.replace("0.0.0.0", "127.0.0.1");
+    let r = app
+        .http
+        .get(format!("{reached}/nacos/serverlist"))
+        .send()
+        .await
+        .unwrap();
+    let host = reached.trim_start_matches("http://");
+    assert_eq!(text(r).await, (StatusCode::OK, format!("{host}\n")));
+}

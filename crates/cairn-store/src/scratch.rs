@@ -31,6 +31,7 @@ pub struct Scratch {
     pub url: String,
     admin_url: String,
     name: String,
+    dropped: bool,
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -50,7 +51,11 @@ impl Scratch {
     /// when its URL is not set.
     pub async fn create(engine: Engine) -> Option<Scratch> {
         let Ok(admin_url) = std::env::var(engine.env_var()) else {
-            eprintln!(
+            // Straight to stderr: the test harness captures `eprintln!` of passing
+            // tests, and a skip must be seen.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "{} is not set; skipping this {engine:?} test",
                 engine.env_var()
             );
@@ -82,18 +87,77 @@ impl Scratch {
             url: with_database(&admin_url, &name),
             admin_url,
             name,
+            dropped: false,
         })
     }
 
-    /// Drops the database.
-    pub async fn drop_database(self) {
-        let statement = match self.engine {
+    fn drop_statement(&self) -> String {
+        match self.engine {
             Engine::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
             Engine::MySql => format!("DROP DATABASE IF EXISTS {}", self.name),
-        };
-        if let Err(e) = execute(self.engine, &self.admin_url, &statement).await {
+        }
+    }
+
+    /// Drops the database.
+    pub async fn drop_database(mut self) {
+        self.dropped = true;
+        if let Err(e) = execute(self.engine, &self.admin_url, &self.drop_statement()).await {
             eprintln!("could not drop scratch database {}: {e}", self.name);
         }
+    }
+
+    /// Ends every connection to the database from the server's side, as a server that
+    /// shuts down does (PostgreSQL's `57P01`, MySQL's killed connection).
+    pub async fn terminate_connections(&self) -> Result<(), sqlx::Error> {
+        match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&self.name)
+                .execute(&mut conn)
+                .await?;
+                conn.close().await
+            }
+            Engine::MySql => {
+                let mut conn = sqlx::MySqlConnection::connect(&self.admin_url).await?;
+                let ids: Vec<u64> = sqlx::query_scalar(
+                    "SELECT id FROM information_schema.processlist \
+                     WHERE db = ? AND id <> CONNECTION_ID()",
+                )
+                .bind(&self.name)
+                .fetch_all(&mut conn)
+                .await?;
+                for id in ids {
+                    // Gone already is fine: it was ending anyway.
+                    let _ = sqlx::raw_sql(&format!("KILL CONNECTION {id}"))
+                        .execute(&mut conn)
+                        .await;
+                }
+                conn.close().await
+            }
+        }
+    }
+}
+
+/// A test that fails before `drop_database` still removes its database: on a thread
+/// of its own, since a drop cannot wait on the test's runtime.
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (engine, url, statement) = (self.engine, self.admin_url.clone(), self.drop_statement());
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(execute(engine, &url, &statement)).ok()
+        });
+        let _ = cleanup.join();
     }
 }
 

@@ -625,17 +625,7 @@ async fn services(
     let list: Vec<Value> = nodes
         .iter()
         .filter_map(|n| {
-            let mut address = n.record.address.trim_end_matches('/').to_owned();
-            // A node listening on every interface advertises an address no client can
-            // use: for this node the Host the client reached it by is a better guess;
-            // another such node is left out (its advertise_url should be set).
-            let unspecified = address.contains("://0.0.0.0") || address.contains("://[::]");
-            if unspecified {
-                match (n.this_node, host) {
-                    (true, Some(host)) => address = format!("http://{host}"),
-                    _ => return None,
-                }
-            }
+            let address = super::reachable_url(n, host)?;
             let home = format!("{address}{}/", target.prefix);
             Some(json!({ "appName": "APOLLO-CONFIGSERVICE", "instanceId": home, "homepageUrl": home }))
         })

@@ -103,6 +103,22 @@ impl FromRequestParts<SharedState> for Identity {
     }
 }
 
+/// The URL a client can reach `node` at: its advertised address, or, for this node when
+/// it advertises an address on every interface (`0.0.0.0`, `[::]`), which no client can
+/// use, the host the client reached it by. `None` for another such node: its
+/// `advertise_url` should be set.
+pub fn reachable_url(node: &crate::sync::NodeInfo, host: Option<&str>) -> Option<String> {
+    let address = node.record.address.trim_end_matches('/');
+    let unspecified = address.contains("://0.0.0.0") || address.contains("://[::]");
+    if !unspecified {
+        return Some(address.to_owned());
+    }
+    match (node.this_node, host) {
+        (true, Some(host)) => Some(format!("http://{host}")),
+        _ => None,
+    }
+}
+
 /// The peer address of the connection, for the audit trail.
 pub struct ClientAddr(pub String);
 
@@ -197,8 +213,9 @@ pub fn page(number: Option<u32>, size: Option<u32>) -> Result<cairn_store::Page,
 
 /// Every surface, with the shared layers.
 pub fn router(state: SharedState) -> Router {
-    // JSON escaping can double a content's size; leave room for the other fields.
-    let body_limit = state.settings.max_content_bytes.saturating_mul(2) + 64 * 1024;
+    // Form encoding triples a content's non-ASCII bytes (JSON escaping can double
+    // others); leave room for the other fields.
+    let body_limit = state.settings.max_content_bytes.saturating_mul(3) + 64 * 1024;
     let api = native::router()
         .merge(watch::router())
         .route_layer(crate::metrics::Track);

@@ -193,6 +193,15 @@ pub fn namespace(tenant: Option<&str>) -> Result<Namespace, Response> {
 
 /// The config key of `dataId`, `group` and a tenant parameter, with Nacos's messages.
 pub fn config_key(params: &Params, tenant_param: &str) -> Result<ConfigKey, Response> {
+    // A `tag` names a tagged copy of a config in Nacos; Cairn has none, and acting on
+    // the main config instead would overwrite or delete what the client did not name.
+    if params.get("tag").is_some() {
+        return Err(caused(
+            StatusCode::BAD_REQUEST,
+            "the tag parameter (tagged copies of a config) is not supported by Cairn; \
+             use a gray release by label instead",
+        ));
+    }
     let data_id = params.required("dataId")?;
     let group = params.required("group")?;
     let data_id = DataId::parse(data_id.trim()).map_err(|_| {

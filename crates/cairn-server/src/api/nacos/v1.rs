@@ -16,7 +16,7 @@ use super::{
     parse_type, plain, tenant_of, Params,
 };
 use crate::api::{ClientAddr, Identity, SharedState};
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
 use crate::settings::Secret;
 
@@ -66,6 +66,10 @@ pub(super) fn service_error(e: ServiceError) -> Response {
         ServiceError::NamespaceNotFound(_) | ServiceError::GrayNotFound(_) => {
             caused(StatusCode::NOT_FOUND, &e.to_string())
         }
+        ServiceError::ContentTooLarge { max, .. } => caused(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid content, over {max}"),
+        ),
         _ => caused(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
@@ -207,6 +211,7 @@ pub(super) async fn publish_from(
     headers: &HeaderMap,
     params: &Params,
     key: ConfigKey,
+    caller: &Caller,
     actor: &Actor,
 ) -> Result<(), Response> {
     let Some(content) = params.get("content") else {
@@ -278,7 +283,9 @@ pub(super) async fn publish_from(
         });
     let input = PublishInput {
         content: content.to_owned(),
-        format,
+        // Nacos stores a publish without a type as text, whatever the data id's
+        // extension, and never parses it; clients publish without one by default.
+        format: Some(format.unwrap_or(cairn_core::Format::Text)),
         description,
         tags,
         cas_md5,
@@ -292,8 +299,8 @@ pub(super) async fn publish_from(
     {
         Ok(_) => Ok(()),
         // Nacos clients publish into any tenant id: the namespace is made on first use,
-        // once the publish is otherwise valid.
-        Err(ServiceError::NamespaceNotFound(_)) => {
+        // once the publish is otherwise valid, when the caller may make namespaces.
+        Err(ServiceError::NamespaceNotFound(_)) if caller.role == Role::Admin => {
             match state
                 .service
                 .create_namespace(key.namespace.clone(), "created by a Nacos client".into())
@@ -330,7 +337,15 @@ async fn publish(
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
-    publish_from(&state, &headers, &params, key, &actor(&caller, &addr)).await?;
+    publish_from(
+        &state,
+        &headers,
+        &params,
+        key,
+        &caller,
+        &actor(&caller, &addr),
+    )
+    .await?;
     Ok(json_true())
 }
 
@@ -385,6 +400,17 @@ fn invalid_probe() -> Response {
 /// Parses `Listening-Configs`: records `dataId ␂ group ␂ md5 [␂ tenant] ␁`, after a
 /// second URL-decoding as Nacos does.
 fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>, Response> {
+    // Java's URLDecoder refuses a `%` without two hex digits, and Nacos answers 400.
+    let bytes = raw.as_bytes();
+    let malformed_escape = bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed_escape {
+        return Err(invalid_probe());
+    }
     let spaced = raw.replace('+', " ");
     let decoded = percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
@@ -392,7 +418,7 @@ fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>, Response> {
     let mut listened = Vec::new();
     for record in decoded.split('\u{1}').filter(|r| !r.is_empty()) {
         let fields: Vec<&str> = record.split('\u{2}').collect();
-        if !(2..=4).contains(&fields.len()) {
+        if !(3..=4).contains(&fields.len()) {
             return Err(invalid_probe());
         }
         let tenant = fields.get(3).copied().unwrap_or("");
@@ -403,7 +429,7 @@ fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>, Response> {
         );
         listened.push(Listened {
             key,
-            md5: fields.get(2).copied().unwrap_or("").to_owned(),
+            md5: fields[2].to_owned(),
             data_id: fields[0].to_owned(),
             group: fields[1].to_owned(),
             tenant: tenant.to_owned(),
@@ -791,29 +817,53 @@ async fn delete_namespace(
 
 /// GET /nacos/serverlist: the live nodes, one `host:port` per line, for clients that
 /// discover servers through an address server.
-async fn server_list(State(state): State<SharedState>) -> Answer {
+async fn server_list(State(state): State<SharedState>, headers: HeaderMap) -> Answer {
     let nodes = state
         .sync
         .live_nodes()
         .await
         .map_err(|e| service_error(e.into()))?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let mut body = String::new();
-    for node in nodes {
-        let address = node.record.address;
-        let host = address
-            .split("://")
-            .nth(1)
-            .unwrap_or(&address)
-            .trim_end_matches('/');
-        body.push_str(host);
-        body.push('\n');
+    for node in &nodes {
+        if let Some(url) = crate::api::reachable_url(node, host) {
+            body.push_str(&host_and_port(&url));
+            body.push('\n');
+        }
     }
     Ok(plain(StatusCode::OK, body))
+}
+
+/// `host:port` of a URL, with the scheme's port when it names none.
+fn host_and_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port {
+        authority.to_owned()
+    } else if scheme.eq_ignore_ascii_case("https") {
+        format!("{authority}:443")
+    } else {
+        format!("{authority}:80")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_list_lines_always_name_a_port() {
+        assert_eq!(host_and_port("http://10.0.0.1:8848"), "10.0.0.1:8848");
+        assert_eq!(
+            host_and_port("https://cairn.example.com/"),
+            "cairn.example.com:443"
+        );
+        assert_eq!(host_and_port("http://[::1]"), "[::1]:80");
+        assert_eq!(host_and_port("http://[::1]:8848"), "[::1]:8848");
+    }
 
     #[test]
     fn listening_configs_parse_with_and_without_tenant() {

@@ -117,7 +117,7 @@ async fn publish(
         let caller = authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
         let actor = crate::api::actor(&caller, &addr);
-        publish_from(&state, &headers, &params, key, &actor).await?;
+        publish_from(&state, &headers, &params, key, &caller, &actor).await?;
         Ok(ok(Value::Bool(true)))
     })
     .await

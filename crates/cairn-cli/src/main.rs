@@ -745,14 +745,25 @@ async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> anyhow:
         .iter()
         .map(|p| key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut backoff = Duration::from_millis(500);
     let mut held = Vec::with_capacity(keys.len());
     for k in &keys {
-        let md5 = client.get(k).await?.map(|c| c.md5).unwrap_or_default();
+        let md5 = loop {
+            match client.get(k).await {
+                Ok(config) => break config.map(|c| c.md5).unwrap_or_default(),
+                Err(cairn_client::Error::Http(e)) => {
+                    eprintln!("server unreachable ({e}); retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         held.push(WatchKey::new(k, md5));
     }
     eprintln!("watching {} key(s); Ctrl-C to stop", keys.len());
     let mut seen = 0u64;
-    let mut backoff = Duration::from_millis(500);
+    backoff = Duration::from_millis(500);
     loop {
         match watch_once(client, &mut held).await {
             Ok(printed) => {
@@ -780,22 +791,28 @@ async fn watch_once(client: &Client, held: &mut [WatchKey]) -> cairn_client::Res
     let mut printed = 0;
     for change in changed {
         let k = change.key();
-        let text = if change.exists {
-            // The content may have moved on again; the next poll reports that too.
-            let content = client
-                .get(&k)
-                .await?
-                .and_then(|c| c.content)
-                .unwrap_or_default();
-            let newline = if content.ends_with('\n') { "" } else { "\n" };
-            format!(
-                "--- {k} revision {} md5 {}\n{content}{newline}",
-                change.revision.unwrap_or(0),
-                change.md5
-            )
-        } else {
-            format!("--- {k} deleted\n")
+        // What is printed, and held for the next poll, is the version read now: the
+        // content may have moved on since the answer, and the header must match it.
+        let (text, md5) = match client.get(&k).await? {
+            Some(config) => {
+                let content = config.content.unwrap_or_default();
+                let newline = if content.ends_with('\n') { "" } else { "\n" };
+                (
+                    format!(
+                        "--- {k} revision {} md5 {}\n{content}{newline}",
+                        config.revision, config.md5
+                    ),
+                    config.md5,
+                )
+            }
+            None => (format!("--- {k} deleted\n"), String::new()),
         };
+        let slot = held
+            .iter_mut()
+            .find(|w| w.namespace == k.namespace && w.group == k.group && w.data_id == k.data_id);
+        if slot.as_ref().is_some_and(|w| w.md5 == md5) {
+            continue; // back to what was printed last: nothing new to show
+        }
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) ends the watch quietly.
         if out
@@ -805,11 +822,8 @@ async fn watch_once(client: &Client, held: &mut [WatchKey]) -> cairn_client::Res
         {
             std::process::exit(0);
         }
-        if let Some(slot) = held
-            .iter_mut()
-            .find(|w| w.namespace == k.namespace && w.group == k.group && w.data_id == k.data_id)
-        {
-            slot.md5 = change.md5.clone();
+        if let Some(slot) = slot {
+            slot.md5 = md5;
         }
         printed += 1;
     }

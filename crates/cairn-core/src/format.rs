@@ -133,7 +133,12 @@ impl Format {
             }),
             Format::Properties => match crate::properties::parse(content) {
                 Ok(_) => Ok(()),
-                Err(e) => fail(e.line_number(), None, e.to_string()),
+                Err(e) => {
+                    let column = e
+                        .line_number()
+                        .map(|line| crate::properties::error_column(content, line));
+                    fail(e.line_number(), column, e.to_string())
+                }
             },
         }
     }
@@ -340,6 +345,7 @@ mod tests {
     fn properties_errors_have_lines() {
         let e = err(Format::Properties, "a=1\nb=\\uZZZZ\n");
         assert_eq!(e.line, Some(2), "{e:?}");
+        assert_eq!(e.column, Some(3), "{e:?}");
     }
 
     proptest::proptest! {

@@ -15,6 +15,30 @@ pub fn parse(content: &str) -> Result<BTreeMap<String, String>, java_properties:
     Ok(pairs)
 }
 
+/// The column (1-based, in characters) of what a parse error on `line` (1-based) is
+/// about: the first `\u` escape there without four hex digits after it, the only
+/// thing `java.util.Properties` refuses; else the line's start.
+pub fn error_column(content: &str, line: usize) -> usize {
+    let Some(text) = content.lines().nth(line.saturating_sub(1)) else {
+        return 1;
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' {
+            if chars.get(i + 1) == Some(&'u')
+                && !(2..6).all(|k| chars.get(i + k).is_some_and(char::is_ascii_hexdigit))
+            {
+                return i + 1;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    1
+}
+
 /// Escapes as `Properties.store` does: `\`, tab, newline, carriage return, form feed,
 /// `=`, `:`, `#` and `!` everywhere; spaces everywhere in keys but only a leading one in
 /// values. Other characters, non-ASCII included, are written as they are.

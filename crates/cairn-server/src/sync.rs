@@ -60,9 +60,13 @@ pub struct SyncSettings {
     pub retention: Duration,
 }
 
-fn database_error(what: &str, e: &StoreError) {
+/// Counts a database error; logs it only when `first` (the first of a run of
+/// failures), so an outage is one log line, not one per retry.
+fn database_error(what: &str, e: &StoreError, first: bool) {
     metrics::counter!("cairn_database_errors_total", "during" => what.to_owned()).increment(1);
-    tracing::warn!(error = %e, during = what, "database error; serving from memory and retrying");
+    if first {
+        tracing::warn!(error = %e, during = what, "database error; serving from memory and retrying");
+    }
 }
 
 impl Sync {
@@ -232,7 +236,7 @@ impl Sync {
         loop {
             if signal.is_none() {
                 signal = self.store.change_signal().await.unwrap_or_else(|e| {
-                    database_error("listen", &e);
+                    database_error("listen", &e, !failing);
                     None
                 });
             }
@@ -244,13 +248,12 @@ impl Sync {
                     failing = false;
                 }
                 Err(e) => {
-                    if !failing {
-                        database_error("sync", &e);
-                    }
+                    database_error("sync", &e, !failing);
                     failing = true;
                 }
             }
             metrics::gauge!("cairn_sync_applied_seq").set(self.applied() as f64);
+            metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
             let woken = async {
                 match signal.as_mut() {
                     Some(s) => s.wait().await,
@@ -260,7 +263,7 @@ impl Sync {
             tokio::select! {
                 result = woken => {
                     if let Err(e) = result {
-                        database_error("listen", &e);
+                        database_error("listen", &e, !failing);
                         signal = None;
                     }
                 }
@@ -342,9 +345,7 @@ impl Sync {
             match self.beat(&auth, Some(&keys)).await {
                 Ok(()) => failing = false,
                 Err(e) => {
-                    if !failing {
-                        database_error("heartbeat", &e);
-                    }
+                    database_error("heartbeat", &e, !failing);
                     failing = true;
                 }
             }

@@ -497,6 +497,74 @@ async fn expired_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn watch_timeouts_default_and_are_clamped() {
+    let app = TestApp::spawn_with(|s| {
+        s.watch_default_timeout_ms = 600;
+        s.watch_max_timeout_ms = 1_200;
+    })
+    .await;
+    let key = json!({ "namespace": "public", "group": "g", "data_id": "quiet.txt", "md5": "" });
+    // No timeout given: the default.
+    let started = Instant::now();
+    let r = app
+        .request(Method::POST, "/api/v1/watch")
+        .json(&json!({ "keys": [key] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "changed": [] }));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(590) && waited < Duration::from_millis(1_150),
+        "{waited:?}"
+    );
+    // More than the maximum: held for the maximum only.
+    let started = Instant::now();
+    let r = app.watch(json!([key]), 3_600_000).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "changed": [] }));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1_190) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_things_are_404_not_empty_pages() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .request(Method::GET, "/api/v1/configs/public/g/never.txt/history")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, "config_not_found").await;
+    let r = app
+        .request(Method::GET, "/api/v1/configs?namespace=nosuch")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, "namespace_not_found").await;
+    // An existing namespace with nothing matching is an empty page; a deleted config
+    // keeps its history.
+    let (status, page) = app.get_json("/api/v1/configs?namespace=public").await;
+    assert_eq!((status, page["total"].as_u64()), (StatusCode::OK, Some(0)));
+    app.publish_ok("public/g/gone.txt", "x").await;
+    let r = app
+        .request(Method::DELETE, "/api/v1/configs/public/g/gone.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, history) = app
+        .get_json("/api/v1/configs/public/g/gone.txt/history")
+        .await;
+    assert_eq!(
+        (status, history["total"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+}
+
+#[tokio::test]
 async fn watch_times_out_fires_on_creation_and_deletion() {
     let app = TestApp::spawn().await;
     let key = json!({ "namespace": "public", "group": "g", "data_id": "later.json", "md5": "" });
@@ -762,6 +830,10 @@ async fn data_survives_a_restart() {
 #[tokio::test]
 async fn openapi_and_metrics_describe_the_node() {
     let app = TestApp::spawn().await;
+    let r = reqwest::get(format!("{}/api/v1/openapi.json", app.base))
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::UNAUTHORIZED, "missing_token").await;
     let (status, doc) = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     for path in [

@@ -55,14 +55,25 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let mut dialect = DIALECT;
+        // Some PostgreSQL-protocol engines (distributed ones among them) have no
+        // NOTIFY: there, writes send none and other nodes poll the change log, which is
+        // the truth either way.
+        if let Err(e) = pool.execute("NOTIFY cairn_changes").await {
+            tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
+            dialect.notify = None;
+        }
         Ok(Self {
             reader: pool.clone(),
             writer: pool,
-            dialect: DIALECT,
+            dialect,
         })
     }
 
     async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
+        if self.dialect.notify.is_none() {
+            return Ok(None);
+        }
         let mut listener = PgListener::connect_with(&self.writer).await?;
         listener.listen(CHANNEL).await?;
         Ok(Some(Box::new(Signal(listener))))

@@ -15,7 +15,7 @@ use super::{
     KeyPath, SharedState,
 };
 use crate::auth::{Caller, Role};
-use crate::service::{GrayInput, ListFilter, PublishInput};
+use crate::service::{GrayInput, ListFilter, PublishInput, ServiceError};
 use crate::settings::Secret;
 
 /// The `If-None-Match` header alone (extracting the whole header map would copy it on
@@ -128,8 +128,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document of this API, generated from the code.
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+/// The OpenAPI document of this API, generated from the code (for signed-in users, like
+/// every API route).
+async fn openapi(_: Caller) -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
@@ -251,6 +252,17 @@ async fn list_configs(
         content: non_empty(q.q),
     };
     let (items, total) = state.service.list(&filter, page);
+    // An empty answer for a namespace that does not exist would hide a typo. Only an
+    // empty page asks the database, and an outage does not turn it into an error.
+    if total == 0 {
+        if let Some(namespace) = &filter.namespace {
+            if let Err(e @ ServiceError::NamespaceNotFound(_)) =
+                state.service.namespace(namespace).await
+            {
+                return Err(e.into());
+            }
+        }
+    }
     Ok(Json(ConfigPage {
         items: items.iter().map(|c| ConfigView::new(c, false)).collect(),
         total: total as u64,
@@ -278,7 +290,7 @@ async fn get_config(
     let view = state
         .service
         .view(&key, &client)
-        .ok_or_else(|| crate::service::ServiceError::ConfigNotFound(key.clone()))?;
+        .ok_or_else(|| ServiceError::ConfigNotFound(key.clone()))?;
     let etag = format!("\"{}\"", view.md5());
     let mut response = match q.view.as_deref() {
         Some("json") => Json(ConfigView::of_view(&view, true)).into_response(),
@@ -373,7 +385,7 @@ async fn delete_config(
 /// A config's history, newest first (without contents).
 #[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/history", tag = "history",
     params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), PageQuery),
-    responses((status = 200, body = HistoryPage)))]
+    responses((status = 200, body = HistoryPage), (status = 404, body = ErrorBody)))]
 async fn history(
     State(state): State<SharedState>,
     _: Caller,
@@ -383,6 +395,10 @@ async fn history(
     let key = config_key(path)?;
     let page = page(q.page, q.page_size)?;
     let (items, total) = state.service.history(&key, page).await?;
+    // No history at all: the config never existed (a deleted one keeps its history).
+    if total == 0 {
+        return Err(ServiceError::ConfigNotFound(key).into());
+    }
     Ok(Json(HistoryPage {
         items: items.iter().map(|h| HistoryView::new(h, false)).collect(),
         total,

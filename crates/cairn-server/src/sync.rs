@@ -44,6 +44,8 @@ pub struct Sync {
     retention_ms: i64,
     /// The live nodes as last read, listed while the database cannot be reached.
     known_nodes: std::sync::Mutex<Vec<NodeRecord>>,
+    /// Whether the last heartbeat succeeded.
+    steady: std::sync::atomic::AtomicBool,
 }
 
 /// A node as listed to clients.
@@ -97,6 +99,7 @@ impl Sync {
             node_ttl_ms: settings.node_ttl.as_millis() as i64,
             retention_ms: settings.retention.as_millis() as i64,
             known_nodes: std::sync::Mutex::default(),
+            steady: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -296,24 +299,35 @@ impl Sync {
             keys.reload().await?;
         }
         self.cache.forget_removed(TOMBSTONE_AGE);
-        self.store.remove_nodes(now - self.node_ttl_ms).await?;
+        // Right after an outage (or at start) the other nodes' last heartbeats may be as
+        // old as the outage itself: they are expired, and the log pruned on their
+        // behalf, only from this node's second heartbeat in a row.
+        let steady = self.steady.swap(false, Ordering::Relaxed);
+        if steady {
+            self.store.remove_nodes(now - self.node_ttl_ms).await?;
+        }
         let latest = self.store.last_seq().await?;
         self.latest.store(latest, Ordering::Relaxed);
         metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
-        self.prune(now, latest).await
+        let live: Vec<NodeRecord> = self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
+            .collect();
+        *self.known_nodes.lock().expect("node list poisoned") = live.clone();
+        if steady {
+            self.prune(now, latest, &live).await?;
+        }
+        self.steady.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Drops change-log entries older than the retention that every live node applied.
     /// The newest entry always stays: some MySQL versions reset an emptied table's
     /// auto-increment on restart, which would hand out sequences again.
-    async fn prune(&self, now: i64, latest: i64) -> Result<(), StoreError> {
-        let live = self.store.nodes().await?;
-        // Kept for listing while the database is away (expired nodes were just removed).
-        *self.known_nodes.lock().expect("node list poisoned") = live
-            .iter()
-            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
-            .cloned()
-            .collect();
+    async fn prune(&self, now: i64, latest: i64, live: &[NodeRecord]) -> Result<(), StoreError> {
         let Some(needed) = live.iter().map(|n| n.applied_seq).min() else {
             return Ok(());
         };
@@ -574,5 +588,34 @@ mod tests {
         assert_eq!(cache.get(&key).unwrap().content, "k: 2");
         assert!(woken(), "the abandonment");
         assert!(!woken(), "nothing more");
+    }
+
+    #[tokio::test]
+    async fn others_are_expired_only_from_the_second_heartbeat_in_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        let auth = Auth::new(store.clone(), &[7; 32], 60).await.unwrap();
+        // A node whose last heartbeat is long past, as every node's is after an outage.
+        let silent = NodeRecord {
+            id: "silent".into(),
+            address: "http://silent".into(),
+            started_at: 0,
+            heartbeat_at: 1,
+            applied_seq: 0,
+        };
+        store.heartbeat(&silent).await.unwrap();
+        let (a, _) = node(&store);
+        let ids = || async {
+            let nodes = store.nodes().await.unwrap();
+            nodes.into_iter().map(|n| n.id).collect::<Vec<_>>()
+        };
+        a.beat(&auth, None).await.unwrap();
+        assert!(
+            ids().await.contains(&"silent".to_owned()),
+            "not on the first"
+        );
+        a.beat(&auth, None).await.unwrap();
+        assert!(!ids().await.contains(&"silent".to_owned()), "on the second");
     }
 }

@@ -370,8 +370,20 @@ impl Auth {
         let _changing = self.changes.lock().await;
         let current = match self.store.get_user(&user.username).await {
             Ok(current) => current,
-            // Read a moment ago: good enough while the database is away.
-            Err(e) if e.is_outage() => Some(user.clone()),
+            // Read a moment ago; it stands only if no change this node knows of came in
+            // between (a password change or deletion under the lock), and it is not
+            // written back: the memory must never go back to an older password.
+            Err(e) if e.is_outage() => {
+                let unchanged = self
+                    .users
+                    .get(&user.username)
+                    .is_some_and(|s| s.password_changed_at == user.password_changed_at);
+                return if unchanged {
+                    Ok(user)
+                } else {
+                    Err(AuthError::BadCredentials)
+                };
+            }
             Err(e) => return Err(e.into()),
         };
         match current {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{ClientInfo, ConfigKey, Format};
+use cairn_core::{ClientInfo, ConfigKey, Format, GrayRules};
 use cairn_store::{ConfigRecord, GrayRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -203,6 +203,38 @@ impl View {
     }
 }
 
+/// How many ended gray releases the cache remembers per key.
+const ENDS_KEPT: usize = 8;
+
+/// A key's notification ids for one client (see [`Cache::notification_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationIds {
+    pub mine: i64,
+    pub newest: i64,
+}
+
+impl NotificationIds {
+    /// The id to answer a client holding `held` with: its own, unless it holds an id
+    /// that none of its changes explains (it read a release since ended or replaced
+    /// that this node no longer knows it matched), which gets the newest change, once.
+    pub fn for_held(self, held: i64) -> i64 {
+        if held > self.mine && held < self.newest {
+            self.newest
+        } else {
+            self.mine
+        }
+    }
+
+    /// The ids of a namespace that spans several keys (clusters): the fallback above
+    /// applies to the namespace as a whole, whose held id is the highest of its keys'.
+    pub fn merge(self, other: NotificationIds) -> NotificationIds {
+        NotificationIds {
+            mine: self.mine.max(other.mine),
+            newest: self.newest.max(other.newest),
+        }
+    }
+}
+
 /// A key with its data id in lower case, for lookups that ignore case (Apollo's).
 type FoldedKey = (cairn_core::Namespace, cairn_core::Group, String);
 
@@ -219,10 +251,11 @@ fn folded(key: &ConfigKey) -> FoldedKey {
 pub struct Cache {
     configs: Versions<ConfigRecord>,
     grays: Versions<GrayRecord>,
-    /// Per key, the change that last ended or replaced a gray release, with the rules
-    /// of the release it ended: the clients those rules matched read something else
-    /// from then on, and Apollo's notification ids must say so to them alone.
-    ended: DashMap<ConfigKey, (i64, Arc<GrayRecord>), foldhash::fast::RandomState>,
+    /// Per key, the last few changes that ended or replaced a gray release, each with
+    /// the rules of the release it ended: the clients those rules matched read
+    /// something else from then on, and Apollo's notification ids must say so to them
+    /// alone.
+    ended: DashMap<ConfigKey, Vec<(i64, GrayRules)>, foldhash::fast::RandomState>,
     /// Present configs by case-folded key.
     folded: DashMap<FoldedKey, ConfigKey>,
 }
@@ -283,9 +316,11 @@ impl Cache {
     /// unless a newer version is already here. Returns whether a config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
         self.grays.remove(key, seq);
-        self.ended.remove(key);
         let removed = self.configs.remove(key, seq);
         if removed {
+            if let Some(mut ends) = self.ended.get_mut(key) {
+                ends.retain(|(ended, _)| *ended > seq);
+            }
             self.folded.remove_if(&folded(key), |_, k| k == key);
         }
         removed
@@ -318,42 +353,52 @@ impl Cache {
     }
 
     fn note_ended(&self, key: ConfigKey, seq: i64, release: Arc<GrayRecord>) {
-        match self.ended.entry(key) {
-            Entry::Occupied(mut slot) if slot.get().0 < seq => {
-                slot.insert((seq, release));
-            }
-            Entry::Occupied(_) => {}
-            Entry::Vacant(slot) => {
-                slot.insert((seq, release));
-            }
+        let mut ends = self.ended.entry(key).or_default();
+        ends.push((seq, release.rules.clone()));
+        if ends.len() > ENDS_KEPT {
+            // The oldest go first; a client that held one of them still gets the
+            // key's newest change (see `NotificationIds::for_held`).
+            ends.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+            ends.truncate(ENDS_KEPT);
         }
     }
 
-    /// Apollo's notification id of `key` for `client`, which holds `held`: the sequence
-    /// of the last change to what this client reads, so that a gray release, and its
-    /// end, notify only the clients it is for. A client holding an id that none of
-    /// those changes explains (it read a release since ended or replaced that this
-    /// node no longer knows it matched) is given the key's newest change instead, once.
-    pub fn notification_id(&self, key: &ConfigKey, client: &ClientInfo, held: i64) -> Option<i64> {
-        let gray = self
-            .grays
-            .get(key)
-            .filter(|g| g.rules.matches(client))
-            .map(|g| g.revision);
-        let ended = self
-            .ended
-            .get(key)
-            .filter(|e| e.1.rules.matches(client))
-            .map(|e| e.0);
-        let mine = [self.configs.last_change(key), gray, ended]
-            .into_iter()
-            .flatten()
-            .max()?;
-        let newest = self.epoch(key).unwrap_or(mine);
-        Some(if held > mine && held < newest {
-            newest
+    /// For Apollo's notification ids: the sequence of the last change to what `client`
+    /// reads of `key` (so a gray release, and its end, count only for the clients it is
+    /// for), and the sequence of the key's last change of any kind. `labels_known`:
+    /// whether the client said which labels it has; a client that did not (Apollo's
+    /// long polls carry its IP only) counts as matching every release with labels, so
+    /// it is never left unnotified.
+    pub fn notification_ids(
+        &self,
+        key: &ConfigKey,
+        client: &ClientInfo,
+        labels_known: bool,
+    ) -> Option<NotificationIds> {
+        let config = self.configs.last_change(key);
+        let for_client = |rules: &GrayRules| {
+            rules.matches(client) || (!labels_known && !rules.labels.is_empty())
+        };
+        let (gray, ended) = if self.grays.len() == 0 && self.ended.is_empty() {
+            (None, None)
         } else {
-            mine
+            (
+                self.grays
+                    .get(key)
+                    .filter(|g| for_client(&g.rules))
+                    .map(|g| g.revision),
+                self.ended.get(key).and_then(|ends| {
+                    ends.iter()
+                        .filter(|(_, rules)| for_client(rules))
+                        .map(|(seq, _)| *seq)
+                        .max()
+                }),
+            )
+        };
+        let mine = [config, gray, ended].into_iter().flatten().max()?;
+        Some(NotificationIds {
+            mine,
+            newest: self.epoch(key).unwrap_or(mine).max(mine),
         })
     }
 
@@ -489,10 +534,17 @@ mod tests {
         let cache = Cache::default();
         let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
         let other = ClientInfo::default();
-        let id = |client: &ClientInfo, held| cache.notification_id(&key(), client, held);
+        let id = |client: &ClientInfo, held| {
+            cache
+                .notification_ids(&key(), client, true)
+                .map(|ids| ids.for_held(held))
+        };
         cache.apply(record(1, "main"));
         cache.apply_gray(gray(2, "canary"));
         assert_eq!((id(&canary, 1), id(&other, 1)), (Some(2), Some(1)));
+        // A client that did not say its labels counts as matching a release by label.
+        let unknown = cache.notification_ids(&key(), &other, false).unwrap();
+        assert_eq!(unknown.for_held(1), 2);
         // Its end moves the canary's id, not the other's.
         cache.remove_gray(&key(), 3);
         assert_eq!((id(&canary, 2), id(&other, 1)), (Some(3), Some(1)));
@@ -505,5 +557,12 @@ mod tests {
         // An id this node cannot explain for the client gets the newest change, once.
         assert_eq!(id(&other, 2), Some(5));
         assert_eq!(id(&other, 5), Some(1));
+        // A late, older delete does not forget who a release was for.
+        cache.remove_gray(&key(), 6);
+        assert!(!cache.remove(&key(), 0));
+        assert_eq!(id(&canary, 5), Some(5), "zone=b's end is not the canary's");
+        let mut zone = ClientInfo::default();
+        zone.labels.push(Label::parse("zone=b").unwrap());
+        assert_eq!(id(&zone, 5), Some(6));
     }
 }

@@ -309,13 +309,7 @@ impl Sync {
         let latest = self.store.last_seq().await?;
         self.latest.store(latest, Ordering::Relaxed);
         metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
-        let live: Vec<NodeRecord> = self
-            .store
-            .nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
-            .collect();
+        let live = self.live_records(now).await?;
         *self.known_nodes.lock().expect("node list poisoned") = live.clone();
         if steady {
             self.prune(now, latest, &live).await?;
@@ -373,20 +367,20 @@ impl Sync {
         }
     }
 
+    /// The registered nodes whose heartbeat, at database time `now`, is within the TTL.
+    async fn live_records(&self, now: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        let mut nodes = self.store.nodes().await?;
+        nodes.retain(|n| n.heartbeat_at >= now - self.node_ttl_ms);
+        Ok(nodes)
+    }
+
     /// Live nodes: heartbeat within the TTL. This node is always listed. While the
     /// database cannot be reached, the nodes as last read: clients looking for a node
     /// to fail over to need the list most then.
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let read = async {
             let now = self.store.clock().await?;
-            let live: Vec<NodeRecord> = self
-                .store
-                .nodes()
-                .await?
-                .into_iter()
-                .filter(|n| n.heartbeat_at >= now - self.node_ttl_ms)
-                .collect();
-            Ok::<_, StoreError>((now, live))
+            Ok::<_, StoreError>((now, self.live_records(now).await?))
         };
         let (now, records) = match read.await {
             Ok((now, live)) => {

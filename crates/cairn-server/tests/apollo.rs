@@ -35,17 +35,35 @@ fn hold_poll(
     namespace: &str,
     held_id: i64,
     extra_query: &str,
+    headers: &[(&'static str, &'static str)],
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
     let url = format!(
         "{}{}{extra_query}",
         app.base,
         notifications(json!([{ "namespaceName": namespace, "notificationId": held_id }]))
     );
-    let http = app.http.clone();
+    let mut request = app.http.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     tokio::spawn(async move {
-        let r = http.get(url).send().await.unwrap();
+        let r = request.send().await.unwrap();
         (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
     })
+}
+
+/// Publishes a gray release of `public/shop/application`; returns its revision.
+async fn put_gray(app: &TestApp, body: Value) -> i64 {
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["revision"]
+        .as_i64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -217,23 +235,14 @@ async fn notifications_answer_hold_and_wake() {
     assert!(waited < Duration::from_millis(900), "woken by the publish");
     assert_eq!(body[0]["notificationId"], second);
 
-    // A gray release by label wakes the polls of clients it is for, and no other.
-    let canary = "&label=canary";
+    // A gray release wakes the polls of clients it is for, and no other.
+    let (ip_in, ip_out) = ("&ip=10.9.9.9", "&ip=10.0.0.8");
     let (held_canary, held_other) = (
-        hold_poll(&app, "application", second, canary),
-        hold_poll(&app, "application", second, ""),
+        hold_poll(&app, "application", second, ip_in, &[]),
+        hold_poll(&app, "application", second, ip_out, &[]),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = app
-        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
-        .json(&json!({ "content": "a=3\n", "labels": ["label=canary"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let gray_id = r.json::<Value>().await.unwrap()["revision"]
-        .as_i64()
-        .unwrap();
+    let gray_id = put_gray(&app, json!({ "content": "a=3\n", "ips": ["10.9.9.9"] })).await;
     let (status, body) = held_canary.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body[0]["notificationId"], gray_id);
@@ -241,8 +250,8 @@ async fn notifications_answer_hold_and_wake() {
 
     // Abandoning it notifies the canary (it goes back to the main content) only.
     let (held_canary, held_other) = (
-        hold_poll(&app, "application", gray_id, canary),
-        hold_poll(&app, "application", second, ""),
+        hold_poll(&app, "application", gray_id, ip_in, &[]),
+        hold_poll(&app, "application", second, ip_out, &[]),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app
@@ -259,36 +268,44 @@ async fn notifications_answer_hold_and_wake() {
     let abandoned = body[0]["notificationId"].as_i64().unwrap();
     assert!(abandoned > gray_id);
     assert_eq!(held_other.await.unwrap().0, StatusCode::NOT_MODIFIED);
-    let body: Value = get(&app, "/configs/shop/default/application?label=canary")
+    let body: Value = get(&app, "/configs/shop/default/application?ip=10.9.9.9")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(body["configurations"]["a"], "2");
 
-    // Promoting a new gray release (by X-Forwarded-For address) notifies everyone.
-    let r = app
-        .request(Method::PUT, "/api/v1/configs/public/shop/application/gray")
-        .json(&json!({ "content": "a=4\n", "ips": ["10.1.1.1"] }))
-        .send()
+    // A release by label: Apollo's long polls carry no label, so a poll without one is
+    // told (its client then reads with its label); one that names another label is not.
+    let label_id = put_gray(
+        &app,
+        json!({ "content": "a=4\n", "labels": ["label=canary"] }),
+    )
+    .await;
+    let (status, body) = hold_poll(&app, "application", abandoned, "", &[])
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .http
-        .get(format!(
-            "{}{}",
-            app.base,
-            notifications(json!([{ "namespaceName": "application", "notificationId": abandoned }]))
-        ))
-        .header("x-forwarded-for", "10.1.1.1, 192.168.0.1")
-        .send()
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["notificationId"], label_id);
+    let other_label = "&label=other";
+    let r = hold_poll(&app, "application", second, other_label, &[]);
+    assert_eq!(r.await.unwrap().0, StatusCode::NOT_MODIFIED);
+
+    // The client's address may come from X-Forwarded-For, as Apollo reads it.
+    let ip_id = put_gray(&app, json!({ "content": "a=5\n", "ips": ["10.1.1.1"] })).await;
+    let forwarded = [("x-forwarded-for", "10.1.1.1, 192.168.0.1")];
+    let (status, body) = hold_poll(&app, "application", second, other_label, &forwarded)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "the forwarded address matches");
+    assert_eq!(status, StatusCode::OK, "the forwarded address matches");
+    assert_eq!(body[0]["notificationId"], ip_id);
+    let r = hold_poll(&app, "application", second, other_label, &[]);
+    assert_eq!(r.await.unwrap().0, StatusCode::NOT_MODIFIED, "without it");
+
+    // Promoting notifies everyone.
     let (held_canary, held_other) = (
-        hold_poll(&app, "application", abandoned, canary),
-        hold_poll(&app, "application", second, ""),
+        hold_poll(&app, "application", ip_id, other_label, &forwarded),
+        hold_poll(&app, "application", second, other_label, &[]),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app
@@ -303,7 +320,7 @@ async fn notifications_answer_hold_and_wake() {
     for held in [held_canary, held_other] {
         let (status, body) = held.await.unwrap();
         assert_eq!(status, StatusCode::OK);
-        assert!(body[0]["notificationId"].as_i64().unwrap() > abandoned);
+        assert!(body[0]["notificationId"].as_i64().unwrap() > ip_id);
     }
 
     // A namespace never published is held (and then 304), not an error.
@@ -538,7 +555,7 @@ async fn names_are_matched_ignoring_case_and_echoed_as_sent() {
         json!([{ "namespaceName": "APPLICATION", "notificationId": first, "messages": { "details": { "shop+default+application": first } } }])
     );
     // A poll on the other case is woken by a change.
-    let held = hold_poll(&app, "Application", first, "");
+    let held = hold_poll(&app, "Application", first, "", &[]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let second = app.publish_ok("public/shop/application", "a=2\n").await;
     let (status, body) = held.await.unwrap();

@@ -60,8 +60,16 @@ impl PostgresStore {
         // NOTIFY: there, writes send none and other nodes poll the change log, which is
         // the truth either way.
         if let Err(e) = pool.execute("NOTIFY cairn_changes").await {
-            tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
-            dialect.notify = None;
+            // Only "not supported" (0A000) or "no such statement" (42601) mean that; any
+            // other failure is passing, and NOTIFY stays.
+            let unsupported = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| code == "0A000" || code == "42601");
+            if unsupported {
+                tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
+                dialect.notify = None;
+            }
         }
         Ok(Self {
             reader: pool.clone(),

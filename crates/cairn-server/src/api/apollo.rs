@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Identity, SharedState};
-use crate::cache::View;
+use crate::cache::{NotificationIds, View};
 
 type Answer = Result<Response, Response>;
 
@@ -162,20 +162,9 @@ fn client(
     ip: Option<&str>,
     label: Option<&str>,
 ) -> ClientInfo {
-    let forwarded = || {
-        headers
-            .get("x-forwarded-for")?
-            .to_str()
-            .ok()?
-            .split(',')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    };
     let ip = ip
         .and_then(|ip| ip.trim().parse().ok())
-        .or_else(forwarded)
+        .or_else(|| super::first_forwarded(headers))
         .or(identity.ip);
     let mut labels = identity.labels;
     if let Some(label) = label.filter(|l| !l.is_empty()) {
@@ -562,21 +551,36 @@ async fn notifications(
         return Err(invalid());
     }
     let cache = state.service.cache();
+    let labels_known = query.label.is_some();
     let answer = |watched: &[Watched]| -> Vec<Value> {
         watched
             .iter()
             .filter_map(|w| {
-                let details: serde_json::Map<String, Value> = w
+                let per_key: Vec<(&String, NotificationIds)> = w
                     .keys
                     .iter()
                     .filter_map(|(detail, key)| {
-                        cache
-                            .notification_id(key, &client, w.held_id)
-                            .map(|id| (detail.clone(), json!(id)))
+                        let ids = cache.notification_ids(key, &client, labels_known)?;
+                        Some((detail, ids))
                     })
                     .collect();
-                let id = details.values().filter_map(Value::as_i64).max()?;
+                let namespace = per_key
+                    .iter()
+                    .map(|(_, ids)| *ids)
+                    .reduce(NotificationIds::merge)?;
+                let id = namespace.for_held(w.held_id);
                 (id > w.held_id).then(|| {
+                    let details: serde_json::Map<String, Value> = per_key
+                        .iter()
+                        .map(|(detail, ids)| {
+                            let shown = if id > namespace.mine && ids.newest == id {
+                                id
+                            } else {
+                                ids.mine
+                            };
+                            ((*detail).clone(), json!(shown))
+                        })
+                        .collect();
                     json!({
                         "namespaceName": w.echo,
                         "notificationId": id,

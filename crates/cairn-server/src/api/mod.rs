@@ -83,10 +83,8 @@ impl FromRequestParts<SharedState> for Identity {
                     let forwarded = state
                         .settings
                         .trust_forwarded_for
-                        .then(|| header("x-forwarded-for"))
-                        .flatten()
-                        .and_then(|v| v.split(',').next())
-                        .and_then(|first| first.trim().parse().ok());
+                        .then(|| first_forwarded(&parts.headers))
+                        .flatten();
                     forwarded.or_else(|| {
                         parts
                             .extensions
@@ -101,6 +99,20 @@ impl FromRequestParts<SharedState> for Identity {
         };
         Ok(Identity(cairn_core::ClientInfo::new(ip, labels)))
     }
+}
+
+/// The first address of an `X-Forwarded-For` header: the client, as the first proxy
+/// saw it.
+pub fn first_forwarded(headers: &axum::http::HeaderMap) -> Option<std::net::IpAddr> {
+    headers
+        .get("x-forwarded-for")?
+        .to_str()
+        .ok()?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The URL a client can reach `node` at: its advertised address, or, for this node when

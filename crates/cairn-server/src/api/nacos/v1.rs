@@ -240,7 +240,9 @@ pub(super) async fn publish_from(
             "too much config_tags, over 5",
         ));
     }
-    let format = parse_type(params.get("type"));
+    // Nacos stores a publish without a type as text, whatever the data id's extension,
+    // and never parses it; clients publish without one by default.
+    let format = Some(parse_type(params.get("type")).unwrap_or(cairn_core::Format::Text));
     let beta_ips = headers
         .get("betaIps")
         .and_then(|v| v.to_str().ok())
@@ -283,9 +285,7 @@ pub(super) async fn publish_from(
         });
     let input = PublishInput {
         content: content.to_owned(),
-        // Nacos stores a publish without a type as text, whatever the data id's
-        // extension, and never parses it; clients publish without one by default.
-        format: Some(format.unwrap_or(cairn_core::Format::Text)),
+        format,
         description,
         tags,
         cas_md5,

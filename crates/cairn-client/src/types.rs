@@ -273,6 +273,9 @@ pub(crate) struct WatchResponse {
 pub struct NamespaceInfo {
     /// The namespace's name.
     pub name: String,
+    /// A name for people; empty: the name itself.
+    #[serde(default)]
+    pub display_name: String,
     /// The namespace's free-text description.
     pub description: String,
     /// How many configs the namespace holds (0 in the answer to

@@ -673,11 +673,14 @@ impl Service {
     pub async fn create_namespace(
         &self,
         name: Namespace,
+        display_name: String,
         description: String,
     ) -> Result<NamespaceRecord> {
+        check_description(&display_name)?;
         check_description(&description)?;
         let record = NamespaceRecord {
             name,
+            display_name,
             description,
             created_at: now_millis(),
         };
@@ -685,9 +688,22 @@ impl Service {
         Ok(record)
     }
 
-    pub async fn update_namespace(&self, name: &Namespace, description: String) -> Result<()> {
+    /// Changes a namespace's display name and description; `None` keeps the current one.
+    pub async fn update_namespace(
+        &self,
+        name: &Namespace,
+        display_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<()> {
+        let current = self.namespace(name).await?.record;
+        let display_name = display_name.unwrap_or(current.display_name);
+        let description = description.unwrap_or(current.description);
+        check_description(&display_name)?;
         check_description(&description)?;
-        Ok(self.store.update_namespace(name, &description).await?)
+        Ok(self
+            .store
+            .update_namespace(name, &display_name, &description)
+            .await?)
     }
 
     pub async fn delete_namespace(&self, name: &Namespace) -> Result<()> {

@@ -359,9 +359,8 @@ async fn meta_server_and_envs() {
         .await
         .unwrap();
     assert_eq!(list[0]["homepageUrl"], format!("{}/apollo/dev/", app.base));
-    // No admin service (the portal's back end) is offered.
     let list: Value = get(&app, "/services/admin").await.json().await.unwrap();
-    assert_eq!(list, json!([]));
+    assert_eq!(list[0]["homepageUrl"], format!("{}/", app.base));
 
     // The env prefix selects the namespace.
     let r = app

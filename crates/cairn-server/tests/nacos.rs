@@ -640,6 +640,7 @@ async fn history_namespaces_v2_and_server_list() {
             &[
                 ("customNamespaceId", "prod"),
                 ("namespaceName", "Production"),
+                ("namespaceDesc", "What customers use"),
             ],
         )
         .await;
@@ -663,9 +664,15 @@ async fn history_namespaces_v2_and_server_list() {
         (
             list["data"][1]["namespace"].as_str(),
             list["data"][1]["namespaceShowName"].as_str(),
+            list["data"][1]["namespaceDesc"].as_str(),
             list["data"][1]["type"].as_i64()
         ),
-        (Some("prod"), Some("Production"), Some(2))
+        (
+            Some("prod"),
+            Some("Production"),
+            Some("What customers use"),
+            Some(2)
+        )
     );
     let r = nacos
         .form(
@@ -682,9 +689,24 @@ async fn history_namespaces_v2_and_server_list() {
     let r = nacos
         .get("/nacos/v1/console/namespaces?show=all&namespaceId=prod")
         .await;
+    let shown: Value = r.json().await.unwrap();
     assert_eq!(
-        r.json::<Value>().await.unwrap()["namespaceShowName"],
-        "Prod"
+        (&shown["namespaceShowName"], &shown["namespaceDesc"]),
+        (&json!("Prod"), &json!("Live"))
+    );
+    // A change of the show name alone keeps the description.
+    let r = nacos
+        .form(
+            Method::PUT,
+            "/nacos/v1/console/namespaces",
+            &[("namespace", "prod"), ("namespaceShowName", "Production")],
+        )
+        .await;
+    assert_eq!(text(r).await, (StatusCode::OK, "true".into()));
+    let (_, native) = app.get_json("/api/v1/namespaces/prod").await;
+    assert_eq!(
+        (&native["display_name"], &native["description"]),
+        (&json!("Production"), &json!("Live"))
     );
     let r = nacos
         .form(

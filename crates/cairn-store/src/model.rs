@@ -7,6 +7,8 @@ use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceRecord {
     pub name: Namespace,
+    /// A name for people (Nacos's `namespaceShowName`); empty: the name itself.
+    pub display_name: String,
     pub description: String,
     pub created_at: i64,
 }

@@ -495,7 +495,7 @@ macro_rules! sql_backend {
             #[instrument(skip(self), err(level = "debug"))]
             async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
                 let rows = sqlx::query::<$db>(
-                    "SELECT name, description, created_at FROM namespaces ORDER BY name",
+                    "SELECT name, display_name, description, created_at FROM namespaces ORDER BY name",
                 )
                 .fetch_all(&self.reader)
                 .await?;
@@ -506,6 +506,7 @@ macro_rules! sql_backend {
                             name: Namespace::parse(&name).map_err(|e| {
                                 StoreError::Corrupt(format!("namespace {name:?}: {e}"))
                             })?,
+                            display_name: text(row, "display_name")?,
                             description: text(row, "description")?,
                             created_at: row.try_get("created_at")?,
                         })
@@ -515,10 +516,13 @@ macro_rules! sql_backend {
 
             #[instrument(skip(self), err(level = "debug"))]
             async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
-                let sql =
-                    self.sql("INSERT INTO namespaces (name, description, created_at) VALUES (?, ?, ?)");
+                let sql = self.sql(
+                    "INSERT INTO namespaces (name, display_name, description, created_at) \
+                     VALUES (?, ?, ?, ?)",
+                );
                 match sqlx::query::<$db>(&sql)
                     .bind(ns.name.as_str())
+                    .bind(&ns.display_name)
                     .bind(&ns.description)
                     .bind(ns.created_at)
                     .execute(&self.writer)
@@ -533,9 +537,16 @@ macro_rules! sql_backend {
             }
 
             #[instrument(skip(self), err(level = "debug"))]
-            async fn update_namespace(&self, name: &Namespace, description: &str) -> Result<()> {
-                let sql = self.sql("UPDATE namespaces SET description = ? WHERE name = ?");
+            async fn update_namespace(
+                &self,
+                name: &Namespace,
+                display_name: &str,
+                description: &str,
+            ) -> Result<()> {
+                let sql =
+                    self.sql("UPDATE namespaces SET display_name = ?, description = ? WHERE name = ?");
                 let done = sqlx::query::<$db>(&sql)
+                    .bind(display_name)
                     .bind(description)
                     .bind(name.as_str())
                     .execute(&self.writer)

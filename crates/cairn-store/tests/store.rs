@@ -231,6 +231,7 @@ async fn namespaces(store: Arc<dyn Store>) {
     let dev = Namespace::parse("dev").unwrap();
     let record = NamespaceRecord {
         name: dev.clone(),
+        display_name: "Dev".into(),
         description: "Dev".into(),
         created_at: 5,
     };
@@ -239,10 +240,18 @@ async fn namespaces(store: Arc<dyn Store>) {
         store.create_namespace(&record).await,
         Err(StoreError::NamespaceExists(_))
     ));
-    store.update_namespace(&dev, "Development").await.unwrap();
+    assert_eq!(
+        store.list_namespaces().await.unwrap()[0].display_name,
+        "Dev"
+    );
+    store
+        .update_namespace(&dev, "Development", "Where changes start")
+        .await
+        .unwrap();
     let list = store.list_namespaces().await.unwrap();
     assert_eq!(list[0].name, dev);
-    assert_eq!(list[0].description, "Development");
+    assert_eq!(list[0].display_name, "Development");
+    assert_eq!(list[0].description, "Where changes start");
 
     let k = ConfigKey::new(dev.clone(), key("x").group, key("a.yaml").data_id);
     store
@@ -267,7 +276,7 @@ async fn namespaces(store: Arc<dyn Store>) {
         Err(StoreError::NamespaceNotFound(_))
     ));
     assert!(matches!(
-        store.update_namespace(&dev, "").await,
+        store.update_namespace(&dev, "", "").await,
         Err(StoreError::NamespaceNotFound(_))
     ));
     // Publishing into a namespace that does not exist is refused and leaves no trace.

@@ -59,7 +59,7 @@ pub fn router() -> Router<SharedState> {
             )
             .route(&format!("{prefix}/notifications/v2"), get(notifications))
             .route(&format!("{prefix}/services/config"), get(services))
-            .route(&format!("{prefix}/services/admin"), get(admin_services));
+            .route(&format!("{prefix}/services/admin"), get(services));
     }
     router
 }
@@ -610,8 +610,8 @@ async fn notifications(
     })
 }
 
-/// GET /services/config: the live nodes as Apollo's meta server
-/// lists config services, each with a URL the client can reach.
+/// GET /services/config (and /services/admin, which some tools ask): the live nodes as
+/// Apollo's meta server lists config services, each with a URL the client can reach.
 async fn services(
     State(state): State<SharedState>,
     uri: OriginalUri,
@@ -635,12 +635,6 @@ async fn services(
         })
         .collect();
     Ok(Json(list).into_response())
-}
-
-/// GET /services/admin: Apollo's admin service (the portal's back end) is not part of
-/// Cairn, so the meta server lists none; clients never ask for it.
-async fn admin_services() -> Json<Vec<Value>> {
-    Json(Vec::new())
 }
 
 #[cfg(test)]

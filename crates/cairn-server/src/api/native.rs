@@ -178,7 +178,7 @@ async fn create_namespace(
     let name = Namespace::parse(&req.name)?;
     let record = state
         .service
-        .create_namespace(name, req.description)
+        .create_namespace(name, req.display_name, req.description)
         .await?;
     Ok((StatusCode::CREATED, Json(NamespaceView::from(&record))))
 }
@@ -198,7 +198,7 @@ async fn get_namespace(
     )))
 }
 
-/// Changes a namespace's description (admin).
+/// Changes a namespace's display name or description (admin).
 #[utoipa::path(put, path = "/api/v1/namespaces/{namespace}", tag = "namespaces",
     params(("namespace" = String, Path)), request_body = UpdateNamespace,
     responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
@@ -211,7 +211,7 @@ async fn update_namespace(
     let name = Namespace::parse(&name)?;
     state
         .service
-        .update_namespace(&name, req.description)
+        .update_namespace(&name, req.display_name, req.description)
         .await?;
     Ok(Json(NamespaceView::from(
         &state.service.namespace(&name).await?,

@@ -44,6 +44,8 @@ pub struct LoginResponse {
 #[derive(Serialize, ToSchema)]
 pub struct NamespaceView {
     pub name: String,
+    /// A name for people; empty: the name itself.
+    pub display_name: String,
     pub description: String,
     pub config_count: usize,
     pub created_at: String,
@@ -53,6 +55,7 @@ impl From<&NamespaceInfo> for NamespaceView {
     fn from(n: &NamespaceInfo) -> Self {
         Self {
             name: n.record.name.to_string(),
+            display_name: n.record.display_name.clone(),
             description: n.record.description.clone(),
             config_count: n.config_count,
             created_at: timestamp(n.record.created_at),
@@ -64,6 +67,7 @@ impl From<&NamespaceRecord> for NamespaceView {
     fn from(n: &NamespaceRecord) -> Self {
         Self {
             name: n.name.to_string(),
+            display_name: n.display_name.clone(),
             description: n.description.clone(),
             config_count: 0,
             created_at: timestamp(n.created_at),
@@ -75,12 +79,17 @@ impl From<&NamespaceRecord> for NamespaceView {
 pub struct CreateNamespace {
     pub name: String,
     #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
     pub description: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateNamespace {
-    pub description: String,
+    /// Absent: unchanged.
+    pub display_name: Option<String>,
+    /// Absent: unchanged.
+    pub description: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]

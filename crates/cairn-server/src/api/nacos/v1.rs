@@ -303,7 +303,11 @@ pub(super) async fn publish_from(
         Err(ServiceError::NamespaceNotFound(_)) if caller.role == Role::Admin => {
             match state
                 .service
-                .create_namespace(key.namespace.clone(), "created by a Nacos client".into())
+                .create_namespace(
+                    key.namespace.clone(),
+                    String::new(),
+                    "created by a Nacos client".into(),
+                )
                 .await
             {
                 Ok(_) | Err(ServiceError::NamespaceExists(_)) => {}
@@ -677,10 +681,10 @@ fn namespace_json(info: &crate::service::NamespaceInfo) -> Value {
     let public = info.record.name.is_public();
     let show = if public {
         Namespace::PUBLIC.to_owned()
-    } else if info.record.description.is_empty() {
+    } else if info.record.display_name.is_empty() {
         info.record.name.to_string()
     } else {
-        info.record.description.clone()
+        info.record.display_name.clone()
     };
     json!({
         "namespace": tenant_of(&info.record.name),
@@ -761,15 +765,11 @@ async fn create_namespace(
     let Ok(name) = Namespace::parse(&id) else {
         return Ok(json_bool(false));
     };
-    let description = params
-        .get("namespaceDesc")
-        .or_else(|| params.get("namespaceName"))
-        .unwrap_or_default()
-        .to_owned();
+    let text = |param: &str| params.get(param).unwrap_or_default().to_owned();
     Ok(json_bool(
         state
             .service
-            .create_namespace(name, description)
+            .create_namespace(name, text("namespaceName"), text("namespaceDesc"))
             .await
             .is_ok(),
     ))
@@ -785,15 +785,11 @@ async fn update_namespace(
     let Ok(name) = Namespace::parse(params.required("namespace")?) else {
         return Ok(json_bool(false));
     };
-    let description = params
-        .get("namespaceShowName")
-        .or_else(|| params.get("namespaceDesc"))
-        .unwrap_or_default()
-        .to_owned();
+    let text = |param: &str| params.get(param).map(str::to_owned);
     Ok(json_bool(
         state
             .service
-            .update_namespace(&name, description)
+            .update_namespace(&name, text("namespaceShowName"), text("namespaceDesc"))
             .await
             .is_ok(),
     ))

@@ -1,0 +1,3 @@
+-- A namespace's display name (Nacos's namespaceShowName), apart from its description.
+
+ALTER TABLE namespaces ADD COLUMN display_name TEXT NOT NULL DEFAULT '';

@@ -203,6 +203,14 @@ impl View {
     }
 }
 
+/// Which parts of a client's identity it stated itself (see
+/// [`Cache::notification_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stated {
+    pub ip: bool,
+    pub labels: bool,
+}
+
 /// How many ended gray releases the cache remembers per key.
 const ENDS_KEPT: usize = 8;
 
@@ -365,19 +373,22 @@ impl Cache {
 
     /// For Apollo's notification ids: the sequence of the last change to what `client`
     /// reads of `key` (so a gray release, and its end, count only for the clients it is
-    /// for), and the sequence of the key's last change of any kind. `labels_known`:
-    /// whether the client said which labels it has; a client that did not (Apollo's
-    /// long polls carry its IP only) counts as matching every release with labels, so
-    /// it is never left unnotified.
+    /// for), and the sequence of the key's last change of any kind. `said` tells which
+    /// parts of its identity the client stated; for a part it did not (many Apollo
+    /// clients send neither IP nor label on long polls, and the connection's address
+    /// may be a proxy's), every release with rules of that kind counts as its own, so
+    /// a client is never left unnotified.
     pub fn notification_ids(
         &self,
         key: &ConfigKey,
         client: &ClientInfo,
-        labels_known: bool,
+        said: Stated,
     ) -> Option<NotificationIds> {
         let config = self.configs.last_change(key);
         let for_client = |rules: &GrayRules| {
-            rules.matches(client) || (!labels_known && !rules.labels.is_empty())
+            rules.matches(client)
+                || (!said.ip && !rules.ips.is_empty())
+                || (!said.labels && !rules.labels.is_empty())
         };
         let (gray, ended) = if self.grays.len() == 0 && self.ended.is_empty() {
             (None, None)
@@ -536,14 +547,25 @@ mod tests {
         let other = ClientInfo::default();
         let id = |client: &ClientInfo, held| {
             cache
-                .notification_ids(&key(), client, true)
+                .notification_ids(
+                    &key(),
+                    client,
+                    Stated {
+                        ip: true,
+                        labels: true,
+                    },
+                )
                 .map(|ids| ids.for_held(held))
         };
         cache.apply(record(1, "main"));
         cache.apply_gray(gray(2, "canary"));
         assert_eq!((id(&canary, 1), id(&other, 1)), (Some(2), Some(1)));
         // A client that did not say its labels counts as matching a release by label.
-        let unknown = cache.notification_ids(&key(), &other, false).unwrap();
+        let unstated = Stated {
+            ip: true,
+            labels: false,
+        };
+        let unknown = cache.notification_ids(&key(), &other, unstated).unwrap();
         assert_eq!(unknown.for_held(1), 2);
         // Its end moves the canary's id, not the other's.
         cache.remove_gray(&key(), 3);

@@ -275,37 +275,45 @@ async fn notifications_answer_hold_and_wake() {
         .unwrap();
     assert_eq!(body["configurations"]["a"], "2");
 
-    // A release by label: Apollo's long polls carry no label, so a poll without one is
-    // told (its client then reads with its label); one that names another label is not.
+    // A release by label: a poll that states no label (many Apollo clients send none)
+    // is told, and its client's read then decides; one that states another is not.
     let label_id = put_gray(
         &app,
         json!({ "content": "a=4\n", "labels": ["label=canary"] }),
     )
     .await;
-    let (status, body) = hold_poll(&app, "application", abandoned, "", &[])
+    let (status, body) = hold_poll(&app, "application", abandoned, ip_out, &[])
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body[0]["notificationId"], label_id);
-    let other_label = "&label=other";
-    let r = hold_poll(&app, "application", second, other_label, &[]);
+    let other = "&ip=10.0.0.8&label=other";
+    let r = hold_poll(&app, "application", second, other, &[]);
     assert_eq!(r.await.unwrap().0, StatusCode::NOT_MODIFIED);
 
-    // The client's address may come from X-Forwarded-For, as Apollo reads it.
+    // A poll that states no IP is told of a release by IP; one whose X-Forwarded-For
+    // names the client is told only if it matches.
     let ip_id = put_gray(&app, json!({ "content": "a=5\n", "ips": ["10.1.1.1"] })).await;
-    let forwarded = [("x-forwarded-for", "10.1.1.1, 192.168.0.1")];
-    let (status, body) = hold_poll(&app, "application", second, other_label, &forwarded)
+    let (status, body) = hold_poll(&app, "application", second, "&label=other", &[])
         .await
         .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["notificationId"], ip_id);
+    let forwarded = [("x-forwarded-for", "10.1.1.1, 192.168.0.1")];
+    let elsewhere = [("x-forwarded-for", "10.2.2.2")];
+    let (matching, not_matching) = (
+        hold_poll(&app, "application", second, "&label=other", &forwarded),
+        hold_poll(&app, "application", second, "&label=other", &elsewhere),
+    );
+    let (status, body) = matching.await.unwrap();
     assert_eq!(status, StatusCode::OK, "the forwarded address matches");
     assert_eq!(body[0]["notificationId"], ip_id);
-    let r = hold_poll(&app, "application", second, other_label, &[]);
-    assert_eq!(r.await.unwrap().0, StatusCode::NOT_MODIFIED, "without it");
+    assert_eq!(not_matching.await.unwrap().0, StatusCode::NOT_MODIFIED);
 
     // Promoting notifies everyone.
     let (held_canary, held_other) = (
-        hold_poll(&app, "application", ip_id, other_label, &forwarded),
-        hold_poll(&app, "application", second, other_label, &[]),
+        hold_poll(&app, "application", ip_id, "&label=other", &forwarded),
+        hold_poll(&app, "application", second, other, &[]),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Identity, SharedState};
-use crate::cache::{NotificationIds, View};
+use crate::cache::{NotificationIds, Stated, View};
 
 type Answer = Result<Response, Response>;
 
@@ -551,7 +551,12 @@ async fn notifications(
         return Err(invalid());
     }
     let cache = state.service.cache();
-    let labels_known = query.label.is_some();
+    let said = Stated {
+        ip: query.ip.is_some()
+            || headers.contains_key("x-forwarded-for")
+            || headers.contains_key(super::CLIENT_IP_HEADER),
+        labels: query.label.is_some() || headers.contains_key(super::LABELS_HEADER),
+    };
     let answer = |watched: &[Watched]| -> Vec<Value> {
         watched
             .iter()
@@ -560,7 +565,7 @@ async fn notifications(
                     .keys
                     .iter()
                     .filter_map(|(detail, key)| {
-                        let ids = cache.notification_ids(key, &client, labels_known)?;
+                        let ids = cache.notification_ids(key, &client, said)?;
                         Some((detail, ids))
                     })
                     .collect();

@@ -145,7 +145,7 @@ fn apollocfg_reads_watches_and_signs() {
         &[&base, "shop", &secret, &token],
     );
     let steps: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(steps, ["read", "watched", "refused"], "{out}");
+    assert_eq!(steps, ["read", "watched", "gray", "refused"], "{out}");
 }
 
 #[test]

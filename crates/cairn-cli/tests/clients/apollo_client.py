@@ -14,14 +14,19 @@ import urllib.request
 from apollocfg import ApolloClient
 
 
-def publish(base, token, app, data_id, content):
+def native(base, token, method, path, body=None):
     request = urllib.request.Request(
-        "%s/api/v1/configs/public/%s/%s" % (base, app, data_id),
-        data=json.dumps({"content": content}).encode(),
-        method="PUT",
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
         headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
     )
     urllib.request.urlopen(request).read()
+
+
+def publish(base, token, app, data_id, content):
+    native(base, token, "PUT", "/api/v1/configs/public/%s/%s" % (app, data_id),
+           {"content": content})
 
 
 def main():
@@ -51,6 +56,18 @@ def main():
     latency = at - published_at
     assert latency < 2.0, "change arrived after %.3f s" % latency
     print("watched %.3f" % latency)
+
+    # A gray release for this client's IP reaches it, and its end takes it back.
+    gray = "/api/v1/configs/public/%s/application/gray" % app
+    changed.clear()
+    native(base, token, "PUT", gray, {"content": "greeting=canary\n", "ips": ["127.0.0.1"]})
+    assert changed.wait(10), "not told of the gray release"
+    assert client.get_value("greeting") == "canary", client.get_configs("application")
+    changed.clear()
+    native(base, token, "DELETE", gray)
+    assert changed.wait(10), "not told of the gray release's end"
+    assert client.get_value("greeting") == "hello", client.get_configs("application")
+    print("gray")
 
     try:
         urllib.request.urlopen("%s/configs/%s/default/application" % (base, app))

@@ -357,14 +357,7 @@ impl Auth {
             },
             Err(_) => None,
         };
-        let hash = user
-            .as_ref()
-            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.clone();
-        let ok = self
-            .hash_job(move || password_matches(password.expose(), &hash))
-            .await;
-        let Some(user) = user.filter(|_| ok) else {
+        let Some(user) = self.matching(user, password).await else {
             return Err(AuthError::BadCredentials);
         };
         let _changing = self.changes.lock().await;
@@ -396,6 +389,19 @@ impl Auth {
         }
     }
 
+    /// `user` if `password` is theirs. Without a user, the dummy hash is checked
+    /// instead, so that an unknown name takes as long as a known one.
+    async fn matching(&self, user: Option<UserRecord>, password: &Secret) -> Option<UserRecord> {
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password = password.clone();
+        let ok = self
+            .hash_job(move || password_matches(password.expose(), &hash))
+            .await;
+        user.filter(|_| ok)
+    }
+
     /// Checks a login against the users as last read, while the database is away.
     async fn verify_offline(
         &self,
@@ -408,14 +414,7 @@ impl Auth {
             .get(name)
             .map(|u| u.clone())
             .filter(|u| Some(u.password_changed_at) == current);
-        let hash = user
-            .as_ref()
-            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.clone();
-        let ok = self
-            .hash_job(move || password_matches(password.expose(), &hash))
-            .await;
-        match user.filter(|_| ok) {
+        match self.matching(user, password).await {
             Some(user) => {
                 tracing::warn!(user = %name, "database unreachable; login checked against the users as last read");
                 Ok(user)

@@ -214,6 +214,14 @@ pub struct Stated {
 /// How many ended gray releases the cache remembers per key.
 const ENDS_KEPT: usize = 8;
 
+/// A key's ended gray releases: the last few with their rules, and the newest of those
+/// forgotten.
+#[derive(Default)]
+struct Ends {
+    kept: Vec<(i64, GrayRules)>,
+    dropped_through: i64,
+}
+
 /// A key's notification ids for one client (see [`Cache::notification_ids`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotificationIds {
@@ -263,7 +271,7 @@ pub struct Cache {
     /// the rules of the release it ended: the clients those rules matched read
     /// something else from then on, and Apollo's notification ids must say so to them
     /// alone.
-    ended: DashMap<ConfigKey, Vec<(i64, GrayRules)>, foldhash::fast::RandomState>,
+    ended: DashMap<ConfigKey, Ends, foldhash::fast::RandomState>,
     /// Present configs by case-folded key.
     folded: DashMap<FoldedKey, ConfigKey>,
 }
@@ -327,7 +335,7 @@ impl Cache {
         let removed = self.configs.remove(key, seq);
         if removed {
             if let Some(mut ends) = self.ended.get_mut(key) {
-                ends.retain(|(ended, _)| *ended > seq);
+                ends.kept.retain(|(ended, _)| *ended > seq);
             }
             self.folded.remove_if(&folded(key), |_, k| k == key);
         }
@@ -362,12 +370,12 @@ impl Cache {
 
     fn note_ended(&self, key: ConfigKey, seq: i64, release: Arc<GrayRecord>) {
         let mut ends = self.ended.entry(key).or_default();
-        ends.push((seq, release.rules.clone()));
-        if ends.len() > ENDS_KEPT {
-            // The oldest go first; a client that held one of them still gets the
-            // key's newest change (see `NotificationIds::for_held`).
-            ends.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-            ends.truncate(ENDS_KEPT);
+        ends.kept.push((seq, release.rules.clone()));
+        if ends.kept.len() > ENDS_KEPT {
+            ends.kept.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+            if let Some((dropped, _)) = ends.kept.pop() {
+                ends.dropped_through = ends.dropped_through.max(dropped);
+            }
         }
     }
 
@@ -399,9 +407,12 @@ impl Cache {
                     .filter(|g| for_client(&g.rules))
                     .map(|g| g.revision),
                 self.ended.get(key).and_then(|ends| {
-                    ends.iter()
+                    ends.kept
+                        .iter()
                         .filter(|(_, rules)| for_client(rules))
                         .map(|(seq, _)| *seq)
+                        // Whom a forgotten end was for is unknown: it counts for all.
+                        .chain((ends.dropped_through > 0).then_some(ends.dropped_through))
                         .max()
                 }),
             )
@@ -586,5 +597,30 @@ mod tests {
         let mut zone = ClientInfo::default();
         zone.labels.push(Label::parse("zone=b").unwrap());
         assert_eq!(id(&zone, 5), Some(6));
+    }
+
+    #[test]
+    fn a_forgotten_end_counts_for_every_client() {
+        let cache = Cache::default();
+        let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
+        let stated = Stated {
+            ip: true,
+            labels: true,
+        };
+        cache.apply(record(1, "main"));
+        cache.apply_gray(gray(2, "canary"));
+        // A main publish while the release is live: the canary holds its id, 3.
+        cache.apply(record(3, "main again"));
+        cache.remove_gray(&key(), 4);
+        // More releases for others end than the cache keeps; the canary's end goes.
+        for seq in (5..5 + 2 * ENDS_KEPT as i64).step_by(2) {
+            let mut other = (*gray(seq, "other")).clone();
+            other.rules = GrayRules::parse(&[], &["zone=b".into()]).unwrap();
+            cache.apply_gray(Arc::new(other));
+            cache.remove_gray(&key(), seq + 1);
+        }
+        let ids = cache.notification_ids(&key(), &canary, stated).unwrap();
+        assert!(ids.for_held(3) > 3, "the canary, which held 3, is told");
+        assert_eq!(ids.for_held(ids.newest), ids.mine, "and then left alone");
     }
 }

@@ -695,14 +695,12 @@ impl Service {
         display_name: Option<String>,
         description: Option<String>,
     ) -> Result<()> {
-        let current = self.namespace(name).await?.record;
-        let display_name = display_name.unwrap_or(current.display_name);
-        let description = description.unwrap_or(current.description);
-        check_description(&display_name)?;
-        check_description(&description)?;
+        for text in [&display_name, &description].into_iter().flatten() {
+            check_description(text)?;
+        }
         Ok(self
             .store
-            .update_namespace(name, &display_name, &description)
+            .update_namespace(name, display_name.as_deref(), description.as_deref())
             .await?)
     }
 

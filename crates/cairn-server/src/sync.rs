@@ -289,6 +289,8 @@ impl Sync {
     /// One heartbeat: registers the node, refreshes users, expires dead nodes, prunes
     /// the change log and measures lag.
     pub async fn beat(&self, auth: &Auth, keys: Option<&AccessKeys>) -> Result<(), StoreError> {
+        // Taken first, so that a beat that fails anywhere leaves the node unsteady.
+        let steady = self.steady.swap(false, Ordering::Relaxed);
         // The database's clock, so liveness does not depend on the nodes' clocks.
         let now = self.store.clock().await?;
         self.store.heartbeat(&self.record(now)).await?;
@@ -302,7 +304,6 @@ impl Sync {
         // Right after an outage (or at start) the other nodes' last heartbeats may be as
         // old as the outage itself: they are expired, and the log pruned on their
         // behalf, only from this node's second heartbeat in a row.
-        let steady = self.steady.swap(false, Ordering::Relaxed);
         if steady {
             self.store.remove_nodes(now - self.node_ttl_ms).await?;
         }

@@ -110,11 +110,12 @@ pub trait NamespaceStore: Send + Sync {
     /// Fails with `NamespaceExists` when the name is taken.
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()>;
     /// Fails with `NamespaceNotFound`.
+    /// Changes the fields given (`None`: unchanged); fails with `NamespaceNotFound`.
     async fn update_namespace(
         &self,
         name: &Namespace,
-        display_name: &str,
-        description: &str,
+        display_name: Option<&str>,
+        description: Option<&str>,
     ) -> Result<()>;
     /// Fails with `NamespaceNotFound`, or `NamespaceNotEmpty` while configs remain.
     async fn delete_namespace(&self, name: &Namespace) -> Result<()>;

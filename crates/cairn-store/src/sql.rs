@@ -540,11 +540,15 @@ macro_rules! sql_backend {
             async fn update_namespace(
                 &self,
                 name: &Namespace,
-                display_name: &str,
-                description: &str,
+                display_name: Option<&str>,
+                description: Option<&str>,
             ) -> Result<()> {
-                let sql =
-                    self.sql("UPDATE namespaces SET display_name = ?, description = ? WHERE name = ?");
+                // Only the fields given, in one statement: two edits of different fields
+                // never undo each other.
+                let sql = self.sql(
+                    "UPDATE namespaces SET display_name = COALESCE(?, display_name), \
+                     description = COALESCE(?, description) WHERE name = ?",
+                );
                 let done = sqlx::query::<$db>(&sql)
                     .bind(display_name)
                     .bind(description)

@@ -245,13 +245,17 @@ async fn namespaces(store: Arc<dyn Store>) {
         "Dev"
     );
     store
-        .update_namespace(&dev, "Development", "Where changes start")
+        .update_namespace(&dev, Some("Development"), Some("Where changes start"))
+        .await
+        .unwrap();
+    store
+        .update_namespace(&dev, None, Some("Where changes begin"))
         .await
         .unwrap();
     let list = store.list_namespaces().await.unwrap();
     assert_eq!(list[0].name, dev);
     assert_eq!(list[0].display_name, "Development");
-    assert_eq!(list[0].description, "Where changes start");
+    assert_eq!(list[0].description, "Where changes begin");
 
     let k = ConfigKey::new(dev.clone(), key("x").group, key("a.yaml").data_id);
     store
@@ -276,7 +280,7 @@ async fn namespaces(store: Arc<dyn Store>) {
         Err(StoreError::NamespaceNotFound(_))
     ));
     assert!(matches!(
-        store.update_namespace(&dev, "", "").await,
+        store.update_namespace(&dev, None, Some("")).await,
         Err(StoreError::NamespaceNotFound(_))
     ));
     // Publishing into a namespace that does not exist is refused and leaves no trace.

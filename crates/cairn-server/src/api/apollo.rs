@@ -551,11 +551,16 @@ async fn notifications(
         return Err(invalid());
     }
     let cache = state.service.cache();
+    // Stated means usable: `client()` ignores an unreadable `ip` or an empty `label`.
     let said = Stated {
-        ip: query.ip.is_some()
-            || headers.contains_key("x-forwarded-for")
+        ip: query
+            .ip
+            .as_deref()
+            .is_some_and(|ip| ip.trim().parse::<std::net::IpAddr>().is_ok())
+            || super::first_forwarded(&headers).is_some()
             || headers.contains_key(super::CLIENT_IP_HEADER),
-        labels: query.label.is_some() || headers.contains_key(super::LABELS_HEADER),
+        labels: query.label.as_deref().is_some_and(|l| !l.is_empty())
+            || headers.contains_key(super::LABELS_HEADER),
     };
     let answer = |watched: &[Watched]| -> Vec<Value> {
         watched

@@ -195,10 +195,24 @@ async fn three_nodes_share_changes(engine: Engine) {
     expected.sort();
     assert_eq!(addresses, expected);
 
-    // A client that knows one node learns the others, and fails over when its node dies.
+    // A client that knows one node learns the others, and fails over when its node dies:
+    // when asked, and on its own when built to.
     let token = a.client.login("admin", PASSWORD).await.unwrap().token;
-    let client = Client::builder(&a.url).token(token).build().unwrap();
-    assert_eq!(client.discover().await.unwrap().len(), 3);
+    let asked = Client::builder(&a.url).token(&token).build().unwrap();
+    assert_eq!(asked.discover().await.unwrap().len(), 3);
+    let client = Client::builder(&a.url)
+        .token(token)
+        .discover_every(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert_eq!(client.servers().len(), 1);
+    client.get(&k).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the client to learn the nodes",
+        || async { client.servers().len() == 3 },
+    )
+    .await;
     a.client
         .publish(&k, &Publish::new("port: 2\n"))
         .await

@@ -134,9 +134,18 @@ pub struct ClientBuilder {
     snapshot_dir: Option<std::path::PathBuf>,
     failover_dir: Option<std::path::PathBuf>,
     credentials: Option<(String, String)>,
+    discover_every: Option<Duration>,
 }
 
 impl ClientBuilder {
+    /// Learn the cluster's live nodes (as [`Client::discover`] does) on the first
+    /// request and again every `interval` after, so that requests fail over to nodes
+    /// this client was not given, and nodes added later are found. Off by default.
+    pub fn discover_every(mut self, interval: Duration) -> Self {
+        self.discover_every = Some(interval);
+        self
+    }
+
     /// Log in with this user name and password; the client gets a token on its first
     /// request and a new one before the current one expires.
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
@@ -218,6 +227,12 @@ impl ClientBuilder {
                 })
             }),
             watcher: Arc::default(),
+            discovery: self.discover_every.map(|every| {
+                Arc::new(Discovery {
+                    every,
+                    next: std::sync::Mutex::new(None),
+                })
+            }),
         })
     }
 }
@@ -259,6 +274,15 @@ pub struct Client {
     session: Option<Arc<Session>>,
     /// The keys this client watches, shared by clones that send the same identity.
     watcher: Arc<watch::Watcher>,
+    /// When set, the node list is refreshed from the cluster now and then.
+    discovery: Option<Arc<Discovery>>,
+}
+
+/// A client's periodic learning of the cluster's nodes.
+struct Discovery {
+    every: Duration,
+    /// When the next refresh is due; `None`: at the first request.
+    next: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A client that logs itself in: its credentials and current token with the time it
@@ -282,6 +306,7 @@ impl Client {
             snapshot_dir: None,
             failover_dir: None,
             credentials: None,
+            discover_every: None,
         }
     }
 
@@ -328,6 +353,29 @@ impl Client {
         }
         drop(endpoints);
         Ok(self.servers())
+    }
+
+    /// Starts a node-list refresh in the background when one is due.
+    fn discover_if_due(&self) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        {
+            let mut next = discovery.next.lock().expect("discovery poisoned");
+            if next.is_some_and(|due| now < due) {
+                return;
+            }
+            *next = Some(now + discovery.every);
+        }
+        // The refresh's own request must not start another one.
+        let mut quiet = self.clone();
+        quiet.discovery = None;
+        tokio::spawn(async move {
+            if let Err(e) = quiet.discover().await {
+                tracing::debug!(error = %e, "could not refresh the node list");
+            }
+        });
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -416,6 +464,7 @@ impl Client {
     /// Sends a request with the session's token (when the client logs itself in) to the
     /// current node, or the next ones while a node cannot be reached.
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        self.discover_if_due();
         let mut request = request.build()?;
         if let Some(session) = &self.session {
             if !request.url().path().ends_with("/api/v1/auth/login") {

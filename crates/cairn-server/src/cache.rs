@@ -334,9 +334,14 @@ impl Cache {
         self.grays.remove(key, seq);
         let removed = self.configs.remove(key, seq);
         if removed {
+            // Ends up to the deletion no longer matter (its sequence is everyone's
+            // change); dropping the entry keeps the wake path's no-gray shortcut.
             if let Some(mut ends) = self.ended.get_mut(key) {
                 ends.kept.retain(|(ended, _)| *ended > seq);
             }
+            self.ended.remove_if(key, |_, ends| {
+                ends.kept.is_empty() && ends.dropped_through <= seq
+            });
             self.folded.remove_if(&folded(key), |_, k| k == key);
         }
         removed

@@ -13,7 +13,7 @@ use crate::access_keys::AccessKeys;
 use crate::api::{self, AppState, SharedState};
 use crate::auth::{self, Auth};
 use crate::cache::Cache;
-use crate::hub::Hub;
+use crate::commit::Commits;
 use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::settings::{Secret, Settings};
@@ -79,7 +79,12 @@ impl Application {
             .load_grays()
             .await
             .context("cannot load gray releases")?;
-        let cache = Arc::new(Cache::load(configs, grays));
+        let apollo_index = Arc::new(api::apollo::Index::load(configs.iter().map(|c| &c.key)));
+        let commits = Arc::new(Commits::new(
+            Cache::load(configs, grays),
+            loaded_at,
+            vec![apollo_index.clone()],
+        ));
         let signing_key = if store.backend() == "sqlite" {
             auth::load_or_create_signing_key(&settings.data_dir)
                 .context("cannot read or create the token signing key")?
@@ -110,12 +115,9 @@ impl Application {
                  clients would be told an address they cannot reach; set advertise_url"
             );
         }
-        let hub = Arc::new(Hub::default());
         let sync = Arc::new(Sync::new(
             store.clone(),
-            cache.clone(),
-            hub.clone(),
-            loaded_at,
+            commits.clone(),
             SyncSettings {
                 address: settings.advertised_url(listener.local_addr()?),
                 poll: Duration::from_millis(settings.sync_poll_ms),
@@ -124,14 +126,9 @@ impl Application {
                 retention: Duration::from_secs(settings.change_log_retention_secs),
             },
         ));
-        let service = Service::new(
-            store.clone(),
-            cache.clone(),
-            hub,
-            settings.max_content_bytes,
-        );
+        let service = Service::new(store.clone(), commits, settings.max_content_bytes);
         tracing::info!(
-            configs = cache.len(),
+            configs = service.configs_cached(),
             backend = store.backend(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "node built"
@@ -141,8 +138,15 @@ impl Application {
                 .await
                 .context("cannot load access keys")?,
         );
+        let apollo = api::apollo::Surface {
+            // Checked with the other settings above.
+            root: cairn_core::Namespace::parse(&settings.apollo_namespace)
+                .map_err(|e| anyhow::anyhow!("invalid setting: apollo_namespace: {e}"))?,
+            index: apollo_index,
+        };
         let state = Arc::new(AppState {
             service,
+            apollo,
             auth: Arc::new(auth),
             access_keys,
             sync,
@@ -180,17 +184,17 @@ impl Application {
             shutdown.clone(),
         ));
         // Held watches are answered as shutdown begins.
-        let (hub, closing) = (self.state.service.hub().clone(), shutdown.clone());
+        let (state, closing) = (self.state.clone(), shutdown.clone());
         tokio::spawn(async move {
             closing.cancelled().await;
-            hub.close();
+            state.service.close_watches();
         });
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
         crate::serve::serve(self.listener, router, shutdown).await;
         let _ = tail.await;
         let _ = heartbeat.await;
-        self.state.service.store().close().await;
+        self.state.service.close().await;
         tracing::info!("stopped");
         Ok(())
     }

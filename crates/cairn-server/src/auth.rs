@@ -93,7 +93,12 @@ impl From<StoreError> for AuthError {
         match e {
             StoreError::UserExists(u) => AuthError::UserExists(u),
             StoreError::UserNotFound(u) => AuthError::UserNotFound(u),
-            other => AuthError::Store(other),
+            other => {
+                if other.is_outage() {
+                    crate::metrics::database_error("request");
+                }
+                AuthError::Store(other)
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{ClientInfo, ConfigKey, Format, GrayRules};
+use cairn_core::{ClientInfo, ConfigKey, Format};
 use cairn_store::{ConfigRecord, GrayRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -203,63 +203,24 @@ impl View {
     }
 }
 
-/// Which parts of a client's identity it stated itself (see
-/// [`Cache::notification_ids`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stated {
-    pub ip: bool,
-    pub labels: bool,
+/// What is known of one key's versions, for a surface that numbers a client's changes
+/// itself (Apollo's notification ids).
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    /// The sequence of the last change to the main config (a version or a deletion).
+    pub config: Option<i64>,
+    /// The live gray release.
+    pub gray: Option<Arc<GrayRecord>>,
+    /// The sequence of the last change to the key or its gray release.
+    pub epoch: Option<i64>,
 }
 
-/// How many ended gray releases the cache remembers per key.
-const ENDS_KEPT: usize = 8;
-
-/// A key's ended gray releases: the last few with their rules, and the newest of those
-/// forgotten.
-#[derive(Default)]
-struct Ends {
-    kept: Vec<(i64, GrayRules)>,
-    dropped_through: i64,
-}
-
-/// A key's notification ids for one client (see [`Cache::notification_ids`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotificationIds {
-    pub mine: i64,
-    pub newest: i64,
-}
-
-impl NotificationIds {
-    /// The id to answer a client holding `held` with: its own, unless it holds an id
-    /// that none of its changes explains (it read a release since ended or replaced
-    /// that this node no longer knows it matched), which gets the newest change, once.
-    pub fn for_held(self, held: i64) -> i64 {
-        if held > self.mine && held < self.newest {
-            self.newest
-        } else {
-            self.mine
-        }
-    }
-
-    /// The ids of a namespace that spans several keys (clusters): the fallback above
-    /// applies to the namespace as a whole, whose held id is the highest of its keys'.
-    pub fn merge(self, other: NotificationIds) -> NotificationIds {
-        NotificationIds {
-            mine: self.mine.max(other.mine),
-            newest: self.newest.max(other.newest),
-        }
-    }
-}
-
-/// A key with its data id in lower case, for lookups that ignore case (Apollo's).
-type FoldedKey = (cairn_core::Namespace, cairn_core::Group, String);
-
-fn folded(key: &ConfigKey) -> FoldedKey {
-    (
-        key.namespace.clone(),
-        key.group.clone(),
-        key.data_id.as_str().to_ascii_lowercase(),
-    )
+/// What applying a gray release did.
+pub enum GrayApplied {
+    /// A newer version or end is already here.
+    Stale,
+    /// Applied; it replaced this release, whose clients now read something else.
+    Applied { replaced: Option<Arc<GrayRecord>> },
 }
 
 /// Every current config and gray release, by key.
@@ -267,32 +228,14 @@ fn folded(key: &ConfigKey) -> FoldedKey {
 pub struct Cache {
     configs: Versions<ConfigRecord>,
     grays: Versions<GrayRecord>,
-    /// Per key, the last few changes that ended or replaced a gray release, each with
-    /// the rules of the release it ended: the clients those rules matched read
-    /// something else from then on, and Apollo's notification ids must say so to them
-    /// alone.
-    ended: DashMap<ConfigKey, Ends, foldhash::fast::RandomState>,
-    /// Present configs by case-folded key.
-    folded: DashMap<FoldedKey, ConfigKey>,
 }
 
 impl Cache {
     pub fn load(configs: Vec<ConfigRecord>, grays: Vec<GrayRecord>) -> Self {
-        let folded = configs
-            .iter()
-            .map(|c| (folded(&c.key), c.key.clone()))
-            .collect();
         Self {
             configs: Versions::load(configs),
             grays: Versions::load(grays),
-            ended: DashMap::default(),
-            folded,
         }
-    }
-
-    /// The key of a present config whose data id equals `key`'s ignoring case.
-    pub fn find_ignoring_case(&self, key: &ConfigKey) -> Option<ConfigKey> {
-        self.folded.get(&folded(key)).map(|k| k.value().clone())
     }
 
     /// The main version of a config.
@@ -311,40 +254,18 @@ impl Cache {
         Some(View { config, gray })
     }
 
-    /// The md5 `client` would read; `None` when the config does not exist.
-    pub fn md5_for(&self, key: &ConfigKey, client: &ClientInfo) -> Option<String> {
-        self.view(key, client).map(|v| v.md5().to_owned())
-    }
-
     /// Stores a committed version unless a newer version or deletion is already here,
     /// so that changes applied out of order never move a config backwards. Returns
     /// whether it was applied.
     pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
-        let key = record.key.clone();
-        let applied = self.configs.apply(record);
-        if applied {
-            self.folded.insert(folded(&key), key);
-        }
-        applied
+        self.configs.apply(record)
     }
 
     /// Records the deletion of a config by change `seq` (its gray release goes with it),
     /// unless a newer version is already here. Returns whether a config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
         self.grays.remove(key, seq);
-        let removed = self.configs.remove(key, seq);
-        if removed {
-            // Ends up to the deletion no longer matter (its sequence is everyone's
-            // change); dropping the entry keeps the wake path's no-gray shortcut.
-            if let Some(mut ends) = self.ended.get_mut(key) {
-                ends.kept.retain(|(ended, _)| *ended > seq);
-            }
-            self.ended.remove_if(key, |_, ends| {
-                ends.kept.is_empty() && ends.dropped_through <= seq
-            });
-            self.folded.remove_if(&folded(key), |_, k| k == key);
-        }
-        removed
+        self.configs.remove(key, seq)
     }
 
     /// A config's gray release.
@@ -352,90 +273,46 @@ impl Cache {
         self.grays.get(key)
     }
 
-    pub fn apply_gray(&self, record: Arc<GrayRecord>) -> bool {
-        let key = record.key.clone();
-        let seq = record.revision;
-        let replaced = self.grays.get(&key);
-        let applied = self.grays.apply(record);
-        if let Some(replaced) = replaced.filter(|_| applied) {
-            self.note_ended(key, seq, replaced);
-        }
-        applied
-    }
-
-    /// Records that change `seq` ended a gray release (promoted or abandoned).
-    pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> bool {
-        let live = self.grays.get(key);
-        let removed = self.grays.remove(key, seq);
-        if let Some(live) = live.filter(|_| removed) {
-            self.note_ended(key.clone(), seq, live);
-        }
-        removed
-    }
-
-    fn note_ended(&self, key: ConfigKey, seq: i64, release: Arc<GrayRecord>) {
-        let mut ends = self.ended.entry(key).or_default();
-        ends.kept.push((seq, release.rules.clone()));
-        if ends.kept.len() > ENDS_KEPT {
-            ends.kept.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-            if let Some((dropped, _)) = ends.kept.pop() {
-                ends.dropped_through = ends.dropped_through.max(dropped);
-            }
-        }
-    }
-
-    /// For Apollo's notification ids: the sequence of the last change to what `client`
-    /// reads of `key` (so a gray release, and its end, count only for the clients it is
-    /// for), and the sequence of the key's last change of any kind. `said` tells which
-    /// parts of its identity the client stated; for a part it did not (many Apollo
-    /// clients send neither IP nor label on long polls, and the connection's address
-    /// may be a proxy's), every release with rules of that kind counts as its own, so
-    /// a client is never left unnotified.
-    pub fn notification_ids(
-        &self,
-        key: &ConfigKey,
-        client: &ClientInfo,
-        said: Stated,
-    ) -> Option<NotificationIds> {
-        let config = self.configs.last_change(key);
-        let for_client = |rules: &GrayRules| {
-            rules.matches(client)
-                || (!said.ip && !rules.ips.is_empty())
-                || (!said.labels && !rules.labels.is_empty())
-        };
-        let (gray, ended) = if self.grays.len() == 0 && self.ended.is_empty() {
-            (None, None)
+    /// Stores a committed gray release unless a newer version or end is already here.
+    pub fn apply_gray(&self, record: Arc<GrayRecord>) -> GrayApplied {
+        let replaced = self.grays.get(&record.key);
+        if self.grays.apply(record) {
+            GrayApplied::Applied { replaced }
         } else {
-            (
-                self.grays
-                    .get(key)
-                    .filter(|g| for_client(&g.rules))
-                    .map(|g| g.revision),
-                self.ended.get(key).and_then(|ends| {
-                    ends.kept
-                        .iter()
-                        .filter(|(_, rules)| for_client(rules))
-                        .map(|(seq, _)| *seq)
-                        // Whom a forgotten end was for is unknown: it counts for all.
-                        .chain((ends.dropped_through > 0).then_some(ends.dropped_through))
-                        .max()
-                }),
-            )
-        };
-        let mine = [config, gray, ended].into_iter().flatten().max()?;
-        Some(NotificationIds {
-            mine,
-            newest: self.epoch(key).unwrap_or(mine).max(mine),
-        })
+            GrayApplied::Stale
+        }
     }
 
-    /// The sequence of the last change to `key` or its gray release (`None`: never
-    /// seen).
-    pub fn epoch(&self, key: &ConfigKey) -> Option<i64> {
-        match (self.configs.last_change(key), self.grays.last_change(key)) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
+    /// Records that change `seq` ended a gray release (promoted or abandoned); returns
+    /// the release it ended, if one was live and older.
+    pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> Option<Arc<GrayRecord>> {
+        let live = self.grays.get(key);
+        if self.grays.remove(key, seq) {
+            live
+        } else {
+            None
         }
+    }
+
+    /// What is known of `key`'s versions.
+    pub fn key_state(&self, key: &ConfigKey) -> KeyState {
+        let config = self.configs.last_change(key);
+        let gray_change = self.grays.last_change(key);
+        KeyState {
+            config,
+            // Most nodes have no gray release at all: no lookup then.
+            gray: if self.grays.len() == 0 {
+                None
+            } else {
+                self.grays.get(key)
+            },
+            epoch: config.max(gray_change),
+        }
+    }
+
+    /// Whether any gray release is live.
+    pub fn has_gray_releases(&self) -> bool {
+        self.grays.len() > 0
     }
 
     /// Configs currently present.
@@ -544,88 +421,15 @@ mod tests {
         assert_eq!((seen.content(), seen.revision()), ("canary", 2));
         assert_eq!(cache.view(&key(), &other).unwrap().content(), "main");
         // Ending the release (promote or abandon) puts everyone on the main content.
-        assert!(cache.remove_gray(&key(), 3));
+        assert!(cache.remove_gray(&key(), 3).is_some());
         assert!(!cache.view(&key(), &canary).unwrap().is_gray());
         assert!(
-            !cache.apply_gray(gray(2, "canary")),
+            matches!(cache.apply_gray(gray(2, "canary")), GrayApplied::Stale),
             "a late copy stays out"
         );
         // Deleting the config ends its gray release too.
         cache.apply_gray(gray(4, "again"));
         cache.remove(&key(), 5);
         assert!(cache.gray(&key()).is_none());
-    }
-
-    #[test]
-    fn notification_ids_move_only_for_the_clients_a_change_is_for() {
-        let cache = Cache::default();
-        let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
-        let other = ClientInfo::default();
-        let id = |client: &ClientInfo, held| {
-            cache
-                .notification_ids(
-                    &key(),
-                    client,
-                    Stated {
-                        ip: true,
-                        labels: true,
-                    },
-                )
-                .map(|ids| ids.for_held(held))
-        };
-        cache.apply(record(1, "main"));
-        cache.apply_gray(gray(2, "canary"));
-        assert_eq!((id(&canary, 1), id(&other, 1)), (Some(2), Some(1)));
-        // A client that did not say its labels counts as matching a release by label.
-        let unstated = Stated {
-            ip: true,
-            labels: false,
-        };
-        let unknown = cache.notification_ids(&key(), &other, unstated).unwrap();
-        assert_eq!(unknown.for_held(1), 2);
-        // Its end moves the canary's id, not the other's.
-        cache.remove_gray(&key(), 3);
-        assert_eq!((id(&canary, 2), id(&other, 1)), (Some(3), Some(1)));
-        // A replacement for other clients moves the id of those the first was for.
-        cache.apply_gray(gray(4, "canary"));
-        let mut other_gray = (*gray(5, "other")).clone();
-        other_gray.rules = GrayRules::parse(&[], &["zone=b".into()]).unwrap();
-        cache.apply_gray(Arc::new(other_gray));
-        assert_eq!((id(&canary, 4), id(&other, 1)), (Some(5), Some(1)));
-        // An id this node cannot explain for the client gets the newest change, once.
-        assert_eq!(id(&other, 2), Some(5));
-        assert_eq!(id(&other, 5), Some(1));
-        // A late, older delete does not forget who a release was for.
-        cache.remove_gray(&key(), 6);
-        assert!(!cache.remove(&key(), 0));
-        assert_eq!(id(&canary, 5), Some(5), "zone=b's end is not the canary's");
-        let mut zone = ClientInfo::default();
-        zone.labels.push(Label::parse("zone=b").unwrap());
-        assert_eq!(id(&zone, 5), Some(6));
-    }
-
-    #[test]
-    fn a_forgotten_end_counts_for_every_client() {
-        let cache = Cache::default();
-        let canary = ClientInfo::new(None, vec![Label::parse("canary=true").unwrap()]);
-        let stated = Stated {
-            ip: true,
-            labels: true,
-        };
-        cache.apply(record(1, "main"));
-        cache.apply_gray(gray(2, "canary"));
-        // A main publish while the release is live: the canary holds its id, 3.
-        cache.apply(record(3, "main again"));
-        cache.remove_gray(&key(), 4);
-        // More releases for others end than the cache keeps; the canary's end goes.
-        for seq in (5..5 + 2 * ENDS_KEPT as i64).step_by(2) {
-            let mut other = (*gray(seq, "other")).clone();
-            other.rules = GrayRules::parse(&[], &["zone=b".into()]).unwrap();
-            cache.apply_gray(Arc::new(other));
-            cache.remove_gray(&key(), seq + 1);
-        }
-        let ids = cache.notification_ids(&key(), &canary, stated).unwrap();
-        assert!(ids.for_held(3) > 3, "the canary, which held 3, is told");
-        assert_eq!(ids.for_held(ids.newest), ids.mine, "and then left alone");
     }
 }

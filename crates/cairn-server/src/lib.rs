@@ -6,6 +6,7 @@ pub mod api;
 mod app;
 pub mod auth;
 pub mod cache;
+pub mod commit;
 pub mod hub;
 mod metrics;
 mod serve;

@@ -48,9 +48,10 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics in Prometheus text format, with gauges refreshed from `state`.
     pub fn render(&self, state: &AppState) -> String {
-        metrics::gauge!("cairn_watchers_held").set(state.service.hub().held() as f64);
-        metrics::gauge!("cairn_watched_keys").set(state.service.hub().watched_keys() as f64);
-        metrics::gauge!("cairn_configs_cached").set(state.service.cache().len() as f64);
+        let (held, watched_keys) = state.service.watch_counts();
+        metrics::gauge!("cairn_watchers_held").set(held as f64);
+        metrics::gauge!("cairn_watched_keys").set(watched_keys as f64);
+        metrics::gauge!("cairn_configs_cached").set(state.service.configs_cached() as f64);
         self.handle.render()
     }
 }
@@ -161,4 +162,10 @@ where
         }
         Poll::Ready(output)
     }
+}
+
+/// Counts a failed database call. Called where store errors become service or auth
+/// errors, so the count is true whichever surface (or background task) met it.
+pub fn database_error(during: &'static str) {
+    metrics::counter!("cairn_database_errors_total", "during" => during).increment(1);
 }

@@ -1,9 +1,11 @@
-//! The config service: the business rules every HTTP surface shares. Validation,
-//! compare-and-set, history, rollback and diff live here, once; the routers only
-//! translate their wire formats to and from these calls.
+//! The config service: the business rules every surface shares. Validation,
+//! compare-and-set, history, rollback, diff, reads and waits live here, once; the
+//! surfaces parse their wire formats, call these operations, and render the answers.
+//! The cache, the hub and the store are private to it.
 //!
-//! Write path: validate → one store transaction → apply to the cache → wake the key's
-//! watchers → return. Nothing is acknowledged before the transaction commits.
+//! Write path: validate → one store transaction → the commit path (cache, observers,
+//! watchers, see [`crate::commit`]) → return. Nothing is acknowledged before the
+//! transaction commits.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -18,8 +20,9 @@ use cairn_store::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::cache::{Cache, View};
-use crate::hub::Hub;
+use crate::cache::{KeyState, View};
+use crate::commit::{Change, Commits};
+use crate::hub::Registration;
 use crate::now_millis;
 
 const MAX_TAGS: usize = 32;
@@ -101,7 +104,10 @@ impl From<StoreError> for ServiceError {
                 current,
             },
             StoreError::Conflict(why) => ServiceError::ConcurrentChange(why),
-            other if other.is_outage() => ServiceError::Unavailable(other),
+            other if other.is_outage() => {
+                crate::metrics::database_error("request");
+                ServiceError::Unavailable(other)
+            }
             other => ServiceError::Internal(other),
         }
     }
@@ -124,8 +130,8 @@ pub struct PublishInput {
     pub format: Option<Format>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
-    /// `Some("")`: only create; `Some(md5)`: only replace that exact content.
-    pub cas_md5: Option<String>,
+    /// What the stored config must be for the write to go ahead.
+    pub expect: Expect,
     /// Store content that does not parse as its format.
     pub force: bool,
     pub comment: Option<String>,
@@ -161,8 +167,7 @@ pub struct NamespaceInfo {
 
 pub struct Service {
     store: Arc<dyn Store>,
-    cache: Arc<Cache>,
-    hub: Arc<Hub>,
+    commits: Arc<Commits>,
     max_content_bytes: usize,
     /// Serializes writes to one key on this node, so that a key's commit, cache update
     /// and wake-up happen in revision order.
@@ -186,14 +191,6 @@ async fn validated(content: String, format: Format, force: bool) -> Result<Strin
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         .map_err(ServiceError::InvalidContent)
-}
-
-fn expect_from(cas_md5: Option<String>) -> Expect {
-    match cas_md5 {
-        None => Expect::Any,
-        Some(m) if m.is_empty() => Expect::Absent,
-        Some(m) => Expect::Md5(m),
-    }
 }
 
 fn check_tags(tags: Vec<String>) -> Result<Vec<String>> {
@@ -225,34 +222,16 @@ fn check_description(description: &str) -> Result<()> {
 }
 
 impl Service {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<Cache>,
-        hub: Arc<Hub>,
-        max_content_bytes: usize,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, commits: Arc<Commits>, max_content_bytes: usize) -> Self {
         Self {
             store,
-            cache,
-            hub,
+            commits,
             max_content_bytes,
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
             hasher: RandomState::new(),
         }
-    }
-
-    pub fn cache(&self) -> &Cache {
-        &self.cache
-    }
-
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn max_content_bytes(&self) -> usize {
@@ -287,12 +266,92 @@ impl Service {
 
     /// The current version of a config, from memory.
     pub fn get(&self, key: &ConfigKey) -> Option<Arc<ConfigRecord>> {
-        self.cache.get(key)
+        self.commits.cache().get(key)
     }
 
     /// The config as `client` sees it (its gray release if the rules match), from memory.
     pub fn view(&self, key: &ConfigKey, client: &cairn_core::ClientInfo) -> Option<View> {
-        self.cache.view(key, client)
+        self.commits.cache().view(key, client)
+    }
+
+    /// What is known of a key's versions, for surfaces that number changes per client.
+    pub fn key_state(&self, key: &ConfigKey) -> KeyState {
+        self.commits.cache().key_state(key)
+    }
+
+    /// Configs held in memory.
+    pub fn configs_cached(&self) -> usize {
+        self.commits.cache().len()
+    }
+
+    /// Watches held, and keys with at least one watcher.
+    pub fn watch_counts(&self) -> (usize, usize) {
+        let hub = self.commits.hub();
+        (hub.held(), hub.watched_keys())
+    }
+
+    /// Registers a watcher of `keys`, woken by every change to one of them (and once
+    /// at shutdown) until the registration is dropped. Register before comparing, so
+    /// a change in between is not missed.
+    pub fn register(&self, keys: Vec<ConfigKey>) -> Registration {
+        self.commits.hub().register(keys)
+    }
+
+    /// Answers every watch, now and later: the node is shutting down.
+    pub fn close_watches(&self) {
+        self.commits.hub().close();
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Closes the database connections, at the end of shutdown.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// The change-log sequence this node has applied every change up to.
+    pub fn applied(&self) -> i64 {
+        self.commits.applied()
+    }
+
+    /// Waits, up to `timeout`, until this node has applied every change up to `seq` (a
+    /// change another node told a client of); woken as the tailer applies changes.
+    /// Returns whether it has.
+    pub async fn wait_applied(&self, seq: i64, timeout: std::time::Duration) -> bool {
+        self.commits
+            .wait_applied(seq, tokio::time::Instant::now() + timeout)
+            .await
+    }
+
+    /// Publishes, first creating the namespace when it does not exist and `may_create`
+    /// (clients of other config centers publish into any tenant and expect it made).
+    pub async fn publish_creating_namespace(
+        &self,
+        key: ConfigKey,
+        input: PublishInput,
+        actor: &Actor,
+        may_create: bool,
+    ) -> Result<Arc<ConfigRecord>> {
+        match self.publish(key.clone(), input.clone(), actor).await {
+            Err(ServiceError::NamespaceNotFound(_)) if may_create => {
+                let made = self
+                    .create_namespace(
+                        key.namespace.clone(),
+                        String::new(),
+                        format!("created by a publish of {key}"),
+                    )
+                    .await;
+                match made {
+                    Ok(_) | Err(ServiceError::NamespaceExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.publish(key, input, actor).await
+            }
+            other => other,
+        }
     }
 
     /// Creates or replaces a config.
@@ -327,7 +386,7 @@ impl Service {
         // The cache's format is a guess the store checks inside its transaction.
         let format = input
             .format
-            .or(self.cache.get(&key).map(|c| c.format))
+            .or(self.get(&key).map(|c| c.format))
             .unwrap_or(default_format);
         let content = validated(input.content, format, input.force).await?;
         let md5 = md5_hex(&content);
@@ -341,15 +400,14 @@ impl Service {
             validated_as: (!input.force).then_some(format),
             description: input.description,
             tags,
-            expect: expect_from(input.cas_md5),
+            expect: input.expect,
             audit: Self::audit(actor, input.comment.unwrap_or_default()),
         };
-        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
             let _guard = guard;
             let record = Arc::new(store.put_config(&write).await?);
-            cache.apply(record.clone());
-            hub.notify(&record.key);
+            commits.apply(Change::Config(record.clone()));
             Ok(record)
         })
         .await?;
@@ -358,33 +416,26 @@ impl Service {
     }
 
     /// Deletes a config; returns the revision of the deletion.
-    pub async fn delete(
-        &self,
-        key: ConfigKey,
-        cas_md5: Option<String>,
-        actor: &Actor,
-    ) -> Result<i64> {
-        let expect = match cas_md5 {
-            None => Expect::Any,
-            Some(m) if m.is_empty() => {
-                return Err(ServiceError::InvalidArgument(
-                    "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
-                ))
-            }
-            Some(m) => Expect::Md5(m),
-        };
+    pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<i64> {
+        if !matches!(expect, Expect::Any | Expect::Md5(_)) {
+            return Err(ServiceError::InvalidArgument(
+                "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
+            ));
+        }
         let delete = ConfigDelete {
             key,
             expect,
             audit: Self::audit(actor, String::new()),
         };
         let guard = self.lock(&delete.key).await;
-        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let (store, commits) = (self.store.clone(), self.commits.clone());
         let change = Self::detached(async move {
             let _guard = guard;
             let change = store.delete_config(&delete).await?;
-            cache.remove(&change.key, change.seq);
-            hub.notify(&change.key);
+            commits.apply(Change::Deleted {
+                key: change.key.clone(),
+                seq: change.seq,
+            });
             Ok(change)
         })
         .await?;
@@ -409,7 +460,7 @@ impl Service {
         let rules =
             GrayRules::parse(&input.ips, &input.labels).map_err(ServiceError::InvalidGray)?;
         let guard = self.lock(&key).await;
-        let Some(main) = self.cache.get(&key) else {
+        let Some(main) = self.get(&key) else {
             return Err(ServiceError::ConfigNotFound(key));
         };
         let format = input.format.unwrap_or(main.format);
@@ -423,12 +474,11 @@ impl Service {
             rules,
             audit: Self::audit(actor, input.comment.unwrap_or_default()),
         };
-        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
             let _guard = guard;
             let record = Arc::new(store.put_gray(&write).await?);
-            cache.apply_gray(record.clone());
-            hub.notify(&record.key);
+            commits.apply(Change::Gray(record.clone()));
             Ok(record)
         })
         .await?;
@@ -438,7 +488,8 @@ impl Service {
 
     /// A config's gray release.
     pub fn gray(&self, key: &ConfigKey) -> Result<Arc<GrayRecord>> {
-        self.cache
+        self.commits
+            .cache()
             .gray(key)
             .ok_or_else(|| ServiceError::GrayNotFound(key.clone()))
     }
@@ -447,13 +498,15 @@ impl Service {
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
-        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
             let _guard = guard;
             let record = Arc::new(store.promote_gray(&key, &audit).await?);
-            cache.apply(record.clone());
-            cache.remove_gray(&key, record.revision);
-            hub.notify(&key);
+            commits.apply(Change::Promoted {
+                key,
+                seq: record.revision,
+                config: Some(record.clone()),
+            });
             Ok(record)
         })
         .await?;
@@ -465,12 +518,14 @@ impl Service {
     pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<i64> {
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
-        let (store, cache, hub) = (self.store.clone(), self.cache.clone(), self.hub.clone());
+        let (store, commits) = (self.store.clone(), self.commits.clone());
         let change = Self::detached(async move {
             let _guard = guard;
             let change = store.abandon_gray(&key, &audit).await?;
-            cache.remove_gray(&key, change.seq);
-            hub.notify(&key);
+            commits.apply(Change::GrayEnded {
+                key,
+                seq: change.seq,
+            });
             Ok(change)
         })
         .await?;
@@ -496,7 +551,7 @@ impl Service {
             return None;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let registration = self.hub.register(keys);
+        let registration = self.register(keys);
         loop {
             if let Some(found) = check() {
                 return Some(found);
@@ -527,7 +582,7 @@ impl Service {
             let stale: Vec<(ConfigKey, Option<View>)> = held
                 .iter()
                 .filter_map(|(key, md5)| {
-                    let view = self.cache.view(key, client);
+                    let view = self.view(key, client);
                     let now = view.as_ref().map_or("", |v| v.md5());
                     (now != md5).then(|| (key.clone(), view))
                 })
@@ -540,7 +595,7 @@ impl Service {
 
     /// Configs matching `filter`, in key order, one page of them, and the total count.
     pub fn list(&self, filter: &ListFilter, page: Page) -> (Vec<Arc<ConfigRecord>>, usize) {
-        let all = self.cache.select(|c| {
+        let all = self.commits.cache().select(|c| {
             filter
                 .namespace
                 .as_ref()
@@ -599,7 +654,7 @@ impl Service {
         &self,
         key: ConfigKey,
         revision: i64,
-        cas_md5: Option<String>,
+        expect: Expect,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
         let entry = self.history_entry(&key, revision).await?;
@@ -611,7 +666,7 @@ impl Service {
             format: Some(entry.format),
             description: Some(entry.description),
             tags: Some(entry.tags),
-            cas_md5,
+            expect,
             // It was accepted once; a later tightening of a parser must not block undoing.
             force: true,
             comment: Some(format!("rollback to revision {revision}")),
@@ -629,7 +684,6 @@ impl Service {
             ),
             None => {
                 let current = self
-                    .cache
                     .get(key)
                     .ok_or_else(|| ServiceError::ConfigNotFound(key.clone()))?;
                 (
@@ -650,7 +704,7 @@ impl Service {
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         let records = self.store.list_namespaces().await?;
         let mut counts = std::collections::HashMap::new();
-        for config in self.cache.select(|_| true) {
+        for config in self.commits.cache().select(|_| true) {
             *counts.entry(config.key.namespace.clone()).or_insert(0usize) += 1;
         }
         Ok(records

@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access_keys::AccessKeys;
 use crate::auth::Auth;
-use crate::cache::Cache;
-use crate::hub::Hub;
+use crate::commit::{Change, Commits};
 use crate::now_millis;
 
 const BATCH: u32 = 1000;
@@ -29,10 +28,9 @@ const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 /// This node's place in the cluster and its progress through the change log.
 pub struct Sync {
     store: Arc<dyn Store>,
-    cache: Arc<Cache>,
-    hub: Arc<Hub>,
-    /// Every change up to this sequence is in the cache.
-    applied: AtomicI64,
+    /// The cache and watchers this node's changes are applied to, and the sequence
+    /// applied.
+    commits: Arc<Commits>,
     /// The newest sequence the database reported at the last heartbeat.
     latest: AtomicI64,
     pub node_id: String,
@@ -64,29 +62,20 @@ pub struct SyncSettings {
 
 /// Counts a database error; logs it only when `first` (the first of a run of
 /// failures), so an outage is one log line, not one per retry.
-fn database_error(what: &str, e: &StoreError, first: bool) {
-    metrics::counter!("cairn_database_errors_total", "during" => what.to_owned()).increment(1);
+fn database_error(what: &'static str, e: &StoreError, first: bool) {
+    crate::metrics::database_error(what);
     if first {
         tracing::warn!(error = %e, during = what, "database error; serving from memory and retrying");
     }
 }
 
 impl Sync {
-    /// `applied` is the change-log sequence the cache was loaded at.
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<Cache>,
-        hub: Arc<Hub>,
-        applied: i64,
-        settings: SyncSettings,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, commits: Arc<Commits>, settings: SyncSettings) -> Self {
         let started_at = now_millis();
         Self {
             store,
-            cache,
-            hub,
-            applied: AtomicI64::new(applied),
-            latest: AtomicI64::new(applied),
+            latest: AtomicI64::new(commits.applied()),
+            commits,
             node_id: format!(
                 "{}-{started_at:x}-{:08x}",
                 std::process::id(),
@@ -104,7 +93,7 @@ impl Sync {
     }
 
     pub fn applied(&self) -> i64 {
-        self.applied.load(Ordering::Acquire)
+        self.commits.applied()
     }
 
     /// Change-log entries other nodes wrote that this node has not applied yet, as of
@@ -128,7 +117,7 @@ impl Sync {
             }
             for change in &batch {
                 self.apply(change).await?;
-                self.applied.store(change.seq, Ordering::Release);
+                self.commits.advance(change.seq);
             }
             total += batch.len();
             if batch.len() < BATCH as usize {
@@ -137,50 +126,36 @@ impl Sync {
         }
     }
 
+    /// Applies one change-log entry, reading what it wrote from the database unless
+    /// this node holds it already (its own write, or a newer version fetched).
     async fn apply(&self, change: &ChangeRecord) -> Result<(), StoreError> {
-        let key = &change.key;
-        let changed = match change.op {
-            Op::Delete => self.cache.remove(key, change.seq),
-            Op::GrayAbandon => self.cache.remove_gray(key, change.seq),
-            Op::GrayPublish => {
-                if self
-                    .cache
-                    .gray(key)
-                    .is_some_and(|g| g.revision >= change.seq)
-                {
-                    false
+        let (key, seq) = (change.key.clone(), change.seq);
+        let cache = self.commits.cache();
+        let applied = match change.op {
+            Op::Delete => Some(Change::Deleted { key, seq }),
+            Op::GrayAbandon => Some(Change::GrayEnded { key, seq }),
+            Op::GrayPublish if cache.gray(&key).is_some_and(|g| g.revision >= seq) => None,
+            // `None`: ended since; that change comes later in the log.
+            Op::GrayPublish => self
+                .store
+                .get_gray(&key)
+                .await?
+                .map(|g| Change::Gray(Arc::new(g))),
+            Op::Publish | Op::Rollback | Op::GrayPromote => {
+                let config = if cache.get(&key).is_some_and(|c| c.revision >= seq) {
+                    None
                 } else {
-                    match self.store.get_gray(key).await? {
-                        Some(gray) => self.cache.apply_gray(Arc::new(gray)),
-                        // Ended since; that change comes later in the log.
-                        None => false,
-                    }
+                    // `None`: deleted since; that deletion comes later in the log.
+                    self.store.get_config(&key).await?.map(Arc::new)
+                };
+                match (change.op, config) {
+                    (Op::GrayPromote, config) => Some(Change::Promoted { key, seq, config }),
+                    (_, config) => config.map(Change::Config),
                 }
             }
-            Op::Publish | Op::Rollback | Op::GrayPromote => {
-                // A promotion ends the gray release even when a newer main version is
-                // here already; its clients must hear of it either way.
-                let ended_gray =
-                    change.op == Op::GrayPromote && self.cache.remove_gray(key, change.seq);
-                let applied = if self
-                    .cache
-                    .get(&change.key)
-                    .is_some_and(|c| c.revision >= change.seq)
-                {
-                    // This node's own write, or a newer version fetched already.
-                    false
-                } else {
-                    match self.store.get_config(&change.key).await? {
-                        Some(record) => self.cache.apply(Arc::new(record)),
-                        // Deleted since; that deletion comes later in the log.
-                        None => false,
-                    }
-                };
-                ended_gray | applied
-            }
         };
-        if changed {
-            self.hub.notify(&change.key);
+        if let Some(applied) = applied {
+            self.commits.apply(applied);
         }
         Ok(())
     }
@@ -196,39 +171,28 @@ impl Sync {
             to = seq,
             "fell behind the change log's retention; reloading every config"
         );
+        let cache = self.commits.cache();
         let present: HashSet<_> = configs.iter().map(|c| c.key.clone()).collect();
         for config in configs {
-            let key = config.key.clone();
-            if self.cache.apply(Arc::new(config)) {
-                self.hub.notify(&key);
-            }
+            self.commits.apply(Change::Config(Arc::new(config)));
         }
-        let gone: Vec<_> = self
-            .cache
-            .select(|c| !present.contains(&c.key) && c.revision < seq)
-            .into_iter()
-            .map(|c| c.key.clone())
-            .collect();
-        for key in gone {
-            if self.cache.remove(&key, seq) {
-                self.hub.notify(&key);
-            }
+        let gone = cache.select(|c| !present.contains(&c.key) && c.revision < seq);
+        for config in gone {
+            let key = config.key.clone();
+            self.commits.apply(Change::Deleted { key, seq });
         }
         let graying: HashSet<_> = grays.iter().map(|g| g.key.clone()).collect();
         for gray in grays {
-            let key = gray.key.clone();
-            if self.cache.apply_gray(Arc::new(gray)) {
-                self.hub.notify(&key);
-            }
+            self.commits.apply(Change::Gray(Arc::new(gray)));
         }
-        for key in self.cache.gray_keys() {
+        for key in cache.gray_keys() {
             let ended =
-                !graying.contains(&key) && self.cache.gray(&key).is_some_and(|g| g.revision <= seq);
-            if ended && self.cache.remove_gray(&key, seq + 1) {
-                self.hub.notify(&key);
+                !graying.contains(&key) && cache.gray(&key).is_some_and(|g| g.revision <= seq);
+            if ended {
+                self.commits.apply(Change::GrayEnded { key, seq: seq + 1 });
             }
         }
-        self.applied.fetch_max(seq, Ordering::AcqRel);
+        self.commits.advance(seq);
         Ok(())
     }
 
@@ -300,7 +264,7 @@ impl Sync {
         if let Some(keys) = keys {
             keys.reload().await?;
         }
-        self.cache.forget_removed(TOMBSTONE_AGE);
+        self.commits.cache().forget_removed(TOMBSTONE_AGE);
         // Right after an outage (or at start) the other nodes' last heartbeats may be as
         // old as the outage itself: they are expired, and the log pruned on their
         // behalf, only from this node's second heartbeat in a row.
@@ -450,16 +414,12 @@ mod tests {
         store.put_config(&write).await.unwrap().revision
     }
 
-    fn node(store: &Arc<dyn Store>) -> (Sync, Arc<Cache>) {
-        let cache = Arc::new(Cache::default());
-        let sync = Sync::new(
-            store.clone(),
-            cache.clone(),
-            Arc::new(Hub::default()),
-            0,
-            settings(),
-        );
-        (sync, cache)
+    fn node(store: &Arc<dyn Store>) -> (Sync, Arc<Commits>) {
+        let commits = Arc::new(Commits::new(crate::cache::Cache::default(), 0, vec![]));
+        (
+            Sync::new(store.clone(), commits.clone(), settings()),
+            commits,
+        )
     }
 
     #[tokio::test]
@@ -476,7 +436,7 @@ mod tests {
         let (a, cache_a) = node(&store);
         let (b, _) = node(&store);
         assert_eq!(a.catch_up().await.unwrap(), 5);
-        assert_eq!(cache_a.len(), 5);
+        assert_eq!(cache_a.cache().len(), 5);
         // B is live but has applied nothing: nothing may be pruned.
         b.beat(&auth, None).await.unwrap();
         a.beat(&auth, None).await.unwrap();
@@ -495,7 +455,7 @@ mod tests {
         // A node that starts from nothing now finds the log pruned and reloads in full.
         let (c, cache_c) = node(&store);
         c.catch_up().await.unwrap();
-        assert_eq!(cache_c.len(), 5);
+        assert_eq!(cache_c.cache().len(), 5);
         assert_eq!(c.applied(), last);
 
         // And one that had a config deleted meanwhile drops it.
@@ -520,8 +480,8 @@ mod tests {
         assert_eq!(store.pruned_through().await.unwrap(), last);
         b.catch_up().await.unwrap();
         c.catch_up().await.unwrap();
-        assert!(cache_c.get(&key).is_none());
-        assert_eq!(cache_c.len(), 5);
+        assert!(cache_c.cache().get(&key).is_none());
+        assert_eq!(cache_c.cache().len(), 5);
     }
 
     #[tokio::test]
@@ -532,10 +492,10 @@ mod tests {
             Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
         publish(&store, "k").await;
         let key = ConfigKey::parse("public", "g", "k").unwrap();
-        let (cache, hub) = (Arc::new(Cache::default()), Arc::new(Hub::default()));
-        let b = Sync::new(store.clone(), cache.clone(), hub.clone(), 0, settings());
+        let (b, commits) = node(&store);
+        let cache = commits.cache();
         b.catch_up().await.unwrap();
-        let watch = hub.register(vec![key.clone()]);
+        let watch = commits.hub().register(vec![key.clone()]);
         let audit = Audit {
             operator: "t".into(),
             source: String::new(),

@@ -70,14 +70,36 @@ pub struct ConfigRecord {
 }
 
 /// What the caller requires of the current state for a write to proceed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Expect {
     /// Write whatever is there.
+    #[default]
     Any,
     /// The config must not exist yet.
     Absent,
     /// The config must exist with this md5.
     Md5(String),
+    /// The config must have this md5, or not exist yet (Nacos's `casMd5`).
+    Md5OrAbsent(String),
+}
+
+impl Expect {
+    /// Whether a config whose current md5 is `current` (`None`: absent) meets this.
+    pub fn allows(&self, current: Option<&str>) -> bool {
+        match (self, current) {
+            (Expect::Any, _) | (Expect::Absent | Expect::Md5OrAbsent(_), None) => true,
+            (Expect::Md5(want) | Expect::Md5OrAbsent(want), Some(current)) => want == current,
+            (Expect::Absent, Some(_)) | (Expect::Md5(_), None) => false,
+        }
+    }
+
+    /// The md5 this expects, if any.
+    pub fn md5(&self) -> Option<&str> {
+        match self {
+            Expect::Md5(md5) | Expect::Md5OrAbsent(md5) => Some(md5),
+            Expect::Any | Expect::Absent => None,
+        }
+    }
 }
 
 /// Who made a change and from where, for the audit trail.

@@ -236,19 +236,10 @@ macro_rules! sql_backend {
                     }),
                     None => None,
                 };
-                let ok = match (expect, &current) {
-                    (Expect::Any, _) => true,
-                    (Expect::Absent, None) => true,
-                    (Expect::Md5(want), Some(current)) => *want == current.md5,
-                    _ => false,
-                };
-                if !ok {
+                if !expect.allows(current.as_ref().map(|c| c.md5.as_str())) {
                     return Err(StoreError::CasMismatch {
                         key: key.clone(),
-                        expected: match expect {
-                            Expect::Md5(m) => Some(m.clone()),
-                            _ => None,
-                        },
+                        expected: expect.md5().map(str::to_owned),
                         current: current.map(|c| c.md5),
                     });
                 }

@@ -79,6 +79,25 @@ async fn compare_and_set(store: Arc<dyn Store>) {
         .unwrap();
     let all = store.load_configs().await.unwrap();
     assert_eq!(all[0].content, "v2");
+    // Nacos's expectation: this md5, or nothing there yet.
+    let either = |content: &str, md5: &str, at| {
+        write(
+            &key("either"),
+            content,
+            Expect::Md5OrAbsent(md5_hex(md5)),
+            at,
+        )
+    };
+    store
+        .put_config(&either("e1", "anything", 5))
+        .await
+        .unwrap();
+    let stale = store.put_config(&either("e2", "anything", 6)).await;
+    assert!(
+        matches!(stale, Err(StoreError::CasMismatch { .. })),
+        "{stale:?}"
+    );
+    store.put_config(&either("e2", "e1", 7)).await.unwrap();
     let (history, total) = store
         .history(
             &k,

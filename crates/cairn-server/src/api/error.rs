@@ -52,7 +52,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Logs the whole cause chain of an error the client cannot fix.
-fn log_chain(error: &dyn std::error::Error) {
+pub(crate) fn log_chain(error: &dyn std::error::Error) {
     let mut chain = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -82,8 +82,6 @@ impl From<ServiceError> for ApiError {
             E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),
             E::ConcurrentChange(_) => (StatusCode::CONFLICT, "concurrent_change"),
             E::Unavailable(_) => {
-                metrics::counter!("cairn_database_errors_total", "during" => "request")
-                    .increment(1);
                 log_chain(&e);
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }

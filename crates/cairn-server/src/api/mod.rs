@@ -1,7 +1,7 @@
 //! HTTP surfaces. Each router file holds one surface and calls the same service; this
 //! module holds what they share: state, extractors and the assembled router.
 
-mod apollo;
+pub(crate) mod apollo;
 pub mod error;
 mod nacos;
 mod native;
@@ -29,6 +29,7 @@ use crate::settings::Settings;
 /// What every handler can reach.
 pub struct AppState {
     pub service: Service,
+    pub(crate) apollo: apollo::Surface,
     pub auth: Arc<Auth>,
     pub access_keys: Arc<crate::access_keys::AccessKeys>,
     pub sync: Arc<crate::sync::Sync>,

@@ -7,6 +7,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
 use cairn_core::{Format, Namespace, Username};
+use cairn_store::Expect;
 use utoipa::OpenApi;
 
 use super::wire::*;
@@ -332,6 +333,16 @@ async fn get_config(
     Ok(response)
 }
 
+/// The native API's `cas_md5` as an expectation: absent, anything goes; `""`, the
+/// config must not exist yet; else it must have that md5.
+fn expectation(cas_md5: Option<String>) -> Expect {
+    match cas_md5 {
+        None => Expect::Any,
+        Some(md5) if md5.is_empty() => Expect::Absent,
+        Some(md5) => Expect::Md5(md5),
+    }
+}
+
 /// Creates or replaces a config. Structured formats are validated unless `force` is
 /// set; `cas_md5` makes the write conditional on the current content.
 #[utoipa::path(put, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
@@ -352,7 +363,7 @@ async fn publish_config(
         format: parse_format(req.format)?,
         description: req.description,
         tags: req.tags,
-        cas_md5: req.cas_md5,
+        expect: expectation(req.cas_md5),
         force: req.force,
         comment: req.comment,
     };
@@ -377,7 +388,7 @@ async fn delete_config(
     let key = config_key(path)?;
     state
         .service
-        .delete(key, q.cas_md5, &actor(&caller, &addr))
+        .delete(key, expectation(q.cas_md5), &actor(&caller, &addr))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -436,7 +447,12 @@ async fn rollback(
     let key = config_key(path)?;
     let record = state
         .service
-        .rollback(key, req.revision, req.cas_md5, &actor(&caller, &addr))
+        .rollback(
+            key,
+            req.revision,
+            expectation(req.cas_md5),
+            &actor(&caller, &addr),
+        )
         .await?;
     Ok(Json(ConfigView::new(&record, false)))
 }

@@ -24,7 +24,7 @@ async fn health() -> Json<serde_json::Value> {
 /// The database answers; while it does not, reads and watches still work but writes
 /// are refused, and this says `degraded`.
 async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
-    match state.service.store().ping().await {
+    match state.service.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");

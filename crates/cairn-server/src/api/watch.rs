@@ -18,18 +18,13 @@ use futures::Stream;
 use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
 use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
 use crate::auth::Caller;
-use crate::cache::{Cache, View};
+use crate::cache::View;
 use crate::hub::Registration;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/watch", post(watch))
         .route("/api/v1/watch/stream", get(stream))
-}
-
-/// What `client` would read of `key` now.
-fn current_state(cache: &Cache, key: &ConfigKey, client: &ClientInfo) -> ChangedKey {
-    state_of(key, cache.view(key, client))
 }
 
 /// A watched key's state as the watch answers it.
@@ -194,7 +189,7 @@ pub async fn stream(
     if keys.len() > state.settings.watch_max_keys {
         return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
     }
-    let registration = state.service.hub().register(keys);
+    let registration = state.service.register(keys);
     let initial = StreamState {
         sent: vec![None; registration.keys().len()],
         state,
@@ -211,12 +206,12 @@ pub async fn stream(
                     .unwrap_or_else(|_| Event::default().comment("unserializable"));
                 return Some((Ok(event), s));
             }
-            let cache = s.state.service.cache();
             for (i, key) in s.registration.keys().iter().enumerate() {
-                let md5 = cache.md5_for(key, &s.client).unwrap_or_default();
-                if s.sent[i].as_deref() != Some(md5.as_str()) {
-                    s.sent[i] = Some(md5);
-                    s.pending.push_back(current_state(cache, key, &s.client));
+                let view = s.state.service.view(key, &s.client);
+                let md5 = view.as_ref().map_or("", |v| v.md5());
+                if s.sent[i].as_deref() != Some(md5) {
+                    s.sent[i] = Some(md5.to_owned());
+                    s.pending.push_back(state_of(key, view));
                 }
             }
             if !s.pending.is_empty() {

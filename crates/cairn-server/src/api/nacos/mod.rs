@@ -6,10 +6,8 @@
 //! Answers follow Nacos's own, bodies and headers included, with one deliberate
 //! difference: a client's mistake is never a 500 (Nacos answers some with 500).
 
-// Errors on this surface are complete HTTP answers (Nacos's exact bodies), built at
-// most once per request; boxing them would buy nothing.
-#![allow(clippy::result_large_err)]
-
+mod common;
+mod error;
 mod v1;
 mod v2;
 
@@ -22,6 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use cairn_core::{ConfigKey, DataId, Format, Group, Namespace};
 use time::OffsetDateTime;
+
+pub use error::NacosError;
+use error::Result;
 
 use super::SharedState;
 use crate::auth::{AuthError, Caller};
@@ -39,9 +40,9 @@ pub struct Params {
 }
 
 impl FromRequest<SharedState> for Params {
-    type Rejection = Response;
+    type Rejection = NacosError;
 
-    async fn from_request(request: Request, state: &SharedState) -> Result<Self, Response> {
+    async fn from_request(request: Request, state: &SharedState) -> Result<Self> {
         let path = request.uri().path().to_owned();
         let mut values = HashMap::new();
         // Blank values count as absent, so they are skipped here: a blank query value
@@ -59,12 +60,9 @@ impl FromRequest<SharedState> for Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            let body = Bytes::from_request(request, state).await.map_err(|_| {
-                caused(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is larger than this server accepts",
-                )
-            })?;
+            let body = Bytes::from_request(request, state)
+                .await
+                .map_err(|_| NacosError::BodyTooLarge)?;
             for (k, v) in form_urlencoded::parse(&body) {
                 if !v.trim().is_empty() {
                     values.entry(k.into_owned()).or_insert(v.into_owned());
@@ -75,40 +73,30 @@ impl FromRequest<SharedState> for Params {
     }
 }
 
-/// Nacos's message for a missing parameter (as a 400: a client mistake, where Nacos
-/// itself answers 500).
-fn missing(name: &str) -> Response {
-    caused(
-        StatusCode::BAD_REQUEST,
-        &format!(
-            "Required request parameter '{name}' for method parameter type String is not present"
-        ),
-    )
-}
-
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
-    /// A required parameter, or Nacos's message for its absence.
-    pub fn required(&self, name: &str) -> Result<&str, Response> {
-        self.get(name).ok_or_else(|| missing(name))
+    /// A required parameter, or Nacos's refusal of its absence (as a 400: a client
+    /// mistake, where Nacos itself answers 500).
+    pub fn required(&self, name: &str) -> Result<&str> {
+        self.get(name).ok_or_else(|| NacosError::missing(name))
     }
 
     /// A numeric parameter if given, or Nacos's message for a malformed one.
-    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, Response> {
+    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
         self.get(name)
             .map(|v| {
                 v.parse()
-                    .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid {name} : {v}")))
+                    .map_err(|_| NacosError::invalid(format!("invalid {name} : {v}")))
             })
             .transpose()
     }
 
     /// A required numeric parameter.
-    pub fn required_number<T: std::str::FromStr>(&self, name: &str) -> Result<T, Response> {
-        self.number(name)?.ok_or_else(|| missing(name))
+    pub fn required_number<T: std::str::FromStr>(&self, name: &str) -> Result<T> {
+        self.number(name)?.ok_or_else(|| NacosError::missing(name))
     }
 
     pub fn flag(&self, name: &str) -> bool {
@@ -135,27 +123,13 @@ pub fn plain(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// Nacos's refusal of an unauthenticated request: a 403 with Spring Boot's error body.
-fn forbidden(message: &str, path: &str) -> Response {
-    let body = serde_json::json!({
-        "timestamp": time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        "status": 403,
-        "error": "Forbidden",
-        "message": message,
-        "path": path,
-    });
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-}
-
 /// Who is calling: a bearer token, an `accessToken` parameter, or `username` and
 /// `password` parameters on the request itself, as Nacos accepts them.
 pub async fn authenticate(
     state: &SharedState,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Caller, Response> {
+) -> Result<Caller> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -177,41 +151,37 @@ pub async fn authenticate(
             AuthError::InvalidToken => "token invalid!",
             _ => "user not found!",
         };
-        forbidden(message, params.path())
+        NacosError::Unauthenticated {
+            message,
+            path: params.path().to_owned(),
+        }
     })
 }
 
 /// The namespace a Nacos tenant names: `""` and `public` are the public namespace.
-pub fn namespace(tenant: Option<&str>) -> Result<Namespace, Response> {
+pub fn namespace(tenant: Option<&str>) -> Result<Namespace> {
     match tenant.map(str::trim) {
         None | Some("") | Some(Namespace::PUBLIC) => Ok(Namespace::public()),
-        Some(other) => {
-            Namespace::parse(other).map_err(|_| caused(StatusCode::BAD_REQUEST, "invalid tenant"))
-        }
+        Some(other) => Namespace::parse(other).map_err(|_| NacosError::invalid("invalid tenant")),
     }
 }
 
 /// The config key of `dataId`, `group` and a tenant parameter, with Nacos's messages.
-pub fn config_key(params: &Params, tenant_param: &str) -> Result<ConfigKey, Response> {
+pub fn config_key(params: &Params, tenant_param: &str) -> Result<ConfigKey> {
     // A `tag` names a tagged copy of a config in Nacos; Cairn has none, and acting on
     // the main config instead would overwrite or delete what the client did not name.
     if params.get("tag").is_some() {
-        return Err(caused(
-            StatusCode::BAD_REQUEST,
+        return Err(NacosError::invalid(
             "the tag parameter (tagged copies of a config) is not supported by Cairn; \
              use a gray release by label instead",
         ));
     }
     let data_id = params.required("dataId")?;
     let group = params.required("group")?;
-    let data_id = DataId::parse(data_id.trim()).map_err(|_| {
-        caused(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid dataId : {data_id}"),
-        )
-    })?;
-    let group = Group::parse(group)
-        .map_err(|_| caused(StatusCode::BAD_REQUEST, &format!("invalid group : {group}")))?;
+    let data_id = DataId::parse(data_id.trim())
+        .map_err(|_| NacosError::invalid(format!("invalid dataId : {data_id}")))?;
+    let group =
+        Group::parse(group).map_err(|_| NacosError::invalid(format!("invalid group : {group}")))?;
     Ok(ConfigKey::new(
         namespace(params.get(tenant_param))?,
         group,

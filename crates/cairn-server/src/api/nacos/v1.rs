@@ -8,19 +8,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
 use cairn_core::{ConfigKey, DataId, Group, Namespace};
-use cairn_store::{HistoryRecord, Op, Page};
+use cairn_store::Expect;
 use serde_json::{json, Value};
 
+use super::common::{config_infos, history_item, history_page, page_json, page_of, publish_from};
+use super::error::Result;
 use super::{
-    authenticate, caused, config_key, content_type, http_date, iso_time, namespace, no_cache,
-    parse_type, plain, tenant_of, Params,
+    authenticate, config_key, content_type, http_date, namespace, no_cache, plain, tenant_of,
+    NacosError, Params,
 };
 use crate::api::{ClientAddr, Identity, SharedState};
-use crate::auth::{Caller, Role};
-use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
+use crate::auth::Role;
+use crate::service::{Actor, ListFilter, ServiceError};
 use crate::settings::Secret;
 
-type Answer = Result<Response, Response>;
+type Answer = Result<Response>;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -42,36 +44,6 @@ pub fn router() -> Router<SharedState> {
                 .delete(delete_namespace),
         )
         .route("/nacos/serverlist", get(server_list))
-}
-
-/// A service error as Nacos would answer it.
-pub(super) fn service_error(e: ServiceError) -> Response {
-    match &e {
-        ServiceError::ConfigNotFound(_) => {
-            plain(StatusCode::NOT_FOUND, "config data not exist\n".into())
-        }
-        ServiceError::CasConflict { .. } => caused(
-            StatusCode::CONFLICT,
-            "Cas publish fail, server md5 may have changed.",
-        ),
-        ServiceError::Unavailable(_) => caused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        ServiceError::Internal(_) => {
-            tracing::error!(error = %e, "Nacos request failed");
-            caused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the server log",
-            )
-        }
-        ServiceError::ConcurrentChange(_) => caused(StatusCode::CONFLICT, &e.to_string()),
-        ServiceError::NamespaceNotFound(_) | ServiceError::GrayNotFound(_) => {
-            caused(StatusCode::NOT_FOUND, &e.to_string())
-        }
-        ServiceError::ContentTooLarge { max, .. } => caused(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid content, over {max}"),
-        ),
-        _ => caused(StatusCode::BAD_REQUEST, &e.to_string()),
-    }
 }
 
 fn actor(caller: &crate::auth::Caller, addr: &ClientAddr) -> Actor {
@@ -111,10 +83,7 @@ async fn get_config(
         );
     }
     let Some(view) = state.service.view(&key, &client) else {
-        return Err(plain(
-            StatusCode::NOT_FOUND,
-            "config data not exist\n".into(),
-        ));
+        return Err(ServiceError::ConfigNotFound(key).into());
     };
     let modified = view
         .gray
@@ -189,141 +158,6 @@ fn search(state: &SharedState, params: &Params) -> Answer {
     Ok(Json(page_json(total as u64, page, items)).into_response())
 }
 
-pub(super) fn page_of(params: &Params) -> Result<Page, Response> {
-    Ok(Page {
-        number: params.number("pageNo")?.unwrap_or(1).max(1),
-        size: params.number("pageSize")?.unwrap_or(100).clamp(1, 500),
-    })
-}
-
-pub(super) fn page_json(total: u64, page: Page, items: Vec<Value>) -> Value {
-    json!({
-        "totalCount": total,
-        "pageNumber": page.number,
-        "pagesAvailable": total.div_ceil(u64::from(page.size)),
-        "pageItems": items,
-    })
-}
-
-/// Publishes through Nacos parameters; shared by v1 and v2. `Ok(true)` on success.
-pub(super) async fn publish_from(
-    state: &SharedState,
-    headers: &HeaderMap,
-    params: &Params,
-    key: ConfigKey,
-    caller: &Caller,
-    actor: &Actor,
-) -> Result<(), Response> {
-    let Some(content) = params.get("content") else {
-        return Err(caused(StatusCode::BAD_REQUEST, "content is blank : "));
-    };
-    let description = params.get("desc").map(str::to_owned);
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 128)
-    {
-        return Err(caused(StatusCode::BAD_REQUEST, "too long desc, over 128"));
-    }
-    let tags = params
-        .get("config_tags")
-        .or_else(|| params.get("configTags"))
-        .map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
-    if tags.as_ref().is_some_and(|t| t.len() > 5) {
-        return Err(caused(
-            StatusCode::BAD_REQUEST,
-            "too much config_tags, over 5",
-        ));
-    }
-    // Nacos stores a publish without a type as text, whatever the data id's extension,
-    // and never parses it; clients publish without one by default.
-    let format = Some(parse_type(params.get("type")).unwrap_or(cairn_core::Format::Text));
-    let beta_ips = headers
-        .get("betaIps")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    if let Some(ips) = beta_ips {
-        let input = GrayInput {
-            content: content.to_owned(),
-            format,
-            ips: ips
-                .split(',')
-                .map(|ip| ip.trim().to_owned())
-                .filter(|ip| !ip.is_empty())
-                .collect(),
-            labels: Vec::new(),
-            force: false,
-            comment: Some("beta release through the Nacos API".into()),
-        };
-        return match state.service.gray_publish(key, input, actor).await {
-            Ok(_) => Ok(()),
-            Err(ServiceError::ConfigNotFound(k)) => Err(caused(
-                StatusCode::BAD_REQUEST,
-                &format!("config {k} must be published before a beta release"),
-            )),
-            Err(e) => Err(service_error(e)),
-        };
-    }
-    let cas_md5 = headers
-        .get("casMd5")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        // Nacos's CAS publishes over that md5, or creates when there is nothing yet.
-        .map(|md5| {
-            if state.service.get(&key).is_some() {
-                md5.to_owned()
-            } else {
-                String::new()
-            }
-        });
-    let input = PublishInput {
-        content: content.to_owned(),
-        format,
-        description,
-        tags,
-        cas_md5,
-        force: false,
-        comment: Some("published through the Nacos API".into()),
-    };
-    match state
-        .service
-        .publish(key.clone(), input.clone(), actor)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Nacos clients publish into any tenant id: the namespace is made on first use,
-        // once the publish is otherwise valid, when the caller may make namespaces.
-        Err(ServiceError::NamespaceNotFound(_)) if caller.role == Role::Admin => {
-            match state
-                .service
-                .create_namespace(
-                    key.namespace.clone(),
-                    String::new(),
-                    "created by a Nacos client".into(),
-                )
-                .await
-            {
-                Ok(_) | Err(ServiceError::NamespaceExists(_)) => {}
-                Err(e) => return Err(service_error(e)),
-            }
-            state
-                .service
-                .publish(key, input, actor)
-                .await
-                .map(drop)
-                .map_err(service_error)
-        }
-        Err(e) => Err(service_error(e)),
-    }
-}
-
 fn json_true() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
@@ -370,21 +204,12 @@ async fn delete(
                 json!({ "code": 200, "message": "stop beta ok", "data": true }),
             )
             .into_response()),
-            Err(e) => {
-                tracing::warn!(error = %e, "stopping a beta release failed");
-                Err((
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(
-                        json!({ "code": 500, "message": "remove beta data error", "data": false }),
-                    ),
-                )
-                    .into_response())
-            }
+            Err(e) => Err(NacosError::BetaNotStopped(e)),
         };
     }
-    match state.service.delete(key, None, &actor).await {
+    match state.service.delete(key, Expect::Any, &actor).await {
         Ok(_) | Err(ServiceError::ConfigNotFound(_)) => Ok(json_true()),
-        Err(e) => Err(service_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -397,13 +222,13 @@ struct Listened {
     tenant: String,
 }
 
-fn invalid_probe() -> Response {
-    caused(StatusCode::BAD_REQUEST, "invalid probeModify")
+fn invalid_probe() -> NacosError {
+    NacosError::invalid("invalid probeModify")
 }
 
 /// Parses `Listening-Configs`: records `dataId ␂ group ␂ md5 [␂ tenant] ␁`, after a
 /// second URL-decoding as Nacos does.
-fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>, Response> {
+fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>> {
     // Java's URLDecoder refuses a `%` without two hex digits, and Nacos answers 400.
     let bytes = raw.as_bytes();
     let malformed_escape = bytes.iter().enumerate().any(|(i, b)| {
@@ -471,12 +296,10 @@ async fn listen(
     {
         None => std::time::Duration::ZERO,
         Some(text) => {
-            let ms: u64 = text.trim().parse().map_err(|_| {
-                caused(
-                    StatusCode::BAD_REQUEST,
-                    &format!("For input string: \"{text}\""),
-                )
-            })?;
+            let ms: u64 = text
+                .trim()
+                .parse()
+                .map_err(|_| NacosError::invalid(format!("For input string: \"{text}\"")))?;
             let no_hangup = headers
                 .get("Long-Pulling-Timeout-No-Hangup")
                 .and_then(|v| v.to_str().ok())
@@ -525,13 +348,13 @@ async fn listen(
 /// POST /nacos/v1/auth/login: `username` and `password` (query or form) → a token.
 async fn login(State(state): State<SharedState>, params: Params) -> Answer {
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
-        return Err(plain(StatusCode::FORBIDDEN, "user not found!".into()));
+        return Err(NacosError::LoginRefused);
     };
     let issued = state
         .auth
         .login(username, &Secret::new(password))
         .await
-        .map_err(|_| plain(StatusCode::FORBIDDEN, "user not found!".into()))?;
+        .map_err(|_| NacosError::LoginRefused)?;
     let token = issued.token.expose().to_owned();
     let mut response = Json(json!({
         "accessToken": token,
@@ -546,69 +369,6 @@ async fn login(State(state): State<SharedState>, params: Params) -> Answer {
     Ok(response)
 }
 
-/// Nacos's operation letter for a history entry.
-fn op_type(entry: &HistoryRecord, oldest: bool) -> &'static str {
-    match entry.op {
-        Op::Delete | Op::GrayAbandon => "D",
-        Op::Publish if oldest => "I",
-        _ => "U",
-    }
-}
-
-pub(super) fn history_item(entry: &HistoryRecord, oldest: bool, with_content: bool) -> Value {
-    let gray = matches!(entry.op, Op::GrayPublish | Op::GrayAbandon);
-    json!({
-        "id": entry.revision.to_string(),
-        "lastId": -1,
-        "dataId": entry.key.data_id.as_str(),
-        "group": entry.key.group.as_str(),
-        "tenant": tenant_of(&entry.key.namespace),
-        "appName": "",
-        "md5": with_content.then(|| entry.md5.clone()),
-        "content": with_content.then(|| entry.content.clone()),
-        "srcIp": entry.source,
-        "srcUser": entry.operator,
-        "opType": op_type(entry, oldest),
-        "publishType": if gray { "gray" } else { "formal" },
-        "type": entry.format.as_str(),
-        "createdTime": iso_time(entry.created_at),
-        "lastModifiedTime": iso_time(entry.created_at),
-    })
-}
-
-/// A page of a config's history, newest first, as Nacos lists it.
-pub(super) async fn history_page(
-    state: &SharedState,
-    key: &ConfigKey,
-    page: Page,
-) -> Result<Value, Response> {
-    let (items, total) = state
-        .service
-        .history(key, page)
-        .await
-        .map_err(service_error)?;
-    let first_index = page.offset();
-    let items = items
-        .iter()
-        .enumerate()
-        .map(|(i, h)| history_item(h, first_index + i as u64 + 1 == total, false))
-        .collect();
-    Ok(page_json(total, page, items))
-}
-
-/// The newest entry of a config's history before revision `before`.
-pub(super) async fn previous_entry(
-    state: &SharedState,
-    key: &ConfigKey,
-    before: i64,
-) -> Result<Option<HistoryRecord>, Response> {
-    state
-        .service
-        .history_before(key, before)
-        .await
-        .map_err(service_error)
-}
-
 /// GET /nacos/v1/cs/history: a page (`search=accurate`) or one entry (`nid`).
 async fn history(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
     authenticate(&state, &headers, &params).await?;
@@ -617,7 +377,7 @@ async fn history(State(state): State<SharedState>, headers: HeaderMap, params: P
         return Ok(match state.service.history_entry(&key, nid).await {
             Ok(entry) => Json(history_item(&entry, false, true)).into_response(),
             Err(ServiceError::RevisionNotFound { .. }) => StatusCode::OK.into_response(),
-            Err(e) => return Err(service_error(e)),
+            Err(e) => return Err(e.into()),
         });
     }
     Ok(Json(history_page(&state, &key, page_of(&params)?).await?).into_response())
@@ -632,38 +392,10 @@ async fn history_previous(
     authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
     let id: i64 = params.required_number("id")?;
-    Ok(match previous_entry(&state, &key, id).await? {
+    Ok(match state.service.history_before(&key, id).await? {
         Some(entry) => Json(history_item(&entry, false, true)).into_response(),
         None => StatusCode::OK.into_response(),
     })
-}
-
-pub(super) fn config_infos(state: &SharedState, ns: &Namespace) -> Vec<Value> {
-    let filter = ListFilter {
-        namespace: Some(ns.clone()),
-        ..ListFilter::default()
-    };
-    let (items, _) = state.service.list(
-        &filter,
-        Page {
-            number: 1,
-            size: u32::MAX,
-        },
-    );
-    items
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.revision.to_string(),
-                "dataId": c.key.data_id.as_str(),
-                "group": c.key.group.as_str(),
-                "tenant": tenant_of(&c.key.namespace),
-                "appName": "",
-                "type": c.format.as_str(),
-                "lastModified": c.updated_at,
-            })
-        })
-        .collect()
 }
 
 /// GET /nacos/v1/cs/history/configs?tenant: the configs of a namespace.
@@ -703,14 +435,11 @@ async fn namespaces(
     params: Params,
 ) -> Answer {
     authenticate(&state, &headers, &params).await?;
-    let mut list = state.service.namespaces().await.map_err(service_error)?;
+    let mut list = state.service.namespaces().await?;
     if params.get("show") == Some("all") {
         let wanted = namespace(params.get("namespaceId"))?;
         let Some(found) = list.iter().find(|n| n.record.name == wanted) else {
-            return Err(caused(
-                StatusCode::NOT_FOUND,
-                &format!("namespace {wanted} does not exist"),
-            ));
+            return Err(NacosError::NamespaceNotFound(wanted));
         };
         return Ok(Json(namespace_json(found)).into_response());
     }
@@ -719,14 +448,12 @@ async fn namespaces(
     Ok(Json(json!({ "code": 200, "message": null, "data": data })).into_response())
 }
 
-async fn require_admin(
-    state: &SharedState,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<(), Response> {
+async fn require_admin(state: &SharedState, headers: &HeaderMap, params: &Params) -> Result<()> {
     let caller = authenticate(state, headers, params).await?;
     if caller.role != Role::Admin {
-        return Err(super::forbidden("authorization failed!", params.path()));
+        return Err(NacosError::Forbidden {
+            path: params.path().to_owned(),
+        });
     }
     Ok(())
 }
@@ -737,6 +464,20 @@ fn json_bool(value: bool) -> Response {
         if value { "true" } else { "false" },
     )
         .into_response()
+}
+
+/// The console's answer to a namespace change: `true`, or `false` for what Nacos's
+/// console refuses that way (a name taken, invalid or unknown, a namespace not empty);
+/// a failure of the node itself is an error, never a quiet `false`.
+fn console_answer(outcome: std::result::Result<(), ServiceError>) -> Answer {
+    match outcome {
+        Ok(()) => Ok(json_bool(true)),
+        Err(e @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(e.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "namespace change refused");
+            Ok(json_bool(false))
+        }
+    }
 }
 
 /// POST /nacos/v1/console/namespaces: `customNamespaceId` (blank: generated),
@@ -766,13 +507,11 @@ async fn create_namespace(
         return Ok(json_bool(false));
     };
     let text = |param: &str| params.get(param).unwrap_or_default().to_owned();
-    Ok(json_bool(
-        state
-            .service
-            .create_namespace(name, text("namespaceName"), text("namespaceDesc"))
-            .await
-            .is_ok(),
-    ))
+    let made = state
+        .service
+        .create_namespace(name, text("namespaceName"), text("namespaceDesc"))
+        .await;
+    console_answer(made.map(drop))
 }
 
 /// PUT /nacos/v1/console/namespaces: `namespace`, `namespaceShowName`, `namespaceDesc`.
@@ -786,13 +525,11 @@ async fn update_namespace(
         return Ok(json_bool(false));
     };
     let text = |param: &str| params.get(param).map(str::to_owned);
-    Ok(json_bool(
-        state
-            .service
-            .update_namespace(&name, text("namespaceShowName"), text("namespaceDesc"))
-            .await
-            .is_ok(),
-    ))
+    let updated = state
+        .service
+        .update_namespace(&name, text("namespaceShowName"), text("namespaceDesc"))
+        .await;
+    console_answer(updated)
 }
 
 /// DELETE /nacos/v1/console/namespaces?namespaceId: `true`, or `false` while it holds
@@ -806,19 +543,13 @@ async fn delete_namespace(
     let Ok(name) = Namespace::parse(params.required("namespaceId")?) else {
         return Ok(json_bool(false));
     };
-    Ok(json_bool(
-        state.service.delete_namespace(&name).await.is_ok(),
-    ))
+    console_answer(state.service.delete_namespace(&name).await)
 }
 
 /// GET /nacos/serverlist: the live nodes, one `host:port` per line, for clients that
 /// discover servers through an address server.
 async fn server_list(State(state): State<SharedState>, headers: HeaderMap) -> Answer {
-    let nodes = state
-        .sync
-        .live_nodes()
-        .await
-        .map_err(|e| service_error(e.into()))?;
+    let nodes = state.sync.live_nodes().await.map_err(ServiceError::from)?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let mut body = String::new();
     for node in &nodes {

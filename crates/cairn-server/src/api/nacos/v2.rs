@@ -8,12 +8,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::v1::{config_infos, history_item, history_page, page_of, previous_entry, publish_from};
+use cairn_store::Expect;
+
+use super::common::{config_infos, history_item, history_page, page_of, publish_from};
+use super::error::{envelope, Result};
 use super::{authenticate, namespace, Params};
 use crate::api::{ClientAddr, Identity, SharedState};
 use crate::service::ServiceError;
 
-type Answer = Result<Response, Response>;
+type Answer = Result<Response>;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -31,55 +34,13 @@ fn ok(data: Value) -> Response {
     Json(json!({ "code": 0, "message": "success", "data": data })).into_response()
 }
 
-fn fail(status: StatusCode, code: u32, message: &str, data: Value) -> Response {
-    (
-        status,
-        Json(json!({ "code": code, "message": message, "data": data })),
-    )
-        .into_response()
-}
-
-/// v1's answers (plain text) rewritten into the v2 envelope.
-async fn envelope(response: Response) -> Response {
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let text = body
-        .trim()
-        .trim_start_matches("caused: ")
-        .trim_end_matches(';')
-        .to_owned();
-    let (code, message) = match status {
-        StatusCode::NOT_FOUND => (20004, "resource not found"),
-        StatusCode::CONFLICT => (20005, "resource conflict"),
-        StatusCode::FORBIDDEN => (10001, "access denied"),
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
-            (30000, "server error")
-        }
-        _ if text.starts_with("Required request parameter") => (10000, "parameter missing"),
-        _ => (20002, "parameter validate error"),
-    };
-    if status == StatusCode::FORBIDDEN {
-        // The auth refusal stays Nacos's Spring error body, as Nacos sends it.
-        return (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response();
-    }
-    fail(status, code, message, Value::String(text))
-}
-
 async fn v2<F>(answer: F) -> Response
 where
     F: std::future::Future<Output = Answer>,
 {
     match answer.await {
         Ok(response) => response,
-        Err(refusal) => envelope(refusal).await,
+        Err(refusal) => refusal.v2(),
     }
 }
 
@@ -95,7 +56,7 @@ async fn get_config(
         let key = super::config_key(&params, "namespaceId")?;
         match state.service.view(&key, &client) {
             Some(view) => Ok(ok(Value::String(view.content().to_owned()))),
-            None => Ok(fail(
+            None => Ok(envelope(
                 StatusCode::NOT_FOUND,
                 20004,
                 "resource not found",
@@ -134,9 +95,9 @@ async fn delete(
         let caller = authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
         let actor = crate::api::actor(&caller, &addr);
-        match state.service.delete(key, None, &actor).await {
+        match state.service.delete(key, Expect::Any, &actor).await {
             Ok(_) | Err(ServiceError::ConfigNotFound(_)) => Ok(ok(Value::Bool(true))),
-            Err(e) => Err(super::v1::service_error(e)),
+            Err(e) => Err(e.into()),
         }
     })
     .await
@@ -169,7 +130,7 @@ async fn history_entry(
         match state.service.history_entry(&key, nid).await {
             Ok(entry) => Ok(ok(history_item(&entry, false, true))),
             Err(ServiceError::RevisionNotFound { .. }) => Ok(ok(Value::Null)),
-            Err(e) => Err(super::v1::service_error(e)),
+            Err(e) => Err(e.into()),
         }
     })
     .await
@@ -185,7 +146,9 @@ async fn history_previous(
         authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
         let id: i64 = params.required_number("id")?;
-        Ok(ok(previous_entry(&state, &key, id)
+        Ok(ok(state
+            .service
+            .history_before(&key, id)
             .await?
             .map_or(Value::Null, |e| history_item(&e, false, true))))
     })

@@ -17,11 +17,10 @@
 //! - gray rules see the client's `ip` (else `X-Forwarded-For`, else the peer) and its
 //!   `label` as the label `label=<value>`.
 
-// Errors on this surface are complete HTTP answers (Apollo's bodies), built at most
-// once per request; boxing them would buy nothing.
-#![allow(clippy::result_large_err)]
+mod ids;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,10 +31,21 @@ use cairn_core::{ClientInfo, ConfigKey, DataId, Group, Label, Namespace};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Identity, SharedState};
-use crate::cache::{NotificationIds, Stated, View};
+pub use ids::Index;
+use ids::{NotificationIds, Stated};
 
-type Answer = Result<Response, Response>;
+use super::{Identity, SharedState};
+use crate::access_keys::Refusal;
+use crate::cache::View;
+
+type Answer = Result<Response, ApolloError>;
+
+/// What the Apollo surface keeps of its own: the namespace served at the root, and its
+/// index of the changes (notification ids, names ignoring case).
+pub struct Surface {
+    pub root: Namespace,
+    pub index: Arc<Index>,
+}
 
 pub fn router() -> Router<SharedState> {
     let mut router = Router::new();
@@ -72,19 +82,71 @@ struct ConfigPath {
     namespace: String,
 }
 
-/// Spring's error body, which Apollo answers with; clients look only at the status.
-fn error(status: StatusCode, message: &str, path: &str) -> Response {
-    (
-        status,
-        Json(json!({
-            "status": status.as_u16(),
-            "error": status.canonical_reason().unwrap_or(""),
-            "message": message,
-            "path": path,
-            "timestamp": crate::now_millis(),
-        })),
-    )
-        .into_response()
+/// Why an Apollo request is refused.
+#[derive(Debug)]
+enum Reason {
+    UnknownEnv,
+    /// No such config (or app or cluster) for this client.
+    NotFound,
+    BadRequest(String),
+    /// The app's access key refused the request's signature.
+    Refused(Refusal),
+    NodeListUnavailable,
+}
+
+/// A refused Apollo request, with the path it was sent to (Spring's error body names it).
+#[derive(Debug)]
+pub struct ApolloError {
+    reason: Reason,
+    path: String,
+}
+
+impl ApolloError {
+    fn new(reason: Reason, path: &str) -> Self {
+        Self {
+            reason,
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// Rendered as Spring's error body, which Apollo answers with; clients look only at the
+/// status.
+impl IntoResponse for ApolloError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self.reason {
+            Reason::UnknownEnv => (StatusCode::NOT_FOUND, "unknown env".to_owned()),
+            Reason::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Could not load configurations".to_owned(),
+            ),
+            Reason::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            Reason::Refused(refusal) => {
+                let status = match refusal {
+                    Refusal::InvalidAppId => StatusCode::BAD_REQUEST,
+                    Refusal::RequestTimeTooSkewed | Refusal::Unauthorized => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                };
+                (status, refusal.name().to_owned())
+            }
+            Reason::NodeListUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node list is unavailable".to_owned(),
+            ),
+        };
+        (
+            status,
+            Json(json!({
+                "status": status.as_u16(),
+                "error": status.canonical_reason().unwrap_or(""),
+                "message": message,
+                "path": self.path,
+                "timestamp": crate::now_millis(),
+            })),
+        )
+            .into_response()
+    }
 }
 
 /// What a request is about: the Cairn namespace of its env, and where it was sent.
@@ -97,7 +159,7 @@ struct Target {
     path: String,
 }
 
-fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, Response> {
+fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, ApolloError> {
     let path = uri.path().to_owned();
     // Signed as Apollo signs: the raw path, and `?query` only when there is a query.
     let raw = match uri.query().filter(|q| !q.is_empty()) {
@@ -106,8 +168,8 @@ fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, Response> {
     };
     if let Some(rest) = path.strip_prefix("/apollo/") {
         let env = rest.split('/').next().unwrap_or_default();
-        let namespace = Namespace::parse(env)
-            .map_err(|_| error(StatusCode::NOT_FOUND, "unknown env", &path))?;
+        let namespace =
+            Namespace::parse(env).map_err(|_| ApolloError::new(Reason::UnknownEnv, &path))?;
         return Ok(Target {
             prefix: format!("/apollo/{env}"),
             namespace,
@@ -115,10 +177,8 @@ fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, Response> {
             path,
         });
     }
-    let namespace =
-        Namespace::parse(&state.settings.apollo_namespace).unwrap_or_else(|_| Namespace::public());
     Ok(Target {
-        namespace,
+        namespace: state.apollo.root.clone(),
         prefix: String::new(),
         raw,
         path,
@@ -131,7 +191,7 @@ fn guard(
     app_id: &str,
     headers: &HeaderMap,
     target: &Target,
-) -> Result<(), Response> {
+) -> Result<(), ApolloError> {
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     state
         .access_keys
@@ -141,17 +201,13 @@ fn guard(
             header_text("timestamp"),
             &target.raw,
         )
-        .map_err(|refusal| {
-            let status = match refusal {
-                crate::access_keys::Refusal::InvalidAppId => StatusCode::BAD_REQUEST,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            error(status, refusal.name(), &target.path)
-        })
+        .map_err(|refusal| ApolloError::new(Reason::Refused(refusal), &target.path))
 }
 
 /// The client as gray rules see it: the `ip` parameter, else the first
 /// `X-Forwarded-For` address, else the usual identity; its `label` as `label=<value>`.
+/// Also which of those the client stated itself (a usable `ip` or forwarded address, a
+/// non-empty label, or Cairn's own identity headers), as notification ids need it.
 ///
 /// Apollo reads `X-Forwarded-For` whatever `trust_forwarded_for` says, and so does this
 /// surface: the address only selects gray content, which a client can ask for with
@@ -161,18 +217,20 @@ fn client(
     headers: &HeaderMap,
     ip: Option<&str>,
     label: Option<&str>,
-) -> ClientInfo {
-    let ip = ip
+) -> (ClientInfo, Stated) {
+    let stated_ip = ip
         .and_then(|ip| ip.trim().parse().ok())
-        .or_else(|| super::first_forwarded(headers))
-        .or(identity.ip);
+        .or_else(|| super::first_forwarded(headers));
+    let label = label
+        .filter(|l| !l.is_empty())
+        .and_then(|l| Label::parse(&format!("label={l}")).ok());
+    let said = Stated {
+        ip: stated_ip.is_some() || headers.contains_key(super::CLIENT_IP_HEADER),
+        labels: label.is_some() || headers.contains_key(super::LABELS_HEADER),
+    };
     let mut labels = identity.labels;
-    if let Some(label) = label.filter(|l| !l.is_empty()) {
-        if let Ok(l) = Label::parse(&format!("label={label}")) {
-            labels.push(l);
-        }
-    }
-    ClientInfo::new(ip, labels)
+    labels.extend(label);
+    (ClientInfo::new(stated_ip.or(identity.ip), labels), said)
 }
 
 /// An Apollo namespace name without a `.properties` suffix (any case).
@@ -206,11 +264,10 @@ fn find_key(
     namespace: &str,
 ) -> Option<ConfigKey> {
     let exact = ConfigKey::new(ns.clone(), group.clone(), data_id(cluster, namespace)?);
-    let cache = state.service.cache();
-    if cache.get(&exact).is_some() {
+    if state.service.get(&exact).is_some() {
         return Some(exact);
     }
-    cache.find_ignoring_case(&exact)
+    state.apollo.index.find_ignoring_case(&exact)
 }
 
 /// The clusters to try, in Apollo's order: requested, data center, `default`.
@@ -317,21 +374,27 @@ impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
         parts: &mut axum::http::request::Parts,
         state: &SharedState,
     ) -> Result<Self, Response> {
+        Self::read(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+impl ConfigRead {
+    async fn read(
+        parts: &mut axum::http::request::Parts,
+        state: &SharedState,
+    ) -> Result<Self, ApolloError> {
+        use axum::extract::FromRequestParts;
         use axum::extract::{Path, Query};
         let uri = OriginalUri::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
         let Identity(identity) = Identity::from_request_parts(parts, state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|e| ApolloError::new(Reason::BadRequest(e.message), uri.path()))?;
         let target = target(state, &uri)?;
-        let not_found = || {
-            error(
-                StatusCode::NOT_FOUND,
-                "Could not load configurations",
-                &target.path,
-            )
-        };
+        let not_found = || ApolloError::new(Reason::NotFound, &target.path);
         let Path(ConfigPath {
             app,
             cluster,
@@ -341,7 +404,7 @@ impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
             .map_err(|_| not_found())?;
         let Query(query) = Query::<ConfigQuery>::from_request_parts(parts, state)
             .await
-            .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text(), &target.path))?;
+            .map_err(|e| ApolloError::new(Reason::BadRequest(e.body_text()), &target.path))?;
         guard(state, &app, &parts.headers, &target)?;
         let group = Group::parse(&app).map_err(|_| not_found())?;
         let find = || {
@@ -358,17 +421,14 @@ impl axum::extract::FromRequestParts<SharedState> for ConfigRead {
         // would read the old release and then wait on the new id: wait for the change
         // (briefly: the tailer applies it within milliseconds).
         if let Some(wanted) = notified_id(query.messages.as_deref()) {
-            let started = std::time::Instant::now();
-            while state.sync.applied() < wanted
-                && find()
-                    .is_none_or(|(_, key)| state.service.cache().epoch(&key).unwrap_or(0) < wanted)
-                && started.elapsed() < CATCH_UP_WAIT
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let here = find()
+                .is_some_and(|(_, key)| state.service.key_state(&key).epoch.unwrap_or(0) >= wanted);
+            if !here {
+                state.service.wait_applied(wanted, CATCH_UP_WAIT).await;
             }
         }
         let (used, key) = find().ok_or_else(not_found)?;
-        let client = client(
+        let (client, _) = client(
             identity,
             &parts.headers,
             query.ip.as_deref(),
@@ -487,13 +547,14 @@ async fn notifications(
     axum::extract::Query(query): axum::extract::Query<NotificationQuery>,
 ) -> Answer {
     let target = target(&state, &uri)?;
-    let client = client(
+    let (client, said) = client(
         identity,
         &headers,
         query.ip.as_deref(),
         query.label.as_deref(),
     );
-    let bad = |message: &str| error(StatusCode::BAD_REQUEST, message, &target.path);
+    let bad =
+        |message: &str| ApolloError::new(Reason::BadRequest(message.to_owned()), &target.path);
     let (Some(app), Some(cluster), Some(raw)) =
         (&query.app_id, &query.cluster, &query.notifications)
     else {
@@ -550,18 +611,7 @@ async fn notifications(
     if watched.is_empty() {
         return Err(invalid());
     }
-    let cache = state.service.cache();
-    // Stated means usable: `client()` ignores an unreadable `ip` or an empty `label`.
-    let said = Stated {
-        ip: query
-            .ip
-            .as_deref()
-            .is_some_and(|ip| ip.trim().parse::<std::net::IpAddr>().is_ok())
-            || super::first_forwarded(&headers).is_some()
-            || headers.contains_key(super::CLIENT_IP_HEADER),
-        labels: query.label.as_deref().is_some_and(|l| !l.is_empty())
-            || headers.contains_key(super::LABELS_HEADER),
-    };
+    let index = &state.apollo.index;
     let answer = |watched: &[Watched]| -> Vec<Value> {
         watched
             .iter()
@@ -570,7 +620,8 @@ async fn notifications(
                     .keys
                     .iter()
                     .filter_map(|(detail, key)| {
-                        let ids = cache.notification_ids(key, &client, said)?;
+                        let key_state = state.service.key_state(key);
+                        let ids = index.notification_ids(key, &key_state, &client, said)?;
                         Some((detail, ids))
                     })
                     .collect();
@@ -628,13 +679,11 @@ async fn services(
     headers: HeaderMap,
 ) -> Answer {
     let target = target(&state, &uri)?;
-    let nodes = state.sync.live_nodes().await.map_err(|_| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the node list is unavailable",
-            &target.path,
-        )
-    })?;
+    let nodes = state
+        .sync
+        .live_nodes()
+        .await
+        .map_err(|_| ApolloError::new(Reason::NodeListUnavailable, &target.path))?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let list: Vec<Value> = nodes
         .iter()

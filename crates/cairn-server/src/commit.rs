@@ -1,0 +1,297 @@
+//! The one path from a committed change to this node's memory. Every write of the
+//! service and every change the tailer reads from the log moves the cache and wakes the
+//! key's watchers here, and nowhere else, so "which change moves the cache how" is
+//! written once.
+//!
+//! State a surface keeps beside the cache (Apollo's notification ids) follows the same
+//! path as an [`Observer`]. The sequence of the change log this node has applied is kept
+//! here too, so a reader can wait for it instead of polling.
+
+use std::sync::Arc;
+
+use cairn_core::ConfigKey;
+use cairn_store::{ConfigRecord, GrayRecord};
+use tokio::sync::watch;
+
+use crate::cache::{Cache, GrayApplied};
+use crate::hub::Hub;
+
+/// A committed change, as it moves this node's memory.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A main version: a publish, a rollback, or a version read back from the database.
+    Config(Arc<ConfigRecord>),
+    /// A promotion by change `seq`: the gray release ends, and its version becomes the
+    /// main one (`None` when a newer main version is here already).
+    Promoted {
+        key: ConfigKey,
+        seq: i64,
+        config: Option<Arc<ConfigRecord>>,
+    },
+    /// A deletion by change `seq`; the gray release goes with the config.
+    Deleted { key: ConfigKey, seq: i64 },
+    /// A gray release, new or replacing another.
+    Gray(Arc<GrayRecord>),
+    /// An abandoned gray release (change `seq`).
+    GrayEnded { key: ConfigKey, seq: i64 },
+}
+
+impl Change {
+    pub fn key(&self) -> &ConfigKey {
+        match self {
+            Change::Config(record) => &record.key,
+            Change::Gray(record) => &record.key,
+            Change::Promoted { key, .. }
+            | Change::Deleted { key, .. }
+            | Change::GrayEnded { key, .. } => key,
+        }
+    }
+}
+
+/// What the commit path tells its observers of a change it applied.
+#[derive(Debug, Clone, Copy)]
+pub enum Applied<'a> {
+    /// The config is present (new, or a newer version).
+    Present(&'a ConfigKey),
+    /// Change `seq` removed the config.
+    Removed { key: &'a ConfigKey, seq: i64 },
+    /// Change `seq` ended or replaced `release`: the clients its rules matched read
+    /// something else from then on.
+    GrayEnded {
+        key: &'a ConfigKey,
+        seq: i64,
+        release: &'a GrayRecord,
+    },
+}
+
+/// State kept beside the cache that must follow every applied change.
+pub trait Observer: Send + Sync {
+    fn applied(&self, event: Applied<'_>);
+}
+
+/// The cache, the hub, and the change-log sequence applied, moved together.
+pub struct Commits {
+    cache: Cache,
+    hub: Arc<Hub>,
+    applied: watch::Sender<i64>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Commits {
+    /// `applied` is the change-log sequence `cache` was loaded at.
+    pub fn new(cache: Cache, applied: i64, observers: Vec<Arc<dyn Observer>>) -> Self {
+        Self {
+            cache,
+            hub: Arc::new(Hub::default()),
+            applied: watch::Sender::new(applied),
+            observers,
+        }
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn tell(&self, event: Applied<'_>) {
+        for observer in &self.observers {
+            observer.applied(event);
+        }
+    }
+
+    fn end_gray(&self, key: &ConfigKey, seq: i64) -> bool {
+        match self.cache.remove_gray(key, seq) {
+            Some(release) => {
+                self.tell(Applied::GrayEnded {
+                    key,
+                    seq,
+                    release: &release,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn put_config(&self, record: Arc<ConfigRecord>) -> bool {
+        let key = record.key.clone();
+        let applied = self.cache.apply(record);
+        if applied {
+            self.tell(Applied::Present(&key));
+        }
+        applied
+    }
+
+    /// Applies a committed change unless this node holds something newer, and wakes the
+    /// key's watchers if anything moved. Returns whether it did.
+    pub fn apply(&self, change: Change) -> bool {
+        let changed = match &change {
+            Change::Config(record) => self.put_config(record.clone()),
+            Change::Promoted { key, seq, config } => {
+                // The release ends even when a newer main version is here already; its
+                // clients must hear of it either way.
+                let ended = self.end_gray(key, *seq);
+                let applied = config.clone().is_some_and(|c| self.put_config(c));
+                ended | applied
+            }
+            Change::Deleted { key, seq } => {
+                let removed = self.cache.remove(key, *seq);
+                if removed {
+                    self.tell(Applied::Removed { key, seq: *seq });
+                }
+                removed
+            }
+            Change::Gray(record) => match self.cache.apply_gray(record.clone()) {
+                GrayApplied::Stale => false,
+                GrayApplied::Applied { replaced } => {
+                    if let Some(replaced) = replaced {
+                        self.tell(Applied::GrayEnded {
+                            key: &record.key,
+                            seq: record.revision,
+                            release: &replaced,
+                        });
+                    }
+                    true
+                }
+            },
+            Change::GrayEnded { key, seq } => self.end_gray(key, *seq),
+        };
+        if changed {
+            self.hub.notify(change.key());
+        }
+        changed
+    }
+
+    /// The change-log sequence this node has applied every change up to.
+    pub fn applied(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Moves the applied sequence forward (never back) and wakes those waiting for it.
+    pub fn advance(&self, seq: i64) {
+        self.applied.send_if_modified(|applied| {
+            let forward = seq > *applied;
+            if forward {
+                *applied = seq;
+            }
+            forward
+        });
+    }
+
+    /// Waits until the applied sequence reaches `seq` or `deadline` passes; returns
+    /// whether it did.
+    pub async fn wait_applied(&self, seq: i64, deadline: tokio::time::Instant) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::select! {
+            reached = applied.wait_for(|applied| *applied >= seq) => reached.is_ok(),
+            _ = tokio::time::sleep_until(deadline) => self.applied() >= seq,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use cairn_core::{ClientInfo, Format, GrayRules};
+
+    use super::*;
+    use crate::cache::test_record;
+
+    fn key() -> ConfigKey {
+        ConfigKey::parse("public", "g", "d").unwrap()
+    }
+
+    fn gray(revision: i64) -> Arc<GrayRecord> {
+        Arc::new(GrayRecord {
+            key: key(),
+            content: "canary".into(),
+            format: Format::Text,
+            md5: cairn_core::md5::md5_hex("canary"),
+            revision,
+            rules: GrayRules::parse(&[], &["canary=true".into()]).unwrap(),
+            created_by: "a".into(),
+            created_at: 0,
+        })
+    }
+
+    /// Writes down what it is told.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+
+    impl Observer for Log {
+        fn applied(&self, event: Applied<'_>) {
+            let line = match event {
+                Applied::Present(key) => format!("present {key}"),
+                Applied::Removed { key, seq } => format!("removed {key} at {seq}"),
+                Applied::GrayEnded { key, seq, release } => {
+                    format!("ended {key}@{} at {seq}", release.revision)
+                }
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_move_the_cache_wake_watchers_and_tell_observers_once() {
+        let log = Arc::new(Log::default());
+        let commits = Commits::new(Cache::default(), 0, vec![log.clone()]);
+        let watcher = commits.hub().register(vec![key()]);
+        let config = |rev| Change::Config(Arc::new(test_record(key(), rev, "x")));
+
+        assert!(commits.apply(config(2)));
+        assert!(!commits.apply(config(1)), "an older version moves nothing");
+        assert!(commits.apply(Change::Gray(gray(3))));
+        assert!(commits.apply(Change::Gray(gray(4))), "a replacement");
+        let promoted = Change::Promoted {
+            key: key(),
+            seq: 5,
+            config: Some(Arc::new(test_record(key(), 5, "canary"))),
+        };
+        assert!(commits.apply(promoted.clone()));
+        assert!(!commits.apply(promoted), "applied twice moves nothing");
+        assert!(!commits.apply(Change::GrayEnded { key: key(), seq: 6 }));
+        assert!(commits.apply(Change::Deleted { key: key(), seq: 7 }));
+        assert!(commits.cache().get(&key()).is_none());
+        let seen = commits.cache().view(&key(), &ClientInfo::default());
+        assert!(seen.is_none());
+
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [
+                "present public/g/d",
+                "ended public/g/d@3 at 4",
+                "ended public/g/d@4 at 5",
+                "present public/g/d",
+                "removed public/g/d at 7",
+            ]
+        );
+        // The watcher holds a wake-up for the changes that moved something.
+        tokio::time::timeout(std::time::Duration::from_secs(1), watcher.changed())
+            .await
+            .expect("the watcher was woken");
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_sequence_ends_when_it_is_applied_or_at_the_deadline() {
+        let commits = Arc::new(Commits::new(Cache::default(), 10, vec![]));
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        assert!(commits.wait_applied(10, soon).await, "already applied");
+        assert!(!commits.wait_applied(11, soon).await, "never applied");
+
+        let later = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let waiting = tokio::spawn({
+            let commits = commits.clone();
+            async move { commits.wait_applied(12, later).await }
+        });
+        commits.advance(11);
+        commits.advance(9);
+        assert_eq!(commits.applied(), 11, "never backwards");
+        commits.advance(12);
+        assert!(waiting.await.unwrap());
+        assert!(tokio::time::Instant::now() < later);
+    }
+}

@@ -1,0 +1,302 @@
+//! The config commands: get, publish, delete, list, history, rollback and diff.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use cairn_client::{Client, ListQuery, Publish};
+use clap::{Args, Subcommand};
+
+use super::input::read_content;
+use super::key;
+use super::output::table;
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print a config's content (or its metadata with --meta).
+    Get {
+        /// namespace/group/data_id
+        key: String,
+        /// Print metadata as JSON instead of the content.
+        #[arg(long)]
+        meta: bool,
+        /// Print this historical revision's content instead of the current one.
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Create or replace a config from a file (or `-` for standard input).
+    Publish(PublishArgs),
+    /// Delete a config (its history stays).
+    Delete {
+        key: String,
+        #[arg(long)]
+        cas: Option<String>,
+    },
+    /// List and search configs.
+    List(ListArgs),
+    /// Show a config's history, newest first.
+    History {
+        key: String,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+    },
+    /// Publish an earlier revision's content again, as a new revision.
+    Rollback {
+        key: String,
+        #[arg(long)]
+        to: i64,
+    },
+    /// Unified diff between two revisions (or a revision and the current content).
+    Diff {
+        key: String,
+        #[arg(long)]
+        from: i64,
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// namespace/group/data_id
+    key: String,
+    #[arg(long, short = 'f')]
+    file: PathBuf,
+    /// text, properties, yaml, json, toml, xml or html [default: from the extension]
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// A tag; repeat for several.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Publish only if the current md5 is this (`""`: only if it does not exist).
+    #[arg(long)]
+    cas: Option<String>,
+    /// Store content that does not parse as its format.
+    #[arg(long)]
+    force: bool,
+    /// Recorded in history.
+    #[arg(long, short)]
+    message: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long, short)]
+    namespace: Option<String>,
+    /// Group; `*` is a wildcard.
+    #[arg(long, short)]
+    group: Option<String>,
+    /// Data id; `*` is a wildcard.
+    #[arg(long, short)]
+    data_id: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    /// Only configs whose content contains this text.
+    #[arg(long)]
+    contains: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    #[arg(long, default_value_t = 50)]
+    page_size: u32,
+}
+
+pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        ConfigCommand::Get {
+            key: k,
+            meta,
+            revision,
+        } => get(client, &mut out, &k, meta, revision).await?,
+        ConfigCommand::Publish(args) => publish(client, &mut out, args).await?,
+        ConfigCommand::Delete { key: k, cas } => {
+            let k = key(&k)?;
+            client.delete(&k, cas.as_deref()).await?;
+            writeln!(out, "deleted {k}")?;
+        }
+        ConfigCommand::List(args) => list(client, &mut out, args).await?,
+        ConfigCommand::History {
+            key: k,
+            page,
+            page_size,
+        } => history(client, &mut out, &k, page, page_size).await?,
+        ConfigCommand::Rollback { key: k, to } => {
+            let k = key(&k)?;
+            let config = client.rollback(&k, to).await?;
+            writeln!(
+                out,
+                "rolled {k} back to revision {to}: new revision {}",
+                config.revision
+            )?;
+        }
+        ConfigCommand::Diff { key: k, from, to } => {
+            let k = key(&k)?;
+            out.write_all(client.diff(&k, from, to).await?.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+async fn get(
+    client: &Client,
+    out: &mut impl Write,
+    k: &str,
+    meta: bool,
+    revision: Option<i64>,
+) -> anyhow::Result<()> {
+    let k = key(k)?;
+    if let Some(revision) = revision {
+        let entry = client.history_entry(&k, revision).await?;
+        out.write_all(entry.content.unwrap_or_default().as_bytes())?;
+        return Ok(());
+    }
+    let Some(config) = client.get(&k).await? else {
+        bail!("config {k} does not exist");
+    };
+    if meta {
+        let value = serde_json::json!({
+            "namespace": config.namespace, "group": config.group,
+            "data_id": config.data_id, "format": config.format, "md5": config.md5,
+            "revision": config.revision, "size": config.size,
+            "description": config.description, "tags": config.tags,
+            "created_by": config.created_by, "created_at": config.created_at,
+            "updated_by": config.updated_by, "updated_at": config.updated_at,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        out.write_all(config.content.unwrap_or_default().as_bytes())?;
+    }
+    Ok(())
+}
+
+async fn publish(client: &Client, out: &mut impl Write, args: PublishArgs) -> anyhow::Result<()> {
+    let k = key(&args.key)?;
+    let content = read_content(&args.file)?;
+    let format = args
+        .format
+        .or_else(|| format_from_extension(&k.data_id, &args.file));
+    let publish = Publish {
+        content,
+        format,
+        description: args.description,
+        tags: (!args.tags.is_empty()).then_some(args.tags),
+        cas_md5: args.cas,
+        force: args.force,
+        comment: args.message,
+    };
+    let config = client.publish(&k, &publish).await?;
+    writeln!(
+        out,
+        "published {k} revision {} ({}, md5 {})",
+        config.revision, config.format, config.md5
+    )?;
+    Ok(())
+}
+
+/// The file's extension names the format when the data id's does not.
+fn format_from_extension(data_id: &str, file: &Path) -> Option<String> {
+    let has_ext = |name: &str| {
+        name.rsplit_once('.').is_some_and(|(_, ext)| {
+            [
+                "txt",
+                "text",
+                "properties",
+                "yaml",
+                "yml",
+                "json",
+                "toml",
+                "xml",
+                "html",
+                "htm",
+            ]
+            .contains(&ext.to_ascii_lowercase().as_str())
+        })
+    };
+    if has_ext(data_id) {
+        None
+    } else {
+        file.extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| has_ext(&format!("x.{e}")))
+            .map(str::to_owned)
+    }
+}
+
+async fn list(client: &Client, out: &mut impl Write, args: ListArgs) -> anyhow::Result<()> {
+    let page = client
+        .list(&ListQuery {
+            namespace: args.namespace,
+            group: args.group,
+            data_id: args.data_id,
+            tag: args.tag,
+            q: args.contains,
+            page: Some(args.page),
+            page_size: Some(args.page_size),
+        })
+        .await?;
+    let rows: Vec<[String; 6]> = page
+        .items
+        .iter()
+        .map(|c| {
+            [
+                c.namespace.clone(),
+                c.group.clone(),
+                c.data_id.clone(),
+                c.format.clone(),
+                c.revision.to_string(),
+                c.updated_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        [
+            "NAMESPACE",
+            "GROUP",
+            "DATA_ID",
+            "FORMAT",
+            "REVISION",
+            "UPDATED",
+        ],
+        &rows,
+    )?;
+    let pages = page.total.div_ceil(u64::from(page.page_size)).max(1);
+    writeln!(
+        out,
+        "page {} of {pages}, {} configs in all",
+        page.page, page.total
+    )?;
+    Ok(())
+}
+
+async fn history(
+    client: &Client,
+    out: &mut impl Write,
+    k: &str,
+    page: u32,
+    page_size: u32,
+) -> anyhow::Result<()> {
+    let k = key(k)?;
+    let page = client.history(&k, page, page_size).await?;
+    let rows: Vec<[String; 6]> = page
+        .items
+        .iter()
+        .map(|h| {
+            [
+                h.revision.to_string(),
+                h.op.clone(),
+                h.operator.clone(),
+                h.created_at.clone(),
+                h.md5.clone(),
+                h.comment.clone(),
+            ]
+        })
+        .collect();
+    table(out, ["REVISION", "OP", "BY", "AT", "MD5", "COMMENT"], &rows)?;
+    writeln!(out, "{} entries in all", page.total)?;
+    Ok(())
+}

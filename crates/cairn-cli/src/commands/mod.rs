@@ -1,0 +1,49 @@
+//! The client subcommands, one module per family, and what they share: finding the
+//! server and token to use, and parsing config keys.
+
+pub mod access_key;
+pub mod config;
+pub mod gray;
+mod input;
+pub mod login;
+pub mod namespace;
+mod output;
+pub mod user;
+pub mod watch;
+
+use cairn_client::{Client, Key};
+
+use crate::profile;
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8848";
+
+fn key(path: &str) -> anyhow::Result<Key> {
+    Ok(Key::parse(path)?)
+}
+
+pub fn connect(cli_server: Option<String>, cli_token: Option<String>) -> anyhow::Result<Client> {
+    let profile = profile::load()?;
+    // The saved token goes only to the servers it was issued by.
+    let saved_token = match (&cli_server, &profile.server) {
+        (Some(wanted), Some(saved)) => {
+            let known: Vec<&str> = saved.split(',').map(|s| s.trim_end_matches('/')).collect();
+            let all_known = wanted
+                .split(',')
+                .all(|w| known.contains(&w.trim().trim_end_matches('/')));
+            if all_known {
+                profile.token
+            } else {
+                None
+            }
+        }
+        _ => profile.token,
+    };
+    let server = cli_server
+        .or(profile.server)
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let mut builder = Client::builder(server);
+    if let Some(token) = cli_token.or(saved_token) {
+        builder = builder.token(token);
+    }
+    Ok(builder.build()?)
+}

@@ -34,10 +34,22 @@
 //! examples are in `examples/` (`cargo run -p cairn-client --example quickstart`).
 //!
 //! This crate depends on no server crate; its types mirror the API's JSON.
+//!
+//! # Features
+//!
+//! - `layered` (default): the [`layered`] module, with file watching; it turns on `yaml`
+//!   and `toml`.
+//! - `yaml`, `toml`: reading configs of these formats typed, with [`Client::get_as`].
+//!
+//! With `default-features = false` the crate is [`Client`] alone, with JSON and
+//! properties decoding.
 
 #![warn(missing_docs)]
 
+mod format;
+#[cfg(feature = "layered")]
 pub mod layered;
+mod lenient;
 mod local;
 mod types;
 mod watch;
@@ -49,8 +61,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
+use url::{Host, Url};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -343,10 +356,11 @@ impl Client {
             let Ok(url) = parse_endpoint(&node.address) else {
                 continue;
             };
-            let unspecified = url
-                .host_str()
-                .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
-                .is_some_and(|ip| ip.is_unspecified());
+            let unspecified = match url.host() {
+                Some(Host::Ipv4(ip)) => ip.is_unspecified(),
+                Some(Host::Ipv6(ip)) => ip.is_unspecified(),
+                _ => false,
+            };
             if !unspecified && !endpoints.contains(&url) {
                 endpoints.push(url);
             }
@@ -601,7 +615,8 @@ impl Client {
 
     /// A config's content deserialized by its format (yaml, json, toml, or properties as
     /// a flat map of its keys, whose strings convert to the numbers and bools `T` asks
-    /// for); `None` if it does not exist.
+    /// for); `None` if it does not exist. YAML and TOML need the `yaml` and `toml`
+    /// features (on by default); without them such a config is an [`Error::Decode`].
     pub async fn get_as<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
         let Some(config) = self.get(key).await? else {
             return Ok(None);
@@ -619,9 +634,9 @@ impl Client {
             cairn_core::Format::Text | cairn_core::Format::Xml | cairn_core::Format::Html => {
                 serde_json::from_str(&content).map_err(|e| fail(e.to_string()))?
             }
-            format => layered::tree::parse(format, &content).map_err(fail)?,
+            format => format::parse(format, &content).map_err(fail)?,
         };
-        let value = layered::lenient::from_value(value).map_err(|e| fail(e.to_string()))?;
+        let value = lenient::from_value(value).map_err(|e| fail(e.to_string()))?;
         Ok(Some(value))
     }
 

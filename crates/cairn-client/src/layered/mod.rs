@@ -22,9 +22,8 @@
 //! # Ok(()) }
 //! ```
 
-pub(crate) mod lenient;
 mod sources;
-pub(crate) mod tree;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +33,7 @@ use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
 pub use serde_json::Value;
 
-use crate::{Client, Error, Key, Result};
+use crate::{lenient, Client, Error, Key, Result};
 use tree::Flat;
 
 /// The kinds of source, each with a priority (higher wins). By default remote Cairn

@@ -59,7 +59,7 @@ fn from_env(vars: Vec<(String, String)>, prefix: &str) -> Flat {
 
 /// The keys of `content` read as `format`, by `mode`.
 fn values(format: Format, content: &str, mode: &Mode) -> Result<Flat, String> {
-    let document = tree::parse(format, content)?;
+    let document = crate::format::parse(format, content)?;
     match mode {
         Mode::Flatten => tree::flatten(document),
         Mode::Whole(name) => Ok(Flat::from([(name.clone(), document)])),

@@ -1,39 +1,12 @@
-//! Configuration content as values: parsing it by format, flattening nested maps to
-//! dotted keys (`registry.interval`), and gathering a subtree back into one value.
+//! Configuration content as flat keys: flattening nested maps to dotted keys
+//! (`registry.interval`), and gathering a subtree back into one value.
 
 use std::collections::BTreeMap;
 
-use cairn_core::Format;
 use serde_json::{Map, Value};
 
 /// Flat configuration: dotted key → value.
 pub(crate) type Flat = BTreeMap<String, Value>;
-
-/// Parses `content` as `format` into one value: yaml, json and toml as trees, properties
-/// as a map of strings, anything else as the text itself.
-pub(crate) fn parse(format: Format, content: &str) -> Result<Value, String> {
-    match format {
-        Format::Yaml => {
-            if content.trim().is_empty() {
-                return Ok(Value::Object(Map::new()));
-            }
-            serde_yaml_ng::from_str(content).map_err(|e| e.to_string())
-        }
-        Format::Json => serde_json::from_str(content).map_err(|e| e.to_string()),
-        Format::Toml => toml::from_str(content).map_err(|e| e.to_string()),
-        Format::Properties => cairn_core::properties::parse(content)
-            .map(|pairs| {
-                Value::Object(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::String(v)))
-                        .collect(),
-                )
-            })
-            .map_err(|e| e.to_string()),
-        Format::Text | Format::Xml | Format::Html => Ok(Value::String(content.to_owned())),
-    }
-}
 
 /// The leaves of a parsed document under dotted keys. Lists and scalars are leaves; the
 /// document itself must be a map.
@@ -135,6 +108,8 @@ fn insert(map: &mut Map<String, Value>, path: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::parse;
+    use cairn_core::Format;
     use serde_json::json;
 
     #[test]

@@ -153,6 +153,7 @@ impl Application {
             settings,
             shutdown: CancellationToken::new(),
             metrics: Metrics::default(),
+            connections: Arc::default(),
         });
         Ok(Self {
             listener,
@@ -165,6 +166,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// What the connection layer counted so far.
+    pub fn connection_stats(&self) -> Arc<crate::serve::ConnectionStats> {
+        self.state.connections.clone()
     }
 
     /// Cancelling this token shuts the node down: it stops accepting, answers held
@@ -191,7 +197,8 @@ impl Application {
         });
         let router = api::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), "listening");
-        crate::serve::serve(self.listener, router, shutdown).await;
+        let stats = self.state.connections.clone();
+        crate::serve::serve(self.listener, router, shutdown, stats).await;
         let _ = tail.await;
         let _ = heartbeat.await;
         self.state.service.close().await;

@@ -153,16 +153,25 @@ pub struct Auth {
     /// credentials on every request: one argon2 run each would be a CPU-exhaustion
     /// hole. Keyed by user and a keyed BLAKE2 digest of the password (never the password
     /// itself); an entry counts only while the user's password is unchanged.
-    verified: DashMap<(Username, [u8; 32]), i64>,
+    verified: quick_cache::sync::Cache<(Username, [u8; 32]), i64>,
     verified_key: [u8; 32],
     /// Tokens whose signature was checked: user, expiry and password-change time.
-    tokens: DashMap<String, (Username, u64, i64), foldhash::fast::RandomState>,
+    tokens: TokenCache,
 }
 
-/// The most remembered tokens before the memory is cleared.
+/// Checked tokens, bounded: when full, the least used go first, not everything at once.
+/// Every request looks its token up here, hashed with foldhash rather than SipHash.
+type TokenCache = quick_cache::sync::Cache<
+    String,
+    (Username, u64, i64),
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
+
+/// The most remembered tokens.
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
 
-/// The most remembered password verifications before the memory is cleared.
+/// The most remembered password verifications.
 const VERIFIED_CAPACITY: usize = 10_000;
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -305,8 +314,14 @@ impl Auth {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             changes: tokio::sync::Mutex::new(()),
-            verified: DashMap::new(),
-            tokens: DashMap::default(),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+            tokens: TokenCache::with(
+                TOKEN_CACHE_CAPACITY,
+                TOKEN_CACHE_CAPACITY as u64,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             verified_key: {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -453,7 +468,7 @@ impl Auth {
         // Every request carries its token; a token checked before skips the signature
         // and JSON work, but not the expiry and password checks.
         let (username, exp, pwd) = match self.tokens.get(token) {
-            Some(seen) => seen.clone(),
+            Some(seen) => seen,
             None => {
                 let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
                     .map_err(|e| match e.kind() {
@@ -462,9 +477,6 @@ impl Auth {
                     })?;
                 let username =
                     Username::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
-                if self.tokens.len() >= TOKEN_CACHE_CAPACITY {
-                    self.tokens.clear();
-                }
                 let seen = (username, data.claims.exp, data.claims.pwd);
                 self.tokens.insert(token.to_owned(), seen.clone());
                 seen
@@ -503,7 +515,7 @@ impl Auth {
             .into();
         let entry = (name.clone(), digest);
         let state = self.users.get(&name).map(|s| *s);
-        if let (Some(changed_at), Some(state)) = (self.verified.get(&entry).map(|v| *v), state) {
+        if let (Some(changed_at), Some(state)) = (self.verified.get(&entry), state) {
             if changed_at == state.password_changed_at {
                 return Ok(Caller {
                     username: name,
@@ -513,9 +525,6 @@ impl Auth {
         }
         let issued = self.login(username, password).await?;
         let changed_at = self.users.get(&name).map_or(0, |s| s.password_changed_at);
-        if self.verified.len() >= VERIFIED_CAPACITY {
-            self.verified.clear();
-        }
         self.verified.insert(entry, changed_at);
         Ok(Caller {
             username: name,

@@ -5,6 +5,7 @@
 mod model;
 mod mysql;
 mod postgres;
+#[cfg(feature = "test-util")]
 pub mod scratch;
 mod sql;
 mod sqlite;

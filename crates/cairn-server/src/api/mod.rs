@@ -26,6 +26,18 @@ use crate::metrics::Metrics;
 use crate::service::{Actor, Service};
 use crate::settings::Settings;
 
+/// The paths of the long polls, the routes that park a request until a change. The
+/// connection layer (`serve/long_poll.rs`) takes exactly these off hyper's path, and the
+/// routers register them from here, so the two cannot drift apart.
+pub mod long_poll_paths {
+    /// `POST`: the native watch.
+    pub const WATCH: &str = "/api/v1/watch";
+    /// `POST`: Nacos's config listener.
+    pub const NACOS_LISTENER: &str = "/nacos/v1/cs/configs/listener";
+    /// `GET`: Apollo's notifications, at the root or under `/apollo/{env}`.
+    pub const APOLLO_NOTIFICATIONS: &str = "/notifications/v2";
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub service: Service,
@@ -36,6 +48,7 @@ pub struct AppState {
     pub settings: Settings,
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
+    pub connections: Arc<crate::serve::ConnectionStats>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -23,7 +23,7 @@ use crate::hub::Registration;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/api/v1/watch", post(watch))
+        .route(super::long_poll_paths::WATCH, post(watch))
         .route("/api/v1/watch/stream", get(stream))
 }
 

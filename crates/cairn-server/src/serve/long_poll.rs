@@ -47,14 +47,17 @@ const PARKED_READ_CHUNK: usize = 512;
 /// Apollo's notifications (with or without an env prefix). These are the routes that
 /// park; every other request goes to hyper.
 fn is_long_poll(method: &str, path: &str) -> bool {
+    use crate::api::long_poll_paths::{APOLLO_NOTIFICATIONS, NACOS_LISTENER, WATCH};
     match method {
-        "POST" => path == "/api/v1/watch" || path == "/nacos/v1/cs/configs/listener",
+        "POST" => path == WATCH || path == NACOS_LISTENER,
         "GET" => {
-            path == "/notifications/v2"
+            path == APOLLO_NOTIFICATIONS
                 || path
                     .strip_prefix("/apollo/")
                     .and_then(|rest| rest.split_once('/'))
-                    .is_some_and(|(env, rest)| !env.is_empty() && rest == "notifications/v2")
+                    .is_some_and(|(env, rest)| {
+                        !env.is_empty() && APOLLO_NOTIFICATIONS.strip_prefix('/') == Some(rest)
+                    })
         }
         _ => false,
     }
@@ -68,6 +71,7 @@ pub(super) async fn serve(
     remote: SocketAddr,
     router: &Router,
     shutdown: &CancellationToken,
+    stats: &super::ConnectionStats,
 ) -> Option<(TcpStream, Bytes)> {
     let mut read = BytesMut::new();
     // One wait on shutdown for the connection's life, not one per request: each wait
@@ -79,7 +83,12 @@ pub(super) async fn serve(
     loop {
         let next = next_request(&mut tcp, &mut read, eof, stopping.as_mut()).await?;
         let (mut request, close) = match next {
-            Next::LongPoll { request, close } => (request, close),
+            Next::LongPoll { request, close } => {
+                stats
+                    .unbuffered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (request, close)
+            }
             Next::Other => return Some((tcp, read.freeze())),
         };
         request.extensions_mut().insert(ConnectInfo(remote));

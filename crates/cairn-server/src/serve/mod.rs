@@ -34,9 +34,23 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests once held watches were answered.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// What the connection layer counts.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Long polls answered without hyper's per-connection buffers. A long-poll route
+    /// that stops being served this way still works, only at a larger cost per parked
+    /// watch, so this count is what shows it (and what a test checks).
+    pub unbuffered: std::sync::atomic::AtomicU64,
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and
 /// waits (up to a bound) for open requests to finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    stats: Arc<ConnectionStats>,
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -70,6 +84,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             http.clone(),
             shutdown.clone(),
             graceful.watcher(),
+            stats.clone(),
         ));
     }
     drop(listener);
@@ -90,8 +105,9 @@ async fn connection(
     http: Arc<http1::Builder>,
     shutdown: CancellationToken,
     graceful: Watcher,
+    stats: Arc<ConnectionStats>,
 ) {
-    if let Some((tcp, read)) = long_poll::serve(tcp, remote, &router, &shutdown).await {
+    if let Some((tcp, read)) = long_poll::serve(tcp, remote, &router, &shutdown, &stats).await {
         // Boxed so that a connection still on the long-poll path does not carry room
         // for hyper's state in its task.
         Box::pin(with_hyper(tcp, read, remote, router, &http, graceful)).await;

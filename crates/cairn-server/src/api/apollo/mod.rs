@@ -67,7 +67,10 @@ pub fn router() -> Router<SharedState> {
                 &format!("{prefix}/configfiles/raw/{{app}}/{{cluster}}/{{namespace}}"),
                 get(config_file_raw),
             )
-            .route(&format!("{prefix}/notifications/v2"), get(notifications))
+            .route(
+                &format!("{prefix}{}", super::long_poll_paths::APOLLO_NOTIFICATIONS),
+                get(notifications),
+            )
             .route(&format!("{prefix}/services/config"), get(services))
             .route(&format!("{prefix}/services/admin"), get(services));
     }

@@ -222,15 +222,10 @@ pub fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// An HTTP date (RFC 1123), as in `Last-Modified`.
+/// An HTTP date (RFC 1123), as in `Last-Modified`; times before 1970 show as 1970.
 pub fn http_date(millis: i64) -> String {
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_default()
+    let since_epoch = std::time::Duration::from_millis(millis.max(0) as u64);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + since_epoch)
 }
 
 /// A time as Nacos's JSON shows it: ISO 8601 with milliseconds and offset.

@@ -30,7 +30,7 @@ pub fn router() -> Router<SharedState> {
             "/nacos/v1/cs/configs",
             get(get_config).post(publish).delete(delete),
         )
-        .route("/nacos/v1/cs/configs/listener", post(listen))
+        .route(crate::api::long_poll_paths::NACOS_LISTENER, post(listen))
         .route("/nacos/v1/auth/login", post(login))
         .route("/nacos/v1/auth/users/login", post(login))
         .route("/nacos/v1/cs/history", get(history))
@@ -490,18 +490,8 @@ async fn create_namespace(
     require_admin(&state, &headers, &params).await?;
     let id = match params.get("customNamespaceId") {
         Some(id) => id.to_owned(),
-        None => {
-            let bytes: [u8; 16] = rand::random();
-            let hex = hex::encode(bytes);
-            format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            )
-        }
+        // Nacos's console makes a random UUID.
+        None => uuid::Uuid::new_v4().to_string(),
     };
     let Ok(name) = Namespace::parse(&id) else {
         return Ok(json_bool(false));

@@ -2,11 +2,9 @@
 //! a connection moves on to every other kind of request, pipelined or not, without a
 //! byte lost; a client that leaves releases its watch; malformed requests get errors.
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::TestApp;
+use crate::helpers::TestApp;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -302,4 +300,75 @@ async fn a_client_that_goes_away_releases_its_watch() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every long-poll route of every surface is answered on the lean path, so a parked
+/// watch costs its socket and handler only. A route renamed or added on one side only
+/// would still answer, just at hyper's cost per connection: this is what notices.
+#[tokio::test]
+async fn every_long_poll_route_is_served_without_hyper_buffers() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn().await;
+    app.publish_ok("public/shop/application", "a=1").await;
+    let taken = || app.connections.unbuffered.load(Ordering::Relaxed);
+    let listening = "application\u{2}shop\u{2}stale\u{1}";
+    let notifications = |prefix: &str| {
+        let held: String = form_urlencoded::byte_serialize(
+            br#"[{"namespaceName":"application","notificationId":-1}]"#,
+        )
+        .collect();
+        format!(
+            "{}{prefix}/notifications/v2?appId=shop&cluster=default&notifications={held}",
+            app.base
+        )
+    };
+    // A connection moves to hyper for good at its first other request: each long poll
+    // here comes on a connection of its own, as a watching client's do.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let watch = json!({
+        "keys": [{"namespace": "public", "group": "shop", "data_id": "application", "md5": "stale"}],
+        "timeout_ms": 1000,
+    });
+    let listener = format!(
+        "{}/nacos/v1/cs/configs/listener?accessToken={}",
+        app.base, app.token
+    );
+    let requests = [
+        (
+            "native watch",
+            http.post(format!("{}/api/v1/watch", app.base))
+                .bearer_auth(&app.token)
+                .json(&watch),
+        ),
+        (
+            "Nacos listener",
+            http.post(listener)
+                .header("Long-Pulling-Timeout", "30000")
+                .form(&[("Listening-Configs", listening)]),
+        ),
+        ("Apollo notifications", http.get(notifications(""))),
+        (
+            "Apollo notifications of an env",
+            http.get(notifications("/apollo/public")),
+        ),
+    ];
+    for (route, request) in requests {
+        let before = taken();
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{route}: {}",
+            response.text().await.unwrap()
+        );
+        assert_eq!(taken(), before + 1, "{route} went through hyper");
+    }
+    // A plain read is hyper's.
+    let before = taken();
+    app.get_json(&format!("/api/v1/configs/{}", "public/shop/application"))
+        .await;
+    assert_eq!(taken(), before);
 }

@@ -1,11 +1,9 @@
 //! Gray releases end to end: who is served what, who is woken when, and what history
 //! records.
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::{expect_error, TestApp};
+use crate::helpers::{expect_error, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -209,7 +207,7 @@ async fn gray_releases_survive_a_restart() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let dir = app.stop().await;
-    let mut settings = helpers::settings(dir.path());
+    let mut settings = crate::helpers::settings(dir.path());
     settings.admin_password = None;
     let again = TestApp::start(dir, settings).await;
     assert_eq!(read_as(&again, "", Some("10.0.0.7")).await.0, "a: 2\n");

@@ -1,10 +1,8 @@
 //! End-to-end tests of the native API against a real node on port 0.
 
-mod helpers;
-
 use std::time::{Duration, Instant};
 
-use helpers::{expect_error, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{expect_error, TestApp, ADMIN_PASSWORD};
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -807,7 +805,7 @@ async fn data_survives_a_restart() {
     let rev = app.publish_ok(KEY, "kept: true\n").await;
     let dir = app.stop().await;
     // The restarted node is not given the admin password: the user exists already.
-    let mut settings = helpers::settings(dir.path());
+    let mut settings = crate::helpers::settings(dir.path());
     settings.admin_password = None;
     let again = TestApp::start(dir, settings).await;
     let (status, config) = again

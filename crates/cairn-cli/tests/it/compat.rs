@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod common;
-
-use common::{Server, BIN};
+use crate::common::{Server, BIN};
 
 const PASSWORD: &str = "compat-password-1";
 

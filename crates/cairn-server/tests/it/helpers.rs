@@ -19,6 +19,7 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
+    pub connections: std::sync::Arc<cairn_server::ConnectionStats>,
 }
 
 fn init_logs() {
@@ -53,6 +54,7 @@ impl TestApp {
         let app = Application::build(settings).await.expect("the node builds");
         let base = format!("http://{}", app.local_addr());
         let shutdown = app.shutdown_token();
+        let connections = app.connection_stats();
         let server = tokio::spawn(app.run());
         let http = reqwest::Client::new();
         let mut test = TestApp {
@@ -62,6 +64,7 @@ impl TestApp {
             shutdown,
             server,
             dir,
+            connections,
         };
         test.token = test.login("admin", ADMIN_PASSWORD).await;
         test

@@ -4,9 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-mod common;
-
-use common::{Server, BIN};
+use crate::common::{Server, BIN};
 
 /// Runs `cairn` with the profile kept in `home`.
 fn cairn(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {

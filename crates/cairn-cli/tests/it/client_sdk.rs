@@ -7,9 +7,7 @@ use std::time::Duration;
 use cairn_client::{Client, Key, Publish};
 use futures::StreamExt;
 
-mod common;
-
-use common::Server;
+use crate::common::Server;
 
 const PASSWORD: &str = "sdk-password-1";
 

@@ -1,11 +1,9 @@
 //! The Nacos HTTP surface, against a real node: bodies, headers and statuses as Nacos
 //! sends them, and the listener's edge cases.
 
-mod helpers;
-
 use std::time::{Duration, Instant};
 
-use helpers::{TestApp, ADMIN_PASSWORD};
+use crate::helpers::{TestApp, ADMIN_PASSWORD};
 use reqwest::{header, Method, Response, StatusCode};
 use serde_json::{json, Value};
 

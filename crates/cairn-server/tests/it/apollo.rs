@@ -1,12 +1,10 @@
 //! The Apollo surface against a real node: configs, config files, notifications, the
 //! meta server and access-key signatures, as Apollo's config service answers them.
 
-mod helpers;
-
 use std::time::{Duration, Instant};
 
+use crate::helpers::TestApp;
 use base64::Engine as _;
-use helpers::TestApp;
 use hmac::Mac;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,0 +1,9 @@
+//! The node's integration tests, one binary (one link) for all of them: each module
+//! drives a real node on port 0 through one surface or layer; `helpers` starts it.
+
+mod api;
+mod apollo;
+mod connections;
+mod gray;
+mod helpers;
+mod nacos;

@@ -1,86 +1,78 @@
 //! `cairn server`: layers the settings (defaults, TOML file, environment, flags), builds
 //! the node and runs it until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::PathBuf;
 
-use std::io::Write;
-
 use anyhow::Context;
-use cairn_server::{AdminBootstrap, Application, LogFormat, Secret, Settings};
-use clap::{Args, ValueEnum};
+use cairn_server::settings::SETTINGS;
+use cairn_server::{AdminBootstrap, Application, Settings};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgMatches, Args, Command, FromArgMatches};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormatArg {
-    Text,
-    Json,
+/// Flags of `cairn server`: `--config`, and one per setting of the server's settings
+/// table, each also read from its `CAIRN_*` variable. Flags win over the environment,
+/// which wins over the file, which wins over the defaults.
+#[derive(Debug)]
+pub struct ServerArgs {
+    config: Option<PathBuf>,
+    /// The settings given by flag or environment: key, text, and where it came from.
+    given: Vec<(&'static str, String, &'static str)>,
 }
 
-/// Flags of `cairn server`. Each also reads a `CAIRN_*` variable; flags win over the
-/// environment, which wins over the file, which wins over the defaults.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// TOML settings file.
-    #[arg(long, env = "CAIRN_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8848].
-    #[arg(long, env = "CAIRN_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Directory for the database and signing key [default: ./cairn-data].
-    #[arg(long, env = "CAIRN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Shared database: postgres://… or mysql://… [default: SQLite in the data directory].
-    #[arg(long, env = "CAIRN_DATABASE_URL", hide_env_values = true)]
-    database: Option<String>,
-    /// URL clients reach this node at, as listed to them [default: http://LISTEN].
-    #[arg(long, env = "CAIRN_ADVERTISE_URL")]
-    advertise_url: Option<String>,
-    /// Change-log poll interval in ms [default: 100].
-    #[arg(long, env = "CAIRN_SYNC_POLL_MS")]
-    sync_poll_ms: Option<u64>,
-    /// Heartbeat interval in ms [default: 2000].
-    #[arg(long, env = "CAIRN_HEARTBEAT_MS")]
-    heartbeat_ms: Option<u64>,
-    /// A node silent this long is dead, in ms [default: 10000].
-    #[arg(long, env = "CAIRN_NODE_TTL_MS")]
-    node_ttl_ms: Option<u64>,
-    /// Change-log retention in seconds [default: 604800].
-    #[arg(long, env = "CAIRN_CHANGE_LOG_RETENTION_SECS")]
-    change_log_retention_secs: Option<u64>,
-    /// Largest config content accepted, in bytes [default: 10485760].
-    #[arg(long, env = "CAIRN_MAX_CONTENT_BYTES")]
-    max_content_bytes: Option<usize>,
-    /// Hold time of a watch that names none, in ms [default: 30000].
-    #[arg(long, env = "CAIRN_WATCH_DEFAULT_TIMEOUT_MS")]
-    watch_default_timeout_ms: Option<u64>,
-    /// Longest hold of a watch, in ms [default: 120000].
-    #[arg(long, env = "CAIRN_WATCH_MAX_TIMEOUT_MS")]
-    watch_max_timeout_ms: Option<u64>,
-    /// Most keys in one watch request [default: 10000].
-    #[arg(long, env = "CAIRN_WATCH_MAX_KEYS")]
-    watch_max_keys: Option<usize>,
-    /// Access token lifetime in seconds [default: 18000].
-    #[arg(long, env = "CAIRN_TOKEN_TTL_SECS")]
-    token_ttl_secs: Option<u64>,
-    /// Take a client's IP for gray rules from the first X-Forwarded-For hop.
-    #[arg(long, env = "CAIRN_TRUST_FORWARDED_FOR")]
-    trust_forwarded_for: Option<bool>,
-    /// Namespace Apollo clients read at the root (`/apollo/{env}` selects others)
-    /// [default: public].
-    #[arg(long, env = "CAIRN_APOLLO_NAMESPACE")]
-    apollo_namespace: Option<String>,
-    /// Hold of Apollo's /notifications/v2, in ms [default: 60000].
-    #[arg(long, env = "CAIRN_APOLLO_POLL_TIMEOUT_MS")]
-    apollo_poll_timeout_ms: Option<u64>,
-    /// Refuse Apollo requests of apps without an access key [default: false].
-    #[arg(long, env = "CAIRN_APOLLO_REQUIRE_ACCESS_KEY")]
-    apollo_require_access_key: Option<bool>,
-    /// Log line format [default: text].
-    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormatArg>,
-    /// Log filter, e.g. `info` or `cairn_server=debug` [default: info].
-    #[arg(long, env = "CAIRN_LOG_LEVEL")]
-    log_level: Option<String>,
+impl Args for ServerArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let config = Arg::new("config")
+            .long("config")
+            .env("CAIRN_CONFIG")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML settings file");
+        SETTINGS
+            .iter()
+            .filter(|s| s.flag)
+            .fold(cmd.arg(config), |cmd, s| {
+                cmd.arg(
+                    Arg::new(s.key)
+                        .long(s.flag_name())
+                        .env(s.env)
+                        // Some hold credentials (a database URL).
+                        .hide_env_values(true)
+                        .value_name("VALUE")
+                        .help(format!("{} [default: {}]", s.doc.trim(), (s.default)())),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for ServerArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = SETTINGS
+            .iter()
+            .filter(|s| s.flag)
+            .filter_map(|s| {
+                let text = matches.get_one::<String>(s.key)?.clone();
+                let from = match matches.value_source(s.key) {
+                    Some(ValueSource::EnvVariable) => s.env,
+                    _ => "the command line",
+                };
+                Some((s.key, text, from))
+            })
+            .collect();
+        Ok(Self {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            given,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
@@ -93,70 +85,17 @@ fn settings(args: ServerArgs) -> anyhow::Result<Settings> {
         }
         None => Settings::default(),
     };
-    // The admin password is read from the environment only, never from a flag, so it
-    // does not show in the process list.
-    if let Ok(password) = std::env::var("CAIRN_ADMIN_PASSWORD") {
-        s.admin_password = Some(Secret::new(password));
+    // Settings without a flag (the admin password, so that it never shows in the
+    // process list) are read from the environment only.
+    for setting in SETTINGS.iter().filter(|s| !s.flag) {
+        if let Ok(text) = std::env::var(setting.env) {
+            s.set(setting.key, &text)
+                .map_err(|why| anyhow::anyhow!("{why} (from {})", setting.env))?;
+        }
     }
-    if let Some(v) = args.listen {
-        s.listen = v;
-    }
-    if let Some(v) = args.data_dir {
-        s.data_dir = v;
-    }
-    if let Some(v) = args.database {
-        s.database = Some(Secret::new(v));
-    }
-    if let Some(v) = args.advertise_url {
-        s.advertise_url = Some(v);
-    }
-    if let Some(v) = args.sync_poll_ms {
-        s.sync_poll_ms = v;
-    }
-    if let Some(v) = args.heartbeat_ms {
-        s.heartbeat_ms = v;
-    }
-    if let Some(v) = args.node_ttl_ms {
-        s.node_ttl_ms = v;
-    }
-    if let Some(v) = args.change_log_retention_secs {
-        s.change_log_retention_secs = v;
-    }
-    if let Some(v) = args.max_content_bytes {
-        s.max_content_bytes = v;
-    }
-    if let Some(v) = args.watch_default_timeout_ms {
-        s.watch_default_timeout_ms = v;
-    }
-    if let Some(v) = args.watch_max_timeout_ms {
-        s.watch_max_timeout_ms = v;
-    }
-    if let Some(v) = args.watch_max_keys {
-        s.watch_max_keys = v;
-    }
-    if let Some(v) = args.token_ttl_secs {
-        s.token_ttl_secs = v;
-    }
-    if let Some(v) = args.trust_forwarded_for {
-        s.trust_forwarded_for = v;
-    }
-    if let Some(v) = args.apollo_namespace {
-        s.apollo_namespace = v;
-    }
-    if let Some(v) = args.apollo_poll_timeout_ms {
-        s.apollo_poll_timeout_ms = v;
-    }
-    if let Some(v) = args.apollo_require_access_key {
-        s.apollo_require_access_key = v;
-    }
-    if let Some(v) = args.log_format {
-        s.log_format = match v {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        };
-    }
-    if let Some(v) = args.log_level {
-        s.log_level = v;
+    for (key, text, from) in &args.given {
+        s.set(key, text)
+            .map_err(|why| anyhow::anyhow!("{why} (from {from})"))?;
     }
     Ok(s)
 }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -94,9 +94,13 @@ impl Application {
                 .await
                 .context("cannot read or create the shared token signing key")?
         };
-        let auth = Auth::new(store.clone(), &signing_key, settings.token_ttl_secs)
-            .await
-            .context("cannot load users")?;
+        let auth = Auth::new(
+            store.clone(),
+            &signing_key,
+            settings.token_ttl_secs.get().as_secs(),
+        )
+        .await
+        .context("cannot load users")?;
         let admin = match auth
             .bootstrap_admin(settings.admin_password.as_ref())
             .await
@@ -120,10 +124,10 @@ impl Application {
             commits.clone(),
             SyncSettings {
                 address: settings.advertised_url(listener.local_addr()?),
-                poll: Duration::from_millis(settings.sync_poll_ms),
-                heartbeat: Duration::from_millis(settings.heartbeat_ms),
-                node_ttl: Duration::from_millis(settings.node_ttl_ms),
-                retention: Duration::from_secs(settings.change_log_retention_secs),
+                poll: settings.sync_poll_ms.get(),
+                heartbeat: settings.heartbeat_ms.get(),
+                node_ttl: settings.node_ttl_ms.get(),
+                retention: settings.change_log_retention_secs.get(),
             },
         ));
         let service = Service::new(store.clone(), commits, settings.max_content_bytes);

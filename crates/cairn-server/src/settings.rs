@@ -1,5 +1,8 @@
-//! Server settings: defaults, overridden by a TOML file, then by `CAIRN_*` environment
-//! variables and flags (the CLI layers those two on top).
+//! Server settings, each declared once in the table below with its TOML key,
+//! environment variable, flag, default and range. The struct, its defaults, the range
+//! checks, `cairn server`'s flags and help, and the README's settings table are all
+//! derived from that one table. Layering: defaults, then a TOML file, then `CAIRN_*`
+//! environment variables, then flags.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,83 +41,271 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything a node can be told. Field names are the TOML keys; each also has a
-/// `CAIRN_<UPPER_NAME>` environment variable and a `--kebab-name` flag.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// Address and port to listen on.
-    pub listen: SocketAddr,
-    /// Directory for the SQLite database and the token signing key.
-    pub data_dir: PathBuf,
-    /// `postgres://…` or `mysql://…` to use a shared database (required for a cluster);
-    /// unset: SQLite in `data_dir`.
-    pub database: Option<Secret>,
-    /// The URL clients reach this node at, as listed to them; default `http://` + listen.
-    pub advertise_url: Option<String>,
-    /// How often the change log is polled for other nodes' writes, in milliseconds.
-    /// PostgreSQL also wakes nodes at once by `LISTEN/NOTIFY`.
-    pub sync_poll_ms: u64,
-    /// How often a node records that it is alive, in milliseconds.
-    pub heartbeat_ms: u64,
-    /// A node silent for this long is dead, in milliseconds.
-    pub node_ttl_ms: u64,
-    /// Change-log entries older than this are pruned once every live node has them.
-    pub change_log_retention_secs: u64,
-    /// Password for the `admin` user created on first start; random when unset.
-    pub admin_password: Option<Secret>,
-    /// Largest config content accepted, in bytes.
-    pub max_content_bytes: usize,
-    /// Long-poll timeout used when a watch request names none, in milliseconds.
-    pub watch_default_timeout_ms: u64,
-    /// Longest a watch request may be held, in milliseconds; longer requests are clamped.
-    pub watch_max_timeout_ms: u64,
-    /// Most keys one watch request may carry.
-    pub watch_max_keys: usize,
-    /// Lifetime of an access token, in seconds.
-    pub token_ttl_secs: u64,
-    /// The namespace Apollo clients read when their meta-server URL names no env
-    /// (`/apollo/{env}` selects another).
-    pub apollo_namespace: String,
-    /// How long Apollo's `/notifications/v2` holds a request, in milliseconds.
-    pub apollo_poll_timeout_ms: u64,
-    /// Refuse Apollo requests of apps that have no access key (default: such apps read
-    /// without signing, as in Apollo).
-    pub apollo_require_access_key: bool,
-    /// Take a client's IP for gray rules from the first `X-Forwarded-For` hop; only
-    /// behind a proxy that sets it.
-    pub trust_forwarded_for: bool,
-    /// `text` or `json`.
-    pub log_format: LogFormat,
-    /// Tracing filter, e.g. `info` or `cairn_server=debug,info`. `RUST_LOG` wins when set.
-    pub log_level: String,
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8848)),
-            data_dir: PathBuf::from("cairn-data"),
-            database: None,
-            advertise_url: None,
-            sync_poll_ms: 100,
-            heartbeat_ms: 2_000,
-            node_ttl_ms: 10_000,
-            change_log_retention_secs: 7 * 86_400,
-            admin_password: None,
-            max_content_bytes: 10 * 1024 * 1024,
-            watch_default_timeout_ms: 30_000,
-            watch_max_timeout_ms: 120_000,
-            watch_max_keys: 10_000,
-            token_ttl_secs: 18_000,
-            trust_forwarded_for: false,
-            apollo_namespace: "public".to_owned(),
-            apollo_poll_timeout_ms: 60_000,
-            apollo_require_access_key: false,
-            log_format: LogFormat::Text,
-            log_level: "info".to_owned(),
+/// A duration written in whole milliseconds (keys ending in `_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(from = "u64")]
+pub struct Millis(Duration);
+
+/// A duration written in whole seconds (keys ending in `_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(from = "u64")]
+pub struct Secs(Duration);
+
+impl Millis {
+    pub const fn new(ms: u64) -> Self {
+        Self(Duration::from_millis(ms))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl Secs {
+    pub const fn new(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<u64> for Millis {
+    fn from(ms: u64) -> Self {
+        Self::new(ms)
+    }
+}
+
+impl From<u64> for Secs {
+    fn from(secs: u64) -> Self {
+        Self::new(secs)
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_millis())
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs())
+    }
+}
+
+/// A setting's value as a number in its written unit, for range checks.
+trait Magnitude {
+    fn magnitude(&self) -> u128;
+}
+
+impl Magnitude for u64 {
+    fn magnitude(&self) -> u128 {
+        u128::from(*self)
+    }
+}
+
+impl Magnitude for usize {
+    fn magnitude(&self) -> u128 {
+        *self as u128
+    }
+}
+
+impl Magnitude for Millis {
+    fn magnitude(&self) -> u128 {
+        self.0.as_millis()
+    }
+}
+
+impl Magnitude for Secs {
+    fn magnitude(&self) -> u128 {
+        u128::from(self.0.as_secs())
+    }
+}
+
+/// One setting as the CLI and the documentation show it.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingInfo {
+    /// The TOML key, also the flag's name (`--kebab-case`).
+    pub key: &'static str,
+    pub env: &'static str,
+    /// Whether a flag sets it too (a password is read from the environment only, so it
+    /// never shows in the process list).
+    pub flag: bool,
+    /// The default as a person reads it.
+    pub default: fn() -> String,
+    /// What it is for (the doc comment; trim it).
+    pub doc: &'static str,
+}
+
+impl SettingInfo {
+    /// The flag's name, `--data-dir` for `data_dir`.
+    pub fn flag_name(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+/// A setting's value from text: what TOML reads it as (a number, `true`), else the
+/// text as a string (an address, a path, a URL), so a value means the same in the file,
+/// the environment and a flag.
+fn value_of<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, String> {
+    let typed = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    if let Some(value) = typed {
+        if let Ok(parsed) = T::deserialize(value) {
+            return Ok(parsed);
         }
     }
+    T::deserialize(toml::Value::String(text.to_owned()))
+        .map_err(|e| format!("invalid {key} {text:?}: {}", e.message()))
+}
+
+/// The default as shown: `shown` when the table gives one, else the value itself.
+macro_rules! shown {
+    ($default:expr, $shown:literal) => {
+        || $shown.to_owned()
+    };
+    ($default:expr,) => {
+        || ($default).to_string()
+    };
+}
+
+/// Declares every setting once; see the module doc.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $key:ident: $ty:ty = $default:expr;
+            env $env:literal
+            $(, shown $shown:literal)?
+            $(, range $lo:literal ..= $hi:literal)?
+            $(, flag $flag:literal)?;
+    )*) => {
+        /// Everything a node can be told. Field names are the TOML keys.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[doc = $doc])+ pub $key: $ty, )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Self { $( $key: $default, )* }
+            }
+        }
+
+        /// Every setting, in the order the documentation lists them.
+        pub const SETTINGS: &[SettingInfo] = &[$(
+            SettingInfo {
+                key: stringify!($key),
+                env: $env,
+                flag: settings!(@flag $($flag)?),
+                default: shown!($default, $($shown)?),
+                doc: concat!($($doc),+),
+            },
+        )*];
+
+        impl Settings {
+            /// Sets `key` from text as given in the environment or on the command line,
+            /// read as the TOML file's value would be.
+            pub fn set(&mut self, key: &str, text: &str) -> Result<(), String> {
+                match key {
+                    $( stringify!($key) => self.$key = value_of(key, text)?, )*
+                    _ => return Err(format!("unknown setting {key}")),
+                }
+                Ok(())
+            }
+
+            /// The ranges the table states.
+            fn check_ranges(&self) -> Result<(), String> {
+                $( $(
+                    let value = Magnitude::magnitude(&self.$key);
+                    if !($lo..=$hi).contains(&value) {
+                        return Err(format!(
+                            "{} must be between {} and {} (it is {value})",
+                            stringify!($key), $lo, $hi
+                        ));
+                    }
+                )? )*
+                Ok(())
+            }
+        }
+    };
+    (@flag $flag:literal) => { $flag };
+    (@flag) => { true };
+}
+
+settings! {
+    /// address and port to listen on
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8848));
+        env "CAIRN_LISTEN";
+    /// SQLite database (`cairn.db`) and token signing key (`token.key`)
+    data_dir: PathBuf = PathBuf::from("cairn-data");
+        env "CAIRN_DATA_DIR", shown "./cairn-data";
+    /// `postgres://…` or `mysql://…` (MariaDB too): a shared database, needed for a cluster
+    database: Option<Secret> = None;
+        env "CAIRN_DATABASE_URL", shown "SQLite in `data_dir`";
+    /// the URL this node is listed under in `/api/v1/cluster/nodes`
+    advertise_url: Option<String> = None;
+        env "CAIRN_ADVERTISE_URL", shown "`http://` + listen address";
+    /// how often the change log is polled for other nodes' writes, in ms (PostgreSQL also wakes nodes at once)
+    sync_poll_ms: Millis = Millis::new(100);
+        env "CAIRN_SYNC_POLL_MS", range 10..=60_000;
+    /// how often a node records that it is alive, in ms
+    heartbeat_ms: Millis = Millis::new(2_000);
+        env "CAIRN_HEARTBEAT_MS", range 100..=60_000;
+    /// a node silent this long is dead, in ms (more than `heartbeat_ms`)
+    node_ttl_ms: Millis = Millis::new(10_000);
+        env "CAIRN_NODE_TTL_MS", range 200..=3_600_000;
+    /// change-log entries older than this (seconds) are pruned once every live node has applied them
+    change_log_retention_secs: Secs = Secs::new(7 * 86_400);
+        env "CAIRN_CHANGE_LOG_RETENTION_SECS";
+    /// password of `admin`, used only when the first start creates it
+    admin_password: Option<Secret> = None;
+        env "CAIRN_ADMIN_PASSWORD", shown "random, printed once", flag false;
+    /// largest config content accepted, in bytes
+    max_content_bytes: usize = 10 * 1024 * 1024;
+        env "CAIRN_MAX_CONTENT_BYTES", range 1..=1_073_741_824;
+    /// hold time of a watch that names none, in ms (at most `watch_max_timeout_ms`)
+    watch_default_timeout_ms: Millis = Millis::new(30_000);
+        env "CAIRN_WATCH_DEFAULT_TIMEOUT_MS";
+    /// longer watch timeouts are clamped to this, in ms
+    watch_max_timeout_ms: Millis = Millis::new(120_000);
+        env "CAIRN_WATCH_MAX_TIMEOUT_MS", range 0..=3_600_000;
+    /// most keys in one watch request
+    watch_max_keys: usize = 10_000;
+        env "CAIRN_WATCH_MAX_KEYS", range 1..=1_000_000;
+    /// access token lifetime, in seconds
+    token_ttl_secs: Secs = Secs::new(18_000);
+        env "CAIRN_TOKEN_TTL_SECS", range 1..=2_592_000;
+    /// the namespace Apollo clients read at the root (`/apollo/{namespace}` selects others)
+    apollo_namespace: String = "public".to_owned();
+        env "CAIRN_APOLLO_NAMESPACE";
+    /// how long `/notifications/v2` holds a request, in ms (Apollo's Java client gives up after 90 s)
+    apollo_poll_timeout_ms: Millis = Millis::new(60_000);
+        env "CAIRN_APOLLO_POLL_TIMEOUT_MS", range 1_000..=80_000;
+    /// refuse unsigned Apollo requests of apps without an access key
+    apollo_require_access_key: bool = false;
+        env "CAIRN_APOLLO_REQUIRE_ACCESS_KEY";
+    /// take a client's IP for gray rules from the first `X-Forwarded-For` hop (only behind a proxy that sets it)
+    trust_forwarded_for: bool = false;
+        env "CAIRN_TRUST_FORWARDED_FOR";
+    /// `text` or `json` log lines (on stderr)
+    log_format: LogFormat = LogFormat::Text;
+        env "CAIRN_LOG_FORMAT";
+    /// tracing filter, e.g. `info` or `cairn_server=debug,info`; `RUST_LOG` wins when set
+    log_level: String = "info".to_owned();
+        env "CAIRN_LOG_LEVEL";
 }
 
 impl Settings {
@@ -125,53 +316,17 @@ impl Settings {
 
     /// Refuses values outside what the node can honour, naming the setting.
     pub fn check(&self) -> Result<(), String> {
-        const HOUR_MS: u64 = 3_600_000;
-        let checks: [(bool, &str); 10] = [
-            (
-                cairn_core::Namespace::parse(&self.apollo_namespace).is_ok(),
-                "apollo_namespace must be a valid namespace name",
-            ),
-            (
-                (1_000..=80_000).contains(&self.apollo_poll_timeout_ms),
-                "apollo_poll_timeout_ms must be between 1000 and 80000 (Apollo's Java client gives up on a poll after 90 s)",
-            ),
-            (
-                (10..=60_000).contains(&self.sync_poll_ms),
-                "sync_poll_ms must be between 10 and 60000",
-            ),
-            (
-                (100..=60_000).contains(&self.heartbeat_ms),
-                "heartbeat_ms must be between 100 and 60000",
-            ),
-            (
-                self.node_ttl_ms > self.heartbeat_ms && self.node_ttl_ms <= 3_600_000,
-                "node_ttl_ms must exceed heartbeat_ms and be at most 3600000",
-            ),
-            (
-                (1..=1 << 30).contains(&self.max_content_bytes),
-                "max_content_bytes must be between 1 and 1073741824",
-            ),
-            (
-                self.watch_max_timeout_ms <= HOUR_MS,
-                "watch_max_timeout_ms must be at most 3600000 (one hour)",
-            ),
-            (
-                self.watch_default_timeout_ms <= self.watch_max_timeout_ms,
-                "watch_default_timeout_ms must not exceed watch_max_timeout_ms",
-            ),
-            (
-                (1..=1_000_000).contains(&self.watch_max_keys),
-                "watch_max_keys must be between 1 and 1000000",
-            ),
-            (
-                (1..=30 * 86_400).contains(&self.token_ttl_secs),
-                "token_ttl_secs must be between 1 and 2592000 (30 days)",
-            ),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, why)) => Err((*why).to_owned()),
-            None => Ok(()),
+        self.check_ranges()?;
+        if cairn_core::Namespace::parse(&self.apollo_namespace).is_err() {
+            return Err("apollo_namespace must be a valid namespace name".to_owned());
         }
+        if self.node_ttl_ms <= self.heartbeat_ms {
+            return Err("node_ttl_ms must exceed heartbeat_ms".to_owned());
+        }
+        if self.watch_default_timeout_ms > self.watch_max_timeout_ms {
+            return Err("watch_default_timeout_ms must not exceed watch_max_timeout_ms".to_owned());
+        }
+        Ok(())
     }
 
     /// The URL this node is listed under.
@@ -179,14 +334,6 @@ impl Settings {
         self.advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"))
-    }
-
-    pub fn watch_default_timeout(&self) -> Duration {
-        Duration::from_millis(self.watch_default_timeout_ms)
-    }
-
-    pub fn watch_max_timeout(&self) -> Duration {
-        Duration::from_millis(self.watch_max_timeout_ms)
     }
 }
 
@@ -211,6 +358,51 @@ mod tests {
         assert!(s.check().unwrap_err().contains("watch_max_timeout_ms"));
         let s = Settings::from_toml("token_ttl_secs = 0").unwrap();
         assert!(s.check().unwrap_err().contains("token_ttl_secs"));
+    }
+
+    #[test]
+    fn values_from_the_environment_or_flags_read_as_in_the_file() {
+        let mut s = Settings::default();
+        s.set("sync_poll_ms", "250").unwrap();
+        s.set("listen", "0.0.0.0:9000").unwrap();
+        s.set("trust_forwarded_for", "true").unwrap();
+        s.set("log_format", "json").unwrap();
+        s.set("database", "postgres://u:p@db/cairn").unwrap();
+        s.set("log_level", "5").unwrap();
+        assert_eq!(s.sync_poll_ms.get(), Duration::from_millis(250));
+        assert_eq!(s.listen.port(), 9000);
+        assert!(s.trust_forwarded_for);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(
+            s.database.as_ref().unwrap().expose(),
+            "postgres://u:p@db/cairn"
+        );
+        assert_eq!(s.log_level, "5");
+        let err = s.set("sync_poll_ms", "soon").unwrap_err();
+        assert!(err.contains("sync_poll_ms"), "{err}");
+        assert!(s
+            .set("lissen", "x")
+            .unwrap_err()
+            .contains("unknown setting"));
+    }
+
+    #[test]
+    fn every_setting_is_listed_once_with_its_default() {
+        let keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len());
+        let listen = SETTINGS.iter().find(|s| s.key == "listen").unwrap();
+        assert_eq!((listen.default)(), "127.0.0.1:8848");
+        assert_eq!(listen.flag_name(), "listen");
+        let password = SETTINGS.iter().find(|s| s.key == "admin_password").unwrap();
+        assert!(!password.flag, "a password is never a flag");
+        let poll = SETTINGS.iter().find(|s| s.key == "sync_poll_ms").unwrap();
+        assert_eq!(
+            ((poll.default)(), poll.flag_name()),
+            ("100".to_owned(), "sync-poll-ms".to_owned())
+        );
     }
 
     #[test]

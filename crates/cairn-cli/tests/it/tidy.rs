@@ -48,3 +48,42 @@ fn no_test_is_ignored() {
         .collect();
     assert!(ignored.is_empty(), "ignored tests in {ignored:?}");
 }
+
+/// The README's settings table, as the settings table in the server declares it.
+fn settings_table() -> String {
+    let code = |text: &str| {
+        if text.contains(' ') || text.contains('`') {
+            text.to_owned()
+        } else {
+            format!("`{text}`")
+        }
+    };
+    let mut table = String::from(
+        "| TOML key | environment / flag | default | meaning |\n| --- | --- | --- | --- |\n",
+    );
+    for s in cairn_server::settings::SETTINGS {
+        let set_by = if s.flag {
+            format!("`{}` / `--{}`", s.env, s.flag_name())
+        } else {
+            format!("`{}` (no flag)", s.env)
+        };
+        table.push_str(&format!(
+            "| `{}` | {set_by} | {} | {} |\n",
+            s.key,
+            code(&(s.default)()),
+            s.doc.trim()
+        ));
+    }
+    table
+}
+
+#[test]
+fn the_readme_lists_every_setting_as_declared() {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let expected = settings_table();
+    assert!(
+        readme.contains(&expected),
+        "README.md's settings table differs from the declared settings; it should read:\n\n{expected}"
+    );
+}

@@ -77,10 +77,10 @@ pub async fn watch(
     let timeout = req
         .timeout_ms
         .map_or(
-            state.settings.watch_default_timeout(),
+            state.settings.watch_default_timeout_ms.get(),
             Duration::from_millis,
         )
-        .min(state.settings.watch_max_timeout());
+        .min(state.settings.watch_max_timeout_ms.get());
     let stale = state
         .service
         .wait_for_changes(&held, &client, timeout)

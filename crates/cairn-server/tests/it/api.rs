@@ -478,7 +478,8 @@ async fn auth_is_required_and_enforced() {
 
 #[tokio::test]
 async fn expired_tokens_are_refused() {
-    let app = TestApp::spawn_with(|s| s.token_ttl_secs = 1).await;
+    let app =
+        TestApp::spawn_with(|s| s.token_ttl_secs = cairn_server::settings::Secs::new(1)).await;
     let r = app
         .request(Method::GET, "/api/v1/configs")
         .send()
@@ -497,8 +498,8 @@ async fn expired_tokens_are_refused() {
 #[tokio::test]
 async fn watch_timeouts_default_and_are_clamped() {
     let app = TestApp::spawn_with(|s| {
-        s.watch_default_timeout_ms = 600;
-        s.watch_max_timeout_ms = 1_200;
+        s.watch_default_timeout_ms = cairn_server::settings::Millis::new(600);
+        s.watch_max_timeout_ms = cairn_server::settings::Millis::new(1_200);
     })
     .await;
     let key = json!({ "namespace": "public", "group": "g", "data_id": "quiet.txt", "md5": "" });

@@ -10,7 +10,8 @@ use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
 async fn spawn() -> TestApp {
-    TestApp::spawn_with(|s| s.apollo_poll_timeout_ms = 1_000).await
+    TestApp::spawn_with(|s| s.apollo_poll_timeout_ms = cairn_server::settings::Millis::new(1_000))
+        .await
 }
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {

@@ -369,8 +369,8 @@ fn encoded(text: &str) -> String {
 #[tokio::test]
 async fn the_listener_holds_answers_and_wakes() {
     let app = TestApp::spawn_with(|s| {
-        s.watch_max_timeout_ms = 1_500;
-        s.watch_default_timeout_ms = 1_500;
+        s.watch_max_timeout_ms = cairn_server::settings::Millis::new(1_500);
+        s.watch_default_timeout_ms = cairn_server::settings::Millis::new(1_500);
     })
     .await;
     let nacos = Nacos::login(&app).await;
@@ -789,8 +789,8 @@ async fn history_namespaces_v2_and_server_list() {
 #[tokio::test]
 async fn beta_releases_wake_only_their_listeners() {
     let app = TestApp::spawn_with(|s| {
-        s.watch_max_timeout_ms = 1_500;
-        s.watch_default_timeout_ms = 1_500;
+        s.watch_max_timeout_ms = cairn_server::settings::Millis::new(1_500);
+        s.watch_default_timeout_ms = cairn_server::settings::Millis::new(1_500);
     })
     .await;
     let nacos = Nacos::login(&app).await;

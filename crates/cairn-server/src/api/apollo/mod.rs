@@ -660,7 +660,7 @@ async fn notifications(
         .iter()
         .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))
         .collect();
-    let timeout = std::time::Duration::from_millis(state.settings.apollo_poll_timeout_ms);
+    let timeout = state.settings.apollo_poll_timeout_ms.get();
     let changed = state
         .service
         .wait_until(keys, timeout, || {

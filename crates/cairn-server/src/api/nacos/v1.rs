@@ -307,7 +307,7 @@ async fn listen(
             if no_hangup {
                 std::time::Duration::ZERO
             } else {
-                hold_for(ms, state.settings.watch_max_timeout())
+                hold_for(ms, state.settings.watch_max_timeout_ms.get())
             }
         }
     };

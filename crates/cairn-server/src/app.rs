@@ -85,7 +85,7 @@ impl Application {
             loaded_at,
             vec![apollo_index.clone()],
         ));
-        let signing_key = if store.backend() == "sqlite" {
+        let signing_key = if !store.backend().is_shared() {
             auth::load_or_create_signing_key(&settings.data_dir)
                 .context("cannot read or create the token signing key")?
         } else {
@@ -133,7 +133,7 @@ impl Application {
         let service = Service::new(store.clone(), commits, settings.max_content_bytes);
         tracing::info!(
             configs = service.configs_cached(),
-            backend = store.backend(),
+            backend = store.backend().as_str(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "node built"
         );

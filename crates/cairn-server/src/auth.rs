@@ -18,31 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::now_millis;
 use crate::settings::Secret;
 
-/// What a user may do. Per-namespace grants will refine `User`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Manages users and namespaces, and everything a user can do.
-    Admin,
-    /// Reads, publishes and watches configs.
-    User,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::User => "user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "user" => Some(Role::User),
-            _ => None,
-        }
-    }
-}
+pub use cairn_core::Role;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +97,7 @@ struct UserState {
 impl UserState {
     fn of(user: &UserRecord) -> Self {
         Self {
-            role: Role::parse(&user.role).unwrap_or(Role::User),
+            role: user.role,
             password_changed_at: user.password_changed_at,
         }
     }
@@ -445,7 +421,7 @@ impl Auth {
 
     fn issue(&self, user: &UserRecord) -> Result<IssuedToken, AuthError> {
         let now = (now_millis() / 1000) as u64;
-        let role = Role::parse(&user.role).unwrap_or(Role::User);
+        let role = user.role;
         let claims = Claims {
             sub: user.username.to_string(),
             iat: now,
@@ -592,7 +568,7 @@ impl Auth {
         let record = UserRecord {
             username: username.clone(),
             password_hash: hash,
-            role: role.as_str().to_owned(),
+            role,
             created_at: now,
             password_changed_at: now,
         };
@@ -644,11 +620,8 @@ impl Auth {
         let users = self.store.list_users().await?;
         let is_admin = users
             .iter()
-            .any(|u| &u.username == username && u.role == Role::Admin.as_str());
-        let admins = users
-            .iter()
-            .filter(|u| u.role == Role::Admin.as_str())
-            .count();
+            .any(|u| &u.username == username && u.role == Role::Admin);
+        let admins = users.iter().filter(|u| u.role == Role::Admin).count();
         if is_admin && admins <= 1 {
             return Err(AuthError::LastAdmin(username.to_string()));
         }

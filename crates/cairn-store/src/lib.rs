@@ -220,14 +220,41 @@ pub trait AccessKeyStore: Send + Sync {
 }
 
 /// Everything a Cairn node needs from its database.
+/// The database engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, in the data directory: one node.
+    Sqlite,
+    /// Shared by the nodes of a cluster.
+    Postgres,
+    /// MySQL or MariaDB, shared by the nodes of a cluster.
+    MySql,
+}
+
+impl Backend {
+    /// The name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+        }
+    }
+
+    /// Whether several nodes can share it.
+    pub fn is_shared(self) -> bool {
+        self != Backend::Sqlite
+    }
+}
+
 #[async_trait]
 pub trait Store:
     NamespaceStore + ConfigStore + UserStore + ClusterStore + AccessKeyStore + Send + Sync + 'static
 {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
-    /// The backend's name, for logs and metrics.
-    fn backend(&self) -> &'static str;
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
     /// A push signal for changes made by other nodes, where the backend has one.
     async fn change_signal(&self) -> Result<Option<Box<dyn ChangeSignal>>>;
     /// Closes the connections, waiting for those in use.

@@ -175,7 +175,7 @@ pub struct ChangeRecord {
 pub struct UserRecord {
     pub username: Username,
     pub password_hash: String,
-    pub role: String,
+    pub role: cairn_core::Role,
     pub created_at: i64,
     pub password_changed_at: i64,
 }

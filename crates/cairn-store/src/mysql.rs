@@ -62,4 +62,4 @@ impl MySqlStore {
     }
 }
 
-sql_backend!(MySqlStore, sqlx::MySql, sqlx::mysql::MySqlRow, "mysql");
+sql_backend!(MySqlStore, sqlx::MySql, sqlx::mysql::MySqlRow, MySql);

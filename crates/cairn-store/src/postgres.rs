@@ -102,5 +102,5 @@ sql_backend!(
     PostgresStore,
     sqlx::Postgres,
     sqlx::postgres::PgRow,
-    "postgres"
+    Postgres
 );

@@ -3,7 +3,8 @@
 //! how other nodes are woken) and in their migrations; `sql_backend!` stamps the one
 //! implementation out for each sqlx driver.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
 /// What varies between SQL engines.
 #[derive(Debug, Clone, Copy)]
@@ -23,24 +24,41 @@ pub(crate) struct Dialect {
 }
 
 impl Dialect {
-    /// The statement in this dialect's placeholder syntax; statements are written with `?`.
-    pub fn sql(self, text: &'static str) -> Cow<'static, str> {
+    /// The statement in this dialect's placeholder syntax; statements are written with
+    /// `?`. The numbered form of each statement is made once per process and kept (the
+    /// statements are a fixed set of literals), not rewritten on every call.
+    pub fn sql(self, text: &'static str) -> &'static str {
         if !self.numbered {
-            return Cow::Borrowed(text);
+            return text;
         }
-        let mut out = String::with_capacity(text.len() + 16);
-        let mut n = 0;
-        for ch in text.chars() {
-            if ch == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(ch);
-            }
+        type Rendered = RwLock<HashMap<(usize, usize), &'static str>>;
+        static RENDERED: OnceLock<Rendered> = OnceLock::new();
+        let rendered = RENDERED.get_or_init(Rendered::default);
+        let id = (text.as_ptr() as usize, text.len());
+        if let Some(done) = rendered.read().expect("statement cache poisoned").get(&id) {
+            return done;
         }
-        Cow::Owned(out)
+        let mut cache = rendered.write().expect("statement cache poisoned");
+        cache
+            .entry(id)
+            .or_insert_with(|| Box::leak(numbered(text).into_boxed_str()))
     }
+}
+
+/// `text` with its `?` placeholders numbered `$1, $2, …`.
+fn numbered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    for ch in text.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// A config's stored state as a write transaction reads it.
@@ -61,7 +79,7 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// Implements every storage trait for `$store`, which must have fields `writer` and
 /// `reader` (pools of `$db`) and `dialect`.
 macro_rules! sql_backend {
-    ($store:ident, $db:ty, $row:ty, $name:literal) => {
+    ($store:ident, $db:ty, $row:ty, $name:ident) => {
         /// A text column. MySQL reports columns with a binary (case-sensitive) collation
         /// as binary, so text is read as bytes there and checked as UTF-8.
         fn text(row: &$row, column: &str) -> Result<String> {
@@ -151,7 +169,11 @@ macro_rules! sql_backend {
                 username: Username::parse(&name)
                     .map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))?,
                 password_hash: text(row, "password_hash")?,
-                role: text(row, "role")?,
+                role: {
+                    let role = text(row, "role")?;
+                    cairn_core::Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?
+                },
                 created_at: row.try_get("created_at")?,
                 password_changed_at: row.try_get("password_changed_at")?,
             })
@@ -187,7 +209,7 @@ macro_rules! sql_backend {
         }
 
         impl $store {
-            fn sql(&self, text: &'static str) -> std::borrow::Cow<'static, str> {
+            fn sql(&self, text: &'static str) -> &'static str {
                 self.dialect.sql(text)
             }
 
@@ -996,7 +1018,7 @@ macro_rules! sql_backend {
                 match sqlx::query::<$db>(&sql)
                     .bind(user.username.as_str())
                     .bind(&user.password_hash)
-                    .bind(&user.role)
+                    .bind(user.role.as_str())
                     .bind(user.created_at)
                     .bind(user.password_changed_at)
                     .execute(&self.writer)
@@ -1278,8 +1300,8 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
-            fn backend(&self) -> &'static str {
-                $name
+            fn backend(&self) -> $crate::Backend {
+                $crate::Backend::$name
             }
 
             async fn change_signal(&self) -> Result<Option<Box<dyn $crate::ChangeSignal>>> {
@@ -1309,7 +1331,12 @@ mod tests {
             notify: None,
             now_ms: "",
         };
-        assert_eq!(pg.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+        let statement = "a = ? AND b = ?";
+        assert_eq!(pg.sql(statement), "a = $1 AND b = $2");
+        assert!(
+            std::ptr::eq(pg.sql(statement), pg.sql(statement)),
+            "made once, then reused"
+        );
         let other = Dialect {
             numbered: false,
             ..pg

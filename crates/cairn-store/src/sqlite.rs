@@ -66,4 +66,4 @@ impl SqliteStore {
     }
 }
 
-sql_backend!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
+sql_backend!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, Sqlite);

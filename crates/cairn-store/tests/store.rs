@@ -317,7 +317,7 @@ async fn users(store: Arc<dyn Store>) {
     let record = UserRecord {
         username: bob.clone(),
         password_hash: "hash-1".into(),
-        role: "admin".into(),
+        role: cairn_core::Role::Admin,
         created_at: 1,
         password_changed_at: 1,
     };

@@ -329,7 +329,7 @@ impl From<&UserRecord> for UserView {
     fn from(u: &UserRecord) -> Self {
         Self {
             username: u.username.to_string(),
-            role: u.role.clone(),
+            role: u.role.as_str().to_owned(),
             created_at: timestamp(u.created_at),
         }
     }

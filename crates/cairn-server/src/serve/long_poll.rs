@@ -494,4 +494,149 @@ mod tests {
         let raw = "GET /notifications/v2 HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n";
         assert!(matches!(parsed(raw), Parsed::LongPoll { close: true, .. }));
     }
+
+    /// What hyper's HTTP/1.1 server makes of `bytes` as the first request of a
+    /// connection: its method, target, headers and body, or `None` if it refuses them
+    /// (or they are not a whole request).
+    async fn hyper_reads(bytes: Vec<u8>) -> Option<(Method, String, HeaderMap, Bytes)> {
+        use hyper_util::rt::TokioIo;
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(&bytes).await.unwrap();
+        client.shutdown().await.unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let service = hyper::service::service_fn({
+            let seen = seen.clone();
+            move |request: Request<hyper::body::Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = axum::body::to_bytes(Body::new(body), usize::MAX).await;
+                    if let Ok(body) = body {
+                        let target = parts.uri.to_string();
+                        *seen.lock().unwrap() = Some((parts.method, target, parts.headers, body));
+                    }
+                    Ok::<_, Infallible>(Response::new(Body::empty()))
+                }
+            }
+        });
+        // The client has sent everything and closed its side, as a test can: hyper must
+        // still answer what it read.
+        let connection = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(TokioIo::new(server), service);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connection).await;
+        let taken = seen.lock().unwrap().take();
+        taken
+    }
+
+    /// Requests near the long-poll routes, most well formed, some not: the methods,
+    /// paths, versions, line ends and headers the head reader decides on.
+    fn request_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        // Mostly a long poll with its own method, so that many cases are taken.
+        let route = prop_oneof![
+            4 => prop::sample::select(vec![
+                ("POST", "/api/v1/watch"),
+                ("POST", "/api/v1/watch?timeout_ms=5"),
+                ("POST", "/nacos/v1/cs/configs/listener"),
+                ("GET", "/notifications/v2?appId=a&cluster=default"),
+                ("GET", "/apollo/prod/notifications/v2"),
+            ]),
+            1 => prop::sample::select(vec![
+                ("GET", "/api/v1/watch"),
+                ("HEAD", "/notifications/v2"),
+                ("post", "/api/v1/watch"),
+                ("PUT", "/api/v1/configs/public/g/d"),
+                ("POST", "http://host/api/v1/watch"),
+                ("POST", "/api/v1/watch#frag"),
+                ("POST", "/api/v1/wa tch"),
+            ]),
+        ];
+        let version = prop_oneof![
+            6 => Just("HTTP/1.1"),
+            1 => prop::sample::select(vec!["HTTP/1.0", "HTTP/2.0", "http/1.1"]),
+        ];
+        let eol = prop_oneof![4 => Just("\r\n"), 1 => Just("\n")];
+        let header = prop_oneof![
+            5 => prop::sample::select(vec![
+                "Host: cairn",
+                "Accept: */*",
+                "Content-Length: 2",
+                "Content-Length: 0",
+                "Connection: close",
+                "Connection: keep-alive",
+                "X-Cairn-Labels: zone=a",
+            ]),
+            1 => prop::sample::select(vec![
+                "Content-Length: +2",
+                "Content-Length: 2, 2",
+                "Content-Length: 99999999999999999999",
+                "Transfer-Encoding: chunked",
+                "Expect: 100-continue",
+                "Upgrade: h2c",
+                "X Bad: name",
+                "Bad-Value: a\u{7f}b",
+                "Obs-Fold: a\r\n b",
+                ": empty",
+                "Trailing-Space : x",
+            ]),
+        ];
+        let body = prop::collection::vec(any::<u8>(), 0..=2);
+        (
+            route,
+            version,
+            eol,
+            prop::collection::vec(header, 0..5),
+            body,
+            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..=1),
+        )
+            .prop_map(|((method, path), version, eol, headers, body, flips)| {
+                let mut raw = format!("{method} {path} {version}{eol}");
+                for h in headers {
+                    raw.push_str(h);
+                    raw.push_str(eol);
+                }
+                raw.push_str(eol);
+                let mut bytes = raw.into_bytes();
+                bytes.extend(body);
+                // A byte or two replaced anywhere: what no template above thought of.
+                for (at, byte) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                bytes
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Whatever the bytes, and however they arrive: the head reader takes a request
+        /// only when hyper would read the same request from them (method, target,
+        /// headers, body), and a prefix of a request it takes is never read as anything
+        /// but "more to come".
+        #[test]
+        fn the_head_reader_agrees_with_hyper(
+            bytes in request_bytes(),
+            split in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            if let Parsed::LongPoll { request, len, .. } = parse(&bytes) {
+                let (parts, body) = request.into_parts();
+                let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
+                let hyper = runtime.block_on(hyper_reads(bytes[..len].to_vec()));
+                let (method, target, headers, hyper_body) =
+                    hyper.unwrap_or_else(|| panic!("taken, but hyper refuses {:?}", String::from_utf8_lossy(&bytes)));
+                proptest::prop_assert_eq!(parts.method, method);
+                proptest::prop_assert_eq!(parts.uri.to_string(), target);
+                proptest::prop_assert_eq!(parts.headers, headers);
+                proptest::prop_assert_eq!(body, hyper_body);
+                let cut = split.index(len);
+                proptest::prop_assert!(
+                    matches!(parse(&bytes[..cut]), Parsed::Incomplete { .. }),
+                    "a prefix of {} bytes was not read as incomplete", cut
+                );
+            }
+        }
+    }
 }

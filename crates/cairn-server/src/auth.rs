@@ -631,3 +631,112 @@ impl Auth {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cairn_store::SqliteStore;
+
+    use super::*;
+
+    async fn auth() -> (Auth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        (Auth::new(store, &[7; 32], 60).await.unwrap(), dir)
+    }
+
+    fn name(n: &str) -> Username {
+        Username::parse(n).unwrap()
+    }
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s)
+    }
+
+    #[tokio::test]
+    async fn the_first_admin_is_made_once_with_a_strong_password() {
+        let (auth, _dir) = auth().await;
+        let made = auth.bootstrap_admin(None).await.unwrap().expect("made");
+        assert!(made.expose().len() >= 16, "a generated password is long");
+        assert!(
+            auth.bootstrap_admin(None).await.unwrap().is_none(),
+            "only once"
+        );
+        assert_eq!(auth.login("admin", &made).await.unwrap().role, Role::Admin);
+        let weak = auth
+            .add_user(&name("bob"), &secret("short"), Role::User)
+            .await;
+        assert!(matches!(weak, Err(AuthError::WeakPassword)));
+        let bad = auth.login("admin", &secret("not-the-password")).await;
+        assert!(matches!(bad, Err(AuthError::BadCredentials)));
+        let nobody = auth.login("nobody", &made).await;
+        assert!(
+            matches!(nobody, Err(AuthError::BadCredentials)),
+            "same answer as a bad password"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_change_ends_every_earlier_token_and_remembered_check() {
+        let (auth, _dir) = auth().await;
+        auth.add_user(&name("bob"), &secret("first-password"), Role::User)
+            .await
+            .unwrap();
+        let token = auth
+            .login("bob", &secret("first-password"))
+            .await
+            .unwrap()
+            .token;
+        assert_eq!(auth.verify(token.expose()).unwrap().role, Role::User);
+        // Checked once, then remembered (a client sending credentials on every request).
+        auth.authenticate("bob", &secret("first-password"))
+            .await
+            .unwrap();
+        auth.set_password(&name("bob"), &secret("second-password"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.verify(token.expose()),
+            Err(AuthError::InvalidToken)
+        ));
+        let old = auth.authenticate("bob", &secret("first-password")).await;
+        assert!(
+            matches!(old, Err(AuthError::BadCredentials)),
+            "not from memory"
+        );
+        auth.authenticate("bob", &secret("second-password"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.verify("not.a.token"),
+            Err(AuthError::InvalidToken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_cannot_be_deleted_and_a_deleted_users_tokens_die() {
+        let (auth, _dir) = auth().await;
+        auth.bootstrap_admin(Some(&secret("admin-password")))
+            .await
+            .unwrap();
+        let last = auth.delete_user(&name("admin")).await;
+        assert!(matches!(last, Err(AuthError::LastAdmin(_))));
+        auth.add_user(&name("carol"), &secret("carol-password"), Role::Admin)
+            .await
+            .unwrap();
+        let token = auth
+            .login("admin", &secret("admin-password"))
+            .await
+            .unwrap()
+            .token;
+        auth.delete_user(&name("admin")).await.unwrap();
+        assert!(matches!(
+            auth.verify(token.expose()),
+            Err(AuthError::InvalidToken)
+        ));
+        let again = auth
+            .add_user(&name("carol"), &secret("carol-password"), Role::User)
+            .await;
+        assert!(matches!(again, Err(AuthError::UserExists(_))));
+    }
+}

@@ -765,3 +765,194 @@ impl Service {
         Ok(self.store.delete_namespace(name).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::ClientInfo;
+    use cairn_store::SqliteStore;
+
+    use super::*;
+    use crate::cache::Cache;
+
+    const MAX: usize = 64;
+
+    /// A service over a real SQLite store in a fresh directory.
+    async fn service() -> (Service, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        let commits = Arc::new(Commits::new(Cache::default(), 0, vec![]));
+        (Service::new(store, commits, MAX), dir)
+    }
+
+    fn key(data_id: &str) -> ConfigKey {
+        ConfigKey::parse("public", "g", data_id).unwrap()
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            username: "ann".into(),
+            source: "test".into(),
+        }
+    }
+
+    fn text(content: &str, expect: Expect) -> PublishInput {
+        PublishInput {
+            content: content.into(),
+            expect,
+            ..PublishInput::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn compare_and_set_holds_for_every_expectation() {
+        let (service, _dir) = service().await;
+        let k = key("cas");
+        let md5 = |s: &str| md5_hex(s);
+        service
+            .publish(k.clone(), text("v1", Expect::Absent), &actor())
+            .await
+            .unwrap();
+        let again = service
+            .publish(k.clone(), text("v2", Expect::Absent), &actor())
+            .await;
+        assert!(
+            matches!(again, Err(ServiceError::CasConflict { .. })),
+            "{again:?}"
+        );
+        let stale = text("v2", Expect::Md5(md5("v0")));
+        let stale = service.publish(k.clone(), stale, &actor()).await;
+        assert!(matches!(stale, Err(ServiceError::CasConflict { .. })));
+        let either = text("v2", Expect::Md5OrAbsent(md5("v1")));
+        service.publish(k.clone(), either, &actor()).await.unwrap();
+        // Nacos's expectation creates when nothing is there.
+        let new = text("n1", Expect::Md5OrAbsent(md5("whatever")));
+        service.publish(key("new"), new, &actor()).await.unwrap();
+        assert_eq!(service.get(&k).unwrap().content, "v2");
+        // A delete must name the content it deletes, if anything.
+        let refused = service.delete(k.clone(), Expect::Absent, &actor()).await;
+        assert!(matches!(refused, Err(ServiceError::InvalidArgument(_))));
+        let stale = service
+            .delete(k.clone(), Expect::Md5(md5("v1")), &actor())
+            .await;
+        assert!(matches!(stale, Err(ServiceError::CasConflict { .. })));
+        service
+            .delete(k.clone(), Expect::Md5(md5("v2")), &actor())
+            .await
+            .unwrap();
+        assert!(service.get(&k).is_none());
+    }
+
+    #[tokio::test]
+    async fn limits_are_refused_before_anything_is_written() {
+        let (service, _dir) = service().await;
+        let big = text(&"x".repeat(MAX + 1), Expect::Any);
+        let too_big = service.publish(key("big"), big, &actor()).await;
+        assert!(matches!(
+            too_big,
+            Err(ServiceError::ContentTooLarge { size: 65, max: MAX })
+        ));
+        let tags = PublishInput {
+            tags: Some((0..=MAX_TAGS).map(|i| format!("t{i}")).collect()),
+            ..text("a", Expect::Any)
+        };
+        let many = service.publish(key("tags"), tags, &actor()).await;
+        assert!(matches!(many, Err(ServiceError::InvalidArgument(m)) if m.contains("33 tags")));
+        let description = PublishInput {
+            description: Some("d".repeat(MAX_DESCRIPTION + 1)),
+            ..text("a", Expect::Any)
+        };
+        let long = service.publish(key("desc"), description, &actor()).await;
+        assert!(matches!(long, Err(ServiceError::InvalidArgument(_))));
+        let yaml = PublishInput {
+            format: Some(Format::Yaml),
+            ..text("a: [", Expect::Any)
+        };
+        let invalid = service.publish(key("bad.yaml"), yaml, &actor()).await;
+        assert!(matches!(invalid, Err(ServiceError::InvalidContent(_))));
+        let (listed, total) = service.list(
+            &ListFilter::default(),
+            Page {
+                number: 1,
+                size: 10,
+            },
+        );
+        assert_eq!((listed.len(), total), (0, 0), "nothing was written");
+    }
+
+    #[tokio::test]
+    async fn a_namespace_is_made_on_publish_only_when_the_caller_may() {
+        let (service, _dir) = service().await;
+        let k = ConfigKey::parse("team-a", "g", "d").unwrap();
+        let refused = service
+            .publish_creating_namespace(k.clone(), text("a", Expect::Any), &actor(), false)
+            .await;
+        assert!(matches!(refused, Err(ServiceError::NamespaceNotFound(_))));
+        service
+            .publish_creating_namespace(k.clone(), text("a", Expect::Any), &actor(), true)
+            .await
+            .unwrap();
+        let made = service.namespace(&k.namespace).await.unwrap();
+        assert_eq!(made.config_count, 1);
+        // Once it exists, publishing there needs no right to make namespaces.
+        service
+            .publish_creating_namespace(k, text("b", Expect::Any), &actor(), false)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn rollbacks_republish_contents_and_refuse_deletions() {
+        let (service, _dir) = service().await;
+        let k = key("r");
+        let first = service
+            .publish(k.clone(), text("one", Expect::Any), &actor())
+            .await
+            .unwrap();
+        service
+            .publish(k.clone(), text("two", Expect::Any), &actor())
+            .await
+            .unwrap();
+        let deleted = service
+            .delete(k.clone(), Expect::Any, &actor())
+            .await
+            .unwrap();
+        let refused = service
+            .rollback(k.clone(), deleted, Expect::Any, &actor())
+            .await;
+        assert!(matches!(refused, Err(ServiceError::RevisionIsDeletion(r)) if r == deleted));
+        let back = service
+            .rollback(k.clone(), first.revision, Expect::Absent, &actor())
+            .await
+            .unwrap();
+        assert_eq!(back.content, "one");
+        assert!(back.revision > deleted, "a rollback is a new revision");
+        let missing = service.rollback(k, 999, Expect::Any, &actor()).await;
+        assert!(matches!(
+            missing,
+            Err(ServiceError::RevisionNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_write_wakes_the_watchers_of_its_key_only() {
+        let (service, _dir) = service().await;
+        let client = ClientInfo::default();
+        let held = [(key("w"), String::new())];
+        let other = [(key("other"), String::new())];
+        let (changed, quiet, ()) = tokio::join!(
+            service.wait_for_changes(&held, &client, std::time::Duration::from_secs(10)),
+            service.wait_for_changes(&other, &client, std::time::Duration::from_millis(300)),
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                service
+                    .publish(key("w"), text("x", Expect::Any), &actor())
+                    .await
+                    .unwrap();
+            },
+        );
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].1.as_ref().unwrap().content(), "x");
+        assert!(quiet.is_empty());
+    }
+}

@@ -154,8 +154,8 @@ pub async fn serve(data_dir: &Path, database: Option<String>) -> anyhow::Result<
     let settings = cairn_server::Settings {
         listen: "127.0.0.1:0".parse()?,
         data_dir: data_dir.to_path_buf(),
-        database: database.map(cairn_server::Secret::new),
-        admin_password: Some(cairn_server::Secret::new(PASSWORD)),
+        database: database.map(cairn_server::Secret::from),
+        admin_password: Some(cairn_server::Secret::from(PASSWORD)),
         watch_max_keys: 1_000_000,
         log_level: "warn".into(),
         ..cairn_server::Settings::default()

@@ -1,6 +1,7 @@
 //! `cairn server`: layers the settings (defaults, TOML file, environment, flags), builds
 //! the node and runs it until SIGINT or SIGTERM.
 
+use cairn_server::ExposeSecret;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -121,7 +122,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let storage = match &settings.database {
         Some(url) => format!(
             "database {}",
-            cairn_server::redact_database_url(url.expose())
+            cairn_server::redact_database_url(url.expose_secret())
         ),
         None => format!("data in {}", settings.data_dir.display()),
     };
@@ -134,7 +135,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "\n  First start: created user `admin` with password\n\n      {}\n\n  \
              It is shown only this once. Log in with `cairn login --server {url}`\n  \
              and change it with `cairn user passwd admin`.\n\n",
-            password.expose()
+            password.expose_secret()
         )),
         AdminBootstrap::FromSettings => notice.push_str(
             "First start: created user `admin` with the configured password \

@@ -1,6 +1,7 @@
 //! Building and running a node. `main` and the integration tests both go through
 //! `Application::build`, so tests exercise exactly what users run.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +61,7 @@ impl Application {
                 settings.data_dir.display()
             )
         })?;
-        let database = settings.database.as_ref().map(|d| d.expose());
+        let database = settings.database.as_ref().map(|d| d.expose_secret());
         let described = database.map_or_else(
             || settings.data_dir.join("cairn.db").display().to_string(),
             cairn_store::redact_url,

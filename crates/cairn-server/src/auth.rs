@@ -2,6 +2,7 @@
 //! and user management. There is no built-in password or signing key: both are made
 //! at first start.
 
+use secrecy::ExposeSecret;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -317,7 +318,7 @@ impl Auth {
         }
         let password = password
             .cloned()
-            .unwrap_or_else(|| Secret::new(generate_password()));
+            .unwrap_or_else(|| Secret::from(generate_password()));
         let admin = Username::parse("admin").expect("a valid name");
         match self.add_user(&admin, &password, Role::Admin).await {
             Ok(()) => Ok(Some(password)),
@@ -393,7 +394,7 @@ impl Auth {
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let password = password.clone();
         let ok = self
-            .hash_job(move || password_matches(password.expose(), &hash))
+            .hash_job(move || password_matches(password.expose_secret(), &hash))
             .await;
         user.filter(|_| ok)
     }
@@ -431,7 +432,7 @@ impl Auth {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::InvalidToken)?;
         Ok(IssuedToken {
-            token: Secret::new(token),
+            token: Secret::from(token),
             expires_in_secs: self.ttl_secs,
             role,
         })
@@ -486,7 +487,7 @@ impl Auth {
         let name = Username::parse(username).map_err(|_| AuthError::BadCredentials)?;
         let digest: [u8; 32] = blake2::Blake2s256::new()
             .chain_update(self.verified_key)
-            .chain_update(password.expose().as_bytes())
+            .chain_update(password.expose_secret().as_bytes())
             .finalize()
             .into();
         let entry = (name.clone(), digest);
@@ -539,7 +540,7 @@ impl Auth {
             .map_or(self.dummy_hash.clone(), |u| u.password_hash);
         let password = password.clone();
         if self
-            .hash_job(move || password_matches(password.expose(), &hash))
+            .hash_job(move || password_matches(password.expose_secret(), &hash))
             .await
         {
             Ok(())
@@ -558,10 +559,10 @@ impl Auth {
         password: &Secret,
         role: Role,
     ) -> Result<(), AuthError> {
-        check_password_strength(password.expose())?;
+        check_password_strength(password.expose_secret())?;
         let password = password.clone();
         let hash = self
-            .hash_job(move || hash_password(password.expose()))
+            .hash_job(move || hash_password(password.expose_secret()))
             .await?;
         let _changing = self.changes.lock().await;
         let now = now_millis();
@@ -590,10 +591,10 @@ impl Auth {
         username: &Username,
         password: &Secret,
     ) -> Result<(), AuthError> {
-        check_password_strength(password.expose())?;
+        check_password_strength(password.expose_secret())?;
         let password = password.clone();
         let hash = self
-            .hash_job(move || hash_password(password.expose()))
+            .hash_job(move || hash_password(password.expose_secret()))
             .await?;
         let _changing = self.changes.lock().await;
         // Strictly later than the previous change, even within the same millisecond.
@@ -650,14 +651,17 @@ mod tests {
     }
 
     fn secret(s: &str) -> Secret {
-        Secret::new(s)
+        Secret::from(s)
     }
 
     #[tokio::test]
     async fn the_first_admin_is_made_once_with_a_strong_password() {
         let (auth, _dir) = auth().await;
         let made = auth.bootstrap_admin(None).await.unwrap().expect("made");
-        assert!(made.expose().len() >= 16, "a generated password is long");
+        assert!(
+            made.expose_secret().len() >= 16,
+            "a generated password is long"
+        );
         assert!(
             auth.bootstrap_admin(None).await.unwrap().is_none(),
             "only once"
@@ -687,7 +691,7 @@ mod tests {
             .await
             .unwrap()
             .token;
-        assert_eq!(auth.verify(token.expose()).unwrap().role, Role::User);
+        assert_eq!(auth.verify(token.expose_secret()).unwrap().role, Role::User);
         // Checked once, then remembered (a client sending credentials on every request).
         auth.authenticate("bob", &secret("first-password"))
             .await
@@ -696,7 +700,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            auth.verify(token.expose()),
+            auth.verify(token.expose_secret()),
             Err(AuthError::InvalidToken)
         ));
         let old = auth.authenticate("bob", &secret("first-password")).await;
@@ -731,7 +735,7 @@ mod tests {
             .token;
         auth.delete_user(&name("admin")).await.unwrap();
         assert!(matches!(
-            auth.verify(token.expose()),
+            auth.verify(token.expose_secret()),
             Err(AuthError::InvalidToken)
         ));
         let again = auth

@@ -17,7 +17,7 @@ pub mod sync;
 pub use app::{AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;
 pub use serve::ConnectionStats;
-pub use settings::{LogFormat, Secret, Settings};
+pub use settings::{ExposeSecret, LogFormat, Secret, Settings};
 
 /// Milliseconds since the Unix epoch, the time unit stored everywhere.
 pub fn now_millis() -> i64 {

@@ -11,26 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// A value that must never be printed, e.g. a password. `Debug` shows a placeholder.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A value that must never be printed, e.g. a password: `Debug` shows a placeholder,
+/// and reading it takes `expose_secret()`, which review can find.
+pub use secrecy::{ExposeSecret, SecretString as Secret};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -374,7 +357,7 @@ mod tests {
         assert!(s.trust_forwarded_for);
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(
-            s.database.as_ref().unwrap().expose(),
+            s.database.as_ref().unwrap().expose_secret(),
             "postgres://u:p@db/cairn"
         );
         assert_eq!(s.log_level, "5");
@@ -409,6 +392,6 @@ mod tests {
     fn secrets_do_not_print() {
         let s = Settings::from_toml("admin_password = \"hunter22\"").unwrap();
         assert!(!format!("{s:?}").contains("hunter22"));
-        assert_eq!(s.admin_password.unwrap().expose(), "hunter22");
+        assert_eq!(s.admin_password.unwrap().expose_secret(), "hunter22");
     }
 }

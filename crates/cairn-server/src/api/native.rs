@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
 use cairn_core::{Format, Namespace, Username};
 use cairn_store::Expect;
+use secrecy::ExposeSecret;
 use utoipa::OpenApi;
 
 use super::wire::*;
@@ -145,10 +146,10 @@ async fn login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let issued = state
         .auth
-        .login(&req.username, &Secret::new(req.password))
+        .login(&req.username, &Secret::from(req.password))
         .await?;
     Ok(Json(LoginResponse {
-        token: issued.token.expose().to_owned(),
+        token: issued.token.expose_secret().to_owned(),
         token_type: "Bearer",
         expires_in: issued.expires_in_secs,
         username: req.username,
@@ -500,7 +501,7 @@ async fn create_user(
     };
     state
         .auth
-        .add_user(&username, &Secret::new(req.password), role)
+        .add_user(&username, &Secret::from(req.password), role)
         .await?;
     Ok(StatusCode::CREATED)
 }
@@ -540,7 +541,7 @@ async fn set_password(
     match req.current_password {
         Some(current) if own => state
             .auth
-            .check_password(&username, &Secret::new(current))
+            .check_password(&username, &Secret::from(current))
             .await
             .map_err(|e| match e {
                 AuthError::BadCredentials => ApiError::new(
@@ -557,7 +558,7 @@ async fn set_password(
     }
     state
         .auth
-        .set_password(&username, &Secret::new(req.password))
+        .set_password(&username, &Secret::from(req.password))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        admin_password: Some(Secret::from(ADMIN_PASSWORD)),
         ..Settings::default()
     }
 }

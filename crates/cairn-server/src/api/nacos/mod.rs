@@ -141,7 +141,7 @@ pub async fn authenticate(
     let result = match (token, params.get("username"), params.get("password")) {
         (Some(token), _, _) => state.auth.verify(token.trim()),
         (None, Some(user), Some(password)) => {
-            state.auth.authenticate(user, &Secret::new(password)).await
+            state.auth.authenticate(user, &Secret::from(password)).await
         }
         _ => Err(AuthError::MissingToken),
     };

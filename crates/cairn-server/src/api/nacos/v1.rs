@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
 use cairn_core::{ConfigKey, DataId, Group, Namespace};
 use cairn_store::Expect;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::common::{config_infos, history_item, history_page, page_json, page_of, publish_from};
@@ -352,10 +353,10 @@ async fn login(State(state): State<SharedState>, params: Params) -> Answer {
     };
     let issued = state
         .auth
-        .login(username, &Secret::new(password))
+        .login(username, &Secret::from(password))
         .await
         .map_err(|_| NacosError::LoginRefused)?;
-    let token = issued.token.expose().to_owned();
+    let token = issued.token.expose_secret().to_owned();
     let mut response = Json(json!({
         "accessToken": token,
         "tokenTtl": issued.expires_in_secs,

@@ -113,6 +113,17 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+impl ServiceError {
+    /// A failure of the store met (and counted) by another layer, such as auth.
+    pub fn store_failure(e: StoreError) -> Self {
+        if e.is_outage() {
+            ServiceError::Unavailable(e)
+        } else {
+            ServiceError::Internal(e)
+        }
+    }
+}
+
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// Who asks, for the audit trail.

@@ -26,6 +26,7 @@ use error::Result;
 
 use super::SharedState;
 use crate::auth::{AuthError, Caller};
+use crate::service::ServiceError;
 use crate::settings::Secret;
 
 pub fn router() -> Router<SharedState> {
@@ -149,6 +150,10 @@ pub async fn authenticate(
         let message = match e {
             AuthError::Expired => "token expired!",
             AuthError::InvalidToken => "token invalid!",
+            // The node failed, not the credentials: say so, not "user not found".
+            AuthError::Store(inner) => {
+                return NacosError::Service(ServiceError::store_failure(inner))
+            }
             _ => "user not found!",
         };
         NacosError::Unauthenticated {

@@ -19,7 +19,7 @@ use super::{
     NacosError, Params,
 };
 use crate::api::{ClientAddr, Identity, SharedState};
-use crate::auth::Role;
+use crate::auth::{AuthError, Role};
 use crate::service::{Actor, ListFilter, ServiceError};
 use crate::settings::Secret;
 
@@ -355,7 +355,11 @@ async fn login(State(state): State<SharedState>, params: Params) -> Answer {
         .auth
         .login(username, &Secret::from(password))
         .await
-        .map_err(|_| NacosError::LoginRefused)?;
+        .map_err(|e| match e {
+            // The node failed, not the credentials.
+            AuthError::Store(inner) => NacosError::Service(ServiceError::store_failure(inner)),
+            _ => NacosError::LoginRefused,
+        })?;
     let token = issued.token.expose_secret().to_owned();
     let mut response = Json(json!({
         "accessToken": token,

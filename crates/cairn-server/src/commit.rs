@@ -131,11 +131,13 @@ impl Commits {
         let changed = match &change {
             Change::Config(record) => self.put_config(record.clone()),
             Change::Promoted { key, seq, config } => {
-                // The release ends even when a newer main version is here already; its
-                // clients must hear of it either way.
-                let ended = self.end_gray(key, *seq);
+                // The promoted version first, then the release's end, so its clients
+                // never read the older main content in between. The release ends even
+                // when a newer main version is here already; its clients must hear of
+                // it either way.
                 let applied = config.clone().is_some_and(|c| self.put_config(c));
-                ended | applied
+                let ended = self.end_gray(key, *seq);
+                applied | ended
             }
             Change::Deleted { key, seq } => {
                 let removed = self.cache.remove(key, *seq);
@@ -264,8 +266,9 @@ mod tests {
             [
                 "present public/g/d",
                 "ended public/g/d@3 at 4",
-                "ended public/g/d@4 at 5",
+                // The promoted version lands before the release ends.
                 "present public/g/d",
+                "ended public/g/d@4 at 5",
                 "removed public/g/d at 7",
             ]
         );

@@ -346,8 +346,12 @@ impl Service {
         actor: &Actor,
         may_create: bool,
     ) -> Result<Arc<ConfigRecord>> {
+        if !may_create {
+            return self.publish(key, input, actor).await;
+        }
+        // Kept for the retry; only callers who may make namespaces pay for the copy.
         match self.publish(key.clone(), input.clone(), actor).await {
-            Err(ServiceError::NamespaceNotFound(_)) if may_create => {
+            Err(ServiceError::NamespaceNotFound(_)) => {
                 let made = self
                     .create_namespace(
                         key.namespace.clone(),

@@ -138,20 +138,34 @@ impl SettingInfo {
     }
 }
 
-/// A setting's value from text: what TOML reads it as (a number, `true`), else the
-/// text as a string (an address, a path, a URL), so a value means the same in the file,
-/// the environment and a flag.
+/// A setting's value from the text of an environment variable or a flag, taken as it
+/// is: a string setting (a password, a URL, a path) gets exactly that text, quotes and
+/// all; a number setting takes a plain decimal number, a boolean `true` or `false`.
 fn value_of<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, String> {
-    let typed = toml::from_str::<toml::Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"));
-    if let Some(value) = typed {
-        if let Ok(parsed) = T::deserialize(value) {
-            return Ok(parsed);
+    let as_text = T::deserialize(toml::Value::String(text.to_owned()));
+    let error = match as_text {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let typed = match text {
+        "true" => Some(toml::Value::Boolean(true)),
+        "false" => Some(toml::Value::Boolean(false)),
+        _ if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse().ok().map(toml::Value::Integer)
         }
-    }
-    T::deserialize(toml::Value::String(text.to_owned()))
-        .map_err(|e| format!("invalid {key} {text:?}: {}", e.message()))
+        _ => None,
+    };
+    typed
+        .and_then(|value| T::deserialize(value).ok())
+        .ok_or_else(|| format!("invalid {key} {text:?}: {}", error.message()))
+}
+
+/// What a setting is for, as its row of the table says.
+fn doc_of(key: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .map_or("", |s| s.doc.trim())
 }
 
 /// The default as shown: `shown` when the table gives one, else the value itself.
@@ -215,8 +229,8 @@ macro_rules! settings {
                     let value = Magnitude::magnitude(&self.$key);
                     if !($lo..=$hi).contains(&value) {
                         return Err(format!(
-                            "{} must be between {} and {} (it is {value})",
-                            stringify!($key), $lo, $hi
+                            "{} must be between {} and {} (it is {value}): {}",
+                            stringify!($key), $lo, $hi, doc_of(stringify!($key))
                         ));
                     }
                 )? )*
@@ -249,7 +263,7 @@ settings! {
         env "CAIRN_HEARTBEAT_MS", range 100..=60_000;
     /// a node silent this long is dead, in ms (more than `heartbeat_ms`)
     node_ttl_ms: Millis = Millis::new(10_000);
-        env "CAIRN_NODE_TTL_MS", range 200..=3_600_000;
+        env "CAIRN_NODE_TTL_MS", range 0..=3_600_000;
     /// change-log entries older than this (seconds) are pruned once every live node has applied them
     change_log_retention_secs: Secs = Secs::new(7 * 86_400);
         env "CAIRN_CHANGE_LOG_RETENTION_SECS";
@@ -361,6 +375,17 @@ mod tests {
             "postgres://u:p@db/cairn"
         );
         assert_eq!(s.log_level, "5");
+        // Text settings take the text as it is, quotes included.
+        s.set("database", "\"postgres://db\"").unwrap();
+        assert_eq!(
+            s.database.as_ref().unwrap().expose_secret(),
+            "\"postgres://db\""
+        );
+        assert!(
+            s.set("sync_poll_ms", "0x64").is_err(),
+            "numbers are plain decimals"
+        );
+        assert!(s.set("trust_forwarded_for", "yes").is_err());
         let err = s.set("sync_poll_ms", "soon").unwrap_err();
         assert!(err.contains("sync_poll_ms"), "{err}");
         assert!(s

@@ -123,8 +123,10 @@ impl Scratch {
             }
             Engine::MySql => {
                 let mut conn = sqlx::MySqlConnection::connect(&self.admin_url).await?;
-                let ids: Vec<u64> = sqlx::query_scalar(
-                    "SELECT id FROM information_schema.processlist \
+                // Cast: MariaDB reports this column as signed or unsigned depending on
+                // the plan, and the decode must not depend on it.
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
                      WHERE db = ? AND id <> CONNECTION_ID()",
                 )
                 .bind(&self.name)

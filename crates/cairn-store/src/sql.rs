@@ -993,7 +993,19 @@ macro_rules! sql_backend {
                 )
                 .fetch_all(&self.reader)
                 .await?;
-                rows.iter().map(user_from_row).collect()
+                // A user this version cannot read (a role a newer version wrote, say) is
+                // left out with a warning rather than failing every user: it cannot log
+                // in here, and everyone else still can.
+                Ok(rows
+                    .iter()
+                    .filter_map(|row| match user_from_row(row) {
+                        Ok(user) => Some(user),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a stored user cannot be read; left out");
+                            None
+                        }
+                    })
+                    .collect())
             }
 
             #[instrument(skip(self), err(level = "debug"))]

@@ -227,9 +227,11 @@ pub fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// An HTTP date (RFC 1123), as in `Last-Modified`; times before 1970 show as 1970.
+/// An HTTP date (RFC 1123), as in `Last-Modified`; times outside 1970–9999 (which the
+/// format cannot show) are clamped to them.
 pub fn http_date(millis: i64) -> String {
-    let since_epoch = std::time::Duration::from_millis(millis.max(0) as u64);
+    const LAST_MS_OF_9999: i64 = 253_402_300_799_999;
+    let since_epoch = std::time::Duration::from_millis(millis.clamp(0, LAST_MS_OF_9999) as u64);
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + since_epoch)
 }
 
@@ -264,6 +266,8 @@ mod tests {
     #[test]
     fn dates_look_like_nacos_dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(http_date(-1), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(iso_time(1_500), "1970-01-01T00:00:01.500+00:00");
     }
 

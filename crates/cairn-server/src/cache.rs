@@ -310,11 +310,6 @@ impl Cache {
         }
     }
 
-    /// Whether any gray release is live.
-    pub fn has_gray_releases(&self) -> bool {
-        self.grays.len() > 0
-    }
-
     /// Configs currently present.
     pub fn len(&self) -> usize {
         self.configs.len()

@@ -104,16 +104,55 @@ impl From<StoreError> for ServiceError {
                 current,
             },
             StoreError::Conflict(why) => ServiceError::ConcurrentChange(why),
-            other if other.is_outage() => {
-                crate::metrics::database_error("request");
-                ServiceError::Unavailable(other)
+            other => {
+                if other.is_outage() {
+                    crate::metrics::database_error("request");
+                }
+                ServiceError::store_failure(other)
             }
-            other => ServiceError::Internal(other),
         }
     }
 }
 
+/// What kind of failure a service error is: each surface maps these to its own status
+/// codes, so they agree on what is the client's mistake and what is the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or breaks a rule.
+    Invalid,
+    /// The content is over the size limit.
+    TooLarge,
+    NotFound,
+    /// The state is not what the request expected (compare-and-set, exists, not empty).
+    Conflict,
+    /// The database does not answer; writes are refused until it does.
+    Unavailable,
+    Internal,
+}
+
 impl ServiceError {
+    pub fn kind(&self) -> ErrorKind {
+        use ServiceError as E;
+        match self {
+            E::InvalidContent(_)
+            | E::InvalidArgument(_)
+            | E::PublicNamespace
+            | E::InvalidGray(_)
+            | E::RevisionIsDeletion(_) => ErrorKind::Invalid,
+            E::ContentTooLarge { .. } => ErrorKind::TooLarge,
+            E::NamespaceNotFound(_)
+            | E::ConfigNotFound(_)
+            | E::GrayNotFound(_)
+            | E::RevisionNotFound { .. } => ErrorKind::NotFound,
+            E::NamespaceExists(_)
+            | E::NamespaceNotEmpty(_)
+            | E::CasConflict { .. }
+            | E::ConcurrentChange(_) => ErrorKind::Conflict,
+            E::Unavailable(_) => ErrorKind::Unavailable,
+            E::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
     /// A failure of the store met (and counted) by another layer, such as auth.
     pub fn store_failure(e: StoreError) -> Self {
         if e.is_outage() {
@@ -321,11 +360,6 @@ impl Service {
     /// Closes the database connections, at the end of shutdown.
     pub async fn close(&self) {
         self.store.close().await;
-    }
-
-    /// The change-log sequence this node has applied every change up to.
-    pub fn applied(&self) -> i64 {
-        self.commits.applied()
     }
 
     /// Waits, up to `timeout`, until this node has applied every change up to `seq` (a

@@ -33,60 +33,6 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// A duration written in whole milliseconds (keys ending in `_ms`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(from = "u64")]
-pub struct Millis(Duration);
-
-/// A duration written in whole seconds (keys ending in `_secs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(from = "u64")]
-pub struct Secs(Duration);
-
-impl Millis {
-    pub const fn new(ms: u64) -> Self {
-        Self(Duration::from_millis(ms))
-    }
-
-    pub fn get(self) -> Duration {
-        self.0
-    }
-}
-
-impl Secs {
-    pub const fn new(secs: u64) -> Self {
-        Self(Duration::from_secs(secs))
-    }
-
-    pub fn get(self) -> Duration {
-        self.0
-    }
-}
-
-impl From<u64> for Millis {
-    fn from(ms: u64) -> Self {
-        Self::new(ms)
-    }
-}
-
-impl From<u64> for Secs {
-    fn from(secs: u64) -> Self {
-        Self::new(secs)
-    }
-}
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.as_millis())
-    }
-}
-
-impl fmt::Display for Secs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.as_secs())
-    }
-}
-
 /// A setting's value as a number in its written unit, for range checks.
 trait Magnitude {
     fn magnitude(&self) -> u128;
@@ -104,17 +50,52 @@ impl Magnitude for usize {
     }
 }
 
-impl Magnitude for Millis {
-    fn magnitude(&self) -> u128 {
-        self.0.as_millis()
-    }
+/// Declares a duration written in whole units of one kind (the key's suffix says which).
+macro_rules! duration_in {
+    ($(#[$doc:meta])* $name:ident, $from:ident, $as:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+        #[serde(from = "u64")]
+        pub struct $name(Duration);
+
+        impl $name {
+            pub const fn new(units: u64) -> Self {
+                Self(Duration::$from(units))
+            }
+
+            pub fn get(self) -> Duration {
+                self.0
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(units: u64) -> Self {
+                Self::new(units)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0.$as())
+            }
+        }
+
+        impl Magnitude for $name {
+            fn magnitude(&self) -> u128 {
+                u128::from(self.0.$as() as u64)
+            }
+        }
+    };
 }
 
-impl Magnitude for Secs {
-    fn magnitude(&self) -> u128 {
-        u128::from(self.0.as_secs())
-    }
-}
+duration_in!(
+    /// A duration written in whole milliseconds (keys ending in `_ms`).
+    Millis, from_millis, as_millis
+);
+duration_in!(
+    /// A duration written in whole seconds (keys ending in `_secs`).
+    Secs, from_secs, as_secs
+);
 
 /// One setting as the CLI and the documentation show it.
 #[derive(Debug, Clone, Copy)]

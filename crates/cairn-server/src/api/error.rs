@@ -9,7 +9,7 @@ use cairn_core::{KeyPathError, NameError};
 
 use super::wire::ErrorBody;
 use crate::auth::AuthError;
-use crate::service::ServiceError;
+use crate::service::{ErrorKind, ServiceError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -63,33 +63,43 @@ pub(crate) fn log_chain(error: &dyn std::error::Error) {
     tracing::error!(error = %chain, "request failed");
 }
 
+/// The HTTP status of a kind of service failure, as every HTTP surface answers it.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         use ServiceError as E;
-        let (status, code) = match &e {
-            E::InvalidContent(_) => (StatusCode::BAD_REQUEST, "invalid_content"),
-            E::ContentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "content_too_large"),
-            E::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            E::NamespaceNotFound(_) => (StatusCode::NOT_FOUND, "namespace_not_found"),
-            E::NamespaceExists(_) => (StatusCode::CONFLICT, "namespace_exists"),
-            E::NamespaceNotEmpty(_) => (StatusCode::CONFLICT, "namespace_not_empty"),
-            E::PublicNamespace => (StatusCode::BAD_REQUEST, "public_namespace"),
-            E::ConfigNotFound(_) => (StatusCode::NOT_FOUND, "config_not_found"),
-            E::GrayNotFound(_) => (StatusCode::NOT_FOUND, "gray_not_found"),
-            E::InvalidGray(_) => (StatusCode::BAD_REQUEST, "invalid_gray_rules"),
-            E::RevisionNotFound { .. } => (StatusCode::NOT_FOUND, "revision_not_found"),
-            E::RevisionIsDeletion(_) => (StatusCode::BAD_REQUEST, "revision_is_deletion"),
-            E::CasConflict { .. } => (StatusCode::CONFLICT, "cas_conflict"),
-            E::ConcurrentChange(_) => (StatusCode::CONFLICT, "concurrent_change"),
-            E::Unavailable(_) => {
-                log_chain(&e);
-                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
-            }
-            E::Internal(_) => {
-                log_chain(&e);
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+        let code = match &e {
+            E::InvalidContent(_) => "invalid_content",
+            E::ContentTooLarge { .. } => "content_too_large",
+            E::InvalidArgument(_) => "invalid_argument",
+            E::NamespaceNotFound(_) => "namespace_not_found",
+            E::NamespaceExists(_) => "namespace_exists",
+            E::NamespaceNotEmpty(_) => "namespace_not_empty",
+            E::PublicNamespace => "public_namespace",
+            E::ConfigNotFound(_) => "config_not_found",
+            E::GrayNotFound(_) => "gray_not_found",
+            E::InvalidGray(_) => "invalid_gray_rules",
+            E::RevisionNotFound { .. } => "revision_not_found",
+            E::RevisionIsDeletion(_) => "revision_is_deletion",
+            E::CasConflict { .. } => "cas_conflict",
+            E::ConcurrentChange(_) => "concurrent_change",
+            E::Unavailable(_) => "database_unavailable",
+            E::Internal(_) => "internal",
         };
+        let status = status_of(e.kind());
+        if status.is_server_error() {
+            log_chain(&e);
+        }
         ApiError::new(status, code, e.to_string())
     }
 }

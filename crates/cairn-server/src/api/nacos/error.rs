@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::service::ServiceError;
+use crate::service::{ErrorKind, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NacosError {
@@ -50,7 +50,6 @@ impl NacosError {
     }
 
     fn status(&self) -> StatusCode {
-        use ServiceError as S;
         match self {
             NacosError::Missing(_) | NacosError::Invalid(_) => StatusCode::BAD_REQUEST,
             NacosError::NamespaceNotFound(_) => StatusCode::NOT_FOUND,
@@ -59,22 +58,10 @@ impl NacosError {
             | NacosError::Forbidden { .. }
             | NacosError::LoginRefused => StatusCode::FORBIDDEN,
             NacosError::BetaNotStopped(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            NacosError::Service(e) => match e {
-                S::ConfigNotFound(_) | S::NamespaceNotFound(_) | S::GrayNotFound(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                S::RevisionNotFound { .. } => StatusCode::NOT_FOUND,
-                S::CasConflict { .. } | S::ConcurrentChange(_) => StatusCode::CONFLICT,
-                S::NamespaceExists(_) | S::NamespaceNotEmpty(_) => StatusCode::CONFLICT,
-                S::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                S::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NacosError::Service(e) => match e.kind() {
                 // Nacos refuses oversized content as a bad parameter.
-                S::ContentTooLarge { .. }
-                | S::InvalidContent(_)
-                | S::InvalidArgument(_)
-                | S::PublicNamespace
-                | S::InvalidGray(_)
-                | S::RevisionIsDeletion(_) => StatusCode::BAD_REQUEST,
+                ErrorKind::TooLarge => StatusCode::BAD_REQUEST,
+                kind => crate::api::error::status_of(kind),
             },
         }
     }

@@ -3,12 +3,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
-
+use axum::Router;
 use cairn_store::Expect;
+use serde_json::Value;
 
 use super::common::{config_infos, history_item, history_page, page_of, publish_from};
 use super::error::{envelope, Result};
@@ -31,7 +30,7 @@ pub fn router() -> Router<SharedState> {
 }
 
 fn ok(data: Value) -> Response {
-    Json(json!({ "code": 0, "message": "success", "data": data })).into_response()
+    envelope(StatusCode::OK, 0, "success", data)
 }
 
 async fn v2<F>(answer: F) -> Response
@@ -56,12 +55,7 @@ async fn get_config(
         let key = super::config_key(&params, "namespaceId")?;
         match state.service.view(&key, &client) {
             Some(view) => Ok(ok(Value::String(view.content().to_owned()))),
-            None => Ok(envelope(
-                StatusCode::NOT_FOUND,
-                20004,
-                "resource not found",
-                json!("config data not exist"),
-            )),
+            None => Err(ServiceError::ConfigNotFound(key).into()),
         }
     })
     .await

@@ -591,7 +591,7 @@ pub async fn startup(opts: &Options) -> anyhow::Result<Value> {
 /// Writes `count` 1 KiB configs into a SQLite store in `data_dir`, in bulk.
 async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)?;
-    let store = cairn_store::SqliteStore::open(&data_dir.join("cairn.db")).await?;
+    let store = cairn_store::SqlStore::sqlite(&data_dir.join("cairn.db")).await?;
     let content = procs::body_1k();
     let md5 = cairn_core::md5::md5_hex(&content);
     let writes: Vec<cairn_store::ConfigWrite> = (0..count)

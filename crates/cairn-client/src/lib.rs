@@ -54,6 +54,8 @@ mod local;
 mod types;
 mod watch;
 
+/// Tokens and access-key secrets arrive as `SecretString`; `expose_secret()` reads one.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use types::*;
 pub use watch::{Listener, WatchStream};
 
@@ -235,7 +237,7 @@ impl ClientBuilder {
             session: self.credentials.map(|(username, password)| {
                 Arc::new(Session {
                     username,
-                    password,
+                    password: password.into(),
                     token: tokio::sync::Mutex::new(None),
                 })
             }),
@@ -302,8 +304,8 @@ struct Discovery {
 /// should be renewed.
 struct Session {
     username: String,
-    password: String,
-    token: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    password: SecretString,
+    token: tokio::sync::Mutex<Option<(SecretString, std::time::Instant)>>,
 }
 
 impl Client {
@@ -454,7 +456,7 @@ impl Client {
 
     /// The session's token, logging in first when there is none or it is due for renewal
     /// (at four fifths of its lifetime).
-    async fn session_token(&self, session: &Session) -> Result<String> {
+    async fn session_token(&self, session: &Session) -> Result<SecretString> {
         let mut token = session.token.lock().await;
         if let Some((value, renew_at)) = token.as_ref() {
             if std::time::Instant::now() < *renew_at {
@@ -465,9 +467,10 @@ impl Client {
             .http
             .post(self.url(&["api", "v1", "auth", "login"]))
             .timeout(self.timeout)
-            .json(
-                &serde_json::json!({ "username": session.username, "password": session.password }),
-            )
+            .json(&serde_json::json!({
+                "username": session.username,
+                "password": session.password.expose_secret(),
+            }))
             .build()?;
         let login: LoginResponse = self.send_built(request).await?.json().await?;
         let renew_at = std::time::Instant::now() + Duration::from_secs(login.expires_in * 4 / 5);
@@ -483,9 +486,9 @@ impl Client {
         if let Some(session) = &self.session {
             if !request.url().path().ends_with("/api/v1/auth/login") {
                 let token = self.session_token(session).await?;
-                if let Ok(value) =
-                    reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                {
+                let bearer = format!("Bearer {}", token.expose_secret());
+                if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&bearer) {
+                    value.set_sensitive(true);
                     request
                         .headers_mut()
                         .insert(reqwest::header::AUTHORIZATION, value);

@@ -1,5 +1,6 @@
 //! The API's JSON bodies as the client sees them.
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -46,26 +47,16 @@ pub(crate) struct ApiErrorBody {
 }
 
 /// What [`crate::Client::login`] returns: an access token and the user it is for.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct LoginResponse {
-    /// Send as `Authorization: Bearer <token>`; never printed by `Debug`.
-    pub token: String,
+    /// Send as `Authorization: Bearer <token>` (`expose_secret()` gives the text).
+    pub token: SecretString,
     /// Seconds until the token expires.
     pub expires_in: u64,
     /// The user the token is for.
     pub username: String,
     /// The user's role: `admin` or `user`.
     pub role: String,
-}
-
-impl std::fmt::Debug for LoginResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginResponse")
-            .field("username", &self.username)
-            .field("role", &self.role)
-            .field("expires_in", &self.expires_in)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A publish request. Fields left `None` keep the config's current value.
@@ -364,29 +355,20 @@ pub struct Gray {
 }
 
 /// An access key of an Apollo app.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct AccessKey {
     /// The Apollo app the key belongs to.
     pub app_id: String,
     /// The key's id, for [`crate::Client::set_access_key_enabled`] and
     /// [`crate::Client::delete_access_key`].
     pub id: String,
-    /// The HMAC secret the app's Apollo clients sign with.
-    pub secret: String,
+    /// The HMAC secret the app's Apollo clients sign with (`expose_secret()` gives the
+    /// text).
+    pub secret: SecretString,
     /// Whether requests signed with this key are accepted.
     pub enabled: bool,
     /// When the key was made, as RFC 3339 text.
     pub created_at: String,
-}
-
-impl std::fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("app_id", &self.app_id)
-            .field("id", &self.id)
-            .field("enabled", &self.enabled)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A change a watch reports: the config's new state, `None` when it was deleted.

@@ -9,9 +9,11 @@ pub mod md5;
 pub mod names;
 pub mod pattern;
 pub mod properties;
+pub mod revision;
 pub mod role;
 
 pub use format::{Format, FormatError};
 pub use gray::{ClientInfo, GrayError, GrayRules, Label};
 pub use names::{ConfigKey, DataId, Group, KeyPathError, NameError, Namespace, Tag, Username};
+pub use revision::{Revision, RevisionError};
 pub use role::Role;

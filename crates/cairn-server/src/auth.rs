@@ -635,14 +635,14 @@ impl Auth {
 
 #[cfg(test)]
 mod tests {
-    use cairn_store::SqliteStore;
+    use cairn_store::SqlStore;
 
     use super::*;
 
     async fn auth() -> (Auth, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+            Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         (Auth::new(store, &[7; 32], 60).await.unwrap(), dir)
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{ClientInfo, ConfigKey, Format};
+use cairn_core::{ClientInfo, ConfigKey, Format, Revision};
 use cairn_store::{ConfigRecord, GrayRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -14,14 +14,14 @@ use dashmap::DashMap;
 /// A record the cache keeps by key, ordered by revision.
 pub trait Versioned {
     fn key(&self) -> &ConfigKey;
-    fn revision(&self) -> i64;
+    fn revision(&self) -> Revision;
 }
 
 impl Versioned for ConfigRecord {
     fn key(&self) -> &ConfigKey {
         &self.key
     }
-    fn revision(&self) -> i64 {
+    fn revision(&self) -> Revision {
         self.revision
     }
 }
@@ -30,7 +30,7 @@ impl Versioned for GrayRecord {
     fn key(&self) -> &ConfigKey {
         &self.key
     }
-    fn revision(&self) -> i64 {
+    fn revision(&self) -> Revision {
         self.revision
     }
 }
@@ -40,7 +40,7 @@ impl Versioned for GrayRecord {
 enum Slot<T> {
     Live(Arc<T>),
     /// Removed by change `seq`, noted at that instant.
-    Removed(i64, Instant),
+    Removed(Revision, Instant),
 }
 
 /// Versions by key that only ever move forward.
@@ -102,7 +102,7 @@ impl<T: Versioned> Versions<T> {
         }
     }
 
-    fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
+    fn remove(&self, key: &ConfigKey, seq: Revision) -> bool {
         match self.slots.entry(key.clone()) {
             Entry::Occupied(mut slot) => match slot.get_mut() {
                 Slot::Live(current) if current.revision() < seq => {
@@ -129,7 +129,7 @@ impl<T: Versioned> Versions<T> {
     }
 
     /// The sequence of the last change seen for `key`: its version or its removal.
-    fn last_change(&self, key: &ConfigKey) -> Option<i64> {
+    fn last_change(&self, key: &ConfigKey) -> Option<Revision> {
         self.slots.get(key).map(|slot| match slot.value() {
             Slot::Live(record) => record.revision(),
             Slot::Removed(seq, _) => *seq,
@@ -192,7 +192,7 @@ impl View {
         self.gray.as_ref().map_or(self.config.format, |g| g.format)
     }
 
-    pub fn revision(&self) -> i64 {
+    pub fn revision(&self) -> Revision {
         self.gray
             .as_ref()
             .map_or(self.config.revision, |g| g.revision)
@@ -208,11 +208,11 @@ impl View {
 #[derive(Debug, Clone)]
 pub struct KeyState {
     /// The sequence of the last change to the main config (a version or a deletion).
-    pub config: Option<i64>,
+    pub config: Option<Revision>,
     /// The live gray release.
     pub gray: Option<Arc<GrayRecord>>,
     /// The sequence of the last change to the key or its gray release.
-    pub epoch: Option<i64>,
+    pub epoch: Option<Revision>,
 }
 
 /// What applying a gray release did.
@@ -263,7 +263,7 @@ impl Cache {
 
     /// Records the deletion of a config by change `seq` (its gray release goes with it),
     /// unless a newer version is already here. Returns whether a config was removed.
-    pub fn remove(&self, key: &ConfigKey, seq: i64) -> bool {
+    pub fn remove(&self, key: &ConfigKey, seq: Revision) -> bool {
         self.grays.remove(key, seq);
         self.configs.remove(key, seq)
     }
@@ -285,7 +285,7 @@ impl Cache {
 
     /// Records that change `seq` ended a gray release (promoted or abandoned); returns
     /// the release it ended, if one was live and older.
-    pub fn remove_gray(&self, key: &ConfigKey, seq: i64) -> Option<Arc<GrayRecord>> {
+    pub fn remove_gray(&self, key: &ConfigKey, seq: Revision) -> Option<Arc<GrayRecord>> {
         let live = self.grays.get(key);
         if self.grays.remove(key, seq) {
             live
@@ -343,15 +343,21 @@ impl Cache {
     }
 }
 
+/// Revision `n`, for tests.
+#[cfg(test)]
+pub(crate) fn rev(n: i64) -> Revision {
+    Revision::new(n).expect("a positive revision")
+}
+
 /// A stored config with `content`, for tests of the code that reads the cache.
 #[cfg(test)]
 pub(crate) fn test_record(key: ConfigKey, revision: i64, content: &str) -> ConfigRecord {
     ConfigRecord {
+        revision: rev(revision),
         key,
         content: content.into(),
         format: Format::Text,
         md5: cairn_core::md5::md5_hex(content),
-        revision,
         description: String::new(),
         tags: vec![],
         created_by: "a".into(),
@@ -380,7 +386,7 @@ mod tests {
             content: content.into(),
             format: Format::Text,
             md5: cairn_core::md5::md5_hex(content),
-            revision,
+            revision: rev(revision),
             rules: GrayRules::parse(&[], &["canary=true".into()]).unwrap(),
             created_by: "a".into(),
             created_at: 0,
@@ -393,8 +399,11 @@ mod tests {
         assert!(cache.apply(record(5, "five")));
         assert!(!cache.apply(record(3, "three")));
         assert_eq!(cache.get(&key()).unwrap().content, "five");
-        assert!(!cache.remove(&key(), 4), "a delete older than the content");
-        assert!(cache.remove(&key(), 6));
+        assert!(
+            !cache.remove(&key(), rev(4)),
+            "a delete older than the content"
+        );
+        assert!(cache.remove(&key(), rev(6)));
         assert!(cache.is_empty());
         // A version older than the deletion, arriving late, stays out.
         assert!(!cache.apply(record(5, "five")));
@@ -413,10 +422,10 @@ mod tests {
         let other = ClientInfo::default();
         let seen = cache.view(&key(), &canary).unwrap();
         assert!(seen.is_gray());
-        assert_eq!((seen.content(), seen.revision()), ("canary", 2));
+        assert_eq!((seen.content(), seen.revision()), ("canary", rev(2)));
         assert_eq!(cache.view(&key(), &other).unwrap().content(), "main");
         // Ending the release (promote or abandon) puts everyone on the main content.
-        assert!(cache.remove_gray(&key(), 3).is_some());
+        assert!(cache.remove_gray(&key(), rev(3)).is_some());
         assert!(!cache.view(&key(), &canary).unwrap().is_gray());
         assert!(
             matches!(cache.apply_gray(gray(2, "canary")), GrayApplied::Stale),
@@ -424,7 +433,7 @@ mod tests {
         );
         // Deleting the config ends its gray release too.
         cache.apply_gray(gray(4, "again"));
-        cache.remove(&key(), 5);
+        cache.remove(&key(), rev(5));
         assert!(cache.gray(&key()).is_none());
     }
 }

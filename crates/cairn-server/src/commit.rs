@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use cairn_core::ConfigKey;
+use cairn_core::{ConfigKey, Revision};
 use cairn_store::{ConfigRecord, GrayRecord};
 use tokio::sync::watch;
 
@@ -25,15 +25,15 @@ pub enum Change {
     /// main one (`None` when a newer main version is here already).
     Promoted {
         key: ConfigKey,
-        seq: i64,
+        seq: Revision,
         config: Option<Arc<ConfigRecord>>,
     },
     /// A deletion by change `seq`; the gray release goes with the config.
-    Deleted { key: ConfigKey, seq: i64 },
+    Deleted { key: ConfigKey, seq: Revision },
     /// A gray release, new or replacing another.
     Gray(Arc<GrayRecord>),
     /// An abandoned gray release (change `seq`).
-    GrayEnded { key: ConfigKey, seq: i64 },
+    GrayEnded { key: ConfigKey, seq: Revision },
 }
 
 impl Change {
@@ -54,12 +54,12 @@ pub enum Applied<'a> {
     /// The config is present (new, or a newer version).
     Present(&'a ConfigKey),
     /// Change `seq` removed the config.
-    Removed { key: &'a ConfigKey, seq: i64 },
+    Removed { key: &'a ConfigKey, seq: Revision },
     /// Change `seq` ended or replaced `release`: the clients its rules matched read
     /// something else from then on.
     GrayEnded {
         key: &'a ConfigKey,
-        seq: i64,
+        seq: Revision,
         release: &'a GrayRecord,
     },
 }
@@ -102,7 +102,7 @@ impl Commits {
         }
     }
 
-    fn end_gray(&self, key: &ConfigKey, seq: i64) -> bool {
+    fn end_gray(&self, key: &ConfigKey, seq: Revision) -> bool {
         match self.cache.remove_gray(key, seq) {
             Some(release) => {
                 self.tell(Applied::GrayEnded {
@@ -201,7 +201,7 @@ mod tests {
     use cairn_core::{ClientInfo, Format, GrayRules};
 
     use super::*;
-    use crate::cache::test_record;
+    use crate::cache::{rev, test_record};
 
     fn key() -> ConfigKey {
         ConfigKey::parse("public", "g", "d").unwrap()
@@ -213,7 +213,7 @@ mod tests {
             content: "canary".into(),
             format: Format::Text,
             md5: cairn_core::md5::md5_hex("canary"),
-            revision,
+            revision: rev(revision),
             rules: GrayRules::parse(&[], &["canary=true".into()]).unwrap(),
             created_by: "a".into(),
             created_at: 0,
@@ -250,13 +250,19 @@ mod tests {
         assert!(commits.apply(Change::Gray(gray(4))), "a replacement");
         let promoted = Change::Promoted {
             key: key(),
-            seq: 5,
+            seq: rev(5),
             config: Some(Arc::new(test_record(key(), 5, "canary"))),
         };
         assert!(commits.apply(promoted.clone()));
         assert!(!commits.apply(promoted), "applied twice moves nothing");
-        assert!(!commits.apply(Change::GrayEnded { key: key(), seq: 6 }));
-        assert!(commits.apply(Change::Deleted { key: key(), seq: 7 }));
+        assert!(!commits.apply(Change::GrayEnded {
+            key: key(),
+            seq: rev(6)
+        }));
+        assert!(commits.apply(Change::Deleted {
+            key: key(),
+            seq: rev(7)
+        }));
         assert!(commits.cache().get(&key()).is_none());
         let seen = commits.cache().view(&key(), &ClientInfo::default());
         assert!(seen.is_none());

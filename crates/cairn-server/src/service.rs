@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cairn_core::pattern::Wildcard;
 use cairn_core::{
-    md5::md5_hex, ConfigKey, Format, FormatError, GrayError, GrayRules, Namespace, Tag,
+    md5::md5_hex, ConfigKey, Format, FormatError, GrayError, GrayRules, Namespace, Revision, Tag,
 };
 use cairn_store::{
     Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord,
@@ -54,9 +54,9 @@ pub enum ServiceError {
     #[error("{0}")]
     InvalidGray(GrayError),
     #[error("config {key} has no revision {revision}")]
-    RevisionNotFound { key: ConfigKey, revision: i64 },
+    RevisionNotFound { key: ConfigKey, revision: Revision },
     #[error("revision {0} did not publish main content (a deletion or a gray step); roll back to a publish, rollback or promotion")]
-    RevisionIsDeletion(i64),
+    RevisionIsDeletion(Revision),
     #[error("{}", cas_message(.key, .expected, .current))]
     CasConflict {
         key: ConfigKey,
@@ -460,12 +460,12 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = record.revision, op = op.as_str(), by = %actor.username, "config written");
+        tracing::info!(key = %record.key, revision = %record.revision, op = op.as_str(), by = %actor.username, "config written");
         Ok(record)
     }
 
     /// Deletes a config; returns the revision of the deletion.
-    pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<i64> {
+    pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<Revision> {
         if !matches!(expect, Expect::Any | Expect::Md5(_)) {
             return Err(ServiceError::InvalidArgument(
                 "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
@@ -488,7 +488,7 @@ impl Service {
             Ok(change)
         })
         .await?;
-        tracing::info!(key = %change.key, revision = change.seq, by = %actor.username, "config deleted");
+        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.username, "config deleted");
         Ok(change.seq)
     }
 
@@ -531,7 +531,7 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = record.revision, rules = %record.rules, by = %actor.username, "gray release published");
+        tracing::info!(key = %record.key, revision = %record.revision, rules = %record.rules, by = %actor.username, "gray release published");
         Ok(record)
     }
 
@@ -559,12 +559,12 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = record.revision, by = %actor.username, "gray release promoted");
+        tracing::info!(key = %record.key, revision = %record.revision, by = %actor.username, "gray release promoted");
         Ok(record)
     }
 
     /// Ends a gray release: its clients go back to the main content.
-    pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<i64> {
+    pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<Revision> {
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -578,7 +578,7 @@ impl Service {
             Ok(change)
         })
         .await?;
-        tracing::info!(key = %change.key, revision = change.seq, by = %actor.username, "gray release abandoned");
+        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.username, "gray release abandoned");
         Ok(change.seq)
     }
 
@@ -683,12 +683,16 @@ impl Service {
     pub async fn history_before(
         &self,
         key: &ConfigKey,
-        revision: i64,
+        revision: Revision,
     ) -> Result<Option<HistoryRecord>> {
         Ok(self.store.history_before(key, revision).await?)
     }
 
-    pub async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<HistoryRecord> {
+    pub async fn history_entry(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+    ) -> Result<HistoryRecord> {
         self.store
             .history_entry(key, revision)
             .await?
@@ -702,7 +706,7 @@ impl Service {
     pub async fn rollback(
         &self,
         key: ConfigKey,
-        revision: i64,
+        revision: Revision,
         expect: Expect,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
@@ -724,7 +728,12 @@ impl Service {
     }
 
     /// A unified diff from revision `from` to revision `to` (or the current content).
-    pub async fn diff(&self, key: &ConfigKey, from: i64, to: Option<i64>) -> Result<String> {
+    pub async fn diff(
+        &self,
+        key: &ConfigKey,
+        from: Revision,
+        to: Option<Revision>,
+    ) -> Result<String> {
         let old = self.history_entry(key, from).await?;
         let (new_content, new_label) = match to {
             Some(to) => (
@@ -818,10 +827,10 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use cairn_core::ClientInfo;
-    use cairn_store::SqliteStore;
+    use cairn_store::SqlStore;
 
     use super::*;
-    use crate::cache::Cache;
+    use crate::cache::{rev, Cache};
 
     const MAX: usize = 64;
 
@@ -829,7 +838,7 @@ mod tests {
     async fn service() -> (Service, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+            Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         let commits = Arc::new(Commits::new(Cache::default(), 0, vec![]));
         (Service::new(store, commits, MAX), dir)
     }
@@ -976,7 +985,7 @@ mod tests {
             .unwrap();
         assert_eq!(back.content, "one");
         assert!(back.revision > deleted, "a rollback is a new revision");
-        let missing = service.rollback(k, 999, Expect::Any, &actor()).await;
+        let missing = service.rollback(k, rev(999), Expect::Any, &actor()).await;
         assert!(matches!(
             missing,
             Err(ServiceError::RevisionNotFound { .. })

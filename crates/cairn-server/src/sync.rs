@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_core::Revision;
 use cairn_store::{ChangeRecord, ChangeSignal, NodeRecord, Op, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -110,14 +111,16 @@ impl Sync {
             let batch = self.store.changes_since(applied, BATCH).await?;
             // A gap (or nothing at all) may be a rolled-back transaction, or entries
             // pruned before this node read them; only the latter needs a full reload.
-            let gap = batch.first().is_none_or(|first| first.seq > applied + 1);
+            let gap = batch
+                .first()
+                .is_none_or(|first| first.seq.get() > applied + 1);
             if gap && self.store.pruned_through().await? > applied {
                 self.reload().await?;
                 return Ok(total);
             }
             for change in &batch {
                 self.apply(change).await?;
-                self.commits.advance(change.seq);
+                self.commits.advance(change.seq.get());
             }
             total += batch.len();
             if batch.len() < BATCH as usize {
@@ -176,20 +179,26 @@ impl Sync {
         for config in configs {
             self.commits.apply(Change::Config(Arc::new(config)));
         }
-        let gone = cache.select(|c| !present.contains(&c.key) && c.revision < seq);
-        for config in gone {
-            let key = config.key.clone();
-            self.commits.apply(Change::Deleted { key, seq });
+        // A config the database no longer has was deleted by some change up to `seq`;
+        // with nothing in the log (`seq` 0) there is no config to remove either.
+        if let Some(at) = Revision::new(seq) {
+            let gone = cache.select(|c| !present.contains(&c.key) && c.revision < at);
+            for config in gone {
+                let key = config.key.clone();
+                self.commits.apply(Change::Deleted { key, seq: at });
+            }
         }
         let graying: HashSet<_> = grays.iter().map(|g| g.key.clone()).collect();
         for gray in grays {
             self.commits.apply(Change::Gray(Arc::new(gray)));
         }
         for key in cache.gray_keys() {
-            let ended =
-                !graying.contains(&key) && cache.gray(&key).is_some_and(|g| g.revision <= seq);
-            if ended {
-                self.commits.apply(Change::GrayEnded { key, seq: seq + 1 });
+            let ended = !graying.contains(&key)
+                && cache.gray(&key).is_some_and(|g| g.revision.get() <= seq);
+            // Ended by some change up to `seq`: told as one just after everything
+            // this node knows, so that every client of the release is notified.
+            if let (true, Some(after)) = (ended, Revision::new(seq + 1)) {
+                self.commits.apply(Change::GrayEnded { key, seq: after });
             }
         }
         self.commits.advance(seq);
@@ -296,12 +305,14 @@ impl Sync {
             .await?
             .into_iter()
             .take_while(|c| {
-                c.created_at < now - self.retention_ms && c.seq <= needed && c.seq < latest
+                c.created_at < now - self.retention_ms
+                    && c.seq.get() <= needed
+                    && c.seq.get() < latest
             })
             .last();
         if let Some(through) = old {
-            let pruned = self.store.prune_changes(through.seq).await?;
-            tracing::info!(through = through.seq, pruned, "pruned the change log");
+            let pruned = self.store.prune_changes(through.seq.get()).await?;
+            tracing::info!(through = through.seq.get(), pruned, "pruned the change log");
         }
         Ok(())
     }
@@ -379,7 +390,7 @@ impl Sync {
 mod tests {
     use super::*;
     use cairn_core::{ConfigKey, Format};
-    use cairn_store::{Audit, ConfigWrite, Expect, SqliteStore};
+    use cairn_store::{Audit, ConfigWrite, Expect, SqlStore};
 
     fn settings() -> SyncSettings {
         SyncSettings {
@@ -411,7 +422,7 @@ mod tests {
                 at: 1,
             },
         };
-        store.put_config(&write).await.unwrap().revision
+        store.put_config(&write).await.unwrap().revision.get()
     }
 
     fn node(store: &Arc<dyn Store>) -> (Sync, Arc<Commits>) {
@@ -426,7 +437,7 @@ mod tests {
     async fn pruning_waits_for_live_nodes_and_laggards_reload() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+            Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         let auth = Auth::new(store.clone(), &[7; 32], 60).await.unwrap();
         let mut last = 0;
         for i in 0..5 {
@@ -450,7 +461,10 @@ mod tests {
         let pruned = store.pruned_through().await.unwrap();
         assert!(pruned > 0 && pruned < last, "pruned through {pruned}");
         let left = store.changes_since(0, 100).await.unwrap();
-        assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![last]);
+        assert_eq!(
+            left.iter().map(|c| c.seq.get()).collect::<Vec<_>>(),
+            vec![last]
+        );
 
         // A node that starts from nothing now finds the log pruned and reloads in full.
         let (c, cache_c) = node(&store);
@@ -489,7 +503,7 @@ mod tests {
         use futures::FutureExt as _;
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+            Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         publish(&store, "k").await;
         let key = ConfigKey::parse("public", "g", "k").unwrap();
         let (b, commits) = node(&store);
@@ -549,7 +563,7 @@ mod tests {
     async fn others_are_expired_only_from_the_second_heartbeat_in_a_row() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+            Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         let auth = Auth::new(store.clone(), &[7; 32], 60).await.unwrap();
         // A node whose last heartbeat is long past, as every node's is after an outage.
         let silent = NodeRecord {

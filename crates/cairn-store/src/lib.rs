@@ -11,15 +11,13 @@ mod sql;
 mod sqlite;
 
 pub use model::*;
-pub use mysql::MySqlStore;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cairn_core::{ConfigKey, Namespace, Username};
+use cairn_core::{ConfigKey, Namespace, Revision, Username};
 
 /// Why a storage operation failed. Never carries HTTP notions; the server maps these.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +136,19 @@ pub trait ConfigStore: Send + Sync {
     /// for its content), and the total number of entries.
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)>;
     /// One historical version of a config.
-    async fn history_entry(&self, key: &ConfigKey, revision: i64) -> Result<Option<HistoryRecord>>;
+    async fn history_entry(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+    ) -> Result<Option<HistoryRecord>>;
     /// The current version of one config, read from the database.
     async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>>;
     /// The newest entry of a config's history before `revision`, with its content.
-    async fn history_before(&self, key: &ConfigKey, revision: i64)
-        -> Result<Option<HistoryRecord>>;
+    async fn history_before(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+    ) -> Result<Option<HistoryRecord>>;
     /// Change-log entries after `seq`, oldest first, at most `limit`.
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>>;
     /// The newest change-log sequence (0 when there is none).
@@ -275,16 +280,16 @@ pub enum OpenError {
 pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, OpenError> {
     let Some(url) = url else {
         return Ok(Arc::new(
-            SqliteStore::open(&data_dir.join("cairn.db")).await?,
+            SqlStore::sqlite(&data_dir.join("cairn.db")).await?,
         ));
     };
     let scheme = url.split("://").next().unwrap_or_default();
     Ok(match scheme {
-        "postgres" | "postgresql" => Arc::new(PostgresStore::connect(url).await?),
-        "mysql" | "mariadb" => Arc::new(MySqlStore::connect(url).await?),
+        "postgres" | "postgresql" => Arc::new(SqlStore::postgres(url).await?),
+        "mysql" | "mariadb" => Arc::new(SqlStore::mysql(url).await?),
         "sqlite" => {
             let path = url.trim_start_matches("sqlite://");
-            Arc::new(SqliteStore::open(Path::new(path)).await?)
+            Arc::new(SqlStore::sqlite(Path::new(path)).await?)
         }
         _ => return Err(OpenError::UnsupportedUrl(redact_url(url))),
     })

@@ -1,7 +1,7 @@
 //! Records exchanged with storage. Keys and formats arrive already validated (core
 //! types); everything else is plain data.
 
-use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Revision, Username};
 
 /// A namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub struct ConfigRecord {
     pub format: Format,
     pub md5: String,
     /// The change-log sequence of the change that produced this content.
-    pub revision: i64,
+    pub revision: Revision,
     pub description: String,
     pub tags: Vec<String>,
     pub created_by: String,
@@ -145,7 +145,7 @@ pub struct ConfigDelete {
 /// One immutable version of a config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRecord {
-    pub revision: i64,
+    pub revision: Revision,
     pub key: ConfigKey,
     pub op: Op,
     /// Empty for a deletion.
@@ -163,7 +163,8 @@ pub struct HistoryRecord {
 /// One change-log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRecord {
-    pub seq: i64,
+    /// The entry's place in the log: the revision its change wrote.
+    pub seq: Revision,
     pub key: ConfigKey,
     pub op: Op,
     pub md5: String,
@@ -236,7 +237,7 @@ pub struct GrayRecord {
     pub format: Format,
     pub md5: String,
     /// The change-log sequence of the gray publish.
-    pub revision: i64,
+    pub revision: Revision,
     pub rules: GrayRules,
     pub created_by: String,
     pub created_at: i64,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::any::AnyPoolOptions;
 use sqlx::Executor as _;
 
-use crate::sql::{sql_backend, Dialect};
+use crate::sql::{Dialect, SqlStore};
+use crate::{Backend, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
@@ -20,18 +21,11 @@ const DIALECT: Dialect = Dialect {
     now_ms: NOW,
 };
 
-/// A Cairn store in a MySQL or MariaDB database.
-#[derive(Clone)]
-pub struct MySqlStore {
-    writer: MySqlPool,
-    reader: MySqlPool,
-    dialect: Dialect,
-}
-
-impl MySqlStore {
-    /// Connects and runs pending migrations.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let pool = MySqlPoolOptions::new()
+impl SqlStore {
+    /// Connects to a MySQL or MariaDB database and runs pending migrations.
+    pub async fn mysql(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
             .after_connect(|conn, _| {
@@ -54,12 +48,8 @@ impl MySqlStore {
             reader: pool.clone(),
             writer: pool,
             dialect: DIALECT,
+            backend: Backend::MySql,
+            signal: None,
         })
     }
-
-    async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
-        Ok(None)
-    }
 }
-
-sql_backend!(MySqlStore, sqlx::MySql, sqlx::mysql::MySqlRow, MySql);

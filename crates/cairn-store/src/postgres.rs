@@ -1,12 +1,16 @@
 //! The PostgreSQL backend, for production and for clusters of nodes sharing one
 //! database. Other nodes are woken by `LISTEN/NOTIFY` as soon as a write commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgListener;
 use sqlx::Executor as _;
 
-use crate::sql::{sql_backend, Dialect};
+use crate::sql::{Dialect, SignalSource, SqlStore};
+use crate::{Backend, ChangeSignal, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -23,18 +27,11 @@ const DIALECT: Dialect = Dialect {
     now_ms: NOW,
 };
 
-/// A Cairn store in a PostgreSQL database.
-#[derive(Clone)]
-pub struct PostgresStore {
-    writer: PgPool,
-    reader: PgPool,
-    dialect: Dialect,
-}
-
-impl PostgresStore {
-    /// Connects and runs pending migrations.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
+impl SqlStore {
+    /// Connects to a PostgreSQL database and runs pending migrations.
+    pub async fn postgres(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
             .max_connections(16)
             // While the database is away, writes fail fast with a clear 503 instead of
             // hanging for sqlx's default 30 s.
@@ -56,6 +53,7 @@ impl PostgresStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let mut dialect = DIALECT;
+        let mut signal: Option<Arc<dyn SignalSource>> = Some(Arc::new(Listen(url.to_owned())));
         // Some PostgreSQL-protocol engines (distributed ones among them) have no
         // NOTIFY: there, writes send none and other nodes poll the change log, which is
         // the truth either way.
@@ -69,38 +67,37 @@ impl PostgresStore {
             if unsupported {
                 tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
                 dialect.notify = None;
+                signal = None;
             }
         }
         Ok(Self {
             reader: pool.clone(),
             writer: pool,
             dialect,
+            backend: Backend::Postgres,
+            signal,
         })
     }
+}
 
-    async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
-        if self.dialect.notify.is_none() {
-            return Ok(None);
-        }
-        let mut listener = PgListener::connect_with(&self.writer).await?;
+/// Opens `LISTEN` connections to the database at this URL.
+struct Listen(String);
+
+#[async_trait]
+impl SignalSource for Listen {
+    async fn open(&self) -> Result<Box<dyn ChangeSignal>> {
+        let mut listener = PgListener::connect(&self.0).await?;
         listener.listen(CHANNEL).await?;
-        Ok(Some(Box::new(Signal(listener))))
+        Ok(Box::new(Signal(listener)))
     }
 }
 
 struct Signal(PgListener);
 
 #[async_trait]
-impl crate::ChangeSignal for Signal {
+impl ChangeSignal for Signal {
     async fn wait(&mut self) -> Result<()> {
         self.0.recv().await?;
         Ok(())
     }
 }
-
-sql_backend!(
-    PostgresStore,
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    Postgres
-);

@@ -1,10 +1,27 @@
-//! The SQL every backend shares, written once. Backends differ only in their
-//! [`Dialect`] (placeholders, how an insert reports its id, how writers are serialized,
-//! how other nodes are woken) and in their migrations; `sql_backend!` stamps the one
-//! implementation out for each sqlx driver.
+//! The one SQL store every backend shares. Statements are written once, with `?`
+//! placeholders, and run through sqlx's `Any` driver; backends differ only in how they
+//! connect, in their [`Dialect`] (placeholders, how an insert reports its id, how
+//! writers are serialized, how other nodes are woken) and in their migrations.
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use std::str::FromStr as _;
+
+use async_trait::async_trait;
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Revision, Username};
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+use sqlx::{Any, Row as _, Transaction};
+use tracing::instrument;
+
+use crate::model::{join_tags, split_tags};
+use crate::{
+    AccessKeyRecord, AccessKeyStore, Audit, Backend, ChangeRecord, ChangeSignal, ClusterStore,
+    ConfigDelete, ConfigRecord, ConfigStore, ConfigWrite, Expect, GrayRecord, GrayWrite,
+    HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, Store,
+    StoreError, UserRecord, UserStore,
+};
 
 /// What varies between SQL engines.
 #[derive(Debug, Clone, Copy)]
@@ -76,1259 +93,1271 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
-/// Implements every storage trait for `$store`, which must have fields `writer` and
-/// `reader` (pools of `$db`) and `dialect`.
-macro_rules! sql_backend {
-    ($store:ident, $db:ty, $row:ty, $name:ident) => {
-        /// A text column. MySQL reports columns with a binary (case-sensitive) collation
-        /// as binary, so text is read as bytes there and checked as UTF-8.
-        fn text(row: &$row, column: &str) -> Result<String> {
-            let bytes: Vec<u8> = match row.try_get::<String, _>(column) {
-                Ok(text) => return Ok(text),
-                Err(sqlx::Error::ColumnDecode { .. }) => row.try_get(column)?,
-                Err(e) => return Err(e.into()),
-            };
-            String::from_utf8(bytes)
-                .map_err(|e| StoreError::Corrupt(format!("column {column} is not UTF-8: {e}")))
-        }
-
-        use std::str::FromStr as _;
-
-        use async_trait::async_trait;
-        use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
-        use sqlx::{Row as _, Transaction};
-        use tracing::instrument;
-
-        use $crate::model::{join_tags, split_tags};
-        use $crate::sql::is_unique_violation;
-        use $crate::{
-            Audit, ChangeRecord, ClusterStore, ConfigDelete, ConfigRecord, ConfigStore,
-            AccessKeyRecord, AccessKeyStore, ConfigWrite, Expect, GrayRecord, GrayWrite,
-            HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op,
-            Page, Result, Store, StoreError, UserRecord, UserStore,
-        };
-
-        const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
-             description, tags, created_by, created_at, updated_by, updated_at";
-
-        fn parse_key(row: &$row) -> Result<ConfigKey> {
-            let ns = text(row, "namespace")?;
-            let group = text(row, "grp")?;
-            let data_id = text(row, "data_id")?;
-            ConfigKey::parse(&ns, &group, &data_id).map_err(|e| {
-                StoreError::Corrupt(format!("config key {ns}/{group}/{data_id}: {e}"))
-            })
-        }
-
-        fn parse_format(row: &$row) -> Result<Format> {
-            let format = text(row, "format")?;
-            Format::from_str(&format).map_err(|e| StoreError::Corrupt(e.to_string()))
-        }
-
-        fn parse_op(row: &$row) -> Result<Op> {
-            let op = text(row, "op")?;
-            Op::parse(&op).ok_or_else(|| StoreError::Corrupt(format!("unknown operation {op:?}")))
-        }
-
-        fn config_from_row(row: &$row) -> Result<ConfigRecord> {
-            Ok(ConfigRecord {
-                key: parse_key(row)?,
-                content: text(row, "content")?,
-                format: parse_format(row)?,
-                md5: text(row, "md5")?,
-                revision: row.try_get("revision")?,
-                description: text(row, "description")?,
-                tags: split_tags(&text(row, "tags")?),
-                created_by: text(row, "created_by")?,
-                created_at: row.try_get("created_at")?,
-                updated_by: text(row, "updated_by")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        fn history_from_row(row: &$row) -> Result<HistoryRecord> {
-            Ok(HistoryRecord {
-                revision: row.try_get("revision")?,
-                key: parse_key(row)?,
-                op: parse_op(row)?,
-                content: text(row, "content")?,
-                format: parse_format(row)?,
-                md5: text(row, "md5")?,
-                description: text(row, "description")?,
-                tags: split_tags(&text(row, "tags")?),
-                operator: text(row, "operator")?,
-                source: text(row, "source")?,
-                comment: text(row, "comment")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        fn user_from_row(row: &$row) -> Result<UserRecord> {
-            let name = text(row, "username")?;
-            Ok(UserRecord {
-                username: Username::parse(&name)
-                    .map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))?,
-                password_hash: text(row, "password_hash")?,
-                role: {
-                    let role = text(row, "role")?;
-                    cairn_core::Role::parse(&role)
-                        .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?
-                },
-                created_at: row.try_get("created_at")?,
-                password_changed_at: row.try_get("password_changed_at")?,
-            })
-        }
-
-        const GRAY_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
-             ips, labels, created_by, created_at";
-
-        fn gray_from_row(row: &$row) -> Result<GrayRecord> {
-            let key = parse_key(row)?;
-            let rules = GrayRules::from_stored(&text(row, "ips")?, &text(row, "labels")?)
-                .map_err(|e| StoreError::Corrupt(format!("gray rules of {key}: {e}")))?;
-            Ok(GrayRecord {
-                key,
-                content: text(row, "content")?,
-                format: parse_format(row)?,
-                md5: text(row, "md5")?,
-                revision: row.try_get("revision")?,
-                rules,
-                created_by: text(row, "created_by")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        fn node_from_row(row: &$row) -> Result<NodeRecord> {
-            Ok(NodeRecord {
-                id: text(row, "id")?,
-                address: text(row, "address")?,
-                started_at: row.try_get("started_at")?,
-                heartbeat_at: row.try_get("heartbeat_at")?,
-                applied_seq: row.try_get("applied_seq")?,
-            })
-        }
-
-        impl $store {
-            fn sql(&self, text: &'static str) -> &'static str {
-                self.dialect.sql(text)
-            }
-
-            /// Opens a write transaction, queued behind any other writer.
-            async fn begin_write(&self) -> Result<Transaction<'static, $db>> {
-                let mut tx = self.writer.begin().await?;
-                if let Some(lock) = self.dialect.write_lock {
-                    sqlx::query::<$db>(lock).execute(&mut *tx).await?;
-                }
-                Ok(tx)
-            }
-
-            async fn commit_write(&self, mut tx: Transaction<'static, $db>) -> Result<()> {
-                if let Some(notify) = self.dialect.notify {
-                    sqlx::query::<$db>(notify).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            /// The stored state of a config, checked against `expect`.
-            async fn check_expect(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                key: &ConfigKey,
-                expect: &Expect,
-            ) -> Result<Option<$crate::sql::Current>> {
-                let sql = self.sql(
-                    "SELECT md5, created_by, created_at, format, description, tags \
-                     FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let current = match row {
-                    Some(row) => Some($crate::sql::Current {
-                        md5: text(&row, "md5")?,
-                        created_by: text(&row, "created_by")?,
-                        created_at: row.try_get::<i64, _>("created_at")?,
-                        format: parse_format(&row)?,
-                        description: text(&row, "description")?,
-                        tags: split_tags(&text(&row, "tags")?),
-                    }),
-                    None => None,
-                };
-                if !expect.allows(current.as_ref().map(|c| c.md5.as_str())) {
-                    return Err(StoreError::CasMismatch {
-                        key: key.clone(),
-                        expected: expect.md5().map(str::to_owned),
-                        current: current.map(|c| c.md5),
-                    });
-                }
-                Ok(current)
-            }
-
-            async fn append_change(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                key: &ConfigKey,
-                op: Op,
-                md5: &str,
-                at: i64,
-            ) -> Result<i64> {
-                if self.dialect.returning {
-                    let sql = self.sql(
-                        "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-                    );
-                    return Ok(sqlx::query_scalar::<$db, i64>(&sql)
-                        .bind(key.namespace.as_str())
-                        .bind(key.group.as_str())
-                        .bind(key.data_id.as_str())
-                        .bind(op.as_str())
-                        .bind(md5)
-                        .bind(at)
-                        .fetch_one(&mut **tx)
-                        .await?);
-                }
-                let sql = self.sql(
-                    "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .bind(op.as_str())
-                    .bind(md5)
-                    .bind(at)
-                    .execute(&mut **tx)
-                    .await?;
-                // The id this connection just inserted, whatever other sessions did.
-                Ok(
-                    sqlx::query_scalar::<$db, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
-                        .fetch_one(&mut **tx)
-                        .await?,
-                )
-            }
-
-            /// A publish or rollback inside an open write transaction.
-            async fn put_in(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                write: &ConfigWrite,
-            ) -> Result<ConfigRecord> {
-                let key = &write.key;
-                let at = write.audit.at;
-                let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
-                let ns_exists: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                    .bind(key.namespace.as_str())
-                    .fetch_one(&mut **tx)
-                    .await?;
-                if ns_exists == 0 {
-                    return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
-                }
-                let current = self.check_expect(tx, key, &write.expect).await?;
-                let format = write
-                    .format
-                    .or(current.as_ref().map(|c| c.format))
-                    .unwrap_or(write.default_format);
-                if write.validated_as.is_some_and(|v| v != format) {
-                    return Err(StoreError::Conflict(format!(
-                        "the format of {key} changed to {format} meanwhile; publish again"
-                    )));
-                }
-                let description = write
-                    .description
-                    .clone()
-                    .or_else(|| current.as_ref().map(|c| c.description.clone()))
-                    .unwrap_or_default();
-                let tags = write
-                    .tags
-                    .clone()
-                    .or_else(|| current.as_ref().map(|c| c.tags.clone()))
-                    .unwrap_or_default();
-                let revision = self.append_change(tx, key, write.op, &write.md5, at).await?;
-                let (created_by, created_at) = match &current {
-                    Some(c) => (c.created_by.clone(), c.created_at),
-                    None => (write.audit.operator.clone(), at),
-                };
-                let sql = self.sql(if current.is_some() {
-                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
-                     description = ?, tags = ?, updated_by = ?, updated_at = ?, \
-                     created_by = ?, created_at = ? \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?"
-                } else {
-                    "INSERT INTO configs (content, format, md5, revision, description, tags, \
-                     updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                });
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(&write.content)
-                    .bind(format.as_str())
-                    .bind(&write.md5)
-                    .bind(revision)
-                    .bind(&description)
-                    .bind(join_tags(&tags))
-                    .bind(&write.audit.operator)
-                    .bind(at)
-                    .bind(&created_by)
-                    .bind(created_at)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .execute(&mut **tx)
-                    .await;
-                if let Err(e) = &done {
-                    if is_unique_violation(e) {
-                        // Created concurrently between the check and the insert.
-                        return Err(StoreError::CasMismatch {
-                            key: key.clone(),
-                            expected: None,
-                            current: None,
-                        });
-                    }
-                }
-                done?;
-                self.append_history(
-                    tx,
-                    revision,
-                    key,
-                    write.op,
-                    &write.content,
-                    format,
-                    &write.md5,
-                    &description,
-                    &tags,
-                    &write.audit,
-                )
-                .await?;
-                Ok(ConfigRecord {
-                    key: key.clone(),
-                    content: write.content.clone(),
-                    format,
-                    md5: write.md5.clone(),
-                    revision,
-                    description,
-                    tags,
-                    created_by,
-                    created_at,
-                    updated_by: write.audit.operator.clone(),
-                    updated_at: at,
-                })
-            }
-
-            /// A config's gray release, read through `executor` (a pool or an open
-            /// transaction).
-            async fn select_gray<'e, E>(&self, executor: E, key: &ConfigKey) -> Result<Option<GrayRecord>>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                let sql = self.sql(
-                    "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
-                     labels, created_by, created_at FROM gray_releases \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(executor)
-                    .await?;
-                row.as_ref().map(gray_from_row).transpose()
-            }
-
-            async fn gray_in(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                key: &ConfigKey,
-            ) -> Result<Option<GrayRecord>> {
-                self.select_gray(&mut **tx, key).await
-            }
-
-            async fn drop_gray(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                key: &ConfigKey,
-            ) -> Result<u64> {
-                let sql = self.sql(
-                    "DELETE FROM gray_releases WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            #[allow(clippy::too_many_arguments)]
-            async fn append_history(
-                &self,
-                tx: &mut Transaction<'static, $db>,
-                revision: i64,
-                key: &ConfigKey,
-                op: Op,
-                content: &str,
-                format: Format,
-                md5: &str,
-                description: &str,
-                tags: &[String],
-                audit: &Audit,
-            ) -> Result<()> {
-                let sql = self.sql(
-                    "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
-                     md5, description, tags, operator, source, comment, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(revision)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .bind(op.as_str())
-                    .bind(content)
-                    .bind(format.as_str())
-                    .bind(md5)
-                    .bind(description)
-                    .bind(join_tags(tags))
-                    .bind(&audit.operator)
-                    .bind(&audit.source)
-                    .bind(&audit.comment)
-                    .bind(audit.at)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl NamespaceStore for $store {
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
-                let rows = sqlx::query::<$db>(
-                    "SELECT name, display_name, description, created_at FROM namespaces ORDER BY name",
-                )
-                .fetch_all(&self.reader)
-                .await?;
-                rows.iter()
-                    .map(|row| {
-                        let name = text(row, "name")?;
-                        Ok(NamespaceRecord {
-                            name: Namespace::parse(&name).map_err(|e| {
-                                StoreError::Corrupt(format!("namespace {name:?}: {e}"))
-                            })?,
-                            display_name: text(row, "display_name")?,
-                            description: text(row, "description")?,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
-                let sql = self.sql(
-                    "INSERT INTO namespaces (name, display_name, description, created_at) \
-                     VALUES (?, ?, ?, ?)",
-                );
-                match sqlx::query::<$db>(&sql)
-                    .bind(ns.name.as_str())
-                    .bind(&ns.display_name)
-                    .bind(&ns.description)
-                    .bind(ns.created_at)
-                    .execute(&self.writer)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_unique_violation(&e) => {
-                        Err(StoreError::NamespaceExists(ns.name.to_string()))
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn update_namespace(
-                &self,
-                name: &Namespace,
-                display_name: Option<&str>,
-                description: Option<&str>,
-            ) -> Result<()> {
-                // Only the fields given, in one statement: two edits of different fields
-                // never undo each other.
-                let sql = self.sql(
-                    "UPDATE namespaces SET display_name = COALESCE(?, display_name), \
-                     description = COALESCE(?, description) WHERE name = ?",
-                );
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(display_name)
-                    .bind(description)
-                    .bind(name.as_str())
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    // MySQL counts changed rows, not matched ones.
-                    let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
-                    let found: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                        .bind(name.as_str())
-                        .fetch_one(&self.writer)
-                        .await?;
-                    if found == 0 {
-                        return Err(StoreError::NamespaceNotFound(name.to_string()));
-                    }
-                }
-                Ok(())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                let sql = self.sql("SELECT COUNT(*) FROM configs WHERE namespace = ?");
-                let used: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                    .bind(name.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if used > 0 {
-                    return Err(StoreError::NamespaceNotEmpty(name.to_string()));
-                }
-                let sql = self.sql("DELETE FROM namespaces WHERE name = ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(name.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NamespaceNotFound(name.to_string()));
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl ConfigStore for $store {
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn load_configs(&self) -> Result<Vec<ConfigRecord>> {
-                let rows = sqlx::query::<$db>(&format!("SELECT {CONFIG_COLUMNS} FROM configs"))
-                    .fetch_all(&self.reader)
-                    .await?;
-                rows.iter().map(config_from_row).collect()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>> {
-                let sql = self.dialect.sql(
-                    "SELECT namespace, grp, data_id, content, format, md5, revision, \
-                     description, tags, created_by, created_at, updated_by, updated_at \
-                     FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(&self.reader)
-                    .await?;
-                row.as_ref().map(config_from_row).transpose()
-            }
-
-            #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
-            async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
-                let mut tx = self.begin_write().await?;
-                let record = self.put_in(&mut tx, write).await?;
-                self.commit_write(tx).await?;
-                Ok(record)
-            }
-
-            #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]
-            async fn import(&self, writes: &[ConfigWrite]) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                for write in writes {
-                    self.put_in(&mut tx, write).await?;
-                }
-                self.commit_write(tx).await?;
-                Ok(writes.len() as u64)
-            }
-
-            #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]
-            async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord> {
-                let key = &delete.key;
-                let at = delete.audit.at;
-                let mut tx = self.begin_write().await?;
-                let Some(current) = self.check_expect(&mut tx, key, &delete.expect).await? else {
-                    return Err(StoreError::ConfigNotFound(key.clone()));
-                };
-                let format = current.format;
-                let seq = self.append_change(&mut tx, key, Op::Delete, "", at).await?;
-                self.drop_gray(&mut tx, key).await?;
-                let sql =
-                    self.sql("DELETE FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?");
-                sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                self.append_history(
-                    &mut tx,
-                    seq,
-                    key,
-                    Op::Delete,
-                    "",
-                    format,
-                    "",
-                    "",
-                    &[],
-                    &delete.audit,
-                )
-                .await?;
-                self.commit_write(tx).await?;
-                Ok(ChangeRecord {
-                    seq,
-                    key: key.clone(),
-                    op: Op::Delete,
-                    md5: String::new(),
-                    created_at: at,
-                })
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn history(
-                &self,
-                key: &ConfigKey,
-                page: Page,
-            ) -> Result<(Vec<HistoryRecord>, u64)> {
-                let sql = self.sql(
-                    "SELECT COUNT(*) FROM history WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let total: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_one(&self.reader)
-                    .await?;
-                // Listings leave the contents out: a page may span many large versions.
-                let sql = self.sql(
-                    "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
-                     description, tags, operator, source, comment, created_at FROM history \
-                     WHERE namespace = ? AND grp = ? AND data_id = ? \
-                     ORDER BY revision DESC LIMIT ? OFFSET ?",
-                );
-                let rows = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .bind(i64::from(page.size))
-                    .bind(page.offset() as i64)
-                    .fetch_all(&self.reader)
-                    .await?;
-                let entries = rows.iter().map(history_from_row).collect::<Result<_>>()?;
-                Ok((entries, total as u64))
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn history_entry(
-                &self,
-                key: &ConfigKey,
-                revision: i64,
-            ) -> Result<Option<HistoryRecord>> {
-                let sql = self.sql(
-                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-                     description, tags, operator, source, comment, created_at FROM history \
-                     WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(revision)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .fetch_optional(&self.reader)
-                    .await?;
-                row.as_ref().map(history_from_row).transpose()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn history_before(
-                &self,
-                key: &ConfigKey,
-                revision: i64,
-            ) -> Result<Option<HistoryRecord>> {
-                let sql = self.sql(
-                    "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-                     description, tags, operator, source, comment, created_at FROM history \
-                     WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
-                     ORDER BY revision DESC LIMIT 1",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .bind(revision)
-                    .fetch_optional(&self.reader)
-                    .await?;
-                row.as_ref().map(history_from_row).transpose()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>> {
-                let sql = self.sql(
-                    "SELECT seq, namespace, grp, data_id, op, md5, created_at FROM change_log \
-                     WHERE seq > ? ORDER BY seq LIMIT ?",
-                );
-                let rows = sqlx::query::<$db>(&sql)
-                    .bind(seq)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reader)
-                    .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(ChangeRecord {
-                            seq: row.try_get("seq")?,
-                            key: parse_key(row)?,
-                            op: parse_op(row)?,
-                            md5: text(row, "md5")?,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn load_grays(&self) -> Result<Vec<GrayRecord>> {
-                let rows = sqlx::query::<$db>(&format!("SELECT {GRAY_COLUMNS} FROM gray_releases"))
-                    .fetch_all(&self.reader)
-                    .await?;
-                rows.iter().map(gray_from_row).collect()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn get_gray(&self, key: &ConfigKey) -> Result<Option<GrayRecord>> {
-                self.select_gray(&self.reader, key).await
-            }
-
-            #[instrument(skip_all, fields(key = %write.key), err(level = "debug"))]
-            async fn put_gray(&self, write: &GrayWrite) -> Result<GrayRecord> {
-                let key = &write.key;
-                let at = write.audit.at;
-                let mut tx = self.begin_write().await?;
-                let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
-                    return Err(StoreError::ConfigNotFound(key.clone()));
-                };
-                let format = write.format.unwrap_or(current.format);
-                if write.validated_as.is_some_and(|v| v != format) {
-                    return Err(StoreError::Conflict(format!(
-                        "the format of {key} changed to {format} meanwhile; publish again"
-                    )));
-                }
-                let seq = self
-                    .append_change(&mut tx, key, Op::GrayPublish, &write.md5, at)
-                    .await?;
-                self.drop_gray(&mut tx, key).await?;
-                let sql = self.sql(
-                    "INSERT INTO gray_releases (namespace, grp, data_id, content, format, md5, \
-                     revision, ips, labels, created_by, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .bind(&write.content)
-                    .bind(format.as_str())
-                    .bind(&write.md5)
-                    .bind(seq)
-                    .bind(write.rules.ips_text())
-                    .bind(write.rules.labels_text())
-                    .bind(&write.audit.operator)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                let mut audit = write.audit.clone();
-                // Who a release was for belongs in its history, whatever the comment.
-                audit.comment = if audit.comment.is_empty() {
-                    format!("gray release to {}", write.rules)
-                } else {
-                    format!("{} (gray release to {})", audit.comment, write.rules)
-                };
-                self.append_history(
-                    &mut tx,
-                    seq,
-                    key,
-                    Op::GrayPublish,
-                    &write.content,
-                    format,
-                    &write.md5,
-                    &current.description,
-                    &current.tags,
-                    &audit,
-                )
-                .await?;
-                self.commit_write(tx).await?;
-                Ok(GrayRecord {
-                    key: key.clone(),
-                    content: write.content.clone(),
-                    format,
-                    md5: write.md5.clone(),
-                    revision: seq,
-                    rules: write.rules.clone(),
-                    created_by: write.audit.operator.clone(),
-                    created_at: at,
-                })
-            }
-
-            #[instrument(skip(self, audit), err(level = "debug"))]
-            async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord> {
-                let at = audit.at;
-                let mut tx = self.begin_write().await?;
-                let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
-                    return Err(StoreError::ConfigNotFound(key.clone()));
-                };
-                let Some(gray) = self.gray_in(&mut tx, key).await? else {
-                    return Err(StoreError::GrayNotFound(key.clone()));
-                };
-                let seq = self
-                    .append_change(&mut tx, key, Op::GrayPromote, &gray.md5, at)
-                    .await?;
-                let sql = self.sql(
-                    "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
-                     updated_by = ?, updated_at = ? \
-                     WHERE namespace = ? AND grp = ? AND data_id = ?",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(&gray.content)
-                    .bind(gray.format.as_str())
-                    .bind(&gray.md5)
-                    .bind(seq)
-                    .bind(&audit.operator)
-                    .bind(at)
-                    .bind(key.namespace.as_str())
-                    .bind(key.group.as_str())
-                    .bind(key.data_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                self.drop_gray(&mut tx, key).await?;
-                let mut audit = audit.clone();
-                if audit.comment.is_empty() {
-                    audit.comment = format!("promoted gray revision {}", gray.revision);
-                }
-                self.append_history(
-                    &mut tx,
-                    seq,
-                    key,
-                    Op::GrayPromote,
-                    &gray.content,
-                    gray.format,
-                    &gray.md5,
-                    &current.description,
-                    &current.tags,
-                    &audit,
-                )
-                .await?;
-                self.commit_write(tx).await?;
-                Ok(ConfigRecord {
-                    key: key.clone(),
-                    content: gray.content,
-                    format: gray.format,
-                    md5: gray.md5,
-                    revision: seq,
-                    description: current.description,
-                    tags: current.tags,
-                    created_by: current.created_by,
-                    created_at: current.created_at,
-                    updated_by: audit.operator.clone(),
-                    updated_at: at,
-                })
-            }
-
-            #[instrument(skip(self, audit), err(level = "debug"))]
-            async fn abandon_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ChangeRecord> {
-                let at = audit.at;
-                let mut tx = self.begin_write().await?;
-                let Some(gray) = self.gray_in(&mut tx, key).await? else {
-                    return Err(StoreError::GrayNotFound(key.clone()));
-                };
-                let seq = self
-                    .append_change(&mut tx, key, Op::GrayAbandon, "", at)
-                    .await?;
-                self.drop_gray(&mut tx, key).await?;
-                let mut audit = audit.clone();
-                if audit.comment.is_empty() {
-                    audit.comment = format!("abandoned gray revision {}", gray.revision);
-                }
-                self.append_history(
-                    &mut tx, seq, key, Op::GrayAbandon, "", gray.format, "", "", &[], &audit,
-                )
-                .await?;
-                self.commit_write(tx).await?;
-                Ok(ChangeRecord {
-                    seq,
-                    key: key.clone(),
-                    op: Op::GrayAbandon,
-                    md5: String::new(),
-                    created_at: at,
-                })
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn last_seq(&self) -> Result<i64> {
-                let seq: Option<i64> =
-                    sqlx::query_scalar::<$db, Option<i64>>("SELECT MAX(seq) FROM change_log")
-                        .fetch_one(&self.reader)
-                        .await?;
-                let pruned: i64 =
-                    sqlx::query_scalar::<$db, i64>("SELECT pruned_through FROM cluster_state")
-                        .fetch_one(&self.reader)
-                        .await?;
-                Ok(seq.unwrap_or(0).max(pruned))
-            }
-        }
-
-        #[async_trait]
-        impl UserStore for $store {
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn list_users(&self) -> Result<Vec<UserRecord>> {
-                let rows = sqlx::query::<$db>(
-                    "SELECT username, password_hash, role, created_at, password_changed_at \
-                     FROM users ORDER BY username",
-                )
-                .fetch_all(&self.reader)
-                .await?;
-                // A user this version cannot read (a role a newer version wrote, say) is
-                // left out with a warning rather than failing every user: it cannot log
-                // in here, and everyone else still can.
-                Ok(rows
-                    .iter()
-                    .filter_map(|row| match user_from_row(row) {
-                        Ok(user) => Some(user),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "a stored user cannot be read; left out");
-                            None
-                        }
-                    })
-                    .collect())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn get_user(&self, username: &Username) -> Result<Option<UserRecord>> {
-                let sql = self.sql(
-                    "SELECT username, password_hash, role, created_at, password_changed_at \
-                     FROM users WHERE username = ?",
-                );
-                let row = sqlx::query::<$db>(&sql)
-                    .bind(username.as_str())
-                    .fetch_optional(&self.reader)
-                    .await?;
-                row.as_ref().map(user_from_row).transpose()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn create_user(&self, user: &UserRecord) -> Result<()> {
-                let sql = self.sql(
-                    "INSERT INTO users (username, password_hash, role, created_at, \
-                     password_changed_at) VALUES (?, ?, ?, ?, ?)",
-                );
-                match sqlx::query::<$db>(&sql)
-                    .bind(user.username.as_str())
-                    .bind(&user.password_hash)
-                    .bind(user.role.as_str())
-                    .bind(user.created_at)
-                    .bind(user.password_changed_at)
-                    .execute(&self.writer)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_unique_violation(&e) => {
-                        Err(StoreError::UserExists(user.username.to_string()))
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-
-            #[instrument(skip(self, hash), err(level = "debug"))]
-            async fn set_password(
-                &self,
-                username: &Username,
-                hash: &str,
-                changed_at: i64,
-            ) -> Result<()> {
-                let sql = self.sql(
-                    "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-                );
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(hash)
-                    .bind(changed_at)
-                    .bind(username.as_str())
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::UserNotFound(username.to_string()));
-                }
-                Ok(())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn delete_user(&self, username: &Username) -> Result<()> {
-                let sql = self.sql("DELETE FROM users WHERE username = ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(username.as_str())
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::UserNotFound(username.to_string()));
-                }
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl ClusterStore for $store {
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
-                let sql = self.sql(
-                    "UPDATE nodes SET address = ?, started_at = ?, heartbeat_at = ?, \
-                     applied_seq = ? WHERE id = ?",
-                );
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(&node.address)
-                    .bind(node.started_at)
-                    .bind(node.heartbeat_at)
-                    .bind(node.applied_seq)
-                    .bind(&node.id)
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() > 0 {
-                    return Ok(());
-                }
-                let sql = self.sql(
-                    "INSERT INTO nodes (address, started_at, heartbeat_at, applied_seq, id) \
-                     VALUES (?, ?, ?, ?, ?)",
-                );
-                match sqlx::query::<$db>(&sql)
-                    .bind(&node.address)
-                    .bind(node.started_at)
-                    .bind(node.heartbeat_at)
-                    .bind(node.applied_seq)
-                    .bind(&node.id)
-                    .execute(&self.writer)
-                    .await
-                {
-                    // MySQL reports 0 changed rows when a heartbeat repeats the last one.
-                    Err(e) if is_unique_violation(&e) => Ok(()),
-                    other => other.map(drop).map_err(Into::into),
-                }
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-                let rows = sqlx::query::<$db>(
-                    "SELECT id, address, started_at, heartbeat_at, applied_seq FROM nodes \
-                     ORDER BY address, id",
-                )
-                .fetch_all(&self.reader)
-                .await?;
-                rows.iter().map(node_from_row).collect()
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn remove_nodes(&self, heartbeat_before: i64) -> Result<u64> {
-                let sql = self.sql("DELETE FROM nodes WHERE heartbeat_at < ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(heartbeat_before)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn remove_node(&self, id: &str) -> Result<()> {
-                let sql = self.sql("DELETE FROM nodes WHERE id = ?");
-                sqlx::query::<$db>(&sql).bind(id).execute(&self.writer).await?;
-                Ok(())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn prune_changes(&self, through_seq: i64) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let sql = self.sql(
-                    "UPDATE cluster_state SET pruned_through = ? WHERE pruned_through < ?",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(through_seq)
-                    .bind(through_seq)
-                    .execute(&mut *tx)
-                    .await?;
-                let sql = self.sql("DELETE FROM change_log WHERE seq <= ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(through_seq)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn pruned_through(&self) -> Result<i64> {
-                Ok(
-                    sqlx::query_scalar::<$db, i64>("SELECT pruned_through FROM cluster_state")
-                        .fetch_one(&self.reader)
-                        .await?,
-                )
-            }
-
-            async fn clock(&self) -> Result<i64> {
-                Ok(sqlx::query_scalar::<$db, i64>(self.dialect.now_ms)
-                    .fetch_one(&self.reader)
-                    .await?)
-            }
-
-            #[instrument(skip(self, candidate), err(level = "debug"))]
-            async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
-                let select = self.sql("SELECT value FROM secrets WHERE name = ?");
-                let found = sqlx::query::<$db>(&select)
-                    .bind(name)
-                    .fetch_optional(&self.writer)
-                    .await?
-                    .map(|row| text(&row, "value"))
-                    .transpose()?;
-                if let Some(value) = found {
-                    return Ok(value);
-                }
-                let sql = self.sql("INSERT INTO secrets (name, value) VALUES (?, ?)");
-                match sqlx::query::<$db>(&sql)
-                    .bind(name)
-                    .bind(candidate)
-                    .execute(&self.writer)
-                    .await
-                {
-                    Ok(_) => Ok(candidate.to_owned()),
-                    // Another node stored one first; everyone uses that one.
-                    Err(e) if is_unique_violation(&e) => {
-                        let row = sqlx::query::<$db>(&select)
-                            .bind(name)
-                            .fetch_one(&self.writer)
-                            .await?;
-                        text(&row, "value")
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-        }
-
-        #[async_trait]
-        impl AccessKeyStore for $store {
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
-                let rows = sqlx::query::<$db>(
-                    "SELECT app_id, id, secret, enabled, created_at FROM access_keys \
-                     ORDER BY app_id, created_at, id",
-                )
-                .fetch_all(&self.reader)
-                .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(AccessKeyRecord {
-                            app_id: text(row, "app_id")?,
-                            id: text(row, "id")?,
-                            secret: text(row, "secret")?,
-                            enabled: row.try_get::<i32, _>("enabled")? != 0,
-                            created_at: row.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
-            }
-
-            #[instrument(skip(self, key), fields(app = %key.app_id), err(level = "debug"))]
-            async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ?");
-                let count: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                    .bind(&key.app_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if count as usize >= max {
-                    return Err(StoreError::Conflict(format!(
-                        "app {} already has {count} access keys; the limit is {max}",
-                        key.app_id
-                    )));
-                }
-                let sql = self.sql(
-                    "INSERT INTO access_keys (app_id, id, secret, enabled, created_at) \
-                     VALUES (?, ?, ?, ?, ?)",
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(&key.app_id)
-                    .bind(&key.id)
-                    .bind(&key.secret)
-                    .bind(i32::from(key.enabled))
-                    .bind(key.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn set_access_key_enabled(&self, app_id: &str, id: &str, enabled: bool) -> Result<()> {
-                let sql = self.sql("UPDATE access_keys SET enabled = ? WHERE app_id = ? AND id = ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(i32::from(enabled))
-                    .bind(app_id)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ? AND id = ?");
-                    let found: i64 = sqlx::query_scalar::<$db, i64>(&sql)
-                        .bind(app_id)
-                        .bind(id)
-                        .fetch_one(&self.writer)
-                        .await?;
-                    if found == 0 {
-                        return Err(StoreError::AccessKeyNotFound(app_id.to_owned(), id.to_owned()));
-                    }
-                }
-                Ok(())
-            }
-
-            #[instrument(skip(self), err(level = "debug"))]
-            async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()> {
-                let sql = self.sql("DELETE FROM access_keys WHERE app_id = ? AND id = ?");
-                let done = sqlx::query::<$db>(&sql)
-                    .bind(app_id)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::AccessKeyNotFound(app_id.to_owned(), id.to_owned()));
-                }
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl Store for $store {
-            async fn ping(&self) -> Result<()> {
-                sqlx::query::<$db>("SELECT 1").execute(&self.reader).await?;
-                Ok(())
-            }
-
-            fn backend(&self) -> $crate::Backend {
-                $crate::Backend::$name
-            }
-
-            async fn change_signal(&self) -> Result<Option<Box<dyn $crate::ChangeSignal>>> {
-                self.listen().await
-            }
-
-            async fn close(&self) {
-                self.writer.close().await;
-                self.reader.close().await;
-            }
-        }
+/// A text column. MySQL reports columns with a binary (case-sensitive) collation
+/// as binary, so text is read as bytes there and checked as UTF-8.
+fn text(row: &AnyRow, column: &str) -> Result<String> {
+    let bytes: Vec<u8> = match row.try_get::<String, _>(column) {
+        Ok(text) => return Ok(text),
+        Err(sqlx::Error::ColumnDecode { .. }) => row.try_get(column)?,
+        Err(e) => return Err(e.into()),
     };
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("column {column} is not UTF-8: {e}")))
 }
 
-pub(crate) use sql_backend;
+/// The revision column, which only ever holds change-log sequences.
+fn revision(row: &AnyRow) -> Result<Revision> {
+    let n: i64 = row.try_get("revision")?;
+    Revision::new(n).ok_or_else(|| StoreError::Corrupt(format!("revision {n} is not positive")))
+}
+
+/// Opens a signal connection for [`Store::change_signal`]; only PostgreSQL has one.
+#[async_trait]
+pub(crate) trait SignalSource: Send + Sync {
+    async fn open(&self) -> Result<Box<dyn ChangeSignal>>;
+}
+
+/// A Cairn store in a SQL database; made by [`SqlStore::sqlite`],
+/// [`SqlStore::postgres`] or [`SqlStore::mysql`].
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) writer: AnyPool,
+    pub(crate) reader: AnyPool,
+    pub(crate) dialect: Dialect,
+    pub(crate) backend: Backend,
+    pub(crate) signal: Option<Arc<dyn SignalSource>>,
+}
+
+const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
+     description, tags, created_by, created_at, updated_by, updated_at";
+
+fn parse_key(row: &AnyRow) -> Result<ConfigKey> {
+    let ns = text(row, "namespace")?;
+    let group = text(row, "grp")?;
+    let data_id = text(row, "data_id")?;
+    ConfigKey::parse(&ns, &group, &data_id)
+        .map_err(|e| StoreError::Corrupt(format!("config key {ns}/{group}/{data_id}: {e}")))
+}
+
+fn parse_format(row: &AnyRow) -> Result<Format> {
+    let format = text(row, "format")?;
+    Format::from_str(&format).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_op(row: &AnyRow) -> Result<Op> {
+    let op = text(row, "op")?;
+    Op::parse(&op).ok_or_else(|| StoreError::Corrupt(format!("unknown operation {op:?}")))
+}
+
+fn config_from_row(row: &AnyRow) -> Result<ConfigRecord> {
+    Ok(ConfigRecord {
+        key: parse_key(row)?,
+        content: text(row, "content")?,
+        format: parse_format(row)?,
+        md5: text(row, "md5")?,
+        revision: revision(row)?,
+        description: text(row, "description")?,
+        tags: split_tags(&text(row, "tags")?),
+        created_by: text(row, "created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_by: text(row, "updated_by")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn history_from_row(row: &AnyRow) -> Result<HistoryRecord> {
+    Ok(HistoryRecord {
+        revision: revision(row)?,
+        key: parse_key(row)?,
+        op: parse_op(row)?,
+        content: text(row, "content")?,
+        format: parse_format(row)?,
+        md5: text(row, "md5")?,
+        description: text(row, "description")?,
+        tags: split_tags(&text(row, "tags")?),
+        operator: text(row, "operator")?,
+        source: text(row, "source")?,
+        comment: text(row, "comment")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
+    let name = text(row, "username")?;
+    Ok(UserRecord {
+        username: Username::parse(&name)
+            .map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))?,
+        password_hash: text(row, "password_hash")?,
+        role: {
+            let role = text(row, "role")?;
+            cairn_core::Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?
+        },
+        created_at: row.try_get("created_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+    })
+}
+
+const GRAY_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
+     ips, labels, created_by, created_at";
+
+fn gray_from_row(row: &AnyRow) -> Result<GrayRecord> {
+    let key = parse_key(row)?;
+    let rules = GrayRules::from_stored(&text(row, "ips")?, &text(row, "labels")?)
+        .map_err(|e| StoreError::Corrupt(format!("gray rules of {key}: {e}")))?;
+    Ok(GrayRecord {
+        key,
+        content: text(row, "content")?,
+        format: parse_format(row)?,
+        md5: text(row, "md5")?,
+        revision: revision(row)?,
+        rules,
+        created_by: text(row, "created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
+    Ok(NodeRecord {
+        id: text(row, "id")?,
+        address: text(row, "address")?,
+        started_at: row.try_get("started_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        applied_seq: row.try_get("applied_seq")?,
+    })
+}
+
+impl SqlStore {
+    fn sql(&self, text: &'static str) -> &'static str {
+        self.dialect.sql(text)
+    }
+
+    /// Opens a write transaction, queued behind any other writer.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(lock) = self.dialect.write_lock {
+            sqlx::query::<Any>(lock).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    async fn commit_write(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
+        if let Some(notify) = self.dialect.notify {
+            sqlx::query::<Any>(notify).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored state of a config, checked against `expect`.
+    async fn check_expect(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        key: &ConfigKey,
+        expect: &Expect,
+    ) -> Result<Option<Current>> {
+        let sql = self.sql(
+            "SELECT md5, created_by, created_at, format, description, tags \
+             FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let current = match row {
+            Some(row) => Some(Current {
+                md5: text(&row, "md5")?,
+                created_by: text(&row, "created_by")?,
+                created_at: row.try_get::<i64, _>("created_at")?,
+                format: parse_format(&row)?,
+                description: text(&row, "description")?,
+                tags: split_tags(&text(&row, "tags")?),
+            }),
+            None => None,
+        };
+        if !expect.allows(current.as_ref().map(|c| c.md5.as_str())) {
+            return Err(StoreError::CasMismatch {
+                key: key.clone(),
+                expected: expect.md5().map(str::to_owned),
+                current: current.map(|c| c.md5),
+            });
+        }
+        Ok(current)
+    }
+
+    /// Takes the next change-log sequence for a change of `key`: the revision the
+    /// change writes.
+    async fn append_change(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        key: &ConfigKey,
+        op: Op,
+        md5: &str,
+        at: i64,
+    ) -> Result<Revision> {
+        let seq = if self.dialect.returning {
+            let sql = self.sql(
+                "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+            );
+            sqlx::query_scalar::<Any, i64>(sql)
+                .bind(key.namespace.as_str())
+                .bind(key.group.as_str())
+                .bind(key.data_id.as_str())
+                .bind(op.as_str())
+                .bind(md5)
+                .bind(at)
+                .fetch_one(&mut **tx)
+                .await?
+        } else {
+            let sql = self.sql(
+                "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            );
+            sqlx::query::<Any>(sql)
+                .bind(key.namespace.as_str())
+                .bind(key.group.as_str())
+                .bind(key.data_id.as_str())
+                .bind(op.as_str())
+                .bind(md5)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            // The id this connection just inserted, whatever other sessions did.
+            sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+                .fetch_one(&mut **tx)
+                .await?
+        };
+        Revision::new(seq).ok_or_else(|| {
+            StoreError::Corrupt(format!("change-log sequence {seq} is not positive"))
+        })
+    }
+
+    /// A publish or rollback inside an open write transaction.
+    async fn put_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        write: &ConfigWrite,
+    ) -> Result<ConfigRecord> {
+        let key = &write.key;
+        let at = write.audit.at;
+        let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
+        let ns_exists: i64 = sqlx::query_scalar::<Any, i64>(sql)
+            .bind(key.namespace.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+        if ns_exists == 0 {
+            return Err(StoreError::NamespaceNotFound(key.namespace.to_string()));
+        }
+        let current = self.check_expect(tx, key, &write.expect).await?;
+        let format = write
+            .format
+            .or(current.as_ref().map(|c| c.format))
+            .unwrap_or(write.default_format);
+        if write.validated_as.is_some_and(|v| v != format) {
+            return Err(StoreError::Conflict(format!(
+                "the format of {key} changed to {format} meanwhile; publish again"
+            )));
+        }
+        let description = write
+            .description
+            .clone()
+            .or_else(|| current.as_ref().map(|c| c.description.clone()))
+            .unwrap_or_default();
+        let tags = write
+            .tags
+            .clone()
+            .or_else(|| current.as_ref().map(|c| c.tags.clone()))
+            .unwrap_or_default();
+        let revision = self
+            .append_change(tx, key, write.op, &write.md5, at)
+            .await?;
+        let (created_by, created_at) = match &current {
+            Some(c) => (c.created_by.clone(), c.created_at),
+            None => (write.audit.operator.clone(), at),
+        };
+        let sql = self.sql(if current.is_some() {
+            "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
+             description = ?, tags = ?, updated_by = ?, updated_at = ?, \
+             created_by = ?, created_at = ? \
+             WHERE namespace = ? AND grp = ? AND data_id = ?"
+        } else {
+            "INSERT INTO configs (content, format, md5, revision, description, tags, \
+             updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        });
+        let done = sqlx::query::<Any>(sql)
+            .bind(&write.content)
+            .bind(format.as_str())
+            .bind(&write.md5)
+            .bind(revision.get())
+            .bind(&description)
+            .bind(join_tags(&tags))
+            .bind(&write.audit.operator)
+            .bind(at)
+            .bind(&created_by)
+            .bind(created_at)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .execute(&mut **tx)
+            .await;
+        if let Err(e) = &done {
+            if is_unique_violation(e) {
+                // Created concurrently between the check and the insert.
+                return Err(StoreError::CasMismatch {
+                    key: key.clone(),
+                    expected: None,
+                    current: None,
+                });
+            }
+        }
+        done?;
+        self.append_history(
+            tx,
+            revision,
+            key,
+            write.op,
+            &write.content,
+            format,
+            &write.md5,
+            &description,
+            &tags,
+            &write.audit,
+        )
+        .await?;
+        Ok(ConfigRecord {
+            key: key.clone(),
+            content: write.content.clone(),
+            format,
+            md5: write.md5.clone(),
+            revision,
+            description,
+            tags,
+            created_by,
+            created_at,
+            updated_by: write.audit.operator.clone(),
+            updated_at: at,
+        })
+    }
+
+    /// A config's gray release, read through `executor` (a pool or an open
+    /// transaction).
+    async fn select_gray<'e, E>(&self, executor: E, key: &ConfigKey) -> Result<Option<GrayRecord>>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let sql = self.sql(
+            "SELECT namespace, grp, data_id, content, format, md5, revision, ips, \
+             labels, created_by, created_at FROM gray_releases \
+             WHERE namespace = ? AND grp = ? AND data_id = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_optional(executor)
+            .await?;
+        row.as_ref().map(gray_from_row).transpose()
+    }
+
+    async fn gray_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        key: &ConfigKey,
+    ) -> Result<Option<GrayRecord>> {
+        self.select_gray(&mut **tx, key).await
+    }
+
+    async fn drop_gray(&self, tx: &mut Transaction<'static, Any>, key: &ConfigKey) -> Result<u64> {
+        let sql =
+            self.sql("DELETE FROM gray_releases WHERE namespace = ? AND grp = ? AND data_id = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn append_history(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        revision: Revision,
+        key: &ConfigKey,
+        op: Op,
+        content: &str,
+        format: Format,
+        md5: &str,
+        description: &str,
+        tags: &[String],
+        audit: &Audit,
+    ) -> Result<()> {
+        let sql = self.sql(
+            "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
+             md5, description, tags, operator, source, comment, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(revision.get())
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .bind(op.as_str())
+            .bind(content)
+            .bind(format.as_str())
+            .bind(md5)
+            .bind(description)
+            .bind(join_tags(tags))
+            .bind(&audit.operator)
+            .bind(&audit.source)
+            .bind(&audit.comment)
+            .bind(audit.at)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl NamespaceStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT name, display_name, description, created_at FROM namespaces ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name = text(row, "name")?;
+                Ok(NamespaceRecord {
+                    name: Namespace::parse(&name)
+                        .map_err(|e| StoreError::Corrupt(format!("namespace {name:?}: {e}")))?,
+                    display_name: text(row, "display_name")?,
+                    description: text(row, "description")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
+        let sql = self.sql(
+            "INSERT INTO namespaces (name, display_name, description, created_at) \
+             VALUES (?, ?, ?, ?)",
+        );
+        match sqlx::query::<Any>(sql)
+            .bind(ns.name.as_str())
+            .bind(&ns.display_name)
+            .bind(&ns.description)
+            .bind(ns.created_at)
+            .execute(&self.writer)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::NamespaceExists(ns.name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn update_namespace(
+        &self,
+        name: &Namespace,
+        display_name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<()> {
+        // Only the fields given, in one statement: two edits of different fields
+        // never undo each other.
+        let sql = self.sql(
+            "UPDATE namespaces SET display_name = COALESCE(?, display_name), \
+             description = COALESCE(?, description) WHERE name = ?",
+        );
+        let done = sqlx::query::<Any>(sql)
+            .bind(display_name)
+            .bind(description)
+            .bind(name.as_str())
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            // MySQL counts changed rows, not matched ones.
+            let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
+            let found: i64 = sqlx::query_scalar::<Any, i64>(sql)
+                .bind(name.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            if found == 0 {
+                return Err(StoreError::NamespaceNotFound(name.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql("SELECT COUNT(*) FROM configs WHERE namespace = ?");
+        let used: i64 = sqlx::query_scalar::<Any, i64>(sql)
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if used > 0 {
+            return Err(StoreError::NamespaceNotEmpty(name.to_string()));
+        }
+        let sql = self.sql("DELETE FROM namespaces WHERE name = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NamespaceNotFound(name.to_string()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConfigStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn load_configs(&self) -> Result<Vec<ConfigRecord>> {
+        let rows = sqlx::query::<Any>(&format!("SELECT {CONFIG_COLUMNS} FROM configs"))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(config_from_row).collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>> {
+        let sql = self.dialect.sql(
+            "SELECT namespace, grp, data_id, content, format, md5, revision, \
+             description, tags, created_by, created_at, updated_by, updated_at \
+             FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(config_from_row).transpose()
+    }
+
+    #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
+    async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
+        let mut tx = self.begin_write().await?;
+        let record = self.put_in(&mut tx, write).await?;
+        self.commit_write(tx).await?;
+        Ok(record)
+    }
+
+    #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]
+    async fn import(&self, writes: &[ConfigWrite]) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        for write in writes {
+            self.put_in(&mut tx, write).await?;
+        }
+        self.commit_write(tx).await?;
+        Ok(writes.len() as u64)
+    }
+
+    #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]
+    async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord> {
+        let key = &delete.key;
+        let at = delete.audit.at;
+        let mut tx = self.begin_write().await?;
+        let Some(current) = self.check_expect(&mut tx, key, &delete.expect).await? else {
+            return Err(StoreError::ConfigNotFound(key.clone()));
+        };
+        let format = current.format;
+        let seq = self.append_change(&mut tx, key, Op::Delete, "", at).await?;
+        self.drop_gray(&mut tx, key).await?;
+        let sql = self.sql("DELETE FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?");
+        sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.append_history(
+            &mut tx,
+            seq,
+            key,
+            Op::Delete,
+            "",
+            format,
+            "",
+            "",
+            &[],
+            &delete.audit,
+        )
+        .await?;
+        self.commit_write(tx).await?;
+        Ok(ChangeRecord {
+            seq,
+            key: key.clone(),
+            op: Op::Delete,
+            md5: String::new(),
+            created_at: at,
+        })
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)> {
+        let sql = self
+            .sql("SELECT COUNT(*) FROM history WHERE namespace = ? AND grp = ? AND data_id = ?");
+        let total: i64 = sqlx::query_scalar::<Any, i64>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_one(&self.reader)
+            .await?;
+        // Listings leave the contents out: a page may span many large versions.
+        let sql = self.sql(
+            "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
+             description, tags, operator, source, comment, created_at FROM history \
+             WHERE namespace = ? AND grp = ? AND data_id = ? \
+             ORDER BY revision DESC LIMIT ? OFFSET ?",
+        );
+        let rows = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .bind(i64::from(page.size))
+            .bind(page.offset() as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        let entries = rows.iter().map(history_from_row).collect::<Result<_>>()?;
+        Ok((entries, total as u64))
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn history_entry(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+    ) -> Result<Option<HistoryRecord>> {
+        let sql = self.sql(
+            "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+             description, tags, operator, source, comment, created_at FROM history \
+             WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(revision.get())
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(history_from_row).transpose()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn history_before(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+    ) -> Result<Option<HistoryRecord>> {
+        let sql = self.sql(
+            "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+             description, tags, operator, source, comment, created_at FROM history \
+             WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
+             ORDER BY revision DESC LIMIT 1",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .bind(revision.get())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(history_from_row).transpose()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let sql = self.sql(
+            "SELECT seq, namespace, grp, data_id, op, md5, created_at FROM change_log \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        );
+        let rows = sqlx::query::<Any>(sql)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChangeRecord {
+                    seq: {
+                        let seq: i64 = row.try_get("seq")?;
+                        Revision::new(seq).ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "change-log sequence {seq} is not positive"
+                            ))
+                        })?
+                    },
+                    key: parse_key(row)?,
+                    op: parse_op(row)?,
+                    md5: text(row, "md5")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn load_grays(&self) -> Result<Vec<GrayRecord>> {
+        let rows = sqlx::query::<Any>(&format!("SELECT {GRAY_COLUMNS} FROM gray_releases"))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(gray_from_row).collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn get_gray(&self, key: &ConfigKey) -> Result<Option<GrayRecord>> {
+        self.select_gray(&self.reader, key).await
+    }
+
+    #[instrument(skip_all, fields(key = %write.key), err(level = "debug"))]
+    async fn put_gray(&self, write: &GrayWrite) -> Result<GrayRecord> {
+        let key = &write.key;
+        let at = write.audit.at;
+        let mut tx = self.begin_write().await?;
+        let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
+            return Err(StoreError::ConfigNotFound(key.clone()));
+        };
+        let format = write.format.unwrap_or(current.format);
+        if write.validated_as.is_some_and(|v| v != format) {
+            return Err(StoreError::Conflict(format!(
+                "the format of {key} changed to {format} meanwhile; publish again"
+            )));
+        }
+        let seq = self
+            .append_change(&mut tx, key, Op::GrayPublish, &write.md5, at)
+            .await?;
+        self.drop_gray(&mut tx, key).await?;
+        let sql = self.sql(
+            "INSERT INTO gray_releases (namespace, grp, data_id, content, format, md5, \
+             revision, ips, labels, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .bind(&write.content)
+            .bind(format.as_str())
+            .bind(&write.md5)
+            .bind(seq.get())
+            .bind(write.rules.ips_text())
+            .bind(write.rules.labels_text())
+            .bind(&write.audit.operator)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let mut audit = write.audit.clone();
+        // Who a release was for belongs in its history, whatever the comment.
+        audit.comment = if audit.comment.is_empty() {
+            format!("gray release to {}", write.rules)
+        } else {
+            format!("{} (gray release to {})", audit.comment, write.rules)
+        };
+        self.append_history(
+            &mut tx,
+            seq,
+            key,
+            Op::GrayPublish,
+            &write.content,
+            format,
+            &write.md5,
+            &current.description,
+            &current.tags,
+            &audit,
+        )
+        .await?;
+        self.commit_write(tx).await?;
+        Ok(GrayRecord {
+            key: key.clone(),
+            content: write.content.clone(),
+            format,
+            md5: write.md5.clone(),
+            revision: seq,
+            rules: write.rules.clone(),
+            created_by: write.audit.operator.clone(),
+            created_at: at,
+        })
+    }
+
+    #[instrument(skip(self, audit), err(level = "debug"))]
+    async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord> {
+        let at = audit.at;
+        let mut tx = self.begin_write().await?;
+        let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
+            return Err(StoreError::ConfigNotFound(key.clone()));
+        };
+        let Some(gray) = self.gray_in(&mut tx, key).await? else {
+            return Err(StoreError::GrayNotFound(key.clone()));
+        };
+        let seq = self
+            .append_change(&mut tx, key, Op::GrayPromote, &gray.md5, at)
+            .await?;
+        let sql = self.sql(
+            "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
+             updated_by = ?, updated_at = ? \
+             WHERE namespace = ? AND grp = ? AND data_id = ?",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(&gray.content)
+            .bind(gray.format.as_str())
+            .bind(&gray.md5)
+            .bind(seq.get())
+            .bind(&audit.operator)
+            .bind(at)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.drop_gray(&mut tx, key).await?;
+        let mut audit = audit.clone();
+        if audit.comment.is_empty() {
+            audit.comment = format!("promoted gray revision {}", gray.revision);
+        }
+        self.append_history(
+            &mut tx,
+            seq,
+            key,
+            Op::GrayPromote,
+            &gray.content,
+            gray.format,
+            &gray.md5,
+            &current.description,
+            &current.tags,
+            &audit,
+        )
+        .await?;
+        self.commit_write(tx).await?;
+        Ok(ConfigRecord {
+            key: key.clone(),
+            content: gray.content,
+            format: gray.format,
+            md5: gray.md5,
+            revision: seq,
+            description: current.description,
+            tags: current.tags,
+            created_by: current.created_by,
+            created_at: current.created_at,
+            updated_by: audit.operator.clone(),
+            updated_at: at,
+        })
+    }
+
+    #[instrument(skip(self, audit), err(level = "debug"))]
+    async fn abandon_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ChangeRecord> {
+        let at = audit.at;
+        let mut tx = self.begin_write().await?;
+        let Some(gray) = self.gray_in(&mut tx, key).await? else {
+            return Err(StoreError::GrayNotFound(key.clone()));
+        };
+        let seq = self
+            .append_change(&mut tx, key, Op::GrayAbandon, "", at)
+            .await?;
+        self.drop_gray(&mut tx, key).await?;
+        let mut audit = audit.clone();
+        if audit.comment.is_empty() {
+            audit.comment = format!("abandoned gray revision {}", gray.revision);
+        }
+        self.append_history(
+            &mut tx,
+            seq,
+            key,
+            Op::GrayAbandon,
+            "",
+            gray.format,
+            "",
+            "",
+            &[],
+            &audit,
+        )
+        .await?;
+        self.commit_write(tx).await?;
+        Ok(ChangeRecord {
+            seq,
+            key: key.clone(),
+            op: Op::GrayAbandon,
+            md5: String::new(),
+            created_at: at,
+        })
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn last_seq(&self) -> Result<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar::<Any, Option<i64>>("SELECT MAX(seq) FROM change_log")
+                .fetch_one(&self.reader)
+                .await?;
+        let pruned: i64 =
+            sqlx::query_scalar::<Any, i64>("SELECT pruned_through FROM cluster_state")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(seq.unwrap_or(0).max(pruned))
+    }
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT username, password_hash, role, created_at, password_changed_at \
+             FROM users ORDER BY username",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        // A user this version cannot read (a role a newer version wrote, say) is
+        // left out with a warning rather than failing every user: it cannot log
+        // in here, and everyone else still can.
+        Ok(rows
+            .iter()
+            .filter_map(|row| match user_from_row(row) {
+                Ok(user) => Some(user),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a stored user cannot be read; left out");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn get_user(&self, username: &Username) -> Result<Option<UserRecord>> {
+        let sql = self.sql(
+            "SELECT username, password_hash, role, created_at, password_changed_at \
+             FROM users WHERE username = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(username.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        let sql = self.sql(
+            "INSERT INTO users (username, password_hash, role, created_at, \
+             password_changed_at) VALUES (?, ?, ?, ?, ?)",
+        );
+        match sqlx::query::<Any>(sql)
+            .bind(user.username.as_str())
+            .bind(&user.password_hash)
+            .bind(user.role.as_str())
+            .bind(user.created_at)
+            .bind(user.password_changed_at)
+            .execute(&self.writer)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::UserExists(user.username.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[instrument(skip(self, hash), err(level = "debug"))]
+    async fn set_password(&self, username: &Username, hash: &str, changed_at: i64) -> Result<()> {
+        let sql = self
+            .sql("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(hash)
+            .bind(changed_at)
+            .bind(username.as_str())
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UserNotFound(username.to_string()));
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        let sql = self.sql("DELETE FROM users WHERE username = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(username.as_str())
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UserNotFound(username.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClusterStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
+        let sql = self.sql(
+            "UPDATE nodes SET address = ?, started_at = ?, heartbeat_at = ?, \
+             applied_seq = ? WHERE id = ?",
+        );
+        let done = sqlx::query::<Any>(sql)
+            .bind(&node.address)
+            .bind(node.started_at)
+            .bind(node.heartbeat_at)
+            .bind(node.applied_seq)
+            .bind(&node.id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        let sql = self.sql(
+            "INSERT INTO nodes (address, started_at, heartbeat_at, applied_seq, id) \
+             VALUES (?, ?, ?, ?, ?)",
+        );
+        match sqlx::query::<Any>(sql)
+            .bind(&node.address)
+            .bind(node.started_at)
+            .bind(node.heartbeat_at)
+            .bind(node.applied_seq)
+            .bind(&node.id)
+            .execute(&self.writer)
+            .await
+        {
+            // MySQL reports 0 changed rows when a heartbeat repeats the last one.
+            Err(e) if is_unique_violation(&e) => Ok(()),
+            other => other.map(drop).map_err(Into::into),
+        }
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT id, address, started_at, heartbeat_at, applied_seq FROM nodes \
+             ORDER BY address, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(node_from_row).collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn remove_nodes(&self, heartbeat_before: i64) -> Result<u64> {
+        let sql = self.sql("DELETE FROM nodes WHERE heartbeat_at < ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(heartbeat_before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn remove_node(&self, id: &str) -> Result<()> {
+        let sql = self.sql("DELETE FROM nodes WHERE id = ?");
+        sqlx::query::<Any>(sql)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn prune_changes(&self, through_seq: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql("UPDATE cluster_state SET pruned_through = ? WHERE pruned_through < ?");
+        sqlx::query::<Any>(sql)
+            .bind(through_seq)
+            .bind(through_seq)
+            .execute(&mut *tx)
+            .await?;
+        let sql = self.sql("DELETE FROM change_log WHERE seq <= ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(through_seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn pruned_through(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<Any, i64>("SELECT pruned_through FROM cluster_state")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn clock(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar::<Any, i64>(self.dialect.now_ms)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    #[instrument(skip(self, candidate), err(level = "debug"))]
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let select = self.sql("SELECT value FROM secrets WHERE name = ?");
+        let found = sqlx::query::<Any>(select)
+            .bind(name)
+            .fetch_optional(&self.writer)
+            .await?
+            .map(|row| text(&row, "value"))
+            .transpose()?;
+        if let Some(value) = found {
+            return Ok(value);
+        }
+        let sql = self.sql("INSERT INTO secrets (name, value) VALUES (?, ?)");
+        match sqlx::query::<Any>(sql)
+            .bind(name)
+            .bind(candidate)
+            .execute(&self.writer)
+            .await
+        {
+            Ok(_) => Ok(candidate.to_owned()),
+            // Another node stored one first; everyone uses that one.
+            Err(e) if is_unique_violation(&e) => {
+                let row = sqlx::query::<Any>(select)
+                    .bind(name)
+                    .fetch_one(&self.writer)
+                    .await?;
+                text(&row, "value")
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl AccessKeyStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT app_id, id, secret, enabled, created_at FROM access_keys \
+             ORDER BY app_id, created_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccessKeyRecord {
+                    app_id: text(row, "app_id")?,
+                    id: text(row, "id")?,
+                    secret: text(row, "secret")?,
+                    enabled: row.try_get::<i32, _>("enabled")? != 0,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self, key), fields(app = %key.app_id), err(level = "debug"))]
+    async fn create_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ?");
+        let count: i64 = sqlx::query_scalar::<Any, i64>(sql)
+            .bind(&key.app_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count as usize >= max {
+            return Err(StoreError::Conflict(format!(
+                "app {} already has {count} access keys; the limit is {max}",
+                key.app_id
+            )));
+        }
+        let sql = self.sql(
+            "INSERT INTO access_keys (app_id, id, secret, enabled, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(&key.app_id)
+            .bind(&key.id)
+            .bind(&key.secret)
+            .bind(i32::from(key.enabled))
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn set_access_key_enabled(&self, app_id: &str, id: &str, enabled: bool) -> Result<()> {
+        let sql = self.sql("UPDATE access_keys SET enabled = ? WHERE app_id = ? AND id = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(i32::from(enabled))
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            let sql = self.sql("SELECT COUNT(*) FROM access_keys WHERE app_id = ? AND id = ?");
+            let found: i64 = sqlx::query_scalar::<Any, i64>(sql)
+                .bind(app_id)
+                .bind(id)
+                .fetch_one(&self.writer)
+                .await?;
+            if found == 0 {
+                return Err(StoreError::AccessKeyNotFound(
+                    app_id.to_owned(),
+                    id.to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()> {
+        let sql = self.sql("DELETE FROM access_keys WHERE app_id = ? AND id = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::AccessKeyNotFound(
+                app_id.to_owned(),
+                id.to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query::<Any>("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> crate::Backend {
+        self.backend
+    }
+
+    async fn change_signal(&self) -> Result<Option<Box<dyn ChangeSignal>>> {
+        match &self.signal {
+            Some(source) => Ok(Some(source.open().await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
 
 #[cfg(test)]
 mod tests {

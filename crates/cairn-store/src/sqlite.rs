@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{ConnectOptions as _, Executor as _};
 
-use crate::sql::{sql_backend, Dialect};
+use crate::sql::{Dialect, SqlStore};
+use crate::{Backend, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -25,45 +26,52 @@ const DIALECT: Dialect = Dialect {
     now_ms: NOW,
 };
 
-/// A Cairn store in one SQLite file.
-#[derive(Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    dialect: Dialect,
-}
+/// What every connection sets: a commit is on disk before the write is acknowledged
+/// (FULL), foreign keys hold, and a connection waits for a busy file instead of
+/// failing at once. The URL the shared driver opens by cannot carry these.
+const PRAGMAS: &str =
+    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000";
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and runs pending migrations.
-    pub async fn open(path: &Path) -> Result<Self> {
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database file at `path` and runs pending
+    /// migrations.
+    pub async fn sqlite(path: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
+            // WAL is a property of the file: set once here, kept by every connection.
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the write is acknowledged.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
+        let setup = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
+        MIGRATOR.run(&setup).await?;
+        setup.close().await;
+
+        let at = |mode: &str| -> Result<AnyConnectOptions> {
+            let mut url = SqliteConnectOptions::new().filename(path).to_url_lossy();
+            url.query_pairs_mut().clear().append_pair("mode", mode);
+            Ok(AnyConnectOptions::from_url(&url)?)
+        };
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(drop) }))
+            .connect_with(at("rw")?)
+            .await?;
+        let reader = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(drop) }))
+            .connect_with(at("ro")?)
             .await?;
         Ok(Self {
             writer,
             reader,
             dialect: DIALECT,
+            backend: Backend::Sqlite,
+            // One process owns the file, so no other node can signal changes.
+            signal: None,
         })
     }
-
-    /// One process owns the file, so no other node can signal changes.
-    async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeSignal>>> {
-        Ok(None)
-    }
 }
-
-sql_backend!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, Sqlite);

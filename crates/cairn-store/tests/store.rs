@@ -173,7 +173,7 @@ async fn history_and_changes(store: Arc<dyn Store>) {
     let changes = store.changes_since(0, 1000).await.unwrap();
     assert_eq!(changes.len(), 10);
     assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
-    let tail = store.changes_since(revisions[3], 1000).await.unwrap();
+    let tail = store.changes_since(revisions[3].get(), 1000).await.unwrap();
     assert_eq!(tail.first().map(|c| c.key.clone()), Some(other.clone()));
     assert_eq!(store.changes_since(0, 3).await.unwrap().len(), 3);
 }
@@ -377,7 +377,7 @@ async fn reads_one_config_and_the_last_sequence(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(store.get_config(&k).await.unwrap(), Some(written.clone()));
-    assert_eq!(store.last_seq().await.unwrap(), written.revision);
+    assert_eq!(store.last_seq().await.unwrap(), written.revision.get());
 }
 
 async fn names_are_case_sensitive(store: Arc<dyn Store>) {
@@ -437,8 +437,8 @@ async fn nodes_and_pruning(store: Arc<dyn Store>) {
         );
     }
     assert_eq!(store.pruned_through().await.unwrap(), 0);
-    assert_eq!(store.prune_changes(revisions[1]).await.unwrap(), 2);
-    assert_eq!(store.pruned_through().await.unwrap(), revisions[1]);
+    assert_eq!(store.prune_changes(revisions[1].get()).await.unwrap(), 2);
+    assert_eq!(store.pruned_through().await.unwrap(), revisions[1].get());
     let left = store.changes_since(0, 100).await.unwrap();
     assert_eq!(
         left.iter().map(|c| c.seq).collect::<Vec<_>>(),
@@ -459,7 +459,7 @@ async fn nodes_and_pruning(store: Arc<dyn Store>) {
             .1,
         4
     );
-    assert_eq!(store.last_seq().await.unwrap(), revisions[3]);
+    assert_eq!(store.last_seq().await.unwrap(), revisions[3].get());
 }
 
 async fn shared_secrets_are_set_once(store: Arc<dyn Store>) {
@@ -709,7 +709,7 @@ impl Place {
 
 async fn open_sqlite() -> Option<(Arc<dyn Store>, Place)> {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cairn.db"))
+    let store = SqlStore::sqlite(&dir.path().join("cairn.db"))
         .await
         .unwrap();
     Some((Arc::new(store), Place::Dir(dir)))
@@ -717,13 +717,13 @@ async fn open_sqlite() -> Option<(Arc<dyn Store>, Place)> {
 
 async fn open_postgres() -> Option<(Arc<dyn Store>, Place)> {
     let db = scratch::Scratch::create(scratch::Engine::Postgres).await?;
-    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let store = SqlStore::postgres(&db.url).await.unwrap();
     Some((Arc::new(store), Place::Database(db)))
 }
 
 async fn open_mysql() -> Option<(Arc<dyn Store>, Place)> {
     let db = scratch::Scratch::create(scratch::Engine::MySql).await?;
-    let store = MySqlStore::connect(&db.url).await.unwrap();
+    let store = SqlStore::mysql(&db.url).await.unwrap();
     Some((Arc::new(store), Place::Database(db)))
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use cairn_client::Client;
+use cairn_client::{Client, ExposeSecret as _};
 use clap::Subcommand;
 
 use super::output::table;
@@ -39,7 +39,8 @@ pub async fn run(client: &Client, command: AccessKeyCommand) -> anyhow::Result<(
             writeln!(
                 out,
                 "access key {} of {app_id}: secret {}",
-                key.id, key.secret
+                key.id,
+                key.secret.expose_secret()
             )?;
         }
         AccessKeyCommand::List { app_id } => {
@@ -52,7 +53,7 @@ pub async fn run(client: &Client, command: AccessKeyCommand) -> anyhow::Result<(
                         k.id,
                         if k.enabled { "enabled" } else { "disabled" }.to_owned(),
                         k.created_at,
-                        k.secret,
+                        k.secret.expose_secret().to_owned(),
                     ]
                 })
                 .collect();

@@ -1,7 +1,7 @@
 //! `cairn login`: trades a password for a token and keeps it, with the cluster's nodes,
 //! in the profile.
 
-use cairn_client::Client;
+use cairn_client::{Client, ExposeSecret as _};
 use clap::Args;
 
 use super::input::read_password;
@@ -32,7 +32,7 @@ pub async fn run(server: Option<String>, args: LoginArgs) -> anyhow::Result<()> 
     // Remember every live node, so later commands fail over between them.
     let servers = client
         .clone()
-        .with_token(login.token.clone())
+        .with_token(login.token.expose_secret())
         .discover()
         .await
         .map(|list| {
@@ -43,7 +43,7 @@ pub async fn run(server: Option<String>, args: LoginArgs) -> anyhow::Result<()> 
         })
         .unwrap_or_else(|_| server.clone());
     profile.server = Some(servers);
-    profile.token = Some(login.token);
+    profile.token = Some(login.token.expose_secret().to_owned());
     profile.username = Some(login.username);
     let path = profile::save(&profile)?;
     println!(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_client::{Client, Key, Publish, WatchKey};
+use cairn_client::{Client, ExposeSecret as _, Key, Publish, WatchKey};
 use cairn_store::scratch::{Engine, Scratch};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,7 +61,13 @@ impl Node {
         // Keep draining stdout so the node never writes to a full or closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let anonymous = Client::builder(&url).build().unwrap();
-        let token = anonymous.login("admin", PASSWORD).await.unwrap().token;
+        let token = anonymous
+            .login("admin", PASSWORD)
+            .await
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned();
         Node {
             child,
             client: anonymous.with_token(token),
@@ -197,7 +203,14 @@ async fn three_nodes_share_changes(engine: Engine) {
 
     // A client that knows one node learns the others, and fails over when its node dies:
     // when asked, and on its own when built to.
-    let token = a.client.login("admin", PASSWORD).await.unwrap().token;
+    let token = a
+        .client
+        .login("admin", PASSWORD)
+        .await
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned();
     let asked = Client::builder(&a.url).token(&token).build().unwrap();
     assert_eq!(asked.discover().await.unwrap().len(), 3);
     let client = Client::builder(&a.url)

@@ -108,7 +108,8 @@ impl FromRequestParts<SharedState> for Identity {
                 }
             };
         let labels = match header(LABELS_HEADER) {
-            Some(text) => cairn_core::Label::parse_list(text).map_err(|e| bad(e.to_string()))?,
+            Some(text) => cairn_core::Label::parse_list(text)
+                .map_err(|e| bad(format!("{LABELS_HEADER}: {e}")))?,
             None => Vec::new(),
         };
         Ok(Identity(cairn_core::ClientInfo::new(ip, labels)))

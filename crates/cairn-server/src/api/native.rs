@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
-use cairn_core::{Format, Namespace, Username};
+use cairn_core::{Format, Namespace, Revision, Username};
 use cairn_store::Expect;
 use secrecy::ExposeSecret;
 use utoipa::OpenApi;
@@ -322,7 +322,7 @@ async fn get_config(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert("x-cairn-revision", HeaderValue::from(view.revision()));
+    h.insert("x-cairn-revision", HeaderValue::from(view.revision().get()));
     h.insert(
         "x-cairn-format",
         HeaderValue::from_static(view.format().as_str()),
@@ -421,12 +421,12 @@ async fn history(
 
 /// One historical version of a config, with its content.
 #[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/history/{revision}", tag = "history",
-    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), ("revision" = i64, Path)),
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), ("revision" = i64, Path, minimum = 1)),
     responses((status = 200, body = HistoryView), (status = 404, body = ErrorBody)))]
 async fn history_entry(
     State(state): State<SharedState>,
     _: Caller,
-    ApiPath((namespace, group, data_id, revision)): ApiPath<(String, String, String, i64)>,
+    ApiPath((namespace, group, data_id, revision)): ApiPath<(String, String, String, Revision)>,
 ) -> Result<Json<HistoryView>, ApiError> {
     let key = cairn_core::ConfigKey::parse(&namespace, &group, &data_id)?;
     let entry = state.service.history_entry(&key, revision).await?;

@@ -37,7 +37,7 @@ fn state_of(key: &ConfigKey, view: Option<View>) -> ChangedKey {
             .as_ref()
             .map(|v| v.md5().to_owned())
             .unwrap_or_default(),
-        revision: view.as_ref().map(|v| v.revision()),
+        revision: view.as_ref().map(|v| v.revision().get()),
         exists: view.is_some(),
     }
 }
@@ -117,7 +117,7 @@ fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
             out.push(',');
         }
         let (md5, revision) = match view {
-            Some(v) => (v.md5(), Some(v.revision())),
+            Some(v) => (v.md5(), Some(v.revision().get())),
             None => ("", None),
         };
         for (name, value) in [

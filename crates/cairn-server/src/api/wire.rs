@@ -1,6 +1,7 @@
 //! Request and response bodies of the native API. Converted by hand from domain types,
 //! so the wire format changes only when this file does.
 
+use cairn_core::Revision;
 use cairn_store::{ConfigRecord, HistoryRecord, NamespaceRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -142,7 +143,7 @@ impl ConfigView {
             out.content = with_content.then(|| gray.content.clone());
             out.format = gray.format.to_string();
             out.md5 = gray.md5.clone();
-            out.revision = gray.revision;
+            out.revision = gray.revision.get();
             out.size = gray.content.len();
             out.gray = true;
         }
@@ -157,7 +158,7 @@ impl ConfigView {
             content: with_content.then(|| c.content.clone()),
             format: c.format.to_string(),
             md5: c.md5.clone(),
-            revision: c.revision,
+            revision: c.revision.get(),
             size: c.content.len(),
             description: c.description.clone(),
             tags: c.tags.clone(),
@@ -222,7 +223,7 @@ pub struct HistoryView {
 impl HistoryView {
     pub fn new(h: &HistoryRecord, with_content: bool) -> Self {
         Self {
-            revision: h.revision,
+            revision: h.revision.get(),
             op: h.op.as_str().to_owned(),
             content: with_content.then(|| h.content.clone()),
             format: h.format.to_string(),
@@ -248,16 +249,19 @@ pub struct HistoryPage {
 #[derive(Deserialize, ToSchema)]
 pub struct RollbackRequest {
     /// The revision whose content to publish again.
-    pub revision: i64,
+    #[schema(value_type = i64, minimum = 1)]
+    pub revision: Revision,
     pub cas_md5: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DiffQuery {
-    pub from: i64,
+    #[param(value_type = i64, minimum = 1)]
+    pub from: Revision,
     /// Default: the current content.
-    pub to: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub to: Option<Revision>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -420,7 +424,7 @@ impl GrayView {
             content: with_content.then(|| g.content.clone()),
             format: g.format.to_string(),
             md5: g.md5.clone(),
-            revision: g.revision,
+            revision: g.revision.get(),
             ips: g.rules.ips.iter().map(ToString::to_string).collect(),
             labels: g.rules.labels.iter().map(ToString::to_string).collect(),
             created_by: g.created_by.clone(),

@@ -289,6 +289,22 @@ async fn bad_input_gets_clear_errors() {
         .await
         .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST, "malformed_request").await;
+    // Revisions are positive: zero or less is the caller's mistake, said as such.
+    let r = app
+        .request(Method::GET, &format!("/api/v1/configs/{KEY}/history/0"))
+        .send()
+        .await
+        .unwrap();
+    let m = expect_error(r, StatusCode::BAD_REQUEST, "malformed_request").await;
+    assert!(m.contains("positive"), "{m}");
+    let r = app
+        .request(Method::POST, &format!("/api/v1/configs/{KEY}/rollback"))
+        .json(&json!({ "revision": -4 }))
+        .send()
+        .await
+        .unwrap();
+    let m = expect_error(r, StatusCode::BAD_REQUEST, "malformed_request").await;
+    assert!(m.contains("positive"), "{m}");
     let r = app
         .request(Method::GET, "/api/v1/configs?page_size=100000")
         .send()

@@ -351,6 +351,31 @@ async fn notifications_answer_hold_and_wake() {
             "{bad}"
         );
     }
+    // So are malformed identity headers and queries, in Apollo's error shape (the one
+    // its clients log), saying what was wrong.
+    let path = notifications(json!([{ "namespaceName": "application", "notificationId": -1 }]));
+    for (header, value) in [("x-cairn-client-ip", "not-an-ip"), ("x-cairn-labels", "=")] {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{header}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], 400, "{body}");
+        assert_eq!(body["path"], "/notifications/v2", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(header), "{body}");
+    }
+    let r = get(
+        &app,
+        "/notifications/v2?appId=shop&appId=other&cluster=default",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 400, "{body}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! of the last few gray releases per key are remembered with their rules, so an end is
 //! told to the right clients.
 
-use cairn_core::{ClientInfo, ConfigKey, GrayRules, Group, Namespace};
+use cairn_core::{ClientInfo, ConfigKey, GrayRules, Group, Namespace, Revision};
 use dashmap::DashMap;
 
 use crate::cache::KeyState;
@@ -120,7 +120,7 @@ impl Index {
             .gray
             .as_ref()
             .filter(|g| for_client(&g.rules))
-            .map(|g| g.revision);
+            .map(|g| g.revision.get());
         let ended = if self.ended.is_empty() {
             None
         } else {
@@ -134,10 +134,12 @@ impl Index {
                     .max()
             })
         };
-        let mine = [state.config, gray, ended].into_iter().flatten().max()?;
+        // Notification ids are the change-log sequences of the changes they stand for.
+        let config = state.config.map(Revision::get);
+        let mine = [config, gray, ended].into_iter().flatten().max()?;
         Some(NotificationIds {
             mine,
-            newest: state.epoch.unwrap_or(mine).max(mine),
+            newest: state.epoch.map_or(mine, Revision::get).max(mine),
         })
     }
 
@@ -160,6 +162,7 @@ impl Observer for Index {
                 self.folded.insert(folded(key), key.clone());
             }
             Applied::Removed { key, seq } => {
+                let seq = seq.get();
                 // Ends up to the deletion no longer matter (its sequence is everyone's
                 // change); dropping the entry keeps the wake path's no-gray shortcut.
                 if let Some(mut ends) = self.ended.get_mut(key) {
@@ -170,7 +173,9 @@ impl Observer for Index {
                 });
                 self.folded.remove_if(&folded(key), |_, k| k == key);
             }
-            Applied::GrayEnded { key, seq, release } => self.note_ended(key, seq, &release.rules),
+            Applied::GrayEnded { key, seq, release } => {
+                self.note_ended(key, seq.get(), &release.rules)
+            }
         }
     }
 }
@@ -183,7 +188,7 @@ mod tests {
     use cairn_store::GrayRecord;
 
     use super::*;
-    use crate::cache::{test_record, Cache};
+    use crate::cache::{rev, test_record, Cache};
     use crate::commit::{Change, Commits};
 
     fn key() -> ConfigKey {
@@ -200,7 +205,7 @@ mod tests {
             content: "gray".into(),
             format: Format::Text,
             md5: cairn_core::md5::md5_hex("gray"),
-            revision,
+            revision: rev(revision),
             rules: GrayRules::parse(&[], &[label.into()]).unwrap(),
             created_by: "a".into(),
             created_at: 0,
@@ -208,7 +213,10 @@ mod tests {
     }
 
     fn end(seq: i64) -> Change {
-        Change::GrayEnded { key: key(), seq }
+        Change::GrayEnded {
+            key: key(),
+            seq: rev(seq),
+        }
     }
 
     fn labelled(label: &str) -> ClientInfo {
@@ -260,7 +268,10 @@ mod tests {
         assert_eq!(id(&other, 5), 1);
         // A late, older delete does not forget who a release was for.
         commits.apply(end(6));
-        assert!(!commits.apply(Change::Deleted { key: key(), seq: 0 }));
+        assert!(!commits.apply(Change::Deleted {
+            key: key(),
+            seq: rev(1)
+        }));
         assert_eq!(id(&canary, 5), 5, "zone=b's end is not the canary's");
         assert_eq!(id(&labelled("zone=b"), 5), 6);
     }
@@ -291,7 +302,10 @@ mod tests {
         assert_eq!(index.find_ignoring_case(&upper), None);
         commits.apply(main(1));
         assert_eq!(index.find_ignoring_case(&upper), Some(key()));
-        commits.apply(Change::Deleted { key: key(), seq: 2 });
+        commits.apply(Change::Deleted {
+            key: key(),
+            seq: rev(2),
+        });
         assert_eq!(index.find_ignoring_case(&upper), None);
     }
 }

@@ -22,6 +22,7 @@ mod ids;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +35,7 @@ use serde_json::{json, Value};
 pub use ids::Index;
 use ids::{NotificationIds, Stated};
 
-use super::{Identity, SharedState};
+use super::{ApiError, Identity, SharedState};
 use crate::access_keys::Refusal;
 use crate::cache::View;
 
@@ -424,8 +425,13 @@ impl ConfigRead {
         // would read the old release and then wait on the new id: wait for the change
         // (briefly: the tailer applies it within milliseconds).
         if let Some(wanted) = notified_id(query.messages.as_deref()) {
-            let here = find()
-                .is_some_and(|(_, key)| state.service.key_state(&key).epoch.unwrap_or(0) >= wanted);
+            let here = find().is_some_and(|(_, key)| {
+                state
+                    .service
+                    .key_state(&key)
+                    .epoch
+                    .is_some_and(|e| e.get() >= wanted)
+            });
             if !here {
                 state.service.wait_applied(wanted, CATCH_UP_WAIT).await;
             }
@@ -546,10 +552,16 @@ async fn notifications(
     State(state): State<SharedState>,
     uri: OriginalUri,
     headers: HeaderMap,
-    Identity(identity): Identity,
-    axum::extract::Query(query): axum::extract::Query<NotificationQuery>,
+    identity: Result<Identity, ApiError>,
+    query: Result<axum::extract::Query<NotificationQuery>, QueryRejection>,
 ) -> Answer {
     let target = target(&state, &uri)?;
+    // Malformed identity headers or query are answered in Apollo's error shape, as every
+    // other answer of this surface is.
+    let Identity(identity) =
+        identity.map_err(|e| ApolloError::new(Reason::BadRequest(e.message), &target.path))?;
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApolloError::new(Reason::BadRequest(e.body_text()), &target.path))?;
     let (client, said) = client(
         identity,
         &headers,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_core::pattern::Wildcard;
-use cairn_core::{ConfigKey, DataId, Group, Namespace};
+use cairn_core::{ConfigKey, DataId, Group, Namespace, Revision};
 use cairn_store::Expect;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -379,6 +379,11 @@ async fn history(State(state): State<SharedState>, headers: HeaderMap, params: P
     authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
     if let Some(nid) = params.number::<i64>("nid")? {
+        // No entry has a number below 1: Nacos answers an empty 200 for it, as for any
+        // entry it does not have.
+        let Some(nid) = Revision::new(nid) else {
+            return Ok(StatusCode::OK.into_response());
+        };
         return Ok(match state.service.history_entry(&key, nid).await {
             Ok(entry) => Json(history_item(&entry, false, true)).into_response(),
             Err(ServiceError::RevisionNotFound { .. }) => StatusCode::OK.into_response(),
@@ -397,6 +402,9 @@ async fn history_previous(
     authenticate(&state, &headers, &params).await?;
     let key = config_key(&params, "tenant")?;
     let id: i64 = params.required_number("id")?;
+    let Some(id) = Revision::new(id) else {
+        return Ok(StatusCode::OK.into_response());
+    };
     Ok(match state.service.history_before(&key, id).await? {
         Some(entry) => Json(history_item(&entry, false, true)).into_response(),
         None => StatusCode::OK.into_response(),

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use cairn_core::Revision;
 use cairn_store::Expect;
 use serde_json::Value;
 
@@ -121,6 +122,9 @@ async fn history_entry(
         authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
         let nid: i64 = params.required_number("nid")?;
+        let Some(nid) = Revision::new(nid) else {
+            return Ok(ok(Value::Null));
+        };
         match state.service.history_entry(&key, nid).await {
             Ok(entry) => Ok(ok(history_item(&entry, false, true))),
             Err(ServiceError::RevisionNotFound { .. }) => Ok(ok(Value::Null)),
@@ -140,6 +144,9 @@ async fn history_previous(
         authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
         let id: i64 = params.required_number("id")?;
+        let Some(id) = Revision::new(id) else {
+            return Ok(ok(Value::Null));
+        };
         Ok(ok(state
             .service
             .history_before(&key, id)

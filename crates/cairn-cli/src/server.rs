@@ -129,7 +129,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let url = format!("http://{}", app.local_addr());
     // Written with errors ignored: a closed stdout must not take the node down.
-    let mut notice = format!("Cairn is listening on {url} ({storage})\n");
+    let grpc = match app.grpc_addr() {
+        Some(addr) => format!("; Nacos gRPC on {addr}"),
+        None => String::new(),
+    };
+    let mut notice = format!("Cairn is listening on {url} ({storage}{grpc})\n");
     match &app.admin {
         AdminBootstrap::Generated(password) => notice.push_str(&format!(
             "\n  First start: created user `admin` with password\n\n      {}\n\n  \

@@ -44,6 +44,8 @@ pub enum AdminBootstrap {
 /// A node, built and bound, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// Nacos's gRPC protocol, unless turned off.
+    grpc: Option<(TcpListener, Arc<api::grpc::Surface>)>,
     state: SharedState,
     pub admin: AdminBootstrap,
 }
@@ -120,6 +122,17 @@ impl Application {
                  clients would be told an address they cannot reach; set advertise_url"
             );
         }
+        let grpc_listener = match settings
+            .grpc_address(listener.local_addr()?)
+            .map_err(|why| anyhow::anyhow!("invalid setting: grpc_listen: {why}"))?
+        {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for gRPC on {addr} (grpc_listen)"))?,
+            ),
+            None => None,
+        };
         let sync = Arc::new(Sync::new(
             store.clone(),
             commits.clone(),
@@ -160,8 +173,10 @@ impl Application {
             metrics: Metrics::default(),
             connections: Arc::default(),
         });
+        let grpc = grpc_listener.map(|l| (l, api::grpc::Surface::new(state.clone())));
         Ok(Self {
             listener,
+            grpc,
             state,
             admin,
         })
@@ -171,6 +186,16 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where Nacos's gRPC protocol is served, unless it is off.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The gRPC surface, for its counts.
+    pub fn grpc(&self) -> Option<Arc<api::grpc::Surface>> {
+        self.grpc.as_ref().map(|(_, surface)| surface.clone())
     }
 
     /// What the connection layer counted so far.
@@ -201,9 +226,16 @@ impl Application {
             state.service.close_watches();
         });
         let router = api::router(self.state.clone());
-        tracing::info!(address = %self.local_addr(), "listening");
+        let (address, grpc_addr) = (self.local_addr(), self.grpc_addr());
+        let grpc = self
+            .grpc
+            .map(|(listener, surface)| tokio::spawn(surface.serve(listener, shutdown.clone())));
+        tracing::info!(%address, grpc = ?grpc_addr, "listening");
         let stats = self.state.connections.clone();
         crate::serve::serve(self.listener, router, shutdown, stats).await;
+        if let Some(grpc) = grpc {
+            let _ = grpc.await;
+        }
         let _ = tail.await;
         let _ = heartbeat.await;
         self.state.service.close().await;

@@ -33,6 +33,44 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// Where a node serves Nacos's gRPC protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum GrpcListen {
+    /// The HTTP address with its port + 1000, where Nacos clients look for it (a random
+    /// port when the HTTP port is random).
+    #[default]
+    Offset,
+    /// Not at all.
+    Off,
+    At(SocketAddr),
+}
+
+impl TryFrom<String> for GrpcListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.trim() {
+            "" | "auto" => Ok(GrpcListen::Offset),
+            "off" => Ok(GrpcListen::Off),
+            addr => addr
+                .parse()
+                .map(GrpcListen::At)
+                .map_err(|_| format!("{addr:?} is not an address and port, `auto` or `off`")),
+        }
+    }
+}
+
+impl fmt::Display for GrpcListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrpcListen::Offset => f.write_str("auto"),
+            GrpcListen::Off => f.write_str("off"),
+            GrpcListen::At(addr) => addr.fmt(f),
+        }
+    }
+}
+
 /// A setting's value as a number in its written unit, for range checks.
 trait Magnitude {
     fn magnitude(&self) -> u128;
@@ -227,6 +265,9 @@ settings! {
     /// address and port to listen on
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8848));
         env "CAIRN_LISTEN";
+    /// address and port of Nacos's gRPC protocol (2.x clients); `auto` is the HTTP port + 1000, `off` serves none
+    grpc_listen: GrpcListen = GrpcListen::Offset;
+        env "CAIRN_GRPC_LISTEN", shown "auto (`listen` port + 1000)";
     /// SQLite database (`cairn.db`) and token signing key (`token.key`)
     data_dir: PathBuf = PathBuf::from("cairn-data");
         env "CAIRN_DATA_DIR", shown "./cairn-data";
@@ -263,6 +304,15 @@ settings! {
     /// most keys in one watch request
     watch_max_keys: usize = 10_000;
         env "CAIRN_WATCH_MAX_KEYS", range 1..=1_000_000;
+    /// most gRPC connections a node holds; more are refused so their clients try another node
+    grpc_max_connections: usize = 50_000;
+        env "CAIRN_GRPC_MAX_CONNECTIONS", range 1..=10_000_000;
+    /// most configs one gRPC connection listens to
+    grpc_max_listens: usize = 10_000;
+        env "CAIRN_GRPC_MAX_LISTENS", range 1..=1_000_000;
+    /// largest gRPC message accepted or sent, in bytes (above `max_content_bytes`: a config travels inside one)
+    grpc_max_message_bytes: usize = 16 * 1024 * 1024;
+        env "CAIRN_GRPC_MAX_MESSAGE_BYTES", range 1_024..=1_073_741_824;
     /// access token lifetime, in seconds
     token_ttl_secs: Secs = Secs::new(18_000);
         env "CAIRN_TOKEN_TTL_SECS", range 1..=2_592_000;
@@ -301,10 +351,35 @@ impl Settings {
         if self.node_ttl_ms <= self.heartbeat_ms {
             return Err("node_ttl_ms must exceed heartbeat_ms".to_owned());
         }
+        if self.grpc_max_message_bytes <= self.max_content_bytes {
+            return Err(
+                "grpc_max_message_bytes must exceed max_content_bytes: a config travels in one message"
+                    .to_owned(),
+            );
+        }
         if self.watch_default_timeout_ms > self.watch_max_timeout_ms {
             return Err("watch_default_timeout_ms must not exceed watch_max_timeout_ms".to_owned());
         }
         Ok(())
+    }
+
+    /// Where gRPC is served when the HTTP server is bound at `http`; `None` when off. An
+    /// error when `auto` would need a port past 65535.
+    pub fn grpc_address(&self, http: SocketAddr) -> Result<Option<SocketAddr>, String> {
+        match self.grpc_listen {
+            GrpcListen::Off => Ok(None),
+            GrpcListen::At(addr) => Ok(Some(addr)),
+            GrpcListen::Offset if self.listen.port() == 0 => {
+                Ok(Some(SocketAddr::new(http.ip(), 0)))
+            }
+            GrpcListen::Offset => match http.port().checked_add(1000) {
+                Some(port) => Ok(Some(SocketAddr::new(http.ip(), port))),
+                None => Err(format!(
+                    "the gRPC port would be {} + 1000, past 65535: set grpc_listen",
+                    http.port()
+                )),
+            },
+        }
     }
 
     /// The URL this node is listed under.
@@ -356,6 +431,14 @@ mod tests {
             "postgres://u:p@db/cairn"
         );
         assert_eq!(s.log_level, "5");
+        s.set("grpc_listen", "off").unwrap();
+        assert_eq!(s.grpc_listen, GrpcListen::Off);
+        s.set("grpc_listen", "127.0.0.1:19848").unwrap();
+        assert_eq!(s.grpc_listen.to_string(), "127.0.0.1:19848");
+        assert!(s
+            .set("grpc_listen", "9848")
+            .unwrap_err()
+            .contains("grpc_listen"));
         // Text settings take the text as it is, quotes included.
         s.set("database", "\"postgres://db\"").unwrap();
         assert_eq!(
@@ -392,6 +475,25 @@ mod tests {
             ((poll.default)(), poll.flag_name()),
             ("100".to_owned(), "sync-poll-ms".to_owned())
         );
+    }
+
+    #[test]
+    fn grpc_is_on_the_http_port_plus_1000_unless_told_otherwise() {
+        let mut s = Settings::default();
+        let http: SocketAddr = "127.0.0.1:8848".parse().unwrap();
+        assert_eq!(
+            s.grpc_address(http),
+            Ok(Some("127.0.0.1:9848".parse().unwrap()))
+        );
+        assert!(s.grpc_address("127.0.0.1:65000".parse().unwrap()).is_err());
+        s.listen = "127.0.0.1:0".parse().unwrap();
+        let random: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        assert_eq!(
+            s.grpc_address(random),
+            Ok(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        s.grpc_listen = GrpcListen::Off;
+        assert_eq!(s.grpc_address(http), Ok(None));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod apollo;
 pub mod error;
+pub(crate) mod grpc;
 mod nacos;
 mod native;
 mod ops;

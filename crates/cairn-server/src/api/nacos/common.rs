@@ -28,7 +28,23 @@ pub fn page_json(total: u64, page: Page, items: Vec<Value>) -> Value {
     })
 }
 
-/// Publishes through Nacos parameters; shared by v1 and v2. `Ok(true)` on success.
+/// A publish as Nacos clients express it, whichever transport carried it: HTTP
+/// parameters and headers, or a gRPC request and its `additionMap`.
+#[derive(Debug, Default)]
+pub struct NacosPublish<'a> {
+    pub content: Option<&'a str>,
+    /// Nacos's `type`.
+    pub kind: Option<&'a str>,
+    pub desc: Option<&'a str>,
+    /// `config_tags`: comma-separated.
+    pub tags: Option<&'a str>,
+    /// `betaIps`: comma-separated; a beta (gray) release to those IPs.
+    pub beta_ips: Option<&'a str>,
+    /// `casMd5`: publish only over this md5 (or where there is nothing yet).
+    pub cas_md5: Option<&'a str>,
+}
+
+/// Publishes through Nacos's HTTP parameters; shared by v1 and v2.
 pub async fn publish_from(
     state: &SharedState,
     headers: &HeaderMap,
@@ -37,37 +53,52 @@ pub async fn publish_from(
     caller: &Caller,
     actor: &Actor,
 ) -> Result<()> {
-    let Some(content) = params.get("content") else {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = NacosPublish {
+        content: params.get("content"),
+        kind: params.get("type"),
+        desc: params.get("desc"),
+        tags: params
+            .get("config_tags")
+            .or_else(|| params.get("configTags")),
+        beta_ips: header("betaIps"),
+        cas_md5: header("casMd5"),
+    };
+    publish(state, key, request, caller, actor).await
+}
+
+/// Publishes what a Nacos client asked for, with Nacos's validation and messages.
+pub async fn publish(
+    state: &SharedState,
+    key: ConfigKey,
+    request: NacosPublish<'_>,
+    caller: &Caller,
+    actor: &Actor,
+) -> Result<()> {
+    let Some(content) = request.content else {
         return Err(NacosError::invalid("content is blank : "));
     };
-    let description = params.get("desc").map(str::to_owned);
+    let description = request.desc.map(str::to_owned);
     if description
         .as_ref()
         .is_some_and(|d| d.chars().count() > 128)
     {
         return Err(NacosError::invalid("too long desc, over 128"));
     }
-    let tags = params
-        .get("config_tags")
-        .or_else(|| params.get("configTags"))
-        .map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
+    let tags = request.tags.map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
     if tags.as_ref().is_some_and(|t| t.len() > 5) {
         return Err(NacosError::invalid("too much config_tags, over 5"));
     }
     // Nacos stores a publish without a type as text, whatever the data id's extension,
     // and never parses it; clients publish without one by default.
-    let format = Some(parse_type(params.get("type")).unwrap_or(cairn_core::Format::Text));
-    let beta_ips = headers
-        .get("betaIps")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
+    let format = Some(parse_type(request.kind).unwrap_or(cairn_core::Format::Text));
+    let beta_ips = request.beta_ips.map(str::trim).filter(|v| !v.is_empty());
     if let Some(ips) = beta_ips {
         let input = GrayInput {
             content: content.to_owned(),
@@ -89,9 +120,9 @@ pub async fn publish_from(
             Err(e) => Err(e.into()),
         };
     }
-    let expect = match headers.get("casMd5").and_then(|v| v.to_str().ok()) {
+    let expect = match request.cas_md5.map(str::trim) {
         // Nacos's CAS publishes over that md5, or creates when there is nothing yet.
-        Some(md5) if !md5.trim().is_empty() => Expect::Md5OrAbsent(md5.trim().to_owned()),
+        Some(md5) if !md5.is_empty() => Expect::Md5OrAbsent(md5.to_owned()),
         _ => Expect::Any,
     };
     let input = PublishInput {

@@ -85,6 +85,21 @@ impl NacosError {
         }
     }
 
+    /// As a gRPC response's `errorCode` and message: Nacos's 300 for a missing config,
+    /// 403 for refused credentials (clients log in again), else the HTTP status's code.
+    pub fn grpc(&self) -> (u16, String) {
+        self.log();
+        let code = match self {
+            NacosError::Unauthenticated { .. }
+            | NacosError::Forbidden { .. }
+            | NacosError::LoginRefused => 403,
+            NacosError::Service(ServiceError::ConfigNotFound(_))
+            | NacosError::NamespaceNotFound(_) => 300,
+            other => other.status().as_u16(),
+        };
+        (code, self.message())
+    }
+
     /// Logs what the operator must see: failures of the node, not of the client.
     fn log(&self) {
         if self.status().is_server_error() {

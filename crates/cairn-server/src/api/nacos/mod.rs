@@ -6,7 +6,7 @@
 //! Answers follow Nacos's own, bodies and headers included, with one deliberate
 //! difference: a client's mistake is never a 500 (Nacos answers some with 500).
 
-mod common;
+pub(crate) mod common;
 mod error;
 mod v1;
 mod v2;
@@ -181,17 +181,21 @@ pub fn config_key(params: &Params, tenant_param: &str) -> Result<ConfigKey> {
              use a gray release by label instead",
         ));
     }
-    let data_id = params.required("dataId")?;
-    let group = params.required("group")?;
-    let data_id = DataId::parse(data_id.trim())
+    key_of(
+        params.required("dataId")?,
+        params.required("group")?,
+        params.get(tenant_param),
+    )
+}
+
+/// The config key of a data id, group and tenant, with Nacos's messages; shared by the
+/// HTTP and gRPC surfaces.
+pub fn key_of(data_id: &str, group: &str, tenant: Option<&str>) -> Result<ConfigKey> {
+    let parsed = DataId::parse(data_id.trim())
         .map_err(|_| NacosError::invalid(format!("invalid dataId : {data_id}")))?;
     let group =
         Group::parse(group).map_err(|_| NacosError::invalid(format!("invalid group : {group}")))?;
-    Ok(ConfigKey::new(
-        namespace(params.get(tenant_param))?,
-        group,
-        data_id,
-    ))
+    Ok(ConfigKey::new(namespace(tenant)?, group, parsed))
 }
 
 /// The tenant as Nacos clients expect it back: blank for the public namespace.

@@ -1,0 +1,237 @@
+//! The gRPC connections of a node: who is connected, what each listens to, and the
+//! server-to-client requests (pushes) waiting for an answer.
+//!
+//! A connection is one HTTP/2 transport, known by the client's address: its unary calls
+//! and its bidirectional stream arrive on the same transport, which is how Nacos ties
+//! them together. It counts as registered once its stream sent `ConnectionSetupRequest`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_core::{ClientInfo, ConfigKey};
+use dashmap::DashMap;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::proto::Payload;
+use crate::now_millis;
+
+/// What a pushed request is answered by: the push's id and whether it succeeded.
+type Acks = Mutex<HashMap<String, oneshot::Sender<bool>>>;
+
+/// One key a connection listens to.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The md5 the client holds (as it said, or as the last push told it), `""` for none.
+    pub md5: String,
+    /// The tenant exactly as the client sent it, for pushes naming the key.
+    pub tenant: String,
+}
+
+/// A registered connection.
+pub struct Connection {
+    pub id: String,
+    pub addr: SocketAddr,
+    /// For gray releases: the client's own IP (as it states it, else the transport's)
+    /// and its labels.
+    pub client: ClientInfo,
+    pub client_version: String,
+    pub app_name: String,
+    /// What goes to the client on its stream.
+    out: mpsc::Sender<Result<Payload, tonic::Status>>,
+    pub listens: Mutex<HashMap<ConfigKey, Listen>>,
+    /// Woken when the listened set changes, so the connection's watch re-registers.
+    pub listens_changed: Notify,
+    acks: Acks,
+    /// When the client last sent anything, in Unix milliseconds.
+    last_active: AtomicI64,
+    /// Whether a `ClientDetectionRequest` is on its way.
+    detecting: AtomicBool,
+    /// Cancelled when the connection ends, for whatever reason.
+    pub closed: CancellationToken,
+}
+
+impl Connection {
+    pub fn touch(&self) {
+        self.last_active.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the client last sent anything.
+    pub fn idle_ms(&self) -> i64 {
+        now_millis() - self.last_active.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request to the client and waits up to `wait` for its answer. `false`
+    /// when the client answered with a failure, did not answer in time, or is gone.
+    pub async fn request(
+        &self,
+        ids: &AtomicU64,
+        kind: &str,
+        mut body: serde_json::Value,
+        wait: Duration,
+    ) -> bool {
+        let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
+        body["requestId"] = json!(id);
+        body["headers"] = json!({});
+        let (tx, rx) = oneshot::channel();
+        self.acks
+            .lock()
+            .expect("acks poisoned")
+            .insert(id.clone(), tx);
+        let sent = self
+            .out
+            .send_timeout(Ok(Payload::json(kind, &body)), wait)
+            .await
+            .is_ok();
+        let answered = sent && matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)));
+        self.acks.lock().expect("acks poisoned").remove(&id);
+        answered
+    }
+
+    /// Sends a request the client need not answer (and some clients cannot).
+    pub fn tell(&self, kind: &str, mut body: serde_json::Value) {
+        body["headers"] = json!({});
+        let _ = self.out.try_send(Ok(Payload::json(kind, &body)));
+    }
+
+    /// Matches the client's answer to a pushed request by its id.
+    pub fn answered(&self, request_id: &str, success: bool) {
+        if let Some(waiting) = self.acks.lock().expect("acks poisoned").remove(request_id) {
+            let _ = waiting.send(success);
+        }
+    }
+}
+
+/// What a connection told at setup.
+pub struct Setup {
+    pub client: ClientInfo,
+    pub client_version: String,
+    pub app_name: String,
+}
+
+/// Every connection of the node, by client address.
+#[derive(Default)]
+pub struct Connections {
+    registered: DashMap<SocketAddr, Arc<Connection>>,
+    /// Ids given out by `ServerCheckRequest` before the stream registered, so that the
+    /// registration keeps the id the client was told; forgotten after a minute unused.
+    pending: DashMap<SocketAddr, (String, Instant)>,
+    /// Ids of pushed requests, unique per node.
+    pub push_ids: AtomicU64,
+}
+
+impl Connections {
+    pub fn get(&self, addr: &SocketAddr) -> Option<Arc<Connection>> {
+        self.registered.get(addr).map(|c| c.value().clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.registered.len()
+    }
+
+    /// The connection id of the transport at `addr`, as Nacos makes them.
+    pub fn id_for(&self, addr: SocketAddr) -> String {
+        if let Some(connection) = self.registered.get(&addr) {
+            return connection.id.clone();
+        }
+        self.pending
+            .entry(addr)
+            .or_insert_with(|| {
+                (
+                    format!("{}_{}_{}", now_millis(), addr.ip(), addr.port()),
+                    Instant::now(),
+                )
+            })
+            .0
+            .clone()
+    }
+
+    /// Registers the transport at `addr`; replaces an earlier registration of the same
+    /// address (a client that set up twice).
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        setup: Setup,
+        out: mpsc::Sender<Result<Payload, tonic::Status>>,
+    ) -> Arc<Connection> {
+        let id = self
+            .pending
+            .remove(&addr)
+            .map(|(_, (id, _))| id)
+            .unwrap_or_else(|| format!("{}_{}_{}", now_millis(), addr.ip(), addr.port()));
+        let connection = Arc::new(Connection {
+            id,
+            addr,
+            client: setup.client,
+            client_version: setup.client_version,
+            app_name: setup.app_name,
+            out,
+            listens: Mutex::default(),
+            listens_changed: Notify::new(),
+            acks: Mutex::default(),
+            last_active: AtomicI64::new(now_millis()),
+            detecting: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        });
+        if let Some(old) = self.registered.insert(addr, connection.clone()) {
+            old.closed.cancel();
+        }
+        connection
+    }
+
+    /// Forgets `connection` (only if it is still the one registered at its address).
+    pub fn unregister(&self, connection: &Arc<Connection>) {
+        connection.closed.cancel();
+        self.registered
+            .remove_if(&connection.addr, |_, c| Arc::ptr_eq(c, connection));
+    }
+
+    pub fn all(&self) -> Vec<Arc<Connection>> {
+        self.registered.iter().map(|c| c.value().clone()).collect()
+    }
+
+    /// Keys listened to, over every connection.
+    pub fn listens(&self) -> usize {
+        self.registered
+            .iter()
+            .map(|c| c.listens.lock().expect("listens poisoned").len())
+            .sum()
+    }
+
+    /// Asks connections idle for `idle` whether their client is still there (Nacos's
+    /// `ClientDetectionRequest`), and ends those that do not answer within `wait`; drops
+    /// unused pending ids.
+    pub fn sweep(self: &Arc<Self>, idle: Duration, wait: Duration) {
+        self.pending
+            .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+        for connection in self.all() {
+            if connection.idle_ms() < idle.as_millis() as i64
+                || connection.detecting.swap(true, Ordering::Relaxed)
+            {
+                continue;
+            }
+            let connections = self.clone();
+            tokio::spawn(async move {
+                let there = connection
+                    .request(
+                        &connections.push_ids,
+                        "ClientDetectionRequest",
+                        json!({ "module": "internal" }),
+                        wait,
+                    )
+                    .await;
+                connection.detecting.store(false, Ordering::Relaxed);
+                if there {
+                    connection.touch();
+                } else {
+                    tracing::info!(connection = %connection.id, "gRPC client did not answer a detection request; connection ended");
+                    connections.unregister(&connection);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The Nacos 2.x gRPC surface, on the HTTP port + 1000 as Nacos serves it: unary
+//! `Request/request` and the bidirectional `BiRequestStream/requestBiStream` on one
+//! HTTP/2 connection. Requests are Nacos's JSON bodies in a protobuf envelope; config
+//! requests go to the one service, and a change to a listened config is pushed to the
+//! connection (`ConfigChangeNotifyRequest`), retried until the client acknowledges it.
+
+mod config;
+mod connection;
+mod proto;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::{Grpc, NamedService};
+use tonic::{Status, Streaming};
+use tonic_prost::ProstCodec;
+
+use cairn_core::{ClientInfo, Label};
+use connection::{Connection, Connections, Setup};
+use proto::Payload;
+
+use super::nacos::NacosError;
+use super::SharedState;
+use crate::auth::{AuthError, Caller};
+
+pub const UNARY_PATH: &str = "/Request/request";
+pub const STREAM_PATH: &str = "/BiRequestStream/requestBiStream";
+
+/// How long a pushed change waits for its acknowledgement before it is sent again, as
+/// in Nacos.
+const PUSH_WAIT: Duration = Duration::from_secs(3);
+/// Sends of one change before a connection that never acknowledges is ended (its client
+/// reconnects and listens again). Waits between sends grow by 2 s each.
+const PUSH_TRIES: u32 = 5;
+/// A connection silent this long is asked whether its client is still there, as in
+/// Nacos; one that does not answer within `DETECT_WAIT` is ended.
+const IDLE: Duration = Duration::from_secs(20);
+const DETECT_WAIT: Duration = Duration::from_secs(5);
+/// A stream must say who it is within this time.
+const SETUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Request types of Nacos's service discovery, which Cairn does not serve.
+const NAMING: &[&str] = &[
+    "InstanceRequest",
+    "BatchInstanceRequest",
+    "PersistentInstanceRequest",
+    "ServiceListRequest",
+    "ServiceQueryRequest",
+    "SubscribeServiceRequest",
+    "NotifySubscriberRequest",
+];
+
+/// The gRPC surface of a node.
+pub struct Surface {
+    state: SharedState,
+    connections: Arc<Connections>,
+}
+
+impl Surface {
+    pub fn new(state: SharedState) -> Arc<Surface> {
+        Arc::new(Surface {
+            state,
+            connections: Arc::default(),
+        })
+    }
+
+    /// Connections registered now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Keys listened to, over every connection.
+    pub fn listen_count(&self) -> usize {
+        self.connections.listens()
+    }
+
+    /// Serves gRPC on `listener` until `shutdown`; then asks every client to move to
+    /// another node (`ConnectResetRequest`) and ends their connections.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let max = self.state.settings.grpc_max_message_bytes;
+        let sweeper = {
+            let (connections, shutdown) = (self.connections.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => connections.sweep(IDLE, DETECT_WAIT),
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            })
+        };
+        let closing = {
+            let (surface, shutdown) = (self.clone(), shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                for connection in surface.connections.all() {
+                    connection.tell("ConnectResetRequest", json!({ "module": "internal" }));
+                    connection.closed.cancel();
+                }
+            }
+        };
+        let served = tonic::transport::Server::builder()
+            // Idle listening connections are most of a node's connections: small
+            // windows keep each one's buffers small (config bodies are small too).
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(128 * 1024)
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_nodelay(true)
+            .add_service(Unary {
+                surface: self.clone(),
+                max,
+            })
+            .add_service(Stream {
+                surface: self.clone(),
+                max,
+            })
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                closing,
+            )
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the gRPC server stopped");
+        }
+        sweeper.abort();
+    }
+
+    /// Answers one unary request. Every failure is a Nacos response, never a dropped
+    /// connection.
+    async fn unary(self: Arc<Self>, addr: Option<SocketAddr>, payload: Payload) -> Payload {
+        let kind = payload.kind().to_owned();
+        let Some(addr) = addr else {
+            return error(500, "the client's address is unknown");
+        };
+        if kind == "ServerCheckRequest" {
+            return Payload::json(
+                "ServerCheckResponse",
+                &json!({
+                    "resultCode": 200,
+                    "errorCode": 0,
+                    "connectionId": self.connections.id_for(addr),
+                    // No ability negotiation: clients then skip waiting for a setup ack.
+                    "supportAbilityNegotiation": false,
+                    "success": true,
+                }),
+            );
+        }
+        let response_kind = match kind.as_str() {
+            "HealthCheckRequest" => "HealthCheckResponse",
+            "ConfigQueryRequest" => "ConfigQueryResponse",
+            "ConfigPublishRequest" => "ConfigPublishResponse",
+            "ConfigRemoveRequest" => "ConfigRemoveResponse",
+            "ConfigBatchListenRequest" => "ConfigChangeBatchListenResponse",
+            naming if NAMING.contains(&naming) => {
+                return error(
+                    302,
+                    &format!(
+                        "{naming} is service discovery, which Cairn does not serve: \
+                         Cairn is a configuration center"
+                    ),
+                )
+            }
+            "" => return error(302, "the request has no type (metadata.type)"),
+            other => return error(302, &format!("no handler for request type {other}")),
+        };
+        let Some(connection) = self.connections.get(&addr) else {
+            return error(301, "Connection is unregistered.");
+        };
+        connection.touch();
+        let body: Value = match serde_json::from_slice(payload.body()) {
+            Ok(body @ Value::Object(_)) => body,
+            _ => return error(502, &format!("the body of {kind} is not a JSON object")),
+        };
+        if kind == "HealthCheckRequest" {
+            return Payload::json(
+                response_kind,
+                &json!({ "resultCode": 200, "errorCode": 0, "success": true }),
+            );
+        }
+        let request: config::ConfigRequest = match serde_json::from_value(body.clone()) {
+            Ok(request) => request,
+            Err(e) => return error(502, &format!("the body of {kind} cannot be read: {e}")),
+        };
+        let caller = match self.caller(&payload, &body) {
+            Ok(caller) => caller,
+            Err(e) => {
+                let refusal = if kind == "ConfigQueryRequest" {
+                    config::query_refusal(&e)
+                } else {
+                    config::refusal(&e)
+                };
+                return Payload::json(response_kind, &refusal);
+            }
+        };
+        let answer = match kind.as_str() {
+            "ConfigQueryRequest" => config::query(&self, &connection, &request),
+            "ConfigPublishRequest" => {
+                config::publish_config(&self, &connection, &caller, &request).await
+            }
+            "ConfigRemoveRequest" => config::remove(&self, &connection, &caller, &request).await,
+            _ => config::batch_listen(&self, &connection, &request),
+        };
+        Payload::json(response_kind, &answer)
+    }
+
+    /// Who sent a request: its `accessToken` header.
+    fn caller(&self, payload: &Payload, body: &Value) -> Result<Caller, NacosError> {
+        let path = UNARY_PATH.to_owned();
+        let Some(token) = payload.header("accessToken", body) else {
+            return Err(NacosError::Unauthenticated {
+                message:
+                    "no accessToken: log in over HTTP (/nacos/v1/auth/login) and send the token",
+                path,
+            });
+        };
+        self.state.auth.verify(token.trim()).map_err(|e| match e {
+            AuthError::Store(inner) => {
+                NacosError::Service(crate::service::ServiceError::store_failure(inner))
+            }
+            AuthError::Expired => NacosError::Unauthenticated {
+                message: "token expired!",
+                path,
+            },
+            _ => NacosError::Unauthenticated {
+                message: "token invalid!",
+                path,
+            },
+        })
+    }
+
+    /// Runs one client's stream: registration by its first message, then the client's
+    /// answers to pushes, until either side ends it.
+    fn open_stream(
+        self: Arc<Self>,
+        addr: Option<SocketAddr>,
+        mut inbound: Streaming<Payload>,
+    ) -> ReceiverStream<Result<Payload, Status>> {
+        let (out, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let Some(addr) = addr else { return };
+            let first = tokio::time::timeout(SETUP_WAIT, inbound.next()).await;
+            let Ok(Some(Ok(first))) = first else { return };
+            if first.kind() != "ConnectionSetupRequest" {
+                let _ = out
+                    .send(Ok(error(
+                        301,
+                        "a stream starts with ConnectionSetupRequest",
+                    )))
+                    .await;
+                return;
+            }
+            let limit = self.state.settings.grpc_max_connections;
+            if self.connections.len() >= limit {
+                tracing::warn!(limit, "gRPC connection refused: at grpc_max_connections");
+                let _ = out
+                    .send(Err(Status::resource_exhausted(format!(
+                        "this node serves {limit} gRPC connections, its limit \
+                         (grpc_max_connections); try another node"
+                    ))))
+                    .await;
+                return;
+            }
+            let setup = setup_of(&first, addr);
+            let connection = self.connections.register(addr, setup, out);
+            tracing::debug!(connection = %connection.id, version = %connection.client_version, app = %connection.app_name, "gRPC client connected");
+            let watch = tokio::spawn(self.clone().watch(connection.clone()));
+            loop {
+                let next = tokio::select! {
+                    next = inbound.next() => next,
+                    _ = connection.closed.cancelled() => break,
+                };
+                let Some(Ok(message)) = next else { break };
+                connection.touch();
+                if message.kind().ends_with("Response") {
+                    let body: Value = serde_json::from_slice(message.body()).unwrap_or_default();
+                    if let Some(id) = body["requestId"].as_str() {
+                        connection.answered(id, body["resultCode"].as_i64() == Some(200));
+                    }
+                }
+            }
+            self.connections.unregister(&connection);
+            watch.abort();
+            tracing::debug!(connection = %connection.id, "gRPC client disconnected");
+        });
+        ReceiverStream::new(rx)
+    }
+
+    /// Pushes a change of any config `connection` listens to, for as long as it lives.
+    async fn watch(self: Arc<Self>, connection: Arc<Connection>) {
+        loop {
+            let keys: Vec<_> = connection
+                .listens
+                .lock()
+                .expect("listens poisoned")
+                .keys()
+                .cloned()
+                .collect();
+            // Registered before comparing, so a change in between is not missed.
+            let registration = self.state.service.register(keys);
+            self.push_changes(&connection);
+            tokio::select! {
+                _ = registration.changed() => {}
+                _ = connection.listens_changed.notified() => {}
+                _ = connection.closed.cancelled() => return,
+            }
+            if registration.closed() {
+                return;
+            }
+        }
+    }
+
+    /// Pushes each listened config whose md5 moved away from what the client holds.
+    fn push_changes(self: &Arc<Self>, connection: &Arc<Connection>) {
+        let mut moved = Vec::new();
+        {
+            let mut listens = connection.listens.lock().expect("listens poisoned");
+            for (key, listen) in listens.iter_mut() {
+                let current = self
+                    .state
+                    .service
+                    .view(key, &connection.client)
+                    .map(|v| v.md5().to_owned())
+                    .unwrap_or_default();
+                if current != listen.md5 {
+                    listen.md5 = current;
+                    moved.push((key.clone(), listen.tenant.clone()));
+                }
+            }
+        }
+        for (key, tenant) in moved {
+            let (surface, connection) = (self.clone(), connection.clone());
+            tokio::spawn(async move {
+                let mut body = json!({
+                    "dataId": key.data_id.as_str(),
+                    "group": key.group.as_str(),
+                    "module": "config",
+                });
+                if !tenant.is_empty() {
+                    body["tenant"] = json!(tenant);
+                }
+                for attempt in 0..PUSH_TRIES {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
+                    }
+                    if connection.closed.is_cancelled() {
+                        return;
+                    }
+                    let pushes = &surface.connections.push_ids;
+                    if connection
+                        .request(pushes, "ConfigChangeNotifyRequest", body.clone(), PUSH_WAIT)
+                        .await
+                    {
+                        return;
+                    }
+                }
+                tracing::info!(connection = %connection.id, %key, "gRPC client acknowledged no push of a change; connection ended");
+                surface.connections.unregister(&connection);
+            });
+        }
+    }
+}
+
+/// What a connection's setup says: its labels (for gray rules), version and app.
+fn setup_of(first: &Payload, addr: SocketAddr) -> Setup {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct ConnectionSetup {
+        client_version: String,
+        labels: std::collections::HashMap<String, String>,
+    }
+    let setup: ConnectionSetup = serde_json::from_slice(first.body()).unwrap_or_default();
+    // The IP the client states (its own interface) when it gives one, as Nacos uses
+    // for beta releases; else the address it connects from.
+    let stated = first
+        .metadata
+        .as_ref()
+        .and_then(|m| m.client_ip.parse().ok());
+    let labels = setup
+        .labels
+        .iter()
+        .filter_map(|(k, v)| Label::parse(&format!("{k}={v}")).ok())
+        .collect();
+    Setup {
+        client: ClientInfo::new(Some(stated.unwrap_or(addr.ip())), labels),
+        app_name: setup.labels.get("AppName").cloned().unwrap_or_default(),
+        client_version: setup.client_version,
+    }
+}
+
+/// Nacos's `ErrorResponse`.
+fn error(code: u16, message: &str) -> Payload {
+    Payload::json(
+        "ErrorResponse",
+        &json!({ "resultCode": 500, "errorCode": code, "message": message, "success": false }),
+    )
+}
+
+/// `Request.request`.
+#[derive(Clone)]
+struct Unary {
+    surface: Arc<Surface>,
+    max: usize,
+}
+
+impl NamedService for Unary {
+    const NAME: &'static str = "Request";
+}
+
+impl tower::Service<axum::http::Request<Body>> for Unary {
+    type Response = axum::http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
+        let (surface, max) = (self.surface.clone(), self.max);
+        Box::pin(async move {
+            if request.uri().path() != UNARY_PATH {
+                return Ok(Status::unimplemented("no such method").into_http());
+            }
+            let handler = tower::service_fn(move |request: tonic::Request<Payload>| {
+                let surface = surface.clone();
+                async move {
+                    let addr = request.remote_addr();
+                    let answer = surface.unary(addr, request.into_inner()).await;
+                    Ok::<_, Status>(tonic::Response::new(answer))
+                }
+            });
+            let mut grpc = Grpc::new(ProstCodec::<Payload, Payload>::default())
+                .apply_max_message_size_config(Some(max), Some(max));
+            Ok(grpc.unary(handler, request).await)
+        })
+    }
+}
+
+/// `BiRequestStream.requestBiStream`.
+#[derive(Clone)]
+struct Stream {
+    surface: Arc<Surface>,
+    max: usize,
+}
+
+impl NamedService for Stream {
+    const NAME: &'static str = "BiRequestStream";
+}
+
+impl tower::Service<axum::http::Request<Body>> for Stream {
+    type Response = axum::http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
+        let (surface, max) = (self.surface.clone(), self.max);
+        Box::pin(async move {
+            if request.uri().path() != STREAM_PATH {
+                return Ok(Status::unimplemented("no such method").into_http());
+            }
+            let handler = tower::service_fn(move |request: tonic::Request<Streaming<Payload>>| {
+                let surface = surface.clone();
+                async move {
+                    let addr = request.remote_addr();
+                    let stream = surface.open_stream(addr, request.into_inner());
+                    Ok::<_, Status>(tonic::Response::new(stream))
+                }
+            });
+            let mut grpc = Grpc::new(ProstCodec::<Payload, Payload>::default())
+                .apply_max_message_size_config(Some(max), Some(max));
+            Ok(grpc.streaming(handler, request).await)
+        })
+    }
+}

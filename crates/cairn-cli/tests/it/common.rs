@@ -17,6 +17,8 @@ pub struct Server {
     _stdout: BufReader<std::process::ChildStdout>,
     /// `http://host:port`.
     pub url: String,
+    /// Where Nacos's gRPC protocol is served, `host:port`.
+    pub grpc: Option<String>,
     /// Everything the server printed to stdout up to the listening line (and the
     /// first-start notice after it, when it made up a password).
     pub banner: String,
@@ -58,9 +60,13 @@ impl Server {
             }
             banner.push_str(&line);
             if let Some(rest) = line.strip_prefix("Cairn is listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
+                break rest.to_owned();
             }
         };
+        let grpc = url
+            .split_once("Nacos gRPC on ")
+            .map(|(_, rest)| rest.trim_end().trim_end_matches(')').to_owned());
+        let url = url.split_whitespace().next().unwrap().to_owned();
         // Read the rest of the first-start notice, which follows the listening line.
         if admin_password.is_none() {
             for _ in 0..7 {
@@ -73,6 +79,7 @@ impl Server {
             child,
             _stdout: stdout,
             url,
+            grpc,
             banner,
         }
     }

@@ -173,3 +173,45 @@ fn nacos_sdk_python_publishes_reads_listens_and_deletes() {
         "{out}"
     );
 }
+
+#[test]
+fn nacos_sdk_python_v2_gets_publishes_listens_over_grpc() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let grpc = server.grpc.clone().expect("the node serves gRPC");
+    let grpc_port = grpc.rsplit(':').next().unwrap();
+    let work = dir.path().join("client");
+    let out = run_script(
+        &python,
+        "nacos_grpc_client.py",
+        &[
+            server.address(),
+            grpc_port,
+            "admin",
+            PASSWORD,
+            work.to_str().unwrap(),
+        ],
+    );
+    let steps: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        steps,
+        [
+            "published",
+            "cas",
+            "pushed-grpc",
+            "pushed-http",
+            "beta",
+            "removed",
+            "refused"
+        ],
+        "{out}"
+    );
+    // A change reaches a listening client by push, not by its next poll (every 5 s).
+    for line in out.lines().filter(|l| l.starts_with("pushed")) {
+        let seconds: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(seconds < 1.0, "{line}");
+    }
+}

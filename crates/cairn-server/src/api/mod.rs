@@ -3,7 +3,7 @@
 
 pub(crate) mod apollo;
 pub mod error;
-pub(crate) mod grpc;
+pub mod grpc;
 mod nacos;
 mod native;
 mod ops;

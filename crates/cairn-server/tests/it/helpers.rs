@@ -20,6 +20,8 @@ pub struct TestApp {
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
     pub connections: std::sync::Arc<cairn_server::ConnectionStats>,
+    /// Where Nacos's gRPC protocol is served.
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 fn init_logs() {
@@ -55,6 +57,7 @@ impl TestApp {
         let base = format!("http://{}", app.local_addr());
         let shutdown = app.shutdown_token();
         let connections = app.connection_stats();
+        let grpc = app.grpc_addr();
         let server = tokio::spawn(app.run());
         let http = reqwest::Client::new();
         let mut test = TestApp {
@@ -65,6 +68,7 @@ impl TestApp {
             server,
             dir,
             connections,
+            grpc,
         };
         test.token = test.login("admin", ADMIN_PASSWORD).await;
         test

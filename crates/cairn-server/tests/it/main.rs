@@ -5,5 +5,6 @@ mod api;
 mod apollo;
 mod connections;
 mod gray;
+mod grpc;
 mod helpers;
 mod nacos;

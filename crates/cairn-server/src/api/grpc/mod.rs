@@ -6,7 +6,7 @@
 
 mod config;
 mod connection;
-mod proto;
+pub mod proto;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -6,4 +6,5 @@ mod client_sdk;
 mod cluster;
 mod common;
 mod compat;
+mod nacos_sdk;
 mod tidy;

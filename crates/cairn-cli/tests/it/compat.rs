@@ -215,3 +215,72 @@ fn nacos_sdk_python_v2_gets_publishes_listens_over_grpc() {
         assert!(seconds < 1.0, "{line}");
     }
 }
+
+#[test]
+fn a_nacos_grpc_listener_hears_changes_after_its_node_restarts() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, Some(PASSWORD));
+    let (address, grpc) = (server.address().to_owned(), server.grpc.clone().unwrap());
+    let grpc_port = grpc.rsplit(':').next().unwrap().to_owned();
+    let work = dir.path().join("client");
+    let signal = dir.path().join("restarted");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/nacos_grpc_restart.py");
+    let out_path = dir.path().join("out");
+    let mut client = Command::new(&python)
+        .arg(script)
+        .args([&address, &grpc_port, "admin", PASSWORD])
+        .args([&work, &signal])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let printed = |what: &str| std::fs::read_to_string(&out_path).unwrap().contains(what);
+    let wait_for = |what: &str, client: &mut std::process::Child| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !printed(what) {
+            if let Some(status) = client.try_wait().unwrap() {
+                let log = std::fs::read_to_string(work.join("log/nacos-config.log"))
+                    .or_else(|_| std::fs::read_to_string(work.join("log/config.log")))
+                    .unwrap_or_default();
+                panic!(
+                    "the client exited ({status}) before {what:?}: {}\nits log:\n{log}",
+                    std::fs::read_to_string(dir.path().join("err")).unwrap()
+                );
+            }
+            assert!(std::time::Instant::now() < deadline, "no {what:?} in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("listening", &mut client);
+
+    // A graceful restart on the same addresses.
+    assert!(server.terminate().success());
+    let server = Server::start_on(&data, &address, Some(PASSWORD), &["--grpc-listen", &grpc]);
+    let home = dir.path().join("home");
+    cli(
+        &home,
+        server.address(),
+        &["login", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let file = dir.path().join("restart.properties");
+    std::fs::write(&file, "v=after-restart").unwrap();
+    cli(
+        &home,
+        server.address(),
+        &[
+            "publish",
+            "public/DEFAULT_GROUP/restart.properties",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    std::fs::write(&signal, "").unwrap();
+    wait_for("heard", &mut client);
+    assert!(client.wait().unwrap().success());
+}

@@ -178,6 +178,14 @@ impl Surface {
             other => return error(302, &format!("no handler for request type {other}")),
         };
         let Some(connection) = self.connections.get(&addr) else {
+            // Nacos answers 301, which clients take as "reconnect" — except from a health
+            // check, where their shared logic reads any 3xx as "healthy, server still
+            // starting". A client whose stream died without it noticing (nacos-sdk-python
+            // 2.0 after its node restarted) would then never set up again and never hear
+            // of another change; a failure it cannot mistake makes it reconnect.
+            if kind == "HealthCheckRequest" {
+                return error(500, "Connection is unregistered; connect again.");
+            }
             return error(301, "Connection is unregistered.");
         };
         connection.touch();

@@ -172,6 +172,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             metrics: Metrics::default(),
             connections: Arc::default(),
+            grpc_connections: Arc::default(),
         });
         let grpc = grpc_listener.map(|l| (l, api::grpc::Surface::new(state.clone())));
         Ok(Self {
@@ -191,11 +192,6 @@ impl Application {
     /// Where Nacos's gRPC protocol is served, unless it is off.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
-    }
-
-    /// The gRPC surface, for its counts.
-    pub fn grpc(&self) -> Option<Arc<api::grpc::Surface>> {
-        self.grpc.as_ref().map(|(_, surface)| surface.clone())
     }
 
     /// What the connection layer counted so far.

@@ -53,6 +53,8 @@ impl Metrics {
         metrics::gauge!("cairn_watchers_held").set(held as f64);
         metrics::gauge!("cairn_watched_keys").set(watched_keys as f64);
         metrics::gauge!("cairn_configs_cached").set(state.service.configs_cached() as f64);
+        metrics::gauge!("cairn_grpc_connections").set(state.grpc_connections.len() as f64);
+        metrics::gauge!("cairn_grpc_listens").set(state.grpc_connections.listens() as f64);
         let unbuffered = state.connections.unbuffered.load(Ordering::Relaxed);
         metrics::counter!("cairn_long_polls_unbuffered_total").absolute(unbuffered);
         self.handle.render()

@@ -50,6 +50,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
     pub connections: Arc<crate::serve::ConnectionStats>,
+    /// The gRPC surface's connections, for the metrics.
+    pub grpc_connections: Arc<grpc::Connections>,
 }
 
 pub type SharedState = Arc<AppState>;

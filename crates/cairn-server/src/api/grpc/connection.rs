@@ -133,6 +133,10 @@ impl Connections {
         self.registered.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.registered.is_empty()
+    }
+
     /// The connection id of the transport at `addr`, as Nacos makes them.
     pub fn id_for(&self, addr: SocketAddr) -> String {
         if let Some(connection) = self.registered.get(&addr) {

@@ -28,7 +28,8 @@ use tonic::{Status, Streaming};
 use tonic_prost::ProstCodec;
 
 use cairn_core::{ClientInfo, Label};
-use connection::{Connection, Connections, Setup};
+pub use connection::Connections;
+use connection::{Connection, Setup};
 use proto::Payload;
 
 use super::nacos::NacosError;
@@ -71,19 +72,9 @@ pub struct Surface {
 impl Surface {
     pub fn new(state: SharedState) -> Arc<Surface> {
         Arc::new(Surface {
+            connections: state.grpc_connections.clone(),
             state,
-            connections: Arc::default(),
         })
-    }
-
-    /// Connections registered now.
-    pub fn connection_count(&self) -> usize {
-        self.connections.len()
-    }
-
-    /// Keys listened to, over every connection.
-    pub fn listen_count(&self) -> usize {
-        self.connections.listens()
     }
 
     /// Serves gRPC on `listener` until `shutdown`; then asks every client to move to

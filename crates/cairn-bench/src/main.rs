@@ -2,7 +2,7 @@
 //! runs on loopback, is bounded in requests and time, and stops by itself; every figure
 //! that depends on the machine is reported next to a baseline measured in the same run.
 //!
-//! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`,
+//! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`, `grpc`,
 //! `cross-node`, `startup`); `--tiny` runs each at a size of seconds, for CI.
 
 /// The allocator the `cairn` binary uses too, so the measured node is the shipped one.
@@ -36,6 +36,8 @@ enum Command {
     Publish(Options),
     /// Watchers held on one key and spread over many; time to notify them all.
     Fanout(Options),
+    /// Nacos gRPC connections listening to one key beside HTTP long polls; time to push.
+    Grpc(Options),
     /// Publish on one node, watcher on another, on PostgreSQL.
     CrossNode(Options),
     /// Start-up time with many configs stored.
@@ -92,11 +94,16 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { data_dir, database } => procs::serve(&data_dir, database).await,
             Command::Baseline => procs::run_baseline().await,
             Command::All(o) => {
-                run(&o, &["read", "publish", "fanout", "cross-node", "startup"]).await
+                run(
+                    &o,
+                    &["read", "publish", "fanout", "grpc", "cross-node", "startup"],
+                )
+                .await
             }
             Command::Read(o) => run(&o, &["read"]).await,
             Command::Publish(o) => run(&o, &["publish"]).await,
             Command::Fanout(o) => run(&o, &["fanout"]).await,
+            Command::Grpc(o) => run(&o, &["grpc"]).await,
             Command::CrossNode(o) => run(&o, &["cross-node"]).await,
             Command::Startup(o) => run(&o, &["startup"]).await,
         }
@@ -115,6 +122,7 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             "read" => scenarios::read(opts).await,
             "publish" => scenarios::publish_scenario(opts).await,
             "fanout" => scenarios::fanout(opts).await,
+            "grpc" => scenarios::grpc(opts).await,
             "cross-node" => scenarios::cross_node(opts).await,
             _ => scenarios::startup(opts).await,
         };
@@ -307,6 +315,35 @@ fn print_table(results: &Value) {
             row(
                 format!("{name}: RSS per watcher B"),
                 get(f, &["rss_per_watcher_bytes"]),
+            );
+        }
+    }
+    if let Some(Value::Array(rows)) = results.get("grpc") {
+        for g in rows {
+            let name = format!("grpc {} listeners / 1 key", get(g, &["connections"]));
+            row(
+                format!("{name}: push p50/p99/max ms"),
+                joined(
+                    g,
+                    &[
+                        vec!["latency", "p50_ms"],
+                        vec!["latency", "p99_ms"],
+                        vec!["latency", "max_ms"],
+                    ],
+                    "/",
+                ),
+            );
+            row(
+                format!("{name}: HTTP long poll p99 ms"),
+                get(g, &["http_latency", "p99_ms"]),
+            );
+            row(
+                format!("{name}: p99 gRPC / HTTP long poll"),
+                get(g, &["p99_ratio"]),
+            );
+            row(
+                format!("{name}: RSS per connection B"),
+                get(g, &["rss_per_connection_bytes"]),
             );
         }
     }

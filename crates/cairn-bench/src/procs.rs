@@ -25,6 +25,8 @@ pub const PASSWORD: &str = "bench-password-1";
 pub struct Proc {
     child: Child,
     pub addr: SocketAddr,
+    /// Where a Cairn node serves Nacos's gRPC protocol.
+    pub grpc: Option<SocketAddr>,
     pub started: Instant,
 }
 
@@ -67,13 +69,17 @@ async fn spawn(args: &[&str]) -> anyhow::Result<Proc> {
         .await
         .context("the child did not start in time")??
         .context("the child exited before listening")?;
-    let Some(addr) = line.strip_prefix("listening ") else {
+    let Some(addresses) = line.strip_prefix("listening ") else {
         bail!("unexpected first line from the child: {line}");
     };
+    let mut addresses = addresses.split_whitespace();
+    let addr = addresses.next().context("an address")?.parse()?;
+    let grpc = addresses.next().map(str::parse).transpose()?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(Proc {
         child,
-        addr: addr.parse()?,
+        addr,
+        grpc,
         started,
     })
 }
@@ -162,7 +168,8 @@ pub async fn serve(data_dir: &Path, database: Option<String>) -> anyhow::Result<
     };
     cairn_server::init_tracing(&settings);
     let app = cairn_server::Application::build(settings).await?;
-    println!("listening {}", app.local_addr());
+    let grpc = app.grpc_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("listening {} {grpc}", app.local_addr());
     app.run().await
 }
 

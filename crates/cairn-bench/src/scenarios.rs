@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::load::{self, histogram, Body};
 use crate::procs::{self, PASSWORD};
 use crate::Options;
+use cairn_server::api::grpc::proto::Payload;
 use cairn_store::{ConfigStore as _, Store as _};
 
 fn request(
@@ -620,4 +621,187 @@ async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// One Nacos 2.x client connection from `source`: set up, logged in, listening to
+/// `data_id` at `md5`. Returns its stream of pushes (and what keeps the stream open).
+async fn grpc_listener(
+    grpc: SocketAddr,
+    source: std::net::IpAddr,
+    token: &str,
+    md5: &str,
+) -> anyhow::Result<(
+    tonic::Streaming<Payload>,
+    tokio::sync::mpsc::Sender<Payload>,
+)> {
+    use tonic::codegen::http::uri::PathAndQuery;
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(grpc).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
+        .connect_with_connector(connector)
+        .await?;
+    let codec = || tonic_prost::ProstCodec::<Payload, Payload>::default();
+    let (to_server, rx) = tokio::sync::mpsc::channel(4);
+    to_server
+        .send(Payload::json(
+            "ConnectionSetupRequest",
+            &json!({ "clientVersion": "cairn-bench", "labels": {} }),
+        ))
+        .await?;
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await?;
+    let pushes = client
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            PathAndQuery::from_static("/BiRequestStream/requestBiStream"),
+            codec(),
+        )
+        .await?
+        .into_inner();
+    let mut listen = Payload::json(
+        "ConfigBatchListenRequest",
+        &json!({ "listen": true, "configListenContexts": [
+            { "dataId": "fan0.txt", "group": "bench", "tenant": "", "md5": md5 }
+        ]}),
+    );
+    if let Some(metadata) = listen.metadata.as_mut() {
+        metadata
+            .headers
+            .insert("accessToken".into(), token.to_owned());
+    }
+    // The stream registers the connection as its first message arrives: a listen sent
+    // before that is told so (301), and sent again.
+    for _ in 0..100 {
+        client.ready().await?;
+        let answer = client
+            .unary(
+                tonic::Request::new(listen.clone()),
+                PathAndQuery::from_static("/Request/request"),
+                codec(),
+            )
+            .await?
+            .into_inner();
+        let body: Value = serde_json::from_slice(answer.body())?;
+        if body["resultCode"] == 200 {
+            return Ok((pushes, to_server));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("a gRPC connection never got to listen")
+}
+
+/// C gRPC connections listening to one key, then one publish: the time from the
+/// publish's acknowledgement to each connection's push, and memory per connection.
+async fn grpc_fanout(connections: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let (addr, grpc) = (node.addr, node.grpc.context("the node serves gRPC")?);
+    let token = login(addr).await?;
+    let md5 = publish(addr, &token, "fan0.txt", "v: 0").await?;
+    let first = (connections / 10).max(1);
+    let mut streams = Vec::with_capacity(connections);
+    let mut rss_first = 0;
+    for (from, to) in [(0, first), (first, connections)] {
+        let mut opening = Vec::with_capacity(to - from);
+        for i in from..to {
+            let (token, md5) = (token.clone(), md5.clone());
+            opening.push(tokio::spawn(async move {
+                grpc_listener(grpc, load::source_ip(i), &token, &md5).await
+            }));
+            if i % 500 == 499 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for task in opening {
+            streams.push(task.await??);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while gauge(addr, "cairn_grpc_listens").await? < to as f64 {
+            anyhow::ensure!(Instant::now() < deadline, "not every connection listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to == first {
+            rss_first = node.rss();
+        }
+    }
+    let rss_held = node.rss();
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let mut keep = Vec::with_capacity(connections);
+    for (mut pushes, to_server) in streams {
+        let arrived_tx = arrived_tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(push)) = pushes.message().await {
+                if push.kind() == "ConfigChangeNotifyRequest" {
+                    let _ = arrived_tx.send(Instant::now());
+                    return;
+                }
+            }
+        });
+        keep.push(to_server);
+    }
+    publish(addr, &token, "fan0.txt", "v: 1").await?;
+    let acked = Instant::now();
+    let mut latency = histogram();
+    for _ in 0..connections {
+        let at = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
+            .await
+            .context("every connection is pushed the change within 60 s")?
+            .context("the collector lives")?;
+        latency.saturating_record(at.saturating_duration_since(acked).as_micros() as u64);
+    }
+    drop(keep);
+    node.stop().await;
+    let per_connection =
+        rss_held.saturating_sub(rss_first) as f64 / (connections - first).max(1) as f64;
+    Ok(json!({
+        "connections": connections,
+        "latency": percentiles(&latency),
+        "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+        "rss_per_connection_bytes": per_connection.round(),
+    }))
+}
+
+/// grpc: C Nacos gRPC connections listening to one key, then one publish, beside the
+/// same number of HTTP long polls on one key in the same run (alternating rounds, as
+/// `fanout` does); the ratio of their p99s is the median of the rounds'.
+pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
+    let (sizes, rounds) = if opts.tiny {
+        (vec![50], 1)
+    } else {
+        (opts.watchers.clone(), 3)
+    };
+    let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let mut rows = Vec::new();
+    for c in sizes {
+        let (mut grpc_rows, mut http_rows, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (g, h) = if round % 2 == 0 {
+                (grpc_fanout(c).await?, fanout_cairn(c, 1).await?)
+            } else {
+                let h = fanout_cairn(c, 1).await?;
+                (grpc_fanout(c).await?, h)
+            };
+            if p99(&h) > 0.0 {
+                ratios.push(p99(&g) / p99(&h));
+            }
+            grpc_rows.push(g);
+            http_rows.push(h);
+        }
+        grpc_rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+        http_rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+        ratios.sort_by(f64::total_cmp);
+        let mut row = grpc_rows.swap_remove(grpc_rows.len() / 2);
+        row["rounds"] = json!(rounds);
+        row["http_latency"] = http_rows.swap_remove(http_rows.len() / 2)["latency"].clone();
+        row["p99_ratio"] = json!(ratios
+            .get(ratios.len() / 2)
+            .map(|r| (r * 100.0).round() / 100.0));
+        rows.push(row);
+    }
+    Ok(Value::Array(rows))
 }

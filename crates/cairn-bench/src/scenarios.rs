@@ -707,18 +707,21 @@ async fn grpc_fanout(connections: usize) -> anyhow::Result<Value> {
     let mut streams = Vec::with_capacity(connections);
     let mut rss_first = 0;
     for (from, to) in [(0, first), (first, connections)] {
-        let mut opening = Vec::with_capacity(to - from);
-        for i in from..to {
-            let (token, md5) = (token.clone(), md5.clone());
-            opening.push(tokio::spawn(async move {
-                grpc_listener(grpc, load::source_ip(i), &token, &md5).await
-            }));
-            if i % 500 == 499 {
-                tokio::task::yield_now().await;
-            }
-        }
-        for task in opening {
-            streams.push(task.await??);
+        // A few hundred handshakes at a time: all at once would overflow the node's
+        // accept queue, which real clients (connecting over minutes) never do.
+        use futures::StreamExt as _;
+        let opened: Vec<_> = futures::stream::iter(from..to)
+            .map(|i| {
+                let (token, md5) = (token.clone(), md5.clone());
+                tokio::spawn(
+                    async move { grpc_listener(grpc, load::source_ip(i), &token, &md5).await },
+                )
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+        for listener in opened {
+            streams.push(listener??);
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         while gauge(addr, "cairn_grpc_listens").await? < to as f64 {

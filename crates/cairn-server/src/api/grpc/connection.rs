@@ -23,6 +23,10 @@ use crate::now_millis;
 /// What a pushed request is answered by: the push's id and whether it succeeded.
 type Acks = Mutex<HashMap<String, oneshot::Sender<bool>>>;
 
+/// What goes to a client on its stream. Boxed: the channel allocates room for 32 items
+/// up front, per connection, and most connections only ever carry a push or two.
+pub type Outgoing = mpsc::Sender<Result<Box<Payload>, tonic::Status>>;
+
 /// One key a connection listens to.
 #[derive(Debug, Clone)]
 pub struct Listen {
@@ -42,7 +46,7 @@ pub struct Connection {
     pub client_version: String,
     pub app_name: String,
     /// What goes to the client on its stream.
-    out: mpsc::Sender<Result<Payload, tonic::Status>>,
+    out: Outgoing,
     pub listens: Mutex<HashMap<ConfigKey, Listen>>,
     /// Woken when the listened set changes, so the connection's watch re-registers.
     pub listens_changed: Notify,
@@ -71,9 +75,23 @@ impl Connection {
         &self,
         ids: &AtomicU64,
         kind: &str,
-        mut body: serde_json::Value,
+        body: serde_json::Value,
         wait: Duration,
     ) -> bool {
+        match self.send_request(ids, kind, body) {
+            Some((id, answer)) => self.answer(id, answer, wait).await,
+            None => false,
+        }
+    }
+
+    /// Queues a request to the client without waiting: its id and where its answer will
+    /// arrive, or `None` when the client's queue is full or gone.
+    pub fn send_request(
+        &self,
+        ids: &AtomicU64,
+        kind: &str,
+        mut body: serde_json::Value,
+    ) -> Option<(String, oneshot::Receiver<bool>)> {
         let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
         body["requestId"] = json!(id);
         body["headers"] = json!({});
@@ -82,12 +100,25 @@ impl Connection {
             .lock()
             .expect("acks poisoned")
             .insert(id.clone(), tx);
-        let sent = self
+        if self
             .out
-            .send_timeout(Ok(Payload::json(kind, &body)), wait)
-            .await
-            .is_ok();
-        let answered = sent && matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)));
+            .try_send(Ok(Box::new(Payload::json(kind, &body))))
+            .is_err()
+        {
+            self.acks.lock().expect("acks poisoned").remove(&id);
+            return None;
+        }
+        Some((id, rx))
+    }
+
+    /// Waits up to `wait` for the answer to request `id`: whether it succeeded.
+    pub async fn answer(
+        &self,
+        id: String,
+        answer: oneshot::Receiver<bool>,
+        wait: Duration,
+    ) -> bool {
+        let answered = matches!(tokio::time::timeout(wait, answer).await, Ok(Ok(true)));
         self.acks.lock().expect("acks poisoned").remove(&id);
         answered
     }
@@ -95,7 +126,7 @@ impl Connection {
     /// Sends a request the client need not answer (and some clients cannot).
     pub fn tell(&self, kind: &str, mut body: serde_json::Value) {
         body["headers"] = json!({});
-        let _ = self.out.try_send(Ok(Payload::json(kind, &body)));
+        let _ = self.out.try_send(Ok(Box::new(Payload::json(kind, &body))));
     }
 
     /// Matches the client's answer to a pushed request by its id.
@@ -156,12 +187,7 @@ impl Connections {
 
     /// Registers the transport at `addr`; replaces an earlier registration of the same
     /// address (a client that set up twice).
-    pub fn register(
-        &self,
-        addr: SocketAddr,
-        setup: Setup,
-        out: mpsc::Sender<Result<Payload, tonic::Status>>,
-    ) -> Arc<Connection> {
+    pub fn register(&self, addr: SocketAddr, setup: Setup, out: Outgoing) -> Arc<Connection> {
         let id = self
             .pending
             .remove(&addr)

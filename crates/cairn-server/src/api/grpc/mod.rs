@@ -247,18 +247,18 @@ impl Surface {
         self: Arc<Self>,
         addr: Option<SocketAddr>,
         mut inbound: Streaming<Payload>,
-    ) -> ReceiverStream<Result<Payload, Status>> {
-        let (out, rx) = mpsc::channel(64);
+    ) -> impl futures::Stream<Item = Result<Payload, Status>> + Send + 'static {
+        let (out, rx) = mpsc::channel::<Result<Box<Payload>, Status>>(64);
         tokio::spawn(async move {
             let Some(addr) = addr else { return };
             let first = tokio::time::timeout(SETUP_WAIT, inbound.next()).await;
             let Ok(Some(Ok(first))) = first else { return };
             if first.kind() != "ConnectionSetupRequest" {
                 let _ = out
-                    .send(Ok(error(
+                    .send(Ok(Box::new(error(
                         301,
                         "a stream starts with ConnectionSetupRequest",
-                    )))
+                    ))))
                     .await;
                 return;
             }
@@ -295,25 +295,26 @@ impl Surface {
             watch.abort();
             tracing::debug!(connection = %connection.id, "gRPC client disconnected");
         });
-        ReceiverStream::new(rx)
+        ReceiverStream::new(rx).map(|message| message.map(|payload| *payload))
     }
 
     /// Pushes a change of any config `connection` listens to, for as long as it lives.
     async fn watch(self: Arc<Self>, connection: Arc<Connection>) {
+        let keys = |connection: &Connection| -> Vec<_> {
+            let listens = connection.listens.lock().expect("listens poisoned");
+            listens.keys().cloned().collect()
+        };
+        // Registered before comparing, so a change in between is not missed; kept across
+        // changes (a fan-out wakes every listener of a key at once, and re-registering
+        // them all would queue them on that key's lock), re-made when the keys change.
+        let mut registration = self.state.service.register(keys(&connection));
         loop {
-            let keys: Vec<_> = connection
-                .listens
-                .lock()
-                .expect("listens poisoned")
-                .keys()
-                .cloned()
-                .collect();
-            // Registered before comparing, so a change in between is not missed.
-            let registration = self.state.service.register(keys);
             self.push_changes(&connection);
             tokio::select! {
                 _ = registration.changed() => {}
-                _ = connection.listens_changed.notified() => {}
+                _ = connection.listens_changed.notified() => {
+                    registration = self.state.service.register(keys(&connection));
+                }
                 _ = connection.closed.cancelled() => return,
             }
             if registration.closed() {
@@ -340,25 +341,32 @@ impl Surface {
                 }
             }
         }
+        let pushes = &self.connections.push_ids;
         for (key, tenant) in moved {
+            let mut body = json!({
+                "dataId": key.data_id.as_str(),
+                "group": key.group.as_str(),
+                "module": "config",
+            });
+            if !tenant.is_empty() {
+                body["tenant"] = json!(tenant);
+            }
+            // The first send happens here, on the wake-up's own task; only waiting for
+            // the acknowledgement (and sending again) moves to a task of its own.
+            let first = connection.send_request(pushes, "ConfigChangeNotifyRequest", body.clone());
             let (surface, connection) = (self.clone(), connection.clone());
             tokio::spawn(async move {
-                let mut body = json!({
-                    "dataId": key.data_id.as_str(),
-                    "group": key.group.as_str(),
-                    "module": "config",
-                });
-                if !tenant.is_empty() {
-                    body["tenant"] = json!(tenant);
-                }
-                for attempt in 0..PUSH_TRIES {
-                    if attempt > 0 {
-                        tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
+                let pushes = &surface.connections.push_ids;
+                if let Some((id, answer)) = first {
+                    if connection.answer(id, answer, PUSH_WAIT).await {
+                        return;
                     }
+                }
+                for attempt in 1..PUSH_TRIES {
+                    tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
                     if connection.closed.is_cancelled() {
                         return;
                     }
-                    let pushes = &surface.connections.push_ids;
                     if connection
                         .request(pushes, "ConfigChangeNotifyRequest", body.clone(), PUSH_WAIT)
                         .await
@@ -406,6 +414,33 @@ fn error(code: u16, message: &str) -> Payload {
         "ErrorResponse",
         &json!({ "resultCode": 500, "errorCode": code, "message": message, "success": false }),
     )
+}
+
+/// The stream's codec: prost's, with 1 KiB buffers instead of 8 KiB ones. A stream
+/// lives as long as its connection and carries pushes of a hundred bytes or so; tonic
+/// keeps a decode and an encode buffer per stream, so at the default size they were
+/// most of an idle listening connection's memory. Larger messages still fit: the
+/// buffers grow.
+#[derive(Clone, Copy, Default)]
+struct StreamCodec;
+
+impl tonic::codec::Codec for StreamCodec {
+    type Encode = Payload;
+    type Decode = Payload;
+    type Encoder = <ProstCodec<Payload, Payload> as tonic::codec::Codec>::Encoder;
+    type Decoder = <ProstCodec<Payload, Payload> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<Payload, Payload>::raw_encoder(stream_buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<Payload, Payload>::raw_decoder(stream_buffers())
+    }
+}
+
+fn stream_buffers() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(1024, 32 * 1024)
 }
 
 /// `Request.request`.
@@ -483,8 +518,8 @@ impl tower::Service<axum::http::Request<Body>> for Stream {
                     Ok::<_, Status>(tonic::Response::new(stream))
                 }
             });
-            let mut grpc = Grpc::new(ProstCodec::<Payload, Payload>::default())
-                .apply_max_message_size_config(Some(max), Some(max));
+            let mut grpc =
+                Grpc::new(StreamCodec).apply_max_message_size_config(Some(max), Some(max));
             Ok(grpc.streaming(handler, request).await)
         })
     }

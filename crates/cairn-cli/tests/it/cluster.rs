@@ -451,6 +451,12 @@ async fn database_outage_degrades_and_recovers(engine: Engine) {
         let held = vec![WatchKey::new(&k, first.md5.clone())];
         tokio::spawn(async move { client.watch(&held, Duration::from_secs(60)).await })
     };
+    // What B serves during the outage is the node list as it last read it: first let
+    // it read both (a node starved on a loaded machine can miss its beats for a while).
+    eventually(Duration::from_secs(10), "B to list both nodes", || async {
+        b.client.nodes().await.is_ok_and(|nodes| nodes.len() == 2)
+    })
+    .await;
     stop_database(&db, &proxy).await;
     // Long enough for both nodes to have tried the database (heartbeats every 200 ms).
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -337,6 +337,18 @@ async fn config_requests_go_through_the_one_service() {
         )
         .await;
     assert_eq!(gone["errorCode"], 300);
+
+    // Nulls count as absent, as Nacos's own decoder reads them.
+    let (_, listened) = client
+        .call(
+            "ConfigBatchListenRequest",
+            json!({ "listen": null, "configListenContexts": null, "tenant": null }),
+        )
+        .await;
+    assert_eq!(
+        (&listened["resultCode"], &listened["changedConfigs"]),
+        (&json!(200), &json!([]))
+    );
 }
 
 #[tokio::test]

@@ -28,9 +28,21 @@ pub struct ConfigRequest {
     tag: Value,
     content: Option<String>,
     cas_md5: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     addition_map: HashMap<String, Value>,
+    #[serde(deserialize_with = "null_as_default")]
     listen: bool,
+    #[serde(deserialize_with = "null_as_default")]
     config_listen_contexts: Vec<ListenContext>,
+}
+
+/// A field whose `null` means the same as its absence.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Debug, Default, Deserialize)]

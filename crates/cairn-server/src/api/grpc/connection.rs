@@ -69,8 +69,9 @@ impl Connection {
         now_millis() - self.last_active.load(Ordering::Relaxed)
     }
 
-    /// Sends a request to the client and waits up to `wait` for its answer. `false`
-    /// when the client answered with a failure, did not answer in time, or is gone.
+    /// Sends a request to the client and waits up to `wait` for its answer (and, first,
+    /// up to `wait` for room in the client's queue). `false` when the client answered
+    /// with a failure, did not answer in time, or is gone.
     pub async fn request(
         &self,
         ids: &AtomicU64,
@@ -78,10 +79,12 @@ impl Connection {
         body: serde_json::Value,
         wait: Duration,
     ) -> bool {
-        match self.send_request(ids, kind, body) {
-            Some((id, answer)) => self.answer(id, answer, wait).await,
-            None => false,
+        let (id, answer, payload) = self.prepare(ids, kind, body);
+        if self.out.send_timeout(Ok(payload), wait).await.is_err() {
+            self.acks.lock().expect("acks poisoned").remove(&id);
+            return false;
         }
+        self.answer(id, answer, wait).await
     }
 
     /// Queues a request to the client without waiting: its id and where its answer will
@@ -90,8 +93,23 @@ impl Connection {
         &self,
         ids: &AtomicU64,
         kind: &str,
-        mut body: serde_json::Value,
+        body: serde_json::Value,
     ) -> Option<(String, oneshot::Receiver<bool>)> {
+        let (id, answer, payload) = self.prepare(ids, kind, body);
+        if self.out.try_send(Ok(payload)).is_err() {
+            self.acks.lock().expect("acks poisoned").remove(&id);
+            return None;
+        }
+        Some((id, answer))
+    }
+
+    /// A request with a fresh id, and the receiver of its answer.
+    fn prepare(
+        &self,
+        ids: &AtomicU64,
+        kind: &str,
+        mut body: serde_json::Value,
+    ) -> (String, oneshot::Receiver<bool>, Box<Payload>) {
         let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
         body["requestId"] = json!(id);
         body["headers"] = json!({});
@@ -100,15 +118,7 @@ impl Connection {
             .lock()
             .expect("acks poisoned")
             .insert(id.clone(), tx);
-        if self
-            .out
-            .try_send(Ok(Box::new(Payload::json(kind, &body))))
-            .is_err()
-        {
-            self.acks.lock().expect("acks poisoned").remove(&id);
-            return None;
-        }
-        Some((id, rx))
+        (id, rx, Box::new(Payload::json(kind, &body)))
     }
 
     /// Waits up to `wait` for the answer to request `id`: whether it succeeded.

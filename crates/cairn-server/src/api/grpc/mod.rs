@@ -262,8 +262,13 @@ impl Surface {
                     .await;
                 return;
             }
+            if self.state.shutdown.is_cancelled() {
+                return;
+            }
+            // A client setting up again on its transport replaces its registration and
+            // is not refused for it.
             let limit = self.state.settings.grpc_max_connections;
-            if self.connections.len() >= limit {
+            if self.connections.len() >= limit && self.connections.get(&addr).is_none() {
                 tracing::warn!(limit, "gRPC connection refused: at grpc_max_connections");
                 let _ = out
                     .send(Err(Status::resource_exhausted(format!(
@@ -281,6 +286,8 @@ impl Surface {
                 let next = tokio::select! {
                     next = inbound.next() => next,
                     _ = connection.closed.cancelled() => break,
+                    // Also for a connection registered after shutdown's reset went out.
+                    _ = self.state.shutdown.cancelled() => break,
                 };
                 let Some(Ok(message)) = next else { break };
                 connection.touch();

@@ -271,14 +271,7 @@ async fn a_client_that_goes_away_releases_its_watch() {
     app.publish_ok(KEY, "e: 1\n").await;
     let md5 = cairn_core::md5::md5_hex("e: 1\n");
     let held = || async {
-        let text = app
-            .request(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics().await;
         text.lines()
             .find_map(|l| l.strip_prefix("cairn_watchers_held "))
             .map(|v| v.trim().parse::<f64>().unwrap())

@@ -371,14 +371,7 @@ async fn listeners_hear_of_changes_by_push_until_they_acknowledge() {
         .call("ConfigBatchListenRequest", listen("later", ""))
         .await;
     assert_eq!(listened["changedConfigs"], json!([]));
-    let metrics = app
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in ["cairn_grpc_connections 1", "cairn_grpc_listens 2"] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }

@@ -127,6 +127,12 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self.request(Method::GET, "/metrics").send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// A long poll running in the background; yields its status, body and how long the
     /// server held it.
     pub fn spawn_watch(

@@ -8,13 +8,10 @@ mod config;
 mod connection;
 pub mod proto;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -23,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
-use tonic::server::{Grpc, NamedService};
+use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 use tonic_prost::ProstCodec;
 
@@ -111,14 +108,7 @@ impl Surface {
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .tcp_nodelay(true)
-            .add_service(Unary {
-                surface: self.clone(),
-                max,
-            })
-            .add_service(Stream {
-                surface: self.clone(),
-                max,
-            })
+            .add_routes(routes(self.clone(), max))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 closing,
@@ -190,7 +180,7 @@ impl Surface {
                 &json!({ "resultCode": 200, "errorCode": 0, "success": true }),
             );
         }
-        let request: config::ConfigRequest = match serde_json::from_value(body.clone()) {
+        let request = match config::ConfigRequest::deserialize(&body) {
             Ok(request) => request,
             Err(e) => return error(502, &format!("the body of {kind} cannot be read: {e}")),
         };
@@ -450,32 +440,12 @@ fn stream_buffers() -> tonic::codec::BufferSettings {
     tonic::codec::BufferSettings::new(1024, 32 * 1024)
 }
 
-/// `Request.request`.
-#[derive(Clone)]
-struct Unary {
-    surface: Arc<Surface>,
-    max: usize,
-}
-
-impl NamedService for Unary {
-    const NAME: &'static str = "Request";
-}
-
-impl tower::Service<axum::http::Request<Body>> for Unary {
-    type Response = axum::http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
-        let (surface, max) = (self.surface.clone(), self.max);
-        Box::pin(async move {
-            if request.uri().path() != UNARY_PATH {
-                return Ok(Status::unimplemented("no such method").into_http());
-            }
+/// Both methods as routes: each decodes its messages with its codec and hands them to
+/// the surface with the client's address (which names the connection).
+fn routes(surface: Arc<Surface>, max: usize) -> tonic::service::Routes {
+    let unary = {
+        let surface = surface.clone();
+        move |request: axum::extract::Request| async move {
             let handler = tower::service_fn(move |request: tonic::Request<Payload>| {
                 let surface = surface.clone();
                 async move {
@@ -484,50 +454,29 @@ impl tower::Service<axum::http::Request<Body>> for Unary {
                     Ok::<_, Status>(tonic::Response::new(answer))
                 }
             });
-            let mut grpc = Grpc::new(ProstCodec::<Payload, Payload>::default())
-                .apply_max_message_size_config(Some(max), Some(max));
-            Ok(grpc.unary(handler, request).await)
-        })
-    }
-}
-
-/// `BiRequestStream.requestBiStream`.
-#[derive(Clone)]
-struct Stream {
-    surface: Arc<Surface>,
-    max: usize,
-}
-
-impl NamedService for Stream {
-    const NAME: &'static str = "BiRequestStream";
-}
-
-impl tower::Service<axum::http::Request<Body>> for Stream {
-    type Response = axum::http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
-        let (surface, max) = (self.surface.clone(), self.max);
-        Box::pin(async move {
-            if request.uri().path() != STREAM_PATH {
-                return Ok(Status::unimplemented("no such method").into_http());
+            Grpc::new(ProstCodec::<Payload, Payload>::default())
+                .apply_max_message_size_config(Some(max), Some(max))
+                .unary(handler, request)
+                .await
+        }
+    };
+    let stream = move |request: axum::extract::Request| async move {
+        let handler = tower::service_fn(move |request: tonic::Request<Streaming<Payload>>| {
+            let surface = surface.clone();
+            async move {
+                let addr = request.remote_addr();
+                let stream = surface.open_stream(addr, request.into_inner());
+                Ok::<_, Status>(tonic::Response::new(stream))
             }
-            let handler = tower::service_fn(move |request: tonic::Request<Streaming<Payload>>| {
-                let surface = surface.clone();
-                async move {
-                    let addr = request.remote_addr();
-                    let stream = surface.open_stream(addr, request.into_inner());
-                    Ok::<_, Status>(tonic::Response::new(stream))
-                }
-            });
-            let mut grpc =
-                Grpc::new(StreamCodec).apply_max_message_size_config(Some(max), Some(max));
-            Ok(grpc.streaming(handler, request).await)
-        })
-    }
+        });
+        Grpc::new(StreamCodec)
+            .apply_max_message_size_config(Some(max), Some(max))
+            .streaming(handler, request)
+            .await
+    };
+    axum::Router::new()
+        .route(UNARY_PATH, axum::routing::post(unary))
+        .route(STREAM_PATH, axum::routing::post(stream))
+        .fallback(|| async { Status::unimplemented("no such method").into_http::<Body>() })
+        .into()
 }

@@ -154,14 +154,20 @@ pub async fn open_watch(
     Ok(stream.into_std()?)
 }
 
-/// Waits for the first answer byte on each of `watches`, on a thread of its own that
-/// does nothing but poll them (no task per watcher): the load shares the two cores with
-/// the server, so the less it spends per answer, the more the figure is the server's.
-/// The watches are registered before this returns, so no answer is missed.
-pub fn await_answers(
+/// Waits for the answer on each of `watches`, on a thread of its own that does nothing
+/// but poll them (no task per watcher): the load shares the two cores with the server,
+/// so the less it spends per answer, the more the figure is the server's. `answered`
+/// looks at what a watch has received so far: `Ok(true)` once that is the answer (the
+/// time is taken at the read that completed it), an error if it is a refusal. The
+/// watches are registered before this returns, so no answer is missed.
+pub fn await_answers<F>(
     watches: Vec<std::net::TcpStream>,
     limit: Duration,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Answers>>> {
+    answered: F,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Answers>>>
+where
+    F: Fn(&[u8]) -> anyhow::Result<bool> + Send + 'static,
+{
     use std::io::Read;
     let mut poll = mio::Poll::new()?;
     let mut sockets: Vec<mio::net::TcpStream> = watches
@@ -175,10 +181,12 @@ pub fn await_answers(
     Ok(std::thread::spawn(move || {
         let cpu_before = thread_cpu_ns();
         let total = sockets.len();
-        let mut answered: Vec<Option<Instant>> = vec![None; total];
+        let mut at: Vec<Option<Instant>> = vec![None; total];
+        // What each watch has received, kept only while it is not yet the whole answer.
+        let mut seen: Vec<Vec<u8>> = vec![Vec::new(); total];
         let mut left = total;
         let mut events = mio::Events::with_capacity(1024);
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let deadline = Instant::now() + limit;
         while left > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -192,7 +200,7 @@ pub fn await_answers(
             }
             for event in &events {
                 let i = event.token().0;
-                if answered[i].is_some() {
+                if at[i].is_some() {
                     continue;
                 }
                 let n = match sockets[i].read(&mut buf) {
@@ -200,22 +208,39 @@ pub fn await_answers(
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e.into()),
                 };
-                answered[i] = Some(Instant::now());
-                left -= 1;
                 anyhow::ensure!(n > 0, "the server closed a watch");
-                anyhow::ensure!(
-                    buf.starts_with(b"HTTP/1.1 200"),
-                    "a watch was refused: {}",
-                    String::from_utf8_lossy(&buf[..n.min(120)])
-                );
+                let complete = if seen[i].is_empty() {
+                    answered(&buf[..n])?
+                } else {
+                    seen[i].extend_from_slice(&buf[..n]);
+                    answered(&seen[i])?
+                };
+                if complete {
+                    at[i] = Some(Instant::now());
+                    left -= 1;
+                    seen[i] = Vec::new();
+                } else if seen[i].is_empty() {
+                    seen[i].extend_from_slice(&buf[..n]);
+                }
             }
         }
         Ok(Answers {
-            at: answered.into_iter().flatten().collect(),
+            at: at.into_iter().flatten().collect(),
             cpu_ns: thread_cpu_ns().saturating_sub(cpu_before),
             open: sockets,
         })
     }))
+}
+
+/// [`await_answers`]'s check for an HTTP/1.1 long poll: its first bytes are the answer,
+/// which must be a 200.
+pub fn http_ok(seen: &[u8]) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "a watch was refused: {}",
+        String::from_utf8_lossy(&seen[..seen.len().min(120)])
+    );
+    Ok(true)
 }
 
 /// What [`await_answers`] saw.

@@ -9,6 +9,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod grpc_wire;
 mod load;
 mod procs;
 mod scenarios;
@@ -51,6 +52,8 @@ enum Command {
     },
     #[command(hide = true)]
     Baseline,
+    #[command(hide = true)]
+    GrpcBaseline,
 }
 
 /// Sizes and targets of a run.
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { data_dir, database } => procs::serve(&data_dir, database).await,
             Command::Baseline => procs::run_baseline().await,
+            Command::GrpcBaseline => procs::run_grpc_baseline().await,
             Command::All(o) => {
                 run(
                     &o,
@@ -338,12 +342,27 @@ fn print_table(results: &Value) {
                 get(g, &["http_latency", "p99_ms"]),
             );
             row(
+                format!("{name}: bare tonic push p99 ms"),
+                get(g, &["bare_latency", "p99_ms"]),
+            );
+            row(
                 format!("{name}: p99 gRPC / HTTP long poll"),
                 get(g, &["p99_ratio"]),
             );
             row(
-                format!("{name}: RSS per connection B"),
-                get(g, &["rss_per_connection_bytes"]),
+                format!("{name}: p99 gRPC / bare tonic"),
+                get(g, &["p99_ratio_to_bare"]),
+            );
+            row(
+                format!("{name}: RSS per connection B, node / bare tonic"),
+                joined(
+                    g,
+                    &[
+                        vec!["rss_per_connection_bytes"],
+                        vec!["bare_rss_per_connection_bytes"],
+                    ],
+                    " / ",
+                ),
             );
         }
     }

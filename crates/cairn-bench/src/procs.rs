@@ -155,6 +155,11 @@ pub async fn baseline() -> anyhow::Result<Proc> {
     spawn(&["baseline"]).await
 }
 
+/// Starts the gRPC baseline: a node's gRPC transport with nothing behind it.
+pub async fn grpc_baseline() -> anyhow::Result<Proc> {
+    spawn(&["grpc-baseline"]).await
+}
+
 /// `serve`: a Cairn node built exactly as `cairn server` builds it.
 pub async fn serve(data_dir: &Path, database: Option<String>) -> anyhow::Result<()> {
     let settings = cairn_server::Settings {
@@ -192,9 +197,77 @@ pub fn body_1k() -> String {
 pub async fn run_baseline() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
+    serve_http(
+        listener,
+        Arc::new(Notify::new()),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await
+}
+
+/// `grpc-baseline`: a node's gRPC transport (the same tonic server, codecs and limits,
+/// from `cairn_server`) with nothing of Cairn behind it. A stream that sets up is held
+/// until `POST /fire` on the HTTP address, which pushes each one the notification
+/// Cairn pushes; every unary request is answered as a listen is; `GET /held` counts the
+/// held streams.
+pub async fn run_grpc_baseline() -> anyhow::Result<()> {
+    use cairn_server::api::grpc::{methods, proto::Payload, transport};
+    use tokio_stream::StreamExt as _;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {} {}", http.local_addr()?, grpc.local_addr()?);
+    let (fire, held) = (Arc::new(Notify::new()), Arc::new(AtomicUsize::new(0)));
+    let pushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listened = |_, _| async {
+        Payload::json(
+            "ConfigChangeBatchListenResponse",
+            &serde_json::json!({ "resultCode": 200, "errorCode": 0, "success": true, "changedConfigs": [] }),
+        )
+    };
+    let stream = {
+        let (fire, held) = (fire.clone(), held.clone());
+        move |_, mut inbound: tonic::Streaming<Payload>| {
+            let (out, rx) = tokio::sync::mpsc::channel::<Box<Payload>>(64);
+            let (fire, held, pushes) = (fire.clone(), held.clone(), pushes.clone());
+            tokio::spawn(async move {
+                let Some(Ok(_setup)) = inbound.next().await else {
+                    return;
+                };
+                let fired = fire.notified();
+                tokio::pin!(fired);
+                fired.as_mut().enable();
+                held.fetch_add(1, Ordering::Relaxed);
+                fired.await;
+                held.fetch_sub(1, Ordering::Relaxed);
+                let id = pushes.fetch_add(1, Ordering::Relaxed).to_string();
+                let push = Payload::json(
+                    "ConfigChangeNotifyRequest",
+                    &serde_json::json!({ "dataId": "fan0.txt", "group": "bench", "module": "config", "requestId": id, "headers": {} }),
+                );
+                if out.send(Box::new(push)).await.is_ok() {
+                    // Held open, as a client's stream is, until the client ends it.
+                    while let Some(Ok(_)) = inbound.next().await {}
+                }
+            });
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|push| Ok(*push))
+        }
+    };
+    let routes = methods(16 << 20, listened, stream);
+    tokio::spawn(transport().add_routes(routes).serve_with_incoming(
+        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+    ));
+    serve_http(http, fire, held).await
+}
+
+/// The baseline's HTTP/1.1 server: a 1 KiB answer to any path but `POST /hold` (held
+/// until `POST /fire`), `GET /held` (how many are held, counted in `held`) and
+/// `POST /fire` (wakes whatever waits on `fire`).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    fire: Arc<Notify>,
+    held: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
     let body = Bytes::from(body_1k());
-    let fire = Arc::new(Notify::new());
-    let held = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, _) = listener.accept().await?;
         // As Cairn does: small answers go out at once.

@@ -12,10 +12,10 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::{json, Value};
 
+use crate::grpc_wire;
 use crate::load::{self, histogram, Body};
 use crate::procs::{self, PASSWORD};
 use crate::Options;
-use cairn_server::api::grpc::proto::Payload;
 use cairn_store::{ConfigStore as _, Store as _};
 
 fn request(
@@ -327,7 +327,7 @@ where
     for task in opening {
         watches.push(task.await??);
     }
-    let answers = load::await_answers(watches, Duration::from_secs(120))?;
+    let answers = load::await_answers(watches, Duration::from_secs(120), load::http_ok)?;
     let cpu_before = (procs::cpu_ns(node.pid()), procs::cpu_ns(std::process::id()));
     let ticks_before = procs::cpu_ticks(node.pid());
     let switches_before = procs::context_switches(node.pid());
@@ -623,108 +623,59 @@ async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One Nacos 2.x client connection from `source`: set up, logged in, listening to
-/// `data_id` at `md5`. Returns its stream of pushes (and what keeps the stream open).
-async fn grpc_listener(
-    grpc: SocketAddr,
-    source: std::net::IpAddr,
-    token: &str,
-    md5: &str,
-) -> anyhow::Result<(
-    tonic::Streaming<Payload>,
-    tokio::sync::mpsc::Sender<Payload>,
-)> {
-    use tonic::codegen::http::uri::PathAndQuery;
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| async move {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        let stream = socket.connect(grpc).await?;
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
-        .connect_with_connector(connector)
-        .await?;
-    let codec = || tonic_prost::ProstCodec::<Payload, Payload>::default();
-    let (to_server, rx) = tokio::sync::mpsc::channel(4);
-    to_server
-        .send(Payload::json(
-            "ConnectionSetupRequest",
-            &json!({ "clientVersion": "cairn-bench", "labels": {} }),
-        ))
-        .await?;
-    let mut client = tonic::client::Grpc::new(channel);
-    client.ready().await?;
-    let pushes = client
-        .streaming(
-            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
-            PathAndQuery::from_static("/BiRequestStream/requestBiStream"),
-            codec(),
-        )
-        .await?
-        .into_inner();
-    let mut listen = Payload::json(
-        "ConfigBatchListenRequest",
-        &json!({ "listen": true, "configListenContexts": [
-            { "dataId": "fan0.txt", "group": "bench", "tenant": "", "md5": md5 }
-        ]}),
-    );
-    if let Some(metadata) = listen.metadata.as_mut() {
-        metadata
-            .headers
-            .insert("accessToken".into(), token.to_owned());
-    }
-    // The stream registers the connection as its first message arrives: a listen sent
-    // before that is told so (301), and sent again.
-    for _ in 0..100 {
-        client.ready().await?;
-        let answer = client
-            .unary(
-                tonic::Request::new(listen.clone()),
-                PathAndQuery::from_static("/Request/request"),
-                codec(),
-            )
-            .await?
-            .into_inner();
-        let body: Value = serde_json::from_slice(answer.body())?;
-        if body["resultCode"] == 200 {
-            return Ok((pushes, to_server));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("a gRPC connection never got to listen")
-}
-
 /// C gRPC connections listening to one key, then one publish: the time from the
-/// publish's acknowledgement to each connection's push, and memory per connection.
-async fn grpc_fanout(connections: usize) -> anyhow::Result<Value> {
+/// publish's acknowledgement to each connection's push, and memory per connection. On
+/// the gRPC baseline (`bare`) instead: C held streams, then a fire that pushes them.
+async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
-    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let node = if bare {
+        procs::grpc_baseline().await?
+    } else {
+        procs::cairn(&dir.path().join("node"), None).await?
+    };
     let (addr, grpc) = (node.addr, node.grpc.context("the node serves gRPC")?);
-    let token = login(addr).await?;
-    let md5 = publish(addr, &token, "fan0.txt", "v: 0").await?;
+    let ask = |method: &'static str, path: &'static str| async move {
+        let mut conn = load::connect(addr).await?;
+        let (status, body) = load::send(&mut conn, request(method, addr, path, "", None)).await?;
+        anyhow::ensure!(status == 200, "{method} {path}: {status}");
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&body).into_owned())
+    };
+    let listening = || async {
+        if bare {
+            Ok(ask("GET", "/held").await?.parse::<f64>()?)
+        } else {
+            gauge(addr, "cairn_grpc_listens").await
+        }
+    };
+    let (token, md5) = if bare {
+        (String::new(), String::new())
+    } else {
+        let token = login(addr).await?;
+        let md5 = publish(addr, &token, "fan0.txt", "v: 0").await?;
+        (token, md5)
+    };
     let first = (connections / 10).max(1);
-    let mut streams = Vec::with_capacity(connections);
+    let mut sockets = Vec::with_capacity(connections);
     let mut rss_first = 0;
     for (from, to) in [(0, first), (first, connections)] {
-        // A few hundred handshakes at a time: all at once would overflow the node's
-        // accept queue, which real clients (connecting over minutes) never do.
+        // A few dozen handshakes at a time: all at once would overflow the node's accept
+        // queue, which real clients (connecting over minutes) never do.
         use futures::StreamExt as _;
         let opened: Vec<_> = futures::stream::iter(from..to)
             .map(|i| {
                 let (token, md5) = (token.clone(), md5.clone());
-                tokio::spawn(
-                    async move { grpc_listener(grpc, load::source_ip(i), &token, &md5).await },
-                )
+                tokio::spawn(async move {
+                    grpc_wire::listen(grpc, load::source_ip(i), &token, "fan0.txt", &md5).await
+                })
             })
-            .buffer_unordered(256)
+            .buffer_unordered(32)
             .collect()
             .await;
         for listener in opened {
-            streams.push(listener??);
+            sockets.push(listener??);
         }
         let deadline = Instant::now() + Duration::from_secs(120);
-        while gauge(addr, "cairn_grpc_listens").await? < to as f64 {
+        while listening().await? < to as f64 {
             anyhow::ensure!(Instant::now() < deadline, "not every connection listens");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -733,31 +684,26 @@ async fn grpc_fanout(connections: usize) -> anyhow::Result<Value> {
         }
     }
     let rss_held = node.rss();
-    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    let mut keep = Vec::with_capacity(connections);
-    for (mut pushes, to_server) in streams {
-        let arrived_tx = arrived_tx.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(push)) = pushes.message().await {
-                if push.kind() == "ConfigChangeNotifyRequest" {
-                    let _ = arrived_tx.send(Instant::now());
-                    return;
-                }
-            }
-        });
-        keep.push(to_server);
+    let pushed = |seen: &[u8]| {
+        Ok(seen
+            .windows(grpc_wire::PUSH_MARK.len())
+            .any(|w| w == grpc_wire::PUSH_MARK))
+    };
+    let answers = load::await_answers(sockets, Duration::from_secs(60), pushed)?;
+    if bare {
+        ask("POST", "/fire").await?;
+    } else {
+        publish(addr, &token, "fan0.txt", "v: 1").await?;
     }
-    publish(addr, &token, "fan0.txt", "v: 1").await?;
     let acked = Instant::now();
+    let answers = tokio::task::spawn_blocking(move || answers.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the push collector panicked"))??;
     let mut latency = histogram();
-    for _ in 0..connections {
-        let at = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
-            .await
-            .context("every connection is pushed the change within 60 s")?
-            .context("the collector lives")?;
+    for at in &answers.at {
         latency.saturating_record(at.saturating_duration_since(acked).as_micros() as u64);
     }
-    drop(keep);
+    drop(answers);
     node.stop().await;
     let per_connection =
         rss_held.saturating_sub(rss_first) as f64 / (connections - first).max(1) as f64;
@@ -779,31 +725,57 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
         (opts.watchers.clone(), 3)
     };
     let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let median_by_p99 = |mut rows: Vec<Value>| {
+        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+        rows.swap_remove(rows.len() / 2)
+    };
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values
+            .get(values.len() / 2)
+            .map(|r| (r * 100.0).round() / 100.0)
+    };
     let mut rows = Vec::new();
     for c in sizes {
-        let (mut grpc_rows, mut http_rows, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut cairn, mut bare, mut http) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut to_http, mut to_bare) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let (g, h) = if round % 2 == 0 {
-                (grpc_fanout(c).await?, fanout_cairn(c, 1).await?)
-            } else {
-                let h = fanout_cairn(c, 1).await?;
-                (grpc_fanout(c).await?, h)
+            // Each round in another order, so that drift hits all three alike.
+            let (g, b, h) = match round % 3 {
+                0 => {
+                    let g = grpc_fanout(c, false).await?;
+                    let b = grpc_fanout(c, true).await?;
+                    (g, b, fanout_cairn(c, 1).await?)
+                }
+                1 => {
+                    let h = fanout_cairn(c, 1).await?;
+                    let b = grpc_fanout(c, true).await?;
+                    (grpc_fanout(c, false).await?, b, h)
+                }
+                _ => {
+                    let b = grpc_fanout(c, true).await?;
+                    let h = fanout_cairn(c, 1).await?;
+                    (grpc_fanout(c, false).await?, b, h)
+                }
             };
             if p99(&h) > 0.0 {
-                ratios.push(p99(&g) / p99(&h));
+                to_http.push(p99(&g) / p99(&h));
             }
-            grpc_rows.push(g);
-            http_rows.push(h);
+            if p99(&b) > 0.0 {
+                to_bare.push(p99(&g) / p99(&b));
+            }
+            cairn.push(g);
+            bare.push(b);
+            http.push(h);
         }
-        grpc_rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
-        http_rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
-        ratios.sort_by(f64::total_cmp);
-        let mut row = grpc_rows.swap_remove(grpc_rows.len() / 2);
+        let bare = median_by_p99(bare);
+        let mut row = median_by_p99(cairn);
         row["rounds"] = json!(rounds);
-        row["http_latency"] = http_rows.swap_remove(http_rows.len() / 2)["latency"].clone();
-        row["p99_ratio"] = json!(ratios
-            .get(ratios.len() / 2)
-            .map(|r| (r * 100.0).round() / 100.0));
+        row["http_latency"] = median_by_p99(http)["latency"].clone();
+        row["bare_latency"] = bare["latency"].clone();
+        row["bare_rss_per_connection_bytes"] = bare["rss_per_connection_bytes"].clone();
+        row["p99_ratio"] = json!(median(to_http));
+        row["p99_ratio_to_bare"] = json!(median(to_bare));
         rows.push(row);
     }
     Ok(Value::Array(rows))

@@ -100,15 +100,16 @@ impl Surface {
                 }
             }
         };
-        let served = tonic::transport::Server::builder()
-            // Idle listening connections are most of a node's connections: small
-            // windows keep each one's buffers small (config bodies are small too).
-            .initial_stream_window_size(64 * 1024)
-            .initial_connection_window_size(128 * 1024)
-            .http2_keepalive_interval(Some(Duration::from_secs(60)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .tcp_nodelay(true)
-            .add_routes(routes(self.clone(), max))
+        let routes = {
+            let (unary, stream) = (self.clone(), self.clone());
+            methods(
+                max,
+                move |addr, payload| unary.clone().unary(addr, payload),
+                move |addr, inbound| stream.clone().open_stream(addr, inbound),
+            )
+        };
+        let served = transport()
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 closing,
@@ -440,19 +441,35 @@ fn stream_buffers() -> tonic::codec::BufferSettings {
     tonic::codec::BufferSettings::new(1024, 32 * 1024)
 }
 
-/// Both methods as routes: each decodes its messages with its codec and hands them to
-/// the surface with the client's address (which names the connection).
-fn routes(surface: Arc<Surface>, max: usize) -> tonic::service::Routes {
-    let unary = {
-        let surface = surface.clone();
-        move |request: axum::extract::Request| async move {
+/// The HTTP/2 server a node's gRPC runs on, without its methods. Public, like
+/// [`methods`], so that the benchmark's baseline is the same transport without Cairn.
+pub fn transport() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        // Idle listening connections are most of a node's connections: small windows
+        // keep each one's buffers small (config bodies are small too).
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(128 * 1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true)
+}
+
+/// Nacos's two methods as routes: each decodes its messages with its codec and hands
+/// them to its handler with the client's address (which names the connection).
+/// Messages larger than `max` bytes are refused either way.
+pub fn methods<U, UF, S, St>(max: usize, unary: U, stream: S) -> tonic::service::Routes
+where
+    U: Fn(Option<SocketAddr>, Payload) -> UF + Clone + Send + Sync + 'static,
+    UF: std::future::Future<Output = Payload> + Send + 'static,
+    S: Fn(Option<SocketAddr>, Streaming<Payload>) -> St + Clone + Send + Sync + 'static,
+    St: futures::Stream<Item = Result<Payload, Status>> + Send + 'static,
+{
+    let unary = move |request: axum::extract::Request| {
+        let unary = unary.clone();
+        async move {
             let handler = tower::service_fn(move |request: tonic::Request<Payload>| {
-                let surface = surface.clone();
-                async move {
-                    let addr = request.remote_addr();
-                    let answer = surface.unary(addr, request.into_inner()).await;
-                    Ok::<_, Status>(tonic::Response::new(answer))
-                }
+                let answer = unary(request.remote_addr(), request.into_inner());
+                async move { Ok::<_, Status>(tonic::Response::new(answer.await)) }
             });
             Grpc::new(ProstCodec::<Payload, Payload>::default())
                 .apply_max_message_size_config(Some(max), Some(max))
@@ -460,19 +477,18 @@ fn routes(surface: Arc<Surface>, max: usize) -> tonic::service::Routes {
                 .await
         }
     };
-    let stream = move |request: axum::extract::Request| async move {
-        let handler = tower::service_fn(move |request: tonic::Request<Streaming<Payload>>| {
-            let surface = surface.clone();
-            async move {
-                let addr = request.remote_addr();
-                let stream = surface.open_stream(addr, request.into_inner());
-                Ok::<_, Status>(tonic::Response::new(stream))
-            }
-        });
-        Grpc::new(StreamCodec)
-            .apply_max_message_size_config(Some(max), Some(max))
-            .streaming(handler, request)
-            .await
+    let stream = move |request: axum::extract::Request| {
+        let stream = stream.clone();
+        async move {
+            let handler = tower::service_fn(move |request: tonic::Request<Streaming<Payload>>| {
+                let out = stream(request.remote_addr(), request.into_inner());
+                async move { Ok::<_, Status>(tonic::Response::new(out)) }
+            });
+            Grpc::new(StreamCodec)
+                .apply_max_message_size_config(Some(max), Some(max))
+                .streaming(handler, request)
+                .await
+        }
     };
     axum::Router::new()
         .route(UNARY_PATH, axum::routing::post(unary))

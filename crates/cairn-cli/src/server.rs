@@ -133,7 +133,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(addr) => format!("; Nacos gRPC on {addr}"),
         None => String::new(),
     };
-    let mut notice = format!("Cairn is listening on {url} ({storage}{grpc})\n");
+    let mut notice =
+        format!("Cairn is listening on {url} ({storage}; console at {url}/console/{grpc})\n");
     match &app.admin {
         AdminBootstrap::Generated(password) => notice.push_str(&format!(
             "\n  First start: created user `admin` with password\n\n      {}\n\n  \

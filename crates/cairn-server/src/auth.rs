@@ -28,6 +28,14 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// A console session as a request presents it.
+pub struct ConsoleSession {
+    pub caller: Caller,
+    /// What every form of this session must send back, so that another site cannot
+    /// post to the console in the user's name.
+    pub csrf: String,
+}
+
 /// A freshly issued access token.
 pub struct IssuedToken {
     pub token: Secret,
@@ -132,6 +140,9 @@ pub struct Auth {
     /// itself); an entry counts only while the user's password is unchanged.
     verified: quick_cache::sync::Cache<(Username, [u8; 32]), i64>,
     verified_key: [u8; 32],
+    /// Keys the console's form tokens, derived from the shared signing key so that any
+    /// node of a cluster accepts a form another node rendered.
+    csrf_key: [u8; 32],
     /// Tokens whose signature was checked: user, expiry and password-change time.
     tokens: TokenCache,
 }
@@ -259,6 +270,12 @@ pub async fn shared_signing_key(store: &dyn Store) -> Result<Vec<u8>, AuthError>
     }
 }
 
+/// What the database keeps of a console session id.
+fn session_digest(id: &str) -> String {
+    use blake2::Digest;
+    hex::encode(blake2::Blake2s256::digest(id.as_bytes()))
+}
+
 /// A random password for the first admin.
 pub fn generate_password() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
@@ -299,6 +316,14 @@ impl Auth {
                 foldhash::fast::RandomState::default(),
                 quick_cache::sync::DefaultLifecycle::default(),
             ),
+            csrf_key: {
+                use blake2::Digest;
+                blake2::Blake2s256::new()
+                    .chain_update(b"cairn console csrf\0")
+                    .chain_update(signing_key)
+                    .finalize()
+                    .into()
+            },
             verified_key: {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -507,6 +532,82 @@ impl Auth {
             username: name,
             role: issued.role,
         })
+    }
+
+    /// Checks a user name and password and opens a console session. Returns the
+    /// session id for the browser's cookie; the database keeps only its digest.
+    pub async fn open_session(
+        &self,
+        username: &str,
+        password: &Secret,
+    ) -> Result<(Secret, ConsoleSession), AuthError> {
+        let user = self.verify_password(username, password).await?;
+        let mut id = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let id = hex::encode(id);
+        let now = now_millis();
+        // Expired sessions go when new ones come, which bounds the table by the logins
+        // of one token lifetime.
+        self.store.delete_expired_sessions(now).await?;
+        self.store
+            .create_session(&cairn_store::SessionRecord {
+                id_hash: session_digest(&id),
+                username: user.username.clone(),
+                created_at: now,
+                expires_at: now + (self.ttl_secs as i64) * 1000,
+            })
+            .await?;
+        let session = ConsoleSession {
+            csrf: self.csrf_for(&id),
+            caller: Caller {
+                username: user.username,
+                role: user.role,
+            },
+        };
+        Ok((Secret::from(id), session))
+    }
+
+    /// The console session with this id: valid while it has not expired, was not ended,
+    /// and its user still exists with the password it logged in with.
+    pub async fn session(&self, id: &str) -> Result<ConsoleSession, AuthError> {
+        let record = self
+            .store
+            .session(&session_digest(id))
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        if record.expires_at <= now_millis() {
+            return Err(AuthError::Expired);
+        }
+        let state = self
+            .users
+            .get(&record.username)
+            .map(|s| *s)
+            .ok_or(AuthError::InvalidToken)?;
+        if state.password_changed_at > record.created_at {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(ConsoleSession {
+            csrf: self.csrf_for(id),
+            caller: Caller {
+                username: record.username,
+                role: state.role,
+            },
+        })
+    }
+
+    /// Ends a console session on every node.
+    pub async fn close_session(&self, id: &str) -> Result<(), AuthError> {
+        Ok(self.store.delete_session(&session_digest(id)).await?)
+    }
+
+    fn csrf_for(&self, session_id: &str) -> String {
+        use blake2::Digest;
+        hex::encode(
+            blake2::Blake2s256::new()
+                .chain_update(self.csrf_key)
+                .chain_update(session_id.as_bytes())
+                .finalize(),
+        )
     }
 
     /// Re-reads the users from the database, picking up changes other nodes made.

@@ -206,6 +206,7 @@ pub struct ListFilter {
     pub group: Option<Wildcard>,
     pub data_id: Option<Wildcard>,
     pub tag: Option<String>,
+    pub format: Option<Format>,
     pub content: Option<String>,
 }
 
@@ -661,6 +662,7 @@ impl Service {
                     .tag
                     .as_ref()
                     .is_none_or(|t| c.tags.iter().any(|x| x == t))
+                && filter.format.is_none_or(|f| c.format == f)
                 && filter
                     .content
                     .as_ref()

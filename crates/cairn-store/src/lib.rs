@@ -224,6 +224,18 @@ pub trait AccessKeyStore: Send + Sync {
     async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()>;
 }
 
+/// Console sessions, shared by the nodes so that a logout on one ends it on all.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The session with this id digest, expired or not.
+    async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>>;
+    /// Ends a session; ending one that does not exist is not an error.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Forgets sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
+}
+
 /// Everything a Cairn node needs from its database.
 /// The database engine behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +266,15 @@ impl Backend {
 
 #[async_trait]
 pub trait Store:
-    NamespaceStore + ConfigStore + UserStore + ClusterStore + AccessKeyStore + Send + Sync + 'static
+    NamespaceStore
+    + ConfigStore
+    + UserStore
+    + ClusterStore
+    + AccessKeyStore
+    + SessionStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

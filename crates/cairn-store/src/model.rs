@@ -171,6 +171,15 @@ pub struct ChangeRecord {
     pub created_at: i64,
 }
 
+/// A console session. The browser holds the session id; only its digest is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub username: Username,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// A user account. Only the argon2 hash of the password is stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {

@@ -19,8 +19,8 @@ use crate::model::{join_tags, split_tags};
 use crate::{
     AccessKeyRecord, AccessKeyStore, Audit, Backend, ChangeRecord, ChangeSignal, ClusterStore,
     ConfigDelete, ConfigRecord, ConfigStore, ConfigWrite, Expect, GrayRecord, GrayWrite,
-    HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, Store,
-    StoreError, UserRecord, UserStore,
+    HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, SessionRecord,
+    SessionStore, Store, StoreError, UserRecord, UserStore,
 };
 
 /// What varies between SQL engines.
@@ -182,11 +182,15 @@ fn history_from_row(row: &AnyRow) -> Result<HistoryRecord> {
     })
 }
 
+/// A user name column.
+fn username(row: &AnyRow, column: &str) -> Result<Username> {
+    let name = text(row, column)?;
+    Username::parse(&name).map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))
+}
+
 fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
-    let name = text(row, "username")?;
     Ok(UserRecord {
-        username: Username::parse(&name)
-            .map_err(|e| StoreError::Corrupt(format!("user name {name:?}: {e}")))?,
+        username: username(row, "username")?,
         password_hash: text(row, "password_hash")?,
         role: {
             let role = text(row, "role")?;
@@ -1383,5 +1387,65 @@ mod tests {
             ..pg
         };
         assert_eq!(other.sql("a = ?"), "a = ?");
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    #[instrument(skip_all, fields(user = %session.username), err(level = "debug"))]
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        let sql = self.sql(
+            "INSERT INTO console_sessions (id_hash, username, created_at, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(&session.id_hash)
+            .bind(session.username.as_str())
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, err(level = "debug"))]
+    async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
+        let sql = self.sql(
+            "SELECT id_hash, username, created_at, expires_at FROM console_sessions \
+             WHERE id_hash = ?",
+        );
+        let row = sqlx::query::<Any>(sql)
+            .bind(id_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                id_hash: text(&row, "id_hash")?,
+                username: username(&row, "username")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    #[instrument(skip_all, err(level = "debug"))]
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let sql = self.sql("DELETE FROM console_sessions WHERE id_hash = ?");
+        sqlx::query::<Any>(sql)
+            .bind(id_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        let sql = self.sql("DELETE FROM console_sessions WHERE expires_at < ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -655,6 +655,24 @@ async fn access_keys(store: Arc<dyn Store>) {
     ));
 }
 
+async fn console_sessions(store: Arc<dyn Store>) {
+    let session = |id: &str, expires_at: i64| SessionRecord {
+        id_hash: id.into(),
+        username: Username::parse("alice").unwrap(),
+        created_at: 10,
+        expires_at,
+    };
+    store.create_session(&session("a1", 100)).await.unwrap();
+    store.create_session(&session("b2", 300)).await.unwrap();
+    assert_eq!(store.session("a1").await.unwrap(), Some(session("a1", 100)));
+    assert_eq!(store.session("A1").await.unwrap(), None, "ids are exact");
+    assert_eq!(store.delete_expired_sessions(200).await.unwrap(), 1);
+    assert_eq!(store.session("a1").await.unwrap(), None);
+    store.delete_session("b2").await.unwrap();
+    store.delete_session("b2").await.unwrap();
+    assert_eq!(store.session("b2").await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -688,6 +706,7 @@ macro_rules! suite {
             case!(unset_metadata_keeps_the_stored_values);
             case!(gray_releases);
             case!(access_keys);
+            case!(console_sessions);
         }
     };
 }

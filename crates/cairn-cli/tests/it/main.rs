@@ -6,5 +6,6 @@ mod client_sdk;
 mod cluster;
 mod common;
 mod compat;
+mod console;
 mod nacos_sdk;
 mod tidy;

@@ -2,6 +2,7 @@
 //! module holds what they share: state, extractors and the assembled router.
 
 pub(crate) mod apollo;
+mod console;
 pub mod error;
 pub mod grpc;
 mod nacos;
@@ -254,6 +255,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(nacos::router().route_layer(crate::metrics::Track))
         .merge(apollo::router().route_layer(crate::metrics::Track))
         .merge(ops::router())
+        .merge(console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -251,6 +251,7 @@ async fn list_configs(
         group: non_empty(q.group).map(|g| Wildcard::new(&g)),
         data_id: non_empty(q.data_id).map(|d| Wildcard::new(&d)),
         tag: non_empty(q.tag),
+        format: None,
         content: non_empty(q.q),
     };
     let (items, total) = state.service.list(&filter, page);

@@ -130,6 +130,7 @@ fn search(state: &SharedState, params: &Params) -> Answer {
         group: pattern("group"),
         data_id: pattern("dataId"),
         tag: params.get("config_tags").map(str::to_owned),
+        format: None,
         content: None,
     };
     let page = page_of(params)?;

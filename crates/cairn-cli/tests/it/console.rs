@@ -1,0 +1,453 @@
+//! The web console in a real headless Chromium, driven over WebDriver, against a real
+//! `cairn server`: what a person does in it, page by page, with a screenshot of each
+//! page under `target/console-screenshots/`. `CAIRN_TEST_CHROMEDRIVER` names the
+//! chromedriver to use (`.ci/run` installs Debian's `chromium` and `chromium-driver`);
+//! without it this test says so and skips.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::Server;
+
+const PASSWORD: &str = "console-password-1";
+
+/// A chromedriver process on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn driver() -> Option<Driver> {
+    let Ok(path) = std::env::var("CAIRN_TEST_CHROMEDRIVER") else {
+        eprintln!("CAIRN_TEST_CHROMEDRIVER is not set; skipping the browser test of the console");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+async fn browser(driver: &Driver, width: u32) -> Client {
+    let binary =
+        std::env::var("CAIRN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": binary,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--window-size={width},1000"), "--lang=en-US"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// The element `css` selects, once the page shows it (a click that submits a form
+/// returns before the next page has loaded).
+async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    find(c, css).await.text().await.unwrap()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = find(c, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+/// Sets the code editor's content as typing would.
+async fn set_editor(c: &Client, value: &str) {
+    // The editing form's editor: the page before may have had a read-only one.
+    find(c, "form#editor .CodeMirror").await;
+    c.execute(
+        "document.querySelector('form#editor .CodeMirror').CodeMirror.setValue(arguments[0]); return true;",
+        vec![json!(value)],
+    )
+    .await
+    .unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    find(c, css).await.click().await.unwrap();
+}
+
+/// The page's path, once it is `want` (or after 10 s, whatever it is then).
+async fn path_becomes(c: &Client, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = c.current_url().await.unwrap().path().to_owned();
+        if path == want || Instant::now() > deadline {
+            return path;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes through the native API, as another person would.
+async fn publish_elsewhere(url: &str, data_id: &str, content: &str) {
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let status = http
+        .put(format!(
+            "{url}/api/v1/configs/public/DEFAULT_GROUP/{data_id}"
+        ))
+        .bearer_auth(token)
+        .json(&json!({ "content": content, "comment": "from the API" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_person_manages_configs_in_the_console() {
+    let Some(driver) = driver() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(PASSWORD));
+    assert!(
+        server
+            .banner
+            .contains(&format!("console at {}/console/", server.url)),
+        "the startup line names the console: {}",
+        server.banner
+    );
+    let url = server.url.clone();
+    let c = browser(&driver, 1280).await;
+
+    // Any page sends a stranger to the login page, which sends them back afterwards.
+    c.goto(&format!("{url}/console/configs")).await.unwrap();
+    assert_eq!(path_becomes(&c, "/console/login").await, "/console/login");
+    shot(&c, "01-login").await;
+    fill(&c, "#username", "admin").await;
+    fill(&c, "#password", "not-the-password").await;
+    click(&c, "button[type=submit]").await;
+    assert!(text(&c, ".flash.error")
+        .await
+        .contains("user name or password is wrong"));
+    shot(&c, "02-login-refused").await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "button[type=submit]").await;
+    assert_eq!(
+        path_becomes(&c, "/console/configs").await,
+        "/console/configs"
+    );
+    assert!(text(&c, "#count").await.starts_with("0 "));
+
+    // A new config whose YAML does not parse: the error names its line, and the editor
+    // marks that line.
+    click(&c, "a.button.primary").await;
+    assert_eq!(path_becomes(&c, "/console/new").await, "/console/new");
+    fill(&c, "#data_id", "app.yaml").await;
+    set_editor(&c, "server:\n  port: 8080\n  hosts: [a, b\n").await;
+    click(&c, "button[value=review]").await;
+    let problem = text(&c, "#problem").await;
+    assert!(problem.contains("line"), "{problem}");
+    c.find(Locator::Css(".cm-error-line"))
+        .await
+        .expect("the editor marks the line");
+    shot(&c, "03-invalid-yaml").await;
+
+    // Fixed, reviewed as a diff, published.
+    set_editor(&c, "server:\n  port: 8080\n  hosts: [a, b]\n").await;
+    click(&c, "button[value=review]").await;
+    assert!(text(&c, "table.diff").await.contains("port: 8080"));
+    shot(&c, "04-review").await;
+    fill(&c, "#message", "first version").await;
+    click(&c, "button[value=publish]").await;
+    assert_eq!(
+        path_becomes(&c, "/console/c/public/DEFAULT_GROUP/app.yaml").await,
+        "/console/c/public/DEFAULT_GROUP/app.yaml"
+    );
+    assert!(text(&c, ".flash.ok").await.contains("Published"));
+    assert!(text(&c, "#meta").await.contains("yaml"));
+    shot(&c, "05-config").await;
+
+    // Two people edit at once: the second publish is shown the first one's change
+    // and keeps its own content, never overwriting silently.
+    click(&c, "a.button.primary").await;
+    set_editor(&c, "server:\n  port: 9090\n  hosts: [a, b]\n").await;
+    publish_elsewhere(
+        &url,
+        "app.yaml",
+        "server:\n  port: 8080\n  hosts: [a, b, c]\n",
+    )
+    .await;
+    click(&c, "button[value=review]").await;
+    click(&c, "button[value=publish]").await;
+    let conflict = text(&c, "#conflict").await;
+    assert!(conflict.contains("hosts: [a, b, c]"), "{conflict}");
+    assert!(conflict.contains("port: 9090"), "{conflict}");
+    shot(&c, "06-conflict").await;
+    // Merged by hand, then published on top of the other change.
+    set_editor(&c, "server:\n  port: 9090\n  hosts: [a, b, c]\n").await;
+    click(&c, "button[value=review]").await;
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Published"));
+    let content: String = c
+        .execute(
+            "return document.querySelector('.CodeMirror').CodeMirror.getValue();",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content, "server:\n  port: 9090\n  hosts: [a, b, c]\n");
+
+    // History, a diff side by side, and a rollback after seeing what it changes.
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/app.yaml/history"
+    ))
+    .await
+    .unwrap();
+    let history = text(&c, "#history").await;
+    assert!(
+        history.contains("first version") && history.contains("from the API"),
+        "{history}"
+    );
+    shot(&c, "07-history").await;
+    let first = c
+        .find_all(Locator::Css("#history tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(first, 3);
+    click(&c, "#history tbody tr:last-child a[href*=diff]").await;
+    c.find(Locator::Css("#view option[value=split]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&c, "form.filters button[type=submit]").await;
+    assert!(text(&c, "table.diff.split").await.contains("9090"));
+    shot(&c, "08-diff-side-by-side").await;
+    click(&c, "a[href*=rollback]").await;
+    text(&c, "#rollback").await;
+    assert!(text(&c, "table.diff").await.contains("8080"));
+    click(&c, "#rollback button[type=submit]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Rolled back"));
+    assert!(text(&c, "#meta").await.contains("admin"));
+
+    // Content and descriptions are shown as text, never run.
+    c.goto(&format!("{url}/console/new")).await.unwrap();
+    fill(&c, "#data_id", "xss.html").await;
+    fill(
+        &c,
+        "#description",
+        "<script>window.__described = 1</script>",
+    )
+    .await;
+    set_editor(
+        &c,
+        "<script>window.__ran = 1</script><img src=x onerror=\"window.__ran = 2\">",
+    )
+    .await;
+    click(&c, "button[value=review]").await;
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, "#meta")
+        .await
+        .contains("<script>window.__described = 1</script>"));
+    let ran = c
+        .execute(
+            "return [window.__ran === undefined, window.__described === undefined];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ran, json!([true, true]), "user content ran as script");
+    shot(&c, "09-content-as-text").await;
+
+    // Search by wildcard.
+    c.goto(&format!("{url}/console/configs?data_id=app*"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#count").await.starts_with("1 "));
+    assert!(text(&c, "#configs").await.contains("app.yaml"));
+    shot(&c, "10-configs").await;
+
+    // Another language, remembered.
+    click(&c, "a[lang=zh-CN]").await;
+    text(&c, "html[lang=zh-CN]").await;
+    assert_eq!(text(&c, "h1").await, "配置列表");
+    c.goto(&format!("{url}/console/c/public/DEFAULT_GROUP/app.yaml"))
+        .await
+        .unwrap();
+    assert!(text(&c, "a.button.primary").await.contains("编辑"));
+    shot(&c, "11-chinese").await;
+    click(&c, "a[lang=en]").await;
+
+    // Delete, after confirming.
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/xss.html/delete"
+    ))
+    .await
+    .unwrap();
+    click(&c, "#delete button[type=submit]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Deleted"));
+    assert!(!text(&c, "#configs").await.contains("xss.html"));
+
+    // A narrow screen still works.
+    let phone = browser(&driver, 390).await;
+    phone.goto(&format!("{url}/console/login")).await.unwrap();
+    fill(&phone, "#username", "admin").await;
+    fill(&phone, "#password", PASSWORD).await;
+    click(&phone, "button[type=submit]").await;
+    assert!(text(&phone, "#configs").await.contains("app.yaml"));
+    shot(&phone, "12-narrow").await;
+    phone.close().await.unwrap();
+
+    // Logging out ends the session on the server: its cookie no longer opens a page.
+    let cookie = c.get_named_cookie("cairn_session").await.unwrap();
+    click(&c, "header form button").await;
+    assert_eq!(path_becomes(&c, "/console/login").await, "/console/login");
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{url}/console/configs"))
+        .header("cookie", format!("cairn_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 303);
+    assert!(replay.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn console_answers_carry_the_security_headers_and_refuse_foreign_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(PASSWORD));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/console/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+
+    let login = http
+        .post(format!("{}/console/login", server.url))
+        .form(&[
+            ("username", "admin"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    assert_eq!(
+        login.headers()["location"],
+        "/console/configs",
+        "no redirect off the node"
+    );
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // A form without this session's token is refused and changes nothing.
+    let forged = http
+        .post(format!("{}/console/new", server.url))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", "forged"),
+            ("namespace", "public"),
+            ("group", "DEFAULT_GROUP"),
+            ("data_id", "forged.txt"),
+            ("content", "x"),
+            ("step", "publish"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.text().await.unwrap().contains("reload the page"));
+    let missing = http
+        .get(format!(
+            "{}/console/c/public/DEFAULT_GROUP/forged.txt",
+            server.url
+        ))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "the forged form published nothing");
+}

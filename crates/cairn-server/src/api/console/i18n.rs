@@ -1,0 +1,163 @@
+//! The console's languages: English, and Simplified Chinese as both Nacos's and
+//! Apollo's consoles offer it. English text is the key; a phrase without a
+//! translation shows in English rather than not at all.
+
+/// A console language, chosen by the `cairn_lang` cookie, else the browser's
+/// `Accept-Language`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "en" => Some(Lang::En),
+            "zh" => Some(Lang::Zh),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+
+    /// The HTML `lang` attribute.
+    pub fn html(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    /// The first language of an `Accept-Language` header that the console speaks.
+    pub fn from_accept(header: &str) -> Lang {
+        header
+            .split(',')
+            .map(|part| {
+                part.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find_map(|tag| {
+                if tag.starts_with("zh") {
+                    Some(Lang::Zh)
+                } else if tag.starts_with("en") {
+                    Some(Lang::En)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    /// `en` in this language.
+    pub fn t(self, en: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::Zh => ZH
+                .binary_search_by(|(key, _)| key.cmp(&en))
+                .map_or(en, |i| ZH[i].1),
+        }
+    }
+}
+
+/// English → Simplified Chinese, sorted by the English (a test keeps it so).
+const ZH: &[(&str, &str)] = &[
+    ("All", "全部"),
+    ("Apply", "应用"),
+    ("Back to editing", "返回编辑"),
+    ("Cancel", "取消"),
+    ("Changed at", "修改时间"),
+    ("Changed by", "修改人"),
+    ("Comment", "备注"),
+    ("Config", "配置"),
+    ("Configs", "配置列表"),
+    ("Content", "内容"),
+    ("Content contains", "内容包含"),
+    ("Create", "创建"),
+    ("Data ID", "Data ID"),
+    ("Delete", "删除"),
+    ("Delete this config?", "删除此配置？"),
+    ("Deleted.", "已删除。"),
+    ("Description", "描述"),
+    ("Diff", "对比"),
+    ("Edit", "编辑"),
+    ("Format", "格式"),
+    ("From revision", "起始版本"),
+    ("Group", "分组"),
+    ("History", "历史版本"),
+    ("Kind", "类型"),
+    ("Language", "语言"),
+    ("Log in", "登录"),
+    ("Log out", "退出登录"),
+    ("MD5", "MD5"),
+    ("Message (optional)", "发布说明（可选）"),
+    ("Namespace", "命名空间"),
+    ("New config", "新建配置"),
+    ("Next", "下一页"),
+    ("No changes.", "没有变化。"),
+    ("No configs match.", "没有匹配的配置。"),
+    ("Nothing to show.", "暂无内容。"),
+    ("Operator", "操作人"),
+    ("Password", "密码"),
+    ("Previous", "上一页"),
+    ("Publish", "发布"),
+    ("Published.", "已发布。"),
+    ("Review changes", "查看变更"),
+    ("Revision", "版本"),
+    ("Roll back", "回滚"),
+    ("Roll back to this revision", "回滚到此版本"),
+    ("Rolled back.", "已回滚。"),
+    ("Search", "搜索"),
+    ("Side by side", "并排"),
+    ("Someone else published this config while you edited it. Their change is below; your content is kept in the editor. Merge, review and publish again.", "在你编辑期间，其他人发布了此配置。下方是他们的变更；你的内容保留在编辑器中。请合并后重新查看并发布。"),
+    ("Tags", "标签"),
+    ("Tags (comma-separated)", "标签（逗号分隔）"),
+    ("Their change", "他人的变更"),
+    ("This is what the rollback will change:", "回滚将产生以下变更："),
+    ("This is what will be published:", "以下内容将被发布："),
+    ("Time", "时间"),
+    ("To revision", "目标版本"),
+    ("Unified", "统一视图"),
+    ("User name", "用户名"),
+    ("Your change", "你的变更"),
+    ("configs", "个配置"),
+    ("current", "当前"),
+    ("delete", "删除"),
+    ("gray abandon", "灰度放弃"),
+    ("gray promote", "灰度全量"),
+    ("gray release", "灰度发布"),
+    ("publish", "发布"),
+    ("rollback", "回滚"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_translates() {
+        assert!(
+            ZH.windows(2).all(|w| w[0].0 < w[1].0),
+            "ZH must stay sorted"
+        );
+        assert_eq!(Lang::Zh.t("Log in"), "登录");
+        assert_eq!(Lang::En.t("Log in"), "Log in");
+        assert_eq!(Lang::Zh.t("not in the table"), "not in the table");
+    }
+
+    #[test]
+    fn the_browser_language_is_followed() {
+        assert_eq!(Lang::from_accept("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh);
+        assert_eq!(Lang::from_accept("fr-FR, en;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept("de"), Lang::En);
+    }
+}

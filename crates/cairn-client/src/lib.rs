@@ -680,6 +680,12 @@ impl Client {
         self.json(request).await
     }
 
+    /// The clients watching a config on the node this client talks to.
+    pub async fn listeners(&self, key: &Key) -> Result<Vec<ConfigListener>> {
+        self.json(self.request(Method::GET, self.config_url(key, &["listeners"])))
+            .await
+    }
+
     /// One historical version, with content.
     pub async fn history_entry(&self, key: &Key, revision: i64) -> Result<HistoryEntry> {
         let revision = revision.to_string();

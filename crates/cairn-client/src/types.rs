@@ -172,6 +172,21 @@ pub struct Page<T> {
     pub page_size: u32,
 }
 
+/// A client watching a config, as the node it is connected to sees it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfigListener {
+    /// The client's address, when known.
+    pub client_ip: Option<String>,
+    /// How it listens: `native`, `native-sse`, `nacos-http`, `nacos-grpc` or `apollo`.
+    pub protocol: String,
+    /// The md5 it holds (`""`: none); absent for Apollo clients, which number versions.
+    pub md5: Option<String>,
+    /// Whether it holds what it would read now.
+    pub current: bool,
+    /// When the watch began (a long poll's: its latest poll), RFC 3339.
+    pub since: String,
+}
+
 /// One change to a config, as its history keeps it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HistoryEntry {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod commit;
 pub mod hub;
+pub mod listeners;
 mod metrics;
 mod serve;
 pub mod service;

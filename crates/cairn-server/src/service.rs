@@ -23,6 +23,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::cache::{KeyState, View};
 use crate::commit::{Change, Commits};
 use crate::hub::Registration;
+use crate::listeners::{Listed, Listener, Listeners, Protocol};
 use crate::now_millis;
 
 const MAX_TAGS: usize = 32;
@@ -199,6 +200,32 @@ pub struct GrayInput {
     pub comment: Option<String>,
 }
 
+/// One key of one watch, for the "who listens" views.
+pub struct HeldKey {
+    pub listener: Arc<Listener>,
+    pub key: ConfigKey,
+    /// The md5 the client holds (`""`: none); `None` where the surface numbers
+    /// versions itself.
+    pub held: Option<String>,
+    /// Whether what the client holds is what it would read now.
+    pub current: bool,
+}
+
+/// A registered watch: the hub's registration, listed among the node's listeners for as
+/// long as it lives.
+pub struct Watch {
+    registration: Registration,
+    _listed: Listed,
+}
+
+impl std::ops::Deref for Watch {
+    type Target = Registration;
+
+    fn deref(&self) -> &Registration {
+        &self.registration
+    }
+}
+
 /// Search criteria; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -224,6 +251,7 @@ pub struct Service {
     /// and wake-up happen in revision order.
     locks: Vec<Arc<Mutex<()>>>,
     hasher: RandomState,
+    listeners: Arc<Listeners>,
 }
 
 /// Checks that `content` parses as `format` (unless forced); large contents are parsed
@@ -282,6 +310,7 @@ impl Service {
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
             hasher: RandomState::new(),
+            listeners: Arc::default(),
         }
     }
 
@@ -341,11 +370,65 @@ impl Service {
         (hub.held(), hub.watched_keys())
     }
 
-    /// Registers a watcher of `keys`, woken by every change to one of them (and once
-    /// at shutdown) until the registration is dropped. Register before comparing, so
-    /// a change in between is not missed.
-    pub fn register(&self, keys: Vec<ConfigKey>) -> Registration {
-        self.commits.hub().register(keys)
+    /// Registers a watcher of the listener's keys, woken by every change to one of them
+    /// (and once at shutdown) until the watch is dropped, and lists it among the node's
+    /// listeners meanwhile. Register before comparing, so a change in between is not
+    /// missed.
+    pub fn register(&self, listener: Listener) -> Watch {
+        Watch {
+            registration: self.commits.hub().register(listener.keys()),
+            _listed: self.listeners.add(listener),
+        }
+    }
+
+    /// The watches of `key` on this node: each with what its client holds of the key
+    /// and whether that is what the client would read now.
+    pub fn listeners_of(&self, key: &ConfigKey) -> Vec<HeldKey> {
+        self.listeners
+            .of_key(key)
+            .into_iter()
+            .map(|(listener, held)| self.held_key(listener, key.clone(), held))
+            .collect()
+    }
+
+    /// The watches of the client at `ip` on this node, each key with what the client
+    /// holds and whether it is current.
+    pub fn listened_by(&self, ip: std::net::IpAddr) -> Vec<(Arc<Listener>, Vec<HeldKey>)> {
+        self.listeners
+            .of_client(ip)
+            .into_iter()
+            .map(|listener| {
+                let keys = listener
+                    .held
+                    .iter()
+                    .map(|(key, held)| self.held_key(listener.clone(), key.clone(), held.clone()))
+                    .collect();
+                (listener, keys)
+            })
+            .collect()
+    }
+
+    fn held_key(&self, listener: Arc<Listener>, key: ConfigKey, held: Option<String>) -> HeldKey {
+        let current = match &held {
+            Some(md5) => {
+                let now = self.view(&key, &listener.client);
+                now.as_ref().map_or("", |v| v.md5()) == md5
+            }
+            // Held polls of surfaces that number versions are answered when they fall
+            // behind, so while held they are current.
+            None => true,
+        };
+        HeldKey {
+            listener,
+            key,
+            held,
+            current,
+        }
+    }
+
+    /// How many watches this node holds, over every surface.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
     }
 
     /// Answers every watch, now and later: the node is shutting down.
@@ -590,7 +673,7 @@ impl Service {
     /// long poll is this loop.
     pub async fn wait_until<T>(
         &self,
-        keys: Vec<ConfigKey>,
+        listener: Listener,
         timeout: std::time::Duration,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
@@ -601,7 +684,7 @@ impl Service {
             return None;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let registration = self.register(keys);
+        let registration = self.register(listener);
         loop {
             if let Some(found) = check() {
                 return Some(found);
@@ -623,12 +706,17 @@ impl Service {
     /// `timeout` for a change; empty when nothing changed in time.
     pub async fn wait_for_changes(
         &self,
+        protocol: Protocol,
         held: &[(ConfigKey, String)],
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
     ) -> Vec<(ConfigKey, Option<View>)> {
-        let keys = held.iter().map(|(k, _)| k.clone()).collect();
-        self.wait_until(keys, timeout, || {
+        let listed = held
+            .iter()
+            .map(|(k, md5)| (k.clone(), Some(md5.clone())))
+            .collect();
+        let listener = Listener::new(protocol, client.clone(), listed);
+        self.wait_until(listener, timeout, || {
             let stale: Vec<(ConfigKey, Option<View>)> = held
                 .iter()
                 .filter_map(|(key, md5)| {
@@ -1001,8 +1089,18 @@ mod tests {
         let held = [(key("w"), String::new())];
         let other = [(key("other"), String::new())];
         let (changed, quiet, ()) = tokio::join!(
-            service.wait_for_changes(&held, &client, std::time::Duration::from_secs(10)),
-            service.wait_for_changes(&other, &client, std::time::Duration::from_millis(300)),
+            service.wait_for_changes(
+                Protocol::Native,
+                &held,
+                &client,
+                std::time::Duration::from_secs(10)
+            ),
+            service.wait_for_changes(
+                Protocol::Native,
+                &other,
+                &client,
+                std::time::Duration::from_millis(300)
+            ),
             async {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 service

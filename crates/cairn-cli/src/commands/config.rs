@@ -42,6 +42,9 @@ pub enum ConfigCommand {
         #[arg(long, default_value_t = 20)]
         page_size: u32,
     },
+    /// Who watches a config on the node: client address, protocol, the md5 it holds and
+    /// whether that is current.
+    Listeners { key: String },
     /// Publish an earlier revision's content again, as a new revision.
     Rollback {
         key: String,
@@ -124,6 +127,7 @@ pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<()> 
             page,
             page_size,
         } => history(client, &mut out, &k, page, page_size).await?,
+        ConfigCommand::Listeners { key: k } => listeners(client, &mut out, &k).await?,
         ConfigCommand::Rollback { key: k, to } => {
             let k = key(&k)?;
             let config = client.rollback(&k, to).await?;
@@ -270,6 +274,29 @@ async fn list(client: &Client, out: &mut impl Write, args: ListArgs) -> anyhow::
         "page {} of {pages}, {} configs in all",
         page.page, page.total
     )?;
+    Ok(())
+}
+
+async fn listeners(client: &Client, out: &mut impl Write, k: &str) -> anyhow::Result<()> {
+    let found = client.listeners(&key(k)?).await?;
+    let rows: Vec<[String; 5]> = found
+        .iter()
+        .map(|l| {
+            [
+                l.client_ip.clone().unwrap_or_else(|| "-".into()),
+                l.protocol.clone(),
+                l.md5.clone().unwrap_or_else(|| "-".into()),
+                if l.current { "yes" } else { "no" }.into(),
+                l.since.clone(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        ["CLIENT", "PROTOCOL", "MD5", "CURRENT", "SINCE"],
+        &rows,
+    )?;
+    writeln!(out, "{} listening", found.len())?;
     Ok(())
 }
 

@@ -133,10 +133,9 @@ async fn path_becomes(c: &Client, want: &str) -> String {
     }
 }
 
-/// Publishes through the native API, as another person would.
-async fn publish_elsewhere(url: &str, data_id: &str, content: &str) {
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
+/// A native API token for the admin.
+async fn api_token(url: &str) -> String {
+    let login: serde_json::Value = reqwest::Client::new()
         .post(format!("{url}/api/v1/auth/login"))
         .json(&json!({ "username": "admin", "password": PASSWORD }))
         .send()
@@ -145,7 +144,14 @@ async fn publish_elsewhere(url: &str, data_id: &str, content: &str) {
         .json()
         .await
         .unwrap();
-    let token = login["token"].as_str().unwrap();
+    login["token"].as_str().unwrap().to_owned()
+}
+
+/// Publishes through the native API, as another person would.
+async fn publish_elsewhere(url: &str, data_id: &str, content: &str) {
+    let http = reqwest::Client::new();
+    let token = api_token(url).await;
+    let token = token.as_str();
     let status = http
         .put(format!(
             "{url}/api/v1/configs/public/DEFAULT_GROUP/{data_id}"
@@ -348,6 +354,52 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(text(&c, ".flash.ok").await.contains("Deleted"));
     assert!(!text(&c, "#configs").await.contains("xss.html"));
 
+    // Who listens: a real client (`cairn watch`) long-polling app.yaml shows up, with
+    // its address, its protocol and whether it holds the current content.
+    let token = api_token(&url).await;
+    let mut watcher = std::process::Command::new(crate::common::BIN)
+        .args([
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "watch",
+            "public/DEFAULT_GROUP/app.yaml",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cairn watch starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        c.goto(&format!(
+            "{url}/console/c/public/DEFAULT_GROUP/app.yaml/listeners"
+        ))
+        .await
+        .unwrap();
+        if c.find(Locator::Css("#listeners")).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watcher never showed up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listeners = text(&c, "#listeners").await;
+    assert!(
+        listeners.contains("127.0.0.1") && listeners.contains("native"),
+        "{listeners}"
+    );
+    assert!(
+        listeners.contains("yes"),
+        "the watcher holds the current content: {listeners}"
+    );
+    shot(&c, "12-who-listens").await;
+    click(&c, "#listeners a[href*=ip]").await;
+    assert!(text(&c, "table.client-watch")
+        .await
+        .contains("public/DEFAULT_GROUP/app.yaml"));
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+
     // A narrow screen still works.
     let phone = browser(&driver, 390).await;
     phone.goto(&format!("{url}/console/login")).await.unwrap();
@@ -355,7 +407,7 @@ async fn a_person_manages_configs_in_the_console() {
     fill(&phone, "#password", PASSWORD).await;
     click(&phone, "button[type=submit]").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
-    shot(&phone, "12-narrow").await;
+    shot(&phone, "13-narrow").await;
     phone.close().await.unwrap();
 
     // Logging out ends the session on the server: its cookie no longer opens a page.

@@ -89,6 +89,11 @@ pub fn router() -> Router<SharedState> {
             "/api/v1/configs/{namespace}/{group}/{data_id}/gray/promote",
             post(gray_promote),
         )
+        .route(
+            "/api/v1/configs/{namespace}/{group}/{data_id}/listeners",
+            get(config_listeners),
+        )
+        .route("/api/v1/listeners", get(client_listeners))
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route(
             "/api/v1/apps/{app_id}/access-keys",
@@ -109,7 +114,7 @@ pub fn router() -> Router<SharedState> {
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
-        delete_access_key,
+        delete_access_key, config_listeners, client_listeners,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -562,6 +567,57 @@ async fn set_password(
         .set_password(&username, &Secret::from(req.password))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who watches a config on this node: every client of every surface (native long poll
+/// or stream, Nacos HTTP or gRPC, Apollo), with what it holds and whether that is current.
+#[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/listeners", tag = "configs",
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
+    responses((status = 200, body = [ListenerView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn config_listeners(
+    State(state): State<SharedState>,
+    _: Caller,
+    path: KeyPath,
+) -> Result<Json<Vec<ListenerView>>, ApiError> {
+    let key = config_key(path)?;
+    let found = state.service.listeners_of(&key);
+    Ok(Json(found.iter().map(ListenerView::from).collect()))
+}
+
+/// What one client watches on this node, by its IP address.
+#[utoipa::path(get, path = "/api/v1/listeners", tag = "configs", params(ListenersQuery),
+    responses((status = 200, body = [ClientWatchView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn client_listeners(
+    State(state): State<SharedState>,
+    _: Caller,
+    ApiQuery(q): ApiQuery<ListenersQuery>,
+) -> Result<Json<Vec<ClientWatchView>>, ApiError> {
+    let ip: std::net::IpAddr = q.ip.trim().parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_argument",
+            format!("ip {:?} is not an IP address", q.ip),
+        )
+    })?;
+    let watches = state
+        .service
+        .listened_by(ip)
+        .into_iter()
+        .map(|(listener, keys)| ClientWatchView {
+            protocol: listener.protocol.as_str(),
+            since: super::wire::timestamp(listener.since),
+            keys: keys
+                .iter()
+                .map(|h| WatchedKeyView {
+                    namespace: h.key.namespace.to_string(),
+                    group: h.key.group.to_string(),
+                    data_id: h.key.data_id.to_string(),
+                    md5: h.held.clone(),
+                    current: h.current,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(watches))
 }
 
 /// The live nodes of the cluster (this node alone without a shared database). Clients

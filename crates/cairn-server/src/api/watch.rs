@@ -19,7 +19,8 @@ use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchRespons
 use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
 use crate::auth::Caller;
 use crate::cache::View;
-use crate::hub::Registration;
+use crate::listeners::{Listener, Protocol};
+use crate::service::Watch;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -83,7 +84,7 @@ pub async fn watch(
         .min(state.settings.watch_max_timeout_ms.get());
     let stale = state
         .service
-        .wait_for_changes(&held, &client, timeout)
+        .wait_for_changes(Protocol::Native, &held, &client, timeout)
         .await;
     Ok(answer(&stale))
 }
@@ -157,7 +158,7 @@ fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
 struct StreamState {
     state: SharedState,
     client: ClientInfo,
-    registration: Registration,
+    registration: Watch,
     /// The md5 last sent per key; `None` before the first event.
     sent: Vec<Option<String>>,
     pending: VecDeque<ChangedKey>,
@@ -189,7 +190,12 @@ pub async fn stream(
     if keys.len() > state.settings.watch_max_keys {
         return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
     }
-    let registration = state.service.register(keys);
+    let listed = keys.into_iter().map(|k| (k, None)).collect();
+    let registration = state.service.register(Listener::new(
+        Protocol::NativeStream,
+        client.clone(),
+        listed,
+    ));
     let initial = StreamState {
         sent: vec![None; registration.keys().len()],
         state,

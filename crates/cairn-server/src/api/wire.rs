@@ -460,3 +460,57 @@ impl From<&cairn_store::AccessKeyRecord> for AccessKeyView {
 pub struct SetAccessKey {
     pub enabled: bool,
 }
+
+/// A client watching a config, on this node.
+#[derive(Serialize, ToSchema)]
+pub struct ListenerView {
+    /// The client's address as the node sees it (what gray rules match); absent when
+    /// unknown.
+    pub client_ip: Option<String>,
+    /// native, native-sse, nacos-http, nacos-grpc or apollo.
+    pub protocol: &'static str,
+    /// The md5 the client holds (`""`: none); absent for Apollo, which numbers versions.
+    pub md5: Option<String>,
+    /// Whether the client holds what it would read now.
+    pub current: bool,
+    /// When the watch began (a long poll's: when its latest poll arrived), RFC 3339.
+    pub since: String,
+}
+
+impl From<&crate::service::HeldKey> for ListenerView {
+    fn from(h: &crate::service::HeldKey) -> Self {
+        ListenerView {
+            client_ip: h.listener.client.ip.map(|ip| ip.to_string()),
+            protocol: h.listener.protocol.as_str(),
+            md5: h.held.clone(),
+            current: h.current,
+            since: timestamp(h.listener.since),
+        }
+    }
+}
+
+/// One watch of one client, on this node.
+#[derive(Serialize, ToSchema)]
+pub struct ClientWatchView {
+    pub protocol: &'static str,
+    /// When the watch began, RFC 3339.
+    pub since: String,
+    pub keys: Vec<WatchedKeyView>,
+}
+
+/// A key a client watches.
+#[derive(Serialize, ToSchema)]
+pub struct WatchedKeyView {
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub md5: Option<String>,
+    pub current: bool,
+}
+
+/// Whose watches to list.
+#[derive(Deserialize, IntoParams)]
+pub struct ListenersQuery {
+    /// The client's IP address.
+    pub ip: String,
+}

@@ -375,6 +375,22 @@ async fn listeners_hear_of_changes_by_push_until_they_acknowledge() {
     for line in ["cairn_grpc_connections 1", "cairn_grpc_listens 2"] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
+    // The connection is listed among the config's listeners. It said it held a stale
+    // md5, so it was pushed the change: the node counts it as holding the current one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listeners) = app
+            .get_json("/api/v1/configs/public/g/held/listeners")
+            .await;
+        if listeners[0]["protocol"] == "nacos-grpc" {
+            assert_eq!(listeners[0]["client_ip"], "127.0.0.1");
+            assert_eq!(listeners[0]["md5"], cairn_core::md5::md5_hex("one"));
+            assert_eq!(listeners[0]["current"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listeners}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A publish through another surface is pushed to the listener.
     app.publish_ok("public/g/later", "now").await;

@@ -1079,3 +1079,89 @@ async fn details_clients_rely_on() {
     let host = reached.trim_start_matches("http://");
     assert_eq!(text(r).await, (StatusCode::OK, format!("{host}\n")));
 }
+
+#[tokio::test]
+async fn who_listens_is_answered_for_every_surface_as_nacos_answers_it() {
+    let app = TestApp::spawn().await;
+    let nacos = Nacos::login(&app).await;
+    nacos.publish("who.yaml", "a: 1", &[]).await;
+    let current = md5("a: 1");
+
+    // Two held long polls of one config, over Nacos HTTP and the native API, each
+    // holding the current md5 (an old one would be answered at once).
+    let held_nacos = {
+        let (url, http) = (nacos.url("/nacos/v1/cs/configs/listener"), app.http.clone());
+        let listening = line("who.yaml", &current, None);
+        tokio::spawn(async move {
+            http.post(url)
+                .header("Long-Pulling-Timeout", "30000")
+                .form(&[("Listening-Configs", listening)])
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let held_native = app.spawn_watch(
+        json!([{ "namespace": "public", "group": "DEFAULT_GROUP", "data_id": "who.yaml", "md5": current }]),
+        30_000,
+    );
+    let key = "/api/v1/configs/public/DEFAULT_GROUP/who.yaml/listeners";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listeners = loop {
+        let (status, body) = app.get_json(key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.as_array().map_or(0, Vec::len) == 2 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both listeners are listed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut protocols: Vec<&str> = listeners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["protocol"].as_str().unwrap())
+        .collect();
+    protocols.sort();
+    assert_eq!(protocols, ["nacos-http", "native"]);
+    for l in listeners.as_array().unwrap() {
+        assert_eq!(l["client_ip"], "127.0.0.1");
+        assert_eq!(l["md5"], current.as_str());
+        assert_eq!(l["current"], true);
+    }
+
+    // Nacos's own queries, by config and by client, in its shape and spelling.
+    let (status, body) = text(
+        nacos
+            .get("/nacos/v1/cs/configs/listener?dataId=who.yaml&group=DEFAULT_GROUP")
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["collectStatus"], 200);
+    assert_eq!(
+        body["lisentersGroupkeyStatus"]["127.0.0.1"],
+        current.as_str()
+    );
+    let (_, body) = text(nacos.get("/nacos/v1/cs/listener?ip=127.0.0.1").await).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["lisentersGroupkeyStatus"]["who.yaml+DEFAULT_GROUP"],
+        current.as_str()
+    );
+    let (status, _) = text(nacos.get("/nacos/v1/cs/listener?ip=not-an-ip").await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // By client through the native API; a change makes the listeners answer and go.
+    let (_, by_client) = app.get_json("/api/v1/listeners?ip=127.0.0.1").await;
+    assert_eq!(by_client.as_array().unwrap().len(), 2, "{by_client}");
+    nacos.publish("who.yaml", "a: 2", &[]).await;
+    held_nacos.await.unwrap();
+    held_native.await.unwrap();
+    let (_, after) = app.get_json(key).await;
+    assert_eq!(after, json!([]), "answered polls are no longer listed");
+}

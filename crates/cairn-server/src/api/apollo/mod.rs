@@ -38,6 +38,7 @@ use ids::{NotificationIds, Stated};
 use super::{ApiError, Identity, SharedState};
 use crate::access_keys::Refusal;
 use crate::cache::View;
+use crate::listeners::{Listener, Protocol};
 
 type Answer = Result<Response, ApolloError>;
 
@@ -668,14 +669,15 @@ async fn notifications(
     };
     // Any change to a watched key (main or gray, for any client) wakes the poll, which
     // answers if this client's notification id moved.
-    let keys = watched
+    let held = watched
         .iter()
-        .flat_map(|w| w.keys.iter().map(|(_, k)| k.clone()))
+        .flat_map(|w| w.keys.iter().map(|(_, k)| (k.clone(), None)))
         .collect();
+    let listener = Listener::new(Protocol::Apollo, client.clone(), held);
     let timeout = state.settings.apollo_poll_timeout_ms.get();
     let changed = state
         .service
-        .wait_until(keys, timeout, || {
+        .wait_until(listener, timeout, || {
             let changed = answer(&watched);
             (!changed.is_empty()).then_some(changed)
         })

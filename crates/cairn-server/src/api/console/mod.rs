@@ -52,6 +52,11 @@ pub fn router() -> Router<SharedState> {
             "/console/c/{ns}/{group}/{data_id}/history",
             get(pages::history),
         )
+        .route(
+            "/console/c/{ns}/{group}/{data_id}/listeners",
+            get(pages::listeners),
+        )
+        .route("/console/listeners", get(pages::client_listeners))
         .route("/console/c/{ns}/{group}/{data_id}/diff", get(pages::diff))
         .route(
             "/console/c/{ns}/{group}/{data_id}/rollback",
@@ -387,6 +392,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                     nav {
                         @if ctx.user.is_some() {
                             a href="/console/configs" { (ctx.t("Configs")) }
+                            a href="/console/listeners" { (ctx.t("Who listens")) }
                         }
                     }
                     span.switch {

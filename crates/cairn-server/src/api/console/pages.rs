@@ -415,6 +415,7 @@ pub async fn config(
         div.actions {
             a.button.primary href={ (url) "/edit" } { (ctx.t("Edit")) }
             a.button href={ (url) "/history" } { (ctx.t("History")) }
+            a.button href={ (url) "/listeners" } { (ctx.t("Who listens")) }
             a.button.danger href={ (url) "/delete" } { (ctx.t("Delete")) }
         }
         div.panel {
@@ -1312,4 +1313,119 @@ pub async fn delete(
         enc(key.namespace.as_str())
     ))
     .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Who listens
+
+pub async fn listeners(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(path): Path<(String, String, String)>,
+) -> Reply {
+    let ctx = &session.ctx;
+    let key = key_of(ctx, path)?;
+    let found = state.service.listeners_of(&key);
+    let current_md5 = state
+        .service
+        .get(&key)
+        .map(|c| c.md5.clone())
+        .unwrap_or_default();
+    let body = html! {
+        (key_heading(&key))
+        div.actions {
+            a.button href=(config_url(&key)) { (ctx.t("Config")) }
+            span.muted #listening { (found.len()) " " (ctx.t("listening on this node")) }
+        }
+        @if found.is_empty() {
+            p.panel.muted { (ctx.t("Nobody listens to this config on this node.")) }
+        } @else {
+            table #listeners {
+                thead { tr {
+                    th { (ctx.t("Client")) }
+                    th { (ctx.t("Protocol")) }
+                    th { (ctx.t("Holds")) }
+                    th { (ctx.t("Current")) }
+                    th.hide-narrow { (ctx.t("Since")) }
+                } }
+                tbody {
+                    @for h in &found {
+                        @let ip = h.listener.client.ip.map(|ip| ip.to_string());
+                        tr {
+                            td.mono {
+                                @match &ip {
+                                    Some(ip) => a href={ "/console/listeners?ip=" (enc(ip)) } { (ip) },
+                                    None => "-",
+                                }
+                            }
+                            td { (h.listener.protocol.as_str()) }
+                            td.mono { (h.held.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
+                            td { (if h.current { ctx.t("yes") } else { ctx.t("no") }) }
+                            td.hide-narrow.muted { (time_of(h.listener.since)) }
+                        }
+                    }
+                }
+            }
+            p.muted { (ctx.t("Current md5")) ": " span.mono { (current_md5) } }
+        }
+    };
+    Ok(layout(ctx, key.data_id.as_str(), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ClientQuery {
+    ip: Option<String>,
+}
+
+pub async fn client_listeners(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<ClientQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    let text = q.ip.as_deref().unwrap_or("").trim().to_owned();
+    let watches = if text.is_empty() {
+        Vec::new()
+    } else {
+        let ip: std::net::IpAddr = text.parse().map_err(|_| {
+            ctx.fail(
+                StatusCode::BAD_REQUEST,
+                format!("{text:?} is not an IP address"),
+            )
+        })?;
+        state.service.listened_by(ip)
+    };
+    let body = html! {
+        h1 { (ctx.t("Who listens")) }
+        form.panel.filters method="get" action="/console/listeners" {
+            div {
+                label for="ip" { (ctx.t("Client IP")) }
+                input #ip type="search" name="ip" value=(text) placeholder="10.0.0.7";
+            }
+            div { button.primary type="submit" { (ctx.t("Search")) } }
+        }
+        @if !text.is_empty() && watches.is_empty() {
+            p.panel.muted { (ctx.t("This client listens to nothing on this node.")) }
+        }
+        @for (listener, keys) in &watches {
+            h2 { (listener.protocol.as_str()) " · " span.muted { (time_of(listener.since)) } }
+            table.client-watch {
+                thead { tr {
+                    th { (ctx.t("Config")) }
+                    th { (ctx.t("Holds")) }
+                    th { (ctx.t("Current")) }
+                } }
+                tbody {
+                    @for h in keys {
+                        tr {
+                            td.key { a href=(config_url(&h.key)) { (h.key.to_string()) } }
+                            td.mono { (h.held.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
+                            td { (if h.current { ctx.t("yes") } else { ctx.t("no") }) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Who listens"), body, false).into_response())
 }

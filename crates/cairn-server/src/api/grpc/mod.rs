@@ -32,6 +32,7 @@ use proto::Payload;
 use super::nacos::NacosError;
 use super::SharedState;
 use crate::auth::{AuthError, Caller};
+use crate::listeners::{Listener, Protocol};
 
 pub const UNARY_PATH: &str = "/Request/request";
 pub const STREAM_PATH: &str = "/BiRequestStream/requestBiStream";
@@ -298,20 +299,24 @@ impl Surface {
 
     /// Pushes a change of any config `connection` listens to, for as long as it lives.
     async fn watch(self: Arc<Self>, connection: Arc<Connection>) {
-        let keys = |connection: &Connection| -> Vec<_> {
+        let listener = |connection: &Connection| {
             let listens = connection.listens.lock().expect("listens poisoned");
-            listens.keys().cloned().collect()
+            let held = listens
+                .iter()
+                .map(|(key, listen)| (key.clone(), Some(listen.md5.clone())))
+                .collect();
+            Listener::new(Protocol::NacosGrpc, connection.client.clone(), held)
         };
         // Registered before comparing, so a change in between is not missed; kept across
         // changes (a fan-out wakes every listener of a key at once, and re-registering
         // them all would queue them on that key's lock), re-made when the keys change.
-        let mut registration = self.state.service.register(keys(&connection));
+        let mut registration = self.state.service.register(listener(&connection));
         loop {
             self.push_changes(&connection);
             tokio::select! {
                 _ = registration.changed() => {}
                 _ = connection.listens_changed.notified() => {
-                    registration = self.state.service.register(keys(&connection));
+                    registration = self.state.service.register(listener(&connection));
                 }
                 _ = connection.closed.cancelled() => return,
             }

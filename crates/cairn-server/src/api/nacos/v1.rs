@@ -20,6 +20,7 @@ use super::{
 };
 use crate::api::{ClientAddr, Identity, SharedState};
 use crate::auth::{AuthError, Role};
+use crate::listeners::Protocol;
 use crate::service::{Actor, ListFilter, ServiceError};
 use crate::settings::Secret;
 
@@ -31,7 +32,11 @@ pub fn router() -> Router<SharedState> {
             "/nacos/v1/cs/configs",
             get(get_config).post(publish).delete(delete),
         )
-        .route(crate::api::long_poll_paths::NACOS_LISTENER, post(listen))
+        .route(
+            crate::api::long_poll_paths::NACOS_LISTENER,
+            post(listen).get(listeners_of_config),
+        )
+        .route("/nacos/v1/cs/listener", get(listeners_of_client))
         .route("/nacos/v1/auth/login", post(login))
         .route("/nacos/v1/auth/users/login", post(login))
         .route("/nacos/v1/cs/history", get(history))
@@ -319,7 +324,7 @@ async fn listen(
         .collect();
     let stale = state
         .service
-        .wait_for_changes(&held, &client, timeout)
+        .wait_for_changes(Protocol::NacosHttp, &held, &client, timeout)
         .await;
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());
@@ -410,6 +415,65 @@ async fn history_previous(
         Some(entry) => Json(history_item(&entry, false, true)).into_response(),
         None => StatusCode::OK.into_response(),
     })
+}
+
+/// GET /nacos/v1/cs/configs/listener?dataId&group&tenant: who listens to a config, as
+/// Nacos's console asks (its answer keeps Nacos's spelling).
+async fn listeners_of_config(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Answer {
+    authenticate(&state, &headers, &params).await?;
+    let key = config_key(&params, "tenant")?;
+    let status: serde_json::Map<String, Value> = state
+        .service
+        .listeners_of(&key)
+        .into_iter()
+        .map(|h| {
+            let ip = h
+                .listener
+                .client
+                .ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
+            (ip, Value::String(h.held.unwrap_or_default()))
+        })
+        .collect();
+    Ok(Json(json!({ "collectStatus": 200, "lisentersGroupkeyStatus": status })).into_response())
+}
+
+/// GET /nacos/v1/cs/listener?ip[&tenant]: what one client listens to, keyed
+/// `dataId+group` (`+tenant` outside the public namespace), as Nacos answers.
+async fn listeners_of_client(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Answer {
+    authenticate(&state, &headers, &params).await?;
+    let text = params.get("ip").unwrap_or("").trim();
+    let ip: std::net::IpAddr = text
+        .parse()
+        .map_err(|_| NacosError::invalid(format!("ip {text:?} is not an IP address")))?;
+    let tenant = params
+        .get("tenant")
+        .map(|t| namespace(Some(t)))
+        .transpose()?;
+    let mut status = serde_json::Map::new();
+    for (_, keys) in state.service.listened_by(ip) {
+        for h in keys {
+            if tenant.as_ref().is_some_and(|ns| *ns != h.key.namespace) {
+                continue;
+            }
+            let mut name = format!("{}+{}", h.key.data_id, h.key.group);
+            if !h.key.namespace.is_public() {
+                name.push('+');
+                name.push_str(h.key.namespace.as_str());
+            }
+            status.insert(name, Value::String(h.held.unwrap_or_default()));
+        }
+    }
+    Ok(Json(json!({ "collectStatus": 200, "lisentersGroupkeyStatus": status })).into_response())
 }
 
 /// GET /nacos/v1/cs/history/configs?tenant: the configs of a namespace.

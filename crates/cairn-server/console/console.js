@@ -26,10 +26,20 @@
       extraKeys: { Tab: function (cm) { cm.replaceSelection("  "); } }
     });
     area.setAttribute("data-ready", "true");
+    // The mode follows the format picked, or, while none is (a new config), the data
+    // id's extension, as the server will pick it.
     var select = document.getElementById(area.getAttribute("data-format-select") || "");
-    if (select) {
-      select.addEventListener("change", function () { editor.setOption("mode", modes[select.value] || null); });
+    var dataId = document.getElementById("data_id");
+    var byName = { yml: "yaml", yaml: "yaml", json: "json", properties: "properties", toml: "toml",
+      xml: "xml", html: "html", htm: "html" };
+    function follow() {
+      var format = select && select.value;
+      if (!format && dataId) { format = byName[(dataId.value.split(".").pop() || "").toLowerCase()]; }
+      editor.setOption("mode", modes[format] || null);
     }
+    if (select) { select.addEventListener("change", follow); }
+    if (dataId) { dataId.addEventListener("input", follow); }
+    if (select || dataId) { follow(); }
     // The server's validation error, at its line and column.
     var line = parseInt(area.getAttribute("data-error-line") || "", 10);
     if (line > 0) {

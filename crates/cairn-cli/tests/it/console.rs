@@ -296,6 +296,41 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(text(&c, ".flash.ok").await.contains("Rolled back"));
     assert!(text(&c, "#meta").await.contains("admin"));
 
+    // A gray release: rules and content, reviewed as a diff from the main content,
+    // started, then promoted (after confirming) to everyone.
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/app.yaml/gray"
+    ))
+    .await
+    .unwrap();
+    fill(&c, "#ips", "10.9.9.9").await;
+    fill(&c, "#labels", "canary=true").await;
+    set_editor(&c, "server:\n  port: 7070\n  hosts: [a, b]\n").await;
+    click(&c, "button[value=review]").await;
+    assert!(text(&c, "table.diff").await.contains("7070"));
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Gray release started"));
+    let rules = text(&c, "#gray-meta").await;
+    assert!(
+        rules.contains("10.9.9.9") && rules.contains("canary=true"),
+        "{rules}"
+    );
+    shot(&c, "09-gray").await;
+    click(&c, "#promote button").await;
+    c.accept_alert().await.unwrap();
+    assert!(text(&c, ".flash.ok").await.contains("Promoted"));
+    let promoted: String = c
+        .execute(
+            "return document.querySelector('.CodeMirror').CodeMirror.getValue();",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(promoted, "server:\n  port: 7070\n  hosts: [a, b]\n");
+
     // Content and descriptions are shown as text, never run.
     c.goto(&format!("{url}/console/new")).await.unwrap();
     fill(&c, "#data_id", "xss.html").await;
@@ -323,7 +358,7 @@ async fn a_person_manages_configs_in_the_console() {
         .await
         .unwrap();
     assert_eq!(ran, json!([true, true]), "user content ran as script");
-    shot(&c, "09-content-as-text").await;
+    shot(&c, "10-content-as-text").await;
 
     // Search by wildcard.
     c.goto(&format!("{url}/console/configs?data_id=app*"))
@@ -331,7 +366,7 @@ async fn a_person_manages_configs_in_the_console() {
         .unwrap();
     assert!(text(&c, "#count").await.starts_with("1 "));
     assert!(text(&c, "#configs").await.contains("app.yaml"));
-    shot(&c, "10-configs").await;
+    shot(&c, "11-configs").await;
 
     // Another language, remembered.
     click(&c, "a[lang=zh-CN]").await;
@@ -341,7 +376,7 @@ async fn a_person_manages_configs_in_the_console() {
         .await
         .unwrap();
     assert!(text(&c, "a.button.primary").await.contains("编辑"));
-    shot(&c, "11-chinese").await;
+    shot(&c, "12-chinese").await;
     click(&c, "a[lang=en]").await;
 
     // Delete, after confirming.
@@ -392,7 +427,7 @@ async fn a_person_manages_configs_in_the_console() {
         listeners.contains("yes"),
         "the watcher holds the current content: {listeners}"
     );
-    shot(&c, "12-who-listens").await;
+    shot(&c, "13-who-listens").await;
     click(&c, "#listeners a[href*=ip]").await;
     assert!(text(&c, "table.client-watch")
         .await
@@ -407,7 +442,7 @@ async fn a_person_manages_configs_in_the_console() {
     fill(&phone, "#password", PASSWORD).await;
     click(&phone, "button[type=submit]").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
-    shot(&phone, "13-narrow").await;
+    shot(&phone, "14-narrow").await;
     phone.close().await.unwrap();
 
     // Logging out ends the session on the server: its cookie no longer opens a page.

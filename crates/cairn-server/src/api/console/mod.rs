@@ -57,6 +57,18 @@ pub fn router() -> Router<SharedState> {
             get(pages::listeners),
         )
         .route("/console/listeners", get(pages::client_listeners))
+        .route(
+            "/console/c/{ns}/{group}/{data_id}/gray",
+            get(pages::gray_page).post(pages::gray_submit),
+        )
+        .route(
+            "/console/c/{ns}/{group}/{data_id}/gray/promote",
+            axum::routing::post(pages::gray_promote),
+        )
+        .route(
+            "/console/c/{ns}/{group}/{data_id}/gray/abandon",
+            axum::routing::post(pages::gray_abandon),
+        )
         .route("/console/c/{ns}/{group}/{data_id}/diff", get(pages::diff))
         .route(
             "/console/c/{ns}/{group}/{data_id}/rollback",

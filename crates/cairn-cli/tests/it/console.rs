@@ -435,14 +435,76 @@ async fn a_person_manages_configs_in_the_console() {
     watcher.kill().unwrap();
     watcher.wait().unwrap();
 
-    // A narrow screen still works.
+    // Administration: a namespace, a user, an Apollo app's key (its secret shown once),
+    // the cluster.
+    c.goto(&format!("{url}/console/namespaces")).await.unwrap();
+    fill(&c, "#new-namespace #name", "staging").await;
+    fill(&c, "#new-namespace #display_name", "Staging").await;
+    click(&c, "#new-namespace button").await;
+    assert!(text(&c, ".flash.ok").await.contains("Saved"));
+    assert!(text(&c, "#namespaces").await.contains("staging"));
+    shot(&c, "14-namespaces").await;
+    c.goto(&format!("{url}/console/users")).await.unwrap();
+    fill(&c, "#new-user #username", "bob").await;
+    fill(&c, "#new-user #password", "bob-password-1").await;
+    click(&c, "#new-user button").await;
+    assert!(text(&c, "#users").await.contains("bob"));
+    shot(&c, "15-users").await;
+    c.goto(&format!("{url}/console/access-keys?app=shop"))
+        .await
+        .unwrap();
+    click(&c, "button.primary[type=submit]:not(form.filters button)").await;
+    let keys = text(&c, "#access-keys").await;
+    assert!(
+        !keys.contains("••••"),
+        "a new key's secret shows once: {keys}"
+    );
+    c.goto(&format!("{url}/console/access-keys?app=shop"))
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "#access-keys").await.contains("••••"),
+        "and then never again"
+    );
+    c.goto(&format!("{url}/console/cluster")).await.unwrap();
+    assert!(text(&c, "#nodes").await.contains(server.address()));
+    shot(&c, "16-cluster").await;
+
+    // Another user, on a narrow screen: no admin pages, and their own password changed
+    // (which ends their session).
     let phone = browser(&driver, 390).await;
     phone.goto(&format!("{url}/console/login")).await.unwrap();
-    fill(&phone, "#username", "admin").await;
-    fill(&phone, "#password", PASSWORD).await;
+    fill(&phone, "#username", "bob").await;
+    fill(&phone, "#password", "bob-password-1").await;
     click(&phone, "button[type=submit]").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
-    shot(&phone, "14-narrow").await;
+    shot(&phone, "17-narrow").await;
+    assert!(phone
+        .find(Locator::Css("a[href='/console/users']"))
+        .await
+        .is_err());
+    phone.goto(&format!("{url}/console/users")).await.unwrap();
+    assert!(text(&phone, ".flash.error").await.contains("admin role"));
+    phone
+        .goto(&format!("{url}/console/password"))
+        .await
+        .unwrap();
+    fill(&phone, "#current", "bob-password-1").await;
+    fill(&phone, "#new", "bob-password-2").await;
+    click(&phone, "#password-form button").await;
+    assert_eq!(
+        path_becomes(&phone, "/console/login").await,
+        "/console/login"
+    );
+    phone.goto(&format!("{url}/console/configs")).await.unwrap();
+    assert_eq!(
+        path_becomes(&phone, "/console/login").await,
+        "/console/login"
+    );
+    fill(&phone, "#username", "bob").await;
+    fill(&phone, "#password", "bob-password-2").await;
+    click(&phone, "button[type=submit]").await;
+    assert!(text(&phone, "#configs").await.contains("app.yaml"));
     phone.close().await.unwrap();
 
     // Logging out ends the session on the server: its cookie no longer opens a page.

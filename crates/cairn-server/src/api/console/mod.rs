@@ -3,6 +3,7 @@
 //! page lives here: its routes, the session cookie and form tokens, the security
 //! headers, the compiled-in assets, and how a failure becomes a page.
 
+mod admin;
 mod i18n;
 mod pages;
 
@@ -10,7 +11,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 
@@ -57,6 +58,29 @@ pub fn router() -> Router<SharedState> {
             get(pages::listeners),
         )
         .route("/console/listeners", get(pages::client_listeners))
+        .route("/console/namespaces", get(admin::namespaces))
+        .route("/console/namespaces/create", post(admin::create_namespace))
+        .route("/console/namespaces/update", post(admin::update_namespace))
+        .route("/console/namespaces/delete", post(admin::delete_namespace))
+        .route("/console/users", get(admin::users))
+        .route("/console/users/create", post(admin::create_user))
+        .route("/console/users/password", post(admin::reset_password))
+        .route("/console/users/delete", post(admin::delete_user))
+        .route(
+            "/console/password",
+            get(admin::password_page).post(admin::change_password),
+        )
+        .route("/console/access-keys", get(admin::access_keys))
+        .route(
+            "/console/access-keys/create",
+            post(admin::create_access_key),
+        )
+        .route("/console/access-keys/set", post(admin::set_access_key))
+        .route(
+            "/console/access-keys/delete",
+            post(admin::delete_access_key),
+        )
+        .route("/console/cluster", get(admin::cluster))
         .route(
             "/console/c/{ns}/{group}/{data_id}/gray",
             get(pages::gray_page).post(pages::gray_submit),
@@ -402,9 +426,15 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                 header.top {
                     a.brand href="/console/configs" { "Cairn" }
                     nav {
-                        @if ctx.user.is_some() {
+                        @if let Some(user) = &ctx.user {
                             a href="/console/configs" { (ctx.t("Configs")) }
+                            a href="/console/namespaces" { (ctx.t("Namespaces")) }
                             a href="/console/listeners" { (ctx.t("Who listens")) }
+                            @if user.role == crate::auth::Role::Admin {
+                                a href="/console/users" { (ctx.t("Users")) }
+                                a href="/console/access-keys" { (ctx.t("Access keys")) }
+                            }
+                            a href="/console/cluster" { (ctx.t("Cluster")) }
                         }
                     }
                     span.switch {
@@ -414,7 +444,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                         a href={ "/console/lang/zh?back=" (back) } lang="zh-CN" { "中文" }
                     }
                     @if let Some(user) = &ctx.user {
-                        span.who { (user.username.as_str()) " (" (user.role.as_str()) ")" }
+                        a.who href="/console/password" title=(ctx.t("Change your password")) { (user.username.as_str()) " (" (user.role.as_str()) ")" }
                         form method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(ctx.csrf);
                             button.link type="submit" { (ctx.t("Log out")) }

@@ -352,7 +352,7 @@ fn config_url(key: &ConfigKey) -> String {
     )
 }
 
-fn time_of(millis: i64) -> String {
+pub(super) fn time_of(millis: i64) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)

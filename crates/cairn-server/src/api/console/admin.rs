@@ -1,0 +1,624 @@
+//! The console's administration pages: namespaces, users, Apollo apps' access keys, the
+//! cluster's nodes, and a user's own password. Changes to namespaces, users and keys
+//! need the admin role, as on the native API; everyone may look at namespaces and the
+//! cluster, and change their own password.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use cairn_core::{Namespace, Role, Username};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::pages::time_of;
+use super::{layout, Ctx, PageError, Session};
+use crate::api::SharedState;
+use crate::auth::AuthError;
+use crate::settings::Secret;
+
+type Reply = Result<Response, PageError>;
+
+fn require_admin(session: &Session) -> Result<(), PageError> {
+    if session.caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(session.ctx.fail(
+            StatusCode::FORBIDDEN,
+            "this needs the admin role; ask an admin",
+        ))
+    }
+}
+
+fn auth_failure(ctx: &Ctx, e: AuthError) -> PageError {
+    let status = match e {
+        AuthError::Forbidden => StatusCode::FORBIDDEN,
+        AuthError::UserExists(_) | AuthError::LastAdmin(_) => StatusCode::CONFLICT,
+        AuthError::UserNotFound(_) => StatusCode::NOT_FOUND,
+        AuthError::Store(_) | AuthError::Hash(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ctx.fail(status, e.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+fn done(ctx: &Ctx, what: Option<&str>) -> Markup {
+    let text = match what {
+        Some("saved") => ctx.t("Saved."),
+        Some("deleted") => ctx.t("Deleted."),
+        _ => return html! {},
+    };
+    html! { div.flash.ok role="status" { (text) } }
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces
+
+pub async fn namespaces(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<DoneQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    let list = state
+        .service
+        .namespaces()
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    let admin = session.caller.role == Role::Admin;
+    let body = html! {
+        h1 { (ctx.t("Namespaces")) }
+        (done(ctx, q.done.as_deref()))
+        table #namespaces {
+            thead { tr {
+                th { (ctx.t("Namespace")) }
+                th { (ctx.t("Display name")) }
+                th.hide-narrow { (ctx.t("Description")) }
+                th { (ctx.t("Configs")) }
+                @if admin { th {} }
+            } }
+            tbody {
+                @for info in &list {
+                    @let name = info.record.name.as_str();
+                    tr {
+                        td.key { a href={ "/console/configs?ns=" (name) } { (name) } }
+                        @if admin && !info.record.name.is_public() {
+                            td colspan="2" {
+                                form.inline method="post" action="/console/namespaces/update" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="name" value=(name);
+                                    input type="text" name="display_name" value=(info.record.display_name) aria-label=(ctx.t("Display name"));
+                                    input type="text" name="description" value=(info.record.description) aria-label=(ctx.t("Description"));
+                                    button type="submit" { (ctx.t("Save")) }
+                                }
+                            }
+                        } @else {
+                            td { (info.record.display_name) }
+                            td.hide-narrow { (info.record.description) }
+                        }
+                        td { (info.config_count) }
+                        @if admin {
+                            td {
+                                @if !info.record.name.is_public() && info.config_count == 0 {
+                                    form method="post" action="/console/namespaces/delete" {
+                                        input type="hidden" name="csrf" value=(ctx.csrf);
+                                        input type="hidden" name="name" value=(name);
+                                        button.danger type="submit" data-confirm=(ctx.t("Delete this namespace?")) { (ctx.t("Delete")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if admin {
+            h2 { (ctx.t("New namespace")) }
+            form.panel.filters #new-namespace method="post" action="/console/namespaces/create" {
+                input type="hidden" name="csrf" value=(ctx.csrf);
+                div { label for="name" { (ctx.t("Namespace")) } input #name type="text" name="name" required; }
+                div { label for="display_name" { (ctx.t("Display name")) } input #display_name type="text" name="display_name"; }
+                div { label for="description" { (ctx.t("Description")) } input #description type="text" name="description"; }
+                div { button.primary type="submit" { (ctx.t("Create")) } }
+            }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Namespaces"), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NamespaceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    description: String,
+}
+
+fn namespace_of(ctx: &Ctx, name: &str) -> Result<Namespace, PageError> {
+    Namespace::parse(name.trim()).map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+pub async fn create_namespace(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<NamespaceForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = namespace_of(ctx, &form.name)?;
+    state
+        .service
+        .create_namespace(
+            name,
+            form.display_name.trim().into(),
+            form.description.trim().into(),
+        )
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    Ok(Redirect::to("/console/namespaces?done=saved").into_response())
+}
+
+pub async fn update_namespace(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<NamespaceForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = namespace_of(ctx, &form.name)?;
+    state
+        .service
+        .update_namespace(
+            &name,
+            Some(form.display_name.trim().into()),
+            Some(form.description.trim().into()),
+        )
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    Ok(Redirect::to("/console/namespaces?done=saved").into_response())
+}
+
+pub async fn delete_namespace(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<NamespaceForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = namespace_of(ctx, &form.name)?;
+    state
+        .service
+        .delete_namespace(&name)
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    Ok(Redirect::to("/console/namespaces?done=deleted").into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Users and passwords
+
+pub async fn users(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<DoneQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    require_admin(&session)?;
+    let users = state
+        .auth
+        .list_users()
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    let body = html! {
+        h1 { (ctx.t("Users")) }
+        (done(ctx, q.done.as_deref()))
+        table #users {
+            thead { tr {
+                th { (ctx.t("User name")) }
+                th { (ctx.t("Role")) }
+                th.hide-narrow { (ctx.t("Created")) }
+                th { (ctx.t("Reset password")) }
+                th {}
+            } }
+            tbody {
+                @for u in &users {
+                    @let name = u.username.as_str();
+                    tr {
+                        td { (name) }
+                        td { (u.role.as_str()) }
+                        td.hide-narrow.muted { (time_of(u.created_at)) }
+                        td {
+                            form.inline method="post" action="/console/users/password" {
+                                input type="hidden" name="csrf" value=(ctx.csrf);
+                                input type="hidden" name="username" value=(name);
+                                input type="password" name="password" autocomplete="new-password" aria-label=(ctx.t("New password")) placeholder=(ctx.t("New password"));
+                                button type="submit" { (ctx.t("Save")) }
+                            }
+                        }
+                        td {
+                            @if name != session.caller.username.as_str() {
+                                form method="post" action="/console/users/delete" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="username" value=(name);
+                                    button.danger type="submit" data-confirm=(ctx.t("Delete this user?")) { (ctx.t("Delete")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (ctx.t("New user")) }
+        form.panel.filters #new-user method="post" action="/console/users/create" {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            div { label for="username" { (ctx.t("User name")) } input #username type="text" name="username" required; }
+            div { label for="password" { (ctx.t("Password")) } input #password type="password" name="password" autocomplete="new-password" required; }
+            div {
+                label for="role" { (ctx.t("Role")) }
+                select #role name="role" {
+                    option value="user" { "user" }
+                    option value="admin" { "admin" }
+                }
+            }
+            div { button.primary type="submit" { (ctx.t("Create")) } }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Users"), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+}
+
+fn username_of(ctx: &Ctx, name: &str) -> Result<Username, PageError> {
+    Username::parse(name.trim()).map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+pub async fn create_user(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<UserForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = username_of(ctx, &form.username)?;
+    let role = Role::parse(&form.role)
+        .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
+    state
+        .auth
+        .add_user(&name, &Secret::from(form.password), role)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/users?done=saved").into_response())
+}
+
+pub async fn reset_password(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<UserForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = username_of(ctx, &form.username)?;
+    state
+        .auth
+        .set_password(&name, &Secret::from(form.password))
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/users?done=saved").into_response())
+}
+
+pub async fn delete_user(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<UserForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = username_of(ctx, &form.username)?;
+    state
+        .auth
+        .delete_user(&name)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/users?done=deleted").into_response())
+}
+
+pub async fn password_page(session: Session, Query(q): Query<DoneQuery>) -> Response {
+    let ctx = &session.ctx;
+    let body = html! {
+        h1 { (ctx.t("Change your password")) }
+        (done(ctx, q.done.as_deref()))
+        form.panel #password-form method="post" action="/console/password" {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            label for="current" { (ctx.t("Current password")) }
+            input #current type="password" name="current" autocomplete="current-password" required;
+            label for="new" { (ctx.t("New password")) }
+            input #new type="password" name="new" autocomplete="new-password" required;
+            div.actions { button.primary type="submit" { (ctx.t("Save")) } }
+        }
+    };
+    layout(ctx, ctx.t("Change your password"), body, false).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+/// A user's own password: the current one first, so an open browser alone cannot take
+/// over the account. Every session and token of the user ends with the change, this
+/// one too, so the user logs in again.
+pub async fn change_password(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<PasswordForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    let name = &session.caller.username;
+    match state
+        .auth
+        .check_password(name, &Secret::from(form.current))
+        .await
+    {
+        Ok(()) => {}
+        Err(AuthError::BadCredentials) => {
+            return Err(ctx.fail(StatusCode::FORBIDDEN, "the current password is wrong"))
+        }
+        Err(e) => return Err(auth_failure(ctx, e)),
+    }
+    state
+        .auth
+        .set_password(name, &Secret::from(form.new))
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/login").into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Access keys
+
+#[derive(Deserialize)]
+pub struct AppQuery {
+    app: Option<String>,
+    done: Option<String>,
+    /// The id of a key just made, whose secret is shown this once.
+    made: Option<String>,
+}
+
+pub async fn access_keys(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<AppQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    require_admin(&session)?;
+    let app = q.app.as_deref().map(str::trim).unwrap_or("").to_owned();
+    if !app.is_empty() && !crate::access_keys::valid_app_id(&app) {
+        return Err(ctx.fail(
+            StatusCode::BAD_REQUEST,
+            format!("{app:?} is not a valid Apollo app id"),
+        ));
+    }
+    let keys = if app.is_empty() {
+        Vec::new()
+    } else {
+        state.access_keys.list(&app)
+    };
+    let body = html! {
+        h1 { (ctx.t("Access keys")) }
+        p.muted { (ctx.t("With an enabled key, an Apollo app's clients must sign their requests with its secret.")) }
+        (done(ctx, q.done.as_deref()))
+        form.panel.filters method="get" action="/console/access-keys" {
+            div { label for="app" { (ctx.t("Apollo app id")) } input #app type="search" name="app" value=(app) required; }
+            div { button.primary type="submit" { (ctx.t("Search")) } }
+        }
+        @if !app.is_empty() {
+            table #access-keys {
+                thead { tr {
+                    th { "ID" }
+                    th { (ctx.t("Secret")) }
+                    th { (ctx.t("Enabled")) }
+                    th.hide-narrow { (ctx.t("Created")) }
+                    th {}
+                } }
+                tbody {
+                    @for k in &keys {
+                        tr {
+                            td.mono { (k.id) }
+                            td.mono {
+                                // The secret shows once, right after it is made.
+                                @if q.made.as_deref() == Some(k.id.as_str()) { (k.secret) } @else { "••••••••" }
+                            }
+                            td { (if k.enabled { ctx.t("yes") } else { ctx.t("no") }) }
+                            td.hide-narrow.muted { (time_of(k.created_at)) }
+                            td {
+                                form.inline method="post" action="/console/access-keys/set" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="app" value=(app);
+                                    input type="hidden" name="id" value=(k.id);
+                                    input type="hidden" name="enabled" value=(if k.enabled { "false" } else { "true" });
+                                    button type="submit" { (if k.enabled { ctx.t("Disable") } else { ctx.t("Enable") }) }
+                                }
+                                form.inline method="post" action="/console/access-keys/delete" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="app" value=(app);
+                                    input type="hidden" name="id" value=(k.id);
+                                    button.danger type="submit" data-confirm=(ctx.t("Delete this key?")) { (ctx.t("Delete")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/console/access-keys/create" {
+                input type="hidden" name="csrf" value=(ctx.csrf);
+                input type="hidden" name="app" value=(app);
+                div.actions { button.primary type="submit" { (ctx.t("New key")) } }
+            }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Access keys"), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    enabled: String,
+}
+
+fn app_url(app: &str, extra: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("app", app);
+    format!("/console/access-keys?{}{extra}", query.finish())
+}
+
+fn key_failure(ctx: &Ctx, e: cairn_store::StoreError) -> PageError {
+    let status = match e {
+        cairn_store::StoreError::AccessKeyNotFound(..) => StatusCode::NOT_FOUND,
+        cairn_store::StoreError::Conflict(_) => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ctx.fail(status, e.to_string())
+}
+
+fn app_of(ctx: &Ctx, app: &str) -> Result<String, PageError> {
+    let app = app.trim();
+    if crate::access_keys::valid_app_id(app) {
+        Ok(app.to_owned())
+    } else {
+        Err(ctx.fail(
+            StatusCode::BAD_REQUEST,
+            format!("{app:?} is not a valid Apollo app id"),
+        ))
+    }
+}
+
+pub async fn create_access_key(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<KeyForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let app = app_of(ctx, &form.app)?;
+    let key = state
+        .access_keys
+        .create(&app)
+        .await
+        .map_err(|e| key_failure(ctx, e))?;
+    Ok(Redirect::to(&app_url(&app, &format!("&made={}", key.id))).into_response())
+}
+
+pub async fn set_access_key(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<KeyForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let app = app_of(ctx, &form.app)?;
+    state
+        .access_keys
+        .set_enabled(&app, &form.id, form.enabled == "true")
+        .await
+        .map_err(|e| key_failure(ctx, e))?;
+    Ok(Redirect::to(&app_url(&app, "&done=saved")).into_response())
+}
+
+pub async fn delete_access_key(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<KeyForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let app = app_of(ctx, &form.app)?;
+    state
+        .access_keys
+        .delete(&app, &form.id)
+        .await
+        .map_err(|e| key_failure(ctx, e))?;
+    Ok(Redirect::to(&app_url(&app, "&done=deleted")).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// The cluster
+
+pub async fn cluster(State(state): State<SharedState>, session: Session) -> Reply {
+    let ctx = &session.ctx;
+    let nodes = state
+        .sync
+        .live_nodes()
+        .await
+        .map_err(|e| ctx.service_error(e.into()))?;
+    let newest = nodes
+        .iter()
+        .map(|n| n.record.applied_seq)
+        .max()
+        .unwrap_or(0);
+    let body = html! {
+        h1 { (ctx.t("Cluster")) }
+        table #nodes {
+            thead { tr {
+                th { (ctx.t("Node")) }
+                th { (ctx.t("Address")) }
+                th { (ctx.t("Applied")) }
+                th { (ctx.t("Behind")) }
+                th.hide-narrow { (ctx.t("Started")) }
+                th.hide-narrow { (ctx.t("Last heartbeat")) }
+            } }
+            tbody {
+                @for n in &nodes {
+                    tr {
+                        td.mono { (n.record.id) @if n.this_node { " " span.tag { (ctx.t("this node")) } } }
+                        td.mono { (n.record.address) }
+                        td { (n.record.applied_seq) }
+                        td { (newest - n.record.applied_seq) }
+                        td.hide-narrow.muted { (time_of(n.record.started_at)) }
+                        td.hide-narrow.muted { (time_of(n.record.heartbeat_at)) }
+                    }
+                }
+            }
+        }
+        p.muted { (ctx.t("Version")) " " (env!("CARGO_PKG_VERSION")) }
+    };
+    Ok(layout(ctx, ctx.t("Cluster"), body, false).into_response())
+}

@@ -360,6 +360,35 @@ async fn a_person_manages_configs_in_the_console() {
     assert_eq!(ran, json!([true, true]), "user content ran as script");
     shot(&c, "10-content-as-text").await;
 
+    // A 1 MiB config opens in the editor and takes an edit of one line.
+    let big: String = (0..17_000)
+        .map(|i| format!("key.{i}: value-{i}-{}\n", "x".repeat(40)))
+        .collect();
+    assert!(big.len() > 1_000_000);
+    publish_elsewhere(&url, "big.yaml", &big).await;
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/big.yaml/edit"
+    ))
+    .await
+    .unwrap();
+    find(&c, "form#editor .CodeMirror").await;
+    c.execute(
+        "var cm = document.querySelector('form#editor .CodeMirror').CodeMirror; \
+         cm.replaceRange('key.8000: changed', {line: 8000, ch: 0}, {line: 8000, ch: cm.getLine(8000).length}); \
+         return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "button[value=review]").await;
+    let diff = text(&c, "table.diff").await;
+    assert!(
+        diff.contains("key.8000: changed") && diff.lines().count() < 20,
+        "{diff}"
+    );
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Published"));
+
     // Search by wildcard.
     c.goto(&format!("{url}/console/configs?data_id=app*"))
         .await

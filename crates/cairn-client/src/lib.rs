@@ -680,10 +680,13 @@ impl Client {
         self.json(request).await
     }
 
-    /// The clients watching a config on the node this client talks to.
-    pub async fn listeners(&self, key: &Key) -> Result<Vec<ConfigListener>> {
-        self.json(self.request(Method::GET, self.config_url(key, &["listeners"])))
-            .await
+    /// The clients watching a config: on the node this client talks to, or with
+    /// `cluster` on every live node.
+    pub async fn listeners(&self, key: &Key, cluster: bool) -> Result<Listeners> {
+        let request = self
+            .request(Method::GET, self.config_url(key, &["listeners"]))
+            .query(&[("cluster", cluster)]);
+        self.json(request).await
     }
 
     /// One historical version, with content.

@@ -172,9 +172,29 @@ pub struct Page<T> {
     pub page_size: u32,
 }
 
+/// The clients watching a config, and the nodes that could not be asked.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Listeners {
+    /// Every client watching, on each node asked.
+    pub listeners: Vec<ConfigListener>,
+    /// Nodes that did not answer a cluster-wide question, with why.
+    pub unanswered: Vec<UnansweredNode>,
+}
+
+/// A node that did not answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnansweredNode {
+    /// The node's id, as the cluster's node list shows it.
+    pub node: String,
+    /// Why its answer is missing.
+    pub error: String,
+}
+
 /// A client watching a config, as the node it is connected to sees it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConfigListener {
+    /// The id of the node the client is connected to.
+    pub node: String,
     /// The client's address, when known.
     pub client_ip: Option<String>,
     /// How it listens: `native`, `native-sse`, `nacos-http`, `nacos-grpc` or `apollo`.

@@ -446,10 +446,25 @@ impl Auth {
     }
 
     fn issue(&self, user: &UserRecord) -> Result<IssuedToken, AuthError> {
+        self.issue_as(&user.username, UserState::of(user))
+    }
+
+    /// A token for a logged-in console user, for the node to ask the other nodes of the
+    /// cluster on their behalf (who listens there).
+    pub fn token_for(&self, caller: &Caller) -> Result<Secret, AuthError> {
+        let state = self
+            .users
+            .get(&caller.username)
+            .map(|s| *s)
+            .ok_or(AuthError::InvalidToken)?;
+        Ok(self.issue_as(&caller.username, state)?.token)
+    }
+
+    fn issue_as(&self, username: &Username, user: UserState) -> Result<IssuedToken, AuthError> {
         let now = (now_millis() / 1000) as u64;
         let role = user.role;
         let claims = Claims {
-            sub: user.username.to_string(),
+            sub: username.to_string(),
             iat: now,
             exp: now + self.ttl_secs,
             pwd: user.password_changed_at,

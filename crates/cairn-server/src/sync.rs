@@ -353,6 +353,11 @@ impl Sync {
     /// Live nodes: heartbeat within the TTL. This node is always listed. While the
     /// database cannot be reached, the nodes as last read: clients looking for a node
     /// to fail over to need the list most then.
+    /// This node's id, as the node list shows it.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let read = async {
             let now = self.store.clock().await?;

@@ -44,7 +44,12 @@ pub enum ConfigCommand {
     },
     /// Who watches a config on the node: client address, protocol, the md5 it holds and
     /// whether that is current.
-    Listeners { key: String },
+    Listeners {
+        key: String,
+        /// Ask every live node of the cluster, not only the one this command talks to.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Publish an earlier revision's content again, as a new revision.
     Rollback {
         key: String,
@@ -127,7 +132,9 @@ pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<()> 
             page,
             page_size,
         } => history(client, &mut out, &k, page, page_size).await?,
-        ConfigCommand::Listeners { key: k } => listeners(client, &mut out, &k).await?,
+        ConfigCommand::Listeners { key: k, cluster } => {
+            listeners(client, &mut out, &k, cluster).await?
+        }
         ConfigCommand::Rollback { key: k, to } => {
             let k = key(&k)?;
             let config = client.rollback(&k, to).await?;
@@ -277,9 +284,15 @@ async fn list(client: &Client, out: &mut impl Write, args: ListArgs) -> anyhow::
     Ok(())
 }
 
-async fn listeners(client: &Client, out: &mut impl Write, k: &str) -> anyhow::Result<()> {
-    let found = client.listeners(&key(k)?).await?;
-    let rows: Vec<[String; 5]> = found
+async fn listeners(
+    client: &Client,
+    out: &mut impl Write,
+    k: &str,
+    cluster: bool,
+) -> anyhow::Result<()> {
+    let found = client.listeners(&key(k)?, cluster).await?;
+    let rows: Vec<[String; 6]> = found
+        .listeners
         .iter()
         .map(|l| {
             [
@@ -287,16 +300,20 @@ async fn listeners(client: &Client, out: &mut impl Write, k: &str) -> anyhow::Re
                 l.protocol.clone(),
                 l.md5.clone().unwrap_or_else(|| "-".into()),
                 if l.current { "yes" } else { "no" }.into(),
+                l.node.clone(),
                 l.since.clone(),
             ]
         })
         .collect();
     table(
         out,
-        ["CLIENT", "PROTOCOL", "MD5", "CURRENT", "SINCE"],
+        ["CLIENT", "PROTOCOL", "MD5", "CURRENT", "NODE", "SINCE"],
         &rows,
     )?;
-    writeln!(out, "{} listening", found.len())?;
+    writeln!(out, "{} listening", found.listeners.len())?;
+    for node in &found.unanswered {
+        writeln!(out, "node {} did not answer: {}", node.node, node.error)?;
+    }
     Ok(())
 }
 

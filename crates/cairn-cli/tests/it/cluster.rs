@@ -117,7 +117,32 @@ async fn three_nodes_share_changes(engine: Engine) {
             (changed, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Who listens, asked on A: nobody on A itself; C's watcher cluster-wide.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let on_c = loop {
+        let all = a.client.listeners(&k, true).await.unwrap();
+        if all.listeners.len() == 1 {
+            break all.listeners;
+        }
+        assert!(Instant::now() < deadline, "C's watcher is listed: {all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(on_c[0].protocol, "native");
+    assert_eq!(on_c[0].md5.as_deref(), Some(""));
+    assert!(a
+        .client
+        .listeners(&k, false)
+        .await
+        .unwrap()
+        .listeners
+        .is_empty());
+    let c_id = c.client.listeners(&k, false).await.unwrap().listeners[0]
+        .node
+        .clone();
+    assert_eq!(
+        on_c[0].node, c_id,
+        "listed under the node it is connected to"
+    );
     let published = a
         .client
         .publish(&k, &Publish::new("port: 1\n"))

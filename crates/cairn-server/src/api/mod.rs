@@ -8,6 +8,7 @@ pub mod grpc;
 mod nacos;
 mod native;
 mod ops;
+mod peers;
 mod watch;
 pub mod wire;
 

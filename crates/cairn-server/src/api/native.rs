@@ -569,19 +569,30 @@ async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Who watches a config on this node: every client of every surface (native long poll
-/// or stream, Nacos HTTP or gRPC, Apollo), with what it holds and whether that is current.
+/// Who watches a config: every client of every surface (native long poll or stream,
+/// Nacos HTTP or gRPC, Apollo), with what it holds and whether that is current; on this
+/// node, or with `cluster=true` on every live node (asked with the caller's token).
 #[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/listeners", tag = "configs",
-    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
-    responses((status = 200, body = [ListenerView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), ListenersScope),
+    responses((status = 200, body = ListenersView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn config_listeners(
     State(state): State<SharedState>,
     _: Caller,
+    headers: axum::http::HeaderMap,
     path: KeyPath,
-) -> Result<Json<Vec<ListenerView>>, ApiError> {
+    ApiQuery(scope): ApiQuery<ListenersScope>,
+) -> Result<Json<ListenersView>, ApiError> {
     let key = config_key(path)?;
-    let found = state.service.listeners_of(&key);
-    Ok(Json(found.iter().map(ListenerView::from).collect()))
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(7..))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    Ok(Json(
+        super::peers::listeners(&state, &key, scope.cluster.then_some(token.as_str())).await,
+    ))
 }
 
 /// What one client watches on this node, by its IP address.

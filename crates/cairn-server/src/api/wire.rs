@@ -461,14 +461,16 @@ pub struct SetAccessKey {
     pub enabled: bool,
 }
 
-/// A client watching a config, on this node.
-#[derive(Serialize, ToSchema)]
+/// A client watching a config.
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ListenerView {
+    /// The id of the node the client is connected to (see the cluster's node list).
+    pub node: String,
     /// The client's address as the node sees it (what gray rules match); absent when
     /// unknown.
     pub client_ip: Option<String>,
     /// native, native-sse, nacos-http, nacos-grpc or apollo.
-    pub protocol: &'static str,
+    pub protocol: String,
     /// The md5 the client holds (`""`: none); absent for Apollo, which numbers versions.
     pub md5: Option<String>,
     /// Whether the client holds what it would read now.
@@ -477,16 +479,40 @@ pub struct ListenerView {
     pub since: String,
 }
 
-impl From<&crate::service::HeldKey> for ListenerView {
-    fn from(h: &crate::service::HeldKey) -> Self {
+impl ListenerView {
+    pub fn of(node: &str, h: &crate::service::HeldKey) -> Self {
         ListenerView {
+            node: node.to_owned(),
             client_ip: h.listener.client.ip.map(|ip| ip.to_string()),
-            protocol: h.listener.protocol.as_str(),
+            protocol: h.listener.protocol.as_str().to_owned(),
             md5: h.held.clone(),
             current: h.current,
             since: timestamp(h.listener.since),
         }
     }
+}
+
+/// The clients watching a config, and the nodes that could not be asked.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ListenersView {
+    pub listeners: Vec<ListenerView>,
+    /// With `cluster=true`: each live node that did not answer, and why.
+    pub unanswered: Vec<UnansweredNode>,
+}
+
+/// A node that did not answer.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct UnansweredNode {
+    pub node: String,
+    pub error: String,
+}
+
+/// Which nodes' listeners to list.
+#[derive(Deserialize, IntoParams)]
+pub struct ListenersScope {
+    /// Every live node's, not only this node's (default false).
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 /// One watch of one client, on this node.

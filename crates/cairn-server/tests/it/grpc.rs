@@ -379,9 +379,10 @@ async fn listeners_hear_of_changes_by_push_until_they_acknowledge() {
     // md5, so it was pushed the change: the node counts it as holding the current one.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, listeners) = app
+        let (_, answer) = app
             .get_json("/api/v1/configs/public/g/held/listeners")
             .await;
+        let listeners = &answer["listeners"];
         if listeners[0]["protocol"] == "nacos-grpc" {
             assert_eq!(listeners[0]["client_ip"], "127.0.0.1");
             assert_eq!(listeners[0]["md5"], cairn_core::md5::md5_hex("one"));

@@ -71,6 +71,7 @@ impl Lang {
 
 /// English → Simplified Chinese, sorted by the English (a test keeps it so).
 const ZH: &[(&str, &str)] = &[
+    ("A node did not answer", "有节点未应答"),
     ("Abandon", "放弃灰度"),
     ("Abandoned: every client reads the main content.", "已放弃：所有客户端读取主配置。"),
     ("Access keys", "访问密钥"),
@@ -141,7 +142,7 @@ const ZH: &[(&str, &str)] = &[
     ("No changes.", "没有变化。"),
     ("No configs match.", "没有匹配的配置。"),
     ("No matching client listens on this node.", "本节点上没有匹配的客户端在监听。"),
-    ("Nobody listens to this config on this node.", "本节点上没有客户端监听此配置。"),
+    ("Nobody listens to this config.", "没有客户端监听此配置。"),
     ("Node", "节点"),
     ("Nothing to show.", "暂无内容。"),
     ("Operator", "操作人"),
@@ -197,7 +198,7 @@ const ZH: &[(&str, &str)] = &[
     ("gray abandon", "灰度放弃"),
     ("gray promote", "灰度全量"),
     ("gray release", "灰度发布"),
-    ("listening on this node", "个监听（本节点）"),
+    ("listening", "个监听"),
     ("no", "否"),
     ("publish", "发布"),
     ("rollback", "回滚"),

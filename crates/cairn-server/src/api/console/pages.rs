@@ -1329,20 +1329,34 @@ pub async fn listeners(
 ) -> Reply {
     let ctx = &session.ctx;
     let key = key_of(ctx, path)?;
-    let found = state.service.listeners_of(&key);
+    // Every live node is asked, on the user's behalf, for its own listeners.
+    let token = state
+        .auth
+        .token_for(&session.caller)
+        .map_err(|e| ctx.fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let found = crate::api::peers::listeners(
+        &state,
+        &key,
+        Some(secrecy::ExposeSecret::expose_secret(&token)),
+    )
+    .await;
     let current_md5 = state
         .service
         .get(&key)
         .map(|c| c.md5.clone())
         .unwrap_or_default();
+    let here = state.sync.node_id();
     let body = html! {
         (key_heading(&key))
         div.actions {
             a.button href=(config_url(&key)) { (ctx.t("Config")) }
-            span.muted #listening { (found.len()) " " (ctx.t("listening on this node")) }
+            span.muted #listening { (found.listeners.len()) " " (ctx.t("listening")) }
         }
-        @if found.is_empty() {
-            p.panel.muted { (ctx.t("Nobody listens to this config on this node.")) }
+        @for node in &found.unanswered {
+            div.flash.error role="alert" { (ctx.t("A node did not answer")) " (" (node.node) "): " (node.error) }
+        }
+        @if found.listeners.is_empty() {
+            p.panel.muted { (ctx.t("Nobody listens to this config.")) }
         } @else {
             table #listeners {
                 thead { tr {
@@ -1350,22 +1364,24 @@ pub async fn listeners(
                     th { (ctx.t("Protocol")) }
                     th { (ctx.t("Holds")) }
                     th { (ctx.t("Current")) }
+                    th.hide-narrow { (ctx.t("Node")) }
                     th.hide-narrow { (ctx.t("Since")) }
                 } }
                 tbody {
-                    @for h in &found {
-                        @let ip = h.listener.client.ip.map(|ip| ip.to_string());
+                    @for l in &found.listeners {
                         tr {
                             td.mono {
-                                @match &ip {
-                                    Some(ip) => a href={ "/console/listeners?ip=" (enc(ip)) } { (ip) },
+                                @match &l.client_ip {
+                                    Some(ip) if l.node == here => a href={ "/console/listeners?ip=" (enc(ip)) } { (ip) },
+                                    Some(ip) => (ip),
                                     None => "-",
                                 }
                             }
-                            td { (h.listener.protocol.as_str()) }
-                            td.mono { (h.held.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
-                            td { (if h.current { ctx.t("yes") } else { ctx.t("no") }) }
-                            td.hide-narrow.muted { (time_of(h.listener.since)) }
+                            td { (l.protocol) }
+                            td.mono { (l.md5.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
+                            td { (if l.current { ctx.t("yes") } else { ctx.t("no") }) }
+                            td.hide-narrow.mono { (l.node) @if l.node == here { " " span.tag { (ctx.t("this node")) } } }
+                            td.hide-narrow.muted { (l.since) }
                         }
                     }
                 }

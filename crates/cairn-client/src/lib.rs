@@ -871,6 +871,18 @@ impl Client {
         self.send(request).await.map(drop)
     }
 
+    /// Gives a user another role, `admin` or `user` (admin). The last admin cannot be
+    /// made a user.
+    pub async fn set_role(&self, username: &str, role: &str) -> Result<()> {
+        let request = self
+            .request(
+                Method::PUT,
+                self.url(&["api", "v1", "users", username, "role"]),
+            )
+            .json(&serde_json::json!({ "role": role }));
+        self.send(request).await.map(drop)
+    }
+
     /// Deletes a user (admin); the last admin cannot be deleted.
     pub async fn delete_user(&self, username: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, self.url(&["api", "v1", "users", username])))

@@ -730,6 +730,30 @@ impl Auth {
         Ok(())
     }
 
+    /// Gives a user another role. The last admin cannot be made a user: nobody could
+    /// manage users any more. Takes effect at once on this node (a token carries no
+    /// role), and on the others at their next heartbeat.
+    pub async fn set_role(&self, username: &Username, role: Role) -> Result<(), AuthError> {
+        let _changing = self.changes.lock().await;
+        let users = self.store.list_users().await?;
+        let current = users
+            .iter()
+            .find(|u| &u.username == username)
+            .ok_or_else(|| AuthError::UserNotFound(username.to_string()))?;
+        let admins = users.iter().filter(|u| u.role == Role::Admin).count();
+        if current.role == Role::Admin && role != Role::Admin && admins <= 1 {
+            return Err(AuthError::LastAdmin(username.to_string()));
+        }
+        self.store.set_role(username, role).await?;
+        if let Some(mut state) = self.users.get_mut(username) {
+            state.role = role;
+        }
+        if let Some(mut record) = self.offline.get_mut(username) {
+            record.role = role;
+        }
+        Ok(())
+    }
+
     pub async fn delete_user(&self, username: &Username) -> Result<(), AuthError> {
         let _changing = self.changes.lock().await;
         // Counted in the database: other nodes may have changed users since the last
@@ -858,5 +882,34 @@ mod tests {
             .add_user(&name("carol"), &secret("carol-password"), Role::User)
             .await;
         assert!(matches!(again, Err(AuthError::UserExists(_))));
+    }
+
+    #[tokio::test]
+    async fn a_role_change_takes_effect_at_once_but_never_demotes_the_last_admin() {
+        let (auth, _dir) = auth().await;
+        auth.bootstrap_admin(Some(&secret("admin-password")))
+            .await
+            .unwrap();
+        let last = auth.set_role(&name("admin"), Role::User).await;
+        assert!(matches!(last, Err(AuthError::LastAdmin(_))));
+        auth.add_user(&name("dave"), &secret("dave-password"), Role::User)
+            .await
+            .unwrap();
+        let token = auth
+            .login("dave", &secret("dave-password"))
+            .await
+            .unwrap()
+            .token;
+        assert_eq!(auth.verify(token.expose_secret()).unwrap().role, Role::User);
+        auth.set_role(&name("dave"), Role::Admin).await.unwrap();
+        assert_eq!(
+            auth.verify(token.expose_secret()).unwrap().role,
+            Role::Admin
+        );
+        auth.set_role(&name("admin"), Role::User).await.unwrap();
+        assert!(matches!(
+            auth.set_role(&name("nobody"), Role::User).await,
+            Err(AuthError::UserNotFound(_))
+        ));
     }
 }

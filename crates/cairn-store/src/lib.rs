@@ -176,6 +176,8 @@ pub trait UserStore: Send + Sync {
     /// Fails with `UserNotFound`.
     async fn set_password(&self, username: &Username, hash: &str, changed_at: i64) -> Result<()>;
     /// Fails with `UserNotFound`.
+    async fn set_role(&self, username: &Username, role: cairn_core::Role) -> Result<()>;
+    /// Fails with `UserNotFound`.
     async fn delete_user(&self, username: &Username) -> Result<()>;
 }
 

@@ -1094,6 +1094,23 @@ impl UserStore for SqlStore {
     }
 
     #[instrument(skip(self), err(level = "debug"))]
+    async fn set_role(&self, username: &Username, role: cairn_core::Role) -> Result<()> {
+        let sql = self.sql("UPDATE users SET role = ? WHERE username = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(role.as_str())
+            .bind(username.as_str())
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            // MySQL counts only changed rows: setting the role a user has changes none.
+            if self.get_user(username).await?.is_none() {
+                return Err(StoreError::UserNotFound(username.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
     async fn delete_user(&self, username: &Username) -> Result<()> {
         let sql = self.sql("DELETE FROM users WHERE username = ?");
         let done = sqlx::query::<Any>(sql)

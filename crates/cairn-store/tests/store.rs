@@ -333,7 +333,15 @@ async fn users(store: Arc<dyn Store>) {
         ("hash-2", 9)
     );
     assert_eq!(store.list_users().await.unwrap().len(), 1);
+    store.set_role(&bob, cairn_core::Role::User).await.unwrap();
+    store.set_role(&bob, cairn_core::Role::User).await.unwrap();
+    let got = store.get_user(&bob).await.unwrap().unwrap();
+    assert_eq!(got.role, cairn_core::Role::User);
     store.delete_user(&bob).await.unwrap();
+    assert!(matches!(
+        store.set_role(&bob, cairn_core::Role::Admin).await,
+        Err(StoreError::UserNotFound(_))
+    ));
     assert!(matches!(
         store.delete_user(&bob).await,
         Err(StoreError::UserNotFound(_))

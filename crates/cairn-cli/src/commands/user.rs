@@ -28,6 +28,12 @@ pub enum UserCommand {
         password_stdin: bool,
     },
     List,
+    /// Give a user another role (the last admin stays an admin).
+    Role {
+        username: String,
+        #[arg(value_parser = ["user", "admin"])]
+        role: String,
+    },
     Delete {
         username: String,
     },
@@ -49,6 +55,10 @@ pub async fn run(client: &Client, command: UserCommand) -> anyhow::Result<()> {
             username,
             password_stdin,
         } => passwd(client, &mut out, &username, password_stdin).await?,
+        UserCommand::Role { username, role } => {
+            client.set_role(&username, &role).await?;
+            writeln!(out, "{username} is now {role}")?;
+        }
         UserCommand::List => {
             let rows: Vec<[String; 3]> = client
                 .users()

@@ -81,6 +81,7 @@ pub fn router() -> Router<SharedState> {
             axum::routing::delete(delete_user),
         )
         .route("/api/v1/users/{username}/password", put(set_password))
+        .route("/api/v1/users/{username}/role", put(set_role))
         .route(
             "/api/v1/configs/{namespace}/{group}/{data_id}/gray",
             get(gray_show).put(gray_publish).delete(gray_abandon),
@@ -114,7 +115,7 @@ pub fn router() -> Router<SharedState> {
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
-        delete_access_key, config_listeners, client_listeners,
+        delete_access_key, config_listeners, client_listeners, set_role,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -523,6 +524,23 @@ async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     let username = Username::parse(&username)?;
     state.auth.delete_user(&username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Gives a user another role (admin). The last admin cannot be made a user.
+#[utoipa::path(put, path = "/api/v1/users/{username}/role", tag = "users",
+    params(("username" = String, Path)), request_body = SetRole,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn set_role(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(req): ApiJson<SetRole>,
+) -> Result<StatusCode, ApiError> {
+    let username = Username::parse(&username)?;
+    let role = Role::parse(&req.role).ok_or(crate::auth::AuthError::UnknownRole(req.role))?;
+    state.auth.set_role(&username, role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -355,6 +355,12 @@ pub struct SetPassword {
     pub current_password: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct SetRole {
+    /// `admin` or `user`.
+    pub role: String,
+}
+
 /// A live node of the cluster.
 #[derive(Serialize, ToSchema)]
 pub struct NodeView {

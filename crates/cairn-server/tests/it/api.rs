@@ -469,6 +469,38 @@ async fn auth_is_required_and_enforced() {
     expect_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
     let bob2 = app.login("bob", "bob-password-2").await;
 
+    // Roles: only an admin gives them; the change holds for the user's live token; the
+    // last admin cannot be made a user; an unknown role is refused by name.
+    let role = |who: &str, role: &str, token: &str| {
+        app.http
+            .put(format!("{}/api/v1/users/{who}/role", app.base))
+            .bearer_auth(token)
+            .json(&json!({ "role": role }))
+    };
+    let r = role("bob", "admin", &bob2).send().await.unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = role("admin", "user", &app.token).send().await.unwrap();
+    expect_error(r, StatusCode::CONFLICT, "last_admin").await;
+    let r = role("bob", "root", &app.token).send().await.unwrap();
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    assert!(message.contains("root"), "{message}");
+    let r = role("bob", "admin", &app.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .http
+        .get(format!("{}/api/v1/users", app.base))
+        .bearer_auth(&bob2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "bob's token now acts as an admin"
+    );
+    let r = role("bob", "user", &app.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
     // Deleting a user voids their tokens; the last admin cannot be deleted.
     let r = app
         .request(Method::DELETE, "/api/v1/users/bob")

@@ -236,7 +236,17 @@ pub async fn users(
                     @let name = u.username.as_str();
                     tr {
                         td { (name) }
-                        td { (u.role.as_str()) }
+                        td {
+                            form.inline method="post" action="/console/users/role" {
+                                input type="hidden" name="csrf" value=(ctx.csrf);
+                                input type="hidden" name="username" value=(name);
+                                select name="role" aria-label=(ctx.t("Role")) {
+                                    option value="user" selected[u.role == Role::User] { "user" }
+                                    option value="admin" selected[u.role == Role::Admin] { "admin" }
+                                }
+                                button type="submit" { (ctx.t("Save")) }
+                            }
+                        }
                         td.hide-narrow.muted { (time_of(u.created_at)) }
                         td {
                             form.inline method="post" action="/console/users/password" {
@@ -307,6 +317,25 @@ pub async fn create_user(
     state
         .auth
         .add_user(&name, &Secret::from(form.password), role)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/users?done=saved").into_response())
+}
+
+pub async fn set_role(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<UserForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    require_admin(&session)?;
+    let name = username_of(ctx, &form.username)?;
+    let role = Role::parse(&form.role)
+        .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
+    state
+        .auth
+        .set_role(&name, role)
         .await
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/users?done=saved").into_response())

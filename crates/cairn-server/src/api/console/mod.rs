@@ -65,6 +65,7 @@ pub fn router() -> Router<SharedState> {
         .route("/console/users", get(admin::users))
         .route("/console/users/create", post(admin::create_user))
         .route("/console/users/password", post(admin::reset_password))
+        .route("/console/users/role", post(admin::set_role))
         .route("/console/users/delete", post(admin::delete_user))
         .route(
             "/console/password",

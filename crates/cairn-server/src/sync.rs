@@ -256,6 +256,7 @@ impl Sync {
             started_at: self.started_at,
             heartbeat_at: now,
             applied_seq: self.applied(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 
@@ -577,6 +578,7 @@ mod tests {
             started_at: 0,
             heartbeat_at: 1,
             applied_seq: 0,
+            version: String::new(),
         };
         store.heartbeat(&silent).await.unwrap();
         let (a, _) = node(&store);

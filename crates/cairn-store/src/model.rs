@@ -235,6 +235,8 @@ pub struct NodeRecord {
     pub heartbeat_at: i64,
     /// The last change-log sequence this node has applied.
     pub applied_seq: i64,
+    /// The Cairn version it runs; empty for a node from before versions were recorded.
+    pub version: String,
 }
 
 /// A config's gray release: content served instead of the main content to the clients

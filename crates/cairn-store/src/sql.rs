@@ -228,6 +228,7 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
         started_at: row.try_get("started_at")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         applied_seq: row.try_get("applied_seq")?,
+        version: text(row, "version")?,
     })
 }
 
@@ -1130,13 +1131,14 @@ impl ClusterStore for SqlStore {
     async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
         let sql = self.sql(
             "UPDATE nodes SET address = ?, started_at = ?, heartbeat_at = ?, \
-             applied_seq = ? WHERE id = ?",
+             applied_seq = ?, version = ? WHERE id = ?",
         );
         let done = sqlx::query::<Any>(sql)
             .bind(&node.address)
             .bind(node.started_at)
             .bind(node.heartbeat_at)
             .bind(node.applied_seq)
+            .bind(&node.version)
             .bind(&node.id)
             .execute(&self.writer)
             .await?;
@@ -1144,14 +1146,15 @@ impl ClusterStore for SqlStore {
             return Ok(());
         }
         let sql = self.sql(
-            "INSERT INTO nodes (address, started_at, heartbeat_at, applied_seq, id) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO nodes (address, started_at, heartbeat_at, applied_seq, version, id) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         );
         match sqlx::query::<Any>(sql)
             .bind(&node.address)
             .bind(node.started_at)
             .bind(node.heartbeat_at)
             .bind(node.applied_seq)
+            .bind(&node.version)
             .bind(&node.id)
             .execute(&self.writer)
             .await
@@ -1165,7 +1168,7 @@ impl ClusterStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
         let rows = sqlx::query::<Any>(
-            "SELECT id, address, started_at, heartbeat_at, applied_seq FROM nodes \
+            "SELECT id, address, started_at, heartbeat_at, applied_seq, version FROM nodes \
              ORDER BY address, id",
         )
         .fetch_all(&self.reader)
@@ -1380,33 +1383,6 @@ impl Store for SqlStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_for_postgres() {
-        let pg = Dialect {
-            numbered: true,
-            returning: true,
-            write_lock: None,
-            notify: None,
-            now_ms: "",
-        };
-        let statement = "a = ? AND b = ?";
-        assert_eq!(pg.sql(statement), "a = $1 AND b = $2");
-        assert!(
-            std::ptr::eq(pg.sql(statement), pg.sql(statement)),
-            "made once, then reused"
-        );
-        let other = Dialect {
-            numbered: false,
-            ..pg
-        };
-        assert_eq!(other.sql("a = ?"), "a = ?");
-    }
-}
-
 #[async_trait]
 impl SessionStore for SqlStore {
     #[instrument(skip_all, fields(user = %session.username), err(level = "debug"))]
@@ -1464,5 +1440,32 @@ impl SessionStore for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        let pg = Dialect {
+            numbered: true,
+            returning: true,
+            write_lock: None,
+            notify: None,
+            now_ms: "",
+        };
+        let statement = "a = ? AND b = ?";
+        assert_eq!(pg.sql(statement), "a = $1 AND b = $2");
+        assert!(
+            std::ptr::eq(pg.sql(statement), pg.sql(statement)),
+            "made once, then reused"
+        );
+        let other = Dialect {
+            numbered: false,
+            ..pg
+        };
+        assert_eq!(other.sql("a = ?"), "a = ?");
     }
 }

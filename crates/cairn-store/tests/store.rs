@@ -422,6 +422,7 @@ async fn nodes_and_pruning(store: Arc<dyn Store>) {
         started_at: 1,
         heartbeat_at: beat,
         applied_seq: applied,
+        version: format!("0.{applied}"),
     };
     store.heartbeat(&node("a", 100, 0)).await.unwrap();
     store.heartbeat(&node("b", 100, 0)).await.unwrap();

@@ -133,6 +133,19 @@ async fn path_becomes(c: &Client, want: &str) -> String {
     }
 }
 
+/// Logs `c` in to the console at `url`.
+async fn log_in(c: &Client, url: &str, user: &str, password: &str) {
+    c.goto(&format!("{url}/console/login")).await.unwrap();
+    fill(c, "#username", user).await;
+    fill(c, "#password", password).await;
+    click(c, "button[type=submit]").await;
+    assert_eq!(
+        path_becomes(c, "/console/configs").await,
+        "/console/configs",
+        "{user} logs in"
+    );
+}
+
 /// A native API token for the admin.
 async fn api_token(url: &str) -> String {
     let login: serde_json::Value = reqwest::Client::new()
@@ -228,16 +241,24 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(text(&c, "#meta").await.contains("yaml"));
     shot(&c, "05-config").await;
 
-    // Two people edit at once: the second publish is shown the first one's change
-    // and keeps its own content, never overwriting silently.
+    // Two sessions edit at once: the one that publishes second is shown the other's
+    // change and keeps its own content, never overwriting silently.
     click(&c, "a.button.primary").await;
     set_editor(&c, "server:\n  port: 9090\n  hosts: [a, b]\n").await;
-    publish_elsewhere(
-        &url,
-        "app.yaml",
-        "server:\n  port: 8080\n  hosts: [a, b, c]\n",
-    )
-    .await;
+    let other = browser(&driver, 1280).await;
+    log_in(&other, &url, "admin", PASSWORD).await;
+    other
+        .goto(&format!(
+            "{url}/console/c/public/DEFAULT_GROUP/app.yaml/edit"
+        ))
+        .await
+        .unwrap();
+    set_editor(&other, "server:\n  port: 8080\n  hosts: [a, b, c]\n").await;
+    click(&other, "button[value=review]").await;
+    fill(&other, "#message", "from another session").await;
+    click(&other, "button[value=publish]").await;
+    assert!(text(&other, ".flash.ok").await.contains("Published"));
+    other.close().await.unwrap();
     click(&c, "button[value=review]").await;
     click(&c, "button[value=publish]").await;
     let conflict = text(&c, "#conflict").await;
@@ -269,7 +290,7 @@ async fn a_person_manages_configs_in_the_console() {
     .unwrap();
     let history = text(&c, "#history").await;
     assert!(
-        history.contains("first version") && history.contains("from the API"),
+        history.contains("first version") && history.contains("from another session"),
         "{history}"
     );
     shot(&c, "07-history").await;
@@ -502,10 +523,7 @@ async fn a_person_manages_configs_in_the_console() {
     // Another user, on a narrow screen: no admin pages, and their own password changed
     // (which ends their session).
     let phone = browser(&driver, 390).await;
-    phone.goto(&format!("{url}/console/login")).await.unwrap();
-    fill(&phone, "#username", "bob").await;
-    fill(&phone, "#password", "bob-password-1").await;
-    click(&phone, "button[type=submit]").await;
+    log_in(&phone, &url, "bob", "bob-password-1").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
     shot(&phone, "17-narrow").await;
     assert!(phone

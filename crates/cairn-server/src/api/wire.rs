@@ -371,6 +371,8 @@ pub struct NodeView {
     pub heartbeat_at: String,
     /// The last change-log sequence the node applied.
     pub applied_seq: i64,
+    /// The Cairn version it runs (empty: older than version reporting).
+    pub version: String,
     /// Whether this is the node that answered.
     pub this_node: bool,
 }
@@ -383,6 +385,7 @@ impl From<&crate::sync::NodeInfo> for NodeView {
             started_at: timestamp(n.record.started_at),
             heartbeat_at: timestamp(n.record.heartbeat_at),
             applied_seq: n.record.applied_seq,
+            version: n.record.version.clone(),
             this_node: n.this_node,
         }
     }

@@ -6,13 +6,12 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use cairn_core::{Namespace, Role, Username};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::pages::time_of;
-use super::{layout, Ctx, PageError, Session};
+use super::{layout, ConsoleForm, Ctx, PageError, Session};
 use crate::api::SharedState;
 use crate::auth::AuthError;
 use crate::settings::Secret;
@@ -149,7 +148,7 @@ fn namespace_of(ctx: &Ctx, name: &str) -> Result<Namespace, PageError> {
 pub async fn create_namespace(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<NamespaceForm>,
+    ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -170,7 +169,7 @@ pub async fn create_namespace(
 pub async fn update_namespace(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<NamespaceForm>,
+    ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -191,7 +190,7 @@ pub async fn update_namespace(
 pub async fn delete_namespace(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<NamespaceForm>,
+    ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -306,7 +305,7 @@ fn username_of(ctx: &Ctx, name: &str) -> Result<Username, PageError> {
 pub async fn create_user(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<UserForm>,
+    ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -325,7 +324,7 @@ pub async fn create_user(
 pub async fn set_role(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<UserForm>,
+    ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -344,7 +343,7 @@ pub async fn set_role(
 pub async fn reset_password(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<UserForm>,
+    ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -361,7 +360,7 @@ pub async fn reset_password(
 pub async fn delete_user(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<UserForm>,
+    ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -408,7 +407,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<PasswordForm>,
+    ConsoleForm(form): ConsoleForm<PasswordForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -560,7 +559,7 @@ fn app_of(ctx: &Ctx, app: &str) -> Result<String, PageError> {
 pub async fn create_access_key(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<KeyForm>,
+    ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -577,7 +576,7 @@ pub async fn create_access_key(
 pub async fn set_access_key(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<KeyForm>,
+    ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -594,7 +593,7 @@ pub async fn set_access_key(
 pub async fn delete_access_key(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<KeyForm>,
+    ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -631,6 +630,7 @@ pub async fn cluster(State(state): State<SharedState>, session: Session) -> Repl
                 th { (ctx.t("Address")) }
                 th { (ctx.t("Applied")) }
                 th { (ctx.t("Behind")) }
+                th { (ctx.t("Version")) }
                 th.hide-narrow { (ctx.t("Started")) }
                 th.hide-narrow { (ctx.t("Last heartbeat")) }
             } }
@@ -641,13 +641,14 @@ pub async fn cluster(State(state): State<SharedState>, session: Session) -> Repl
                         td.mono { (n.record.address) }
                         td { (n.record.applied_seq) }
                         td { (newest - n.record.applied_seq) }
+                        td { (n.record.version) }
                         td.hide-narrow.muted { (time_of(n.record.started_at)) }
                         td.hide-narrow.muted { (time_of(n.record.heartbeat_at)) }
                     }
                 }
             }
         }
-        p.muted { (ctx.t("Version")) " " (env!("CARGO_PKG_VERSION")) }
+        p.muted { (ctx.t("A node is listed while its heartbeats arrive; one that stops is dropped after the node time-to-live.")) }
     };
     Ok(layout(ctx, ctx.t("Cluster"), body, false).into_response())
 }

@@ -72,6 +72,7 @@ impl Lang {
 /// English → Simplified Chinese, sorted by the English (a test keeps it so).
 const ZH: &[(&str, &str)] = &[
     ("A node did not answer", "有节点未应答"),
+    ("A node is listed while its heartbeats arrive; one that stops is dropped after the node time-to-live.", "节点持续发送心跳时才会列出；停止心跳的节点在存活时间过后被移除。"),
     ("Abandon", "放弃灰度"),
     ("Abandoned: every client reads the main content.", "已放弃：所有客户端读取主配置。"),
     ("Access keys", "访问密钥"),

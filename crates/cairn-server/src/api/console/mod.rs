@@ -307,6 +307,33 @@ fn path_of(parts: &Parts) -> String {
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
+/// A form body whose refusal is a console page with the reason, like every other
+/// failure, not a line of text.
+pub struct ConsoleForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ConsoleForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let ctx = Ctx {
+            lang: lang_of(&parts),
+            user: None,
+            csrf: String::new(),
+            path: path_of(&parts),
+        };
+        let request = axum::extract::Request::from_parts(parts, body);
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(form)) => Ok(ConsoleForm(form)),
+            Err(e) => Err(ctx.fail(e.status(), e.body_text()).into_response()),
+        }
+    }
+}
+
 /// A page for anyone: the language and path, nobody logged in.
 pub struct Anonymous(pub Ctx);
 

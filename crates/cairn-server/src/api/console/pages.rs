@@ -6,7 +6,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use cairn_core::diff::{hunks, Line, LineKind};
 use cairn_core::{ConfigKey, Format, FormatError, Namespace, Revision};
 use cairn_store::{ConfigRecord, Expect, Op, Page};
@@ -14,7 +13,9 @@ use maud::{html, Markup};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use super::{is_console_path, layout, session_cookie, Anonymous, Ctx, PageError, Session};
+use super::{
+    is_console_path, layout, session_cookie, Anonymous, ConsoleForm, Ctx, PageError, Session,
+};
 use crate::api::{ClientAddr, SharedState};
 use crate::auth::AuthError;
 use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
@@ -82,7 +83,7 @@ pub async fn login(
     State(state): State<SharedState>,
     Anonymous(ctx): Anonymous,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    ConsoleForm(form): ConsoleForm<LoginForm>,
 ) -> Response {
     let next = Some(form.next.as_str()).filter(|n| is_console_path(n));
     match state
@@ -136,7 +137,7 @@ pub struct CsrfForm {
 pub async fn logout(
     State(state): State<SharedState>,
     session: Session,
-    Form(form): Form<CsrfForm>,
+    ConsoleForm(form): ConsoleForm<CsrfForm>,
 ) -> Reply {
     session.ctx.check_csrf(&form.csrf)?;
     state.auth.close_session(&session.id).await.map_err(|e| {
@@ -512,7 +513,7 @@ pub async fn create(
     State(state): State<SharedState>,
     session: Session,
     addr: ClientAddr,
-    Form(form): Form<EditForm>,
+    ConsoleForm(form): ConsoleForm<EditForm>,
 ) -> Reply {
     session.ctx.check_csrf(&form.csrf)?;
     let key = match ConfigKey::parse(
@@ -561,7 +562,7 @@ pub async fn edit(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(form): Form<EditForm>,
+    ConsoleForm(form): ConsoleForm<EditForm>,
 ) -> Reply {
     session.ctx.check_csrf(&form.csrf)?;
     let key = key_of(&session.ctx, path)?;
@@ -1254,7 +1255,7 @@ pub async fn rollback(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(form): Form<ChangeForm>,
+    ConsoleForm(form): ConsoleForm<ChangeForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -1302,7 +1303,7 @@ pub async fn delete(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(form): Form<ChangeForm>,
+    ConsoleForm(form): ConsoleForm<ChangeForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -1613,7 +1614,7 @@ pub async fn gray_submit(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(mut form): Form<GrayForm>,
+    ConsoleForm(mut form): ConsoleForm<GrayForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -1712,7 +1713,7 @@ pub async fn gray_promote(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(form): Form<CsrfForm>,
+    ConsoleForm(form): ConsoleForm<CsrfForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
@@ -1730,7 +1731,7 @@ pub async fn gray_abandon(
     session: Session,
     addr: ClientAddr,
     Path(path): Path<(String, String, String)>,
-    Form(form): Form<CsrfForm>,
+    ConsoleForm(form): ConsoleForm<CsrfForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;

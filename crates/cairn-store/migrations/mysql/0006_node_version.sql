@@ -1,0 +1,3 @@
+-- The Cairn version each node runs, for the cluster view (an older node writes none).
+
+ALTER TABLE nodes ADD COLUMN version VARCHAR(32) NOT NULL DEFAULT '';

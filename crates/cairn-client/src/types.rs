@@ -197,6 +197,8 @@ pub struct ConfigListener {
     pub node: String,
     /// The client's address, when known.
     pub client_ip: Option<String>,
+    /// The labels the client declares (`key=value`).
+    pub labels: Vec<String>,
     /// How it listens: `native`, `native-sse`, `nacos-http`, `nacos-grpc` or `apollo`.
     pub protocol: String,
     /// The md5 it holds (`""`: none); absent for Apollo clients, which number versions.

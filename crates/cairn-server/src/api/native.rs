@@ -601,52 +601,42 @@ async fn config_listeners(
     ApiQuery(scope): ApiQuery<ListenersScope>,
 ) -> Result<Json<ListenersView>, ApiError> {
     let key = config_key(path)?;
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.get(7..))
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let token = bearer(&headers);
     Ok(Json(
-        super::peers::listeners(&state, &key, scope.cluster.then_some(token.as_str())).await,
+        super::peers::listeners(&state, &key, scope.cluster.then_some(token)).await,
     ))
 }
 
-/// What one client watches on this node, by its IP address.
+/// What one client watches, by its IP address: on this node, or with `cluster=true` on
+/// every live node (asked with the caller's token).
 #[utoipa::path(get, path = "/api/v1/listeners", tag = "configs", params(ListenersQuery),
-    responses((status = 200, body = [ClientWatchView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ClientWatchesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn client_listeners(
     State(state): State<SharedState>,
     _: Caller,
+    headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<ListenersQuery>,
-) -> Result<Json<Vec<ClientWatchView>>, ApiError> {
+) -> Result<Json<ClientWatchesView>, ApiError> {
     let ip: std::net::IpAddr = q.ip.trim().parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_argument",
             format!("ip {:?} is not an IP address", q.ip),
         )
     })?;
-    let watches = state
-        .service
-        .listened_by(ip)
-        .into_iter()
-        .map(|(listener, keys)| ClientWatchView {
-            protocol: listener.protocol.as_str(),
-            since: super::wire::timestamp(listener.since),
-            keys: keys
-                .iter()
-                .map(|h| WatchedKeyView {
-                    namespace: h.key.namespace.to_string(),
-                    group: h.key.group.to_string(),
-                    data_id: h.key.data_id.to_string(),
-                    md5: h.held.clone(),
-                    current: h.current,
-                })
-                .collect(),
-        })
-        .collect();
-    Ok(Json(watches))
+    let token = bearer(&headers);
+    Ok(Json(
+        super::peers::client_watches(&state, ip, q.cluster.then_some(token)).await,
+    ))
+}
+
+/// The bearer token a request carries, for asking the other nodes in the caller's name.
+fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(7..))
+        .unwrap_or("")
+        .trim()
 }
 
 /// The live nodes of the cluster (this node alone without a shared database). Clients

@@ -126,3 +126,51 @@ pub async fn listeners(
     }
     view
 }
+
+/// What the client at `ip` watches: on this node, and with `token` on every other live
+/// node too.
+pub async fn client_watches(
+    state: &SharedState,
+    ip: std::net::IpAddr,
+    cluster_token: Option<&str>,
+) -> super::wire::ClientWatchesView {
+    use super::wire::{ClientWatchView, ClientWatchesView, UnansweredNode, WatchedKeyView};
+    let here = state.sync.node_id();
+    let mut view = ClientWatchesView {
+        watches: state
+            .service
+            .listened_by(ip)
+            .into_iter()
+            .map(|(listener, keys)| ClientWatchView {
+                node: here.to_owned(),
+                protocol: listener.protocol.as_str().to_owned(),
+                since: super::wire::timestamp(listener.since),
+                keys: keys
+                    .iter()
+                    .map(|h| WatchedKeyView {
+                        namespace: h.key.namespace.to_string(),
+                        group: h.key.group.to_string(),
+                        data_id: h.key.data_id.to_string(),
+                        md5: h.held.clone(),
+                        current: h.current,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        unanswered: Vec::new(),
+    };
+    let Some(token) = cluster_token else {
+        return view;
+    };
+    let path = format!("/api/v1/listeners?ip={ip}");
+    for peer in ask_others::<ClientWatchesView>(state, &path, token).await {
+        match peer.answer {
+            Ok(theirs) => view.watches.extend(theirs.watches),
+            Err(error) => view.unanswered.push(UnansweredNode {
+                node: peer.node,
+                error,
+            }),
+        }
+    }
+    view
+}

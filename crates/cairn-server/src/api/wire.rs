@@ -478,6 +478,8 @@ pub struct ListenerView {
     /// The client's address as the node sees it (what gray rules match); absent when
     /// unknown.
     pub client_ip: Option<String>,
+    /// The labels the client declares (`key=value`), which gray rules match too.
+    pub labels: Vec<String>,
     /// native, native-sse, nacos-http, nacos-grpc or apollo.
     pub protocol: String,
     /// The md5 the client holds (`""`: none); absent for Apollo, which numbers versions.
@@ -493,6 +495,13 @@ impl ListenerView {
         ListenerView {
             node: node.to_owned(),
             client_ip: h.listener.client.ip.map(|ip| ip.to_string()),
+            labels: h
+                .listener
+                .client
+                .labels
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             protocol: h.listener.protocol.as_str().to_owned(),
             md5: h.held.clone(),
             current: h.current,
@@ -524,17 +533,27 @@ pub struct ListenersScope {
     pub cluster: bool,
 }
 
-/// One watch of one client, on this node.
-#[derive(Serialize, ToSchema)]
+/// One watch of one client.
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ClientWatchView {
-    pub protocol: &'static str,
+    /// The id of the node the client is connected to.
+    pub node: String,
+    pub protocol: String,
     /// When the watch began, RFC 3339.
     pub since: String,
     pub keys: Vec<WatchedKeyView>,
 }
 
+/// A client's watches, and the nodes that could not be asked.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClientWatchesView {
+    pub watches: Vec<ClientWatchView>,
+    /// With `cluster=true`: each live node that did not answer, and why.
+    pub unanswered: Vec<UnansweredNode>,
+}
+
 /// A key a client watches.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct WatchedKeyView {
     pub namespace: String,
     pub group: String,
@@ -548,4 +567,7 @@ pub struct WatchedKeyView {
 pub struct ListenersQuery {
     /// The client's IP address.
     pub ip: String,
+    /// Every live node's, not only this node's (default false).
+    #[serde(default)]
+    pub cluster: bool,
 }

@@ -1373,8 +1373,7 @@ pub async fn listeners(
                         tr {
                             td.mono {
                                 @match &l.client_ip {
-                                    Some(ip) if l.node == here => a href={ "/console/listeners?ip=" (enc(ip)) } { (ip) },
-                                    Some(ip) => (ip),
+                                    Some(ip) => a href={ "/console/listeners?ip=" (enc(ip)) } { (ip) },
                                     None => "-",
                                 }
                             }
@@ -1405,8 +1404,8 @@ pub async fn client_listeners(
 ) -> Reply {
     let ctx = &session.ctx;
     let text = q.ip.as_deref().unwrap_or("").trim().to_owned();
-    let watches = if text.is_empty() {
-        Vec::new()
+    let found = if text.is_empty() {
+        None
     } else {
         let ip: std::net::IpAddr = text.parse().map_err(|_| {
             ctx.fail(
@@ -1414,7 +1413,8 @@ pub async fn client_listeners(
                 format!("{text:?} is not an IP address"),
             )
         })?;
-        state.service.listened_by(ip)
+        let token = cluster_token(&state, &session)?;
+        Some(crate::api::peers::client_watches(&state, ip, Some(&token)).await)
     };
     let body = html! {
         h1 { (ctx.t("Who listens")) }
@@ -1425,23 +1425,31 @@ pub async fn client_listeners(
             }
             div { button.primary type="submit" { (ctx.t("Search")) } }
         }
-        @if !text.is_empty() && watches.is_empty() {
-            p.panel.muted { (ctx.t("This client listens to nothing on this node.")) }
-        }
-        @for (listener, keys) in &watches {
-            h2 { (listener.protocol.as_str()) " · " span.muted { (time_of(listener.since)) } }
-            table.client-watch {
-                thead { tr {
-                    th { (ctx.t("Config")) }
-                    th { (ctx.t("Holds")) }
-                    th { (ctx.t("Current")) }
-                } }
-                tbody {
-                    @for h in keys {
-                        tr {
-                            td.key { a href=(config_url(&h.key)) { (h.key.to_string()) } }
-                            td.mono { (h.held.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
-                            td { (if h.current { ctx.t("yes") } else { ctx.t("no") }) }
+        @if let Some(found) = &found {
+            @for node in &found.unanswered {
+                div.flash.error role="alert" { (ctx.t("A node did not answer")) " (" (node.node) "): " (node.error) }
+            }
+            @if found.watches.is_empty() {
+                p.panel.muted { (ctx.t("This client listens to nothing.")) }
+            }
+            @for watch in &found.watches {
+                h2 { (watch.protocol) " · " span.muted { (watch.since) " · " (watch.node) } }
+                table.client-watch {
+                    thead { tr {
+                        th { (ctx.t("Config")) }
+                        th { (ctx.t("Holds")) }
+                        th { (ctx.t("Current")) }
+                    } }
+                    tbody {
+                        @for k in &watch.keys {
+                            @let key_text = format!("{}/{}/{}", k.namespace, k.group, k.data_id);
+                            tr {
+                                td.key {
+                                    a href={ "/console/c/" (enc(&k.namespace)) "/" (enc(&k.group)) "/" (enc(&k.data_id)) } { (key_text) }
+                                }
+                                td.mono { (k.md5.as_deref().map_or("-", |m| if m.is_empty() { "(none)" } else { m })) }
+                                td { (if k.current { ctx.t("yes") } else { ctx.t("no") }) }
+                            }
                         }
                     }
                 }
@@ -1449,6 +1457,19 @@ pub async fn client_listeners(
         }
     };
     Ok(layout(ctx, ctx.t("Who listens"), body, false).into_response())
+}
+
+/// A token in the user's name, for asking the cluster's other nodes.
+fn cluster_token(state: &SharedState, session: &Session) -> Result<String, PageError> {
+    state
+        .auth
+        .token_for(&session.caller)
+        .map(|t| secrecy::ExposeSecret::expose_secret(&t).to_owned())
+        .map_err(|e| {
+            session
+                .ctx
+                .fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1511,11 +1532,21 @@ pub async fn gray_page(
         }
         Err(e) => return Err(ctx.service_error(e)),
     };
-    let readers: Vec<_> = state
-        .service
-        .listeners_of(&key)
-        .into_iter()
-        .filter(|h| gray.rules.matches(&h.listener.client))
+    // Who reads it: every listener, on any node, whose address or labels the rules match.
+    let token = cluster_token(&state, &session)?;
+    let listening = crate::api::peers::listeners(&state, &key, Some(&token)).await;
+    let readers: Vec<_> = listening
+        .listeners
+        .iter()
+        .filter(|l| {
+            let ip = l.client_ip.as_deref().and_then(|ip| ip.parse().ok());
+            let labels = l
+                .labels
+                .iter()
+                .filter_map(|label| cairn_core::Label::parse(label).ok())
+                .collect();
+            gray.rules.matches(&cairn_core::ClientInfo::new(ip, labels))
+        })
         .collect();
     let body = html! {
         (key_heading(&key))
@@ -1532,16 +1563,17 @@ pub async fn gray_page(
         }
         h2 { (ctx.t("Clients reading the gray release now")) }
         @if readers.is_empty() {
-            p.panel.muted #gray-readers { (ctx.t("No matching client listens on this node.")) }
+            p.panel.muted #gray-readers { (ctx.t("No matching client listens.")) }
         } @else {
             table #gray-readers {
-                thead { tr { th { (ctx.t("Client")) } th { (ctx.t("Protocol")) } th { (ctx.t("Current")) } } }
+                thead { tr { th { (ctx.t("Client")) } th { (ctx.t("Protocol")) } th { (ctx.t("Current")) } th { (ctx.t("Node")) } } }
                 tbody {
-                    @for h in &readers {
+                    @for l in &readers {
                         tr {
-                            td.mono { (h.listener.client.ip.map(|ip| ip.to_string()).unwrap_or_default()) }
-                            td { (h.listener.protocol.as_str()) }
-                            td { (if h.current { ctx.t("yes") } else { ctx.t("no") }) }
+                            td.mono { (l.client_ip.as_deref().unwrap_or("-")) " " @for label in &l.labels { span.tag { (label) } } }
+                            td { (l.protocol) }
+                            td { (if l.current { ctx.t("yes") } else { ctx.t("no") }) }
+                            td.mono { (l.node) }
                         }
                     }
                 }

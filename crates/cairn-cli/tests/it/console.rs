@@ -56,16 +56,26 @@ fn driver() -> Option<Driver> {
 }
 
 async fn browser(driver: &Driver, width: u32) -> Client {
+    browser_with(driver, width, &[]).await
+}
+
+/// A browser session with extra command-line switches.
+async fn browser_with(driver: &Driver, width: u32, extra: &[&str]) -> Client {
     let binary =
         std::env::var("CAIRN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        format!("--window-size={width},1000"),
+        "--lang=en-US".into(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": binary,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     format!("--window-size={width},1000"), "--lang=en-US"],
-        }),
+        json!({ "binary": binary, "args": args }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -553,6 +563,33 @@ async fn a_person_manages_configs_in_the_console() {
     click(&phone, "button[type=submit]").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
     phone.close().await.unwrap();
+
+    // A system in dark mode gets the dark theme, editor included.
+    let dark = browser_with(
+        &driver,
+        1280,
+        &[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ],
+    )
+    .await;
+    log_in(&dark, &url, "admin", PASSWORD).await;
+    dark.goto(&format!("{url}/console/c/public/DEFAULT_GROUP/app.yaml"))
+        .await
+        .unwrap();
+    find(&dark, ".CodeMirror").await;
+    let colors = dark
+        .execute(
+            "return [getComputedStyle(document.body).backgroundColor, \
+             getComputedStyle(document.querySelector('.CodeMirror')).backgroundColor];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(colors, json!(["rgb(21, 24, 28)", "rgb(29, 33, 38)"]));
+    shot(&dark, "18-dark").await;
+    dark.close().await.unwrap();
 
     // Logging out ends the session on the server: its cookie no longer opens a page.
     let cookie = c.get_named_cookie("cairn_session").await.unwrap();

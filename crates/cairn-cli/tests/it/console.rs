@@ -127,6 +127,19 @@ async fn set_editor(c: &Client, value: &str) {
     .unwrap();
 }
 
+/// What the page's code editor holds.
+async fn editor_value(c: &Client) -> String {
+    c.execute(
+        "return document.querySelector('.CodeMirror').CodeMirror.getValue();",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
 async fn click(c: &Client, css: &str) {
     find(c, css).await.click().await.unwrap();
 }
@@ -280,16 +293,7 @@ async fn a_person_manages_configs_in_the_console() {
     click(&c, "button[value=review]").await;
     click(&c, "button[value=publish]").await;
     assert!(text(&c, ".flash.ok").await.contains("Published"));
-    let content: String = c
-        .execute(
-            "return document.querySelector('.CodeMirror').CodeMirror.getValue();",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let content = editor_value(&c).await;
     assert_eq!(content, "server:\n  port: 9090\n  hosts: [a, b, c]\n");
 
     // History, a diff side by side, and a rollback after seeing what it changes.
@@ -350,16 +354,7 @@ async fn a_person_manages_configs_in_the_console() {
     click(&c, "#promote button").await;
     c.accept_alert().await.unwrap();
     assert!(text(&c, ".flash.ok").await.contains("Promoted"));
-    let promoted: String = c
-        .execute(
-            "return document.querySelector('.CodeMirror').CodeMirror.getValue();",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let promoted = editor_value(&c).await;
     assert_eq!(promoted, "server:\n  port: 7070\n  hosts: [a, b]\n");
 
     // Content and descriptions are shown as text, never run.

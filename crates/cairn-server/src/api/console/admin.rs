@@ -29,6 +29,12 @@ fn require_admin(session: &Session) -> Result<(), PageError> {
     }
 }
 
+/// An admin's form: this session's, and the session an admin's.
+fn admin_form(session: &Session, csrf: &str) -> Result<(), PageError> {
+    session.ctx.check_csrf(csrf)?;
+    require_admin(session)
+}
+
 fn auth_failure(ctx: &Ctx, e: AuthError) -> PageError {
     let status = match e {
         AuthError::Forbidden => StatusCode::FORBIDDEN,
@@ -151,8 +157,7 @@ pub async fn create_namespace(
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
     state
         .service
@@ -172,8 +177,7 @@ pub async fn update_namespace(
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
     state
         .service
@@ -193,8 +197,7 @@ pub async fn delete_namespace(
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
     state
         .service
@@ -308,8 +311,7 @@ pub async fn create_user(
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
     let role = Role::parse(&form.role)
         .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
@@ -327,8 +329,7 @@ pub async fn set_role(
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
     let role = Role::parse(&form.role)
         .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
@@ -346,8 +347,7 @@ pub async fn reset_password(
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
     state
         .auth
@@ -363,8 +363,7 @@ pub async fn delete_user(
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
     state
         .auth
@@ -562,8 +561,7 @@ pub async fn create_access_key(
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
     let key = state
         .access_keys
@@ -579,8 +577,7 @@ pub async fn set_access_key(
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
     state
         .access_keys
@@ -596,8 +593,7 @@ pub async fn delete_access_key(
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
-    ctx.check_csrf(&form.csrf)?;
-    require_admin(&session)?;
+    admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
     state
         .access_keys

@@ -87,12 +87,8 @@ pub fn router() -> Router<SharedState> {
             get(pages::gray_page).post(pages::gray_submit),
         )
         .route(
-            "/console/c/{ns}/{group}/{data_id}/gray/promote",
-            axum::routing::post(pages::gray_promote),
-        )
-        .route(
-            "/console/c/{ns}/{group}/{data_id}/gray/abandon",
-            axum::routing::post(pages::gray_abandon),
+            "/console/c/{ns}/{group}/{data_id}/gray/{action}",
+            post(pages::gray_end),
         )
         .route("/console/c/{ns}/{group}/{data_id}/diff", get(pages::diff))
         .route(

@@ -47,6 +47,8 @@ pub struct IssuedToken {
 pub enum AuthError {
     #[error("user name or password is wrong")]
     BadCredentials,
+    #[error("too many failed logins for this user or address; try again in {0} s")]
+    Throttled(u64),
     #[error("changing your own password needs your current password (current_password)")]
     CurrentPasswordRequired,
     #[error("the access token is missing")]
@@ -143,6 +145,8 @@ pub struct Auth {
     /// Keys the console's form tokens, derived from the shared signing key so that any
     /// node of a cluster accepts a form another node rendered.
     csrf_key: [u8; 32],
+    /// Failed logins by user name and address, checked before any hashing.
+    throttle: crate::throttle::LoginThrottle,
     /// Tokens whose signature was checked: user, expiry and password-change time.
     tokens: TokenCache,
 }
@@ -316,6 +320,7 @@ impl Auth {
                 foldhash::fast::RandomState::default(),
                 quick_cache::sync::DefaultLifecycle::default(),
             ),
+            throttle: crate::throttle::LoginThrottle::default(),
             csrf_key: {
                 use blake2::Digest;
                 blake2::Blake2s256::new()
@@ -357,8 +362,13 @@ impl Auth {
     }
 
     /// Checks a user name and password and issues a token.
-    pub async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken, AuthError> {
-        let user = self.verify_password(username, password).await?;
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &Secret,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<IssuedToken, AuthError> {
+        let user = self.verify_password(username, password, source).await?;
         self.issue(&user)
     }
 
@@ -367,6 +377,24 @@ impl Auth {
     /// brought up to date, but only under the change lock and only if the password did
     /// not change meanwhile (which would make this check stale).
     async fn verify_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<UserRecord, AuthError> {
+        self.throttle
+            .check(username, source, now_millis())
+            .map_err(AuthError::Throttled)?;
+        let verified = self.verify_password_now(username, password).await;
+        match &verified {
+            Ok(_) => self.throttle.succeeded(username),
+            Err(AuthError::BadCredentials) => self.throttle.failed(username, source, now_millis()),
+            Err(_) => {}
+        }
+        verified
+    }
+
+    async fn verify_password_now(
         &self,
         username: &str,
         password: &Secret,
@@ -522,6 +550,7 @@ impl Auth {
         &self,
         username: &str,
         password: &Secret,
+        source: Option<std::net::IpAddr>,
     ) -> Result<Caller, AuthError> {
         use blake2::Digest;
         let name = Username::parse(username).map_err(|_| AuthError::BadCredentials)?;
@@ -540,7 +569,7 @@ impl Auth {
                 });
             }
         }
-        let issued = self.login(username, password).await?;
+        let issued = self.login(username, password, source).await?;
         let changed_at = self.users.get(&name).map_or(0, |s| s.password_changed_at);
         self.verified.insert(entry, changed_at);
         Ok(Caller {
@@ -555,8 +584,9 @@ impl Auth {
         &self,
         username: &str,
         password: &Secret,
+        source: Option<std::net::IpAddr>,
     ) -> Result<(Secret, ConsoleSession), AuthError> {
-        let user = self.verify_password(username, password).await?;
+        let user = self.verify_password(username, password, source).await?;
         let mut id = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let id = hex::encode(id);
@@ -806,14 +836,17 @@ mod tests {
             auth.bootstrap_admin(None).await.unwrap().is_none(),
             "only once"
         );
-        assert_eq!(auth.login("admin", &made).await.unwrap().role, Role::Admin);
+        assert_eq!(
+            auth.login("admin", &made, None).await.unwrap().role,
+            Role::Admin
+        );
         let weak = auth
             .add_user(&name("bob"), &secret("short"), Role::User)
             .await;
         assert!(matches!(weak, Err(AuthError::WeakPassword)));
-        let bad = auth.login("admin", &secret("not-the-password")).await;
+        let bad = auth.login("admin", &secret("not-the-password"), None).await;
         assert!(matches!(bad, Err(AuthError::BadCredentials)));
-        let nobody = auth.login("nobody", &made).await;
+        let nobody = auth.login("nobody", &made, None).await;
         assert!(
             matches!(nobody, Err(AuthError::BadCredentials)),
             "same answer as a bad password"
@@ -827,13 +860,13 @@ mod tests {
             .await
             .unwrap();
         let token = auth
-            .login("bob", &secret("first-password"))
+            .login("bob", &secret("first-password"), None)
             .await
             .unwrap()
             .token;
         assert_eq!(auth.verify(token.expose_secret()).unwrap().role, Role::User);
         // Checked once, then remembered (a client sending credentials on every request).
-        auth.authenticate("bob", &secret("first-password"))
+        auth.authenticate("bob", &secret("first-password"), None)
             .await
             .unwrap();
         auth.set_password(&name("bob"), &secret("second-password"))
@@ -843,12 +876,14 @@ mod tests {
             auth.verify(token.expose_secret()),
             Err(AuthError::InvalidToken)
         ));
-        let old = auth.authenticate("bob", &secret("first-password")).await;
+        let old = auth
+            .authenticate("bob", &secret("first-password"), None)
+            .await;
         assert!(
             matches!(old, Err(AuthError::BadCredentials)),
             "not from memory"
         );
-        auth.authenticate("bob", &secret("second-password"))
+        auth.authenticate("bob", &secret("second-password"), None)
             .await
             .unwrap();
         assert!(matches!(
@@ -869,7 +904,7 @@ mod tests {
             .await
             .unwrap();
         let token = auth
-            .login("admin", &secret("admin-password"))
+            .login("admin", &secret("admin-password"), None)
             .await
             .unwrap()
             .token;
@@ -896,7 +931,7 @@ mod tests {
             .await
             .unwrap();
         let token = auth
-            .login("dave", &secret("dave-password"))
+            .login("dave", &secret("dave-password"), None)
             .await
             .unwrap()
             .token;

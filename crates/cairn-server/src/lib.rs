@@ -14,6 +14,7 @@ mod serve;
 pub mod service;
 pub mod settings;
 pub mod sync;
+mod throttle;
 
 pub use app::{AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;

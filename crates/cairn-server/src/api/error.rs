@@ -109,6 +109,7 @@ impl From<AuthError> for ApiError {
         use AuthError as E;
         let (status, code) = match &e {
             E::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            E::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             E::CurrentPasswordRequired => (StatusCode::BAD_REQUEST, "current_password_required"),
             E::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             E::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),

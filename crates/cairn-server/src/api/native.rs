@@ -1,5 +1,6 @@
 //! The native JSON API under `/api/v1`: auth, namespaces, configs, history, users.
 
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -148,11 +149,16 @@ async fn openapi(_: Caller) -> Json<utoipa::openapi::OpenApi> {
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<SharedState>,
+    addr: ConnectInfo<std::net::SocketAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let issued = state
         .auth
-        .login(&req.username, &Secret::from(req.password))
+        .login(
+            &req.username,
+            &Secret::from(req.password),
+            Some(addr.0.ip()),
+        )
         .await?;
     Ok(Json(LoginResponse {
         token: issued.token.expose_secret().to_owned(),
@@ -575,9 +581,8 @@ async fn set_password(
                 ),
                 other => other.into(),
             })?,
-        None if own && caller.role != Role::Admin => {
-            return Err(AuthError::CurrentPasswordRequired.into())
-        }
+        // Admins too: a stolen admin token must not be enough to lock the owner out.
+        None if own => return Err(AuthError::CurrentPasswordRequired.into()),
         _ => {}
     }
     state

@@ -350,8 +350,8 @@ pub struct CreateUser {
 #[derive(Deserialize, ToSchema)]
 pub struct SetPassword {
     pub password: String,
-    /// Required when a non-admin changes their own password; checked whenever given
-    /// for your own account.
+    /// Required to change your own password (admins too); ignored when an admin sets
+    /// someone else's.
     pub current_password: Option<String>,
 }
 

@@ -501,6 +501,16 @@ async fn auth_is_required_and_enforced() {
     let r = role("bob", "user", &app.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
+    // An admin changing their own password also needs the current one: a stolen admin
+    // token alone cannot lock the owner out.
+    let r = app
+        .request(Method::PUT, "/api/v1/users/admin/password")
+        .json(&json!({ "password": "taken-over-2" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "current_password_required").await;
+
     // Deleting a user voids their tokens; the last admin cannot be deleted.
     let r = app
         .request(Method::DELETE, "/api/v1/users/bob")
@@ -522,6 +532,43 @@ async fn auth_is_required_and_enforced() {
         .await
         .unwrap();
     expect_error(r, StatusCode::CONFLICT, "last_admin").await;
+}
+
+#[tokio::test]
+async fn failed_logins_slow_down_that_name_before_any_hashing() {
+    let app = TestApp::spawn().await;
+    let login = |password: &'static str| {
+        app.http
+            .post(format!("{}/api/v1/auth/login", app.base))
+            .json(&json!({ "username": "admin", "password": password }))
+            .send()
+    };
+    for _ in 0..5 {
+        let r = login("wrong-password").await.unwrap();
+        expect_error(r, StatusCode::UNAUTHORIZED, "bad_credentials").await;
+    }
+    // The sixth attempt waits, even with the right password.
+    let r = login(ADMIN_PASSWORD).await.unwrap();
+    let message = expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    assert!(message.contains("try again in 1 s"), "{message}");
+    // Nacos's login refuses it the Nacos way.
+    let r = app
+        .http
+        .post(format!(
+            "{}/nacos/v1/auth/login?username=admin&password={ADMIN_PASSWORD}",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let r = login(ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "after the wait the right password works"
+    );
 }
 
 #[tokio::test]

@@ -142,7 +142,12 @@ pub async fn authenticate(
     let result = match (token, params.get("username"), params.get("password")) {
         (Some(token), _, _) => state.auth.verify(token.trim()),
         (None, Some(user), Some(password)) => {
-            state.auth.authenticate(user, &Secret::from(password)).await
+            // No address here: these credentials ride on every request of old
+            // clients, and the throttle per user name already bounds guessing.
+            state
+                .auth
+                .authenticate(user, &Secret::from(password), None)
+                .await
         }
         _ => Err(AuthError::MissingToken),
     };
@@ -150,6 +155,7 @@ pub async fn authenticate(
         let message = match e {
             AuthError::Expired => "token expired!",
             AuthError::InvalidToken => "token invalid!",
+            AuthError::Throttled(_) => "too many failed logins; try again later",
             // The node failed, not the credentials: say so, not "user not found".
             AuthError::Store(inner) => {
                 return NacosError::Service(ServiceError::store_failure(inner))

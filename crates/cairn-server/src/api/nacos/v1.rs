@@ -353,13 +353,17 @@ async fn listen(
 }
 
 /// POST /nacos/v1/auth/login: `username` and `password` (query or form) → a token.
-async fn login(State(state): State<SharedState>, params: Params) -> Answer {
+async fn login(
+    State(state): State<SharedState>,
+    ClientAddr(addr): ClientAddr,
+    params: Params,
+) -> Answer {
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return Err(NacosError::LoginRefused);
     };
     let issued = state
         .auth
-        .login(username, &Secret::from(password))
+        .login(username, &Secret::from(password), addr.parse().ok())
         .await
         .map_err(|e| match e {
             // The node failed, not the credentials.

@@ -54,13 +54,18 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<SharedState>,
     Anonymous(ctx): Anonymous,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     ConsoleForm(form): ConsoleForm<LoginForm>,
 ) -> Response {
     let next = Some(form.next.as_str()).filter(|n| is_console_path(n));
     match state
         .auth
-        .open_session(&form.username, &Secret::from(form.password))
+        .open_session(
+            &form.username,
+            &Secret::from(form.password),
+            addr.parse().ok(),
+        )
         .await
     {
         Ok((id, _)) => {
@@ -89,6 +94,13 @@ pub async fn login(
                  or ask an admin to reset your password",
             ),
             StatusCode::UNAUTHORIZED,
+        ),
+        Err(e @ AuthError::Throttled(_)) => login_form(
+            &ctx,
+            next,
+            &form.username,
+            Some(&e.to_string()),
+            StatusCode::TOO_MANY_REQUESTS,
         ),
         Err(e) => login_form(
             &ctx,

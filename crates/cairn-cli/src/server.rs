@@ -136,11 +136,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut notice =
         format!("Cairn is listening on {url} ({storage}; console at {url}/console/{grpc})\n");
     match &app.admin {
-        AdminBootstrap::Generated(password) => notice.push_str(&format!(
-            "\n  First start: created user `admin` with password\n\n      {}\n\n  \
-             It is shown only this once. Log in with `cairn login --server {url}`\n  \
-             and change it with `cairn user passwd admin`.\n\n",
-            password.expose_secret()
+        AdminBootstrap::Generated(file) => notice.push_str(&format!(
+            "\n  First start: created user `admin`; its password is in\n\n      {}\n\n  \
+             (readable by this user only). Log in with `cairn login --server {url}`,\n  \
+             change it with `cairn user passwd admin`, then delete the file.\n\n",
+            file.display()
         )),
         AdminBootstrap::FromSettings => notice.push_str(
             "First start: created user `admin` with the configured password \

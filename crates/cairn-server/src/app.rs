@@ -17,7 +17,7 @@ use crate::cache::Cache;
 use crate::commit::Commits;
 use crate::metrics::Metrics;
 use crate::service::Service;
-use crate::settings::{Secret, Settings};
+use crate::settings::Settings;
 use crate::sync::{Sync, SyncSettings};
 
 /// Creates the data directory readable by its owner only: it holds password hashes and
@@ -30,6 +30,21 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Writes `text` to `path` readable and writable by its owner only, whatever the umask.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // A file left by an earlier start keeps its old mode on open; set it again.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{text}")?;
+    file.sync_all()
+}
+
 /// What the first start did about the `admin` user.
 #[derive(Debug)]
 pub enum AdminBootstrap {
@@ -37,8 +52,9 @@ pub enum AdminBootstrap {
     Existing,
     /// Created with the password from the settings.
     FromSettings,
-    /// Created with this random password, to be shown once.
-    Generated(Secret),
+    /// Created with a random password, written to this file (readable by its owner
+    /// only) rather than to the log, where it would outlive its use.
+    Generated(std::path::PathBuf),
 }
 
 /// A node, built and bound, ready to run.
@@ -111,7 +127,12 @@ impl Application {
         {
             None => AdminBootstrap::Existing,
             Some(_) if settings.admin_password.is_some() => AdminBootstrap::FromSettings,
-            Some(password) => AdminBootstrap::Generated(password),
+            Some(password) => {
+                let file = settings.data_dir.join("admin-password");
+                write_private(&file, password.expose_secret())
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                AdminBootstrap::Generated(file)
+            }
         };
         let listener = TcpListener::bind(settings.listen)
             .await

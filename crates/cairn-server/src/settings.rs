@@ -291,7 +291,7 @@ settings! {
         env "CAIRN_CHANGE_LOG_RETENTION_SECS";
     /// password of `admin`, used only when the first start creates it
     admin_password: Option<Secret> = None;
-        env "CAIRN_ADMIN_PASSWORD", shown "random, printed once", flag false;
+        env "CAIRN_ADMIN_PASSWORD", shown "random, in data_dir/admin-password", flag false;
     /// largest config content accepted, in bytes
     max_content_bytes: usize = 10 * 1024 * 1024;
         env "CAIRN_MAX_CONTENT_BYTES", range 1..=1_073_741_824;

@@ -37,6 +37,27 @@ impl SqlStore {
     /// migrations.
     pub async fn sqlite(path: &Path) -> Result<Self> {
         sqlx::any::install_default_drivers();
+        // Password hashes and every config live in this file: owner only, whatever
+        // the umask. SQLite gives its -wal and -shm files the same mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let named = |e: std::io::Error| {
+                sqlx::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", path.display()),
+                ))
+            };
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(named)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(named)?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

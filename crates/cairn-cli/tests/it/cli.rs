@@ -274,18 +274,31 @@ fn the_cli_tour() {
 }
 
 #[test]
-fn first_start_prints_a_random_admin_password_once() {
+fn first_start_writes_a_random_admin_password_to_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, None);
-    let password = server
+    let file = server
         .banner
         .lines()
-        .skip_while(|l| !l.contains("created user `admin` with password"))
+        .skip_while(|l| !l.contains("its password is in"))
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.contains("created user"))
-        .expect("the password is printed")
+        .find(|l| !l.is_empty() && !l.contains("its password is in"))
+        .expect("the file is named")
         .to_owned();
+    assert_eq!(std::path::Path::new(&file), data.join("admin-password"));
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(
+        !server.banner.contains(&password),
+        "the password is not printed: {}",
+        server.banner
+    );
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(std::path::Path::new(&file)), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("cairn.db")), 0o600);
     assert!(password.len() >= 20, "{password:?}");
     let home = dir.path().join("home");
     ok_with_stdin(

@@ -135,18 +135,23 @@ pub fn first_forwarded(headers: &axum::http::HeaderMap) -> Option<std::net::IpAd
         .ok()
 }
 
+/// The local address of the connection a request came on: the address its client
+/// reached this node at.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// The URL a client can reach `node` at: its advertised address, or, for this node when
 /// it advertises an address on every interface (`0.0.0.0`, `[::]`), which no client can
-/// use, the host the client reached it by. `None` for another such node: its
-/// `advertise_url` should be set.
-pub fn reachable_url(node: &crate::sync::NodeInfo, host: Option<&str>) -> Option<String> {
+/// use, the address the client's connection reached (never the `Host` header, which the
+/// client chooses). `None` for another such node: its `advertise_url` should be set.
+pub fn reachable_url(node: &crate::sync::NodeInfo, local: Option<LocalAddr>) -> Option<String> {
     let address = node.record.address.trim_end_matches('/');
     let unspecified = address.contains("://0.0.0.0") || address.contains("://[::]");
     if !unspecified {
         return Some(address.to_owned());
     }
-    match (node.this_node, host) {
-        (true, Some(host)) => Some(format!("http://{host}")),
+    match (node.this_node, local) {
+        (true, Some(LocalAddr(local))) => Some(format!("http://{local}")),
         _ => None,
     }
 }

@@ -123,9 +123,14 @@ async fn with_hyper(
     http: &http1::Builder,
     graceful: Watcher,
 ) {
+    // The address the client reached, for answers that name this node.
+    let local = tcp.local_addr().ok().map(crate::api::LocalAddr);
     let service = TowerToHyperService::new(tower::service_fn(
         move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
+            if let Some(local) = local {
+                request.extensions_mut().insert(local);
+            }
             router.clone().oneshot(request)
         },
     ));

@@ -1078,6 +1078,15 @@ async fn details_clients_rely_on() {
         .unwrap();
     let host = reached.trim_start_matches("http://");
     assert_eq!(text(r).await, (StatusCode::OK, format!("{host}\n")));
+    // The Host header is the client's to choose; the list never echoes it.
+    let r = app
+        .http
+        .get(format!("{reached}/nacos/serverlist"))
+        .header(header::HOST, "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(r).await, (StatusCode::OK, format!("{host}\n")));
 }
 
 #[tokio::test]

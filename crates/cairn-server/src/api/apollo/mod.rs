@@ -693,7 +693,7 @@ async fn notifications(
 async fn services(
     State(state): State<SharedState>,
     uri: OriginalUri,
-    headers: HeaderMap,
+    local: Option<axum::Extension<super::LocalAddr>>,
 ) -> Answer {
     let target = target(&state, &uri)?;
     let nodes = state
@@ -701,11 +701,11 @@ async fn services(
         .live_nodes()
         .await
         .map_err(|_| ApolloError::new(Reason::NodeListUnavailable, &target.path))?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let local = local.map(|l| l.0);
     let list: Vec<Value> = nodes
         .iter()
         .filter_map(|n| {
-            let address = super::reachable_url(n, host)?;
+            let address = super::reachable_url(n, local)?;
             let home = format!("{address}{}/", target.prefix);
             Some(json!({ "appName": "APOLLO-CONFIGSERVICE", "instanceId": home, "homepageUrl": home }))
         })

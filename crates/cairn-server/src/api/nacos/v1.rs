@@ -620,12 +620,15 @@ async fn delete_namespace(
 
 /// GET /nacos/serverlist: the live nodes, one `host:port` per line, for clients that
 /// discover servers through an address server.
-async fn server_list(State(state): State<SharedState>, headers: HeaderMap) -> Answer {
+async fn server_list(
+    State(state): State<SharedState>,
+    local: Option<axum::Extension<crate::api::LocalAddr>>,
+) -> Answer {
     let nodes = state.sync.live_nodes().await.map_err(ServiceError::from)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let local = local.map(|l| l.0);
     let mut body = String::new();
     for node in &nodes {
-        if let Some(url) = crate::api::reachable_url(node, host) {
+        if let Some(url) = crate::api::reachable_url(node, local) {
             body.push_str(&host_and_port(&url));
             body.push('\n');
         }

@@ -676,3 +676,44 @@ async fn gray_rules_see_apollo_ip_and_label() {
         "blue"
     );
 }
+
+#[tokio::test]
+async fn a_notification_poll_is_bounded_in_namespaces_and_says_by_what() {
+    let app = TestApp::spawn_with(|s| {
+        s.apollo_poll_timeout_ms = cairn_server::settings::Millis::new(1_000);
+        s.watch_max_keys = 3;
+    })
+    .await;
+    let entries: Vec<Value> = (0..4)
+        .map(|i| json!({ "namespaceName": format!("ns{i}"), "notificationId": -1 }))
+        .collect();
+    let r = get(&app, &notifications(json!(entries))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("4 namespaces") && message.contains("watch_max_keys"),
+        "{body}"
+    );
+    // Three, two of them one namespace spelt twice, are within it: answered with the
+    // lower id's spelling, once.
+    app.publish_ok("public/shop/application", "a=1").await;
+    let r = get(
+        &app,
+        &notifications(json!([
+            { "namespaceName": "application", "notificationId": 5 },
+            { "namespaceName": "application.properties", "notificationId": -1 },
+            { "namespaceName": "other", "notificationId": -1 },
+        ])),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["namespaceName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["application.properties"], "{body}");
+}

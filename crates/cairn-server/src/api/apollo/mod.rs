@@ -584,8 +584,19 @@ async fn notifications(
         ))
     };
     let held: Vec<Held> = serde_json::from_str(raw).map_err(|_| invalid())?;
+    let max = state.settings.watch_max_keys;
+    if held.len() > max {
+        return Err(bad(&format!(
+            "{} namespaces in one request; the limit is {max} (watch_max_keys)",
+            held.len()
+        )));
+    }
     let group = Group::parse(app).map_err(|_| bad("invalid appId"))?;
     let mut watched: Vec<Watched> = Vec::new();
+    // Where each namespace's keys are in `watched`, so that spotting two spellings of
+    // one namespace stays linear in the request's size.
+    let mut seen: std::collections::HashMap<Vec<ConfigKey>, usize> =
+        std::collections::HashMap::new();
     for entry in held {
         let Some(echo) = entry.namespace_name.filter(|n| !n.is_empty()) else {
             continue;
@@ -608,16 +619,16 @@ async fn notifications(
             })
             .collect();
         // Two spellings of one namespace: keep the one with the lower id, as Apollo does.
-        if let Some(existing) = watched.iter_mut().find(|w| w.keys == keys) {
+        let config_keys: Vec<ConfigKey> = keys.iter().map(|(_, k)| k.clone()).collect();
+        if let Some(&at) = seen.get(&config_keys) {
+            let existing = &mut watched[at];
             if entry.notification_id < existing.held_id {
                 existing.held_id = entry.notification_id;
                 existing.echo = echo;
             }
             continue;
         }
-        if watched.len() >= state.settings.watch_max_keys {
-            return Err(bad("too many namespaces in one request"));
-        }
+        seen.insert(config_keys, watched.len());
         watched.push(Watched {
             echo,
             held_id: entry.notification_id,

@@ -437,8 +437,6 @@ pub async fn change_password(
 pub struct AppQuery {
     app: Option<String>,
     done: Option<String>,
-    /// The id of a key just made, whose secret is shown this once.
-    made: Option<String>,
 }
 
 pub async fn access_keys(
@@ -446,9 +444,21 @@ pub async fn access_keys(
     session: Session,
     Query(q): Query<AppQuery>,
 ) -> Reply {
-    let ctx = &session.ctx;
     require_admin(&session)?;
     let app = q.app.as_deref().map(str::trim).unwrap_or("").to_owned();
+    keys_page(&state, &session, app, q.done.as_deref(), None)
+}
+
+/// An app's keys; `made`, a key just created, is the one whose secret shows, on this
+/// answer only (the page it redirects nowhere, so a reload does not show it again).
+fn keys_page(
+    state: &SharedState,
+    session: &Session,
+    app: String,
+    done_what: Option<&str>,
+    made: Option<&cairn_store::AccessKeyRecord>,
+) -> Reply {
+    let ctx = &session.ctx;
     if !app.is_empty() && !crate::access_keys::valid_app_id(&app) {
         return Err(ctx.fail(
             StatusCode::BAD_REQUEST,
@@ -463,7 +473,13 @@ pub async fn access_keys(
     let body = html! {
         h1 { (ctx.t("Access keys")) }
         p.muted { (ctx.t("With an enabled key, an Apollo app's clients must sign their requests with its secret.")) }
-        (done(ctx, q.done.as_deref()))
+        (done(ctx, done_what))
+        @if let Some(made) = made {
+            div.flash.ok role="status" #new-key {
+                (ctx.t("New key")) " " span.mono { (made.id) } ": " span.mono { (made.secret) }
+                " — " (ctx.t("copy the secret now; it is not shown again."))
+            }
+        }
         form.panel.filters method="get" action="/console/access-keys" {
             div { label for="app" { (ctx.t("Apollo app id")) } input #app type="search" name="app" value=(app) required; }
             div { button.primary type="submit" { (ctx.t("Search")) } }
@@ -481,10 +497,7 @@ pub async fn access_keys(
                     @for k in &keys {
                         tr {
                             td.mono { (k.id) }
-                            td.mono {
-                                // The secret shows once, right after it is made.
-                                @if q.made.as_deref() == Some(k.id.as_str()) { (k.secret) } @else { "••••••••" }
-                            }
+                            td.mono { "••••••••" }
                             td { (if k.enabled { ctx.t("yes") } else { ctx.t("no") }) }
                             td.hide-narrow.muted { (time_of(k.created_at)) }
                             td {
@@ -568,7 +581,7 @@ pub async fn create_access_key(
         .create(&app)
         .await
         .map_err(|e| key_failure(ctx, e))?;
-    Ok(Redirect::to(&app_url(&app, &format!("&made={}", key.id))).into_response())
+    keys_page(&state, &session, app, None, Some(&key))
 }
 
 pub async fn set_access_key(

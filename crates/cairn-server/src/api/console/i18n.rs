@@ -194,6 +194,7 @@ const ZH: &[(&str, &str)] = &[
     ("Your change", "你的变更"),
     ("config", "个配置"),
     ("configs", "个配置"),
+    ("copy the secret now; it is not shown again.", "请立即复制密钥，它不会再次显示。"),
     ("current", "当前"),
     ("delete", "删除"),
     ("gray abandon", "灰度放弃"),

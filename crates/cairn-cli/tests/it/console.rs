@@ -625,13 +625,43 @@ async fn console_answers_carry_the_security_headers_and_refuse_foreign_forms() {
     );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    // The login form comes with a token, and a cookie that holds the same.
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(login_cookie.contains("SameSite=Strict"), "{login_cookie}");
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let token = html
+        .split("name=\"login_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries its token")
+        .to_owned();
+
+    // A login posted by another site (no cookie, or not this form's token) is refused.
+    for (cookie, sent) in [("", token.as_str()), (login_cookie.as_str(), "forged")] {
+        let r = http
+            .post(format!("{}/console/login", server.url))
+            .header("cookie", cookie)
+            .form(&[
+                ("username", "admin"),
+                ("password", PASSWORD),
+                ("login_token", sent),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("came from another site"));
+    }
 
     let login = http
         .post(format!("{}/console/login", server.url))
+        .header("cookie", &login_cookie)
         .form(&[
             ("username", "admin"),
             ("password", PASSWORD),
             ("next", "//evil.example/"),
+            ("login_token", token.as_str()),
         ])
         .send()
         .await

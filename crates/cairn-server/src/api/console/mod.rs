@@ -215,6 +215,13 @@ fn is_console_path(path: &str) -> bool {
     path.starts_with("/console/") && !path.contains("//") && !path.contains('\\')
 }
 
+/// Whether two secrets are equal, compared in constant time: a form token is a
+/// secret of its session.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A cookie of the request.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -268,11 +275,7 @@ impl Ctx {
 
     /// The form token check: a form of this session, not one another site made.
     pub fn check_csrf(&self, sent: &str) -> Result<(), PageError> {
-        let (a, b) = (sent.as_bytes(), self.csrf.as_bytes());
-        // Compared in constant time: the token is a secret of the session.
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        if same && !self.csrf.is_empty() {
+        if !self.csrf.is_empty() && same_secret(sent, &self.csrf) {
             Ok(())
         } else {
             Err(self.fail(

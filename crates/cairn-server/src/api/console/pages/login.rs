@@ -11,6 +11,9 @@ pub async fn login_page(Anonymous(ctx): Anonymous, Query(q): Query<LoginQuery>) 
     login_form(&ctx, q.next.as_deref(), "", None, StatusCode::OK)
 }
 
+/// The cookie that ties a login form to the browser it was served to.
+const LOGIN_COOKIE: &str = "cairn_login";
+
 fn login_form(
     ctx: &Ctx,
     next: Option<&str>,
@@ -18,6 +21,19 @@ fn login_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    // No session yet to derive a form token from, so the form and a cookie carry the
+    // same random value (another site can make a browser post the form, but cannot
+    // read or set the cookie, which SameSite=Strict also keeps off its requests): a
+    // login only a page of this node started.
+    let token = {
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
+    let cookie = format!(
+        "{LOGIN_COOKIE}={token}; Path=/console/login; Max-Age=3600; HttpOnly; SameSite=Strict"
+    );
     let body = html! {
         div.login.panel {
             h1 { "Cairn" }
@@ -25,6 +41,7 @@ fn login_form(
                 div.flash.error role="alert" { (error) }
             }
             form method="post" action="/console/login" {
+                input type="hidden" name="login_token" value=(token);
                 input type="hidden" name="next" value=(next.unwrap_or(""));
                 label for="username" { (ctx.t("User name")) }
                 input #username type="text" name="username" value=(username)
@@ -38,7 +55,12 @@ fn login_form(
             }
         }
     };
-    (status, layout(ctx, ctx.t("Log in"), body, false)).into_response()
+    (
+        status,
+        [(header::SET_COOKIE, cookie)],
+        layout(ctx, ctx.t("Log in"), body, false),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -49,6 +71,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    #[serde(default)]
+    login_token: String,
 }
 
 pub async fn login(
@@ -59,6 +83,16 @@ pub async fn login(
     ConsoleForm(form): ConsoleForm<LoginForm>,
 ) -> Response {
     let next = Some(form.next.as_str()).filter(|n| is_console_path(n));
+    let served = super::super::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if form.login_token.is_empty() || !super::super::same_secret(served, &form.login_token) {
+        return login_form(
+            &ctx,
+            next,
+            &form.username,
+            Some("this login form has expired or came from another site; log in again here"),
+            StatusCode::FORBIDDEN,
+        );
+    }
     match state
         .auth
         .open_session(

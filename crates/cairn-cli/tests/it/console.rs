@@ -105,14 +105,40 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
+/// Whether an element went away under us: the page it was found on was replaced by
+/// the next one (a form's answer arriving) between finding and using it.
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
+}
+
+/// Runs `act` on the element `css` selects, again on the next page's element when the
+/// page changed under it.
+async fn on_element<T, F, Fut>(c: &Client, css: &str, act: F) -> T
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match act(find(c, css).await).await {
+            Ok(done) => return done,
+            Err(e) if stale(&e) && Instant::now() < deadline => continue,
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
+}
+
 async fn text(c: &Client, css: &str) -> String {
-    find(c, css).await.text().await.unwrap()
+    on_element(c, css, |e| async move { e.text().await }).await
 }
 
 async fn fill(c: &Client, css: &str, value: &str) {
-    let field = find(c, css).await;
-    field.clear().await.unwrap();
-    field.send_keys(value).await.unwrap();
+    on_element(c, css, |e| async move {
+        e.clear().await?;
+        e.send_keys(value).await
+    })
+    .await
 }
 
 /// Sets the code editor's content as typing would.
@@ -141,7 +167,7 @@ async fn editor_value(c: &Client) -> String {
 }
 
 async fn click(c: &Client, css: &str) {
-    find(c, css).await.click().await.unwrap();
+    on_element(c, css, |e| async move { e.click().await.map(drop) }).await
 }
 
 /// The page's path, once it is `want` (or after 10 s, whatever it is then).
@@ -353,6 +379,11 @@ async fn a_person_manages_configs_in_the_console() {
     shot(&c, "09-gray").await;
     click(&c, "#promote button").await;
     c.accept_alert().await.unwrap();
+    // The gray page had a flash of its own: wait for the config's page first.
+    assert_eq!(
+        path_becomes(&c, "/console/c/public/DEFAULT_GROUP/app.yaml").await,
+        "/console/c/public/DEFAULT_GROUP/app.yaml"
+    );
     assert!(text(&c, ".flash.ok").await.contains("Promoted"));
     let promoted = editor_value(&c).await;
     assert_eq!(promoted, "server:\n  port: 7070\n  hosts: [a, b]\n");
@@ -503,6 +534,8 @@ async fn a_person_manages_configs_in_the_console() {
     fill(&c, "#new-user #username", "bob").await;
     fill(&c, "#new-user #password", "bob-password-1").await;
     click(&c, "#new-user button").await;
+    // The answer's own mark first: the page before had a #users table too.
+    assert!(text(&c, ".flash.ok").await.contains("Saved"));
     assert!(text(&c, "#users").await.contains("bob"));
     shot(&c, "15-users").await;
     c.goto(&format!("{url}/console/access-keys?app=shop"))

@@ -673,7 +673,7 @@ impl Service {
     /// long poll is this loop.
     pub async fn wait_until<T>(
         &self,
-        listener: Listener,
+        listener: impl FnOnce() -> Listener,
         timeout: std::time::Duration,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
@@ -684,7 +684,8 @@ impl Service {
             return None;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let registration = self.register(listener);
+        // Only a poll that waits is listed: one answered at once costs no copy.
+        let registration = self.register(listener());
         loop {
             if let Some(found) = check() {
                 return Some(found);
@@ -711,11 +712,13 @@ impl Service {
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
     ) -> Vec<(ConfigKey, Option<View>)> {
-        let listed = held
-            .iter()
-            .map(|(k, md5)| (k.clone(), Some(md5.clone())))
-            .collect();
-        let listener = Listener::new(protocol, client.clone(), listed);
+        let listener = || {
+            let listed = held
+                .iter()
+                .map(|(k, md5)| (k.clone(), Some(md5.clone())))
+                .collect();
+            Listener::new(protocol, client.clone(), listed)
+        };
         self.wait_until(listener, timeout, || {
             let stale: Vec<(ConfigKey, Option<View>)> = held
                 .iter()

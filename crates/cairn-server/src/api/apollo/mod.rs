@@ -680,11 +680,13 @@ async fn notifications(
     };
     // Any change to a watched key (main or gray, for any client) wakes the poll, which
     // answers if this client's notification id moved.
-    let held = watched
-        .iter()
-        .flat_map(|w| w.keys.iter().map(|(_, k)| (k.clone(), None)))
-        .collect();
-    let listener = Listener::new(Protocol::Apollo, client.clone(), held);
+    let listener = || {
+        let held = watched
+            .iter()
+            .flat_map(|w| w.keys.iter().map(|(_, k)| (k.clone(), None)))
+            .collect();
+        Listener::new(Protocol::Apollo, client.clone(), held)
+    };
     let timeout = state.settings.apollo_poll_timeout_ms.get();
     let changed = state
         .service

@@ -209,18 +209,8 @@ async fn submit(
             ))
         }
         "publish" => {
-            let tags: Vec<String> = form
-                .tags
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let expect = if form.base_md5.is_empty() {
-                Expect::Absent
-            } else {
-                Expect::Md5(form.base_md5.clone())
-            };
+            let tags = list_of(&form.tags);
+            let expect = expect_of(&form.base_md5);
             let input = PublishInput {
                 content: form.content.clone(),
                 format,

@@ -21,14 +21,6 @@ pub struct GrayForm {
     step: String,
 }
 
-fn list_of(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The gray release of a config: its rules, the clients that read it now, the diff from
 /// the main content, promote and abandon; or, without one, the form to start one.
 pub async fn gray_page(

@@ -324,15 +324,6 @@ pub struct ChangeForm {
     md5: String,
 }
 
-/// What a change confirmed on a page expects: the md5 the page showed, or no config.
-fn expect_of(md5: &str) -> Expect {
-    if md5.is_empty() {
-        Expect::Absent
-    } else {
-        Expect::Md5(md5.to_owned())
-    }
-}
-
 pub async fn rollback(
     State(state): State<SharedState>,
     session: Session,

@@ -322,3 +322,21 @@ pub async fn config(
     };
     Ok(layout(ctx, key.data_id.as_str(), body, true).into_response())
 }
+
+/// The items of a comma-separated field, trimmed, blanks left out.
+fn list_of(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a change confirmed on a page expects: the md5 the page showed, or no config.
+fn expect_of(md5: &str) -> Expect {
+    if md5.is_empty() {
+        Expect::Absent
+    } else {
+        Expect::Md5(md5.to_owned())
+    }
+}

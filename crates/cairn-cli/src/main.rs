@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
-use commands::{access_key, config, gray, login, namespace, user, watch};
+use commands::{access_key, config, grant, gray, login, namespace, user, watch};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,16 @@ enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Give a user or role a level (none, read, write, admin) over a namespace, or part
+    /// of one. Admins anywhere; a namespace's admins within it.
+    Grant(grant::GrantArgs),
+    /// Take a grant away.
+    Revoke(grant::RevokeArgs),
+    /// List grants: all as admin, else those you can see.
+    Grants(grant::GrantsArgs),
+    /// Named roles: sets of grants given to their members (admin).
+    #[command(subcommand)]
+    Role(grant::RoleCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -110,5 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AccessKey(command) => access_key::run(client, command).await,
         Command::Ns(command) => namespace::run(client, command).await,
         Command::User(command) => user::run(client, command).await,
+        Command::Grant(args) => grant::grant(client, args).await,
+        Command::Revoke(args) => grant::revoke(client, args).await,
+        Command::Grants(args) => grant::grants(client, args).await,
+        Command::Role(command) => grant::role(client, command).await,
     }
 }

@@ -889,4 +889,88 @@ impl Client {
             .await
             .map(drop)
     }
+
+    /// Grants visible to the caller: all for an admin, else those of the namespaces
+    /// they administer and their own; narrowed by subject and namespace if given.
+    pub async fn grants(
+        &self,
+        subject: Option<&GrantSubject>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<GrantInfo>> {
+        let mut url = self.url(&["api", "v1", "grants"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(subject) = subject {
+                let (field, name) = subject.field();
+                query.append_pair(field, name);
+            }
+            if let Some(namespace) = namespace {
+                query.append_pair("namespace", namespace);
+            }
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Gives `subject` `level` over a namespace (or namespace pattern, admins only),
+    /// group and data id patterns, replacing what it had over exactly that scope.
+    pub async fn grant(
+        &self,
+        subject: &GrantSubject,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+        level: &str,
+    ) -> Result<()> {
+        let (field, name) = subject.field();
+        let mut body = serde_json::json!({
+            "namespace": namespace, "group": group, "data_id": data_id, "level": level,
+        });
+        body[field] = serde_json::Value::String(name.to_owned());
+        let request = self
+            .request(Method::PUT, self.url(&["api", "v1", "grants"]))
+            .json(&body);
+        self.send(request).await.map(drop)
+    }
+
+    /// Takes away `subject`'s grant over exactly this scope.
+    pub async fn revoke(
+        &self,
+        subject: &GrantSubject,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+    ) -> Result<()> {
+        let mut url = self.url(&["api", "v1", "grants"]);
+        let (field, name) = subject.field();
+        url.query_pairs_mut()
+            .append_pair(field, name)
+            .append_pair("namespace", namespace)
+            .append_pair("group", group)
+            .append_pair("data_id", data_id);
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// The named roles with their members (admin).
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>> {
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "roles"])))
+            .await
+    }
+
+    /// Makes a user a member of a role (admin).
+    pub async fn add_role_member(&self, role: &str, username: &str) -> Result<()> {
+        let url = self.url(&["api", "v1", "roles", role, "members", username]);
+        self.send(self.request(Method::PUT, url)).await.map(drop)
+    }
+
+    /// Takes a user out of a role (admin).
+    pub async fn remove_role_member(&self, role: &str, username: &str) -> Result<()> {
+        let url = self.url(&["api", "v1", "roles", role, "members", username]);
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// Removes a role with its memberships and grants (admin).
+    pub async fn delete_role(&self, role: &str) -> Result<()> {
+        let url = self.url(&["api", "v1", "roles", role]);
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
 }

@@ -416,3 +416,65 @@ pub struct Change {
     /// The config as the server now serves it to this client; `None` when deleted.
     pub config: Option<Config>,
 }
+
+/// Who a grant is given to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantSubject {
+    /// One user, by name.
+    User(String),
+    /// Every member of the role.
+    Role(String),
+}
+
+impl GrantSubject {
+    fn kind(&self) -> &'static str {
+        match self {
+            GrantSubject::User(_) => "user",
+            GrantSubject::Role(_) => "role",
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            GrantSubject::User(n) | GrantSubject::Role(n) => n,
+        }
+    }
+
+    /// As query or body fields: `user=…` or `role=…`.
+    pub(crate) fn field(&self) -> (&'static str, &str) {
+        (self.kind(), self.name())
+    }
+}
+
+/// A grant: a user's or role's level (`none`, `read`, `write`, `admin`) over a
+/// namespace, group and data id, each a name or a `*` pattern.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrantInfo {
+    /// `user` or `role`.
+    pub subject_kind: String,
+    /// The user's or role's name.
+    pub subject: String,
+    /// A namespace, or a pattern of namespaces.
+    pub namespace: String,
+    /// A group or group pattern.
+    pub group: String,
+    /// A data id or data id pattern.
+    pub data_id: String,
+    /// `none`, `read`, `write` or `admin`.
+    pub level: String,
+    /// When it was given, as RFC 3339 text.
+    pub created_at: String,
+    /// Who gave it (`upgrade` for the grants an upgrade gave existing users).
+    pub created_by: String,
+}
+
+/// A named role: its members and how many grants it carries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleInfo {
+    /// The role's name.
+    pub role: String,
+    /// Its members' user names.
+    pub members: Vec<String>,
+    /// How many grants it carries.
+    pub grants: usize,
+}

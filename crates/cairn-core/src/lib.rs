@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod format;
+pub mod grant;
 pub mod gray;
 pub mod md5;
 pub mod names;
@@ -14,6 +15,8 @@ pub mod role;
 
 pub use format::{Format, FormatError};
 pub use gray::{ClientInfo, GrayError, GrayRules, Label};
-pub use names::{ConfigKey, DataId, Group, KeyPathError, NameError, Namespace, Tag, Username};
+pub use names::{
+    ConfigKey, DataId, Group, KeyPathError, NameError, Namespace, RoleName, Tag, Username,
+};
 pub use revision::{Revision, RevisionError};
 pub use role::Role;

@@ -24,6 +24,17 @@ pub enum NameError {
 }
 
 fn check(kind: &'static str, value: &str, max: usize) -> Result<(), NameError> {
+    check_with(kind, value, max, false)
+}
+
+/// Checks a name, or with `wildcards` a pattern of names in which `*` stands for any run
+/// of characters.
+pub(crate) fn check_with(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    wildcards: bool,
+) -> Result<(), NameError> {
     if value.is_empty() {
         return Err(NameError::Empty { kind });
     }
@@ -31,10 +42,11 @@ fn check(kind: &'static str, value: &str, max: usize) -> Result<(), NameError> {
     if len > max {
         return Err(NameError::TooLong { kind, len, max });
     }
-    if let Some(ch) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
-    {
+    if let Some(ch) = value.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '.' | ':' | '-')
+            || (wildcards && *c == '*'))
+    }) {
         return Err(NameError::BadChar {
             kind,
             value: value.chars().take(64).collect(),
@@ -113,6 +125,13 @@ name_type!(
     /// A user's login name.
     Username,
     "user name",
+    64
+);
+
+name_type!(
+    /// A named role: a set of grants given to the users who are its members.
+    RoleName,
+    "role name",
     64
 );
 

@@ -2,7 +2,7 @@
 
 /// A pattern where `*` matches any run of characters (including none); every other
 /// character matches itself. A pattern without `*` is an exact match.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Wildcard {
     parts: Vec<String>,
     exact: bool,

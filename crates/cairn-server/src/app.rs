@@ -113,13 +113,15 @@ impl Application {
                 .await
                 .context("cannot read or create the shared token signing key")?
         };
-        let auth = Auth::new(
-            store.clone(),
-            &signing_key,
-            settings.token_ttl_secs.get().as_secs(),
-        )
-        .await
-        .context("cannot load users")?;
+        let auth = Arc::new(
+            Auth::new(
+                store.clone(),
+                &signing_key,
+                settings.token_ttl_secs.get().as_secs(),
+            )
+            .await
+            .context("cannot load users and grants")?,
+        );
         let admin = match auth
             .bootstrap_admin(settings.admin_password.as_ref())
             .await
@@ -165,7 +167,12 @@ impl Application {
                 retention: settings.change_log_retention_secs.get(),
             },
         ));
-        let service = Service::new(store.clone(), commits, settings.max_content_bytes);
+        let service = Service::new(
+            store.clone(),
+            commits,
+            settings.max_content_bytes,
+            auth.clone(),
+        );
         tracing::info!(
             configs = service.configs_cached(),
             backend = store.backend().as_str(),
@@ -186,7 +193,7 @@ impl Application {
         let state = Arc::new(AppState {
             service,
             apollo,
-            auth: Arc::new(auth),
+            auth,
             access_keys,
             sync,
             settings,

@@ -16,8 +16,13 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Access, Policy};
+use crate::listeners::Listeners;
 use crate::now_millis;
 use crate::settings::Secret;
+use cairn_core::grant::{Level, Scope};
+use cairn_core::{ConfigKey, RoleName};
+use cairn_store::{GrantRecord, RoleMember, Subject};
 
 pub use cairn_core::Role;
 
@@ -59,6 +64,10 @@ pub enum AuthError {
     InvalidToken,
     #[error("this needs the admin role")]
     Forbidden,
+    #[error(transparent)]
+    Denied(#[from] crate::access::Denied),
+    #[error("{0}")]
+    InvalidGrant(String),
     #[error("a password must be 8 to 256 characters long")]
     WeakPassword,
     #[error("unknown role {0:?}; expected admin or user")]
@@ -149,6 +158,10 @@ pub struct Auth {
     throttle: crate::throttle::LoginThrottle,
     /// Tokens whose signature was checked: user, expiry and password-change time.
     tokens: TokenCache,
+    /// Grants and role memberships.
+    access: Access,
+    /// Every live watch of the node, so that one whose user loses a right is ended.
+    listeners: Arc<Listeners>,
 }
 
 /// Checked tokens, bounded: when full, the least used go first, not everything at once.
@@ -299,7 +312,10 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let dummy_hash = blocking(|| hash_password("not-a-real-password")).await?;
+        let access = Access::load(store.clone()).await?;
         Ok(Self {
+            access,
+            listeners: Arc::default(),
             store,
             encoding: EncodingKey::from_secret(signing_key),
             decoding: DecodingKey::from_secret(signing_key),
@@ -670,6 +686,9 @@ impl Auth {
                 .insert(user.username.clone(), UserState::of(&user));
             self.offline.insert(user.username.clone(), user);
         }
+        self.access.reload().await?;
+        // Another node may have taken a right away, demoted or removed a user.
+        self.end_lost_watches();
         Ok(())
     }
 
@@ -757,6 +776,7 @@ impl Auth {
             record.password_hash = hash;
             record.password_changed_at = changed_at;
         }
+        self.end_watches_of(username);
         Ok(())
     }
 
@@ -781,6 +801,7 @@ impl Auth {
         if let Some(mut record) = self.offline.get_mut(username) {
             record.role = role;
         }
+        self.end_lost_watches();
         Ok(())
     }
 
@@ -799,7 +820,170 @@ impl Auth {
         self.store.delete_user(username).await?;
         self.users.remove(username);
         self.offline.remove(username);
+        self.access.reload().await?;
+        self.end_watches_of(username);
         Ok(())
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// Every live watch of the node.
+    pub fn listeners(&self) -> &Arc<Listeners> {
+        &self.listeners
+    }
+
+    /// The caller `username` is now, if the user exists.
+    fn caller_of(&self, username: &Username) -> Option<Caller> {
+        self.users.get(username).map(|state| Caller {
+            username: username.clone(),
+            role: state.role,
+        })
+    }
+
+    /// Ends every watch of `username`: their password changed or they were removed, and
+    /// a watch must not outlive the credentials that opened it.
+    fn end_watches_of(&self, username: &Username) {
+        let ended = self.listeners.revoke(|l| l.user.as_ref() == Some(username));
+        if ended > 0 {
+            tracing::info!(user = %username, watches = ended, "ended the watches of a user whose credentials changed");
+        }
+    }
+
+    /// Ends every watch whose user may no longer read one of its keys, or is gone.
+    fn end_lost_watches(&self) {
+        let ended = self.listeners.revoke(|l| {
+            let Some(user) = &l.user else { return false };
+            let Some(caller) = self.caller_of(user) else {
+                return true;
+            };
+            let reader = self.access.reader(&caller);
+            l.held.iter().any(|(key, _)| !reader.may_read(key))
+        });
+        if ended > 0 {
+            tracing::info!(
+                watches = ended,
+                "ended watches whose users lost the right to read"
+            );
+        }
+    }
+
+    /// Checks that `by` may change grants over `scope`: admins anywhere; a namespace's
+    /// admins inside that one namespace (a scope naming it exactly).
+    fn may_manage(&self, by: &Caller, scope: &Scope) -> Result<(), AuthError> {
+        if by.role == Role::Admin {
+            return Ok(());
+        }
+        let namespace = scope.namespace.as_str();
+        let exact = cairn_core::Namespace::parse(namespace).ok();
+        match exact {
+            Some(ns) => Ok(self.access.require_namespace(by, &ns, Level::Admin)?),
+            None => Err(AuthError::Forbidden),
+        }
+    }
+
+    /// Gives `subject` `level` over `scope` (replacing what it had over exactly that
+    /// scope). Takes effect at once here and at the next heartbeat on other nodes; a
+    /// watch the change takes a right from ends.
+    pub async fn grant(
+        &self,
+        by: &Caller,
+        subject: Subject,
+        scope: Scope,
+        level: Level,
+    ) -> Result<(), AuthError> {
+        self.may_manage(by, &scope)?;
+        if let Subject::User(user) = &subject {
+            if !self.users.contains_key(user) && self.store.get_user(user).await?.is_none() {
+                return Err(AuthError::UserNotFound(user.to_string()));
+            }
+        }
+        self.store
+            .put_grant(&GrantRecord {
+                subject,
+                scope,
+                level,
+                created_at: now_millis(),
+                created_by: by.username.to_string(),
+            })
+            .await?;
+        self.policy_changed().await
+    }
+
+    /// Takes `subject`'s grant over exactly `scope` away; false when there was none.
+    pub async fn revoke(
+        &self,
+        by: &Caller,
+        subject: &Subject,
+        scope: &Scope,
+    ) -> Result<bool, AuthError> {
+        self.may_manage(by, scope)?;
+        let removed = self.store.delete_grant(subject, scope).await?;
+        self.policy_changed().await?;
+        Ok(removed)
+    }
+
+    /// Makes `username` a member of `role`. Roles span namespaces, so only admins
+    /// manage memberships.
+    pub async fn add_to_role(
+        &self,
+        by: &Caller,
+        role: &RoleName,
+        username: &Username,
+    ) -> Result<(), AuthError> {
+        if by.role != Role::Admin {
+            return Err(AuthError::Forbidden);
+        }
+        self.store
+            .add_role_member(&RoleMember {
+                role: role.clone(),
+                username: username.clone(),
+                created_at: now_millis(),
+            })
+            .await?;
+        self.policy_changed().await
+    }
+
+    /// False when the user was not a member.
+    pub async fn remove_from_role(
+        &self,
+        by: &Caller,
+        role: &RoleName,
+        username: &Username,
+    ) -> Result<bool, AuthError> {
+        if by.role != Role::Admin {
+            return Err(AuthError::Forbidden);
+        }
+        let removed = self.store.remove_role_member(role, username).await?;
+        self.policy_changed().await?;
+        Ok(removed)
+    }
+
+    /// Removes a role: its members and its grants. False when it had neither.
+    pub async fn delete_role(&self, by: &Caller, role: &RoleName) -> Result<bool, AuthError> {
+        if by.role != Role::Admin {
+            return Err(AuthError::Forbidden);
+        }
+        let removed = self.store.delete_role(role).await?;
+        self.policy_changed().await?;
+        Ok(removed)
+    }
+
+    async fn policy_changed(&self) -> Result<(), AuthError> {
+        self.access.reload().await?;
+        self.end_lost_watches();
+        Ok(())
+    }
+
+    /// The grants and memberships as this node knows them.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.access.policy()
+    }
+
+    /// Succeeds when `caller` has at least `need` on `key`.
+    pub fn require(&self, caller: &Caller, key: &ConfigKey, need: Level) -> Result<(), AuthError> {
+        Ok(self.access.require(caller, key, need)?)
     }
 }
 

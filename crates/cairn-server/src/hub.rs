@@ -139,6 +139,11 @@ impl Registration {
         &self.keys
     }
 
+    /// What wakes this watcher, for ending it from outside.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
     /// Whether the hub was closed: the node is shutting down and the watch should end.
     pub fn closed(&self) -> bool {
         self.hub.closed.load(Ordering::SeqCst)

@@ -1,6 +1,7 @@
 //! The Cairn node: the config service, the in-memory cache, the watch hub, auth and the
 //! HTTP surfaces, assembled by [`Application`].
 
+pub mod access;
 pub mod access_keys;
 pub mod api;
 mod app;

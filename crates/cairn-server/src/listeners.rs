@@ -4,11 +4,12 @@
 //! listens" views (console, native API, Nacos's listener queries, the CLI) read it.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cairn_core::{ClientInfo, ConfigKey};
+use cairn_core::{ClientInfo, ConfigKey, Username};
 use dashmap::DashMap;
+use tokio::sync::Notify;
 
 /// The protocol a client listens by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,9 @@ pub struct Listener {
     pub held: Vec<(ConfigKey, Option<String>)>,
     /// When the watch began, in Unix milliseconds.
     pub since: i64,
+    /// The user whose credentials opened the watch; `None` for surfaces without users
+    /// (Apollo's apps). The watch ends when that user loses the right to read a key.
+    pub user: Option<Username>,
 }
 
 impl Listener {
@@ -62,7 +66,14 @@ impl Listener {
             client,
             held,
             since: crate::now_millis(),
+            user: None,
         }
+    }
+
+    /// The same watch, opened with `user`'s credentials.
+    pub fn by(mut self, user: &Username) -> Self {
+        self.user = Some(user.clone());
+        self
     }
 
     pub fn keys(&self) -> Vec<ConfigKey> {
@@ -70,22 +81,54 @@ impl Listener {
     }
 }
 
+/// A listed watch, and how to end it from outside.
+struct Entry {
+    listener: Arc<Listener>,
+    /// Wakes the watch, which then sees `revoked`.
+    waker: Arc<Notify>,
+    revoked: Arc<AtomicBool>,
+}
+
 /// Every live watch of the node.
 #[derive(Default)]
 pub struct Listeners {
     next: AtomicU64,
-    all: DashMap<u64, Arc<Listener>>,
+    all: DashMap<u64, Entry>,
 }
 
 impl Listeners {
-    /// Lists `listener` until the returned guard is dropped.
-    pub fn add(self: &Arc<Self>, listener: Listener) -> Listed {
+    /// Lists `listener` until the returned guard is dropped; `waker` wakes the watch
+    /// when it is revoked.
+    pub fn add(self: &Arc<Self>, listener: Listener, waker: Arc<Notify>) -> Listed {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.all.insert(id, Arc::new(listener));
+        let revoked = Arc::new(AtomicBool::new(false));
+        self.all.insert(
+            id,
+            Entry {
+                listener: Arc::new(listener),
+                waker,
+                revoked: revoked.clone(),
+            },
+        );
         Listed {
             listeners: self.clone(),
             id,
+            revoked,
         }
+    }
+
+    /// Ends every watch `lost` says may not go on (its user lost a right, or is gone):
+    /// each is woken and sees itself revoked. Returns how many.
+    pub fn revoke(&self, lost: impl Fn(&Listener) -> bool) -> usize {
+        let mut ended = 0;
+        for entry in self.all.iter() {
+            if !entry.revoked.load(Ordering::Relaxed) && lost(&entry.listener) {
+                entry.revoked.store(true, Ordering::SeqCst);
+                entry.waker.notify_one();
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// The watches of `key`, each with what its client holds of it.
@@ -94,8 +137,9 @@ impl Listeners {
             .all
             .iter()
             .filter_map(|entry| {
-                let held = entry.held.iter().find(|(k, _)| k == key)?.1.clone();
-                Some((entry.value().clone(), held))
+                let listener = &entry.listener;
+                let held = listener.held.iter().find(|(k, _)| k == key)?.1.clone();
+                Some((listener.clone(), held))
             })
             .collect();
         found.sort_by_key(|(l, _)| (l.client.ip, l.since));
@@ -107,8 +151,8 @@ impl Listeners {
         let mut found: Vec<_> = self
             .all
             .iter()
-            .filter(|entry| entry.client.ip == Some(ip))
-            .map(|entry| entry.value().clone())
+            .filter(|entry| entry.listener.client.ip == Some(ip))
+            .map(|entry| entry.listener.clone())
             .collect();
         found.sort_by_key(|l| l.since);
         found
@@ -127,6 +171,14 @@ impl Listeners {
 pub struct Listed {
     listeners: Arc<Listeners>,
     id: u64,
+    revoked: Arc<AtomicBool>,
+}
+
+impl Listed {
+    /// Whether the watch was ended from outside and should answer and close.
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Listed {
@@ -148,19 +200,21 @@ mod tests {
         let listeners = Arc::new(Listeners::default());
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         let client = ClientInfo::new(Some(ip), Vec::new());
-        let a = listeners.add(Listener::new(
-            Protocol::NacosHttp,
-            client.clone(),
-            vec![
-                (key("a.yaml"), Some("md5-a".into())),
-                (key("b.yaml"), Some(String::new())),
-            ],
-        ));
-        let b = listeners.add(Listener::new(
-            Protocol::Apollo,
-            client,
-            vec![(key("a.yaml"), None)],
-        ));
+        let a = listeners.add(
+            Listener::new(
+                Protocol::NacosHttp,
+                client.clone(),
+                vec![
+                    (key("a.yaml"), Some("md5-a".into())),
+                    (key("b.yaml"), Some(String::new())),
+                ],
+            ),
+            Arc::default(),
+        );
+        let b = listeners.add(
+            Listener::new(Protocol::Apollo, client, vec![(key("a.yaml"), None)]),
+            Arc::default(),
+        );
         let of_a = listeners.of_key(&key("a.yaml"));
         assert_eq!(of_a.len(), 2);
         assert!(
@@ -175,5 +229,33 @@ mod tests {
         assert_eq!(listeners.of_key(&key("b.yaml")).len(), 0);
         drop(b);
         assert!(listeners.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_watch_is_woken_and_sees_it() {
+        let listeners = Arc::new(Listeners::default());
+        let ann = Username::parse("ann").unwrap();
+        let client = ClientInfo::new(None, Vec::new());
+        let waker = Arc::new(Notify::new());
+        let held = vec![(key("a.yaml"), Some(String::new()))];
+        let mine = listeners.add(
+            Listener::new(Protocol::Native, client.clone(), held.clone()).by(&ann),
+            waker.clone(),
+        );
+        let other = listeners.add(
+            Listener::new(Protocol::Native, client, held),
+            Arc::default(),
+        );
+        let ended = listeners.revoke(|l| l.user.as_ref() == Some(&ann));
+        assert_eq!(ended, 1);
+        assert!(mine.revoked() && !other.revoked());
+        tokio::time::timeout(std::time::Duration::from_secs(1), waker.notified())
+            .await
+            .expect("the revoked watch is woken");
+        assert_eq!(
+            listeners.revoke(|l| l.user.as_ref() == Some(&ann)),
+            0,
+            "a watch is revoked once"
+        );
     }
 }

@@ -10,6 +10,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use cairn_core::grant::Level;
 use cairn_core::pattern::Wildcard;
 use cairn_core::{
     md5::md5_hex, ConfigKey, Format, FormatError, GrayError, GrayRules, Namespace, Revision, Tag,
@@ -20,6 +21,8 @@ use cairn_store::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::access::{Denied, Reader};
+use crate::auth::{Auth, Caller};
 use crate::cache::{KeyState, View};
 use crate::commit::{Change, Commits};
 use crate::hub::Registration;
@@ -66,6 +69,8 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     ConcurrentChange(String),
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
@@ -126,6 +131,8 @@ pub enum ErrorKind {
     NotFound,
     /// The state is not what the request expected (compare-and-set, exists, not empty).
     Conflict,
+    /// The caller may not do this.
+    Forbidden,
     /// The database does not answer; writes are refused until it does.
     Unavailable,
     Internal,
@@ -149,6 +156,7 @@ impl ServiceError {
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
             | E::ConcurrentChange(_) => ErrorKind::Conflict,
+            E::Denied(_) => ErrorKind::Forbidden,
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Internal(_) => ErrorKind::Internal,
         }
@@ -166,10 +174,11 @@ impl ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// Who asks, for the audit trail.
+/// Who asks: whose rights a write is checked against, and the audit trail's who and
+/// from where.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    pub username: String,
+    pub caller: Caller,
     pub source: String,
 }
 
@@ -215,7 +224,20 @@ pub struct HeldKey {
 /// long as it lives.
 pub struct Watch {
     registration: Registration,
-    _listed: Listed,
+    listed: Listed,
+}
+
+impl Watch {
+    /// Whether the watch should answer and end: the node is shutting down, or the
+    /// watch was revoked (its user lost the right to read a key, or was removed).
+    pub fn closed(&self) -> bool {
+        self.registration.closed() || self.listed.revoked()
+    }
+
+    /// Whether the watch was revoked rather than ended by shutdown.
+    pub fn revoked(&self) -> bool {
+        self.listed.revoked()
+    }
 }
 
 impl std::ops::Deref for Watch {
@@ -252,6 +274,8 @@ pub struct Service {
     locks: Vec<Arc<Mutex<()>>>,
     hasher: RandomState,
     listeners: Arc<Listeners>,
+    /// Whose rights each write is checked against.
+    auth: Arc<Auth>,
 }
 
 /// Checks that `content` parses as `format` (unless forced); large contents are parsed
@@ -301,7 +325,12 @@ fn check_description(description: &str) -> Result<()> {
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, commits: Arc<Commits>, max_content_bytes: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        commits: Arc<Commits>,
+        max_content_bytes: usize,
+        auth: Arc<Auth>,
+    ) -> Self {
         Self {
             store,
             commits,
@@ -310,8 +339,29 @@ impl Service {
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
             hasher: RandomState::new(),
-            listeners: Arc::default(),
+            listeners: auth.listeners().clone(),
+            auth,
         }
+    }
+
+    /// Refuses a change of `key` by an actor without write access to it. Every write
+    /// operation checks here, whatever surface it came through.
+    fn may_write(&self, actor: &Actor, key: &ConfigKey) -> Result<()> {
+        Ok(self
+            .auth
+            .access()
+            .require(&actor.caller, key, Level::Write)?)
+    }
+
+    /// What `caller` may read, for checking many keys against one snapshot of the
+    /// grants.
+    pub fn reader(&self, caller: &Caller) -> Reader {
+        self.auth.access().reader(caller)
+    }
+
+    /// Refuses a read of `key` by a caller without read access to it.
+    pub fn may_read(&self, caller: &Caller, key: &ConfigKey) -> Result<()> {
+        Ok(self.auth.access().require(caller, key, Level::Read)?)
     }
 
     pub fn max_content_bytes(&self) -> usize {
@@ -337,7 +387,7 @@ impl Service {
 
     fn audit(actor: &Actor, comment: String) -> Audit {
         Audit {
-            operator: actor.username.clone(),
+            operator: actor.caller.username.to_string(),
             source: actor.source.clone(),
             comment,
             at: now_millis(),
@@ -375,9 +425,11 @@ impl Service {
     /// listeners meanwhile. Register before comparing, so a change in between is not
     /// missed.
     pub fn register(&self, listener: Listener) -> Watch {
+        let registration = self.commits.hub().register(listener.keys());
+        let listed = self.listeners.add(listener, registration.waker());
         Watch {
-            registration: self.commits.hub().register(listener.keys()),
-            _listed: self.listeners.add(listener),
+            registration,
+            listed,
         }
     }
 
@@ -504,6 +556,7 @@ impl Service {
         op: Op,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
+        self.may_write(actor, &key)?;
         if input.content.len() > self.max_content_bytes {
             return Err(ServiceError::ContentTooLarge {
                 size: input.content.len(),
@@ -544,12 +597,13 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = %record.revision, op = op.as_str(), by = %actor.username, "config written");
+        tracing::info!(key = %record.key, revision = %record.revision, op = op.as_str(), by = %actor.caller.username, "config written");
         Ok(record)
     }
 
     /// Deletes a config; returns the revision of the deletion.
     pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<Revision> {
+        self.may_write(actor, &key)?;
         if !matches!(expect, Expect::Any | Expect::Md5(_)) {
             return Err(ServiceError::InvalidArgument(
                 "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
@@ -572,7 +626,7 @@ impl Service {
             Ok(change)
         })
         .await?;
-        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.username, "config deleted");
+        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.caller.username, "config deleted");
         Ok(change.seq)
     }
 
@@ -584,6 +638,7 @@ impl Service {
         input: GrayInput,
         actor: &Actor,
     ) -> Result<Arc<GrayRecord>> {
+        self.may_write(actor, &key)?;
         if input.content.len() > self.max_content_bytes {
             return Err(ServiceError::ContentTooLarge {
                 size: input.content.len(),
@@ -615,7 +670,7 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = %record.revision, rules = %record.rules, by = %actor.username, "gray release published");
+        tracing::info!(key = %record.key, revision = %record.revision, rules = %record.rules, by = %actor.caller.username, "gray release published");
         Ok(record)
     }
 
@@ -629,6 +684,7 @@ impl Service {
 
     /// Makes the gray content the main content, for everyone.
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
+        self.may_write(actor, &key)?;
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -643,12 +699,13 @@ impl Service {
             Ok(record)
         })
         .await?;
-        tracing::info!(key = %record.key, revision = %record.revision, by = %actor.username, "gray release promoted");
+        tracing::info!(key = %record.key, revision = %record.revision, by = %actor.caller.username, "gray release promoted");
         Ok(record)
     }
 
     /// Ends a gray release: its clients go back to the main content.
     pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<Revision> {
+        self.may_write(actor, &key)?;
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -662,7 +719,7 @@ impl Service {
             Ok(change)
         })
         .await?;
-        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.username, "gray release abandoned");
+        tracing::info!(key = %change.key, revision = %change.seq, by = %actor.caller.username, "gray release abandoned");
         Ok(change.seq)
     }
 
@@ -705,42 +762,61 @@ impl Service {
     /// client holds (`""`: it holds nothing), each with what the client now sees (`None`:
     /// no such config): at once if some already differ, else after waiting up to
     /// `timeout` for a change; empty when nothing changed in time.
+    ///
+    /// A key `caller` may not read refuses the whole watch: a silently empty answer
+    /// would look like "nothing changed" forever. A watch whose caller loses the right
+    /// (or their password changes) while it waits is answered empty at once; the next
+    /// poll is refused.
     pub async fn wait_for_changes(
         &self,
+        caller: &Caller,
         protocol: Protocol,
         held: &[(ConfigKey, String)],
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
-    ) -> Vec<(ConfigKey, Option<View>)> {
+    ) -> Result<Vec<(ConfigKey, Option<View>)>> {
+        let access = self.auth.access();
+        for (key, _) in held {
+            access.require(caller, key, Level::Read)?;
+        }
         let listener = || {
             let listed = held
                 .iter()
                 .map(|(k, md5)| (k.clone(), Some(md5.clone())))
                 .collect();
-            Listener::new(protocol, client.clone(), listed)
+            Listener::new(protocol, client.clone(), listed).by(&caller.username)
         };
-        self.wait_until(listener, timeout, || {
-            let stale: Vec<(ConfigKey, Option<View>)> = held
-                .iter()
-                .filter_map(|(key, md5)| {
-                    let view = self.view(key, client);
-                    let now = view.as_ref().map_or("", |v| v.md5());
-                    (now != md5).then(|| (key.clone(), view))
-                })
-                .collect();
-            (!stale.is_empty()).then_some(stale)
-        })
-        .await
-        .unwrap_or_default()
+        Ok(self
+            .wait_until(listener, timeout, || {
+                let stale: Vec<(ConfigKey, Option<View>)> = held
+                    .iter()
+                    .filter_map(|(key, md5)| {
+                        let view = self.view(key, client);
+                        let now = view.as_ref().map_or("", |v| v.md5());
+                        (now != md5).then(|| (key.clone(), view))
+                    })
+                    .collect();
+                (!stale.is_empty()).then_some(stale)
+            })
+            .await
+            .unwrap_or_default())
     }
 
-    /// Configs matching `filter`, in key order, one page of them, and the total count.
-    pub fn list(&self, filter: &ListFilter, page: Page) -> (Vec<Arc<ConfigRecord>>, usize) {
+    /// Configs matching `filter` that `caller` may read, in key order, one page of them,
+    /// and the total count.
+    pub fn list(
+        &self,
+        caller: &Caller,
+        filter: &ListFilter,
+        page: Page,
+    ) -> (Vec<Arc<ConfigRecord>>, usize) {
+        let reader = self.reader(caller);
         let all = self.commits.cache().select(|c| {
-            filter
-                .namespace
-                .as_ref()
-                .is_none_or(|ns| &c.key.namespace == ns)
+            reader.may_read(&c.key)
+                && filter
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|ns| &c.key.namespace == ns)
                 && filter
                     .group
                     .as_ref()
@@ -803,6 +879,7 @@ impl Service {
         expect: Expect,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
+        self.may_write(actor, &key)?;
         let entry = self.history_entry(&key, revision).await?;
         if matches!(entry.op, Op::Delete | Op::GrayAbandon | Op::GrayPublish) {
             return Err(ServiceError::RevisionIsDeletion(revision));
@@ -919,8 +996,10 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use cairn_core::ClientInfo;
-    use cairn_store::SqlStore;
+    use cairn_store::{SqlStore, Subject};
 
     use super::*;
     use crate::cache::{rev, Cache};
@@ -933,7 +1012,15 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         let commits = Arc::new(Commits::new(Cache::default(), 0, vec![]));
-        (Service::new(store, commits, MAX), dir)
+        let auth = Arc::new(Auth::new(store.clone(), &[7; 32], 60).await.unwrap());
+        (Service::new(store, commits, MAX, auth), dir)
+    }
+
+    fn ann() -> Caller {
+        Caller {
+            username: cairn_core::Username::parse("ann").unwrap(),
+            role: crate::auth::Role::Admin,
+        }
     }
 
     fn key(data_id: &str) -> ConfigKey {
@@ -942,7 +1029,7 @@ mod tests {
 
     fn actor() -> Actor {
         Actor {
-            username: "ann".into(),
+            caller: ann(),
             source: "test".into(),
         }
     }
@@ -1022,6 +1109,7 @@ mod tests {
         let invalid = service.publish(key("bad.yaml"), yaml, &actor()).await;
         assert!(matches!(invalid, Err(ServiceError::InvalidContent(_))));
         let (listed, total) = service.list(
+            &ann(),
             &ListFilter::default(),
             Page {
                 number: 1,
@@ -1091,14 +1179,17 @@ mod tests {
         let client = ClientInfo::default();
         let held = [(key("w"), String::new())];
         let other = [(key("other"), String::new())];
+        let ann = ann();
         let (changed, quiet, ()) = tokio::join!(
             service.wait_for_changes(
+                &ann,
                 Protocol::Native,
                 &held,
                 &client,
                 std::time::Duration::from_secs(10)
             ),
             service.wait_for_changes(
+                &ann,
                 Protocol::Native,
                 &other,
                 &client,
@@ -1112,8 +1203,161 @@ mod tests {
                     .unwrap();
             },
         );
+        let (changed, quiet) = (changed.unwrap(), quiet.unwrap());
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].1.as_ref().unwrap().content(), "x");
         assert!(quiet.is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_write_and_watch_is_checked_against_the_callers_grants() {
+        use cairn_core::grant::{Level, Scope};
+        let (service, _dir) = service().await;
+        let auth = service.auth.clone();
+        let bob_name = cairn_core::Username::parse("bob").unwrap();
+        auth.add_user(
+            &bob_name,
+            &crate::settings::Secret::from("bob-password".to_owned()),
+            crate::auth::Role::User,
+        )
+        .await
+        .unwrap();
+        let bob = Caller {
+            username: bob_name.clone(),
+            role: crate::auth::Role::User,
+        };
+        let as_bob = Actor {
+            caller: bob.clone(),
+            source: "test".into(),
+        };
+        let k = key("app.yaml");
+        service
+            .publish(k.clone(), text("a: 1", Expect::Any), &actor())
+            .await
+            .unwrap();
+        // No grant: nothing.
+        let refused = service.publish(k.clone(), text("a: 2", Expect::Any), &as_bob);
+        assert!(matches!(refused.await, Err(ServiceError::Denied(_))));
+        assert!(service.may_read(&bob, &k).is_err());
+        let held = [(k.clone(), String::new())];
+        let watch = service
+            .wait_for_changes(
+                &bob,
+                Protocol::Native,
+                &held,
+                &ClientInfo::default(),
+                Duration::ZERO,
+            )
+            .await;
+        assert!(
+            matches!(watch, Err(ServiceError::Denied(_))),
+            "a watch is refused, not empty"
+        );
+        // Read: reads, lists and watches, but every kind of write is refused.
+        auth.grant(
+            &ann(),
+            Subject::User(bob_name.clone()),
+            Scope::namespace("public").unwrap(),
+            Level::Read,
+        )
+        .await
+        .unwrap();
+        service.may_read(&bob, &k).unwrap();
+        let page = Page {
+            number: 1,
+            size: 10,
+        };
+        assert_eq!(service.list(&bob, &ListFilter::default(), page).1, 1);
+        let refused = service.delete(k.clone(), Expect::Any, &as_bob).await;
+        assert!(
+            matches!(refused, Err(ServiceError::Denied(_))),
+            "{refused:?}"
+        );
+        let gray = GrayInput {
+            content: "a: 3".into(),
+            ips: vec!["10.0.0.1".into()],
+            ..GrayInput::default()
+        };
+        let refused = service.gray_publish(k.clone(), gray, &as_bob).await;
+        assert!(matches!(refused, Err(ServiceError::Denied(_))));
+        let refused = service.rollback(k.clone(), Revision::new(1).unwrap(), Expect::Any, &as_bob);
+        assert!(matches!(refused.await, Err(ServiceError::Denied(_))));
+        // A narrower rule takes a group away again.
+        auth.grant(
+            &ann(),
+            Subject::User(bob_name.clone()),
+            Scope::parse("public", "g", "*").unwrap(),
+            Level::None,
+        )
+        .await
+        .unwrap();
+        assert!(service.may_read(&bob, &k).is_err());
+        assert_eq!(service.list(&bob, &ListFilter::default(), page).1, 0);
+        // Write on the group: publishes.
+        auth.grant(
+            &ann(),
+            Subject::User(bob_name),
+            Scope::parse("public", "g", "*").unwrap(),
+            Level::Write,
+        )
+        .await
+        .unwrap();
+        service
+            .publish(k, text("a: 4", Expect::Any), &as_bob)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_watch_ends_when_its_user_loses_the_right_to_read() {
+        use cairn_core::grant::{Level, Scope};
+        let (service, _dir) = service().await;
+        let auth = service.auth.clone();
+        let name = cairn_core::Username::parse("carl").unwrap();
+        auth.add_user(
+            &name,
+            &crate::settings::Secret::from("carl-password".to_owned()),
+            crate::auth::Role::User,
+        )
+        .await
+        .unwrap();
+        let scope = Scope::namespace("public").unwrap();
+        auth.grant(
+            &ann(),
+            Subject::User(name.clone()),
+            scope.clone(),
+            Level::Read,
+        )
+        .await
+        .unwrap();
+        let carl = Caller {
+            username: name.clone(),
+            role: crate::auth::Role::User,
+        };
+        let held = [(key("w"), String::new())];
+        let started = std::time::Instant::now();
+        let client = ClientInfo::default();
+        let (answer, ()) = tokio::join!(
+            service.wait_for_changes(
+                &carl,
+                Protocol::Native,
+                &held,
+                &client,
+                Duration::from_secs(20)
+            ),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(service.listener_count(), 1);
+                auth.revoke(&ann(), &Subject::User(name.clone()), &scope)
+                    .await
+                    .unwrap();
+            },
+        );
+        assert!(answer.unwrap().is_empty());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "answered when the grant went, not at the timeout"
+        );
+        assert_eq!(service.listener_count(), 0);
     }
 }

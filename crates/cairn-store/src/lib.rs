@@ -17,7 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cairn_core::{ConfigKey, Namespace, Revision, Username};
+use cairn_core::grant::Scope;
+use cairn_core::{ConfigKey, Namespace, Revision, RoleName, Username};
 
 /// Why a storage operation failed. Never carries HTTP notions; the server maps these.
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +227,24 @@ pub trait AccessKeyStore: Send + Sync {
     async fn delete_access_key(&self, app_id: &str, id: &str) -> Result<()>;
 }
 
+/// Grants and the membership of named roles: who may do what in which namespaces.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    async fn grants(&self) -> Result<Vec<GrantRecord>>;
+    /// Gives a subject a level over a scope, replacing the level it had over exactly
+    /// that scope.
+    async fn put_grant(&self, grant: &GrantRecord) -> Result<()>;
+    /// Takes a subject's grant over exactly `scope` away; false when it had none.
+    async fn delete_grant(&self, subject: &Subject, scope: &Scope) -> Result<bool>;
+    async fn role_members(&self) -> Result<Vec<RoleMember>>;
+    /// Makes a user a member of a role (again: nothing changes).
+    async fn add_role_member(&self, member: &RoleMember) -> Result<()>;
+    /// False when the user was not a member.
+    async fn remove_role_member(&self, role: &RoleName, username: &Username) -> Result<bool>;
+    /// Removes a role's members and grants; false when it had neither.
+    async fn delete_role(&self, role: &RoleName) -> Result<bool>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -274,6 +293,7 @@ pub trait Store:
     + ClusterStore
     + AccessKeyStore
     + SessionStore
+    + GrantStore
     + Send
     + Sync
     + 'static

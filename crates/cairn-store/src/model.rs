@@ -1,7 +1,8 @@
 //! Records exchanged with storage. Keys and formats arrive already validated (core
 //! types); everything else is plain data.
 
-use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Revision, Username};
+use cairn_core::grant::{Level, Scope};
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Revision, RoleName, Username};
 
 /// A namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,4 +288,46 @@ impl std::fmt::Debug for AccessKeyRecord {
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }
+}
+
+/// Who a grant is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    User(Username),
+    /// Every member of the role.
+    Role(RoleName),
+}
+
+impl Subject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::User(_) => "user",
+            Subject::Role(_) => "role",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::User(u) => u.as_str(),
+            Subject::Role(r) => r.as_str(),
+        }
+    }
+}
+
+/// A grant as stored: a subject's level over a scope of configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub subject: Subject,
+    pub scope: Scope,
+    pub level: Level,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+/// A user's membership of a named role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMember {
+    pub role: RoleName,
+    pub username: Username,
+    pub created_at: i64,
 }

@@ -22,6 +22,9 @@ use crate::{
     HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, SessionRecord,
     SessionStore, Store, StoreError, UserRecord, UserStore,
 };
+use crate::{GrantRecord, GrantStore, RoleMember, Subject};
+use cairn_core::grant::{Level, Scope};
+use cairn_core::RoleName;
 
 /// What varies between SQL engines.
 #[derive(Debug, Clone, Copy)]
@@ -1113,14 +1116,28 @@ impl UserStore for SqlStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn delete_user(&self, username: &Username) -> Result<()> {
+        // The user's grants and memberships go with it: a user made later under the
+        // same name must not inherit them.
+        let mut tx = self.begin_write().await?;
         let sql = self.sql("DELETE FROM users WHERE username = ?");
         let done = sqlx::query::<Any>(sql)
             .bind(username.as_str())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::UserNotFound(username.to_string()));
         }
+        let sql = self.sql("DELETE FROM grants WHERE subject_kind = 'user' AND subject = ?");
+        sqlx::query::<Any>(sql)
+            .bind(username.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let sql = self.sql("DELETE FROM role_members WHERE username = ?");
+        sqlx::query::<Any>(sql)
+            .bind(username.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -1380,6 +1397,173 @@ impl Store for SqlStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+fn grant_from_row(row: &AnyRow) -> Result<GrantRecord> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("grant: {what}"));
+    let name = text(row, "subject")?;
+    let subject = match text(row, "subject_kind")?.as_str() {
+        "user" => Subject::User(Username::parse(&name).map_err(|e| corrupt(e.to_string()))?),
+        "role" => Subject::Role(RoleName::parse(&name).map_err(|e| corrupt(e.to_string()))?),
+        other => return Err(corrupt(format!("unknown subject kind {other:?}"))),
+    };
+    let scope = Scope::parse(
+        &text(row, "namespace")?,
+        &text(row, "group_pattern")?,
+        &text(row, "data_id_pattern")?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let level = text(row, "level")?;
+    Ok(GrantRecord {
+        subject,
+        scope,
+        level: Level::parse(&level).ok_or_else(|| corrupt(format!("unknown level {level:?}")))?,
+        created_at: row.try_get("created_at")?,
+        created_by: text(row, "created_by")?,
+    })
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn grants(&self) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT subject_kind, subject, namespace, group_pattern, data_id_pattern, level, \
+             created_at, created_by FROM grants \
+             ORDER BY subject_kind, subject, namespace, group_pattern, data_id_pattern",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql(
+            "DELETE FROM grants WHERE subject_kind = ? AND subject = ? AND namespace = ? \
+             AND group_pattern = ? AND data_id_pattern = ?",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(grant.subject.kind())
+            .bind(grant.subject.name())
+            .bind(grant.scope.namespace.as_str())
+            .bind(grant.scope.group.as_str())
+            .bind(grant.scope.data_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let sql = self.sql(
+            "INSERT INTO grants (subject_kind, subject, namespace, group_pattern, \
+             data_id_pattern, level, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(grant.subject.kind())
+            .bind(grant.subject.name())
+            .bind(grant.scope.namespace.as_str())
+            .bind(grant.scope.group.as_str())
+            .bind(grant.scope.data_id.as_str())
+            .bind(grant.level.as_str())
+            .bind(grant.created_at)
+            .bind(&grant.created_by)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_grant(&self, subject: &Subject, scope: &Scope) -> Result<bool> {
+        let sql = self.sql(
+            "DELETE FROM grants WHERE subject_kind = ? AND subject = ? AND namespace = ? \
+             AND group_pattern = ? AND data_id_pattern = ?",
+        );
+        let done = sqlx::query::<Any>(sql)
+            .bind(subject.kind())
+            .bind(subject.name())
+            .bind(scope.namespace.as_str())
+            .bind(scope.group.as_str())
+            .bind(scope.data_id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn role_members(&self) -> Result<Vec<RoleMember>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT role, username, created_at FROM role_members ORDER BY role, username",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role = text(row, "role")?;
+                Ok(RoleMember {
+                    role: RoleName::parse(&role)
+                        .map_err(|e| StoreError::Corrupt(format!("role member: {e}")))?,
+                    username: username(row, "username")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn add_role_member(&self, member: &RoleMember) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql("SELECT COUNT(*) FROM users WHERE username = ?");
+        let exists: i64 = sqlx::query_scalar::<Any, i64>(sql)
+            .bind(member.username.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists == 0 {
+            return Err(StoreError::UserNotFound(member.username.to_string()));
+        }
+        let sql = self.sql("DELETE FROM role_members WHERE role = ? AND username = ?");
+        sqlx::query::<Any>(sql)
+            .bind(member.role.as_str())
+            .bind(member.username.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let sql =
+            self.sql("INSERT INTO role_members (role, username, created_at) VALUES (?, ?, ?)");
+        sqlx::query::<Any>(sql)
+            .bind(member.role.as_str())
+            .bind(member.username.as_str())
+            .bind(member.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn remove_role_member(&self, role: &RoleName, username: &Username) -> Result<bool> {
+        let sql = self.sql("DELETE FROM role_members WHERE role = ? AND username = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(role.as_str())
+            .bind(username.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_role(&self, role: &RoleName) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let sql = self.sql("DELETE FROM role_members WHERE role = ?");
+        let members = sqlx::query::<Any>(sql)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let sql = self.sql("DELETE FROM grants WHERE subject_kind = 'role' AND subject = ?");
+        let grants = sqlx::query::<Any>(sql)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(members.rows_affected() + grants.rows_affected() > 0)
     }
 }
 

@@ -682,6 +682,132 @@ async fn console_sessions(store: Arc<dyn Store>) {
     assert_eq!(store.session("b2").await.unwrap(), None);
 }
 
+async fn grants_and_roles(store: Arc<dyn Store>) {
+    use cairn_core::grant::{Level, Scope};
+    use cairn_core::RoleName;
+    let ann = Username::parse("ann").unwrap();
+    store
+        .create_user(&UserRecord {
+            username: ann.clone(),
+            password_hash: "h".into(),
+            role: cairn_core::Role::User,
+            created_at: 1,
+            password_changed_at: 1,
+        })
+        .await
+        .unwrap();
+    let devs = RoleName::parse("devs").unwrap();
+    let grant = |subject: Subject, scope: &str, level: Level| GrantRecord {
+        subject,
+        scope: {
+            let parts: Vec<&str> = scope.split(':').collect();
+            Scope::parse(parts[0], parts[1], parts[2]).unwrap()
+        },
+        level,
+        created_at: 5,
+        created_by: "admin".into(),
+    };
+    let to_ann = grant(Subject::User(ann.clone()), "dev:*:*", Level::Read);
+    store.put_grant(&to_ann).await.unwrap();
+    // The same scope again replaces the level.
+    let raised = grant(Subject::User(ann.clone()), "dev:*:*", Level::Write);
+    store.put_grant(&raised).await.unwrap();
+    let to_devs = grant(
+        Subject::Role(devs.clone()),
+        "prod:app-*:*.yaml",
+        Level::Read,
+    );
+    store.put_grant(&to_devs).await.unwrap();
+    let all = store.grants().await.unwrap();
+    assert_eq!(
+        all,
+        vec![to_devs.clone(), raised.clone()],
+        "ordered by subject"
+    );
+
+    let member = RoleMember {
+        role: devs.clone(),
+        username: ann.clone(),
+        created_at: 6,
+    };
+    store.add_role_member(&member).await.unwrap();
+    store.add_role_member(&member).await.unwrap();
+    assert_eq!(store.role_members().await.unwrap(), vec![member.clone()]);
+    let ghost = RoleMember {
+        username: Username::parse("ghost").unwrap(),
+        ..member.clone()
+    };
+    assert!(matches!(
+        store.add_role_member(&ghost).await,
+        Err(StoreError::UserNotFound(_))
+    ));
+
+    assert!(store
+        .delete_grant(&raised.subject, &raised.scope)
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_grant(&raised.subject, &raised.scope)
+        .await
+        .unwrap());
+    assert!(store.remove_role_member(&devs, &ann).await.unwrap());
+    assert!(!store.remove_role_member(&devs, &ann).await.unwrap());
+    store.add_role_member(&member).await.unwrap();
+    assert!(store.delete_role(&devs).await.unwrap());
+    assert!(!store.delete_role(&devs).await.unwrap());
+    assert!(store.grants().await.unwrap().is_empty());
+    assert!(store.role_members().await.unwrap().is_empty());
+
+    // A deleted user's grants and memberships go with them.
+    store.put_grant(&raised).await.unwrap();
+    store.add_role_member(&member).await.unwrap();
+    store.delete_user(&ann).await.unwrap();
+    assert!(store.grants().await.unwrap().is_empty());
+    assert!(store.role_members().await.unwrap().is_empty());
+}
+
+/// An installation from before grants: every user could read and write everywhere, and
+/// after the upgrade each still can, through a grant an admin can narrow.
+#[tokio::test]
+async fn an_upgrade_gives_existing_users_what_they_could_do_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cairn.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+        .await
+        .unwrap();
+    let first_with_grants = before
+        .migrations
+        .iter()
+        .position(|m| m.description.contains("grants"))
+        .expect("a grants migration");
+    before.migrations = before.migrations[..first_with_grants].to_vec().into();
+    before.run(&pool).await.unwrap();
+    for (name, role) in [("old-user", "user"), ("old-admin", "admin")] {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at, password_changed_at) \
+             VALUES (?, 'h', ?, 1, 1)",
+        )
+        .bind(name)
+        .bind(role)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let store = SqlStore::sqlite(&path).await.unwrap();
+    let grants = store.grants().await.unwrap();
+    assert_eq!(grants.len(), 1, "admins need none: {grants:?}");
+    assert_eq!(
+        grants[0].subject,
+        Subject::User(Username::parse("old-user").unwrap())
+    );
+    assert_eq!(grants[0].scope.to_string(), "*:*:*");
+    assert_eq!(grants[0].level, cairn_core::grant::Level::Write);
+    assert_eq!(grants[0].created_by, "upgrade");
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -716,6 +842,7 @@ macro_rules! suite {
             case!(gray_releases);
             case!(access_keys);
             case!(console_sessions);
+            case!(grants_and_roles);
         }
     };
 }

@@ -3,6 +3,7 @@
 
 pub mod access_key;
 pub mod config;
+pub mod grant;
 pub mod gray;
 mod input;
 pub mod login;

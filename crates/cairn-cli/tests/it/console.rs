@@ -538,6 +538,18 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(text(&c, ".flash.ok").await.contains("Saved"));
     assert!(text(&c, "#users").await.contains("bob"));
     shot(&c, "15-users").await;
+    // A new user may do nothing until granted: bob may read the public namespace.
+    c.goto(&format!("{url}/console/grants")).await.unwrap();
+    fill(&c, "#new-grant #subject", "bob").await;
+    fill(&c, "#new-grant #namespace", "public").await;
+    click(&c, "#new-grant button").await;
+    assert!(text(&c, ".flash.ok").await.contains("Saved"));
+    let grants = text(&c, "#grants").await;
+    assert!(
+        grants.contains("bob") && grants.contains("read"),
+        "{grants}"
+    );
+    shot(&c, "15b-grants").await;
     c.goto(&format!("{url}/console/access-keys?app=shop"))
         .await
         .unwrap();

@@ -70,6 +70,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -93,6 +94,7 @@ impl From<ServiceError> for ApiError {
             E::RevisionIsDeletion(_) => "revision_is_deletion",
             E::CasConflict { .. } => "cas_conflict",
             E::ConcurrentChange(_) => "concurrent_change",
+            E::Denied(_) => "forbidden",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",
         };
@@ -114,7 +116,8 @@ impl From<AuthError> for ApiError {
             E::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             E::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
             E::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
-            E::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            E::Forbidden | E::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            E::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             E::WeakPassword => (StatusCode::BAD_REQUEST, "weak_password"),
             E::UnknownRole(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             E::UserExists(_) => (StatusCode::CONFLICT, "user_exists"),

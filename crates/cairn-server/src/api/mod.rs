@@ -214,9 +214,26 @@ impl FromRequestParts<SharedState> for Admin {
     }
 }
 
+/// A config route's caller and key, once the caller is known to be allowed to read it.
+pub struct ReadableKey {
+    pub caller: Caller,
+    pub key: ConfigKey,
+}
+
+impl FromRequestParts<SharedState> for ReadableKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let key = config_key(KeyPath::from_request_parts(parts, state).await?)?;
+        state.service.may_read(&caller, &key)?;
+        Ok(ReadableKey { caller, key })
+    }
+}
+
 pub fn actor(caller: &Caller, addr: &ClientAddr) -> Actor {
     Actor {
-        username: caller.username.to_string(),
+        caller: caller.clone(),
         source: addr.0.clone(),
     }
 }

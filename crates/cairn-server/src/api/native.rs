@@ -6,16 +6,19 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use cairn_core::grant::Level;
+use cairn_core::grant::Scope;
 use cairn_core::pattern::Wildcard;
-use cairn_core::{Format, Namespace, Revision, Username};
+use cairn_core::{Format, Namespace, Revision, RoleName, Username};
 use cairn_store::Expect;
+use cairn_store::Subject;
 use secrecy::ExposeSecret;
 use utoipa::OpenApi;
 
 use super::wire::*;
 use super::{
     actor, config_key, page, Admin, ApiError, ApiJson, ApiPath, ApiQuery, ClientAddr, Identity,
-    KeyPath, SharedState,
+    KeyPath, ReadableKey, SharedState,
 };
 use crate::auth::{Caller, Role};
 use crate::service::{GrayInput, ListFilter, PublishInput, ServiceError};
@@ -96,6 +99,16 @@ pub fn router() -> Router<SharedState> {
             get(config_listeners),
         )
         .route("/api/v1/listeners", get(client_listeners))
+        .route(
+            "/api/v1/grants",
+            get(list_grants).put(put_grant).delete(delete_grant),
+        )
+        .route("/api/v1/roles", get(list_roles))
+        .route("/api/v1/roles/{role}", axum::routing::delete(delete_role))
+        .route(
+            "/api/v1/roles/{role}/members/{username}",
+            put(add_role_member).delete(remove_role_member),
+        )
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
         .route(
             "/api/v1/apps/{app_id}/access-keys",
@@ -116,7 +129,8 @@ pub fn router() -> Router<SharedState> {
         delete_namespace, list_configs, get_config, publish_config, delete_config, history,
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
-        delete_access_key, config_listeners, client_listeners, set_role,
+        delete_access_key, config_listeners, client_listeners, set_role, list_grants,
+        put_grant, delete_grant, list_roles, add_role_member, remove_role_member, delete_role,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -174,9 +188,11 @@ async fn login(
     responses((status = 200, body = [NamespaceView])))]
 async fn list_namespaces(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<NamespaceView>>, ApiError> {
-    let list = state.service.namespaces().await?;
+    let mut list = state.service.namespaces().await?;
+    let reader = state.service.reader(&caller);
+    list.retain(|n| reader.sees_namespace(&n.record.name));
     Ok(Json(list.iter().map(NamespaceView::from).collect()))
 }
 
@@ -203,26 +219,37 @@ async fn create_namespace(
     responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
 async fn get_namespace(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<NamespaceView>, ApiError> {
     let name = Namespace::parse(&name)?;
+    state
+        .auth
+        .access()
+        .require_visible(&caller, &name)
+        .map_err(ServiceError::from)?;
     Ok(Json(NamespaceView::from(
         &state.service.namespace(&name).await?,
     )))
 }
 
-/// Changes a namespace's display name or description (admin).
+/// Changes a namespace's display name or description (admin, or admin of the namespace).
 #[utoipa::path(put, path = "/api/v1/namespaces/{namespace}", tag = "namespaces",
     params(("namespace" = String, Path)), request_body = UpdateNamespace,
     responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
 async fn update_namespace(
     State(state): State<SharedState>,
-    _: Admin,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateNamespace>,
 ) -> Result<Json<NamespaceView>, ApiError> {
     let name = Namespace::parse(&name)?;
+    // Its own admins may change a namespace, as well as global admins.
+    state
+        .auth
+        .access()
+        .require_namespace(&caller, &name, Level::Admin)
+        .map_err(ServiceError::from)?;
     state
         .service
         .update_namespace(&name, req.display_name, req.description)
@@ -251,7 +278,7 @@ async fn delete_namespace(
     responses((status = 200, body = ConfigPage), (status = 400, body = ErrorBody)))]
 async fn list_configs(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConfigPage>, ApiError> {
     let page = page(q.page, q.page_size)?;
@@ -266,7 +293,7 @@ async fn list_configs(
         format: None,
         content: non_empty(q.q),
     };
-    let (items, total) = state.service.list(&filter, page);
+    let (items, total) = state.service.list(&caller, &filter, page);
     // An empty answer for a namespace that does not exist would hide a typo. Only an
     // empty page asks the database, and an outage does not turn it into an error.
     if total == 0 {
@@ -295,13 +322,11 @@ async fn list_configs(
         (status = 404, body = ErrorBody)))]
 async fn get_config(
     State(state): State<SharedState>,
-    _: Caller,
+    ReadableKey { key, .. }: ReadableKey,
     Identity(client): Identity,
-    path: KeyPath,
     ApiQuery(q): ApiQuery<GetQuery>,
     IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let key = config_key(path)?;
     let view = state
         .service
         .view(&key, &client)
@@ -413,11 +438,9 @@ async fn delete_config(
     responses((status = 200, body = HistoryPage), (status = 404, body = ErrorBody)))]
 async fn history(
     State(state): State<SharedState>,
-    _: Caller,
-    path: KeyPath,
+    ReadableKey { key, .. }: ReadableKey,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    let key = config_key(path)?;
     let page = page(q.page, q.page_size)?;
     let (items, total) = state.service.history(&key, page).await?;
     // No history at all: the config never existed (a deleted one keeps its history).
@@ -438,10 +461,11 @@ async fn history(
     responses((status = 200, body = HistoryView), (status = 404, body = ErrorBody)))]
 async fn history_entry(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     ApiPath((namespace, group, data_id, revision)): ApiPath<(String, String, String, Revision)>,
 ) -> Result<Json<HistoryView>, ApiError> {
     let key = cairn_core::ConfigKey::parse(&namespace, &group, &data_id)?;
+    state.service.may_read(&caller, &key)?;
     let entry = state.service.history_entry(&key, revision).await?;
     Ok(Json(HistoryView::new(&entry, true)))
 }
@@ -478,11 +502,9 @@ async fn rollback(
         (status = 404, body = ErrorBody)))]
 async fn diff(
     State(state): State<SharedState>,
-    _: Caller,
-    path: KeyPath,
+    ReadableKey { key, .. }: ReadableKey,
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> Result<Response, ApiError> {
-    let key = config_key(path)?;
     let diff = state.service.diff(&key, q.from, q.to).await?;
     Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
 }
@@ -600,12 +622,10 @@ async fn set_password(
     responses((status = 200, body = ListenersView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn config_listeners(
     State(state): State<SharedState>,
-    _: Caller,
+    ReadableKey { key, .. }: ReadableKey,
     headers: axum::http::HeaderMap,
-    path: KeyPath,
     ApiQuery(scope): ApiQuery<ListenersScope>,
 ) -> Result<Json<ListenersView>, ApiError> {
-    let key = config_key(path)?;
     let token = bearer(&headers);
     Ok(Json(
         super::peers::listeners(&state, &key, scope.cluster.then_some(token)).await,
@@ -618,7 +638,7 @@ async fn config_listeners(
     responses((status = 200, body = ClientWatchesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn client_listeners(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<ListenersQuery>,
 ) -> Result<Json<ClientWatchesView>, ApiError> {
@@ -630,7 +650,7 @@ async fn client_listeners(
     })?;
     let token = bearer(&headers);
     Ok(Json(
-        super::peers::client_watches(&state, ip, q.cluster.then_some(token)).await,
+        super::peers::client_watches(&state, &caller, ip, q.cluster.then_some(token)).await,
     ))
 }
 
@@ -703,10 +723,8 @@ async fn gray_publish(
     responses((status = 200, body = GrayView), (status = 404, body = ErrorBody)))]
 async fn gray_show(
     State(state): State<SharedState>,
-    _: Caller,
-    path: KeyPath,
+    ReadableKey { key, .. }: ReadableKey,
 ) -> Result<Json<GrayView>, ApiError> {
-    let key = config_key(path)?;
     let gray = state.service.gray(&key)?;
     Ok(Json(GrayView::new(&gray, true)))
 }
@@ -845,4 +863,216 @@ async fn delete_access_key(
         .await
         .map_err(access_key_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The subject a grant request names: exactly one of a user and a role.
+fn subject_of(user: Option<String>, role: Option<String>) -> Result<Subject, ApiError> {
+    match (user, role) {
+        (Some(user), None) => Ok(Subject::User(Username::parse(&user)?)),
+        (None, Some(role)) => Ok(Subject::Role(RoleName::parse(&role)?)),
+        _ => Err(ApiError::bad_request(
+            "invalid_argument",
+            "name exactly one of user and role",
+        )),
+    }
+}
+
+fn scope_of(
+    namespace: &str,
+    group: Option<&str>,
+    data_id: Option<&str>,
+) -> Result<Scope, ApiError> {
+    Ok(Scope::parse(
+        namespace,
+        group.unwrap_or("*"),
+        data_id.unwrap_or("*"),
+    )?)
+}
+
+/// Grants: an admin sees them all; anyone else those of the namespaces they administer
+/// and their own.
+#[utoipa::path(get, path = "/api/v1/grants", tag = "permissions", params(GrantsQuery),
+    responses((status = 200, body = [GrantView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_grants(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<GrantsQuery>,
+) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let wanted = match (q.user, q.role) {
+        (None, None) => None,
+        (user, role) => Some(subject_of(user, role)?),
+    };
+    let policy = state.auth.policy();
+    let access = state.auth.access();
+    let own_roles = policy.roles_of(&caller.username);
+    let visible = |g: &cairn_store::GrantRecord| {
+        caller.role == Role::Admin
+            || match &g.subject {
+                Subject::User(u) => *u == caller.username,
+                Subject::Role(r) => own_roles.contains(r),
+            }
+            || Namespace::parse(g.scope.namespace.as_str())
+                .is_ok_and(|ns| access.namespace_level(&caller, &ns) >= Level::Admin)
+    };
+    Ok(Json(
+        policy
+            .grants
+            .iter()
+            .filter(|g| wanted.as_ref().is_none_or(|w| &g.subject == w))
+            .filter(|g| {
+                q.namespace
+                    .as_deref()
+                    .is_none_or(|ns| g.scope.namespace.as_str() == ns)
+            })
+            .filter(|g| visible(g))
+            .map(GrantView::from)
+            .collect(),
+    ))
+}
+
+/// Gives a user or role a level over a scope, replacing what it had over exactly that
+/// scope. Admins anywhere; a namespace's admins within that namespace. Takes effect at
+/// once on this node and within a heartbeat on the others.
+#[utoipa::path(put, path = "/api/v1/grants", tag = "permissions", request_body = GrantRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_grant(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<GrantRequest>,
+) -> Result<StatusCode, ApiError> {
+    let subject = subject_of(req.user, req.role)?;
+    let scope = scope_of(&req.namespace, req.group.as_deref(), req.data_id.as_deref())?;
+    let level = Level::parse(&req.level).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_argument",
+            format!(
+                "unknown level {:?}; expected none, read, write or admin",
+                req.level
+            ),
+        )
+    })?;
+    state.auth.grant(&caller, subject, scope, level).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a grant away: the subject's grant over exactly this scope.
+#[utoipa::path(delete, path = "/api/v1/grants", tag = "permissions", params(RevokeQuery),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_grant(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<RevokeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let subject = subject_of(q.user, q.role)?;
+    let scope = scope_of(&q.namespace, q.group.as_deref(), q.data_id.as_deref())?;
+    if state.auth.revoke(&caller, &subject, &scope).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "grant_not_found",
+            format!(
+                "{} {} has no grant over {scope}",
+                subject.kind(),
+                subject.name()
+            ),
+        ))
+    }
+}
+
+/// The named roles, with their members and grant counts (admin).
+#[utoipa::path(get, path = "/api/v1/roles", tag = "permissions",
+    responses((status = 200, body = [RoleView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_roles(
+    State(state): State<SharedState>,
+    _: Admin,
+) -> Result<Json<Vec<RoleView>>, ApiError> {
+    let policy = state.auth.policy();
+    let mut roles: std::collections::BTreeMap<String, RoleView> = Default::default();
+    fn entry<'a>(
+        roles: &'a mut std::collections::BTreeMap<String, RoleView>,
+        name: &str,
+    ) -> &'a mut RoleView {
+        roles.entry(name.to_owned()).or_insert_with(|| RoleView {
+            role: name.to_owned(),
+            members: Vec::new(),
+            grants: 0,
+        })
+    }
+    for m in &policy.members {
+        entry(&mut roles, m.role.as_str())
+            .members
+            .push(m.username.to_string());
+    }
+    for g in &policy.grants {
+        if let Subject::Role(r) = &g.subject {
+            entry(&mut roles, r.as_str()).grants += 1;
+        }
+    }
+    Ok(Json(roles.into_values().collect()))
+}
+
+/// Makes a user a member of a role (admin); the role exists from its first member or
+/// grant.
+#[utoipa::path(put, path = "/api/v1/roles/{role}/members/{username}", tag = "permissions",
+    params(("role" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn add_role_member(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath((role, username)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let role = RoleName::parse(&role)?;
+    let username = Username::parse(&username)?;
+    state.auth.add_to_role(&caller, &role, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a user out of a role (admin).
+#[utoipa::path(delete, path = "/api/v1/roles/{role}/members/{username}", tag = "permissions",
+    params(("role" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_role_member(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath((role, username)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let role = RoleName::parse(&role)?;
+    let username = Username::parse(&username)?;
+    if state
+        .auth
+        .remove_from_role(&caller, &role, &username)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_member",
+            format!("{username} is not a member of role {role}"),
+        ))
+    }
+}
+
+/// Removes a role: its memberships and its grants (admin).
+#[utoipa::path(delete, path = "/api/v1/roles/{role}", tag = "permissions",
+    params(("role" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_role(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(role): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let role = RoleName::parse(&role)?;
+    if state.auth.delete_role(&caller, &role).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "role_not_found",
+            format!("role {role} has no members and no grants"),
+        ))
+    }
 }

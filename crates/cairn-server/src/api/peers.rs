@@ -129,18 +129,25 @@ pub async fn listeners(
 
 /// What the client at `ip` watches: on this node, and with `token` on every other live
 /// node too.
+/// Only the keys `caller` may read are shown (each node filters its own).
 pub async fn client_watches(
     state: &SharedState,
+    caller: &crate::auth::Caller,
     ip: std::net::IpAddr,
     cluster_token: Option<&str>,
 ) -> super::wire::ClientWatchesView {
     use super::wire::{ClientWatchView, ClientWatchesView, UnansweredNode, WatchedKeyView};
     let here = state.sync.node_id();
+    let reader = state.service.reader(caller);
     let mut view = ClientWatchesView {
         watches: state
             .service
             .listened_by(ip)
             .into_iter()
+            .filter_map(|(listener, mut keys)| {
+                keys.retain(|h| reader.may_read(&h.key));
+                (!keys.is_empty()).then_some((listener, keys))
+            })
             .map(|(listener, keys)| ClientWatchView {
                 node: here.to_owned(),
                 protocol: listener.protocol.as_str().to_owned(),

@@ -56,7 +56,7 @@ fn too_many_keys(count: usize, max: usize) -> ApiError {
     responses((status = 200, body = WatchResponse), (status = 400, body = ErrorBody)))]
 pub async fn watch(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     Identity(client): Identity,
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Response, ApiError> {
@@ -84,8 +84,8 @@ pub async fn watch(
         .min(state.settings.watch_max_timeout_ms.get());
     let stale = state
         .service
-        .wait_for_changes(Protocol::Native, &held, &client, timeout)
-        .await;
+        .wait_for_changes(&caller, Protocol::Native, &held, &client, timeout)
+        .await?;
     Ok(answer(&stale))
 }
 
@@ -171,7 +171,7 @@ struct StreamState {
         (status = 400, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<SharedState>,
-    _: Caller,
+    caller: Caller,
     Identity(client): Identity,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -190,12 +190,13 @@ pub async fn stream(
     if keys.len() > state.settings.watch_max_keys {
         return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
     }
+    for key in &keys {
+        state.service.may_read(&caller, key)?;
+    }
     let listed = keys.into_iter().map(|k| (k, None)).collect();
-    let registration = state.service.register(Listener::new(
-        Protocol::NativeStream,
-        client.clone(),
-        listed,
-    ));
+    let registration = state.service.register(
+        Listener::new(Protocol::NativeStream, client.clone(), listed).by(&caller.username),
+    );
     let initial = StreamState {
         sent: vec![None; registration.keys().len()],
         state,
@@ -223,7 +224,8 @@ pub async fn stream(
             if !s.pending.is_empty() {
                 continue;
             }
-            // The hub is closed at shutdown, which wakes the stream.
+            // The hub is closed at shutdown, and the watch revoked when its user loses a
+            // right: either wakes the stream, which ends.
             if s.registration.closed() {
                 return None;
             }

@@ -571,3 +571,82 @@ pub struct ListenersQuery {
     #[serde(default)]
     pub cluster: bool,
 }
+
+/// Who a grant is for: exactly one of `user` and `role`.
+#[derive(Deserialize, ToSchema, IntoParams)]
+pub struct GrantSubject {
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
+/// A grant to give: a level over a namespace, optionally narrowed by group and data id
+/// patterns (`*` matches any run of characters).
+#[derive(Deserialize, ToSchema)]
+pub struct GrantRequest {
+    pub user: Option<String>,
+    pub role: Option<String>,
+    /// A namespace, or a pattern of namespaces (admins only).
+    pub namespace: String,
+    /// Default `*`.
+    pub group: Option<String>,
+    /// Default `*`.
+    pub data_id: Option<String>,
+    /// `none` (narrows a broader grant), `read`, `write` or `admin`.
+    pub level: String,
+}
+
+/// The grant to take away: its subject and exact scope.
+#[derive(Deserialize, IntoParams)]
+pub struct RevokeQuery {
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub namespace: String,
+    /// Default `*`.
+    pub group: Option<String>,
+    /// Default `*`.
+    pub data_id: Option<String>,
+}
+
+/// Which grants to list.
+#[derive(Deserialize, IntoParams)]
+pub struct GrantsQuery {
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GrantView {
+    /// `user` or `role`.
+    pub subject_kind: String,
+    pub subject: String,
+    pub namespace: String,
+    pub group: String,
+    pub data_id: String,
+    pub level: String,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<&cairn_store::GrantRecord> for GrantView {
+    fn from(g: &cairn_store::GrantRecord) -> Self {
+        Self {
+            subject_kind: g.subject.kind().to_owned(),
+            subject: g.subject.name().to_owned(),
+            namespace: g.scope.namespace.as_str().to_owned(),
+            group: g.scope.group.as_str().to_owned(),
+            data_id: g.scope.data_id.as_str().to_owned(),
+            level: g.level.as_str().to_owned(),
+            created_at: timestamp(g.created_at),
+            created_by: g.created_by.clone(),
+        }
+    }
+}
+
+/// A named role: its members and how many grants it carries.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RoleView {
+    pub role: String,
+    pub members: Vec<String>,
+    pub grants: usize,
+}

@@ -425,6 +425,20 @@ async fn auth_is_required_and_enforced() {
             .request(method, format!("{}{path}", app.base))
             .bearer_auth(&bob)
     };
+    // A new user may do nothing until granted something.
+    let r = as_bob(Method::PUT, "/api/v1/configs/public/g/bob.txt")
+        .json(&json!({ "content": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = app
+        .request(Method::PUT, "/api/v1/grants")
+        .json(&json!({ "user": "bob", "namespace": "public", "level": "write" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = as_bob(Method::PUT, "/api/v1/configs/public/g/bob.txt")
         .json(&json!({ "content": "hi" }))
         .send()

@@ -500,3 +500,69 @@ async fn clients_are_asked_to_move_at_shutdown() {
         .expect("a reset");
     assert_eq!(push.kind(), "ConnectResetRequest");
 }
+
+#[tokio::test]
+async fn a_missing_grant_is_errorcode_403() {
+    let app = TestApp::spawn().await;
+    for ns in ["dev", "prod"] {
+        let r = app
+            .request(reqwest::Method::POST, "/api/v1/namespaces")
+            .json(&json!({ "name": ns }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    }
+    app.publish_ok("dev/g/a.yaml", "a: 1").await;
+    app.publish_ok("prod/g/b.yaml", "b: 1").await;
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/users")
+        .json(&json!({ "username": "reader", "password": "reader-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/grants")
+        .json(&json!({ "user": "reader", "namespace": "dev", "level": "read" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    let mut client = Client::connect(&app).await;
+    client.setup().await;
+    client.token = Some(app.login("reader", "reader-password-1").await);
+
+    let query =
+        |tenant: &str, data_id: &str| json!({ "dataId": data_id, "group": "g", "tenant": tenant });
+    let (_, read) = client
+        .call("ConfigQueryRequest", query("dev", "a.yaml"))
+        .await;
+    assert_eq!(read["content"], "a: 1", "{read}");
+    let (kind, refused) = client
+        .call("ConfigQueryRequest", query("prod", "b.yaml"))
+        .await;
+    assert_eq!(kind, "ConfigQueryResponse");
+    assert_eq!(refused["errorCode"], 403, "{refused}");
+    let mut publish = query("dev", "a.yaml");
+    publish["content"] = json!("a: 2");
+    let (_, refused) = client.call("ConfigPublishRequest", publish).await;
+    assert_eq!(refused["errorCode"], 403, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("reader may not change"),
+        "{refused}"
+    );
+    let listen_prod = json!({
+        "listen": true,
+        "configListenContexts": [{ "dataId": "b.yaml", "group": "g", "tenant": "prod", "md5": "" }],
+    });
+    let (_, refused) = client.call("ConfigBatchListenRequest", listen_prod).await;
+    assert_eq!(
+        refused["errorCode"], 403,
+        "a listen of prod is refused: {refused}"
+    );
+    app.stop().await;
+}

@@ -8,3 +8,4 @@ mod gray;
 mod grpc;
 mod helpers;
 mod nacos;
+mod permissions;

@@ -1030,6 +1030,14 @@ async fn details_clients_rely_on() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    // Allowed to write anywhere, but still not to make namespaces.
+    let r = app
+        .request(Method::PUT, "/api/v1/grants")
+        .json(&json!({ "user": "dev", "namespace": "*", "level": "write" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app
         .http
         .post(format!(

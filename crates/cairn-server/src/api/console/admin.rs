@@ -16,7 +16,7 @@ use crate::api::SharedState;
 use crate::auth::AuthError;
 use crate::settings::Secret;
 
-type Reply = Result<Response, PageError>;
+pub(super) type Reply = Result<Response, PageError>;
 
 fn require_admin(session: &Session) -> Result<(), PageError> {
     if session.caller.role == Role::Admin {
@@ -35,9 +35,9 @@ fn admin_form(session: &Session, csrf: &str) -> Result<(), PageError> {
     require_admin(session)
 }
 
-fn auth_failure(ctx: &Ctx, e: AuthError) -> PageError {
+pub(super) fn auth_failure(ctx: &Ctx, e: AuthError) -> PageError {
     let status = match e {
-        AuthError::Forbidden => StatusCode::FORBIDDEN,
+        AuthError::Forbidden | AuthError::Denied(_) => StatusCode::FORBIDDEN,
         AuthError::UserExists(_) | AuthError::LastAdmin(_) => StatusCode::CONFLICT,
         AuthError::UserNotFound(_) => StatusCode::NOT_FOUND,
         AuthError::Store(_) | AuthError::Hash(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,10 +48,10 @@ fn auth_failure(ctx: &Ctx, e: AuthError) -> PageError {
 
 #[derive(Deserialize)]
 pub struct DoneQuery {
-    done: Option<String>,
+    pub(super) done: Option<String>,
 }
 
-fn done(ctx: &Ctx, what: Option<&str>) -> Markup {
+pub(super) fn done(ctx: &Ctx, what: Option<&str>) -> Markup {
     let text = match what {
         Some("saved") => ctx.t("Saved."),
         Some("deleted") => ctx.t("Deleted."),

@@ -6,6 +6,7 @@
 mod admin;
 mod i18n;
 mod pages;
+mod permissions;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -19,7 +20,7 @@ pub use i18n::Lang;
 
 use super::SharedState;
 use crate::auth::{AuthError, Caller};
-use crate::service::{ErrorKind, ServiceError};
+use crate::service::ServiceError;
 
 /// Where the console lives; every route and link is under it.
 pub const ROOT: &str = "/console";
@@ -62,6 +63,11 @@ pub fn router() -> Router<SharedState> {
         .route("/console/namespaces/create", post(admin::create_namespace))
         .route("/console/namespaces/update", post(admin::update_namespace))
         .route("/console/namespaces/delete", post(admin::delete_namespace))
+        .route("/console/grants", get(permissions::grants))
+        .route("/console/grants/set", post(permissions::set_grant))
+        .route("/console/grants/revoke", post(permissions::revoke_grant))
+        .route("/console/roles/add", post(permissions::add_member))
+        .route("/console/roles/remove", post(permissions::remove_member))
         .route("/console/users", get(admin::users))
         .route("/console/users/create", post(admin::create_user))
         .route("/console/users/password", post(admin::reset_password))
@@ -259,14 +265,7 @@ impl Ctx {
     }
 
     pub fn service_error(&self, e: ServiceError) -> PageError {
-        let status = match e.kind() {
-            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = crate::api::error::status_of(e.kind());
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "console request failed");
         }
@@ -457,6 +456,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                             a href="/console/configs" { (ctx.t("Configs")) }
                             a href="/console/namespaces" { (ctx.t("Namespaces")) }
                             a href="/console/listeners" { (ctx.t("Who listens")) }
+                            a href="/console/grants" { (ctx.t("Permissions")) }
                             @if user.role == crate::auth::Role::Admin {
                                 a href="/console/users" { (ctx.t("Users")) }
                                 a href="/console/access-keys" { (ctx.t("Access keys")) }

@@ -99,11 +99,19 @@ impl ConfigRequest {
 
 /// `ConfigQueryRequest`: the config as this connection's client sees it (a beta release
 /// for the IPs it names), or 300 when there is none.
-pub fn query(surface: &Surface, connection: &Connection, request: &ConfigRequest) -> Value {
+pub fn query(
+    surface: &Surface,
+    connection: &Connection,
+    caller: &Caller,
+    request: &ConfigRequest,
+) -> Value {
     let key = match request.key() {
         Ok(key) => key,
         Err(e) => return query_refusal(&e),
     };
+    if let Err(e) = surface.state.service.may_read(caller, &key) {
+        return query_refusal(&NacosError::Service(e));
+    }
     match surface.state.service.view(&key, &connection.client) {
         Some(view) => ok(json!({
             "content": view.content(),
@@ -128,7 +136,7 @@ pub fn query_refusal(error: &NacosError) -> Value {
 
 fn actor(caller: &Caller, connection: &Connection) -> Actor {
     Actor {
-        username: caller.username.to_string(),
+        caller: caller.clone(),
         source: connection.addr.ip().to_string(),
     }
 }
@@ -193,9 +201,12 @@ pub async fn remove(
 
 /// `ConfigBatchListenRequest`: `listen` true adds the keys (answering with those whose
 /// md5 already differs from the client's), false removes them.
+///
+/// A key the caller may not read refuses the whole request with 403.
 pub fn batch_listen(
     surface: &Surface,
     connection: &Arc<Connection>,
+    caller: &Caller,
     request: &ConfigRequest,
 ) -> Value {
     let mut parsed = Vec::with_capacity(request.config_listen_contexts.len());
@@ -209,6 +220,14 @@ pub fn batch_listen(
             Ok(key) => parsed.push((key, context)),
             Err(e) => return refusal(&e),
         }
+    }
+    if request.listen {
+        for (key, _) in &parsed {
+            if let Err(e) = surface.state.service.may_read(caller, key) {
+                return refusal(&NacosError::Service(e));
+            }
+        }
+        *connection.user.lock().expect("user poisoned") = Some(caller.username.clone());
     }
     let mut changed = Vec::new();
     {

@@ -50,6 +50,9 @@ pub struct Connection {
     pub listens: Mutex<HashMap<ConfigKey, Listen>>,
     /// Woken when the listened set changes, so the connection's watch re-registers.
     pub listens_changed: Notify,
+    /// The user whose token the last listen request carried: the connection's watch
+    /// ends when that user may no longer read what it listens to.
+    pub user: Mutex<Option<cairn_core::Username>>,
     acks: Acks,
     /// When the client last sent anything, in Unix milliseconds.
     last_active: AtomicI64,
@@ -212,6 +215,7 @@ impl Connections {
             out,
             listens: Mutex::default(),
             listens_changed: Notify::new(),
+            user: Mutex::default(),
             acks: Mutex::default(),
             last_active: AtomicI64::new(now_millis()),
             detecting: AtomicBool::new(false),

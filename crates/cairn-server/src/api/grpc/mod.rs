@@ -198,12 +198,12 @@ impl Surface {
             }
         };
         let answer = match kind.as_str() {
-            "ConfigQueryRequest" => config::query(&self, &connection, &request),
+            "ConfigQueryRequest" => config::query(&self, &connection, &caller, &request),
             "ConfigPublishRequest" => {
                 config::publish_config(&self, &connection, &caller, &request).await
             }
             "ConfigRemoveRequest" => config::remove(&self, &connection, &caller, &request).await,
-            _ => config::batch_listen(&self, &connection, &request),
+            _ => config::batch_listen(&self, &connection, &caller, &request),
         };
         Payload::json(response_kind, &answer)
     }
@@ -305,7 +305,11 @@ impl Surface {
                 .iter()
                 .map(|(key, listen)| (key.clone(), Some(listen.md5.clone())))
                 .collect();
-            Listener::new(Protocol::NacosGrpc, connection.client.clone(), held)
+            let listener = Listener::new(Protocol::NacosGrpc, connection.client.clone(), held);
+            match &*connection.user.lock().expect("user poisoned") {
+                Some(user) => listener.by(user),
+                None => listener,
+            }
         };
         // Registered before comparing, so a change in between is not missed; kept across
         // changes (a fan-out wakes every listener of a key at once, and re-registering
@@ -321,6 +325,11 @@ impl Surface {
                 _ = connection.closed.cancelled() => return,
             }
             if registration.closed() {
+                // A revoked watch closes the connection: the client connects again, and
+                // its next listen is refused with 403 rather than silently not pushed.
+                if registration.revoked() {
+                    connection.closed.cancel();
+                }
                 return;
             }
         }

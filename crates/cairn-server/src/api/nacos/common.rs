@@ -185,12 +185,13 @@ pub async fn history_page(state: &SharedState, key: &ConfigKey, page: Page) -> R
     Ok(page_json(total, page, items))
 }
 
-pub fn config_infos(state: &SharedState, ns: &Namespace) -> Vec<Value> {
+pub fn config_infos(state: &SharedState, caller: &Caller, ns: &Namespace) -> Vec<Value> {
     let filter = ListFilter {
         namespace: Some(ns.clone()),
         ..ListFilter::default()
     };
     let (items, _) = state.service.list(
+        caller,
         &filter,
         Page {
             number: 1,

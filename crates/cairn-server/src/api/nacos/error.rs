@@ -109,7 +109,12 @@ impl NacosError {
 
     /// Spring's 403 body, which Nacos answers refused credentials with.
     fn spring_forbidden(message: &str, path: &str) -> Response {
-        let body = json!({
+        Self::spring_forbidden_because(message, path, None)
+    }
+
+    /// Spring's 403 body, with what a person needs to know to get access.
+    fn spring_forbidden_because(message: &str, path: &str, detail: Option<String>) -> Response {
+        let mut body = json!({
             "timestamp": time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
@@ -118,6 +123,9 @@ impl NacosError {
             "message": message,
             "path": path,
         });
+        if let Some(detail) = detail {
+            body["detail"] = Value::String(detail);
+        }
         (StatusCode::FORBIDDEN, Json(body)).into_response()
     }
 
@@ -130,6 +138,12 @@ impl NacosError {
             NacosError::Forbidden { path } => {
                 Self::spring_forbidden("authorization failed!", &path)
             }
+            // Nacos's words for a missing permission, and Cairn's for what would grant it.
+            NacosError::Service(ServiceError::Denied(denied)) => Self::spring_forbidden_because(
+                "authorization failed!",
+                "",
+                Some(denied.to_string()),
+            ),
             NacosError::LoginRefused => super::plain(status, "user not found!".to_owned()),
             NacosError::Service(ServiceError::ConfigNotFound(_)) => {
                 super::plain(status, "config data not exist\n".to_owned())
@@ -149,6 +163,7 @@ impl NacosError {
         match self {
             NacosError::Unauthenticated { .. }
             | NacosError::Forbidden { .. }
+            | NacosError::Service(ServiceError::Denied(_))
             | NacosError::LoginRefused => return self.v1(),
             _ => self.log(),
         }

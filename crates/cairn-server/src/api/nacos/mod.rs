@@ -6,6 +6,7 @@
 //! Answers follow Nacos's own, bodies and headers included, with one deliberate
 //! difference: a client's mistake is never a 500 (Nacos answers some with 500).
 
+mod auth;
 pub(crate) mod common;
 mod error;
 mod v1;
@@ -30,7 +31,7 @@ use crate::service::ServiceError;
 use crate::settings::Secret;
 
 pub fn router() -> Router<SharedState> {
-    v1::router().merge(v2::router())
+    v1::router().merge(v2::router()).merge(auth::router())
 }
 
 /// Request parameters as Nacos reads them: the query string and a form body, merged
@@ -175,6 +176,20 @@ pub fn namespace(tenant: Option<&str>) -> Result<Namespace> {
         None | Some("") | Some(Namespace::PUBLIC) => Ok(Namespace::public()),
         Some(other) => Namespace::parse(other).map_err(|_| NacosError::invalid("invalid tenant")),
     }
+}
+
+/// The caller and the config a read names, once the caller is known to be allowed to
+/// read it.
+pub async fn readable_key(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &Params,
+    tenant_param: &str,
+) -> Result<(Caller, ConfigKey)> {
+    let caller = authenticate(state, headers, params).await?;
+    let key = config_key(params, tenant_param)?;
+    state.service.may_read(&caller, &key)?;
+    Ok((caller, key))
 }
 
 /// The config key of `dataId`, `group` and a tenant parameter, with Nacos's messages.

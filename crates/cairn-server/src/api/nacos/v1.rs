@@ -19,7 +19,7 @@ use super::{
     NacosError, Params,
 };
 use crate::api::{ClientAddr, Identity, SharedState};
-use crate::auth::{AuthError, Role};
+use crate::auth::{AuthError, Caller, Role};
 use crate::listeners::Protocol;
 use crate::service::{Actor, ListFilter, ServiceError};
 use crate::settings::Secret;
@@ -64,11 +64,12 @@ async fn get_config(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
     if params.get("search").is_some() {
-        return search(&state, &params);
+        return search(&state, &caller, &params);
     }
     let key = config_key(&params, "tenant")?;
+    state.service.may_read(&caller, &key)?;
     if params.flag("beta") {
         let data = state.service.gray(&key).ok().map(|gray| {
             json!({
@@ -119,7 +120,7 @@ async fn get_config(
 }
 
 /// GET /nacos/v1/cs/configs?search=accurate|blur: a page of configs with content.
-fn search(state: &SharedState, params: &Params) -> Answer {
+fn search(state: &SharedState, caller: &Caller, params: &Params) -> Answer {
     let blur = params.get("search") == Some("blur");
     let pattern = |name: &str| {
         params.get(name).map(|v| {
@@ -139,7 +140,7 @@ fn search(state: &SharedState, params: &Params) -> Answer {
         content: None,
     };
     let page = page_of(params)?;
-    let (items, total) = state.service.list(&filter, page);
+    let (items, total) = state.service.list(caller, &filter, page);
     // A page of full contents is bounded in bytes as well as in entries.
     let mut budget: usize = 32 << 20;
     let items: Vec<Value> = items
@@ -294,7 +295,7 @@ async fn listen(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
     let raw = params.get("Listening-Configs").ok_or_else(invalid_probe)?;
     let listened = parse_listening(raw, state.settings.watch_max_keys.min(10_000))?;
     let timeout = match headers
@@ -324,8 +325,8 @@ async fn listen(
         .collect();
     let stale = state
         .service
-        .wait_for_changes(Protocol::NacosHttp, &held, &client, timeout)
-        .await;
+        .wait_for_changes(&caller, Protocol::NacosHttp, &held, &client, timeout)
+        .await?;
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());
     }
@@ -386,8 +387,7 @@ async fn login(
 
 /// GET /nacos/v1/cs/history: a page (`search=accurate`) or one entry (`nid`).
 async fn history(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
-    authenticate(&state, &headers, &params).await?;
-    let key = config_key(&params, "tenant")?;
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
     if let Some(nid) = params.number::<i64>("nid")? {
         // No entry has a number below 1: Nacos answers an empty 200 for it, as for any
         // entry it does not have.
@@ -409,8 +409,7 @@ async fn history_previous(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
-    let key = config_key(&params, "tenant")?;
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
     let id: i64 = params.required_number("id")?;
     let Some(id) = Revision::new(id) else {
         return Ok(StatusCode::OK.into_response());
@@ -428,8 +427,7 @@ async fn listeners_of_config(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
-    let key = config_key(&params, "tenant")?;
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
     let status: serde_json::Map<String, Value> = state
         .service
         .listeners_of(&key)
@@ -454,7 +452,8 @@ async fn listeners_of_client(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
+    let reader = state.service.reader(&caller);
     let text = params.get("ip").unwrap_or("").trim();
     let ip: std::net::IpAddr = text
         .parse()
@@ -466,7 +465,8 @@ async fn listeners_of_client(
     let mut status = serde_json::Map::new();
     for (_, keys) in state.service.listened_by(ip) {
         for h in keys {
-            if tenant.as_ref().is_some_and(|ns| *ns != h.key.namespace) {
+            if tenant.as_ref().is_some_and(|ns| *ns != h.key.namespace) || !reader.may_read(&h.key)
+            {
                 continue;
             }
             let mut name = format!("{}+{}", h.key.data_id, h.key.group);
@@ -486,9 +486,9 @@ async fn history_configs(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
     let ns = namespace(params.get("tenant"))?;
-    Ok(Json(config_infos(&state, &ns)).into_response())
+    Ok(Json(config_infos(&state, &caller, &ns)).into_response())
 }
 
 fn namespace_json(info: &crate::service::NamespaceInfo) -> Value {
@@ -516,8 +516,10 @@ async fn namespaces(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    authenticate(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
+    let reader = state.service.reader(&caller);
     let mut list = state.service.namespaces().await?;
+    list.retain(|n| reader.sees_namespace(&n.record.name));
     if params.get("show") == Some("all") {
         let wanted = namespace(params.get("namespaceId"))?;
         let Some(found) = list.iter().find(|n| n.record.name == wanted) else {
@@ -592,10 +594,16 @@ async fn update_namespace(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    require_admin(&state, &headers, &params).await?;
+    let caller = authenticate(&state, &headers, &params).await?;
     let Ok(name) = Namespace::parse(params.required("namespace")?) else {
         return Ok(json_bool(false));
     };
+    // A namespace's own admins may change it, as well as global admins.
+    state
+        .auth
+        .access()
+        .require_namespace(&caller, &name, cairn_core::grant::Level::Admin)
+        .map_err(ServiceError::from)?;
     let text = |param: &str| params.get(param).map(str::to_owned);
     let updated = state
         .service

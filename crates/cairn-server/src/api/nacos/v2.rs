@@ -52,8 +52,7 @@ async fn get_config(
     params: Params,
 ) -> Response {
     v2(async {
-        authenticate(&state, &headers, &params).await?;
-        let key = super::config_key(&params, "namespaceId")?;
+        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
         match state.service.view(&key, &client) {
             Some(view) => Ok(ok(Value::String(view.content().to_owned()))),
             None => Err(ServiceError::ConfigNotFound(key).into()),
@@ -105,8 +104,7 @@ async fn history_list(
     params: Params,
 ) -> Response {
     v2(async {
-        authenticate(&state, &headers, &params).await?;
-        let key = super::config_key(&params, "namespaceId")?;
+        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
         Ok(ok(history_page(&state, &key, page_of(&params)?).await?))
     })
     .await
@@ -119,8 +117,7 @@ async fn history_entry(
     params: Params,
 ) -> Response {
     v2(async {
-        authenticate(&state, &headers, &params).await?;
-        let key = super::config_key(&params, "namespaceId")?;
+        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
         let nid: i64 = params.required_number("nid")?;
         let Some(nid) = Revision::new(nid) else {
             return Ok(ok(Value::Null));
@@ -141,8 +138,7 @@ async fn history_previous(
     params: Params,
 ) -> Response {
     v2(async {
-        authenticate(&state, &headers, &params).await?;
-        let key = super::config_key(&params, "namespaceId")?;
+        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
         let id: i64 = params.required_number("id")?;
         let Some(id) = Revision::new(id) else {
             return Ok(ok(Value::Null));
@@ -163,9 +159,9 @@ async fn history_configs(
     params: Params,
 ) -> Response {
     v2(async {
-        authenticate(&state, &headers, &params).await?;
+        let caller = authenticate(&state, &headers, &params).await?;
         let ns = namespace(params.get("namespaceId"))?;
-        Ok(ok(Value::Array(config_infos(&state, &ns))))
+        Ok(ok(Value::Array(config_infos(&state, &caller, &ns))))
     })
     .await
 }

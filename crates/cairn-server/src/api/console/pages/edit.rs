@@ -103,7 +103,7 @@ pub async fn edit_page(
     Path(path): Path<(String, String, String)>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let c = existing(&state, ctx, &key)?;
     let form = EditForm {
         content: c.content.clone(),
@@ -125,7 +125,7 @@ pub async fn edit(
     ConsoleForm(form): ConsoleForm<EditForm>,
 ) -> Reply {
     session.ctx.check_csrf(&form.csrf)?;
-    let key = key_of(&session.ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     submit(&state, &session, &addr, key, form, false).await
 }
 

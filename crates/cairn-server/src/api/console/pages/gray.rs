@@ -30,7 +30,7 @@ pub async fn gray_page(
     Query(q): Query<DoneQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let main = existing(&state, ctx, &key)?;
     let url = config_url(&key);
     let gray = match state.service.gray(&key) {
@@ -169,7 +169,7 @@ pub async fn gray_submit(
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let main = existing(&state, ctx, &key)?;
     if !main.content.contains('\r') {
         form.content = form.content.replace("\r\n", "\n");
@@ -270,7 +270,7 @@ pub async fn gray_end(
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
-    let key = key_of(ctx, (ns, group, data_id))?;
+    let key = key_of(&state, &session, (ns, group, data_id))?;
     let actor = actor(&session, &addr);
     let done = match action.as_str() {
         "promote" => state

@@ -106,7 +106,7 @@ pub async fn diff(
     Query(q): Query<DiffQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let revision = |text: &Option<String>, what: &str| -> Result<Option<Revision>, PageError> {
         match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             None => Ok(None),
@@ -204,7 +204,7 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let number = q.page.unwrap_or(1).max(1);
     let (entries, total) = state
         .service
@@ -289,7 +289,7 @@ pub async fn rollback_page(
     Query(q): Query<RollbackQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let revision = revision_param(ctx, q.revision.as_deref())?;
     let entry = state
         .service
@@ -333,7 +333,7 @@ pub async fn rollback(
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let revision = revision_param(ctx, Some(&form.revision))?;
     state
         .service
@@ -354,7 +354,7 @@ pub async fn delete_page(
     Path(path): Path<(String, String, String)>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let c = existing(&state, ctx, &key)?;
     let body = html! {
         (key_heading(&key))
@@ -381,7 +381,7 @@ pub async fn delete(
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     state
         .service
         .delete(key.clone(), expect_of(&form.md5), &actor(&session, &addr))

@@ -8,7 +8,7 @@ pub async fn listeners(
     Path(path): Path<(String, String, String)>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     // Every live node is asked, on the user's behalf, for its own listeners.
     let token = state
         .auth
@@ -93,7 +93,7 @@ pub async fn client_listeners(
             )
         })?;
         let token = cluster_token(&state, &session)?;
-        Some(crate::api::peers::client_watches(&state, ip, Some(&token)).await)
+        Some(crate::api::peers::client_watches(&state, &session.caller, ip, Some(&token)).await)
     };
     let body = html! {
         h1 { (ctx.t("Who listens")) }

@@ -59,11 +59,13 @@ pub async fn configs(
     Query(q): Query<ListQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let namespaces = state
+    let mut namespaces = state
         .service
         .namespaces()
         .await
         .map_err(|e| ctx.service_error(e))?;
+    let reader = state.service.reader(&session.caller);
+    namespaces.retain(|n| reader.sees_namespace(&n.record.name));
     let ns = non_empty(&q.ns).unwrap_or("public");
     let namespace =
         Namespace::parse(ns).map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -84,6 +86,7 @@ pub async fn configs(
     };
     let number = q.page.unwrap_or(1).max(1);
     let (items, total) = state.service.list(
+        &session.caller,
         &filter,
         Page {
             number,
@@ -245,12 +248,20 @@ pub(super) fn time_of(millis: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The config a page names, once the session's user is known to be allowed to read it.
 fn key_of(
-    ctx: &Ctx,
+    state: &SharedState,
+    session: &Session,
     (ns, group, data_id): (String, String, String),
 ) -> Result<ConfigKey, PageError> {
-    ConfigKey::parse(&ns, &group, &data_id)
-        .map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))
+    let ctx = &session.ctx;
+    let key = ConfigKey::parse(&ns, &group, &data_id)
+        .map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    state
+        .service
+        .may_read(&session.caller, &key)
+        .map_err(|e| ctx.service_error(e))?;
+    Ok(key)
 }
 
 fn existing(
@@ -265,10 +276,7 @@ fn existing(
 }
 
 fn actor(session: &Session, addr: &ClientAddr) -> Actor {
-    Actor {
-        username: session.caller.username.to_string(),
-        source: addr.0.clone(),
-    }
+    crate::api::actor(&session.caller, addr)
 }
 
 /// The key's heading: namespace / group / data id.
@@ -293,7 +301,7 @@ pub async fn config(
     Query(q): Query<DoneQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let key = key_of(ctx, path)?;
+    let key = key_of(&state, &session, path)?;
     let c = existing(&state, ctx, &key)?;
     let url = config_url(&key);
     let body = html! {

@@ -1,0 +1,292 @@
+//! The console's permissions page: grants (who may read, write or administer which
+//! namespaces, groups and data ids) and named roles' members. Everyone sees the grants
+//! they may see (their own, and those of the namespaces they administer); admins see
+//! and change all, a namespace's admins those within it, as on the native API.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use cairn_core::grant::{Level, Scope};
+use cairn_core::{Namespace, Role, RoleName, Username};
+use cairn_store::{GrantRecord, Subject};
+use maud::html;
+use serde::Deserialize;
+
+use super::admin::{auth_failure, done, DoneQuery, Reply};
+use super::pages::time_of;
+use super::{layout, ConsoleForm, Ctx, PageError, Session};
+use crate::api::SharedState;
+
+const LEVELS: [Level; 4] = [Level::None, Level::Read, Level::Write, Level::Admin];
+
+pub async fn grants(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<DoneQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    let caller = &session.caller;
+    let admin = caller.role == Role::Admin;
+    let policy = state.auth.policy();
+    let access = state.auth.access();
+    let own_roles = policy.roles_of(&caller.username);
+    let manages = |g: &GrantRecord| {
+        admin
+            || Namespace::parse(g.scope.namespace.as_str())
+                .is_ok_and(|ns| access.namespace_level(caller, &ns) >= Level::Admin)
+    };
+    let visible: Vec<&GrantRecord> = policy
+        .grants
+        .iter()
+        .filter(|g| {
+            manages(g)
+                || match &g.subject {
+                    Subject::User(u) => *u == caller.username,
+                    Subject::Role(r) => own_roles.contains(r),
+                }
+        })
+        .collect();
+    // Memberships come ordered by role.
+    let mut roles: Vec<&RoleName> = policy.members.iter().map(|m| &m.role).collect();
+    roles.dedup();
+    let body = html! {
+        h1 { (ctx.t("Permissions")) }
+        (done(ctx, q.done.as_deref()))
+        p.muted { (ctx.t("A grant gives a user, or every member of a role, a level over a namespace, or the groups and data ids in it that match a pattern (* matches anything). The most specific grant decides; none takes a part away from a broader grant. Admins may do everything.")) }
+        @if visible.is_empty() {
+            p.panel.muted { (ctx.t("No grants.")) }
+        } @else {
+            table #grants {
+                thead { tr {
+                    th { (ctx.t("Subject")) }
+                    th { (ctx.t("Namespace")) }
+                    th { (ctx.t("Group")) }
+                    th { (ctx.t("Data ID")) }
+                    th { (ctx.t("Level")) }
+                    th.hide-narrow { (ctx.t("Given by")) }
+                    th {}
+                } }
+                tbody {
+                    @for g in &visible {
+                        tr {
+                            td { span.tag { (g.subject.kind()) } " " (g.subject.name()) }
+                            td.mono { (g.scope.namespace.as_str()) }
+                            td.mono { (g.scope.group.as_str()) }
+                            td.mono { (g.scope.data_id.as_str()) }
+                            td { (g.level.as_str()) }
+                            td.hide-narrow.muted { (g.created_by) " · " (time_of(g.created_at)) }
+                            td {
+                                @if manages(g) {
+                                    form method="post" action="/console/grants/revoke" {
+                                        input type="hidden" name="csrf" value=(ctx.csrf);
+                                        input type="hidden" name="subject_kind" value=(g.subject.kind());
+                                        input type="hidden" name="subject" value=(g.subject.name());
+                                        input type="hidden" name="namespace" value=(g.scope.namespace.as_str());
+                                        input type="hidden" name="group" value=(g.scope.group.as_str());
+                                        input type="hidden" name="data_id" value=(g.scope.data_id.as_str());
+                                        button.danger type="submit" data-confirm=(ctx.t("Take this grant away?")) { (ctx.t("Revoke")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (ctx.t("Grant")) }
+        form.panel.filters #new-grant method="post" action="/console/grants/set" {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            div {
+                label for="subject_kind" { (ctx.t("To")) }
+                select #subject_kind name="subject_kind" {
+                    option value="user" { (ctx.t("user")) }
+                    option value="role" { (ctx.t("role")) }
+                }
+            }
+            div { label for="subject" { (ctx.t("Name")) } input #subject type="text" name="subject" required; }
+            div { label for="namespace" { (ctx.t("Namespace")) } input #namespace type="text" name="namespace" required; }
+            div { label for="group" { (ctx.t("Group")) } input #group type="text" name="group" value="*"; }
+            div { label for="data_id" { (ctx.t("Data ID")) } input #data_id type="text" name="data_id" value="*"; }
+            div {
+                label for="level" { (ctx.t("Level")) }
+                select #level name="level" {
+                    @for level in LEVELS {
+                        option value=(level.as_str()) selected[level == Level::Read] { (level.as_str()) }
+                    }
+                }
+            }
+            div { button.primary type="submit" { (ctx.t("Grant")) } }
+        }
+        @if admin {
+            h2 { (ctx.t("Roles")) }
+            @if roles.is_empty() {
+                p.panel.muted { (ctx.t("No role has members.")) }
+            } @else {
+                table #roles {
+                    thead { tr { th { (ctx.t("Role")) } th { (ctx.t("Members")) } } }
+                    tbody {
+                        @for role in &roles {
+                            tr {
+                                td { (role.as_str()) }
+                                td {
+                                    @for m in policy.members.iter().filter(|m| &&m.role == role) {
+                                        form.inline method="post" action="/console/roles/remove" {
+                                            input type="hidden" name="csrf" value=(ctx.csrf);
+                                            input type="hidden" name="role" value=(role.as_str());
+                                            input type="hidden" name="username" value=(m.username.as_str());
+                                            span.tag { (m.username.as_str()) }
+                                            button.link type="submit" title=(ctx.t("Remove from the role")) { "×" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.panel.filters #new-member method="post" action="/console/roles/add" {
+                input type="hidden" name="csrf" value=(ctx.csrf);
+                div { label for="role" { (ctx.t("Role")) } input #role type="text" name="role" required; }
+                div { label for="member" { (ctx.t("User name")) } input #member type="text" name="username" required; }
+                div { button.primary type="submit" { (ctx.t("Add to role")) } }
+            }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Permissions"), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    subject_kind: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    data_id: String,
+    #[serde(default)]
+    level: String,
+}
+
+fn bad(ctx: &Ctx, message: impl Into<String>) -> PageError {
+    ctx.fail(StatusCode::BAD_REQUEST, message)
+}
+
+impl GrantForm {
+    fn subject(&self, ctx: &Ctx) -> Result<Subject, PageError> {
+        let name = self.subject.trim();
+        match self.subject_kind.as_str() {
+            "user" => Ok(Subject::User(
+                Username::parse(name).map_err(|e| bad(ctx, e.to_string()))?,
+            )),
+            "role" => Ok(Subject::Role(
+                RoleName::parse(name).map_err(|e| bad(ctx, e.to_string()))?,
+            )),
+            other => Err(bad(ctx, format!("{other:?} is neither user nor role"))),
+        }
+    }
+
+    fn scope(&self, ctx: &Ctx) -> Result<Scope, PageError> {
+        let or_any = |s: &str| {
+            if s.trim().is_empty() {
+                "*".to_owned()
+            } else {
+                s.trim().to_owned()
+            }
+        };
+        Scope::parse(
+            self.namespace.trim(),
+            &or_any(&self.group),
+            &or_any(&self.data_id),
+        )
+        .map_err(|e| bad(ctx, e.to_string()))
+    }
+}
+
+pub async fn set_grant(
+    State(state): State<SharedState>,
+    session: Session,
+    ConsoleForm(form): ConsoleForm<GrantForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    let level = Level::parse(&form.level)
+        .ok_or_else(|| bad(ctx, format!("unknown level {:?}", form.level)))?;
+    state
+        .auth
+        .grant(&session.caller, form.subject(ctx)?, form.scope(ctx)?, level)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/grants?done=saved").into_response())
+}
+
+pub async fn revoke_grant(
+    State(state): State<SharedState>,
+    session: Session,
+    ConsoleForm(form): ConsoleForm<GrantForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    state
+        .auth
+        .revoke(&session.caller, &form.subject(ctx)?, &form.scope(ctx)?)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/grants?done=deleted").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    username: String,
+}
+
+impl MemberForm {
+    fn parse(&self, ctx: &Ctx) -> Result<(RoleName, Username), PageError> {
+        Ok((
+            RoleName::parse(self.role.trim()).map_err(|e| bad(ctx, e.to_string()))?,
+            Username::parse(self.username.trim()).map_err(|e| bad(ctx, e.to_string()))?,
+        ))
+    }
+}
+
+pub async fn add_member(
+    State(state): State<SharedState>,
+    session: Session,
+    ConsoleForm(form): ConsoleForm<MemberForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    let (role, user) = form.parse(ctx)?;
+    state
+        .auth
+        .add_to_role(&session.caller, &role, &user)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/grants?done=saved").into_response())
+}
+
+pub async fn remove_member(
+    State(state): State<SharedState>,
+    session: Session,
+    ConsoleForm(form): ConsoleForm<MemberForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    ctx.check_csrf(&form.csrf)?;
+    let (role, user) = form.parse(ctx)?;
+    state
+        .auth
+        .remove_from_role(&session.caller, &role, &user)
+        .await
+        .map_err(|e| auth_failure(ctx, e))?;
+    Ok(Redirect::to("/console/grants?done=deleted").into_response())
+}

@@ -981,6 +981,31 @@ impl Auth {
         self.access.policy()
     }
 
+    /// Whether `by` may change `grant`: admins any, a namespace's admins those over
+    /// exactly that namespace.
+    pub fn manages(&self, by: &Caller, grant: &GrantRecord) -> bool {
+        self.may_manage(by, &grant.scope).is_ok()
+    }
+
+    /// The grants `caller` may see: all for an admin, else their own (directly or
+    /// through a role) and those they manage.
+    pub fn visible_grants(&self, caller: &Caller) -> Vec<GrantRecord> {
+        let policy = self.policy();
+        let own_roles = policy.roles_of(&caller.username);
+        policy
+            .grants
+            .iter()
+            .filter(|g| {
+                self.manages(caller, g)
+                    || match &g.subject {
+                        Subject::User(u) => *u == caller.username,
+                        Subject::Role(r) => own_roles.contains(r),
+                    }
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Succeeds when `caller` has at least `need` on `key`.
     pub fn require(&self, caller: &Caller, key: &ConfigKey, need: Level) -> Result<(), AuthError> {
         Ok(self.access.require(caller, key, need)?)

@@ -1400,6 +1400,26 @@ impl Store for SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Removes a subject's grant over exactly one scope.
+    fn grant_deletion<'q>(
+        &self,
+        subject: &'q Subject,
+        scope: &'q Scope,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let sql = self.sql(
+            "DELETE FROM grants WHERE subject_kind = ? AND subject = ? AND namespace = ? \
+             AND group_pattern = ? AND data_id_pattern = ?",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(subject.kind())
+            .bind(subject.name())
+            .bind(scope.namespace.as_str())
+            .bind(scope.group.as_str())
+            .bind(scope.data_id.as_str())
+    }
+}
+
 fn grant_from_row(row: &AnyRow) -> Result<GrantRecord> {
     let corrupt = |what: String| StoreError::Corrupt(format!("grant: {what}"));
     let name = text(row, "subject")?;
@@ -1441,16 +1461,7 @@ impl GrantStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let sql = self.sql(
-            "DELETE FROM grants WHERE subject_kind = ? AND subject = ? AND namespace = ? \
-             AND group_pattern = ? AND data_id_pattern = ?",
-        );
-        sqlx::query::<Any>(sql)
-            .bind(grant.subject.kind())
-            .bind(grant.subject.name())
-            .bind(grant.scope.namespace.as_str())
-            .bind(grant.scope.group.as_str())
-            .bind(grant.scope.data_id.as_str())
+        self.grant_deletion(&grant.subject, &grant.scope)
             .execute(&mut *tx)
             .await?;
         let sql = self.sql(
@@ -1474,16 +1485,8 @@ impl GrantStore for SqlStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn delete_grant(&self, subject: &Subject, scope: &Scope) -> Result<bool> {
-        let sql = self.sql(
-            "DELETE FROM grants WHERE subject_kind = ? AND subject = ? AND namespace = ? \
-             AND group_pattern = ? AND data_id_pattern = ?",
-        );
-        let done = sqlx::query::<Any>(sql)
-            .bind(subject.kind())
-            .bind(subject.name())
-            .bind(scope.namespace.as_str())
-            .bind(scope.group.as_str())
-            .bind(scope.data_id.as_str())
+        let done = self
+            .grant_deletion(subject, scope)
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)

@@ -902,21 +902,10 @@ async fn list_grants(
         (None, None) => None,
         (user, role) => Some(subject_of(user, role)?),
     };
-    let policy = state.auth.policy();
-    let access = state.auth.access();
-    let own_roles = policy.roles_of(&caller.username);
-    let visible = |g: &cairn_store::GrantRecord| {
-        caller.role == Role::Admin
-            || match &g.subject {
-                Subject::User(u) => *u == caller.username,
-                Subject::Role(r) => own_roles.contains(r),
-            }
-            || Namespace::parse(g.scope.namespace.as_str())
-                .is_ok_and(|ns| access.namespace_level(&caller, &ns) >= Level::Admin)
-    };
     Ok(Json(
-        policy
-            .grants
+        state
+            .auth
+            .visible_grants(&caller)
             .iter()
             .filter(|g| wanted.as_ref().is_none_or(|w| &g.subject == w))
             .filter(|g| {
@@ -924,7 +913,6 @@ async fn list_grants(
                     .as_deref()
                     .is_none_or(|ns| g.scope.namespace.as_str() == ns)
             })
-            .filter(|g| visible(g))
             .map(GrantView::from)
             .collect(),
     ))

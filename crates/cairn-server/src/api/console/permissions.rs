@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use cairn_core::grant::{Level, Scope};
-use cairn_core::{Namespace, Role, RoleName, Username};
+use cairn_core::{Role, RoleName, Username};
 use cairn_store::{GrantRecord, Subject};
 use maud::html;
 use serde::Deserialize;
@@ -28,24 +28,8 @@ pub async fn grants(
     let caller = &session.caller;
     let admin = caller.role == Role::Admin;
     let policy = state.auth.policy();
-    let access = state.auth.access();
-    let own_roles = policy.roles_of(&caller.username);
-    let manages = |g: &GrantRecord| {
-        admin
-            || Namespace::parse(g.scope.namespace.as_str())
-                .is_ok_and(|ns| access.namespace_level(caller, &ns) >= Level::Admin)
-    };
-    let visible: Vec<&GrantRecord> = policy
-        .grants
-        .iter()
-        .filter(|g| {
-            manages(g)
-                || match &g.subject {
-                    Subject::User(u) => *u == caller.username,
-                    Subject::Role(r) => own_roles.contains(r),
-                }
-        })
-        .collect();
+    let visible = state.auth.visible_grants(caller);
+    let manages = |g: &GrantRecord| state.auth.manages(caller, g);
     // Memberships come ordered by role.
     let mut roles: Vec<&RoleName> = policy.members.iter().map(|m| &m.role).collect();
     roles.dedup();

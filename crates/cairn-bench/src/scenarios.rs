@@ -613,6 +613,7 @@ async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
                 source: String::new(),
                 comment: String::new(),
                 at: 0,
+                surface: "import".into(),
             },
         })
         .collect();

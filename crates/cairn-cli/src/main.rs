@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
-use commands::{access_key, config, grant, gray, login, namespace, user, watch};
+use commands::{access_key, audit, config, grant, gray, login, namespace, user, watch};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +78,8 @@ enum Command {
     /// Named roles: sets of grants given to their members (admin).
     #[command(subcommand)]
     Role(grant::RoleCommand),
+    /// The audit log (admin): who did what, from where, and how it went.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -124,5 +126,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(args) => grant::revoke(client, args).await,
         Command::Grants(args) => grant::grants(client, args).await,
         Command::Role(command) => grant::role(client, command).await,
+        Command::Audit(args) => audit::run(client, args).await,
     }
 }

@@ -772,13 +772,26 @@ impl Client {
         .await
     }
 
-    /// Makes an access key for an Apollo app (admin); its clients must then sign.
+    /// Makes an access key for an Apollo app (admin), signing in every namespace; its
+    /// clients must then sign.
     pub async fn create_access_key(&self, app_id: &str) -> Result<AccessKey> {
-        self.json(self.request(
-            Method::POST,
-            self.url(&["api", "v1", "apps", app_id, "access-keys"]),
-        ))
-        .await
+        self.create_access_key_in(app_id, &[]).await
+    }
+
+    /// Makes an access key for an Apollo app that signs only in `namespaces` (Apollo
+    /// envs); none: every namespace (admin).
+    pub async fn create_access_key_in(
+        &self,
+        app_id: &str,
+        namespaces: &[String],
+    ) -> Result<AccessKey> {
+        let request = self
+            .request(
+                Method::POST,
+                self.url(&["api", "v1", "apps", app_id, "access-keys"]),
+            )
+            .json(&serde_json::json!({ "namespaces": namespaces }));
+        self.json(request).await
     }
 
     /// Enables or disables an access key (admin).
@@ -831,6 +844,18 @@ impl Client {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "namespaces"]))
             .json(&serde_json::json!({ "name": name, "description": description }));
+        self.json(request).await
+    }
+
+    /// Changes a namespace's settings (admin, or admin of the namespace).
+    pub async fn update_namespace(
+        &self,
+        name: &str,
+        update: &NamespaceUpdate,
+    ) -> Result<NamespaceInfo> {
+        let request = self
+            .request(Method::PUT, self.url(&["api", "v1", "namespaces", name]))
+            .json(update);
         self.json(request).await
     }
 
@@ -948,6 +973,35 @@ impl Client {
             .append_pair("group", group)
             .append_pair("data_id", data_id);
         self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// One page (from 1, at most 500 entries) of the audit log, newest first (admin).
+    pub async fn audit(
+        &self,
+        filter: &AuditFilter,
+        page: u32,
+        page_size: u32,
+    ) -> Result<AuditPage> {
+        let mut url = self.url(&["api", "v1", "audit"]);
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in [
+                ("from", &filter.from),
+                ("to", &filter.to),
+                ("user", &filter.user),
+                ("namespace", &filter.namespace),
+                ("action", &filter.action),
+                ("result", &filter.result),
+            ] {
+                if let Some(value) = value {
+                    query.append_pair(name, value);
+                }
+            }
+            query
+                .append_pair("page", &page.to_string())
+                .append_pair("page_size", &page_size.to_string());
+        }
+        self.json(self.request(Method::GET, url)).await
     }
 
     /// The named roles with their members (admin).

@@ -311,6 +311,24 @@ pub struct NamespaceInfo {
     pub config_count: usize,
     /// When the namespace was created, as RFC 3339 text.
     pub created_at: String,
+    /// Apps (`*` patterns) whose unsigned Apollo reads the namespace serves.
+    #[serde(default)]
+    pub apollo_anonymous_apps: Vec<String>,
+}
+
+/// A change of a namespace's settings; `None` keeps the current value.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NamespaceUpdate {
+    /// A name for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Free text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Apps (Apollo app ids, `*` patterns) whose unsigned Apollo reads the namespace
+    /// serves; empty: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apollo_anonymous_apps: Option<Vec<String>>,
 }
 
 /// A user account.
@@ -406,6 +424,9 @@ pub struct AccessKey {
     pub enabled: bool,
     /// When the key was made, as RFC 3339 text.
     pub created_at: String,
+    /// The namespaces (Apollo envs) the key signs for; empty: every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// A change a watch reports: the config's new state, `None` when it was deleted.
@@ -477,4 +498,59 @@ pub struct RoleInfo {
     pub members: Vec<String>,
     /// How many grants it carries.
     pub grants: usize,
+}
+
+/// Which audit entries to read; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// From this time, RFC 3339.
+    pub from: Option<String>,
+    /// Before this time, RFC 3339.
+    pub to: Option<String>,
+    /// One user's acts.
+    pub user: Option<String>,
+    /// One namespace's.
+    pub namespace: Option<String>,
+    /// An action (`config.publish`) or a family (`config`, `user`, `login`).
+    pub action: Option<String>,
+    /// `ok`, `denied` or `failed`.
+    pub result: Option<String>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct AuditEntry {
+    /// Its place in the log.
+    pub id: i64,
+    /// When, as RFC 3339 text.
+    pub at: String,
+    /// Who (for a failed login, the name that was tried).
+    pub user: String,
+    /// The client's address.
+    pub source: String,
+    /// `native`, `nacos`, `nacos-grpc`, `console`.
+    pub surface: String,
+    /// What was done.
+    pub action: String,
+    /// Where; empty when no namespace.
+    pub namespace: String,
+    /// What it was done to.
+    pub target: String,
+    /// `ok`, `denied` or `failed`.
+    pub result: String,
+    /// For configs: the main content's md5 before.
+    pub md5_before: Option<String>,
+    /// For configs: the md5 of what was published.
+    pub md5_after: Option<String>,
+    /// Anything else: a comment, why it was refused.
+    pub detail: String,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditPage {
+    /// The entries.
+    pub items: Vec<AuditEntry>,
+    /// How many match in all.
+    pub total: u64,
 }

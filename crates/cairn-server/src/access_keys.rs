@@ -1,6 +1,8 @@
 //! Access keys of Apollo apps: HMAC secrets an app's clients sign their requests with
 //! (`Authorization: Apollo {appId}:{signature}` and `Timestamp`), as Apollo's config
-//! service checks them. Kept in memory so checking a request never touches the database.
+//! service checks them, and which apps each namespace serves unsigned. Apollo reads are
+//! signed by default: an unsigned one is served only for an app its namespace names.
+//! Kept in memory so checking a request never touches the database.
 
 use std::sync::Arc;
 
@@ -11,6 +13,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 
 use crate::now_millis;
+use cairn_core::pattern::Wildcard;
+use cairn_core::Namespace;
 
 /// The most keys one app may have, as in Apollo.
 pub const MAX_KEYS_PER_APP: usize = 5;
@@ -23,6 +27,8 @@ pub enum Refusal {
     InvalidAppId,
     RequestTimeTooSkewed,
     Unauthorized,
+    /// Unsigned, for an app without keys that the namespace does not serve unsigned.
+    Unsigned,
 }
 
 impl Refusal {
@@ -30,7 +36,7 @@ impl Refusal {
         match self {
             Refusal::InvalidAppId => "InvalidAppId",
             Refusal::RequestTimeTooSkewed => "RequestTimeTooSkewed",
-            Refusal::Unauthorized => "Unauthorized",
+            Refusal::Unauthorized | Refusal::Unsigned => "Unauthorized",
         }
     }
 }
@@ -62,6 +68,9 @@ fn verify(secret: &str, timestamp: &str, target: &str, provided: &[u8]) -> bool 
 pub struct AccessKeys {
     store: Arc<dyn Store>,
     by_app: DashMap<String, Vec<AccessKeyRecord>>,
+    /// Per namespace, the apps whose unsigned reads it serves.
+    anonymous: DashMap<Namespace, Vec<Wildcard>>,
+    /// Refuse unsigned reads even where a namespace allows them.
     require_for_all: bool,
     /// One reload at a time, so an older read never replaces a newer one.
     reloading: tokio::sync::Mutex<()>,
@@ -72,6 +81,7 @@ impl AccessKeys {
         let keys = Self {
             store,
             by_app: DashMap::new(),
+            anonymous: DashMap::new(),
             require_for_all,
             reloading: tokio::sync::Mutex::new(()),
         };
@@ -92,7 +102,30 @@ impl AccessKeys {
         for (app, keys) in grouped {
             self.by_app.insert(app, keys);
         }
+        let namespaces = self.store.list_namespaces().await?;
+        self.anonymous.retain(|ns, _| {
+            namespaces
+                .iter()
+                .any(|n| &n.name == ns && !n.apollo_anonymous.is_empty())
+        });
+        for ns in namespaces {
+            if !ns.apollo_anonymous.is_empty() {
+                let apps = ns
+                    .apollo_anonymous
+                    .iter()
+                    .map(|a| Wildcard::new(a))
+                    .collect();
+                self.anonymous.insert(ns.name, apps);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `namespace` serves `app_id`'s unsigned reads.
+    fn serves_unsigned(&self, namespace: &Namespace, app_id: &str) -> bool {
+        self.anonymous
+            .get(namespace)
+            .is_some_and(|apps| apps.iter().any(|a| a.matches(app_id)))
     }
 
     pub fn list(&self, app_id: &str) -> Vec<AccessKeyRecord> {
@@ -102,8 +135,13 @@ impl AccessKeys {
             .unwrap_or_default()
     }
 
-    /// Makes a new, enabled key with a random secret.
-    pub async fn create(&self, app_id: &str) -> Result<AccessKeyRecord, StoreError> {
+    /// Makes a new, enabled key with a random secret, signing for `namespaces` (empty:
+    /// every namespace).
+    pub async fn create(
+        &self,
+        app_id: &str,
+        namespaces: Vec<String>,
+    ) -> Result<AccessKeyRecord, StoreError> {
         let mut id = [0u8; 4];
         let mut secret = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
@@ -114,6 +152,7 @@ impl AccessKeys {
             secret: hex::encode(secret),
             enabled: true,
             created_at: now_millis(),
+            namespaces,
         };
         self.store.create_access_key(&key, MAX_KEYS_PER_APP).await?;
         self.reload().await?;
@@ -137,11 +176,14 @@ impl AccessKeys {
         self.reload().await
     }
 
-    /// Checks an Apollo request of `app_id`: apps with an enabled key (or every app,
-    /// when keys are required) must sign `target`, the raw path and query as received.
+    /// Checks an Apollo request of `app_id` in `namespace`: it must be signed (over
+    /// `target`, the raw path and query as received) with an enabled key of the app that
+    /// signs for the namespace, unless the app has no such key and the namespace serves
+    /// it unsigned.
     pub fn check(
         &self,
         app_id: &str,
+        namespace: &Namespace,
         authorization: Option<&str>,
         timestamp: Option<&str>,
         target: &str,
@@ -154,7 +196,11 @@ impl AccessKeys {
             .get(app_id)
             .map(|keys| {
                 keys.iter()
-                    .filter(|k| k.enabled)
+                    .filter(|k| {
+                        k.enabled
+                            && (k.namespaces.is_empty()
+                                || k.namespaces.iter().any(|n| n == namespace.as_str()))
+                    })
                     .map(|k| k.secret.clone())
                     .collect()
             })
@@ -162,8 +208,10 @@ impl AccessKeys {
         if secrets.is_empty() {
             return if self.require_for_all {
                 Err(Refusal::Unauthorized)
-            } else {
+            } else if self.serves_unsigned(namespace, app_id) {
                 Ok(())
+            } else {
+                Err(Refusal::Unsigned)
             };
         }
         let timestamp = timestamp.unwrap_or("").trim();

@@ -165,6 +165,9 @@ impl Application {
                 heartbeat: settings.heartbeat_ms.get(),
                 node_ttl: settings.node_ttl_ms.get(),
                 retention: settings.change_log_retention_secs.get(),
+                audit_retention: std::time::Duration::from_secs(
+                    settings.audit_retention_days.saturating_mul(86_400),
+                ),
             },
         ));
         let service = Service::new(

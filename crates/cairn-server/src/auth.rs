@@ -17,8 +17,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Access, Policy};
+use crate::audit::{AuditLog, Outcome};
 use crate::listeners::Listeners;
 use crate::now_millis;
+use crate::service::Actor;
 use crate::settings::Secret;
 use cairn_core::grant::{Level, Scope};
 use cairn_core::{ConfigKey, RoleName};
@@ -160,6 +162,8 @@ pub struct Auth {
     tokens: TokenCache,
     /// Grants and role memberships.
     access: Access,
+    /// Where logins, administrative acts and refusals are recorded.
+    audit: AuditLog,
     /// Every live watch of the node, so that one whose user loses a right is ended.
     listeners: Arc<Listeners>,
 }
@@ -315,6 +319,7 @@ impl Auth {
         let access = Access::load(store.clone()).await?;
         Ok(Self {
             access,
+            audit: AuditLog::start(store.clone()),
             listeners: Arc::default(),
             store,
             encoding: EncodingKey::from_secret(signing_key),
@@ -829,6 +834,54 @@ impl Auth {
         &self.access
     }
 
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// A page of the audit log: what every node recorded.
+    pub async fn audit_entries(
+        &self,
+        query: &cairn_store::AuditQuery,
+        page: cairn_store::Page,
+    ) -> Result<(Vec<cairn_store::AuditRecord>, u64), StoreError> {
+        self.store.audit(query, page).await
+    }
+
+    /// Records a login through `surface` from `source`, and how it went. `successes`
+    /// false: only failures are recorded (credentials sent with every request).
+    pub fn audit_login<T>(
+        &self,
+        username: &str,
+        source: &str,
+        surface: &str,
+        result: &Result<T, AuthError>,
+        successes: bool,
+    ) {
+        let (outcome, detail) = match result {
+            Ok(_) if successes => (Outcome::Ok, String::new()),
+            Ok(_) => return,
+            Err(e @ (AuthError::BadCredentials | AuthError::Throttled(_))) => {
+                (Outcome::Denied, e.to_string())
+            }
+            Err(AuthError::Store(_)) => (Outcome::Failed, "the database is unavailable".into()),
+            Err(e) => (Outcome::Failed, e.to_string()),
+        };
+        // A name is recorded as sent, cut short: a login of any text must not bloat
+        // the log.
+        let who: String = username.chars().take(Username::MAX_LEN).collect();
+        self.audit.record(cairn_store::AuditRecord {
+            at: now_millis(),
+            actor: who.clone(),
+            source: source.to_owned(),
+            surface: surface.to_owned(),
+            action: "login".to_owned(),
+            target: format!("user {who}"),
+            result: outcome.as_str().to_owned(),
+            detail,
+            ..Default::default()
+        });
+    }
+
     /// Every live watch of the node.
     pub fn listeners(&self) -> &Arc<Listeners> {
         &self.listeners
@@ -885,89 +938,118 @@ impl Auth {
 
     /// Gives `subject` `level` over `scope` (replacing what it had over exactly that
     /// scope). Takes effect at once here and at the next heartbeat on other nodes; a
-    /// watch the change takes a right from ends.
+    /// watch the change takes a right from ends. Audited, as every change below.
     pub async fn grant(
         &self,
-        by: &Caller,
+        by: &Actor,
         subject: Subject,
         scope: Scope,
         level: Level,
     ) -> Result<(), AuthError> {
-        self.may_manage(by, &scope)?;
-        if let Subject::User(user) = &subject {
-            if !self.users.contains_key(user) && self.store.get_user(user).await?.is_none() {
-                return Err(AuthError::UserNotFound(user.to_string()));
+        let target = format!("{} {} {level} on {scope}", subject.kind(), subject.name());
+        let namespace = scope.namespace.as_str().to_owned();
+        let done = async {
+            self.may_manage(&by.caller, &scope)?;
+            if let Subject::User(user) = &subject {
+                if !self.users.contains_key(user) && self.store.get_user(user).await?.is_none() {
+                    return Err(AuthError::UserNotFound(user.to_string()));
+                }
             }
+            self.store
+                .put_grant(&GrantRecord {
+                    subject,
+                    scope,
+                    level,
+                    created_at: now_millis(),
+                    created_by: by.caller.username.to_string(),
+                })
+                .await?;
+            self.policy_changed().await
         }
-        self.store
-            .put_grant(&GrantRecord {
-                subject,
-                scope,
-                level,
-                created_at: now_millis(),
-                created_by: by.username.to_string(),
-            })
-            .await?;
-        self.policy_changed().await
+        .await;
+        self.audit.done(by, "grant.set", &namespace, target, done)
     }
 
     /// Takes `subject`'s grant over exactly `scope` away; false when there was none.
     pub async fn revoke(
         &self,
-        by: &Caller,
+        by: &Actor,
         subject: &Subject,
         scope: &Scope,
     ) -> Result<bool, AuthError> {
-        self.may_manage(by, scope)?;
-        let removed = self.store.delete_grant(subject, scope).await?;
-        self.policy_changed().await?;
-        Ok(removed)
+        let done = async {
+            self.may_manage(&by.caller, scope)?;
+            let removed = self.store.delete_grant(subject, scope).await?;
+            self.policy_changed().await?;
+            Ok(removed)
+        }
+        .await;
+        let target = format!("{} {} on {scope}", subject.kind(), subject.name());
+        self.audit
+            .done(by, "grant.revoke", scope.namespace.as_str(), target, done)
     }
 
-    /// Makes `username` a member of `role`. Roles span namespaces, so only admins
-    /// manage memberships.
+    /// Roles span namespaces, so only admins manage them.
+    fn admin_only(by: &Actor) -> Result<(), AuthError> {
+        if by.caller.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden)
+        }
+    }
+
+    /// Makes `username` a member of `role` (admins only).
     pub async fn add_to_role(
         &self,
-        by: &Caller,
+        by: &Actor,
         role: &RoleName,
         username: &Username,
     ) -> Result<(), AuthError> {
-        if by.role != Role::Admin {
-            return Err(AuthError::Forbidden);
+        let done = async {
+            Self::admin_only(by)?;
+            self.store
+                .add_role_member(&RoleMember {
+                    role: role.clone(),
+                    username: username.clone(),
+                    created_at: now_millis(),
+                })
+                .await?;
+            self.policy_changed().await
         }
-        self.store
-            .add_role_member(&RoleMember {
-                role: role.clone(),
-                username: username.clone(),
-                created_at: now_millis(),
-            })
-            .await?;
-        self.policy_changed().await
+        .await;
+        let target = format!("user {username} in role {role}");
+        self.audit.done(by, "role.add_member", "", target, done)
     }
 
     /// False when the user was not a member.
     pub async fn remove_from_role(
         &self,
-        by: &Caller,
+        by: &Actor,
         role: &RoleName,
         username: &Username,
     ) -> Result<bool, AuthError> {
-        if by.role != Role::Admin {
-            return Err(AuthError::Forbidden);
+        let done = async {
+            Self::admin_only(by)?;
+            let removed = self.store.remove_role_member(role, username).await?;
+            self.policy_changed().await?;
+            Ok(removed)
         }
-        let removed = self.store.remove_role_member(role, username).await?;
-        self.policy_changed().await?;
-        Ok(removed)
+        .await;
+        let target = format!("user {username} in role {role}");
+        self.audit.done(by, "role.remove_member", "", target, done)
     }
 
     /// Removes a role: its members and its grants. False when it had neither.
-    pub async fn delete_role(&self, by: &Caller, role: &RoleName) -> Result<bool, AuthError> {
-        if by.role != Role::Admin {
-            return Err(AuthError::Forbidden);
+    pub async fn delete_role(&self, by: &Actor, role: &RoleName) -> Result<bool, AuthError> {
+        let done = async {
+            Self::admin_only(by)?;
+            let removed = self.store.delete_role(role).await?;
+            self.policy_changed().await?;
+            Ok(removed)
         }
-        let removed = self.store.delete_role(role).await?;
-        self.policy_changed().await?;
-        Ok(removed)
+        .await;
+        self.audit
+            .done(by, "role.delete", "", format!("role {role}"), done)
     }
 
     async fn policy_changed(&self) -> Result<(), AuthError> {

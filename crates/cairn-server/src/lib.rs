@@ -5,6 +5,7 @@ pub mod access;
 pub mod access_keys;
 pub mod api;
 mod app;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod commit;

@@ -17,11 +17,12 @@ use cairn_core::{
 };
 use cairn_store::{
     Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord,
-    NamespaceRecord, Op, Page, Store, StoreError,
+    NamespaceRecord, NamespaceUpdate, Op, Page, Store, StoreError,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::{Denied, Reader};
+use crate::audit::Outcome;
 use crate::auth::{Auth, Caller};
 use crate::cache::{KeyState, View};
 use crate::commit::{Change, Commits};
@@ -180,6 +181,9 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 pub struct Actor {
     pub caller: Caller,
     pub source: String,
+    /// The surface the request came through: `native`, `nacos`, `nacos-grpc`,
+    /// `console`.
+    pub surface: &'static str,
 }
 
 /// A publish as the surfaces hand it over. `None` fields keep the current value (or
@@ -314,6 +318,27 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>> {
     Ok(clean)
 }
 
+/// The most app patterns a namespace lists for unsigned Apollo reads.
+const MAX_ANONYMOUS_APPS: usize = 64;
+
+/// Apollo app ids, or patterns of them with `*`.
+fn check_app_patterns(apps: &[String]) -> Result<()> {
+    if apps.len() > MAX_ANONYMOUS_APPS {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{} apps given; the limit is {MAX_ANONYMOUS_APPS} (use a * pattern)",
+            apps.len()
+        )));
+    }
+    for app in apps {
+        if !crate::access_keys::valid_app_id(&app.replace('*', "x")) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "{app:?} is not an app id or a pattern of them (letters, digits, _ - . and *)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_description(description: &str) -> Result<()> {
     let len = description.chars().count();
     if len > MAX_DESCRIPTION {
@@ -346,11 +371,22 @@ impl Service {
 
     /// Refuses a change of `key` by an actor without write access to it. Every write
     /// operation checks here, whatever surface it came through.
-    fn may_write(&self, actor: &Actor, key: &ConfigKey) -> Result<()> {
-        Ok(self
-            .auth
+    /// A refusal is audited.
+    fn may_write(&self, actor: &Actor, key: &ConfigKey, op: Op) -> Result<()> {
+        self.auth
             .access()
-            .require(&actor.caller, key, Level::Write)?)
+            .require(&actor.caller, key, Level::Write)
+            .map_err(|denied| {
+                self.auth.audit().act(
+                    actor,
+                    op.audit_action(),
+                    key.namespace.as_str(),
+                    key.to_string(),
+                    Outcome::Denied,
+                    denied.to_string(),
+                );
+                denied.into()
+            })
     }
 
     /// What `caller` may read, for checking many keys against one snapshot of the
@@ -360,8 +396,24 @@ impl Service {
     }
 
     /// Refuses a read of `key` by a caller without read access to it.
+    /// A refusal is audited.
     pub fn may_read(&self, caller: &Caller, key: &ConfigKey) -> Result<()> {
-        Ok(self.auth.access().require(caller, key, Level::Read)?)
+        self.auth
+            .access()
+            .require(caller, key, Level::Read)
+            .map_err(|denied| {
+                self.auth.audit().record(cairn_store::AuditRecord {
+                    at: now_millis(),
+                    actor: caller.username.to_string(),
+                    action: "config.read".to_owned(),
+                    namespace: key.namespace.to_string(),
+                    target: key.to_string(),
+                    result: Outcome::Denied.as_str().to_owned(),
+                    detail: denied.to_string(),
+                    ..Default::default()
+                });
+                denied.into()
+            })
     }
 
     pub fn max_content_bytes(&self) -> usize {
@@ -391,6 +443,7 @@ impl Service {
             source: actor.source.clone(),
             comment,
             at: now_millis(),
+            surface: actor.surface.to_owned(),
         }
     }
 
@@ -556,7 +609,7 @@ impl Service {
         op: Op,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, op)?;
         if input.content.len() > self.max_content_bytes {
             return Err(ServiceError::ContentTooLarge {
                 size: input.content.len(),
@@ -603,7 +656,7 @@ impl Service {
 
     /// Deletes a config; returns the revision of the deletion.
     pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<Revision> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, Op::Delete)?;
         if !matches!(expect, Expect::Any | Expect::Md5(_)) {
             return Err(ServiceError::InvalidArgument(
                 "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
@@ -638,7 +691,7 @@ impl Service {
         input: GrayInput,
         actor: &Actor,
     ) -> Result<Arc<GrayRecord>> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, Op::GrayPublish)?;
         if input.content.len() > self.max_content_bytes {
             return Err(ServiceError::ContentTooLarge {
                 size: input.content.len(),
@@ -684,7 +737,7 @@ impl Service {
 
     /// Makes the gray content the main content, for everyone.
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, Op::GrayPromote)?;
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -705,7 +758,7 @@ impl Service {
 
     /// Ends a gray release: its clients go back to the main content.
     pub async fn gray_abandon(&self, key: ConfigKey, actor: &Actor) -> Result<Revision> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, Op::GrayAbandon)?;
         let guard = self.lock(&key).await;
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -775,9 +828,8 @@ impl Service {
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
     ) -> Result<Vec<(ConfigKey, Option<View>)>> {
-        let access = self.auth.access();
         for (key, _) in held {
-            access.require(caller, key, Level::Read)?;
+            self.may_read(caller, key)?;
         }
         let listener = || {
             let listed = held
@@ -879,7 +931,7 @@ impl Service {
         expect: Expect,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
-        self.may_write(actor, &key)?;
+        self.may_write(actor, &key, Op::Rollback)?;
         let entry = self.history_entry(&key, revision).await?;
         if matches!(entry.op, Op::Delete | Op::GrayAbandon | Op::GrayPublish) {
             return Err(ServiceError::RevisionIsDeletion(revision));
@@ -965,25 +1017,24 @@ impl Service {
             display_name,
             description,
             created_at: now_millis(),
+            apollo_anonymous: Vec::new(),
         };
         self.store.create_namespace(&record).await?;
         Ok(record)
     }
 
-    /// Changes a namespace's display name and description; `None` keeps the current one.
-    pub async fn update_namespace(
-        &self,
-        name: &Namespace,
-        display_name: Option<String>,
-        description: Option<String>,
-    ) -> Result<()> {
-        for text in [&display_name, &description].into_iter().flatten() {
+    /// Changes a namespace's settings; `None` keeps the current value.
+    pub async fn update_namespace(&self, name: &Namespace, update: NamespaceUpdate) -> Result<()> {
+        for text in [&update.display_name, &update.description]
+            .into_iter()
+            .flatten()
+        {
             check_description(text)?;
         }
-        Ok(self
-            .store
-            .update_namespace(name, display_name.as_deref(), description.as_deref())
-            .await?)
+        if let Some(apps) = &update.apollo_anonymous {
+            check_app_patterns(apps)?;
+        }
+        Ok(self.store.update_namespace(name, &update).await?)
     }
 
     pub async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
@@ -1031,6 +1082,7 @@ mod tests {
         Actor {
             caller: ann(),
             source: "test".into(),
+            surface: "native",
         }
     }
 
@@ -1229,6 +1281,7 @@ mod tests {
         let as_bob = Actor {
             caller: bob.clone(),
             source: "test".into(),
+            surface: "native",
         };
         let k = key("app.yaml");
         service
@@ -1255,7 +1308,7 @@ mod tests {
         );
         // Read: reads, lists and watches, but every kind of write is refused.
         auth.grant(
-            &ann(),
+            &actor(),
             Subject::User(bob_name.clone()),
             Scope::namespace("public").unwrap(),
             Level::Read,
@@ -1284,7 +1337,7 @@ mod tests {
         assert!(matches!(refused.await, Err(ServiceError::Denied(_))));
         // A narrower rule takes a group away again.
         auth.grant(
-            &ann(),
+            &actor(),
             Subject::User(bob_name.clone()),
             Scope::parse("public", "g", "*").unwrap(),
             Level::None,
@@ -1295,7 +1348,7 @@ mod tests {
         assert_eq!(service.list(&bob, &ListFilter::default(), page).1, 0);
         // Write on the group: publishes.
         auth.grant(
-            &ann(),
+            &actor(),
             Subject::User(bob_name),
             Scope::parse("public", "g", "*").unwrap(),
             Level::Write,
@@ -1323,7 +1376,7 @@ mod tests {
         .unwrap();
         let scope = Scope::namespace("public").unwrap();
         auth.grant(
-            &ann(),
+            &actor(),
             Subject::User(name.clone()),
             scope.clone(),
             Level::Read,
@@ -1348,7 +1401,7 @@ mod tests {
             async {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 assert_eq!(service.listener_count(), 1);
-                auth.revoke(&ann(), &Subject::User(name.clone()), &scope)
+                auth.revoke(&actor(), &Subject::User(name.clone()), &scope)
                     .await
                     .unwrap();
             },

@@ -289,6 +289,9 @@ settings! {
     /// change-log entries older than this (seconds) are pruned once every live node has applied them
     change_log_retention_secs: Secs = Secs::new(7 * 86_400);
         env "CAIRN_CHANGE_LOG_RETENTION_SECS";
+    /// audit-log entries older than this many days are removed
+    audit_retention_days: u64 = 365;
+        env "CAIRN_AUDIT_RETENTION_DAYS", range 1..=36_500;
     /// password of `admin`, used only when the first start creates it
     admin_password: Option<Secret> = None;
         env "CAIRN_ADMIN_PASSWORD", shown "random, in data_dir/admin-password", flag false;
@@ -322,7 +325,7 @@ settings! {
     /// how long `/notifications/v2` holds a request, in ms (Apollo's Java client gives up after 90 s)
     apollo_poll_timeout_ms: Millis = Millis::new(60_000);
         env "CAIRN_APOLLO_POLL_TIMEOUT_MS", range 1_000..=80_000;
-    /// refuse unsigned Apollo requests of apps without an access key
+    /// refuse every unsigned Apollo read, even where a namespace serves some apps unsigned (`apollo_anonymous_apps`)
     apollo_require_access_key: bool = false;
         env "CAIRN_APOLLO_REQUIRE_ACCESS_KEY";
     /// take a client's IP for gray rules from the first `X-Forwarded-For` hop (only behind a proxy that sets it)

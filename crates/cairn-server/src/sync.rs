@@ -41,6 +41,7 @@ pub struct Sync {
     heartbeat: Duration,
     node_ttl_ms: i64,
     retention_ms: i64,
+    audit_retention_ms: i64,
     /// The live nodes as last read, listed while the database cannot be reached.
     known_nodes: std::sync::Mutex<Vec<NodeRecord>>,
     /// Whether the last heartbeat succeeded.
@@ -59,6 +60,8 @@ pub struct SyncSettings {
     pub heartbeat: Duration,
     pub node_ttl: Duration,
     pub retention: Duration,
+    /// How long audit-log entries are kept.
+    pub audit_retention: Duration,
 }
 
 /// Counts a database error; logs it only when `first` (the first of a run of
@@ -88,6 +91,7 @@ impl Sync {
             heartbeat: settings.heartbeat,
             node_ttl_ms: settings.node_ttl.as_millis() as i64,
             retention_ms: settings.retention.as_millis() as i64,
+            audit_retention_ms: settings.audit_retention.as_millis() as i64,
             known_nodes: std::sync::Mutex::default(),
             steady: std::sync::atomic::AtomicBool::new(false),
         }
@@ -315,6 +319,14 @@ impl Sync {
             let pruned = self.store.prune_changes(through.seq.get()).await?;
             tracing::info!(through = through.seq.get(), pruned, "pruned the change log");
         }
+        // Every node may prune; the first to do so leaves the others nothing to remove.
+        let expired = self
+            .store
+            .prune_audit(now - self.audit_retention_ms)
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "pruned the audit log");
+        }
         Ok(())
     }
 
@@ -405,6 +417,7 @@ mod tests {
             heartbeat: Duration::from_millis(100),
             node_ttl: Duration::from_secs(60),
             retention: Duration::ZERO,
+            audit_retention: Duration::from_secs(86_400),
         }
     }
 
@@ -426,6 +439,7 @@ mod tests {
                 source: String::new(),
                 comment: String::new(),
                 at: 1,
+                surface: "native".into(),
             },
         };
         store.put_config(&write).await.unwrap().revision.get()
@@ -488,6 +502,7 @@ mod tests {
                 source: String::new(),
                 comment: String::new(),
                 at: 1,
+                surface: "native".into(),
             },
         };
         store.delete_config(&delete).await.unwrap();
@@ -521,6 +536,7 @@ mod tests {
             source: String::new(),
             comment: String::new(),
             at: 1,
+            surface: "native".into(),
         };
         let gray = |content: &str| cairn_store::GrayWrite {
             key: key.clone(),

@@ -111,12 +111,7 @@ pub trait NamespaceStore: Send + Sync {
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()>;
     /// Fails with `NamespaceNotFound`.
     /// Changes the fields given (`None`: unchanged); fails with `NamespaceNotFound`.
-    async fn update_namespace(
-        &self,
-        name: &Namespace,
-        display_name: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<()>;
+    async fn update_namespace(&self, name: &Namespace, update: &NamespaceUpdate) -> Result<()>;
     /// Fails with `NamespaceNotFound`, or `NamespaceNotEmpty` while configs remain.
     async fn delete_namespace(&self, name: &Namespace) -> Result<()>;
 }
@@ -245,6 +240,18 @@ pub trait GrantStore: Send + Sync {
     async fn delete_role(&self, role: &RoleName) -> Result<bool>;
 }
 
+/// The audit log: appended to, read with filters, pruned by age. Config changes are
+/// logged by `ConfigStore` itself, in the transaction that makes them.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends entries (their `id` is ignored).
+    async fn append_audit(&self, entries: &[AuditRecord]) -> Result<()>;
+    /// One page of the entries `query` matches, newest first, and how many match.
+    async fn audit(&self, query: &AuditQuery, page: Page) -> Result<(Vec<AuditRecord>, u64)>;
+    /// Removes the entries older than `before` (Unix ms); returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -294,6 +301,7 @@ pub trait Store:
     + AccessKeyStore
     + SessionStore
     + GrantStore
+    + AuditStore
     + Send
     + Sync
     + 'static

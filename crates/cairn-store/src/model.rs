@@ -12,6 +12,17 @@ pub struct NamespaceRecord {
     pub display_name: String,
     pub description: String,
     pub created_at: i64,
+    /// Apps (Apollo app ids, Cairn groups; `*` patterns) whose unsigned Apollo reads
+    /// this namespace serves. Empty: none, every Apollo read must be signed.
+    pub apollo_anonymous: Vec<String>,
+}
+
+/// A change of a namespace's settings: `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceUpdate {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub apollo_anonymous: Option<Vec<String>>,
 }
 
 /// What a change did to a config.
@@ -29,6 +40,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// The action the audit log records for a change of this kind.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            Op::Publish => "config.publish",
+            Op::Rollback => "config.rollback",
+            Op::Delete => "config.delete",
+            Op::GrayPublish => "gray.publish",
+            Op::GrayPromote => "gray.promote",
+            Op::GrayAbandon => "gray.abandon",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Publish => "publish",
@@ -110,6 +133,9 @@ pub struct Audit {
     pub source: String,
     pub comment: String,
     pub at: i64,
+    /// The surface the change came through (`native`, `nacos`, `console`, …), for the
+    /// audit log.
+    pub surface: String,
 }
 
 /// A publish or rollback.
@@ -278,6 +304,8 @@ pub struct AccessKeyRecord {
     pub secret: String,
     pub enabled: bool,
     pub created_at: i64,
+    /// The namespaces (Apollo envs) the key signs for; empty: every namespace.
+    pub namespaces: Vec<String>,
 }
 
 impl std::fmt::Debug for AccessKeyRecord {
@@ -330,4 +358,46 @@ pub struct RoleMember {
     pub role: RoleName,
     pub username: Username,
     pub created_at: i64,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditRecord {
+    /// Its place in the log (0 in a record to append).
+    pub id: i64,
+    pub at: i64,
+    /// The user (or `-` when nobody was identified).
+    pub actor: String,
+    /// The client's address.
+    pub source: String,
+    /// `native`, `nacos`, `nacos-grpc`, `apollo`, `console`.
+    pub surface: String,
+    /// What was done: `config.publish`, `user.create`, `login`, …
+    pub action: String,
+    /// The namespace acted in; empty when none.
+    pub namespace: String,
+    /// What was acted on: a config key, a user, a grant, …
+    pub target: String,
+    /// `ok`, `denied` or `failed`.
+    pub result: String,
+    /// For configs: the main content's md5 before the change.
+    pub md5_before: Option<String>,
+    /// For configs: the md5 of what the change published.
+    pub md5_after: Option<String>,
+    /// Anything else worth knowing (a comment, why it was refused).
+    pub detail: String,
+}
+
+/// Which audit entries to read; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// From this time (Unix ms), inclusive.
+    pub from: Option<i64>,
+    /// Before this time (Unix ms).
+    pub to: Option<i64>,
+    pub actor: Option<String>,
+    pub namespace: Option<String>,
+    /// An action, or a family of them: `config` matches `config.publish` and the rest.
+    pub action: Option<String>,
+    pub result: Option<String>,
 }

@@ -22,7 +22,10 @@ use crate::{
     HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, SessionRecord,
     SessionStore, Store, StoreError, UserRecord, UserStore,
 };
-use crate::{GrantRecord, GrantStore, RoleMember, Subject};
+use crate::{
+    AuditQuery, AuditRecord, AuditStore, GrantRecord, GrantStore, NamespaceUpdate, RoleMember,
+    Subject,
+};
 use cairn_core::grant::{Level, Scope};
 use cairn_core::RoleName;
 
@@ -240,6 +243,15 @@ impl SqlStore {
         self.dialect.sql(text)
     }
 
+    /// A statement put together at run time (from fixed pieces), in this dialect.
+    fn sql_owned(&self, text: &str) -> String {
+        if self.dialect.numbered {
+            numbered(text)
+        } else {
+            text.to_owned()
+        }
+    }
+
     /// Opens a write transaction, queued behind any other writer.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let mut tx = self.writer.begin().await?;
@@ -434,6 +446,7 @@ impl SqlStore {
             &description,
             &tags,
             &write.audit,
+            current.as_ref().map(|c| c.md5.as_str()),
         )
         .await?;
         Ok(ConfigRecord {
@@ -504,6 +517,7 @@ impl SqlStore {
         description: &str,
         tags: &[String],
         audit: &Audit,
+        before: Option<&str>,
     ) -> Result<()> {
         let sql = self.sql(
             "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
@@ -527,7 +541,45 @@ impl SqlStore {
             .bind(audit.at)
             .execute(&mut **tx)
             .await?;
+        // The audit entry commits with the change, or neither does.
+        let entry = AuditRecord {
+            id: 0,
+            at: audit.at,
+            actor: audit.operator.clone(),
+            source: audit.source.clone(),
+            surface: audit.surface.clone(),
+            action: op.audit_action().to_owned(),
+            namespace: key.namespace.to_string(),
+            target: key.to_string(),
+            result: "ok".to_owned(),
+            md5_before: before.map(str::to_owned),
+            md5_after: (!md5.is_empty()).then(|| md5.to_owned()),
+            detail: audit.comment.clone(),
+        };
+        self.insert_audit(&entry).execute(&mut **tx).await?;
         Ok(())
+    }
+
+    fn insert_audit<'q>(
+        &self,
+        entry: &'q AuditRecord,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let sql = self.sql(
+            "INSERT INTO audit_log (at, actor, source, surface, action, namespace, target, \
+             result, md5_before, md5_after, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        sqlx::query::<Any>(sql)
+            .bind(entry.at)
+            .bind(&entry.actor)
+            .bind(&entry.source)
+            .bind(&entry.surface)
+            .bind(&entry.action)
+            .bind(&entry.namespace)
+            .bind(&entry.target)
+            .bind(&entry.result)
+            .bind(entry.md5_before.clone())
+            .bind(entry.md5_after.clone())
+            .bind(&entry.detail)
     }
 }
 
@@ -536,7 +588,8 @@ impl NamespaceStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let rows = sqlx::query::<Any>(
-            "SELECT name, display_name, description, created_at FROM namespaces ORDER BY name",
+            "SELECT name, display_name, description, created_at, apollo_anonymous \
+             FROM namespaces ORDER BY name",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -549,6 +602,7 @@ impl NamespaceStore for SqlStore {
                     display_name: text(row, "display_name")?,
                     description: text(row, "description")?,
                     created_at: row.try_get("created_at")?,
+                    apollo_anonymous: split_list(&text(row, "apollo_anonymous")?),
                 })
             })
             .collect()
@@ -557,14 +611,15 @@ impl NamespaceStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
         let sql = self.sql(
-            "INSERT INTO namespaces (name, display_name, description, created_at) \
-             VALUES (?, ?, ?, ?)",
+            "INSERT INTO namespaces (name, display_name, description, created_at, \
+             apollo_anonymous) VALUES (?, ?, ?, ?, ?)",
         );
         match sqlx::query::<Any>(sql)
             .bind(ns.name.as_str())
             .bind(&ns.display_name)
             .bind(&ns.description)
             .bind(ns.created_at)
+            .bind(ns.apollo_anonymous.join(","))
             .execute(&self.writer)
             .await
         {
@@ -577,21 +632,18 @@ impl NamespaceStore for SqlStore {
     }
 
     #[instrument(skip(self), err(level = "debug"))]
-    async fn update_namespace(
-        &self,
-        name: &Namespace,
-        display_name: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<()> {
+    async fn update_namespace(&self, name: &Namespace, update: &NamespaceUpdate) -> Result<()> {
         // Only the fields given, in one statement: two edits of different fields
         // never undo each other.
         let sql = self.sql(
             "UPDATE namespaces SET display_name = COALESCE(?, display_name), \
-             description = COALESCE(?, description) WHERE name = ?",
+             description = COALESCE(?, description), \
+             apollo_anonymous = COALESCE(?, apollo_anonymous) WHERE name = ?",
         );
         let done = sqlx::query::<Any>(sql)
-            .bind(display_name)
-            .bind(description)
+            .bind(update.display_name.clone())
+            .bind(update.description.clone())
+            .bind(update.apollo_anonymous.as_ref().map(|apps| apps.join(",")))
             .bind(name.as_str())
             .execute(&self.writer)
             .await?;
@@ -706,6 +758,7 @@ impl ConfigStore for SqlStore {
             "",
             &[],
             &delete.audit,
+            Some(&current.md5),
         )
         .await?;
         self.commit_write(tx).await?;
@@ -889,6 +942,7 @@ impl ConfigStore for SqlStore {
             &current.description,
             &current.tags,
             &audit,
+            Some(&current.md5),
         )
         .await?;
         self.commit_write(tx).await?;
@@ -950,6 +1004,7 @@ impl ConfigStore for SqlStore {
             &current.description,
             &current.tags,
             &audit,
+            Some(&current.md5),
         )
         .await?;
         self.commit_write(tx).await?;
@@ -994,6 +1049,7 @@ impl ConfigStore for SqlStore {
             "",
             &[],
             &audit,
+            Some(&gray.md5),
         )
         .await?;
         self.commit_write(tx).await?;
@@ -1284,7 +1340,7 @@ impl AccessKeyStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
         let rows = sqlx::query::<Any>(
-            "SELECT app_id, id, secret, enabled, created_at FROM access_keys \
+            "SELECT app_id, id, secret, enabled, created_at, namespaces FROM access_keys \
              ORDER BY app_id, created_at, id",
         )
         .fetch_all(&self.reader)
@@ -1297,6 +1353,7 @@ impl AccessKeyStore for SqlStore {
                     secret: text(row, "secret")?,
                     enabled: row.try_get::<i32, _>("enabled")? != 0,
                     created_at: row.try_get("created_at")?,
+                    namespaces: split_list(&text(row, "namespaces")?),
                 })
             })
             .collect()
@@ -1317,8 +1374,8 @@ impl AccessKeyStore for SqlStore {
             )));
         }
         let sql = self.sql(
-            "INSERT INTO access_keys (app_id, id, secret, enabled, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO access_keys (app_id, id, secret, enabled, created_at, namespaces) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         );
         sqlx::query::<Any>(sql)
             .bind(&key.app_id)
@@ -1326,6 +1383,7 @@ impl AccessKeyStore for SqlStore {
             .bind(&key.secret)
             .bind(i32::from(key.enabled))
             .bind(key.created_at)
+            .bind(key.namespaces.join(","))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -1418,6 +1476,14 @@ impl SqlStore {
             .bind(scope.group.as_str())
             .bind(scope.data_id.as_str())
     }
+}
+
+/// A comma-separated list as stored; empty text is the empty list.
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn grant_from_row(row: &AnyRow) -> Result<GrantRecord> {
@@ -1567,6 +1633,134 @@ impl GrantStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(members.rows_affected() + grants.rows_affected() > 0)
+    }
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: text(row, "actor")?,
+        source: text(row, "source")?,
+        surface: text(row, "surface")?,
+        action: text(row, "action")?,
+        namespace: text(row, "namespace")?,
+        target: text(row, "target")?,
+        result: text(row, "result")?,
+        md5_before: row.try_get::<Option<String>, _>("md5_before")?,
+        md5_after: row.try_get::<Option<String>, _>("md5_after")?,
+        detail: text(row, "detail")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    #[instrument(skip_all, fields(count = entries.len()), err(level = "debug"))]
+    async fn append_audit(&self, entries: &[AuditRecord]) -> Result<()> {
+        // Several at once in one transaction: one sync for a burst of entries.
+        let mut tx = self.writer.begin().await?;
+        for entry in entries {
+            self.insert_audit(entry).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn audit(&self, query: &AuditQuery, page: Page) -> Result<(Vec<AuditRecord>, u64)> {
+        // The filters are fixed clauses whose values are bound, never spliced in.
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut values: Vec<Filter> = Vec::new();
+        if let Some(from) = query.from {
+            clauses.push("at >= ?");
+            values.push(Filter::Number(from));
+        }
+        if let Some(to) = query.to {
+            clauses.push("at < ?");
+            values.push(Filter::Number(to));
+        }
+        for (clause, value) in [
+            ("actor = ?", &query.actor),
+            ("namespace = ?", &query.namespace),
+            ("result = ?", &query.result),
+        ] {
+            if let Some(value) = value {
+                clauses.push(clause);
+                values.push(Filter::Text(value.clone()));
+            }
+        }
+        if let Some(action) = &query.action {
+            // `config` is every `config.*`; a full name matches itself.
+            clauses.push("(action = ? OR action LIKE ?)");
+            values.push(Filter::Text(action.clone()));
+            let escaped = action.replace('\\', "").replace(['%', '_'], "");
+            values.push(Filter::Text(format!("{escaped}.%")));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let count_sql = self.sql_owned(&format!("SELECT COUNT(*) FROM audit_log{filter}"));
+        let mut count = sqlx::query_scalar::<Any, i64>(&count_sql);
+        for value in &values {
+            count = value.bind_scalar(count);
+        }
+        let total = count.fetch_one(&self.reader).await?;
+        let rows_sql = self.sql_owned(&format!(
+            "SELECT id, at, actor, source, surface, action, namespace, target, result, \
+             md5_before, md5_after, detail FROM audit_log{filter} \
+             ORDER BY id DESC LIMIT ? OFFSET ?"
+        ));
+        let mut rows = sqlx::query::<Any>(&rows_sql);
+        for value in &values {
+            rows = value.bind(rows);
+        }
+        let rows = rows
+            .bind(i64::from(page.size))
+            .bind(page.offset() as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        let entries = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
+        Ok((entries, total as u64))
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        let sql = self.sql("DELETE FROM audit_log WHERE at < ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A value an audit query filters by.
+enum Filter {
+    Number(i64),
+    Text(String),
+}
+
+impl Filter {
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        match self {
+            Filter::Number(n) => query.bind(*n),
+            Filter::Text(t) => query.bind(t.clone()),
+        }
+    }
+
+    fn bind_scalar<'q>(
+        &self,
+        query: sqlx::query::QueryScalar<'q, Any, i64, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, Any, i64, sqlx::any::AnyArguments<'q>> {
+        match self {
+            Filter::Number(n) => query.bind(*n),
+            Filter::Text(t) => query.bind(t.clone()),
+        }
     }
 }
 

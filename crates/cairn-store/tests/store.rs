@@ -17,6 +17,7 @@ fn audit(at: i64) -> Audit {
         source: "127.0.0.1".into(),
         comment: String::new(),
         at,
+        surface: "native".into(),
     }
 }
 
@@ -253,6 +254,7 @@ async fn namespaces(store: Arc<dyn Store>) {
         display_name: "Dev".into(),
         description: "Dev".into(),
         created_at: 5,
+        apollo_anonymous: vec!["shop".into()],
     };
     store.create_namespace(&record).await.unwrap();
     assert!(matches!(
@@ -263,18 +265,45 @@ async fn namespaces(store: Arc<dyn Store>) {
         store.list_namespaces().await.unwrap()[0].display_name,
         "Dev"
     );
+    assert_eq!(store.list_namespaces().await.unwrap()[0], record);
+    let update = |display: Option<&str>, description: Option<&str>| NamespaceUpdate {
+        display_name: display.map(str::to_owned),
+        description: description.map(str::to_owned),
+        apollo_anonymous: None,
+    };
     store
-        .update_namespace(&dev, Some("Development"), Some("Where changes start"))
+        .update_namespace(
+            &dev,
+            &update(Some("Development"), Some("Where changes start")),
+        )
         .await
         .unwrap();
     store
-        .update_namespace(&dev, None, Some("Where changes begin"))
+        .update_namespace(&dev, &update(None, Some("Where changes begin")))
         .await
         .unwrap();
     let list = store.list_namespaces().await.unwrap();
     assert_eq!(list[0].name, dev);
     assert_eq!(list[0].display_name, "Development");
     assert_eq!(list[0].description, "Where changes begin");
+    assert_eq!(list[0].apollo_anonymous, ["shop"], "kept when not named");
+    let anonymous = NamespaceUpdate {
+        apollo_anonymous: Some(vec!["shop".into(), "web-*".into()]),
+        ..NamespaceUpdate::default()
+    };
+    store.update_namespace(&dev, &anonymous).await.unwrap();
+    assert_eq!(
+        store.list_namespaces().await.unwrap()[0].apollo_anonymous,
+        ["shop", "web-*"]
+    );
+    let none = NamespaceUpdate {
+        apollo_anonymous: Some(Vec::new()),
+        ..NamespaceUpdate::default()
+    };
+    store.update_namespace(&dev, &none).await.unwrap();
+    assert!(store.list_namespaces().await.unwrap()[0]
+        .apollo_anonymous
+        .is_empty());
 
     let k = ConfigKey::new(dev.clone(), key("x").group, key("a.yaml").data_id);
     store
@@ -299,7 +328,7 @@ async fn namespaces(store: Arc<dyn Store>) {
         Err(StoreError::NamespaceNotFound(_))
     ));
     assert!(matches!(
-        store.update_namespace(&dev, None, Some("")).await,
+        store.update_namespace(&dev, &update(None, Some(""))).await,
         Err(StoreError::NamespaceNotFound(_))
     ));
     // Publishing into a namespace that does not exist is refused and leaves no trace.
@@ -631,6 +660,11 @@ async fn access_keys(store: Arc<dyn Store>) {
         secret: format!("secret-{id}"),
         enabled: true,
         created_at: 1,
+        namespaces: if id == "k2" {
+            vec!["dev".into(), "test".into()]
+        } else {
+            Vec::new()
+        },
     };
     store.create_access_key(&key("k1"), 2).await.unwrap();
     store.create_access_key(&key("k2"), 2).await.unwrap();
@@ -653,6 +687,16 @@ async fn access_keys(store: Arc<dyn Store>) {
         keys.iter().find(|k| k.id == "k2").unwrap().secret,
         "secret-k2"
     );
+    assert_eq!(
+        keys.iter().find(|k| k.id == "k2").unwrap().namespaces,
+        ["dev", "test"]
+    );
+    assert!(keys
+        .iter()
+        .find(|k| k.id == "k1")
+        .unwrap()
+        .namespaces
+        .is_empty());
     store.delete_access_key("shop", "k2").await.unwrap();
     assert!(matches!(
         store.delete_access_key("shop", "k2").await,
@@ -808,6 +852,79 @@ async fn an_upgrade_gives_existing_users_what_they_could_do_before() {
     assert_eq!(grants[0].created_by, "upgrade");
 }
 
+async fn audit_log(store: Arc<dyn Store>) {
+    let k = key("audited.yaml");
+    store
+        .put_config(&write(&k, "a: 1", Expect::Any, 10))
+        .await
+        .unwrap();
+    let entry = |at: i64, actor: &str, action: &str, result: &str| AuditRecord {
+        at,
+        actor: actor.into(),
+        source: "10.0.0.1".into(),
+        surface: "native".into(),
+        action: action.into(),
+        target: "user bob".into(),
+        result: result.into(),
+        ..AuditRecord::default()
+    };
+    store
+        .append_audit(&[
+            entry(20, "admin", "user.create", "ok"),
+            entry(30, "bob", "login", "denied"),
+        ])
+        .await
+        .unwrap();
+    let page = Page {
+        number: 1,
+        size: 10,
+    };
+    let (all, total) = store.audit(&AuditQuery::default(), page).await.unwrap();
+    assert_eq!(total, 3);
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["login", "user.create", "config.publish"],
+        "newest first"
+    );
+    let publish = &all[2];
+    assert_eq!(
+        (publish.actor.as_str(), publish.target.as_str(), publish.at),
+        ("alice", "public/DEFAULT_GROUP/audited.yaml", 10)
+    );
+    assert_eq!(publish.md5_after.as_deref(), Some(md5_hex("a: 1").as_str()));
+    assert_eq!(publish.md5_before, None);
+    let only = |query: AuditQuery| {
+        let store = store.clone();
+        async move { store.audit(&query, page).await.unwrap().1 }
+    };
+    let family = AuditQuery {
+        action: Some("config".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(only(family).await, 1);
+    let denied = AuditQuery {
+        result: Some("denied".into()),
+        actor: Some("bob".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(only(denied).await, 1);
+    let window = AuditQuery {
+        from: Some(15),
+        to: Some(30),
+        ..AuditQuery::default()
+    };
+    assert_eq!(only(window).await, 1);
+    // A wildcard in a filter is text, not a pattern.
+    let wild = AuditQuery {
+        action: Some("%".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(only(wild).await, 0);
+    assert_eq!(store.prune_audit(25).await.unwrap(), 2);
+    assert_eq!(only(AuditQuery::default()).await, 1);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -843,6 +960,7 @@ macro_rules! suite {
             case!(access_keys);
             case!(console_sessions);
             case!(grants_and_roles);
+            case!(audit_log);
         }
     };
 }

@@ -12,6 +12,9 @@ pub enum AccessKeyCommand {
     /// Make a key (at most 5 per app) and print its secret.
     Create {
         app_id: String,
+        /// Sign only in this namespace (Apollo env); repeat for several. Default: all.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
     },
     /// List an app's keys with their secrets.
     List {
@@ -34,8 +37,8 @@ pub enum AccessKeyCommand {
 pub async fn run(client: &Client, command: AccessKeyCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
-        AccessKeyCommand::Create { app_id } => {
-            let key = client.create_access_key(&app_id).await?;
+        AccessKeyCommand::Create { app_id, namespaces } => {
+            let key = client.create_access_key_in(&app_id, &namespaces).await?;
             writeln!(
                 out,
                 "access key {} of {app_id}: secret {}",

@@ -2,6 +2,7 @@
 //! server and token to use, and parsing config keys.
 
 pub mod access_key;
+pub mod audit;
 pub mod config;
 pub mod grant;
 pub mod gray;

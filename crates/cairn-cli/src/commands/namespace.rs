@@ -1,4 +1,4 @@
-//! `cairn ns`: creating, listing and deleting namespaces.
+//! `cairn ns`: creating, listing, changing and deleting namespaces.
 
 use std::io::Write;
 
@@ -15,6 +15,19 @@ pub enum NsCommand {
         description: String,
     },
     List,
+    /// Change a namespace's display name, description, or the apps whose unsigned
+    /// Apollo reads it serves.
+    Update {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Comma-separated Apollo app ids or `*` patterns (`*`: every app) whose
+        /// unsigned reads the namespace serves; `''`: none, every read must be signed.
+        #[arg(long)]
+        apollo_anonymous: Option<String>,
+    },
     Delete {
         name: String,
     },
@@ -35,6 +48,34 @@ pub async fn run(client: &Client, command: NsCommand) -> anyhow::Result<()> {
                 .map(|n| [n.name, n.config_count.to_string(), n.description])
                 .collect();
             table(&mut out, ["NAMESPACE", "CONFIGS", "DESCRIPTION"], &rows)?;
+        }
+        NsCommand::Update {
+            name,
+            display_name,
+            description,
+            apollo_anonymous,
+        } => {
+            let update = cairn_client::NamespaceUpdate {
+                display_name,
+                description,
+                apollo_anonymous_apps: apollo_anonymous.map(|apps| {
+                    apps.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }),
+            };
+            let ns = client.update_namespace(&name, &update).await?;
+            let apps = if ns.apollo_anonymous_apps.is_empty() {
+                "none (signed reads only)".to_owned()
+            } else {
+                ns.apollo_anonymous_apps.join(",")
+            };
+            writeln!(
+                out,
+                "updated namespace {name}; unsigned Apollo reads: {apps}"
+            )?;
         }
         NsCommand::Delete { name } => {
             client.delete_namespace(&name).await?;

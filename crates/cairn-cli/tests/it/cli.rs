@@ -228,6 +228,46 @@ fn the_cli_tour() {
     );
     let ns = ok(&home, &["ns", "list"]);
     assert!(ns.contains("dev") && ns.contains("Development"), "{ns}");
+    let out = ok(
+        &home,
+        &["ns", "update", "dev", "--apollo-anonymous", "shop,web-*"],
+    );
+    assert!(out.contains("unsigned Apollo reads: shop,web-*"), "{out}");
+    let out = ok(&home, &["ns", "update", "dev", "--apollo-anonymous", ""]);
+    assert!(out.contains("signed reads only"), "{out}");
+    let out = ok(
+        &home,
+        &["access-key", "create", "shop", "--namespace", "dev"],
+    );
+    assert!(out.contains("secret"), "{out}");
+
+    // Grants and roles: a new user may do nothing until granted.
+    ok_with_stdin(
+        &home,
+        &["user", "add", "dana", "--password-stdin"],
+        Some("dana-password\n"),
+    );
+    let out = ok(&home, &["grant", "--user", "dana", "dev/*/*.yaml", "write"]);
+    assert!(
+        out.contains("user dana now has write on dev/*/*.yaml"),
+        "{out}"
+    );
+    ok(&home, &["role", "add", "readers", "dana"]);
+    ok(&home, &["grant", "--role", "readers", "public", "read"]);
+    let grants = ok(&home, &["grants", "--user", "dana"]);
+    assert!(
+        grants.contains("dev/*/*.yaml") && grants.contains("write"),
+        "{grants}"
+    );
+    assert!(ok(&home, &["role", "list"]).contains("readers"));
+    let err = fails(&home, &["grant", "--user", "dana", "a/b/c/d", "read"]);
+    assert!(err.contains("NAMESPACE[/GROUP[/DATA_ID]]"), "{err}");
+    let err = fails(&home, &["grant", "--user", "nobody", "dev", "read"]);
+    assert!(err.contains("user_not_found"), "{err}");
+    ok(&home, &["revoke", "--user", "dana", "dev/*/*.yaml"]);
+    ok(&home, &["role", "delete", "readers"]);
+    assert!(!ok(&home, &["grants"]).contains("dana"));
+    ok(&home, &["user", "delete", "dana"]);
     ok(&home, &["ns", "delete", "dev"]);
     assert!(!ok(&home, &["ns", "list"]).contains("dev "));
 

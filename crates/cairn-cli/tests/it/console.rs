@@ -550,6 +550,14 @@ async fn a_person_manages_configs_in_the_console() {
         "{grants}"
     );
     shot(&c, "15b-grants").await;
+    // The audit log names who did it, through the console.
+    c.goto(&format!("{url}/console/audit")).await.unwrap();
+    let audit = text(&c, "#audit").await;
+    assert!(
+        audit.contains("grant.set") && audit.contains("user.create") && audit.contains("console"),
+        "{audit}"
+    );
+    shot(&c, "15c-audit").await;
     c.goto(&format!("{url}/console/access-keys?app=shop"))
         .await
         .unwrap();

@@ -199,18 +199,42 @@ impl FromRequestParts<SharedState> for Caller {
     }
 }
 
-/// A caller with the admin role. Handlers that take it cannot run for anyone else.
-pub struct Admin(pub Caller);
+/// Who asks on the native API, and from where: for checks and the audit log.
+impl FromRequestParts<SharedState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let addr = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        Ok(actor(&caller, &addr))
+    }
+}
+
+/// A caller with the admin role. Handlers that take it cannot run for anyone else; the
+/// refusal of anyone else is audited.
+pub struct Admin(pub Actor);
 
 impl FromRequestParts<SharedState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        if caller.role != Role::Admin {
-            return Err(AuthError::Forbidden.into());
+        let actor = Actor::from_request_parts(parts, state).await?;
+        if actor.caller.role != Role::Admin {
+            let target = format!("{} {}", parts.method, parts.uri.path());
+            let refused = AuthError::Forbidden;
+            state.auth.audit().act(
+                &actor,
+                "admin",
+                "",
+                target,
+                crate::audit::Outcome::Denied,
+                refused.to_string(),
+            );
+            return Err(refused.into());
         }
-        Ok(Admin(caller))
+        Ok(Admin(actor))
     }
 }
 
@@ -231,10 +255,17 @@ impl FromRequestParts<SharedState> for ReadableKey {
     }
 }
 
+/// A native API request's actor.
 pub fn actor(caller: &Caller, addr: &ClientAddr) -> Actor {
+    actor_via("native", caller, addr)
+}
+
+/// The actor of a request that came through `surface`.
+pub fn actor_via(surface: &'static str, caller: &Caller, addr: &ClientAddr) -> Actor {
     Actor {
         caller: caller.clone(),
         source: addr.0.clone(),
+        surface,
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
     KeyPath, ReadableKey, SharedState,
 };
 use crate::auth::{Caller, Role};
-use crate::service::{GrayInput, ListFilter, PublishInput, ServiceError};
+use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
 use crate::settings::Secret;
 
 /// The `If-None-Match` header alone (extracting the whole header map would copy it on
@@ -104,6 +104,7 @@ pub fn router() -> Router<SharedState> {
             get(list_grants).put(put_grant).delete(delete_grant),
         )
         .route("/api/v1/roles", get(list_roles))
+        .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/roles/{role}", axum::routing::delete(delete_role))
         .route(
             "/api/v1/roles/{role}/members/{username}",
@@ -130,7 +131,7 @@ pub fn router() -> Router<SharedState> {
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
-        put_grant, delete_grant, list_roles, add_role_member, remove_role_member, delete_role,
+        put_grant, delete_grant, list_roles, audit_log, add_role_member, remove_role_member, delete_role,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -173,7 +174,12 @@ async fn login(
             &Secret::from(req.password),
             Some(addr.0.ip()),
         )
-        .await?;
+        .await;
+    let source = addr.0.ip().to_string();
+    state
+        .auth
+        .audit_login(&req.username, &source, "native", &issued, true);
+    let issued = issued?;
     Ok(Json(LoginResponse {
         token: issued.token.expose_secret().to_owned(),
         token_type: "Bearer",
@@ -202,14 +208,21 @@ async fn list_namespaces(
     responses((status = 201, body = NamespaceView), (status = 409, body = ErrorBody)))]
 async fn create_namespace(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(req): ApiJson<CreateNamespace>,
 ) -> Result<(StatusCode, Json<NamespaceView>), ApiError> {
     let name = Namespace::parse(&req.name)?;
-    let record = state
+    let made = state
         .service
-        .create_namespace(name, req.display_name, req.description)
-        .await?;
+        .create_namespace(name.clone(), req.display_name, req.description)
+        .await;
+    let record = audit(&state).done(
+        &by,
+        "namespace.create",
+        name.as_str(),
+        format!("namespace {name}"),
+        made,
+    )?;
     Ok((StatusCode::CREATED, Json(NamespaceView::from(&record))))
 }
 
@@ -239,21 +252,50 @@ async fn get_namespace(
     responses((status = 200, body = NamespaceView), (status = 404, body = ErrorBody)))]
 async fn update_namespace(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateNamespace>,
 ) -> Result<Json<NamespaceView>, ApiError> {
     let name = Namespace::parse(&name)?;
+    let anonymous_changed = req.apollo_anonymous_apps.is_some();
+    let detail = match &req.apollo_anonymous_apps {
+        Some(apps) => format!(
+            "namespace {name}; unsigned Apollo reads: {}",
+            apps.join(",")
+        ),
+        None => format!("namespace {name}"),
+    };
     // Its own admins may change a namespace, as well as global admins.
-    state
+    let updated = match state
         .auth
         .access()
-        .require_namespace(&caller, &name, Level::Admin)
-        .map_err(ServiceError::from)?;
-    state
-        .service
-        .update_namespace(&name, req.display_name, req.description)
-        .await?;
+        .require_namespace(&by.caller, &name, Level::Admin)
+    {
+        Ok(()) => {
+            state
+                .service
+                .update_namespace(
+                    &name,
+                    cairn_store::NamespaceUpdate {
+                        display_name: req.display_name,
+                        description: req.description,
+                        apollo_anonymous: req.apollo_anonymous_apps,
+                    },
+                )
+                .await
+        }
+        Err(denied) => Err(denied.into()),
+    };
+    audit(&state).done(&by, "namespace.update", name.as_str(), detail, updated)?;
+    if anonymous_changed {
+        // Apollo's checks read the allowance from memory; other nodes catch up at
+        // their next heartbeat.
+        state
+            .access_keys
+            .reload()
+            .await
+            .map_err(ServiceError::from)?;
+    }
     Ok(Json(NamespaceView::from(
         &state.service.namespace(&name).await?,
     )))
@@ -265,11 +307,18 @@ async fn update_namespace(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_namespace(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = Namespace::parse(&name)?;
-    state.service.delete_namespace(&name).await?;
+    let deleted = state.service.delete_namespace(&name).await;
+    audit(&state).done(
+        &by,
+        "namespace.delete",
+        name.as_str(),
+        format!("namespace {name}"),
+        deleted,
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -525,7 +574,7 @@ async fn list_users(
     responses((status = 201), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_user(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<StatusCode, ApiError> {
     let username = Username::parse(&req.username)?;
@@ -534,10 +583,12 @@ async fn create_user(
         Some("admin") => Role::Admin,
         Some(other) => return Err(crate::auth::AuthError::UnknownRole(other.to_owned()).into()),
     };
-    state
+    let made = state
         .auth
         .add_user(&username, &Secret::from(req.password), role)
-        .await?;
+        .await;
+    let target = format!("user {username} ({role})");
+    audit(&state).done(&by, "user.create", "", target, made)?;
     Ok(StatusCode::CREATED)
 }
 
@@ -547,11 +598,12 @@ async fn create_user(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_user(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(username): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let username = Username::parse(&username)?;
-    state.auth.delete_user(&username).await?;
+    let deleted = state.auth.delete_user(&username).await;
+    audit(&state).done(&by, "user.delete", "", format!("user {username}"), deleted)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -562,13 +614,15 @@ async fn delete_user(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn set_role(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(username): ApiPath<String>,
     ApiJson(req): ApiJson<SetRole>,
 ) -> Result<StatusCode, ApiError> {
     let username = Username::parse(&username)?;
     let role = Role::parse(&req.role).ok_or(crate::auth::AuthError::UnknownRole(req.role))?;
-    state.auth.set_role(&username, role).await?;
+    let set = state.auth.set_role(&username, role).await;
+    let target = format!("user {username} -> {role}");
+    audit(&state).done(&by, "user.role", "", target, set)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -579,15 +633,18 @@ async fn set_role(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn set_password(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiPath(username): ApiPath<String>,
     ApiJson(req): ApiJson<SetPassword>,
 ) -> Result<StatusCode, ApiError> {
     use crate::auth::AuthError;
     let username = Username::parse(&username)?;
+    let caller = &by.caller;
     let own = caller.username == username;
+    let target = format!("user {username}");
     if caller.role != Role::Admin && !own {
-        return Err(AuthError::Forbidden.into());
+        let refused: Result<(), _> = Err(AuthError::Forbidden);
+        audit(&state).done(&by, "user.password", "", target.clone(), refused)?;
     }
     // A stolen token alone must not be enough to take over an account.
     match req.current_password {
@@ -595,6 +652,16 @@ async fn set_password(
             .auth
             .check_password(&username, &Secret::from(current))
             .await
+            .inspect_err(|e| {
+                audit(&state).act(
+                    &by,
+                    "user.password",
+                    "",
+                    target.clone(),
+                    crate::audit::Outcome::Denied,
+                    format!("current password: {e}"),
+                );
+            })
             .map_err(|e| match e {
                 AuthError::BadCredentials => ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -607,10 +674,11 @@ async fn set_password(
         None if own => return Err(AuthError::CurrentPasswordRequired.into()),
         _ => {}
     }
-    state
+    let set = state
         .auth
         .set_password(&username, &Secret::from(req.password))
-        .await?;
+        .await;
+    audit(&state).done(&by, "user.password", "", target, set)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -809,21 +877,37 @@ async fn list_access_keys(
     ))
 }
 
-/// Makes an access key for an app (at most 5). From then on the app's Apollo clients
-/// must sign their requests with an enabled key (admin).
+/// Makes an access key for an app (at most 5), signing for the namespaces (Apollo envs)
+/// given, or every namespace. From then on the app's Apollo clients must sign their
+/// requests there with an enabled key (admin). The body is optional.
 #[utoipa::path(post, path = "/api/v1/apps/{app_id}/access-keys", tag = "access keys",
-    params(("app_id" = String, Path)),
-    responses((status = 201, body = AccessKeyView), (status = 409, body = ErrorBody)))]
+    params(("app_id" = String, Path)), request_body(content = CreateAccessKey, description = "optional"),
+    responses((status = 201, body = AccessKeyView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_access_key(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(app): ApiPath<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<AccessKeyView>), ApiError> {
     let app = app_id(&app)?;
-    let key = state
-        .access_keys
-        .create(app)
-        .await
+    let req: CreateAccessKey = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateAccessKey::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("malformed_request", e.to_string()))?
+    };
+    for ns in &req.namespaces {
+        Namespace::parse(ns)?;
+    }
+    let scope = if req.namespaces.is_empty() {
+        "every namespace".to_owned()
+    } else {
+        req.namespaces.join(",")
+    };
+    let made = state.access_keys.create(app, req.namespaces).await;
+    let target = format!("access key of app {app} for {scope}");
+    let key = audit(&state)
+        .done(&by, "access_key.create", "", target, made)
         .map_err(access_key_error)?;
     Ok((StatusCode::CREATED, Json(AccessKeyView::from(&key))))
 }
@@ -834,15 +918,25 @@ async fn create_access_key(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn set_access_key(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath((app, id)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<SetAccessKey>,
 ) -> Result<StatusCode, ApiError> {
     let app = app_id(&app)?;
-    state
-        .access_keys
-        .set_enabled(app, &id, req.enabled)
-        .await
+    let set = state.access_keys.set_enabled(app, &id, req.enabled).await;
+    let action = if req.enabled {
+        "access_key.enable"
+    } else {
+        "access_key.disable"
+    };
+    audit(&state)
+        .done(
+            &by,
+            action,
+            "",
+            format!("access key {id} of app {app}"),
+            set,
+        )
         .map_err(access_key_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -853,16 +947,25 @@ async fn set_access_key(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_access_key(
     State(state): State<SharedState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let app = app_id(&app)?;
-    state
-        .access_keys
-        .delete(app, &id)
-        .await
+    let deleted = state.access_keys.delete(app, &id).await;
+    audit(&state)
+        .done(
+            &by,
+            "access_key.delete",
+            "",
+            format!("access key {id} of app {app}"),
+            deleted,
+        )
         .map_err(access_key_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn audit(state: &SharedState) -> &crate::audit::AuditLog {
+    state.auth.audit()
 }
 
 /// The subject a grant request names: exactly one of a user and a role.
@@ -926,7 +1029,7 @@ async fn list_grants(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_grant(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiJson(req): ApiJson<GrantRequest>,
 ) -> Result<StatusCode, ApiError> {
     let subject = subject_of(req.user, req.role)?;
@@ -940,7 +1043,7 @@ async fn put_grant(
             ),
         )
     })?;
-    state.auth.grant(&caller, subject, scope, level).await?;
+    state.auth.grant(&by, subject, scope, level).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -950,12 +1053,12 @@ async fn put_grant(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_grant(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiQuery(q): ApiQuery<RevokeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let subject = subject_of(q.user, q.role)?;
     let scope = scope_of(&q.namespace, q.group.as_deref(), q.data_id.as_deref())?;
-    if state.auth.revoke(&caller, &subject, &scope).await? {
+    if state.auth.revoke(&by, &subject, &scope).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(
@@ -1009,12 +1112,12 @@ async fn list_roles(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn add_role_member(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiPath((role, username)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let role = RoleName::parse(&role)?;
     let username = Username::parse(&username)?;
-    state.auth.add_to_role(&caller, &role, &username).await?;
+    state.auth.add_to_role(&by, &role, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1024,16 +1127,12 @@ async fn add_role_member(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_role_member(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiPath((role, username)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let role = RoleName::parse(&role)?;
     let username = Username::parse(&username)?;
-    if state
-        .auth
-        .remove_from_role(&caller, &role, &username)
-        .await?
-    {
+    if state.auth.remove_from_role(&by, &role, &username).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(
@@ -1050,11 +1149,11 @@ async fn remove_role_member(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_role(
     State(state): State<SharedState>,
-    caller: Caller,
+    by: Actor,
     ApiPath(role): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let role = RoleName::parse(&role)?;
-    if state.auth.delete_role(&caller, &role).await? {
+    if state.auth.delete_role(&by, &role).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(
@@ -1063,4 +1162,53 @@ async fn delete_role(
             format!("role {role} has no members and no grants"),
         ))
     }
+}
+
+/// An RFC 3339 time as Unix milliseconds.
+fn millis_of(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_argument",
+                        format!("{name} {t:?} is not an RFC 3339 time (2026-12-04T09:30:00Z): {e}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The audit log, newest first, filtered (admin): every config change, administrative
+/// act, login and refusal, from every node.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQueryParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn audit_log(
+    State(state): State<SharedState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<AuditQueryParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let page = page(q.page, q.page_size)?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let query = cairn_store::AuditQuery {
+        from: millis_of("from", q.from.as_deref())?,
+        to: millis_of("to", q.to.as_deref())?,
+        actor: non_empty(q.user),
+        namespace: non_empty(q.namespace),
+        action: non_empty(q.action),
+        result: non_empty(q.result),
+    };
+    let (items, total) = state
+        .auth
+        .audit_entries(&query, page)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(Json(AuditPage {
+        items: items.iter().map(AuditEntryView::from).collect(),
+        total,
+        page: page.number,
+        page_size: page.size,
+    }))
 }

@@ -50,6 +50,9 @@ pub struct NamespaceView {
     pub description: String,
     pub config_count: usize,
     pub created_at: String,
+    /// Apps (`*` patterns) whose unsigned Apollo reads this namespace serves; empty:
+    /// every Apollo read must be signed with an access key.
+    pub apollo_anonymous_apps: Vec<String>,
 }
 
 impl From<&NamespaceInfo> for NamespaceView {
@@ -60,6 +63,7 @@ impl From<&NamespaceInfo> for NamespaceView {
             description: n.record.description.clone(),
             config_count: n.config_count,
             created_at: timestamp(n.record.created_at),
+            apollo_anonymous_apps: n.record.apollo_anonymous.clone(),
         }
     }
 }
@@ -72,6 +76,7 @@ impl From<&NamespaceRecord> for NamespaceView {
             description: n.description.clone(),
             config_count: 0,
             created_at: timestamp(n.created_at),
+            apollo_anonymous_apps: n.apollo_anonymous.clone(),
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct UpdateNamespace {
     pub display_name: Option<String>,
     /// Absent: unchanged.
     pub description: Option<String>,
+    /// Apps (Apollo app ids, `*` patterns; `["*"]` for every app) whose unsigned Apollo
+    /// reads the namespace serves; `[]`: none. Absent: unchanged.
+    pub apollo_anonymous_apps: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -451,6 +459,15 @@ pub struct AccessKeyView {
     pub secret: String,
     pub enabled: bool,
     pub created_at: String,
+    /// The namespaces (Apollo envs) the key signs for; empty: every namespace.
+    pub namespaces: Vec<String>,
+}
+
+/// A new access key; without namespaces it signs for every namespace.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct CreateAccessKey {
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 impl From<&cairn_store::AccessKeyRecord> for AccessKeyView {
@@ -461,6 +478,7 @@ impl From<&cairn_store::AccessKeyRecord> for AccessKeyView {
             secret: k.secret.clone(),
             enabled: k.enabled,
             created_at: timestamp(k.created_at),
+            namespaces: k.namespaces.clone(),
         }
     }
 }
@@ -649,4 +667,75 @@ pub struct RoleView {
     pub role: String,
     pub members: Vec<String>,
     pub grants: usize,
+}
+
+/// Which audit entries to read.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQueryParams {
+    /// From this time, RFC 3339 (`2026-12-04T00:00:00Z`), inclusive.
+    pub from: Option<String>,
+    /// Before this time, RFC 3339.
+    pub to: Option<String>,
+    /// Only this user's acts.
+    pub user: Option<String>,
+    pub namespace: Option<String>,
+    /// An action (`config.publish`) or a family of them (`config`, `user`, `grant`, `login`).
+    pub action: Option<String>,
+    /// `ok`, `denied` or `failed`.
+    pub result: Option<String>,
+    pub page: Option<u32>,
+    /// At most 500; default 50.
+    pub page_size: Option<u32>,
+}
+
+/// One entry of the audit log.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryView {
+    pub id: i64,
+    pub at: String,
+    /// The user, as identified (for a failed login, the name that was tried).
+    pub user: String,
+    /// The client's address.
+    pub source: String,
+    /// `native`, `nacos`, `nacos-grpc`, `console`.
+    pub surface: String,
+    pub action: String,
+    pub namespace: String,
+    pub target: String,
+    /// `ok`, `denied` or `failed`.
+    pub result: String,
+    /// For configs: the main content's md5 before the change.
+    pub md5_before: Option<String>,
+    /// For configs: the md5 of what the change published.
+    pub md5_after: Option<String>,
+    pub detail: String,
+}
+
+impl From<&cairn_store::AuditRecord> for AuditEntryView {
+    fn from(a: &cairn_store::AuditRecord) -> Self {
+        Self {
+            id: a.id,
+            at: timestamp(a.at),
+            user: a.actor.clone(),
+            source: a.source.clone(),
+            surface: a.surface.clone(),
+            action: a.action.clone(),
+            namespace: a.namespace.clone(),
+            target: a.target.clone(),
+            result: a.result.clone(),
+            md5_before: a.md5_before.clone(),
+            md5_after: a.md5_after.clone(),
+            detail: a.detail.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEntryView>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
 }

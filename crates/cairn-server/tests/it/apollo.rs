@@ -9,9 +9,30 @@ use hmac::Mac;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
+/// A node whose `public` namespace serves every app's unsigned Apollo reads, as an
+/// installation of Apollo clients without keys sets it up.
 async fn spawn() -> TestApp {
+    let app = spawn_signed_only().await;
+    allow_unsigned(&app, "public", json!(["*"])).await;
+    app
+}
+
+/// A node as installed: every Apollo read must be signed.
+async fn spawn_signed_only() -> TestApp {
     TestApp::spawn_with(|s| s.apollo_poll_timeout_ms = cairn_server::settings::Millis::new(1_000))
         .await
+}
+
+async fn allow_unsigned(app: &TestApp, namespace: &str, apps: Value) {
+    let r = app
+        .request(Method::PUT, &format!("/api/v1/namespaces/{namespace}"))
+        .json(&json!({ "apollo_anonymous_apps": apps }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["apollo_anonymous_apps"], apps);
 }
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -402,6 +423,7 @@ async fn meta_server_and_envs() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    allow_unsigned(&app, "dev", json!(["shop"])).await;
     app.publish_ok("dev/shop/application", "env=dev\n").await;
     app.publish_ok("public/shop/application", "env=public\n")
         .await;
@@ -427,15 +449,71 @@ fn sign(secret: &str, timestamp: &str, target: &str) -> String {
 
 #[tokio::test]
 async fn access_keys_require_signatures() {
-    let app = spawn().await;
+    let app = spawn_signed_only().await;
     app.publish_ok("public/shop/application", "a=1\n").await;
+    app.publish_ok("public/web-1/application", "a=1\n").await;
+    // Signed by default: an unsigned read says what to do about it.
+    let r = get(&app, "/configs/shop/default/application").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let message = r.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("cairn access-key create shop")
+            && message.contains("apollo_anonymous_apps")
+            && message.contains("cairn ns update public --apollo-anonymous shop"),
+        "{message}"
+    );
+    let poll = notifications(json!([{ "namespaceName": "application", "notificationId": -1 }]));
+    assert_eq!(get(&app, &poll).await.status(), StatusCode::UNAUTHORIZED);
+    // A namespace serves the apps it names unsigned, and no others.
+    allow_unsigned(&app, "public", json!(["web-*"])).await;
+    let web = get(&app, "/configs/web-1/default/application").await;
+    assert_eq!(web.status(), StatusCode::OK);
+    let shop = get(&app, "/configs/shop/default/application").await;
+    assert_eq!(shop.status(), StatusCode::UNAUTHORIZED);
+    allow_unsigned(&app, "public", json!(["web-*", "shop"])).await;
     assert_eq!(
         get(&app, "/configs/shop/default/application")
             .await
             .status(),
-        StatusCode::OK,
-        "no key: open, as in Apollo"
+        StatusCode::OK
     );
+    let r = app
+        .request(Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "apollo_anonymous_apps": ["no spaces"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A key for another env does not sign here, and does not take the allowance away.
+    let r = app
+        .request(Method::POST, "/api/v1/apps/shop/access-keys")
+        .json(&json!({ "namespaces": ["dev"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let dev_key: Value = r.json().await.unwrap();
+    assert_eq!(dev_key["namespaces"], json!(["dev"]));
+    assert_eq!(
+        get(&app, "/configs/shop/default/application")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let dev_id = dev_key["id"].as_str().unwrap();
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/apps/shop/access-keys/{dev_id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     let r = app
         .request(Method::POST, "/api/v1/apps/shop/access-keys")
@@ -517,7 +595,8 @@ async fn access_keys_require_signatures() {
         assert_eq!(r.status(), StatusCode::OK, "{poll}");
     }
 
-    // Disabled keys do not count: the app reads openly again. Keys are per app.
+    // Disabled keys do not count: the app reads unsigned again, as its namespace allows.
+    // Keys are per app.
     let r = app
         .request(Method::PUT, &format!("/api/v1/apps/shop/access-keys/{id}"))
         .json(&json!({ "enabled": false }))
@@ -559,6 +638,7 @@ async fn access_keys_require_signatures() {
 #[tokio::test]
 async fn keys_can_be_required_of_every_app() {
     let app = TestApp::spawn_with(|s| s.apollo_require_access_key = true).await;
+    allow_unsigned(&app, "public", json!(["*"])).await;
     app.publish_ok("public/shop/application", "a=1\n").await;
     let r = get(&app, "/configs/shop/default/application").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "an app without keys");
@@ -684,6 +764,7 @@ async fn a_notification_poll_is_bounded_in_namespaces_and_says_by_what() {
         s.watch_max_keys = 3;
     })
     .await;
+    allow_unsigned(&app, "public", json!(["*"])).await;
     let entries: Vec<Value> = (0..4)
         .map(|i| json!({ "namespaceName": format!("ns{i}"), "notificationId": -1 }))
         .collect();

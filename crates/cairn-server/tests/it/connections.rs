@@ -303,6 +303,14 @@ async fn every_long_poll_route_is_served_without_hyper_buffers() {
     use std::sync::atomic::Ordering;
     let app = TestApp::spawn().await;
     app.publish_ok("public/shop/application", "a=1").await;
+    // Unsigned Apollo polls, as an installation that serves its apps unsigned.
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "apollo_anonymous_apps": ["shop"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let taken = || app.connections.unbuffered.load(Ordering::Relaxed);
     let listening = "application\u{2}shop\u{2}stale\u{1}";
     let notifications = |prefix: &str| {

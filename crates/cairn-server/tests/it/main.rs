@@ -3,6 +3,7 @@
 
 mod api;
 mod apollo;
+mod audit;
 mod connections;
 mod gray;
 mod grpc;

@@ -96,6 +96,11 @@ enum Reason {
     BadRequest(String),
     /// The app's access key refused the request's signature.
     Refused(Refusal),
+    /// Unsigned, and the namespace does not serve the app unsigned.
+    Unsigned {
+        app: String,
+        namespace: Namespace,
+    },
     NodeListUnavailable,
 }
 
@@ -126,10 +131,19 @@ impl IntoResponse for ApolloError {
                 "Could not load configurations".to_owned(),
             ),
             Reason::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            Reason::Unsigned { app, namespace } => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Unauthorized: Apollo reads must be signed. Create a key with `cairn \
+                     access-key create {app}` and give its secret to the app's clients, or \
+                     let namespace {namespace} serve the app unsigned (apollo_anonymous_apps: \
+                     `cairn ns update {namespace} --apollo-anonymous {app}`)",
+                ),
+            ),
             Reason::Refused(refusal) => {
                 let status = match refusal {
                     Refusal::InvalidAppId => StatusCode::BAD_REQUEST,
-                    Refusal::RequestTimeTooSkewed | Refusal::Unauthorized => {
+                    Refusal::RequestTimeTooSkewed | Refusal::Unauthorized | Refusal::Unsigned => {
                         StatusCode::UNAUTHORIZED
                     }
                 };
@@ -202,11 +216,21 @@ fn guard(
         .access_keys
         .check(
             app_id,
+            &target.namespace,
             header_text("authorization"),
             header_text("timestamp"),
             &target.raw,
         )
-        .map_err(|refusal| ApolloError::new(Reason::Refused(refusal), &target.path))
+        .map_err(|refusal| {
+            let reason = match refusal {
+                Refusal::Unsigned => Reason::Unsigned {
+                    app: app_id.to_owned(),
+                    namespace: target.namespace.clone(),
+                },
+                other => Reason::Refused(other),
+            };
+            ApolloError::new(reason, &target.path)
+        })
 }
 
 /// The client as gray rules see it: the `ip` parameter, else the first

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::pages::time_of;
 use super::{layout, ConsoleForm, Ctx, PageError, Session};
-use crate::api::SharedState;
+use crate::api::{ClientAddr, SharedState};
 use crate::auth::AuthError;
 use crate::settings::Secret;
 
@@ -183,8 +183,11 @@ pub async fn update_namespace(
         .service
         .update_namespace(
             &name,
-            Some(form.display_name.trim().into()),
-            Some(form.description.trim().into()),
+            cairn_store::NamespaceUpdate {
+                display_name: Some(form.display_name.trim().into()),
+                description: Some(form.description.trim().into()),
+                apollo_anonymous: None,
+            },
         )
         .await
         .map_err(|e| ctx.service_error(e))?;
@@ -308,6 +311,7 @@ fn username_of(ctx: &Ctx, name: &str) -> Result<Username, PageError> {
 pub async fn create_user(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
@@ -315,10 +319,21 @@ pub async fn create_user(
     let name = username_of(ctx, &form.username)?;
     let role = Role::parse(&form.role)
         .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
-    state
+    let result = state
         .auth
         .add_user(&name, &Secret::from(form.password), role)
-        .await
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(
+            &by,
+            "user.create",
+            "",
+            format!("user {name} ({role})"),
+            result,
+        )
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/users?done=saved").into_response())
 }
@@ -326,6 +341,7 @@ pub async fn create_user(
 pub async fn set_role(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
@@ -333,10 +349,18 @@ pub async fn set_role(
     let name = username_of(ctx, &form.username)?;
     let role = Role::parse(&form.role)
         .ok_or_else(|| auth_failure(ctx, AuthError::UnknownRole(form.role.clone())))?;
+    let result = state.auth.set_role(&name, role).await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
     state
         .auth
-        .set_role(&name, role)
-        .await
+        .audit()
+        .done(
+            &by,
+            "user.role",
+            "",
+            format!("user {name} -> {role}"),
+            result,
+        )
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/users?done=saved").into_response())
 }
@@ -344,15 +368,21 @@ pub async fn set_role(
 pub async fn reset_password(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
-    state
+    let result = state
         .auth
         .set_password(&name, &Secret::from(form.password))
-        .await
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(&by, "user.password", "", format!("user {name}"), result)
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/users?done=saved").into_response())
 }
@@ -360,15 +390,18 @@ pub async fn reset_password(
 pub async fn delete_user(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<UserForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let name = username_of(ctx, &form.username)?;
+    let result = state.auth.delete_user(&name).await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
     state
         .auth
-        .delete_user(&name)
-        .await
+        .audit()
+        .done(&by, "user.delete", "", format!("user {name}"), result)
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/users?done=deleted").into_response())
 }
@@ -578,7 +611,7 @@ pub async fn create_access_key(
     let app = app_of(ctx, &form.app)?;
     let key = state
         .access_keys
-        .create(&app)
+        .create(&app, Vec::new())
         .await
         .map_err(|e| key_failure(ctx, e))?;
     keys_page(&state, &session, app, None, Some(&key))

@@ -64,6 +64,7 @@ pub fn router() -> Router<SharedState> {
         .route("/console/namespaces/update", post(admin::update_namespace))
         .route("/console/namespaces/delete", post(admin::delete_namespace))
         .route("/console/grants", get(permissions::grants))
+        .route("/console/audit", get(permissions::audit))
         .route("/console/grants/set", post(permissions::set_grant))
         .route("/console/grants/revoke", post(permissions::revoke_grant))
         .route("/console/roles/add", post(permissions::add_member))
@@ -460,6 +461,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                             @if user.role == crate::auth::Role::Admin {
                                 a href="/console/users" { (ctx.t("Users")) }
                                 a href="/console/access-keys" { (ctx.t("Access keys")) }
+                                a href="/console/audit" { (ctx.t("Audit log")) }
                             }
                             a href="/console/cluster" { (ctx.t("Cluster")) }
                         }

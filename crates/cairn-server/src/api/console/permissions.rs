@@ -1,7 +1,8 @@
-//! The console's permissions page: grants (who may read, write or administer which
-//! namespaces, groups and data ids) and named roles' members. Everyone sees the grants
-//! they may see (their own, and those of the namespaces they administer); admins see
-//! and change all, a namespace's admins those within it, as on the native API.
+//! The console's permissions and audit pages: grants (who may read, write or administer
+//! which namespaces, groups and data ids) and named roles' members, and the audit log.
+//! Everyone sees the grants they may see (their own, and those of the namespaces they
+//! administer); admins see and change all, a namespace's admins those within it, as on
+//! the native API. The audit log is for admins.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::admin::{auth_failure, done, DoneQuery, Reply};
 use super::pages::time_of;
 use super::{layout, ConsoleForm, Ctx, PageError, Session};
-use crate::api::SharedState;
+use crate::api::{ClientAddr, SharedState};
 
 const LEVELS: [Level; 4] = [Level::None, Level::Read, Level::Write, Level::Admin];
 
@@ -195,6 +196,7 @@ impl GrantForm {
 pub async fn set_grant(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<GrantForm>,
 ) -> Reply {
     let ctx = &session.ctx;
@@ -203,7 +205,12 @@ pub async fn set_grant(
         .ok_or_else(|| bad(ctx, format!("unknown level {:?}", form.level)))?;
     state
         .auth
-        .grant(&session.caller, form.subject(ctx)?, form.scope(ctx)?, level)
+        .grant(
+            &crate::api::actor_via("console", &session.caller, &addr),
+            form.subject(ctx)?,
+            form.scope(ctx)?,
+            level,
+        )
         .await
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/grants?done=saved").into_response())
@@ -212,13 +219,18 @@ pub async fn set_grant(
 pub async fn revoke_grant(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<GrantForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
     state
         .auth
-        .revoke(&session.caller, &form.subject(ctx)?, &form.scope(ctx)?)
+        .revoke(
+            &crate::api::actor_via("console", &session.caller, &addr),
+            &form.subject(ctx)?,
+            &form.scope(ctx)?,
+        )
         .await
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/grants?done=deleted").into_response())
@@ -246,6 +258,7 @@ impl MemberForm {
 pub async fn add_member(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<MemberForm>,
 ) -> Reply {
     let ctx = &session.ctx;
@@ -253,7 +266,11 @@ pub async fn add_member(
     let (role, user) = form.parse(ctx)?;
     state
         .auth
-        .add_to_role(&session.caller, &role, &user)
+        .add_to_role(
+            &crate::api::actor_via("console", &session.caller, &addr),
+            &role,
+            &user,
+        )
         .await
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/grants?done=saved").into_response())
@@ -262,6 +279,7 @@ pub async fn add_member(
 pub async fn remove_member(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<MemberForm>,
 ) -> Reply {
     let ctx = &session.ctx;
@@ -269,8 +287,138 @@ pub async fn remove_member(
     let (role, user) = form.parse(ctx)?;
     state
         .auth
-        .remove_from_role(&session.caller, &role, &user)
+        .remove_from_role(
+            &crate::api::actor_via("console", &session.caller, &addr),
+            &role,
+            &user,
+        )
         .await
         .map_err(|e| auth_failure(ctx, e))?;
     Ok(Redirect::to("/console/grants?done=deleted").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AuditForm {
+    user: Option<String>,
+    namespace: Option<String>,
+    action: Option<String>,
+    result: Option<String>,
+    page: Option<u32>,
+}
+
+/// Entries per page of the audit page.
+const AUDIT_PAGE: u32 = 100;
+
+/// The audit log, newest first, filtered by user, namespace, action and result (admin).
+pub async fn audit(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<AuditForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    if session.caller.role != Role::Admin {
+        return Err(ctx.fail(
+            StatusCode::FORBIDDEN,
+            "this needs the admin role; ask an admin",
+        ));
+    }
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").to_owned();
+    let some = |v: String| (!v.is_empty()).then_some(v);
+    let (user, namespace, action, result) = (
+        text(&q.user),
+        text(&q.namespace),
+        text(&q.action),
+        text(&q.result),
+    );
+    let query = cairn_store::AuditQuery {
+        actor: some(user.clone()),
+        namespace: some(namespace.clone()),
+        action: some(action.clone()),
+        result: some(result.clone()),
+        ..Default::default()
+    };
+    let number = q.page.unwrap_or(1).max(1);
+    let (entries, total) = state
+        .auth
+        .audit_entries(
+            &query,
+            cairn_store::Page {
+                number,
+                size: AUDIT_PAGE,
+            },
+        )
+        .await
+        .map_err(|e| ctx.service_error(e.into()))?;
+    let pages = total.div_ceil(u64::from(AUDIT_PAGE)).max(1);
+    let page_link = |n: u32| {
+        let mut link = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("user", &user),
+            ("namespace", &namespace),
+            ("action", &action),
+            ("result", &result),
+        ] {
+            link.append_pair(name, value);
+        }
+        link.append_pair("page", &n.to_string());
+        format!("/console/audit?{}", link.finish())
+    };
+    let body = html! {
+        h1 { (ctx.t("Audit log")) }
+        form.panel.filters method="get" action="/console/audit" {
+            div { label for="user" { (ctx.t("User name")) } input #user type="search" name="user" value=(user); }
+            div { label for="namespace" { (ctx.t("Namespace")) } input #namespace type="search" name="namespace" value=(namespace); }
+            div { label for="action" { (ctx.t("Action")) } input #action type="search" name="action" value=(action) placeholder="config, user, login…"; }
+            div {
+                label for="result" { (ctx.t("Result")) }
+                select #result name="result" {
+                    option value="" { (ctx.t("any")) }
+                    @for r in ["ok", "denied", "failed"] {
+                        option value=(r) selected[result == r] { (r) }
+                    }
+                }
+            }
+            div { button.primary type="submit" { (ctx.t("Search")) } }
+        }
+        @if entries.is_empty() {
+            p.panel.muted { (ctx.t("No entries.")) }
+        } @else {
+            table #audit {
+                thead { tr {
+                    th { (ctx.t("When")) }
+                    th { (ctx.t("User name")) }
+                    th.hide-narrow { (ctx.t("Source")) }
+                    th { (ctx.t("Action")) }
+                    th { (ctx.t("Target")) }
+                    th { (ctx.t("Result")) }
+                    th.hide-narrow { (ctx.t("Detail")) }
+                } }
+                tbody {
+                    @for e in &entries {
+                        tr {
+                            td.muted { (time_of(e.at)) }
+                            td { (e.actor) }
+                            td.hide-narrow.mono { (e.source) " · " (e.surface) }
+                            td.mono { (e.action) }
+                            td.key { (e.target) }
+                            td { span.tag { (e.result) } }
+                            td.hide-narrow.muted {
+                                (e.detail)
+                                @if let (Some(before), Some(after)) = (&e.md5_before, &e.md5_after) {
+                                    " " span.mono { (before) " → " (after) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted {
+                (total) " " (ctx.t("entries")) " · "
+                @if number > 1 { a href=(page_link(number - 1)) { "‹ " (ctx.t("Newer")) } " " }
+                (number) " / " (pages)
+                @if u64::from(number) < pages { " " a href=(page_link(number + 1)) { (ctx.t("Older")) " ›" } }
+            }
+        }
+    };
+    Ok(layout(ctx, ctx.t("Audit log"), body, false).into_response())
 }

@@ -138,6 +138,7 @@ fn actor(caller: &Caller, connection: &Connection) -> Actor {
     Actor {
         caller: caller.clone(),
         source: connection.addr.ip().to_string(),
+        surface: "nacos-grpc",
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::common::{page_json, page_of};
 use super::error::Result;
 use super::{authenticate, tenant_of, NacosError, Params};
-use crate::api::SharedState;
+use crate::api::{ClientAddr, SharedState};
 use crate::auth::{AuthError, Caller, Role};
 use crate::settings::Secret;
 
@@ -153,15 +153,24 @@ async fn search_users(
 async fn create_user(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
-    admin(&state, &headers, &params).await?;
+    let caller = admin(&state, &headers, &params).await?;
     let user = username(&params, "username")?;
     let password = Secret::from(params.required("password")?.to_owned());
+    let result = state.auth.add_user(&user, &password, Role::User).await;
+    let by = crate::api::actor_via("nacos", &caller, &addr);
     state
         .auth
-        .add_user(&user, &password, Role::User)
-        .await
+        .audit()
+        .done(
+            &by,
+            "user.create",
+            "",
+            format!("user {user} (user)"),
+            result,
+        )
         .map_err(|e| refused(e, &params))?;
     done("create user ok!".to_owned())
 }
@@ -171,6 +180,7 @@ async fn create_user(
 async fn update_user(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
@@ -187,10 +197,12 @@ async fn update_user(
         });
     }
     let password = Secret::from(params.required("newPassword")?.to_owned());
+    let result = state.auth.set_password(&user, &password).await;
+    let by = crate::api::actor_via("nacos", &caller, &addr);
     state
         .auth
-        .set_password(&user, &password)
-        .await
+        .audit()
+        .done(&by, "user.password", "", format!("user {user}"), result)
         .map_err(|e| refused(e, &params))?;
     done("update user ok!".to_owned())
 }
@@ -199,14 +211,17 @@ async fn update_user(
 async fn delete_user(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
-    admin(&state, &headers, &params).await?;
+    let caller = admin(&state, &headers, &params).await?;
     let user = username(&params, "username")?;
+    let result = state.auth.delete_user(&user).await;
+    let by = crate::api::actor_via("nacos", &caller, &addr);
     state
         .auth
-        .delete_user(&user)
-        .await
+        .audit()
+        .done(&by, "user.delete", "", format!("user {user}"), result)
         .map_err(|e| refused(e, &params))?;
     done("delete user ok!".to_owned())
 }
@@ -272,7 +287,12 @@ fn role_name(params: &Params) -> Result<RoleName> {
 }
 
 /// POST `role`, `username`: binds a user to a role; `ROLE_ADMIN` makes them an admin.
-async fn add_role(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
+async fn add_role(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    addr: ClientAddr,
+    params: Params,
+) -> Answer {
     let caller = admin(&state, &headers, &params).await?;
     let role = params.required("role")?;
     let user = username(&params, "username")?;
@@ -286,7 +306,11 @@ async fn add_role(State(state): State<SharedState>, headers: HeaderMap, params: 
         let role = role_name(&params)?;
         state
             .auth
-            .add_to_role(&caller, &role, &user)
+            .add_to_role(
+                &crate::api::actor_via("nacos", &caller, &addr),
+                &role,
+                &user,
+            )
             .await
             .map_err(|e| refused(e, &params))?;
     }
@@ -298,6 +322,7 @@ async fn add_role(State(state): State<SharedState>, headers: HeaderMap, params: 
 async fn delete_role(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
     let caller = admin(&state, &headers, &params).await?;
@@ -322,7 +347,11 @@ async fn delete_role(
             let role = role_name(&params)?;
             state
                 .auth
-                .remove_from_role(&caller, &role, &user)
+                .remove_from_role(
+                    &crate::api::actor_via("nacos", &caller, &addr),
+                    &role,
+                    &user,
+                )
                 .await
                 .map_err(|e| refused(e, &params))?;
             done(format!("delete role of user {user} ok!"))
@@ -331,7 +360,7 @@ async fn delete_role(
             let role = role_name(&params)?;
             state
                 .auth
-                .delete_role(&caller, &role)
+                .delete_role(&crate::api::actor_via("nacos", &caller, &addr), &role)
                 .await
                 .map_err(|e| refused(e, &params))?;
             done("delete role ok!".to_owned())
@@ -418,6 +447,7 @@ async fn list_permissions(
 async fn add_permission(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
@@ -429,7 +459,12 @@ async fn add_permission(
     let level = level_of(params.required("action")?)?;
     state
         .auth
-        .grant(&caller, Subject::Role(role), scope, level)
+        .grant(
+            &crate::api::actor_via("nacos", &caller, &addr),
+            Subject::Role(role),
+            scope,
+            level,
+        )
         .await
         .map_err(|e| refused(e, &params))?;
     done("add permission ok!".to_owned())
@@ -439,6 +474,7 @@ async fn add_permission(
 async fn delete_permission(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
@@ -447,7 +483,11 @@ async fn delete_permission(
     level_of(params.required("action")?)?;
     state
         .auth
-        .revoke(&caller, &Subject::Role(role), &scope)
+        .revoke(
+            &crate::api::actor_via("nacos", &caller, &addr),
+            &Subject::Role(role),
+            &scope,
+        )
         .await
         .map_err(|e| refused(e, &params))?;
     done("delete permission ok!".to_owned())

@@ -145,10 +145,12 @@ pub async fn authenticate(
         (None, Some(user), Some(password)) => {
             // No address here: these credentials ride on every request of old
             // clients, and the throttle per user name already bounds guessing.
-            state
+            let checked = state
                 .auth
                 .authenticate(user, &Secret::from(password), None)
-                .await
+                .await;
+            state.auth.audit_login(user, "", "nacos", &checked, false);
+            checked
         }
         _ => Err(AuthError::MissingToken),
     };

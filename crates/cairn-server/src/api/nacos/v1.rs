@@ -53,7 +53,7 @@ pub fn router() -> Router<SharedState> {
 }
 
 fn actor(caller: &crate::auth::Caller, addr: &ClientAddr) -> Actor {
-    crate::api::actor(caller, addr)
+    crate::api::actor_via("nacos", caller, addr)
 }
 
 /// GET /nacos/v1/cs/configs: the content as this client sees it, with Nacos's headers;
@@ -365,12 +365,15 @@ async fn login(
     let issued = state
         .auth
         .login(username, &Secret::from(password), addr.parse().ok())
-        .await
-        .map_err(|e| match e {
-            // The node failed, not the credentials.
-            AuthError::Store(inner) => NacosError::Service(ServiceError::store_failure(inner)),
-            _ => NacosError::LoginRefused,
-        })?;
+        .await;
+    state
+        .auth
+        .audit_login(username, &addr, "nacos", &issued, true);
+    let issued = issued.map_err(|e| match e {
+        // The node failed, not the credentials.
+        AuthError::Store(inner) => NacosError::Service(ServiceError::store_failure(inner)),
+        _ => NacosError::LoginRefused,
+    })?;
     let token = issued.token.expose_secret().to_owned();
     let mut response = Json(json!({
         "accessToken": token,
@@ -607,7 +610,14 @@ async fn update_namespace(
     let text = |param: &str| params.get(param).map(str::to_owned);
     let updated = state
         .service
-        .update_namespace(&name, text("namespaceShowName"), text("namespaceDesc"))
+        .update_namespace(
+            &name,
+            cairn_store::NamespaceUpdate {
+                display_name: text("namespaceShowName"),
+                description: text("namespaceDesc"),
+                apollo_anonymous: None,
+            },
+        )
         .await;
     console_answer(updated)
 }

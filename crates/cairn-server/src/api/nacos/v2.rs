@@ -71,7 +71,7 @@ async fn publish(
     v2(async {
         let caller = authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
-        let actor = crate::api::actor(&caller, &addr);
+        let actor = crate::api::actor_via("nacos", &caller, &addr);
         publish_from(&state, &headers, &params, key, &caller, &actor).await?;
         Ok(ok(Value::Bool(true)))
     })
@@ -88,7 +88,7 @@ async fn delete(
     v2(async {
         let caller = authenticate(&state, &headers, &params).await?;
         let key = super::config_key(&params, "namespaceId")?;
-        let actor = crate::api::actor(&caller, &addr);
+        let actor = crate::api::actor_via("nacos", &caller, &addr);
         match state.service.delete(key, Expect::Any, &actor).await {
             Ok(_) | Err(ServiceError::ConfigNotFound(_)) => Ok(ok(Value::Bool(true))),
             Err(e) => Err(e.into()),

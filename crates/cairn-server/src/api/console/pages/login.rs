@@ -93,15 +93,18 @@ pub async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    match state
+    let opened = state
         .auth
         .open_session(
             &form.username,
             &Secret::from(form.password),
             addr.parse().ok(),
         )
-        .await
-    {
+        .await;
+    state
+        .auth
+        .audit_login(&form.username, &addr, "console", &opened, true);
+    match opened {
         Ok((id, _)) => {
             // Behind a TLS-terminating proxy the node trusts, the cookie is Secure.
             let secure = state.settings.trust_forwarded_for

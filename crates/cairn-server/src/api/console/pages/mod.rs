@@ -276,7 +276,7 @@ fn existing(
 }
 
 fn actor(session: &Session, addr: &ClientAddr) -> Actor {
-    crate::api::actor(&session.caller, addr)
+    crate::api::actor_via("console", &session.caller, addr)
 }
 
 /// The key's heading: namespace / group / data id.

@@ -78,6 +78,9 @@ enum Command {
     /// Named roles: sets of grants given to their members (admin).
     #[command(subcommand)]
     Role(grant::RoleCommand),
+    /// Service tokens for applications and CI (admin): scoped to namespaces, shown once.
+    #[command(subcommand)]
+    Token(grant::TokenCommand),
     /// The audit log (admin): who did what, from where, and how it went.
     Audit(audit::AuditArgs),
 }
@@ -127,5 +130,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grants(args) => grant::grants(client, args).await,
         Command::Role(command) => grant::role(client, command).await,
         Command::Audit(args) => audit::run(client, args).await,
+        Command::Token(command) => grant::token(client, command).await,
     }
 }

@@ -1004,6 +1004,27 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// Makes a service token with these scopes (admin); the answer is the only time the
+    /// token is shown.
+    pub async fn create_token(&self, name: &str, scopes: &[TokenScope]) -> Result<CreatedToken> {
+        let request = self
+            .request(Method::POST, self.url(&["api", "v1", "tokens"]))
+            .json(&serde_json::json!({ "name": name, "scopes": scopes }));
+        self.json(request).await
+    }
+
+    /// The service tokens, with their scopes and last use (admin).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "tokens"])))
+            .await
+    }
+
+    /// Revokes a service token (admin).
+    pub async fn revoke_token(&self, name: &str) -> Result<()> {
+        let url = self.url(&["api", "v1", "tokens", name]);
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
     /// The named roles with their members (admin).
     pub async fn roles(&self) -> Result<Vec<RoleInfo>> {
         self.json(self.request(Method::GET, self.url(&["api", "v1", "roles"])))

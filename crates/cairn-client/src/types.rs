@@ -554,3 +554,36 @@ pub struct AuditPage {
     /// How many match in all.
     pub total: u64,
 }
+
+/// A service token's level over a namespace (or namespace pattern).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct TokenScope {
+    /// A namespace or pattern.
+    pub namespace: String,
+    /// `read`, `write` or `admin`.
+    pub level: String,
+}
+
+/// A service token as listed (never the token itself).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenInfo {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<TokenScope>,
+    /// Who made it.
+    pub created_by: String,
+    /// When, as RFC 3339 text.
+    pub created_at: String,
+    /// When it was last used, as RFC 3339 text; `None`: never.
+    pub last_used_at: Option<String>,
+}
+
+/// A service token just made: the only time the token is shown.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedToken {
+    /// Its name.
+    pub name: String,
+    /// The token (`expose_secret()` gives the text).
+    pub token: SecretString,
+}

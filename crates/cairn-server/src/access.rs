@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use cairn_core::grant::{self, Level, Rule};
 use cairn_core::{ConfigKey, Namespace, RoleName, Username};
-use cairn_store::{GrantRecord, RoleMember, Store, StoreError, Subject};
+use cairn_store::{GrantRecord, RoleMember, Store, StoreError, Subject, TokenRecord};
 
 use crate::auth::{Caller, Role};
 
@@ -17,12 +17,36 @@ use crate::auth::{Caller, Role};
 pub struct Policy {
     pub grants: Vec<GrantRecord>,
     pub members: Vec<RoleMember>,
+    /// Service tokens, by the digest of the token.
+    pub tokens: HashMap<String, TokenRecord>,
     rules: HashMap<Username, Vec<Rule>>,
 }
 
+/// The name a service token acts under: grants, checks and the audit log see it as
+/// this user, which no account can have (`:` is not allowed in a token's name, and
+/// accounts named `token:…` are refused).
+pub fn token_user(name: &str) -> Option<Username> {
+    Username::parse(&format!("{TOKEN_PREFIX}{name}")).ok()
+}
+
+/// What a service token's user name starts with.
+pub const TOKEN_PREFIX: &str = "token:";
+
 impl Policy {
-    fn build(grants: Vec<GrantRecord>, members: Vec<RoleMember>) -> Self {
+    fn build(grants: Vec<GrantRecord>, members: Vec<RoleMember>, tokens: Vec<TokenRecord>) -> Self {
         let mut rules: HashMap<Username, Vec<Rule>> = HashMap::new();
+        for token in &tokens {
+            let Some(user) = token_user(&token.name) else {
+                continue;
+            };
+            let scoped = token.scopes.iter().filter_map(|(ns, level)| {
+                Some(Rule {
+                    scope: grant::Scope::namespace(ns).ok()?,
+                    level: *level,
+                })
+            });
+            rules.entry(user).or_default().extend(scoped);
+        }
         let mut by_role: HashMap<&RoleName, Vec<Rule>> = HashMap::new();
         for g in &grants {
             let rule = Rule {
@@ -45,6 +69,7 @@ impl Policy {
         Self {
             grants,
             members,
+            tokens: tokens.into_iter().map(|t| (t.digest.clone(), t)).collect(),
             rules,
         }
     }
@@ -98,11 +123,16 @@ impl Access {
     pub async fn reload(&self) -> Result<bool, StoreError> {
         let grants = self.store.grants().await?;
         let members = self.store.role_members().await?;
+        let tokens = self.store.tokens().await?;
         let mut current = self.policy.write().expect("policy poisoned");
-        if current.grants == grants && current.members == members {
+        let same_tokens = current.tokens.len() == tokens.len()
+            && tokens
+                .iter()
+                .all(|t| current.tokens.get(&t.digest).is_some_and(|c| c == t));
+        if current.grants == grants && current.members == members && same_tokens {
             return Ok(false);
         }
-        *current = Arc::new(Policy::build(grants, members));
+        *current = Arc::new(Policy::build(grants, members, tokens));
         Ok(true)
     }
 

@@ -111,6 +111,30 @@ impl AuditLog {
         result
     }
 
+    /// As [`AuditLog::done`], for a removal that answers whether there was anything to
+    /// remove: nothing is recorded as failed.
+    pub fn removed<E: Refused>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        namespace: &str,
+        target: impl Into<String>,
+        result: Result<bool, E>,
+    ) -> Result<bool, E> {
+        if let Ok(false) = result {
+            self.act(
+                actor,
+                action,
+                namespace,
+                target.into(),
+                Outcome::Failed,
+                "there was nothing to remove".to_owned(),
+            );
+            return result;
+        }
+        self.done(actor, action, namespace, target, result)
+    }
+
     /// Queues an act of `actor`'s on `target` in `namespace` (empty: none).
     pub fn act(
         &self,

@@ -16,7 +16,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Access, Policy};
+use crate::access::{token_user, Access, Policy, TOKEN_PREFIX};
 use crate::audit::{AuditLog, Outcome};
 use crate::listeners::Listeners;
 use crate::now_millis;
@@ -24,7 +24,7 @@ use crate::service::Actor;
 use crate::settings::Secret;
 use cairn_core::grant::{Level, Scope};
 use cairn_core::{ConfigKey, RoleName};
-use cairn_store::{GrantRecord, RoleMember, Subject};
+use cairn_store::{GrantRecord, RoleMember, Subject, TokenRecord};
 
 pub use cairn_core::Role;
 
@@ -164,6 +164,8 @@ pub struct Auth {
     access: Access,
     /// Where logins, administrative acts and refusals are recorded.
     audit: AuditLog,
+    /// When each service token was last used, not yet written to the database.
+    token_use: DashMap<String, i64>,
     /// Every live watch of the node, so that one whose user loses a right is ended.
     listeners: Arc<Listeners>,
 }
@@ -291,6 +293,15 @@ pub async fn shared_signing_key(store: &dyn Store) -> Result<Vec<u8>, AuthError>
     }
 }
 
+/// What every service token starts with, so it is told from a login token at once.
+pub const SERVICE_TOKEN_PREFIX: &str = "cst_";
+
+/// What the database keeps of a service token.
+fn token_digest(token: &str) -> String {
+    use blake2::Digest;
+    hex::encode(blake2::Blake2s256::digest(token.as_bytes()))
+}
+
 /// What the database keeps of a console session id.
 fn session_digest(id: &str) -> String {
     use blake2::Digest;
@@ -320,6 +331,7 @@ impl Auth {
         Ok(Self {
             access,
             audit: AuditLog::start(store.clone()),
+            token_use: DashMap::new(),
             listeners: Arc::default(),
             store,
             encoding: EncodingKey::from_secret(signing_key),
@@ -530,6 +542,9 @@ impl Auth {
     /// Checks a token: signature, expiry, that its user still exists and that the
     /// password has not changed since it was issued.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.starts_with(SERVICE_TOKEN_PREFIX) {
+            return self.verify_service_token(token);
+        }
         let now = (now_millis() / 1000) as u64;
         // Every request carries its token; a token checked before skips the signature
         // and JSON work, but not the expiry and password checks.
@@ -691,6 +706,9 @@ impl Auth {
                 .insert(user.username.clone(), UserState::of(&user));
             self.offline.insert(user.username.clone(), user);
         }
+        if let Err(e) = self.flush_token_use().await {
+            tracing::warn!(error = %e, "could not record when service tokens were last used");
+        }
         self.access.reload().await?;
         // Another node may have taken a right away, demoted or removed a user.
         self.end_lost_watches();
@@ -729,6 +747,11 @@ impl Auth {
         password: &Secret,
         role: Role,
     ) -> Result<(), AuthError> {
+        if username.as_str().starts_with(TOKEN_PREFIX) {
+            return Err(AuthError::InvalidGrant(format!(
+                "user names starting {TOKEN_PREFIX:?} are kept for service tokens"
+            )));
+        }
         check_password_strength(password.expose_secret())?;
         let password = password.clone();
         let hash = self
@@ -887,12 +910,132 @@ impl Auth {
         &self.listeners
     }
 
-    /// The caller `username` is now, if the user exists.
+    /// The caller `username` is now, if the user (or service token) exists.
     fn caller_of(&self, username: &Username) -> Option<Caller> {
+        if let Some(name) = username.as_str().strip_prefix(TOKEN_PREFIX) {
+            let exists = self.policy().tokens.values().any(|t| t.name == name);
+            return exists.then(|| Caller {
+                username: username.clone(),
+                role: Role::User,
+            });
+        }
         self.users.get(username).map(|state| Caller {
             username: username.clone(),
             role: state.role,
         })
+    }
+
+    /// A service token's caller: its own user name, the levels it was made with, never
+    /// an admin. Its use is remembered and written at the next heartbeat.
+    fn verify_service_token(&self, token: &str) -> Result<Caller, AuthError> {
+        let digest = token_digest(token);
+        let policy = self.policy();
+        let record = policy.tokens.get(&digest).ok_or(AuthError::InvalidToken)?;
+        let username = token_user(&record.name).ok_or(AuthError::InvalidToken)?;
+        self.token_use.insert(record.name.clone(), now_millis());
+        Ok(Caller {
+            username,
+            role: Role::User,
+        })
+    }
+
+    /// Makes a service token (admins only): shown once, stored as a digest.
+    pub async fn create_token(
+        &self,
+        by: &Actor,
+        name: &str,
+        scopes: Vec<(String, Level)>,
+    ) -> Result<Secret, AuthError> {
+        let target = format!("service token {name}");
+        let made = async {
+            Self::admin_only(by)?;
+            if token_user(name).is_none() || name.contains(':') {
+                return Err(AuthError::InvalidGrant(format!(
+                    "{name:?} is not a token name: letters, digits and _ . -, at most {} characters",
+                    Username::MAX_LEN - TOKEN_PREFIX.len()
+                )));
+            }
+            if scopes.is_empty() {
+                return Err(AuthError::InvalidGrant(
+                    "a token needs at least one scope (namespace=level)".to_owned(),
+                ));
+            }
+            for (ns, _) in &scopes {
+                Scope::namespace(ns).map_err(|e| AuthError::InvalidGrant(e.to_string()))?;
+            }
+            let mut secret = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            let token = format!("{SERVICE_TOKEN_PREFIX}{}", hex::encode(secret));
+            self.store
+                .create_token(&TokenRecord {
+                    name: name.to_owned(),
+                    digest: token_digest(&token),
+                    scopes,
+                    created_by: by.caller.username.to_string(),
+                    created_at: now_millis(),
+                    last_used_at: None,
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(why) => AuthError::InvalidGrant(why),
+                    other => other.into(),
+                })?;
+            self.policy_changed().await?;
+            Ok(Secret::from(token))
+        }
+        .await;
+        self.audit.done(by, "token.create", "", target, made)
+    }
+
+    /// Revokes a service token (admins only): it stops working at once here and within
+    /// a heartbeat elsewhere, and its open watches end. False when there was none.
+    pub async fn revoke_token(&self, by: &Actor, name: &str) -> Result<bool, AuthError> {
+        let done = async {
+            Self::admin_only(by)?;
+            let removed = self.store.delete_token(name).await?;
+            self.policy_changed().await?;
+            if let Some(user) = token_user(name) {
+                self.end_watches_of(&user);
+            }
+            Ok(removed)
+        }
+        .await;
+        self.audit.removed(
+            by,
+            "token.revoke",
+            "",
+            format!("service token {name}"),
+            done,
+        )
+    }
+
+    /// The service tokens, with when each was last used (as this node knows it).
+    pub fn service_tokens(&self) -> Vec<TokenRecord> {
+        let mut tokens: Vec<TokenRecord> = self.policy().tokens.values().cloned().collect();
+        for token in &mut tokens {
+            if let Some(used) = self.token_use.get(&token.name) {
+                token.last_used_at = token.last_used_at.max(Some(*used));
+            }
+        }
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        tokens
+    }
+
+    /// Writes when service tokens were last used on this node.
+    async fn flush_token_use(&self) -> Result<(), AuthError> {
+        let used: Vec<(String, i64)> = self
+            .token_use
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        self.store.touch_tokens(&used).await?;
+        for (name, at) in used {
+            self.token_use.remove_if(&name, |_, v| *v == at);
+        }
+        Ok(())
     }
 
     /// Ends every watch of `username`: their password changed or they were removed, and
@@ -986,7 +1129,7 @@ impl Auth {
         .await;
         let target = format!("{} {} on {scope}", subject.kind(), subject.name());
         self.audit
-            .done(by, "grant.revoke", scope.namespace.as_str(), target, done)
+            .removed(by, "grant.revoke", scope.namespace.as_str(), target, done)
     }
 
     /// Roles span namespaces, so only admins manage them.
@@ -1036,7 +1179,8 @@ impl Auth {
         }
         .await;
         let target = format!("user {username} in role {role}");
-        self.audit.done(by, "role.remove_member", "", target, done)
+        self.audit
+            .removed(by, "role.remove_member", "", target, done)
     }
 
     /// Removes a role: its members and its grants. False when it had neither.
@@ -1049,7 +1193,7 @@ impl Auth {
         }
         .await;
         self.audit
-            .done(by, "role.delete", "", format!("role {role}"), done)
+            .removed(by, "role.delete", "", format!("role {role}"), done)
     }
 
     async fn policy_changed(&self) -> Result<(), AuthError> {

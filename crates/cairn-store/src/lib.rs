@@ -252,6 +252,18 @@ pub trait AuditStore: Send + Sync {
     async fn prune_audit(&self, before: i64) -> Result<u64>;
 }
 
+/// Service tokens, by name; looked up in memory by their digest.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Fails with `Conflict` when the name is taken.
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    /// False when there was no such token.
+    async fn delete_token(&self, name: &str) -> Result<bool>;
+    /// Records when tokens were last used (a missing token is skipped).
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -302,6 +314,7 @@ pub trait Store:
     + SessionStore
     + GrantStore
     + AuditStore
+    + TokenStore
     + Send
     + Sync
     + 'static

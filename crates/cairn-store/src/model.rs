@@ -401,3 +401,15 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub result: Option<String>,
 }
+
+/// A service token as stored: its name, a digest of the token (never the token), and
+/// what it may do: a level over each namespace (or namespace pattern) it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub digest: String,
+    pub scopes: Vec<(String, Level)>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}

@@ -24,7 +24,7 @@ use crate::{
 };
 use crate::{
     AuditQuery, AuditRecord, AuditStore, GrantRecord, GrantStore, NamespaceUpdate, RoleMember,
-    Subject,
+    Subject, TokenRecord, TokenStore,
 };
 use cairn_core::grant::{Level, Scope};
 use cairn_core::RoleName;
@@ -1733,6 +1733,106 @@ impl AuditStore for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Scopes as stored: `namespace=level` pairs, comma-separated.
+fn scopes_text(scopes: &[(String, Level)]) -> String {
+    scopes
+        .iter()
+        .map(|(ns, level)| format!("{ns}={level}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn scopes_of(text: &str) -> Result<Vec<(String, Level)>> {
+    split_list(text)
+        .into_iter()
+        .map(|pair| {
+            let (ns, level) = pair
+                .split_once('=')
+                .and_then(|(ns, level)| Some((ns.to_owned(), Level::parse(level)?)))
+                .ok_or_else(|| StoreError::Corrupt(format!("token scope {pair:?}")))?;
+            Ok((ns, level))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query::<Any>(
+            "SELECT name, digest, scopes, created_by, created_at, last_used_at \
+             FROM service_tokens ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenRecord {
+                    name: text(row, "name")?,
+                    digest: text(row, "digest")?,
+                    scopes: scopes_of(&text(row, "scopes")?)?,
+                    created_by: text(row, "created_by")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(name = %token.name), err(level = "debug"))]
+    async fn create_token(&self, token: &TokenRecord) -> Result<()> {
+        let sql = self.sql(
+            "INSERT INTO service_tokens (name, digest, scopes, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        );
+        match sqlx::query::<Any>(sql)
+            .bind(&token.name)
+            .bind(&token.digest)
+            .bind(scopes_text(&token.scopes))
+            .bind(&token.created_by)
+            .bind(token.created_at)
+            .execute(&self.writer)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "a service token named {} already exists",
+                token.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn delete_token(&self, name: &str) -> Result<bool> {
+        let sql = self.sql("DELETE FROM service_tokens WHERE name = ?");
+        let done = sqlx::query::<Any>(sql)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[instrument(skip_all, fields(count = used.len()), err(level = "debug"))]
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        let sql = self.sql(
+            "UPDATE service_tokens SET last_used_at = ? WHERE name = ? \
+             AND (last_used_at IS NULL OR last_used_at < ?)",
+        );
+        let mut tx = self.writer.begin().await?;
+        for (name, at) in used {
+            sqlx::query::<Any>(sql)
+                .bind(*at)
+                .bind(name)
+                .bind(*at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

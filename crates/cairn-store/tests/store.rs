@@ -925,6 +925,37 @@ async fn audit_log(store: Arc<dyn Store>) {
     assert_eq!(only(AuditQuery::default()).await, 1);
 }
 
+async fn service_tokens(store: Arc<dyn Store>) {
+    use cairn_core::grant::Level;
+    let token = TokenRecord {
+        name: "ci".into(),
+        digest: "d1".into(),
+        scopes: vec![("dev".into(), Level::Read), ("app-*".into(), Level::Write)],
+        created_by: "admin".into(),
+        created_at: 5,
+        last_used_at: None,
+    };
+    store.create_token(&token).await.unwrap();
+    assert!(matches!(
+        store.create_token(&token).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.tokens().await.unwrap(), vec![token.clone()]);
+    store
+        .touch_tokens(&[("ci".into(), 9), ("gone".into(), 9)])
+        .await
+        .unwrap();
+    store.touch_tokens(&[("ci".into(), 7)]).await.unwrap();
+    assert_eq!(
+        store.tokens().await.unwrap()[0].last_used_at,
+        Some(9),
+        "a later use is never overwritten by an earlier one"
+    );
+    assert!(store.delete_token("ci").await.unwrap());
+    assert!(!store.delete_token("ci").await.unwrap());
+    assert!(store.tokens().await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -961,6 +992,7 @@ macro_rules! suite {
             case!(console_sessions);
             case!(grants_and_roles);
             case!(audit_log);
+            case!(service_tokens);
         }
     };
 }

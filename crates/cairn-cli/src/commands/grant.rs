@@ -1,10 +1,10 @@
-//! `cairn grant`, `cairn revoke`, `cairn grants` and `cairn role`: who may read, write
-//! or administer which namespaces, and the named roles that carry grants for their
-//! members.
+//! `cairn grant`, `cairn revoke`, `cairn grants`, `cairn role` and `cairn token`: who
+//! may read, write or administer which namespaces, the named roles that carry grants for
+//! their members, and service tokens for applications and CI.
 
 use std::io::Write;
 
-use cairn_client::{Client, GrantSubject};
+use cairn_client::{Client, ExposeSecret as _, GrantSubject, TokenScope};
 use clap::{Args, Subcommand};
 
 use super::output::table;
@@ -78,6 +78,73 @@ pub enum RoleCommand {
     Remove { role: String, user: String },
     /// Remove a role: its memberships and its grants.
     Delete { role: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it (it is shown this once).
+    Create {
+        name: String,
+        /// `NAMESPACE=LEVEL` (read, write, admin); the namespace may be a `*` pattern.
+        /// Repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// The tokens, with their scopes and last use.
+    List,
+    /// Revoke a token: it stops working and its watches end.
+    Revoke { name: String },
+}
+
+pub async fn token(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        TokenCommand::Create { name, scopes } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| match s.split_once('=') {
+                    Some((namespace, level)) => Ok(TokenScope {
+                        namespace: namespace.to_owned(),
+                        level: level.to_owned(),
+                    }),
+                    None => anyhow::bail!("scope {s:?} is not NAMESPACE=LEVEL"),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let made = client.create_token(&name, &scopes).await?;
+            writeln!(
+                out,
+                "service token {}: {}\n(shown this once; send it as `Authorization: Bearer …` or Nacos's accessToken)",
+                made.name,
+                made.token.expose_secret()
+            )?;
+        }
+        TokenCommand::List => {
+            let rows: Vec<[String; 4]> = client
+                .tokens()
+                .await?
+                .into_iter()
+                .map(|t| {
+                    let scopes: Vec<String> = t
+                        .scopes
+                        .iter()
+                        .map(|s| format!("{}={}", s.namespace, s.level))
+                        .collect();
+                    [
+                        t.name,
+                        scopes.join(","),
+                        format!("{} {}", t.created_by, t.created_at),
+                        t.last_used_at.unwrap_or_else(|| "never".to_owned()),
+                    ]
+                })
+                .collect();
+            table(&mut out, ["TOKEN", "SCOPES", "CREATED", "LAST USED"], &rows)?;
+        }
+        TokenCommand::Revoke { name } => {
+            client.revoke_token(&name).await?;
+            writeln!(out, "revoked service token {name}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `NAMESPACE[/GROUP[/DATA_ID]]` → its three parts, `*` where left out.

@@ -264,6 +264,26 @@ fn the_cli_tour() {
     assert!(err.contains("NAMESPACE[/GROUP[/DATA_ID]]"), "{err}");
     let err = fails(&home, &["grant", "--user", "nobody", "dev", "read"]);
     assert!(err.contains("user_not_found"), "{err}");
+    let made = ok(
+        &home,
+        &["token", "create", "deploy", "--scope", "dev=write"],
+    );
+    let secret = made
+        .split_whitespace()
+        .find(|w| w.starts_with("cst_"))
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let listed = ok(&home, &["token", "list"]);
+    assert!(
+        listed.contains("deploy") && listed.contains("dev=write"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "the token is shown once");
+    let err = fails(&home, &["--token", &secret, "user", "list"]);
+    assert!(err.contains("forbidden"), "{err}");
+    ok(&home, &["token", "revoke", "deploy"]);
+    let audit = ok(&home, &["audit", "--action", "token", "--json"]);
+    assert!(audit.contains("\"action\":\"token.create\""), "{audit}");
     ok(&home, &["revoke", "--user", "dana", "dev/*/*.yaml"]);
     ok(&home, &["role", "delete", "readers"]);
     assert!(!ok(&home, &["grants"]).contains("dana"));

@@ -97,6 +97,78 @@ where
     }
 }
 
+/// A grant given on one node takes effect on another without a restart, and taken away
+/// there it ends the user's held watch.
+async fn grants_travel_between_nodes(engine: Engine) {
+    let Some(db) = Scratch::create(engine).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&db.url, &dir.path().join("a")).await;
+    let b = Node::start(&db.url, &dir.path().join("b")).await;
+    let k = key("granted.yaml");
+    a.client.publish(&k, &Publish::new("x: 1")).await.unwrap();
+    a.client
+        .create_user("reader", "reader-password-1", "user")
+        .await
+        .unwrap();
+    let on_b = Client::builder(&b.url).build().unwrap();
+    let token = on_b
+        .login("reader", "reader-password-1")
+        .await
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned();
+    let reader = on_b.with_token(token);
+    let refused = reader.get(&k).await;
+    assert!(
+        format!("{:?}", refused.err()).contains("forbidden"),
+        "no grant yet"
+    );
+    let user = cairn_client::GrantSubject::User("reader".into());
+    a.client
+        .grant(&user, "public", "*", "*", "read")
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the grant on B", || async {
+        reader.get(&k).await.is_ok()
+    })
+    .await;
+
+    let held = {
+        let reader = reader.clone();
+        let md5 = reader.get(&k).await.unwrap().unwrap().md5;
+        let keys = vec![WatchKey::new(&k, &md5)];
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = reader.watch(&keys, Duration::from_secs(30)).await;
+            (answer, started.elapsed())
+        })
+    };
+    eventually(Duration::from_secs(10), "the watch held on B", || async {
+        b.client
+            .listeners(&k, false)
+            .await
+            .is_ok_and(|l| l.listeners.len() == 1)
+    })
+    .await;
+    a.client.revoke(&user, "public", "*", "*").await.unwrap();
+    let (answer, held_for) = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .expect("the held watch on B ends when A takes the grant away")
+        .unwrap();
+    assert!(answer.unwrap().is_empty());
+    assert!(held_for < Duration::from_secs(20), "{held_for:?}");
+    let refused = reader
+        .watch(&[WatchKey::new(&k, "")], Duration::from_secs(1))
+        .await;
+    assert!(format!("{:?}", refused.err()).contains("forbidden"));
+    a.kill().await;
+    b.kill().await;
+    db.drop_database().await;
+}
+
 async fn three_nodes_share_changes(engine: Engine) {
     let Some(db) = Scratch::create(engine).await else {
         return;
@@ -580,6 +652,11 @@ macro_rules! engine_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn three_nodes_share_changes() {
                 super::three_nodes_share_changes($engine).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn grants_travel_between_nodes() {
+                super::grants_travel_between_nodes($engine).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

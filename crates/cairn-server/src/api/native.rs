@@ -105,6 +105,8 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/api/v1/roles", get(list_roles))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/api/v1/roles/{role}", axum::routing::delete(delete_role))
         .route(
             "/api/v1/roles/{role}/members/{username}",
@@ -131,7 +133,7 @@ pub fn router() -> Router<SharedState> {
         history_entry, rollback, diff, list_users, create_user, delete_user, set_password, cluster_nodes, gray_show, gray_publish,
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
-        put_grant, delete_grant, list_roles, audit_log, add_role_member, remove_role_member, delete_role,
+        put_grant, delete_grant, list_roles, audit_log, list_tokens, create_token, revoke_token, add_role_member, remove_role_member, delete_role,
         super::watch::watch, super::watch::stream
     ),
     modifiers(&BearerAuth),
@@ -1211,4 +1213,74 @@ async fn audit_log(
         page: page.number,
         page_size: page.size,
     }))
+}
+
+/// Makes a service token for an application or CI (admin): scoped to namespaces and
+/// levels, accepted wherever a login token is. The token is in this answer only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "permissions", request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    State(state): State<SharedState>,
+    by: Actor,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let scopes = req
+        .scopes
+        .iter()
+        .map(|s| {
+            let level = Level::parse(&s.level)
+                .filter(|l| *l != Level::None)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_argument",
+                        format!("unknown level {:?}; expected read, write or admin", s.level),
+                    )
+                })?;
+            Ok((s.namespace.clone(), level))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let token = state.auth.create_token(&by, &req.name, scopes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            name: req.name,
+            token: token.expose_secret().to_owned(),
+        }),
+    ))
+}
+
+/// The service tokens, with their scopes and last use (admin); never the tokens.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "permissions",
+    responses((status = 200, body = [TokenView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_tokens(State(state): State<SharedState>, _: Admin) -> Json<Vec<TokenView>> {
+    Json(
+        state
+            .auth
+            .service_tokens()
+            .iter()
+            .map(TokenView::from)
+            .collect(),
+    )
+}
+
+/// Revokes a service token (admin): refused at once on this node and within a heartbeat
+/// on the others; its open watches end.
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "permissions",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<SharedState>,
+    by: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.auth.revoke_token(&by, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "token_not_found",
+            format!("there is no service token {name}"),
+        ))
+    }
 }

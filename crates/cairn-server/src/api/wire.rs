@@ -739,3 +739,56 @@ pub struct AuditPage {
     pub page: u32,
     pub page_size: u32,
 }
+
+/// A level over a namespace (or namespace pattern) a service token is given.
+#[derive(Serialize, Deserialize, ToSchema, Clone)]
+pub struct TokenScope {
+    pub namespace: String,
+    /// `read`, `write` or `admin`.
+    pub level: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateToken {
+    /// Letters, digits and `_ . -`.
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+}
+
+/// A service token as listed: never the token itself.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    pub created_by: String,
+    pub created_at: String,
+    /// Absent: never used.
+    pub last_used_at: Option<String>,
+}
+
+impl From<&cairn_store::TokenRecord> for TokenView {
+    fn from(t: &cairn_store::TokenRecord) -> Self {
+        Self {
+            name: t.name.clone(),
+            scopes: t
+                .scopes
+                .iter()
+                .map(|(ns, level)| TokenScope {
+                    namespace: ns.clone(),
+                    level: level.as_str().to_owned(),
+                })
+                .collect(),
+            created_by: t.created_by.clone(),
+            created_at: timestamp(t.created_at),
+            last_used_at: t.last_used_at.map(timestamp),
+        }
+    }
+}
+
+/// A new service token: `token` is shown here only, never again.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub name: String,
+    /// Send as `Authorization: Bearer <token>`, or as Nacos's `accessToken`.
+    pub token: String,
+}

@@ -458,3 +458,148 @@ async fn nacos_auth_api_gives_and_takes_the_same_grants() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn service_tokens_are_scoped_shown_once_and_revocable() {
+    let (app, _) = setup().await;
+    let r = app
+        .request(Method::POST, "/api/v1/tokens")
+        .json(&json!({ "name": "ci", "scopes": [{ "namespace": "dev", "level": "read" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let made: Value = r.json().await.unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cst_") && token.len() > 60, "{token}");
+    for (body, code) in [
+        (
+            json!({ "name": "ci", "scopes": [{ "namespace": "dev", "level": "read" }] }),
+            "invalid_argument",
+        ),
+        (
+            json!({ "name": "bad:name", "scopes": [{ "namespace": "dev", "level": "read" }] }),
+            "invalid_argument",
+        ),
+        (json!({ "name": "x", "scopes": [] }), "invalid_argument"),
+        (
+            json!({ "name": "x", "scopes": [{ "namespace": "dev", "level": "root" }] }),
+            "invalid_argument",
+        ),
+    ] {
+        let r = app
+            .request(Method::POST, "/api/v1/tokens")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::BAD_REQUEST, code).await;
+    }
+
+    // Accepted wherever a login token is, within its scope.
+    let r = as_user(&app, &token, Method::GET, "/api/v1/configs/dev/g/a.yaml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .http
+        .get(format!("{}/nacos/v1/cs/configs", app.base))
+        .query(&[
+            ("dataId", "a.yaml"),
+            ("group", "g"),
+            ("tenant", "dev"),
+            ("accessToken", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = as_user(&app, &token, Method::GET, "/api/v1/configs/prod/g/b.yaml")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = as_user(&app, &token, Method::PUT, "/api/v1/configs/dev/g/a.yaml")
+        .json(&json!({ "content": "a: 2" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = as_user(&app, &token, Method::GET, "/api/v1/users")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // Listed with its last use, never with the token.
+    let (_, tokens) = app.get_json("/api/v1/tokens").await;
+    assert_eq!(tokens[0]["name"], "ci");
+    assert_eq!(
+        tokens[0]["scopes"],
+        json!([{ "namespace": "dev", "level": "read" }])
+    );
+    assert!(tokens[0]["last_used_at"].is_string(), "{tokens}");
+    assert!(!tokens.to_string().contains(&token));
+
+    // Revoked: its held watch ends, and it is refused from then on.
+    let keys = json!([{ "namespace": "dev", "group": "g", "data_id": "a.yaml", "md5": "x" }]);
+    let (_, config) = app.get_json("/api/v1/configs/dev/g/a.yaml?view=json").await;
+    let keys = {
+        let mut k = keys;
+        k[0]["md5"] = config["md5"].clone();
+        k
+    };
+    let poll = tokio::spawn(
+        as_user(&app, &token, Method::POST, "/api/v1/watch")
+            .json(&json!({ "keys": keys, "timeout_ms": 30_000 }))
+            .send(),
+    );
+    for _ in 0..100 {
+        let (_, watching) = app.get_json("/api/v1/configs/dev/g/a.yaml/listeners").await;
+        if !watching["listeners"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = app
+        .request(Method::DELETE, "/api/v1/tokens/ci")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let answered = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the token's held watch ends when it is revoked")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+    let r = as_user(&app, &token, Method::GET, "/api/v1/configs/dev/g/a.yaml")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let r = app
+        .request(Method::DELETE, "/api/v1/tokens/ci")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, "token_not_found").await;
+    // Audit entries of acts other than config changes are written in the background.
+    let mut actions = Vec::new();
+    for _ in 0..100 {
+        let (_, audit) = app.get_json("/api/v1/audit?action=token&result=ok").await;
+        actions = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        if actions.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(actions, ["token.revoke", "token.create"]);
+    app.stop().await;
+}

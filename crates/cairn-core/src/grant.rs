@@ -173,9 +173,20 @@ pub fn namespace_level(rules: &[Rule], namespace: &str) -> Level {
 /// Whether `rules` let the holder read anything at all in `namespace`: what decides
 /// whether a namespace appears in the holder's lists.
 pub fn sees_namespace(rules: &[Rule], namespace: &str) -> bool {
-    rules
+    // A rule that allows reading counts unless a whole-namespace rule that allows
+    // nothing names the namespace more specifically: that one decides for every key.
+    let matching: Vec<&Rule> = rules
         .iter()
-        .any(|r| r.level >= Level::Read && r.scope.namespace.matches(namespace))
+        .filter(|r| r.scope.namespace.matches(namespace))
+        .collect();
+    matching.iter().any(|r| {
+        r.level >= Level::Read
+            && !matching.iter().any(|w| {
+                w.level < Level::Read
+                    && w.scope.is_whole_namespace()
+                    && w.scope.namespace.specificity() > r.scope.namespace.specificity()
+            })
+    })
 }
 
 fn decide<'a>(matching: impl Iterator<Item = &'a Rule>) -> Level {
@@ -265,6 +276,20 @@ mod tests {
         assert!(!sees_namespace(&rules, "prod"));
         let none = [rule("prod", "*", "*", Level::None)];
         assert!(!sees_namespace(&none, "prod"));
+        // Everywhere but prod: prod is not listed, others are.
+        let but = [
+            rule("*", "*", "*", Level::Write),
+            rule("prod", "*", "*", Level::None),
+        ];
+        assert!(!sees_namespace(&but, "prod"));
+        assert!(sees_namespace(&but, "dev"));
+        // …unless a group in prod is given back.
+        let back = [
+            rule("*", "*", "*", Level::Write),
+            rule("prod", "*", "*", Level::None),
+            rule("prod", "pay", "*", Level::Read),
+        ];
+        assert!(sees_namespace(&back, "prod"));
     }
 
     #[test]

@@ -889,9 +889,15 @@ impl Auth {
             Err(AuthError::Store(_)) => (Outcome::Failed, "the database is unavailable".into()),
             Err(e) => (Outcome::Failed, e.to_string()),
         };
-        // A name is recorded as sent, cut short: a login of any text must not bloat
-        // the log.
-        let who: String = username.chars().take(Username::MAX_LEN).collect();
+        // A failed login's name is recorded only if it is an account's: a password typed
+        // into the name field must not land in the log.
+        let known = Username::parse(username)
+            .ok()
+            .filter(|u| self.users.contains_key(u));
+        let who = match known {
+            Some(user) => user.to_string(),
+            None => "(unknown)".to_owned(),
+        };
         self.audit.record(cairn_store::AuditRecord {
             at: now_millis(),
             actor: who.clone(),
@@ -960,6 +966,17 @@ impl Auth {
                     "a token needs at least one scope (namespace=level)".to_owned(),
                 ));
             }
+            // Tokens read and publish; managing grants stays with people.
+            if scopes.iter().any(|(_, level)| *level > Level::Write) {
+                return Err(AuthError::InvalidGrant(
+                    "a token's level is read or write".to_owned(),
+                ));
+            }
+            if token_user(name).is_some_and(|user| self.users.contains_key(&user)) {
+                return Err(AuthError::InvalidGrant(format!(
+                    "an account is named {TOKEN_PREFIX}{name}; choose another token name"
+                )));
+            }
             for (ns, _) in &scopes {
                 Scope::namespace(ns).map_err(|e| AuthError::InvalidGrant(e.to_string()))?;
             }
@@ -993,10 +1010,12 @@ impl Auth {
         let done = async {
             Self::admin_only(by)?;
             let removed = self.store.delete_token(name).await?;
-            self.policy_changed().await?;
+            let reloaded = self.policy_changed().await;
+            // Its watches end even if the reload failed; the heartbeat reloads again.
             if let Some(user) = token_user(name) {
                 self.end_watches_of(&user);
             }
+            reloaded?;
             Ok(removed)
         }
         .await;

@@ -72,6 +72,8 @@ pub enum ServiceError {
     ConcurrentChange(String),
     #[error(transparent)]
     Denied(#[from] Denied),
+    #[error("{0} needs the admin role")]
+    AdminOnly(String),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
@@ -157,7 +159,7 @@ impl ServiceError {
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
             | E::ConcurrentChange(_) => ErrorKind::Conflict,
-            E::Denied(_) => ErrorKind::Forbidden,
+            E::Denied(_) | E::AdminOnly(_) => ErrorKind::Forbidden,
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Internal(_) => ErrorKind::Internal,
         }

@@ -1690,10 +1690,14 @@ impl AuditStore for SqlStore {
             }
         }
         if let Some(action) = &query.action {
-            // `config` is every `config.*`; a full name matches itself.
-            clauses.push("(action = ? OR action LIKE ?)");
+            // `config` is every `config.*`; a full name matches itself. `!` escapes the
+            // pattern's own characters (a backslash means different things to MySQL).
+            clauses.push("(action = ? OR action LIKE ? ESCAPE '!')");
             values.push(Filter::Text(action.clone()));
-            let escaped = action.replace('\\', "").replace(['%', '_'], "");
+            let escaped = action
+                .replace('!', "!!")
+                .replace('%', "!%")
+                .replace('_', "!_");
             values.push(Filter::Text(format!("{escaped}.%")));
         }
         let filter = if clauses.is_empty() {

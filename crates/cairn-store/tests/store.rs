@@ -872,6 +872,7 @@ async fn audit_log(store: Arc<dyn Store>) {
         .append_audit(&[
             entry(20, "admin", "user.create", "ok"),
             entry(30, "bob", "login", "denied"),
+            entry(40, "admin", "access_key.create", "ok"),
         ])
         .await
         .unwrap();
@@ -880,14 +881,19 @@ async fn audit_log(store: Arc<dyn Store>) {
         size: 10,
     };
     let (all, total) = store.audit(&AuditQuery::default(), page).await.unwrap();
-    assert_eq!(total, 3);
+    assert_eq!(total, 4);
     let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["login", "user.create", "config.publish"],
+        [
+            "access_key.create",
+            "login",
+            "user.create",
+            "config.publish"
+        ],
         "newest first"
     );
-    let publish = &all[2];
+    let publish = &all[3];
     assert_eq!(
         (publish.actor.as_str(), publish.target.as_str(), publish.at),
         ("alice", "public/DEFAULT_GROUP/audited.yaml", 10)
@@ -921,8 +927,17 @@ async fn audit_log(store: Arc<dyn Store>) {
         ..AuditQuery::default()
     };
     assert_eq!(only(wild).await, 0);
+    let underscore = AuditQuery {
+        action: Some("access_key".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        only(underscore).await,
+        1,
+        "a family whose name has an underscore"
+    );
     assert_eq!(store.prune_audit(25).await.unwrap(), 2);
-    assert_eq!(only(AuditQuery::default()).await, 1);
+    assert_eq!(only(AuditQuery::default()).await, 2);
 }
 
 async fn service_tokens(store: Arc<dyn Store>) {

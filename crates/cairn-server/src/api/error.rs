@@ -94,7 +94,7 @@ impl From<ServiceError> for ApiError {
             E::RevisionIsDeletion(_) => "revision_is_deletion",
             E::CasConflict { .. } => "cas_conflict",
             E::ConcurrentChange(_) => "concurrent_change",
-            E::Denied(_) => "forbidden",
+            E::Denied(_) | E::AdminOnly(_) => "forbidden",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",
         };

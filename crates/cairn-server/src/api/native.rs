@@ -267,12 +267,20 @@ async fn update_namespace(
         ),
         None => format!("namespace {name}"),
     };
-    // Its own admins may change a namespace, as well as global admins.
-    let updated = match state
-        .auth
-        .access()
-        .require_namespace(&by.caller, &name, Level::Admin)
-    {
+    // Its own admins may change a namespace, as well as global admins; opening it to
+    // unsigned Apollo reads takes a global admin, since that bypasses every grant.
+    let allowed = if anonymous_changed && by.caller.role != Role::Admin {
+        Err(ServiceError::AdminOnly(
+            "serving a namespace to unsigned Apollo reads".to_owned(),
+        ))
+    } else {
+        state
+            .auth
+            .access()
+            .require_namespace(&by.caller, &name, Level::Admin)
+            .map_err(ServiceError::from)
+    };
+    let updated = match allowed {
         Ok(()) => {
             state
                 .service
@@ -286,7 +294,7 @@ async fn update_namespace(
                 )
                 .await
         }
-        Err(denied) => Err(denied.into()),
+        Err(refused) => Err(refused),
     };
     audit(&state).done(&by, "namespace.update", name.as_str(), detail, updated)?;
     if anonymous_changed {

@@ -46,6 +46,15 @@ async fn every_change_login_and_refusal_is_audited() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A name that is no account's (a password typed in the wrong field) is not kept.
+    let r = app
+        .http
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({ "username": "s3cret-typed-here", "password": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = app
         .http
         .put(format!("{}/api/v1/configs/public/g/a.yaml", app.base))
@@ -103,6 +112,12 @@ async fn every_change_login_and_refusal_is_audited() {
     assert_eq!(denied[2]["detail"], "user name or password is wrong");
     assert_eq!(denied[0]["target"], "GET /api/v1/audit");
 
+    let unknown = entries(&app, "action=login&user=(unknown)", 1).await;
+    assert_eq!(unknown[0]["result"], "denied");
+    let all = entries(&app, "page_size=500", 1).await;
+    assert!(!serde_json::to_string(&all)
+        .unwrap()
+        .contains("s3cret-typed-here"));
     let logins = entries(&app, "action=login&result=ok", 2).await;
     assert!(logins.iter().any(|e| e["user"] == "eve"));
     let admin_acts = entries(&app, "user=admin&action=user", 1).await;

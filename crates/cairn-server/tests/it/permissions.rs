@@ -142,6 +142,22 @@ async fn the_native_api_enforces_grants_and_lists_only_what_may_be_read() {
         StatusCode::NO_CONTENT,
         "a namespace's admin grants in it"
     );
+    let r = as_user(&app, &token, Method::PUT, "/api/v1/namespaces/dev")
+        .json(&json!({ "description": "ours" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "and changes its settings");
+    let r = as_user(&app, &token, Method::PUT, "/api/v1/namespaces/dev")
+        .json(&json!({ "apollo_anonymous_apps": ["*"] }))
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(
+        message.contains("admin role"),
+        "opening it to anyone is not theirs: {message}"
+    );
     let r = as_user(&app, &token, Method::PUT, "/api/v1/grants")
         .json(&json!({ "user": "reader", "namespace": "*", "level": "write" }))
         .send()
@@ -484,6 +500,10 @@ async fn service_tokens_are_scoped_shown_once_and_revocable() {
         (json!({ "name": "x", "scopes": [] }), "invalid_argument"),
         (
             json!({ "name": "x", "scopes": [{ "namespace": "dev", "level": "root" }] }),
+            "invalid_argument",
+        ),
+        (
+            json!({ "name": "x", "scopes": [{ "namespace": "*", "level": "admin" }] }),
             "invalid_argument",
         ),
     ] {

@@ -69,11 +69,13 @@ pub async fn namespaces(
     Query(q): Query<DoneQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let list = state
+    let mut list = state
         .service
         .namespaces()
         .await
         .map_err(|e| ctx.service_error(e))?;
+    let reader = state.service.reader(&session.caller);
+    list.retain(|n| reader.sees_namespace(&n.record.name));
     let admin = session.caller.role == Role::Admin;
     let body = html! {
         h1 { (ctx.t("Namespaces")) }
@@ -154,19 +156,31 @@ fn namespace_of(ctx: &Ctx, name: &str) -> Result<Namespace, PageError> {
 pub async fn create_namespace(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
-    state
+    let result = state
         .service
         .create_namespace(
-            name,
+            name.clone(),
             form.display_name.trim().into(),
             form.description.trim().into(),
         )
-        .await
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(
+            &by,
+            "namespace.create",
+            name.as_str(),
+            format!("namespace {name}"),
+            result,
+        )
         .map_err(|e| ctx.service_error(e))?;
     Ok(Redirect::to("/console/namespaces?done=saved").into_response())
 }
@@ -174,12 +188,13 @@ pub async fn create_namespace(
 pub async fn update_namespace(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
-    state
+    let result = state
         .service
         .update_namespace(
             &name,
@@ -189,7 +204,18 @@ pub async fn update_namespace(
                 apollo_anonymous: None,
             },
         )
-        .await
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(
+            &by,
+            "namespace.update",
+            name.as_str(),
+            format!("namespace {name}"),
+            result,
+        )
         .map_err(|e| ctx.service_error(e))?;
     Ok(Redirect::to("/console/namespaces?done=saved").into_response())
 }
@@ -197,15 +223,24 @@ pub async fn update_namespace(
 pub async fn delete_namespace(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<NamespaceForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let name = namespace_of(ctx, &form.name)?;
+    let result = state.service.delete_namespace(&name).await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
     state
-        .service
-        .delete_namespace(&name)
-        .await
+        .auth
+        .audit()
+        .done(
+            &by,
+            "namespace.delete",
+            name.as_str(),
+            format!("namespace {name}"),
+            result,
+        )
         .map_err(|e| ctx.service_error(e))?;
     Ok(Redirect::to("/console/namespaces?done=deleted").into_response())
 }
@@ -604,15 +639,24 @@ fn app_of(ctx: &Ctx, app: &str) -> Result<String, PageError> {
 pub async fn create_access_key(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
+    let result = state.access_keys.create(&app, Vec::new()).await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
     let key = state
-        .access_keys
-        .create(&app, Vec::new())
-        .await
+        .auth
+        .audit()
+        .done(
+            &by,
+            "access_key.create",
+            "",
+            format!("access key of app {app} for every namespace"),
+            result,
+        )
         .map_err(|e| key_failure(ctx, e))?;
     keys_page(&state, &session, app, None, Some(&key))
 }
@@ -620,15 +664,31 @@ pub async fn create_access_key(
 pub async fn set_access_key(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
-    state
+    let result = state
         .access_keys
         .set_enabled(&app, &form.id, form.enabled == "true")
-        .await
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(
+            &by,
+            if form.enabled == "true" {
+                "access_key.enable"
+            } else {
+                "access_key.disable"
+            },
+            "",
+            format!("access key {} of app {app}", form.id),
+            result,
+        )
         .map_err(|e| key_failure(ctx, e))?;
     Ok(Redirect::to(&app_url(&app, "&done=saved")).into_response())
 }
@@ -636,15 +696,24 @@ pub async fn set_access_key(
 pub async fn delete_access_key(
     State(state): State<SharedState>,
     session: Session,
+    addr: ClientAddr,
     ConsoleForm(form): ConsoleForm<KeyForm>,
 ) -> Reply {
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
+    let result = state.access_keys.delete(&app, &form.id).await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
     state
-        .access_keys
-        .delete(&app, &form.id)
-        .await
+        .auth
+        .audit()
+        .done(
+            &by,
+            "access_key.delete",
+            "",
+            format!("access key {} of app {app}", form.id),
+            result,
+        )
         .map_err(|e| key_failure(ctx, e))?;
     Ok(Redirect::to(&app_url(&app, "&done=deleted")).into_response())
 }

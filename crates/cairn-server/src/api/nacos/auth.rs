@@ -297,10 +297,12 @@ async fn add_role(
     let role = params.required("role")?;
     let user = username(&params, "username")?;
     if role == ROLE_ADMIN {
+        let by = crate::api::actor_via("nacos", &caller, &addr);
+        let set = state.auth.set_role(&user, Role::Admin).await;
         state
             .auth
-            .set_role(&user, Role::Admin)
-            .await
+            .audit()
+            .done(&by, "user.role", "", format!("user {user} -> admin"), set)
             .map_err(|e| refused(e, &params))?;
     } else {
         let role = role_name(&params)?;
@@ -333,10 +335,12 @@ async fn delete_role(
         .transpose()?;
     match (role == ROLE_ADMIN, user) {
         (true, Some(user)) => {
+            let by = crate::api::actor_via("nacos", &caller, &addr);
+            let set = state.auth.set_role(&user, Role::User).await;
             state
                 .auth
-                .set_role(&user, Role::User)
-                .await
+                .audit()
+                .done(&by, "user.role", "", format!("user {user} -> user"), set)
                 .map_err(|e| refused(e, &params))?;
             done(format!("delete role of user {user} ok!"))
         }

@@ -535,14 +535,18 @@ async fn namespaces(
     Ok(Json(json!({ "code": 200, "message": null, "data": data })).into_response())
 }
 
-async fn require_admin(state: &SharedState, headers: &HeaderMap, params: &Params) -> Result<()> {
+async fn require_admin(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Caller> {
     let caller = authenticate(state, headers, params).await?;
     if caller.role != Role::Admin {
         return Err(NacosError::Forbidden {
             path: params.path().to_owned(),
         });
     }
-    Ok(())
+    Ok(caller)
 }
 
 fn json_bool(value: bool) -> Response {
@@ -572,9 +576,10 @@ fn console_answer(outcome: std::result::Result<(), ServiceError>) -> Answer {
 async fn create_namespace(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
-    require_admin(&state, &headers, &params).await?;
+    let caller = require_admin(&state, &headers, &params).await?;
     let id = match params.get("customNamespaceId") {
         Some(id) => id.to_owned(),
         // Nacos's console makes a random UUID.
@@ -586,15 +591,24 @@ async fn create_namespace(
     let text = |param: &str| params.get(param).unwrap_or_default().to_owned();
     let made = state
         .service
-        .create_namespace(name, text("namespaceName"), text("namespaceDesc"))
-        .await;
-    console_answer(made.map(drop))
+        .create_namespace(name.clone(), text("namespaceName"), text("namespaceDesc"))
+        .await
+        .map(drop);
+    let target = format!("namespace {name}");
+    let by = actor(&caller, &addr);
+    console_answer(
+        state
+            .auth
+            .audit()
+            .done(&by, "namespace.create", name.as_str(), target, made),
+    )
 }
 
 /// PUT /nacos/v1/console/namespaces: `namespace`, `namespaceShowName`, `namespaceDesc`.
 async fn update_namespace(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
@@ -619,7 +633,14 @@ async fn update_namespace(
             },
         )
         .await;
-    console_answer(updated)
+    let target = format!("namespace {name}");
+    let by = actor(&caller, &addr);
+    console_answer(
+        state
+            .auth
+            .audit()
+            .done(&by, "namespace.update", name.as_str(), target, updated),
+    )
 }
 
 /// DELETE /nacos/v1/console/namespaces?namespaceId: `true`, or `false` while it holds
@@ -627,13 +648,22 @@ async fn update_namespace(
 async fn delete_namespace(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Answer {
-    require_admin(&state, &headers, &params).await?;
+    let caller = require_admin(&state, &headers, &params).await?;
     let Ok(name) = Namespace::parse(params.required("namespaceId")?) else {
         return Ok(json_bool(false));
     };
-    console_answer(state.service.delete_namespace(&name).await)
+    let deleted = state.service.delete_namespace(&name).await;
+    let target = format!("namespace {name}");
+    let by = actor(&caller, &addr);
+    console_answer(
+        state
+            .auth
+            .audit()
+            .done(&by, "namespace.delete", name.as_str(), target, deleted),
+    )
 }
 
 /// GET /nacos/serverlist: the live nodes, one `host:port` per line, for clients that

@@ -45,20 +45,12 @@ pub async fn new_page(
     session: Session,
     Query(q): Query<NewQuery>,
 ) -> Reply {
-    let namespaces = state
-        .service
-        .namespaces()
-        .await
-        .map_err(|e| session.ctx.service_error(e))?;
+    let names = namespace_names(&state, &session).await?;
     let form = EditForm {
         namespace: q.ns.unwrap_or_else(|| "public".into()),
         group: DEFAULT_GROUP.into(),
         ..EditForm::default()
     };
-    let names: Vec<String> = namespaces
-        .iter()
-        .map(|n| n.record.name.to_string())
-        .collect();
     Ok(editor(
         &session.ctx,
         None,
@@ -83,7 +75,7 @@ pub async fn create(
     ) {
         Ok(key) => key,
         Err(e) => {
-            let names = namespace_names(&state, &session.ctx).await?;
+            let names = namespace_names(&state, &session).await?;
             return Ok(editor(
                 &session.ctx,
                 None,
@@ -129,13 +121,16 @@ pub async fn edit(
     submit(&state, &session, &addr, key, form, false).await
 }
 
-async fn namespace_names(state: &SharedState, ctx: &Ctx) -> Result<Vec<String>, PageError> {
+/// The namespaces the session's user sees, for the new-config form.
+async fn namespace_names(state: &SharedState, session: &Session) -> Result<Vec<String>, PageError> {
+    let reader = state.service.reader(&session.caller);
     Ok(state
         .service
         .namespaces()
         .await
-        .map_err(|e| ctx.service_error(e))?
+        .map_err(|e| session.ctx.service_error(e))?
         .iter()
+        .filter(|n| reader.sees_namespace(&n.record.name))
         .map(|n| n.record.name.to_string())
         .collect())
 }
@@ -157,12 +152,18 @@ async fn submit(
 ) -> Reply {
     let ctx = &session.ctx;
     let names = if creating {
-        namespace_names(state, ctx).await?
+        namespace_names(state, session).await?
     } else {
         Vec::new()
     };
     let shown_key = (!creating).then_some(&key);
-    let base = base_content(state, &key, &form).await;
+    // A new config starts from nothing: what the form claims as its base is shown only
+    // to someone who may read the config it names.
+    let base = if state.service.may_read(&session.caller, &key).is_ok() {
+        base_content(state, &key, &form).await
+    } else {
+        None
+    };
     // Browsers send a textarea's line breaks as CRLF; content that had none keeps none.
     if !base.as_deref().unwrap_or("").contains('\r') {
         form.content = form.content.replace("\r\n", "\n");

@@ -259,7 +259,8 @@ impl Application {
             .map(|(listener, surface)| tokio::spawn(surface.serve(listener, shutdown.clone())));
         tracing::info!(%address, grpc = ?grpc_addr, "listening");
         let stats = self.state.connections.clone();
-        crate::serve::serve(self.listener, router, shutdown, stats).await;
+        let per_address = self.state.settings.max_connections_per_address;
+        crate::serve::serve(self.listener, router, shutdown, stats, per_address).await;
         if let Some(grpc) = grpc {
             let _ = grpc.await;
         }

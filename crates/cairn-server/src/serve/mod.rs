@@ -50,7 +50,9 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
     stats: Arc<ConnectionStats>,
+    max_per_address: usize,
 ) {
+    let open = Arc::new(OpenByAddress::default());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -75,9 +77,16 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(slot) = open.enter(remote.ip(), max_per_address) else {
+            // One address holding the node's sockets would starve every other client.
+            metrics::counter!("cairn_connections_refused_total", "why" => "per_address")
+                .increment(1);
+            connections.spawn(refuse(tcp, max_per_address));
+            continue;
+        };
         // Answers go out at once: a config read is one small response per request.
         let _ = tcp.set_nodelay(true);
-        connections.spawn(connection(
+        let serving = connection(
             tcp,
             remote,
             router.clone(),
@@ -85,7 +94,12 @@ pub async fn serve(
             shutdown.clone(),
             graceful.watcher(),
             stats.clone(),
-        ));
+        );
+        connections.spawn(async move {
+            // The address's place is held for as long as the connection is served.
+            let _slot = slot;
+            serving.await
+        });
     }
     drop(listener);
     connections.close();
@@ -96,6 +110,61 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!("shutting down with requests still open");
     }
+}
+
+/// Open connections by client address.
+#[derive(Default)]
+struct OpenByAddress {
+    counts: dashmap::DashMap<std::net::IpAddr, usize>,
+}
+
+/// One open connection of an address; counted until dropped.
+struct Slot {
+    open: Arc<OpenByAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl OpenByAddress {
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<Slot> {
+        let mut count = self.counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            open: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.counts.remove_if_mut(&self.ip, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
+}
+
+/// Answers a connection over its address's cap with a 503 that says so, and closes it.
+async fn refuse(mut tcp: TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = format!(
+        "{{\"code\":\"too_many_connections\",\"message\":\"this address already holds {max} \
+         connections to this node (max_connections_per_address); close some, or spread \
+         clients over other nodes\"}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        let _ = tcp.write_all(response.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 async fn connection(

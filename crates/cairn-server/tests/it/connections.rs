@@ -373,3 +373,43 @@ async fn every_long_poll_route_is_served_without_hyper_buffers() {
         .await;
     assert_eq!(taken(), before);
 }
+
+/// One address cannot hold more than its share of the node's sockets: the connection
+/// over the cap gets a 503 that names the setting, and a freed slot is usable again.
+#[tokio::test]
+async fn one_address_is_capped_in_open_connections() {
+    let app = TestApp::spawn_with(|s| s.max_connections_per_address = 3).await;
+    // The test's own HTTP client may keep a pooled connection open: count it out.
+    let mut held = Vec::new();
+    let refused = loop {
+        let mut conn = Conn::open(&app).await;
+        conn.send(&read_request(&app)).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), conn.answer())
+            .await
+            .expect("an answer");
+        if answer.status == 503 {
+            break answer;
+        }
+        held.push(conn);
+        assert!(held.len() <= 3, "the cap holds");
+    };
+    assert_eq!(refused.json()["code"], "too_many_connections");
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_connections_per_address"));
+    // Closing one frees its place.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let mut conn = Conn::open(&app).await;
+        conn.send(&read_request(&app)).await;
+        let answer = conn.answer().await;
+        if answer.status != 503 {
+            again = Some(answer.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(again, Some(404), "served again once a connection closed");
+}

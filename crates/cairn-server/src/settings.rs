@@ -307,6 +307,9 @@ settings! {
     /// most keys in one watch request
     watch_max_keys: usize = 10_000;
         env "CAIRN_WATCH_MAX_KEYS", range 1..=1_000_000;
+    /// how long a request's body may take to arrive once its headers have, in ms; slower ones are refused
+    body_read_timeout_ms: Millis = Millis::new(30_000);
+        env "CAIRN_BODY_READ_TIMEOUT_MS", range 100..=3_600_000;
     /// most HTTP connections (held long polls among them) one client address may keep open; more are refused with 503
     max_connections_per_address: usize = 50_000;
         env "CAIRN_MAX_CONNECTIONS_PER_ADDRESS", range 1..=10_000_000;

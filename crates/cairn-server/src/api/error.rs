@@ -157,6 +157,13 @@ impl From<KeyPathError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if let Some(slow) = super::body::too_slow(&r) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_too_slow",
+                slow.to_string(),
+            );
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,6 +2,7 @@
 //! module holds what they share: state, extractors and the assembled router.
 
 pub(crate) mod apollo;
+pub mod body;
 mod console;
 pub mod error;
 pub mod grpc;
@@ -301,6 +302,7 @@ pub fn router(state: SharedState) -> Router {
     // Form encoding triples a content's non-ASCII bytes (JSON escaping can double
     // others); leave room for the other fields.
     let body_limit = state.settings.max_content_bytes.saturating_mul(3) + 64 * 1024;
+    let body_deadline = state.settings.body_read_timeout_ms.get();
     let api = native::router()
         .merge(watch::router())
         .route_layer(crate::metrics::Track);
@@ -331,7 +333,10 @@ pub fn router(state: SharedState) -> Router {
                         ))
                     },
                 ))
-                .layer(DefaultBodyLimit::max(body_limit)),
+                .layer(DefaultBodyLimit::max(body_limit))
+                .layer(tower::util::MapRequestLayer::new(move |request| {
+                    body::with_deadline(request, body_deadline)
+                })),
         )
         .with_state(state)
 }

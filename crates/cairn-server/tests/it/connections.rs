@@ -413,3 +413,48 @@ async fn one_address_is_capped_in_open_connections() {
     }
     assert_eq!(again, Some(404), "served again once a connection closed");
 }
+
+/// A body that trickles in is refused once its deadline passes, with a status and a
+/// message that say so, on the native and Nacos surfaces alike.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_refused() {
+    let app =
+        TestApp::spawn_with(|s| s.body_read_timeout_ms = cairn_server::settings::Millis::new(300))
+            .await;
+    let mut conn = Conn::open(&app).await;
+    let head = format!(
+        "PUT /api/v1/configs/public/g/slow.txt HTTP/1.1\r\nHost: cairn\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"content\":",
+        app.token
+    );
+    let started = std::time::Instant::now();
+    conn.send(head.as_bytes()).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), conn.answer())
+        .await
+        .expect("answered without the rest of the body");
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.json()["code"], "body_too_slow");
+    assert!(answer.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("body_read_timeout_ms"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let mut conn = Conn::open(&app).await;
+    let head = format!(
+        "POST /nacos/v1/cs/configs?accessToken={} HTTP/1.1\r\nHost: cairn\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ndataId=a",
+        app.token
+    );
+    conn.send(head.as_bytes()).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), conn.answer())
+        .await
+        .expect("answered without the rest of the body");
+    assert_eq!(answer.status, 400);
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    assert!(text.contains("body_read_timeout_ms"), "{text}");
+    // Nothing was written.
+    let (status, _) = app.get_json("/api/v1/configs/public/g/slow.txt").await;
+    assert_eq!(status, 404);
+}

@@ -62,9 +62,12 @@ impl FromRequest<SharedState> for Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            let body = Bytes::from_request(request, state)
-                .await
-                .map_err(|_| NacosError::BodyTooLarge)?;
+            let body = Bytes::from_request(request, state).await.map_err(|e| {
+                match crate::api::body::too_slow(&e) {
+                    Some(slow) => NacosError::invalid(slow.to_string()),
+                    None => NacosError::BodyTooLarge,
+                }
+            })?;
             for (k, v) in form_urlencoded::parse(&body) {
                 if !v.trim().is_empty() {
                     values.entry(k.into_owned()).or_insert(v.into_owned());

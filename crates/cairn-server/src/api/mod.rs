@@ -239,6 +239,10 @@ impl FromRequestParts<SharedState> for Admin {
     }
 }
 
+/// The most a request may send before anyone is known: a login's name and password.
+/// Routes that read a body only after authenticating keep the general limit.
+pub const UNAUTHENTICATED_BODY_LIMIT: usize = 16 * 1024;
+
 /// A config route's caller and key, once the caller is known to be allowed to read it.
 pub struct ReadableKey {
     pub caller: Caller,

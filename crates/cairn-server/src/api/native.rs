@@ -47,7 +47,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfNoneMatch {
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/api/v1/auth/login", post(login))
+        .route(
+            "/api/v1/auth/login",
+            post(login).layer(axum::extract::DefaultBodyLimit::max(
+                super::UNAUTHENTICATED_BODY_LIMIT,
+            )),
+        )
         .route(
             "/api/v1/namespaces",
             get(list_namespaces).post(create_namespace),

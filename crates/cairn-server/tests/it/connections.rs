@@ -458,3 +458,28 @@ async fn a_body_that_does_not_arrive_in_time_is_refused() {
     let (status, _) = app.get_json("/api/v1/configs/public/g/slow.txt").await;
     assert_eq!(status, 404);
 }
+
+/// A login is read before anyone is known, so it may only be small.
+#[tokio::test]
+async fn an_unauthenticated_body_is_small() {
+    let app = TestApp::spawn().await;
+    let padding = "x".repeat(64 * 1024);
+    let r = app
+        .http
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({ "username": "admin", "password": padding }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = app
+        .http
+        .post(format!("{}/nacos/v1/auth/login", app.base))
+        .form(&[("username", "admin"), ("password", padding.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // A real login still fits.
+    app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+}

@@ -35,7 +35,14 @@ pub fn router() -> Router<SharedState> {
             "/console/",
             get(|| async { Redirect::to("/console/configs") }),
         )
-        .route("/console/login", get(pages::login_page).post(pages::login))
+        .route(
+            "/console/login",
+            get(pages::login_page)
+                .post(pages::login)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::api::UNAUTHENTICATED_BODY_LIMIT,
+                )),
+        )
         .route("/console/logout", axum::routing::post(pages::logout))
         .route("/console/lang/{lang}", get(set_lang))
         .route("/console/assets/{file}", get(asset))

@@ -37,8 +37,11 @@ pub fn router() -> Router<SharedState> {
             post(listen).get(listeners_of_config),
         )
         .route("/nacos/v1/cs/listener", get(listeners_of_client))
-        .route("/nacos/v1/auth/login", post(login))
-        .route("/nacos/v1/auth/users/login", post(login))
+        .route("/nacos/v1/auth/login", post(login).layer(login_limit()))
+        .route(
+            "/nacos/v1/auth/users/login",
+            post(login).layer(login_limit()),
+        )
         .route("/nacos/v1/cs/history", get(history))
         .route("/nacos/v1/cs/history/previous", get(history_previous))
         .route("/nacos/v1/cs/history/configs", get(history_configs))
@@ -50,6 +53,11 @@ pub fn router() -> Router<SharedState> {
                 .delete(delete_namespace),
         )
         .route("/nacos/serverlist", get(server_list))
+}
+
+/// A login is read before anyone is known: only a name and password's worth of it.
+fn login_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(crate::api::UNAUTHENTICATED_BODY_LIMIT)
 }
 
 fn actor(caller: &crate::auth::Caller, addr: &ClientAddr) -> Actor {

@@ -125,10 +125,14 @@ impl Access {
         let members = self.store.role_members().await?;
         let tokens = self.store.tokens().await?;
         let mut current = self.policy.write().expect("policy poisoned");
+        // When a token was last used is not a change of who may do what.
         let same_tokens = current.tokens.len() == tokens.len()
-            && tokens
-                .iter()
-                .all(|t| current.tokens.get(&t.digest).is_some_and(|c| c == t));
+            && tokens.iter().all(|t| {
+                current
+                    .tokens
+                    .get(&t.digest)
+                    .is_some_and(|c| c.name == t.name && c.scopes == t.scopes)
+            });
         if current.grants == grants && current.members == members && same_tokens {
             return Ok(false);
         }

@@ -699,19 +699,39 @@ impl Auth {
         let users = self.store.list_users().await?;
         let present: std::collections::HashSet<&Username> =
             users.iter().map(|u| &u.username).collect();
-        self.users.retain(|name, _| present.contains(name));
+        // Users another node removed or gave a new password: their watches end.
+        let mut ended: Vec<Username> = Vec::new();
+        let mut roles_changed = false;
+        self.users.retain(|name, _| {
+            let keep = present.contains(name);
+            if !keep {
+                ended.push(name.clone());
+            }
+            keep
+        });
         self.offline.retain(|name, _| present.contains(name));
         for user in users {
-            self.users
-                .insert(user.username.clone(), UserState::of(&user));
+            let now = UserState::of(&user);
+            if let Some(before) = self.users.insert(user.username.clone(), now) {
+                if before.password_changed_at != now.password_changed_at {
+                    ended.push(user.username.clone());
+                }
+                roles_changed |= before.role != now.role;
+            }
             self.offline.insert(user.username.clone(), user);
         }
         if let Err(e) = self.flush_token_use().await {
             tracing::warn!(error = %e, "could not record when service tokens were last used");
         }
-        self.access.reload().await?;
-        // Another node may have taken a right away, demoted or removed a user.
-        self.end_lost_watches();
+        let grants_changed = self.access.reload().await?;
+        for user in &ended {
+            self.end_watches_of(user);
+        }
+        // Another node may have taken a right away or demoted a user. Checked only
+        // then: the check visits every watch of the node.
+        if grants_changed || roles_changed {
+            self.end_lost_watches();
+        }
         Ok(())
     }
 
@@ -1028,16 +1048,16 @@ impl Auth {
         )
     }
 
-    /// The service tokens, with when each was last used (as this node knows it).
-    pub fn service_tokens(&self) -> Vec<TokenRecord> {
-        let mut tokens: Vec<TokenRecord> = self.policy().tokens.values().cloned().collect();
+    /// The service tokens, with when each was last used: as every node recorded it, and
+    /// this node's uses not yet written.
+    pub async fn service_tokens(&self) -> Result<Vec<TokenRecord>, AuthError> {
+        let mut tokens = self.store.tokens().await?;
         for token in &mut tokens {
             if let Some(used) = self.token_use.get(&token.name) {
                 token.last_used_at = token.last_used_at.max(Some(*used));
             }
         }
-        tokens.sort_by(|a, b| a.name.cmp(&b.name));
-        tokens
+        Ok(tokens)
     }
 
     /// Writes when service tokens were last used on this node.

@@ -164,6 +164,42 @@ async fn grants_travel_between_nodes(engine: Engine) {
         .watch(&[WatchKey::new(&k, "")], Duration::from_secs(1))
         .await;
     assert!(format!("{:?}", refused.err()).contains("forbidden"));
+
+    // A password changed on A ends the user's watch held on B too.
+    a.client
+        .grant(&user, "public", "*", "*", "read")
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the grant on B again", || async {
+        reader.get(&k).await.is_ok()
+    })
+    .await;
+    let held = {
+        let reader = reader.clone();
+        let md5 = reader.get(&k).await.unwrap().unwrap().md5;
+        let keys = vec![WatchKey::new(&k, &md5)];
+        tokio::spawn(async move { reader.watch(&keys, Duration::from_secs(30)).await })
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the second watch held on B",
+        || async {
+            b.client
+                .listeners(&k, false)
+                .await
+                .is_ok_and(|l| l.listeners.len() == 1)
+        },
+    )
+    .await;
+    a.client
+        .set_password("reader", "reader-password-2", None)
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .expect("the watch on B ends when A changes the password")
+        .unwrap();
+    assert!(answer.unwrap().is_empty());
     a.kill().await;
     b.kill().await;
     db.drop_database().await;

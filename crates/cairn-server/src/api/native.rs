@@ -1265,16 +1265,14 @@ async fn create_token(
 
 /// The service tokens, with their scopes and last use (admin); never the tokens.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "permissions",
-    responses((status = 200, body = [TokenView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_tokens(State(state): State<SharedState>, _: Admin) -> Json<Vec<TokenView>> {
-    Json(
-        state
-            .auth
-            .service_tokens()
-            .iter()
-            .map(TokenView::from)
-            .collect(),
-    )
+    responses((status = 200, body = [TokenView]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_tokens(
+    State(state): State<SharedState>,
+    _: Admin,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let tokens = state.auth.service_tokens().await?;
+    Ok(Json(tokens.iter().map(TokenView::from).collect()))
 }
 
 /// Revokes a service token (admin): refused at once on this node and within a heartbeat

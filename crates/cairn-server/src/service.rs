@@ -397,6 +397,20 @@ impl Service {
         self.auth.access().reader(caller)
     }
 
+    /// Refuses a watch of many keys if `caller` may not read one of them: one snapshot
+    /// of the grants for all, the refusal (and its audit entry) for the first that fails.
+    pub fn may_read_all<'a>(
+        &self,
+        caller: &Caller,
+        mut keys: impl Iterator<Item = &'a ConfigKey>,
+    ) -> Result<()> {
+        let reader = self.reader(caller);
+        match keys.find(|key| !reader.may_read(key)) {
+            Some(key) => self.may_read(caller, key),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a read of `key` by a caller without read access to it.
     /// A refusal is audited.
     pub fn may_read(&self, caller: &Caller, key: &ConfigKey) -> Result<()> {
@@ -830,9 +844,7 @@ impl Service {
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
     ) -> Result<Vec<(ConfigKey, Option<View>)>> {
-        for (key, _) in held {
-            self.may_read(caller, key)?;
-        }
+        self.may_read_all(caller, held.iter().map(|(key, _)| key))?;
         let listener = || {
             let listed = held
                 .iter()
@@ -983,7 +995,15 @@ impl Service {
         .map_err(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
-    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+    /// The namespaces `caller` may read something in, with their config counts.
+    pub async fn namespaces(&self, caller: &Caller) -> Result<Vec<NamespaceInfo>> {
+        let reader = self.reader(caller);
+        let mut all = self.all_namespaces().await?;
+        all.retain(|n| reader.sees_namespace(&n.record.name));
+        Ok(all)
+    }
+
+    async fn all_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         let records = self.store.list_namespaces().await?;
         let mut counts = std::collections::HashMap::new();
         for config in self.commits.cache().select(|_| true) {
@@ -999,7 +1019,7 @@ impl Service {
     }
 
     pub async fn namespace(&self, name: &Namespace) -> Result<NamespaceInfo> {
-        self.namespaces()
+        self.all_namespaces()
             .await?
             .into_iter()
             .find(|n| &n.record.name == name)

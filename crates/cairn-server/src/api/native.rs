@@ -203,9 +203,7 @@ async fn list_namespaces(
     State(state): State<SharedState>,
     caller: Caller,
 ) -> Result<Json<Vec<NamespaceView>>, ApiError> {
-    let mut list = state.service.namespaces().await?;
-    let reader = state.service.reader(&caller);
-    list.retain(|n| reader.sees_namespace(&n.record.name));
+    let list = state.service.namespaces(&caller).await?;
     Ok(Json(list.iter().map(NamespaceView::from).collect()))
 }
 

@@ -190,9 +190,7 @@ pub async fn stream(
     if keys.len() > state.settings.watch_max_keys {
         return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
     }
-    for key in &keys {
-        state.service.may_read(&caller, key)?;
-    }
+    state.service.may_read_all(&caller, keys.iter())?;
     let listed = keys.into_iter().map(|k| (k, None)).collect();
     let registration = state.service.register(
         Listener::new(Protocol::NativeStream, client.clone(), listed).by(&caller.username),

@@ -69,13 +69,11 @@ pub async fn namespaces(
     Query(q): Query<DoneQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let mut list = state
+    let list = state
         .service
-        .namespaces()
+        .namespaces(&session.caller)
         .await
         .map_err(|e| ctx.service_error(e))?;
-    let reader = state.service.reader(&session.caller);
-    list.retain(|n| reader.sees_namespace(&n.record.name));
     let admin = session.caller.role == Role::Admin;
     let body = html! {
         h1 { (ctx.t("Namespaces")) }

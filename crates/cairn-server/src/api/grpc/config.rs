@@ -223,10 +223,9 @@ pub fn batch_listen(
         }
     }
     if request.listen {
-        for (key, _) in &parsed {
-            if let Err(e) = surface.state.service.may_read(caller, key) {
-                return refusal(&NacosError::Service(e));
-            }
+        let keys = parsed.iter().map(|(key, _)| key);
+        if let Err(e) = surface.state.service.may_read_all(caller, keys) {
+            return refusal(&NacosError::Service(e));
         }
         *connection.user.lock().expect("user poisoned") = Some(caller.username.clone());
     }

@@ -528,9 +528,7 @@ async fn namespaces(
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
-    let reader = state.service.reader(&caller);
-    let mut list = state.service.namespaces().await?;
-    list.retain(|n| reader.sees_namespace(&n.record.name));
+    let mut list = state.service.namespaces(&caller).await?;
     if params.get("show") == Some("all") {
         let wanted = namespace(params.get("namespaceId"))?;
         let Some(found) = list.iter().find(|n| n.record.name == wanted) else {

@@ -123,14 +123,12 @@ pub async fn edit(
 
 /// The namespaces the session's user sees, for the new-config form.
 async fn namespace_names(state: &SharedState, session: &Session) -> Result<Vec<String>, PageError> {
-    let reader = state.service.reader(&session.caller);
     Ok(state
         .service
-        .namespaces()
+        .namespaces(&session.caller)
         .await
         .map_err(|e| session.ctx.service_error(e))?
         .iter()
-        .filter(|n| reader.sees_namespace(&n.record.name))
         .map(|n| n.record.name.to_string())
         .collect())
 }

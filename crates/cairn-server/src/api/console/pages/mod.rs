@@ -59,13 +59,11 @@ pub async fn configs(
     Query(q): Query<ListQuery>,
 ) -> Reply {
     let ctx = &session.ctx;
-    let mut namespaces = state
+    let namespaces = state
         .service
-        .namespaces()
+        .namespaces(&session.caller)
         .await
         .map_err(|e| ctx.service_error(e))?;
-    let reader = state.service.reader(&session.caller);
-    namespaces.retain(|n| reader.sees_namespace(&n.record.name));
     let ns = non_empty(&q.ns).unwrap_or("public");
     let namespace =
         Namespace::parse(ns).map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))?;

@@ -27,6 +27,25 @@ struct Cli {
     /// Access token [default: from `cairn login`].
     #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of CA certificates to trust for `https://` servers, besides the system's.
+    #[arg(long, global = true, env = "CAIRN_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate, for servers that ask for one (with --client-key).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     /// Read and watch as a client declaring this label (`key=value`), as gray releases
     /// see it; repeat for several.
     #[arg(
@@ -104,12 +123,16 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let tls = commands::TlsFiles {
+        ca_file: cli.ca_file,
+        client_certificate: cli.client_cert.zip(cli.client_key),
+    };
     let command = match cli.command {
         Command::Server(args) => return server::run(args).await,
-        Command::Login(args) => return login::run(cli.server, args).await,
+        Command::Login(args) => return login::run(cli.server, &tls, args).await,
         command => command,
     };
-    let mut client = commands::connect(cli.server, cli.token)?;
+    let mut client = commands::connect(cli.server, cli.token, &tls)?;
     if !cli.as_labels.is_empty() {
         client = client.with_labels(cli.as_labels);
     }

@@ -127,7 +127,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => format!("data in {}", settings.data_dir.display()),
     };
     let app = Application::build(settings).await?;
-    let url = format!("http://{}", app.local_addr());
+    let url = app.url();
     // Written with errors ignored: a closed stdout must not take the node down.
     let grpc = match app.grpc_addr() {
         Some(addr) => format!("; Nacos gRPC on {addr}"),

@@ -113,6 +113,15 @@ pub enum Error {
         /// Why it cannot be read or parsed.
         message: String,
     },
+    /// A CA or client certificate file given to [`ClientBuilder::ca_file`] or
+    /// [`ClientBuilder::client_certificate`] cannot be read or used.
+    #[error("cannot use TLS file {path}: {message}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// Why not.
+        message: String,
+    },
     /// A config's content does not parse as its format or does not fit the requested type
     /// ([`Client::get_as`]).
     #[error("config {key} ({format}) does not fit the requested type: {message}")]
@@ -150,6 +159,8 @@ pub struct ClientBuilder {
     failover_dir: Option<std::path::PathBuf>,
     credentials: Option<(String, String)>,
     discover_every: Option<Duration>,
+    ca_file: Option<std::path::PathBuf>,
+    client_certificate: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl ClientBuilder {
@@ -200,6 +211,60 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust the CA certificates in this PEM file for `https://` servers, besides the
+    /// system's roots (for a cluster whose certificates a private CA signed).
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Present this certificate (PEM chain) with its private key (PEM) to servers that
+    /// ask for client certificates (`tls_client_ca`).
+    pub fn client_certificate(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.client_certificate = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The extra roots and the client identity the TLS settings name, read now so that
+    /// a wrong path fails at `build`, not at the first request.
+    fn tls_files(&self) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>)> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| Error::TlsFile {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let roots = match &self.ca_file {
+            None => Vec::new(),
+            Some(path) => reqwest::Certificate::from_pem_bundle(&read(path)?)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| Error::TlsFile {
+                    path: path.display().to_string(),
+                    message: "no PEM certificate in it".into(),
+                })?,
+        };
+        let identity = match &self.client_certificate {
+            None => None,
+            Some((cert, key)) => {
+                let mut pem = read(key)?;
+                pem.push(b'\n');
+                pem.extend(read(cert)?);
+                Some(
+                    reqwest::Identity::from_pem(&pem).map_err(|e| Error::TlsFile {
+                        path: format!("{} and {}", cert.display(), key.display()),
+                        message: format!("not a PEM certificate and private key: {e}"),
+                    })?,
+                )
+            }
+        };
+        Ok((roots, identity))
+    }
+
     /// Timeout of ordinary requests (watches add their own hold time). Default 10 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -219,10 +284,16 @@ impl ClientBuilder {
         if endpoints.is_empty() {
             return Err(Error::BadUrl(self.server));
         }
+        let (roots, identity) = self.tls_files()?;
         let pool = || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .build()
+            let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(3));
+            for root in &roots {
+                builder = builder.add_root_certificate(root.clone());
+            }
+            if let Some(identity) = &identity {
+                builder = builder.identity(identity.clone());
+            }
+            builder.build()
         };
         Ok(Client {
             http: pool()?,
@@ -322,6 +393,8 @@ impl Client {
             failover_dir: None,
             credentials: None,
             discover_every: None,
+            ca_file: None,
+            client_certificate: None,
         }
     }
 

@@ -136,6 +136,7 @@ impl Application {
                 AdminBootstrap::Generated(file)
             }
         };
+        let tls = crate::tls::Tls::load(&settings)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -204,6 +205,7 @@ impl Application {
             metrics: Metrics::default(),
             connections: Arc::default(),
             grpc_connections: Arc::default(),
+            tls,
         });
         let grpc = grpc_listener.map(|l| (l, api::grpc::Surface::new(state.clone())));
         Ok(Self {
@@ -218,6 +220,17 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The URL clients reach this node at through its bound address: `https://` when it
+    /// serves TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.state.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.local_addr())
     }
 
     /// Where Nacos's gRPC protocol is served, unless it is off.
@@ -252,15 +265,21 @@ impl Application {
             closing.cancelled().await;
             state.service.close_watches();
         });
+        let tls = self.state.tls.clone();
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch_files(shutdown.clone()));
+        }
         let router = api::router(self.state.clone());
         let (address, grpc_addr) = (self.local_addr(), self.grpc_addr());
-        let grpc = self
-            .grpc
-            .map(|(listener, surface)| tokio::spawn(surface.serve(listener, shutdown.clone())));
-        tracing::info!(%address, grpc = ?grpc_addr, "listening");
+        let grpc = self.grpc.map(|(listener, surface)| {
+            let tls = tls.as_ref().map(|tls| tls.grpc.clone());
+            tokio::spawn(surface.serve(listener, tls, shutdown.clone()))
+        });
+        tracing::info!(%address, grpc = ?grpc_addr, tls = tls.is_some(), "listening");
         let stats = self.state.connections.clone();
         let per_address = self.state.settings.max_connections_per_address;
-        crate::serve::serve(self.listener, router, shutdown, stats, per_address).await;
+        let tls = tls.map(|tls| tls.http.clone());
+        crate::serve::serve(self.listener, router, shutdown, stats, per_address, tls).await;
         if let Some(grpc) = grpc {
             let _ = grpc.await;
         }

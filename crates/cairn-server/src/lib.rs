@@ -17,6 +17,7 @@ pub mod service;
 pub mod settings;
 pub mod sync;
 mod throttle;
+pub mod tls;
 
 pub use app::{AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;

@@ -276,7 +276,7 @@ settings! {
         env "CAIRN_DATABASE_URL", shown "SQLite in `data_dir`";
     /// the URL this node is listed under in `/api/v1/cluster/nodes`
     advertise_url: Option<String> = None;
-        env "CAIRN_ADVERTISE_URL", shown "`http://` + listen address";
+        env "CAIRN_ADVERTISE_URL", shown "`http://` (`https://` with TLS) + listen address";
     /// how often the change log is polled for other nodes' writes, in ms (PostgreSQL also wakes nodes at once)
     sync_poll_ms: Millis = Millis::new(100);
         env "CAIRN_SYNC_POLL_MS", range 10..=60_000;
@@ -334,6 +334,15 @@ settings! {
     /// refuse every unsigned Apollo read, even where a namespace serves some apps unsigned (`apollo_anonymous_apps`)
     apollo_require_access_key: bool = false;
         env "CAIRN_APOLLO_REQUIRE_ACCESS_KEY";
+    /// PEM certificate chain: with `tls_key`, HTTP and gRPC are served over TLS on the same ports; re-read when the file changes
+    tls_cert: Option<PathBuf> = None;
+        env "CAIRN_TLS_CERT", shown "none: plain HTTP";
+    /// PEM private key of `tls_cert` (re-read with it)
+    tls_key: Option<PathBuf> = None;
+        env "CAIRN_TLS_KEY", shown "none";
+    /// PEM CA certificates: when set, every client must present a certificate one of them signed
+    tls_client_ca: Option<PathBuf> = None;
+        env "CAIRN_TLS_CLIENT_CA", shown "none: no client certificate asked";
     /// take a client's IP for gray rules from the first `X-Forwarded-For` hop (only behind a proxy that sets it)
     trust_forwarded_for: bool = false;
         env "CAIRN_TRUST_FORWARDED_FOR";
@@ -366,6 +375,18 @@ impl Settings {
                     .to_owned(),
             );
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), Some(_)) => {}
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(
+                    "tls_client_ca needs tls_cert and tls_key: client certificates are \
+                     asked for only over TLS"
+                        .to_owned(),
+                )
+            }
+            (None, None) => {}
+            _ => return Err("tls_cert and tls_key go together: set both or neither".to_owned()),
+        }
         if self.watch_default_timeout_ms > self.watch_max_timeout_ms {
             return Err("watch_default_timeout_ms must not exceed watch_max_timeout_ms".to_owned());
         }
@@ -393,9 +414,14 @@ impl Settings {
 
     /// The URL this node is listed under.
     pub fn advertised_url(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.advertise_url
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+            .unwrap_or_else(|| format!("{scheme}://{bound}"))
     }
 }
 

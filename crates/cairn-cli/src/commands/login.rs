@@ -17,7 +17,11 @@ pub struct LoginArgs {
     password_stdin: bool,
 }
 
-pub async fn run(server: Option<String>, args: LoginArgs) -> anyhow::Result<()> {
+pub async fn run(
+    server: Option<String>,
+    tls: &super::TlsFiles,
+    args: LoginArgs,
+) -> anyhow::Result<()> {
     let LoginArgs {
         username,
         password_stdin,
@@ -26,7 +30,7 @@ pub async fn run(server: Option<String>, args: LoginArgs) -> anyhow::Result<()> 
     let server = server
         .or(profile.server.take())
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let client = Client::builder(&server).build()?;
+    let client = tls.apply(Client::builder(&server)).build()?;
     let password = read_password(password_stdin, &format!("Password for {username}: "))?;
     let login = client.login(&username, &password).await?;
     // Remember every live node, so later commands fail over between them.

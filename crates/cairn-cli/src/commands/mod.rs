@@ -13,7 +13,9 @@ mod output;
 pub mod user;
 pub mod watch;
 
-use cairn_client::{Client, Key};
+use std::path::PathBuf;
+
+use cairn_client::{Client, ClientBuilder, Key};
 
 use crate::profile;
 
@@ -23,7 +25,31 @@ fn key(path: &str) -> anyhow::Result<Key> {
     Ok(Key::parse(path)?)
 }
 
-pub fn connect(cli_server: Option<String>, cli_token: Option<String>) -> anyhow::Result<Client> {
+/// The TLS files the global flags name.
+#[derive(Default)]
+pub struct TlsFiles {
+    pub ca_file: Option<PathBuf>,
+    /// Certificate and key.
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsFiles {
+    pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
+        if let Some(path) = &self.ca_file {
+            builder = builder.ca_file(path);
+        }
+        if let Some((cert, key)) = &self.client_certificate {
+            builder = builder.client_certificate(cert, key);
+        }
+        builder
+    }
+}
+
+pub fn connect(
+    cli_server: Option<String>,
+    cli_token: Option<String>,
+    tls: &TlsFiles,
+) -> anyhow::Result<Client> {
     let profile = profile::load()?;
     // The saved token goes only to the servers it was issued by.
     let saved_token = match (&cli_server, &profile.server) {
@@ -43,7 +69,7 @@ pub fn connect(cli_server: Option<String>, cli_token: Option<String>) -> anyhow:
     let server = cli_server
         .or(profile.server)
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let mut builder = Client::builder(server);
+    let mut builder = tls.apply(Client::builder(server));
     if let Some(token) = cli_token.or(saved_token) {
         builder = builder.token(token);
     }

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{Server, BIN};
+use crate::common::{write_certificates, Server, BIN};
 
 /// Runs `cairn` with the profile kept in `home`.
 fn cairn(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -374,4 +374,77 @@ fn first_start_writes_a_random_admin_password_to_a_private_file() {
     drop(again);
     let key = std::fs::read_to_string(data.join("token.key")).unwrap();
     assert_eq!(key.trim().len(), 64, "a 256-bit signing key was generated");
+}
+
+#[test]
+fn the_cli_verifies_a_tls_server_and_presents_its_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, certs) = (dir.path().join("home"), dir.path().join("certs"));
+    std::fs::create_dir(&certs).unwrap();
+    write_certificates(&certs, &["node", "ci"]);
+    let file = |name: &str| certs.join(name).display().to_string();
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        Some("tls-password-1"),
+        &[
+            "--tls-cert",
+            &file("node.crt"),
+            "--tls-key",
+            &file("node.key"),
+            "--tls-client-ca",
+            &file("ca.pem"),
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let login = |extra: &[&str]| {
+        let mut args = vec!["login", "--server", &server.url, "--password-stdin"];
+        args.extend_from_slice(extra);
+        cairn(&home, &args, Some("tls-password-1\n"))
+    };
+
+    // A server whose certificate the system does not trust is refused, and says why.
+    let unverified = login(&[]);
+    assert!(!unverified.status.success());
+    let why = String::from_utf8_lossy(&unverified.stderr);
+    assert!(why.contains("certificate"), "{why}");
+    // Trusting the CA is not enough where the server asks for a client certificate.
+    let (ca, cert, key) = (file("ca.pem"), file("ci.crt"), file("ci.key"));
+    assert!(!login(&["--ca-file", &ca]).status.success());
+    let out = login(&[
+        "--ca-file",
+        &ca,
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls = [
+        "--ca-file",
+        &ca,
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+    ];
+    let content = dir.path().join("tls.txt");
+    std::fs::write(&content, "over TLS").unwrap();
+    let content = content.display().to_string();
+    let mut publish = vec!["publish", "public/DEFAULT_GROUP/tls.txt", "-f", &content];
+    publish.extend_from_slice(&tls);
+    ok(&home, &publish);
+    let mut get = vec!["get", "public/DEFAULT_GROUP/tls.txt"];
+    get.extend_from_slice(&tls);
+    assert_eq!(ok(&home, &get).trim_end(), "over TLS");
+    // A key without its certificate is refused before anything is sent.
+    let half = fails(
+        &home,
+        &["get", "public/DEFAULT_GROUP/tls.txt", "--client-key", &key],
+    );
+    assert!(half.contains("--client-cert"), "{half}");
 }

@@ -86,7 +86,8 @@ impl Server {
 
     /// `host:port`, without the scheme.
     pub fn address(&self) -> &str {
-        self.url.trim_start_matches("http://")
+        let url = self.url.trim_start_matches("http://");
+        url.trim_start_matches("https://")
     }
 
     /// Stops the server at once (SIGKILL).
@@ -116,5 +117,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writes a test CA (`ca.pem`) and, for each of `names`, a certificate it signed for
+/// `127.0.0.1` (`{name}.crt`, `{name}.key`), good for server and client use, into `dir`.
+pub fn write_certificates(dir: &Path, names: &[&str]) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    for name in names {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
     }
 }

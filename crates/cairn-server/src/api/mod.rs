@@ -55,6 +55,8 @@ pub struct AppState {
     pub connections: Arc<crate::serve::ConnectionStats>,
     /// The gRPC surface's connections, for the metrics.
     pub grpc_connections: Arc<grpc::Connections>,
+    /// TLS, when the settings ask for it.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -152,7 +154,12 @@ pub fn reachable_url(node: &crate::sync::NodeInfo, local: Option<LocalAddr>) -> 
         return Some(address.to_owned());
     }
     match (node.this_node, local) {
-        (true, Some(LocalAddr(local))) => Some(format!("http://{local}")),
+        (true, Some(LocalAddr(local))) => {
+            let scheme = address
+                .split_once("://")
+                .map_or("http", |(scheme, _)| scheme);
+            Some(format!("{scheme}://{local}"))
+        }
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! Asking the other live nodes of a cluster, for views that span it (who listens): one
-//! GET over HTTP/1.1 to each node's advertised address, with the caller's token, bounded
-//! in time. A node that does not answer is reported, not waited for.
+//! GET over HTTP/1.1 (over TLS for an `https://` address) to each node's advertised
+//! address, with the caller's token, bounded in time. A node that does not answer is
+//! reported, not waited for.
 
 use std::time::Duration;
 
@@ -40,7 +41,8 @@ pub async fn ask_others<T: DeserializeOwned>(
         .filter(|n| !n.this_node)
         .map(|n| async move {
             let url = format!("{}{path}", n.record.address.trim_end_matches('/'));
-            let answer = match tokio::time::timeout(PEER_WAIT, get(&url, token)).await {
+            let tls = state.tls.as_ref().map(|tls| &tls.peers);
+            let answer = match tokio::time::timeout(PEER_WAIT, get(&url, token, tls)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(format!("no answer within {} s", PEER_WAIT.as_secs())),
             };
@@ -52,23 +54,49 @@ pub async fn ask_others<T: DeserializeOwned>(
     futures::future::join_all(asks).await
 }
 
-async fn get<T: DeserializeOwned>(url: &str, token: &str) -> Result<T, String> {
+async fn get<T: DeserializeOwned>(
+    url: &str,
+    token: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<T, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("bad node address {url}: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: only http:// node addresses can be asked"));
-    }
+    let secure = match (uri.scheme_str(), tls) {
+        (Some("http"), _) => false,
+        (Some("https"), Some(_)) => true,
+        (Some("https"), None) => {
+            return Err(format!(
+                "{url}: this node has no TLS settings (tls_cert) to reach it with"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{url}: only http:// and https:// nodes can be asked"
+            ))
+        }
+    };
     let host = uri.host().ok_or_else(|| format!("{url} has no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    let mut sender = match tls.filter(|_| secure) {
+        None => handshake(stream).await?,
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            )
+            .map_err(|e| format!("{host} is not a name TLS can verify: {e}"))?;
+            let stream = tls
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("TLS with {host}:{port} failed: {e}"))?;
+            handshake(stream).await?
+        }
+    };
     let request = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(hyper::header::HOST, format!("{host}:{port}"))
         .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
@@ -89,6 +117,21 @@ async fn get<T: DeserializeOwned>(url: &str, token: &str) -> Result<T, String> {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
     serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own.
+async fn handshake<T>(
+    io: T,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Who watches `key`: on this node, and with `token` on every other live node too.

@@ -51,13 +51,20 @@ pub async fn serve(
     shutdown: CancellationToken,
     stats: Arc<ConnectionStats>,
     max_per_address: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let open = Arc::new(OpenByAddress::default());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
-    let http = Arc::new(http);
+    let port = Arc::new(Port {
+        router,
+        http,
+        shutdown: shutdown.clone(),
+        stats,
+        tls,
+    });
     let connections = TaskTracker::new();
     // hyper's connections hear of shutdown through a watch channel, which a connection
     // can check on every poll without contending with the others (a cancellation
@@ -86,15 +93,7 @@ pub async fn serve(
         };
         // Answers go out at once: a config read is one small response per request.
         let _ = tcp.set_nodelay(true);
-        let serving = connection(
-            tcp,
-            remote,
-            router.clone(),
-            http.clone(),
-            shutdown.clone(),
-            graceful.watcher(),
-            stats.clone(),
-        );
+        let serving = connection(tcp, remote, port.clone(), graceful.watcher());
         connections.spawn(async move {
             // The address's place is held for as long as the connection is served.
             let _slot = slot;
@@ -167,33 +166,47 @@ async fn refuse(mut tcp: TcpStream, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-async fn connection(
-    tcp: TcpStream,
-    remote: SocketAddr,
+/// What every connection of the port shares.
+struct Port {
     router: Router,
-    http: Arc<http1::Builder>,
+    http: http1::Builder,
     shutdown: CancellationToken,
-    graceful: Watcher,
     stats: Arc<ConnectionStats>,
-) {
-    if let Some((tcp, read)) = long_poll::serve(tcp, remote, &router, &shutdown, &stats).await {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+async fn connection(tcp: TcpStream, remote: SocketAddr, port: Arc<Port>, graceful: Watcher) {
+    // The address the client reached, for answers that name this node.
+    let local = tcp.local_addr().ok().map(crate::api::LocalAddr);
+    if let Some(tls) = &port.tls {
+        // The long-poll path reads the socket itself, so over TLS hyper serves every
+        // request; a parked watch then also holds hyper's and the TLS session's buffers.
+        if let Some(stream) = crate::tls::handshake(tls, tcp).await {
+            let io = Prefixed::new(Bytes::new(), stream);
+            Box::pin(with_hyper(io, local, remote, &port, graceful)).await;
+        }
+        return;
+    }
+    let long_polls = long_poll::serve(tcp, remote, &port.router, &port.shutdown, &port.stats);
+    if let Some((tcp, read)) = long_polls.await {
         // Boxed so that a connection still on the long-poll path does not carry room
         // for hyper's state in its task.
-        Box::pin(with_hyper(tcp, read, remote, router, &http, graceful)).await;
+        let io = Prefixed::new(read, tcp);
+        Box::pin(with_hyper(io, local, remote, &port, graceful)).await;
     }
 }
 
-/// Serves the rest of a connection with hyper; `read` is what was read of it already.
-async fn with_hyper(
-    tcp: TcpStream,
-    read: Bytes,
+/// Serves the rest of a connection with hyper.
+async fn with_hyper<T>(
+    io: Prefixed<T>,
+    local: Option<crate::api::LocalAddr>,
     remote: SocketAddr,
-    router: Router,
-    http: &http1::Builder,
+    port: &Port,
     graceful: Watcher,
-) {
-    // The address the client reached, for answers that name this node.
-    let local = tcp.local_addr().ok().map(crate::api::LocalAddr);
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let router = port.router.clone();
     let service = TowerToHyperService::new(tower::service_fn(
         move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
@@ -203,7 +216,7 @@ async fn with_hyper(
             router.clone().oneshot(request)
         },
     ));
-    let connection = http.serve_connection(TokioIo::new(Prefixed::new(read, tcp)), service);
+    let connection = port.http.serve_connection(TokioIo::new(io), service);
     // At shutdown: finish the request in flight, if any, then close.
     let ended = graceful.watch(connection).await;
     // A client that goes away mid-request is no server error.

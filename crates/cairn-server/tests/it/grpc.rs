@@ -11,7 +11,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic_prost::ProstCodec;
 
-use crate::helpers::{TestApp, ADMIN_PASSWORD};
+use crate::helpers::{settings, TestApp, TestCa, ADMIN_PASSWORD};
 
 /// One client connection: its channel (one HTTP/2 transport) and, once set up, its
 /// stream both ways.
@@ -43,6 +43,10 @@ impl Client {
             .connect()
             .await
             .unwrap();
+        Client::over(channel)
+    }
+
+    fn over(channel: Channel) -> Client {
         Client {
             channel,
             to_server: None,
@@ -564,5 +568,58 @@ async fn a_missing_grant_is_errorcode_403() {
         refused["errorCode"], 403,
         "a listen of prod is refused: {refused}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_is_served_over_tls_on_its_port() {
+    let ca = TestCa::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue(dir.path(), "node", &["localhost", "127.0.0.1"]);
+    let mut s = settings(dir.path());
+    (s.tls_cert, s.tls_key) = (Some(cert), Some(key));
+    let app = TestApp::start_with_client(dir, s, ca.client().build().unwrap()).await;
+    let addr = app.grpc.expect("gRPC is on");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca.pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = Client::over(channel);
+    client.setup().await;
+    client.token = Some(app.token.clone());
+    let (_, done) = client
+        .call(
+            "ConfigPublishRequest",
+            json!({ "dataId": "tls.yaml", "group": "g", "tenant": "", "content": "secure: true" }),
+        )
+        .await;
+    assert_eq!(done["resultCode"], 200, "{done}");
+    let (_, read) = client
+        .call(
+            "ConfigQueryRequest",
+            json!({ "dataId": "tls.yaml", "group": "g", "tenant": "" }),
+        )
+        .await;
+    assert_eq!(read["content"], "secure: true", "{read}");
+
+    // Plain HTTP/2 to the same port gets nowhere.
+    let plain = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2));
+    let refused = match plain.connect().await {
+        Err(_) => true,
+        Ok(channel) => Client::over(channel)
+            .send_raw(payload("ServerCheckRequest", json!({}), None))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a plaintext client was answered");
     app.stop().await;
 }

@@ -52,14 +52,28 @@ impl TestApp {
     }
 
     pub async fn start(dir: tempfile::TempDir, settings: Settings) -> TestApp {
+        Self::start_with_client(dir, settings, reqwest::Client::new()).await
+    }
+
+    /// A node whose requests go through `http` (one that trusts the node's certificate,
+    /// when it serves TLS).
+    pub async fn start_with_client(
+        dir: tempfile::TempDir,
+        settings: Settings,
+        http: reqwest::Client,
+    ) -> TestApp {
         init_logs();
+        let scheme = if settings.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let app = Application::build(settings).await.expect("the node builds");
-        let base = format!("http://{}", app.local_addr());
+        let base = format!("{scheme}://{}", app.local_addr());
         let shutdown = app.shutdown_token();
         let connections = app.connection_stats();
         let grpc = app.grpc_addr();
         let server = tokio::spawn(app.run());
-        let http = reqwest::Client::new();
         let mut test = TestApp {
             base,
             token: String::new(),
@@ -179,4 +193,67 @@ pub async fn expect_error(r: Response, status: StatusCode, code: &str) -> String
     let message = body["message"].as_str().unwrap().to_owned();
     assert!(!message.is_empty());
     message
+}
+
+/// A certificate authority of the test's own, and certificates it signs, as PEM files.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// Writes the CA's certificate to `dir/{stem}.pem`.
+    pub fn write(&self, dir: &std::path::Path, stem: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, &self.pem).unwrap();
+        path
+    }
+
+    /// A certificate for `names` (host names or IPs), good for servers and clients,
+    /// written to `dir/{stem}.crt` and its key to `dir/{stem}.key`.
+    pub fn issue(
+        &self,
+        dir: &std::path::Path,
+        stem: &str,
+        names: &[&str],
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        // The key first: a node that looks between the two writes sees a pair that does
+        // not match, which it must ignore.
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A client that trusts this CA only.
+    pub fn client(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
+    }
 }

@@ -10,3 +10,4 @@ mod grpc;
 mod helpers;
 mod nacos;
 mod permissions;
+mod tls;

@@ -77,7 +77,12 @@ impl Surface {
 
     /// Serves gRPC on `listener` until `shutdown`; then asks every client to move to
     /// another node (`ConnectResetRequest`) and ends their connections.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) {
         let max = self.state.settings.grpc_max_message_bytes;
         let sweeper = {
             let (connections, shutdown) = (self.connections.clone(), shutdown.clone());
@@ -109,13 +114,27 @@ impl Surface {
                 move |addr, inbound| stream.clone().open_stream(addr, inbound),
             )
         };
-        let served = transport()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                closing,
-            )
-            .await;
+        let served = match tls {
+            None => {
+                transport()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
+                        closing,
+                    )
+                    .await
+            }
+            Some(tls) => {
+                transport()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        crate::tls::incoming(listener, tls, shutdown.clone()),
+                        closing,
+                    )
+                    .await
+            }
+        };
         if let Err(e) = served {
             tracing::error!(error = %e, "the gRPC server stopped");
         }

@@ -106,11 +106,13 @@ pub async fn login(
         .audit_login(&form.username, &addr, "console", &opened, true);
     match opened {
         Ok((id, _)) => {
-            // Behind a TLS-terminating proxy the node trusts, the cookie is Secure.
-            let secure = state.settings.trust_forwarded_for
-                && headers
-                    .get("x-forwarded-proto")
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            // Served over TLS, or behind a TLS-terminating proxy the node trusts, the
+            // cookie is Secure.
+            let secure = state.tls.is_some()
+                || state.settings.trust_forwarded_for
+                    && headers
+                        .get("x-forwarded-proto")
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
             let cookie = session_cookie(
                 secrecy::ExposeSecret::expose_secret(&id),
                 secure,

@@ -28,8 +28,26 @@ struct Node {
 
 impl Node {
     async fn start(database: &str, data_dir: &Path) -> Node {
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::start_with(database, data_dir, None).await
+    }
+
+    /// A node; with `tls`, a directory of `write_certificates`' files, it serves TLS
+    /// with its own certificate (`{node}.crt`), asks clients for theirs, and this
+    /// test's client presents `client.crt`.
+    async fn start_with(database: &str, data_dir: &Path, tls: Option<(&Path, &str)>) -> Node {
+        let mut command = Command::new(BIN);
+        command.args(["server", "--listen", "127.0.0.1:0"]);
+        if let Some((certs, node)) = tls {
+            command
+                .arg("--tls-cert")
+                .arg(certs.join(format!("{node}.crt")))
+                .arg("--tls-key")
+                .arg(certs.join(format!("{node}.key")))
+                .arg("--tls-client-ca")
+                .arg(certs.join("ca.pem"));
+        }
+        let mut child = command
+            .arg("--data-dir")
             .arg(data_dir)
             .args(["--database", database])
             .args([
@@ -60,7 +78,13 @@ impl Node {
         };
         // Keep draining stdout so the node never writes to a full or closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let anonymous = Client::builder(&url).build().unwrap();
+        let mut builder = Client::builder(&url);
+        if let Some((certs, _)) = tls {
+            builder = builder
+                .ca_file(certs.join("ca.pem"))
+                .client_certificate(certs.join("client.crt"), certs.join("client.key"));
+        }
+        let anonymous = builder.build().unwrap();
         let token = anonymous
             .login("admin", PASSWORD)
             .await
@@ -678,6 +702,47 @@ async fn ready_status(node: &Node) -> u16 {
         Err(cairn_client::Error::Api { status, .. }) => status,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// Two nodes serving TLS and requiring client certificates: changes travel, and "who
+/// listens" asked on one node reaches the other over HTTPS, with the node's own
+/// certificate as its client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_asks_its_nodes_over_https() {
+    let Some(db) = Scratch::create(Engine::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    crate::common::write_certificates(&certs, &["a", "b", "client"]);
+    let a = Node::start_with(&db.url, &dir.path().join("a"), Some((&certs, "a"))).await;
+    let b = Node::start_with(&db.url, &dir.path().join("b"), Some((&certs, "b"))).await;
+    assert!(a.url.starts_with("https://") && b.url.starts_with("https://"));
+    let k = key("tls.yaml");
+    let watcher = {
+        let client = b.client.clone();
+        let held = vec![WatchKey::new(&k, "")];
+        tokio::spawn(async move { client.watch(&held, Duration::from_secs(20)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = a.client.listeners(&k, true).await.unwrap();
+        if all.listeners.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's watcher is not listed on A: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.client
+        .publish(&k, &Publish::new("secure: true\n"))
+        .await
+        .unwrap();
+    let changed = watcher.await.unwrap().unwrap();
+    assert_eq!(changed.len(), 1, "{changed:?}");
 }
 
 macro_rules! engine_tests {

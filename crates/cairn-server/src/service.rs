@@ -188,6 +188,15 @@ pub struct Actor {
     pub surface: &'static str,
 }
 
+/// Where a read came from and through which surface, for the audit entry of a
+/// refusal. Copied, not allocated: every read carries one, and only a refusal formats it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The client's address (the proxy-forwarded one when `trust_forwarded_for`).
+    pub source: Option<std::net::IpAddr>,
+    pub surface: &'static str,
+}
+
 /// A publish as the surfaces hand it over. `None` fields keep the current value (or
 /// take the default when the config is new).
 #[derive(Debug, Clone, Default)]
@@ -403,17 +412,18 @@ impl Service {
         &self,
         caller: &Caller,
         mut keys: impl Iterator<Item = &'a ConfigKey>,
+        origin: Origin,
     ) -> Result<()> {
         let reader = self.reader(caller);
         match keys.find(|key| !reader.may_read(key)) {
-            Some(key) => self.may_read(caller, key),
+            Some(key) => self.may_read(caller, key, origin),
             None => Ok(()),
         }
     }
 
     /// Refuses a read of `key` by a caller without read access to it.
     /// A refusal is audited.
-    pub fn may_read(&self, caller: &Caller, key: &ConfigKey) -> Result<()> {
+    pub fn may_read(&self, caller: &Caller, key: &ConfigKey, origin: Origin) -> Result<()> {
         self.auth
             .access()
             .require(caller, key, Level::Read)
@@ -421,6 +431,8 @@ impl Service {
                 self.auth.audit().record(cairn_store::AuditRecord {
                     at: now_millis(),
                     actor: caller.username.to_string(),
+                    source: origin.source.map(|ip| ip.to_string()).unwrap_or_default(),
+                    surface: origin.surface.to_owned(),
                     action: "config.read".to_owned(),
                     namespace: key.namespace.to_string(),
                     target: key.to_string(),
@@ -843,8 +855,9 @@ impl Service {
         held: &[(ConfigKey, String)],
         client: &cairn_core::ClientInfo,
         timeout: std::time::Duration,
+        origin: Origin,
     ) -> Result<Vec<(ConfigKey, Option<View>)>> {
-        self.may_read_all(caller, held.iter().map(|(key, _)| key))?;
+        self.may_read_all(caller, held.iter().map(|(key, _)| key), origin)?;
         let listener = || {
             let listed = held
                 .iter()
@@ -1078,6 +1091,10 @@ mod tests {
     use crate::cache::{rev, Cache};
 
     const MAX: usize = 64;
+    const HERE: Origin = Origin {
+        source: None,
+        surface: "native",
+    };
 
     /// A service over a real SQLite store in a fresh directory.
     async fn service() -> (Service, tempfile::TempDir) {
@@ -1260,14 +1277,16 @@ mod tests {
                 Protocol::Native,
                 &held,
                 &client,
-                std::time::Duration::from_secs(10)
+                std::time::Duration::from_secs(10),
+                HERE
             ),
             service.wait_for_changes(
                 &ann,
                 Protocol::Native,
                 &other,
                 &client,
-                std::time::Duration::from_millis(300)
+                std::time::Duration::from_millis(300),
+                HERE
             ),
             async {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -1313,7 +1332,7 @@ mod tests {
         // No grant: nothing.
         let refused = service.publish(k.clone(), text("a: 2", Expect::Any), &as_bob);
         assert!(matches!(refused.await, Err(ServiceError::Denied(_))));
-        assert!(service.may_read(&bob, &k).is_err());
+        assert!(service.may_read(&bob, &k, HERE).is_err());
         let held = [(k.clone(), String::new())];
         let watch = service
             .wait_for_changes(
@@ -1322,6 +1341,7 @@ mod tests {
                 &held,
                 &ClientInfo::default(),
                 Duration::ZERO,
+                HERE,
             )
             .await;
         assert!(
@@ -1337,7 +1357,7 @@ mod tests {
         )
         .await
         .unwrap();
-        service.may_read(&bob, &k).unwrap();
+        service.may_read(&bob, &k, HERE).unwrap();
         let page = Page {
             number: 1,
             size: 10,
@@ -1366,7 +1386,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(service.may_read(&bob, &k).is_err());
+        assert!(service.may_read(&bob, &k, HERE).is_err());
         assert_eq!(service.list(&bob, &ListFilter::default(), page).1, 0);
         // Write on the group: publishes.
         auth.grant(
@@ -1418,7 +1438,8 @@ mod tests {
                 Protocol::Native,
                 &held,
                 &client,
-                Duration::from_secs(20)
+                Duration::from_secs(20),
+                HERE
             ),
             async {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -343,7 +343,7 @@ settings! {
     /// PEM CA certificates: when set, every client must present a certificate one of them signed
     tls_client_ca: Option<PathBuf> = None;
         env "CAIRN_TLS_CLIENT_CA", shown "none: no client certificate asked";
-    /// take a client's IP for gray rules from the first `X-Forwarded-For` hop (only behind a proxy that sets it)
+    /// take a client's IP for gray rules and the audit log from the first `X-Forwarded-For` hop (only behind a proxy that sets it)
     trust_forwarded_for: bool = false;
         env "CAIRN_TRUST_FORWARDED_FOR";
     /// `text` or `json` log lines (on stderr)

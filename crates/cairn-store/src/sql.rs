@@ -1705,15 +1705,12 @@ impl AuditStore for SqlStore {
         } else {
             format!(" WHERE {}", clauses.join(" AND "))
         };
-        let count_sql = self.sql_owned(&format!("SELECT COUNT(*) FROM audit_log{filter}"));
-        let mut count = sqlx::query_scalar::<Any, i64>(&count_sql);
-        for value in &values {
-            count = value.bind_scalar(count);
-        }
-        let total = count.fetch_one(&self.reader).await?;
+        // The total comes with the page, from the same statement and so the same
+        // snapshot: entries are appended all the time, and a separate count could
+        // disagree with the page it describes.
         let rows_sql = self.sql_owned(&format!(
             "SELECT id, at, actor, source, surface, action, namespace, target, result, \
-             md5_before, md5_after, detail FROM audit_log{filter} \
+             md5_before, md5_after, detail, COUNT(*) OVER () AS total FROM audit_log{filter} \
              ORDER BY id DESC LIMIT ? OFFSET ?"
         ));
         let mut rows = sqlx::query::<Any>(&rows_sql);
@@ -1725,6 +1722,18 @@ impl AuditStore for SqlStore {
             .bind(page.offset() as i64)
             .fetch_all(&self.reader)
             .await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("total")?,
+            // A page past the end carries no count: ask for it alone.
+            None => {
+                let count_sql = self.sql_owned(&format!("SELECT COUNT(*) FROM audit_log{filter}"));
+                let mut count = sqlx::query_scalar::<Any, i64>(&count_sql);
+                for value in &values {
+                    count = value.bind_scalar(count);
+                }
+                count.fetch_one(&self.reader).await?
+            }
+        };
         let entries = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
         Ok((entries, total as u64))
     }

@@ -27,7 +27,7 @@ pub use error::ApiError;
 
 use crate::auth::{Auth, AuthError, Caller, Role};
 use crate::metrics::Metrics;
-use crate::service::{Actor, Service};
+use crate::service::{Actor, Origin, Service};
 use crate::settings::Settings;
 
 /// The paths of the long polls, the routes that park a request until a change. The
@@ -164,18 +164,60 @@ pub fn reachable_url(node: &crate::sync::NodeInfo, local: Option<LocalAddr>) -> 
     }
 }
 
-/// The peer address of the connection, for the audit trail.
-pub struct ClientAddr(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
+/// Where a request came from, for the audit trail: the first `X-Forwarded-For` hop
+/// when the node trusts its proxy (`trust_forwarded_for`), else the connection's peer.
+pub fn source_of(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
+    state
+        .settings
+        .trust_forwarded_for
+        .then(|| first_forwarded(&parts.headers))
+        .flatten()
+        .or_else(|| {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
+                .map(|c| c.0.ip())
+        })
+}
+
+/// The request's [`source_of`], as an extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl Source {
+    /// The origin of a read through `surface`.
+    pub fn via(self, surface: &'static str) -> Origin {
+        Origin {
+            source: self.0,
+            surface,
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Source(source_of(parts, state)))
+    }
+}
+
+/// The request's [`source_of`] as text, for the audit trail of acts.
+pub struct ClientAddr(pub String);
+
+impl FromRequestParts<SharedState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            source_of(parts, state)
+                .map(|ip| ip.to_string())
                 .unwrap_or_default(),
         ))
     }
@@ -262,7 +304,8 @@ impl FromRequestParts<SharedState> for ReadableKey {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let key = config_key(KeyPath::from_request_parts(parts, state).await?)?;
-        state.service.may_read(&caller, &key)?;
+        let origin = Source(source_of(parts, state)).via("native");
+        state.service.may_read(&caller, &key, origin)?;
         Ok(ReadableKey { caller, key })
     }
 }

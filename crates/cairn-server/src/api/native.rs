@@ -524,10 +524,13 @@ async fn history(
 async fn history_entry(
     State(state): State<SharedState>,
     caller: Caller,
+    source: super::Source,
     ApiPath((namespace, group, data_id, revision)): ApiPath<(String, String, String, Revision)>,
 ) -> Result<Json<HistoryView>, ApiError> {
     let key = cairn_core::ConfigKey::parse(&namespace, &group, &data_id)?;
-    state.service.may_read(&caller, &key)?;
+    state
+        .service
+        .may_read(&caller, &key, source.via("native"))?;
     let entry = state.service.history_entry(&key, revision).await?;
     Ok(Json(HistoryView::new(&entry, true)))
 }

@@ -57,6 +57,7 @@ fn too_many_keys(count: usize, max: usize) -> ApiError {
 pub async fn watch(
     State(state): State<SharedState>,
     caller: Caller,
+    source: super::Source,
     Identity(client): Identity,
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Response, ApiError> {
@@ -84,7 +85,14 @@ pub async fn watch(
         .min(state.settings.watch_max_timeout_ms.get());
     let stale = state
         .service
-        .wait_for_changes(&caller, Protocol::Native, &held, &client, timeout)
+        .wait_for_changes(
+            &caller,
+            Protocol::Native,
+            &held,
+            &client,
+            timeout,
+            source.via("native"),
+        )
         .await?;
     Ok(answer(&stale))
 }
@@ -172,6 +180,7 @@ struct StreamState {
 pub async fn stream(
     State(state): State<SharedState>,
     caller: Caller,
+    source: super::Source,
     Identity(client): Identity,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -190,7 +199,9 @@ pub async fn stream(
     if keys.len() > state.settings.watch_max_keys {
         return Err(too_many_keys(keys.len(), state.settings.watch_max_keys));
     }
-    state.service.may_read_all(&caller, keys.iter())?;
+    state
+        .service
+        .may_read_all(&caller, keys.iter(), source.via("native"))?;
     let listed = keys.into_iter().map(|k| (k, None)).collect();
     let registration = state.service.register(
         Listener::new(Protocol::NativeStream, client.clone(), listed).by(&caller.username),

@@ -138,3 +138,52 @@ async fn every_change_login_and_refusal_is_audited() {
     assert!(message.contains("RFC 3339"), "{message}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn refused_reads_name_their_source_and_surface() {
+    // Behind a trusted proxy, the source is the client the proxy names.
+    let app = TestApp::spawn_with(|s| s.trust_forwarded_for = true).await;
+    app.publish_ok("public/g/secret.yaml", "k: v").await;
+    let r = app
+        .request(Method::POST, "/api/v1/users")
+        .json(&json!({ "username": "mallory", "password": "mallory-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mallory = app.login("mallory", "mallory-password-1").await;
+    let r = app
+        .http
+        .get(format!("{}/api/v1/configs/public/g/secret.yaml", app.base))
+        .bearer_auth(&mallory)
+        .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = app
+        .http
+        .get(format!(
+            "{}/nacos/v1/cs/configs?dataId=secret.yaml&group=g&accessToken={mallory}",
+            app.base
+        ))
+        .header("x-forwarded-for", "198.51.100.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let denied = entries(&app, "result=denied&user=mallory&action=config.read", 2).await;
+    let seen: Vec<(&str, &str)> = denied
+        .iter()
+        .map(|e| {
+            (
+                e["surface"].as_str().unwrap(),
+                e["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("nacos", "198.51.100.2"), ("native", "203.0.113.7")]);
+    assert!(denied.iter().all(|e| e["target"] == "public/g/secret.yaml"));
+    app.stop().await;
+}

@@ -365,6 +365,15 @@ pub struct Session {
     pub ctx: Ctx,
     pub caller: Caller,
     pub id: String,
+    /// Where the request came from, for the audit trail.
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Session {
+    /// The origin of a read through the console.
+    pub fn origin(&self) -> crate::service::Origin {
+        crate::api::Source(self.source).via("console")
+    }
 }
 
 impl FromRequestParts<SharedState> for Session {
@@ -398,6 +407,7 @@ impl FromRequestParts<SharedState> for Session {
                 },
                 caller: session.caller,
                 id: id.to_owned(),
+                source: crate::api::source_of(parts, state),
             }),
             Err(AuthError::InvalidToken | AuthError::Expired) => Err(to_login()),
             Err(e) => {

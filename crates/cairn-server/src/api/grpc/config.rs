@@ -12,7 +12,7 @@ use super::Surface;
 use crate::api::nacos::common::{publish, NacosPublish};
 use crate::api::nacos::{key_of, NacosError};
 use crate::auth::Caller;
-use crate::service::{Actor, ServiceError};
+use crate::service::{Actor, Origin, ServiceError};
 use cairn_store::Expect;
 
 /// The fields Nacos's config requests carry; each request reads its own. Unknown fields
@@ -109,7 +109,11 @@ pub fn query(
         Ok(key) => key,
         Err(e) => return query_refusal(&e),
     };
-    if let Err(e) = surface.state.service.may_read(caller, &key) {
+    if let Err(e) = surface
+        .state
+        .service
+        .may_read(caller, &key, origin(connection))
+    {
         return query_refusal(&NacosError::Service(e));
     }
     match surface.state.service.view(&key, &connection.client) {
@@ -132,6 +136,13 @@ pub fn query_refusal(error: &NacosError) -> Value {
     body["lastModified"] = json!(0);
     body["beta"] = json!(false);
     body
+}
+
+fn origin(connection: &Connection) -> Origin {
+    Origin {
+        source: Some(connection.addr.ip()),
+        surface: "nacos-grpc",
+    }
 }
 
 fn actor(caller: &Caller, connection: &Connection) -> Actor {
@@ -224,7 +235,8 @@ pub fn batch_listen(
     }
     if request.listen {
         let keys = parsed.iter().map(|(key, _)| key);
-        if let Err(e) = surface.state.service.may_read_all(caller, keys) {
+        let origin = origin(connection);
+        if let Err(e) = surface.state.service.may_read_all(caller, keys, origin) {
             return refusal(&NacosError::Service(e));
         }
         *connection.user.lock().expect("user poisoned") = Some(caller.username.clone());

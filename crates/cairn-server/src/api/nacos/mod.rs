@@ -190,10 +190,11 @@ pub async fn readable_key(
     headers: &HeaderMap,
     params: &Params,
     tenant_param: &str,
+    source: crate::api::Source,
 ) -> Result<(Caller, ConfigKey)> {
     let caller = authenticate(state, headers, params).await?;
     let key = config_key(params, tenant_param)?;
-    state.service.may_read(&caller, &key)?;
+    state.service.may_read(&caller, &key, source.via("nacos"))?;
     Ok((caller, key))
 }
 

@@ -68,6 +68,7 @@ fn actor(caller: &crate::auth::Caller, addr: &ClientAddr) -> Actor {
 /// with `beta=true` the beta (gray) release; with `search` a page of configs.
 async fn get_config(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     Identity(client): Identity,
     headers: HeaderMap,
     params: Params,
@@ -77,7 +78,7 @@ async fn get_config(
         return search(&state, &caller, &params);
     }
     let key = config_key(&params, "tenant")?;
-    state.service.may_read(&caller, &key)?;
+    state.service.may_read(&caller, &key, source.via("nacos"))?;
     if params.flag("beta") {
         let data = state.service.gray(&key).ok().map(|gray| {
             json!({
@@ -299,6 +300,7 @@ fn hold_for(timeout_ms: u64, max: std::time::Duration) -> std::time::Duration {
 /// POST /nacos/v1/cs/configs/listener: Nacos long polling on the shared watch hub.
 async fn listen(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     Identity(client): Identity,
     headers: HeaderMap,
     params: Params,
@@ -333,7 +335,14 @@ async fn listen(
         .collect();
     let stale = state
         .service
-        .wait_for_changes(&caller, Protocol::NacosHttp, &held, &client, timeout)
+        .wait_for_changes(
+            &caller,
+            Protocol::NacosHttp,
+            &held,
+            &client,
+            timeout,
+            source.via("nacos"),
+        )
         .await?;
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());
@@ -397,8 +406,13 @@ async fn login(
 }
 
 /// GET /nacos/v1/cs/history: a page (`search=accurate`) or one entry (`nid`).
-async fn history(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
-    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
+async fn history(
+    State(state): State<SharedState>,
+    source: crate::api::Source,
+    headers: HeaderMap,
+    params: Params,
+) -> Answer {
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
     if let Some(nid) = params.number::<i64>("nid")? {
         // No entry has a number below 1: Nacos answers an empty 200 for it, as for any
         // entry it does not have.
@@ -417,10 +431,11 @@ async fn history(State(state): State<SharedState>, headers: HeaderMap, params: P
 /// GET /nacos/v1/cs/history/previous: the entry before revision `id`.
 async fn history_previous(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
     let id: i64 = params.required_number("id")?;
     let Some(id) = Revision::new(id) else {
         return Ok(StatusCode::OK.into_response());
@@ -435,10 +450,11 @@ async fn history_previous(
 /// Nacos's console asks (its answer keeps Nacos's spelling).
 async fn listeners_of_config(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    let (_, key) = super::readable_key(&state, &headers, &params, "tenant").await?;
+    let (_, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
     let status: serde_json::Map<String, Value> = state
         .service
         .listeners_of(&key)

@@ -47,12 +47,14 @@ where
 /// GET /nacos/v2/cs/config: `data` is the content as this client sees it.
 async fn get_config(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     Identity(client): Identity,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
+        let (_, key) =
+            super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         match state.service.view(&key, &client) {
             Some(view) => Ok(ok(Value::String(view.content().to_owned()))),
             None => Err(ServiceError::ConfigNotFound(key).into()),
@@ -100,11 +102,13 @@ async fn delete(
 /// GET /nacos/v2/cs/history/list: a page of a config's history.
 async fn history_list(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
+        let (_, key) =
+            super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         Ok(ok(history_page(&state, &key, page_of(&params)?).await?))
     })
     .await
@@ -113,11 +117,13 @@ async fn history_list(
 /// GET /nacos/v2/cs/history?nid: one entry, or `null`.
 async fn history_entry(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
+        let (_, key) =
+            super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         let nid: i64 = params.required_number("nid")?;
         let Some(nid) = Revision::new(nid) else {
             return Ok(ok(Value::Null));
@@ -134,11 +140,13 @@ async fn history_entry(
 /// GET /nacos/v2/cs/history/previous?id: the entry before revision `id`, or `null`.
 async fn history_previous(
     State(state): State<SharedState>,
+    source: crate::api::Source,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) = super::readable_key(&state, &headers, &params, "namespaceId").await?;
+        let (_, key) =
+            super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         let id: i64 = params.required_number("id")?;
         let Some(id) = Revision::new(id) else {
             return Ok(ok(Value::Null));

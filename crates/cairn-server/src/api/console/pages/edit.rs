@@ -157,7 +157,11 @@ async fn submit(
     let shown_key = (!creating).then_some(&key);
     // A new config starts from nothing: what the form claims as its base is shown only
     // to someone who may read the config it names.
-    let base = if state.service.may_read(&session.caller, &key).is_ok() {
+    let base = if state
+        .service
+        .may_read(&session.caller, &key, session.origin())
+        .is_ok()
+    {
         base_content(state, &key, &form).await
     } else {
         None

@@ -257,7 +257,7 @@ fn key_of(
         .map_err(|e| ctx.fail(StatusCode::BAD_REQUEST, e.to_string()))?;
     state
         .service
-        .may_read(&session.caller, &key)
+        .may_read(&session.caller, &key, session.origin())
         .map_err(|e| ctx.service_error(e))?;
     Ok(key)
 }

@@ -193,6 +193,7 @@ impl Application {
             root: cairn_core::Namespace::parse(&settings.apollo_namespace)
                 .map_err(|e| anyhow::anyhow!("invalid setting: apollo_namespace: {e}"))?,
             index: apollo_index,
+            polls: Arc::default(),
         };
         let state = Arc::new(AppState {
             service,

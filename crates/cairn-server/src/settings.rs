@@ -331,6 +331,9 @@ settings! {
     /// how long `/notifications/v2` holds a request, in ms (Apollo's Java client gives up after 90 s)
     apollo_poll_timeout_ms: Millis = Millis::new(60_000);
         env "CAIRN_APOLLO_POLL_TIMEOUT_MS", range 1_000..=80_000;
+    /// most `/notifications/v2` polls one Apollo client (an app at one IP) may hold at once; more are refused with 429
+    apollo_max_polls_per_client: usize = 32;
+        env "CAIRN_APOLLO_MAX_POLLS_PER_CLIENT", range 1..=1_000_000;
     /// refuse every unsigned Apollo read, even where a namespace serves some apps unsigned (`apollo_anonymous_apps`)
     apollo_require_access_key: bool = false;
         env "CAIRN_APOLLO_REQUIRE_ACCESS_KEY";

@@ -798,3 +798,42 @@ async fn a_notification_poll_is_bounded_in_namespaces_and_says_by_what() {
         .collect();
     assert_eq!(names, ["application.properties"], "{body}");
 }
+
+#[tokio::test]
+async fn one_client_holds_a_bounded_number_of_polls() {
+    let app = TestApp::spawn_with(|s| {
+        s.apollo_poll_timeout_ms = cairn_server::settings::Millis::new(1_500);
+        s.apollo_max_polls_per_client = 2;
+    })
+    .await;
+    allow_unsigned(&app, "public", json!(["*"])).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| hold_poll(&app, "quiet", -1, "&ip=10.0.0.1", &[]))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = get(
+        &app,
+        &format!(
+            "{}&ip=10.0.0.1",
+            notifications(json!([{ "namespaceName": "quiet", "notificationId": -1 }]))
+        ),
+    )
+    .await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = third.json().await.unwrap();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("apollo_max_polls_per_client") && message.contains("shop"),
+        "{body}"
+    );
+    // Another client is not held back by this one.
+    let other = hold_poll(&app, "quiet", -1, "&ip=10.0.0.2", &[]);
+    for poll in held {
+        assert_eq!(poll.await.unwrap().0, StatusCode::NOT_MODIFIED);
+    }
+    assert_eq!(other.await.unwrap().0, StatusCode::NOT_MODIFIED);
+    // Once its polls were answered, the client may poll again.
+    let again = hold_poll(&app, "quiet", -1, "&ip=10.0.0.1", &[]);
+    assert_eq!(again.await.unwrap().0, StatusCode::NOT_MODIFIED);
+    app.stop().await;
+}

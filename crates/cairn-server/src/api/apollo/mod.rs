@@ -47,6 +47,48 @@ type Answer = Result<Response, ApolloError>;
 pub struct Surface {
     pub root: Namespace,
     pub index: Arc<Index>,
+    pub polls: Arc<Polls>,
+}
+
+/// Who holds a notification poll: an app at an address (the `ip` it states, else its
+/// connection's). Apollo's clients hold one poll per app at a time.
+type PollHolder = (String, Option<std::net::IpAddr>);
+
+/// The notification polls each client holds, so that one client (a bug that polls in a
+/// loop) cannot take the node's capacity for held requests.
+#[derive(Default)]
+pub struct Polls {
+    held: dashmap::DashMap<PollHolder, usize>,
+}
+
+/// One held poll; counted until dropped.
+struct PollSlot {
+    polls: Arc<Polls>,
+    holder: PollHolder,
+}
+
+impl Polls {
+    fn enter(self: &Arc<Self>, holder: PollHolder, max: usize) -> Option<PollSlot> {
+        let mut count = self.held.entry(holder.clone()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        drop(count);
+        Some(PollSlot {
+            polls: self.clone(),
+            holder,
+        })
+    }
+}
+
+impl Drop for PollSlot {
+    fn drop(&mut self) {
+        self.polls.held.remove_if_mut(&self.holder, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
 }
 
 pub fn router() -> Router<SharedState> {
@@ -102,6 +144,10 @@ enum Reason {
         namespace: Namespace,
     },
     NodeListUnavailable,
+    TooManyPolls {
+        app: String,
+        max: usize,
+    },
 }
 
 /// A refused Apollo request, with the path it was sent to (Spring's error body names it).
@@ -149,6 +195,14 @@ impl IntoResponse for ApolloError {
                 };
                 (status, refusal.name().to_owned())
             }
+            Reason::TooManyPolls { app, max } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this client of app {app} already holds {max} notification polls, the \
+                     most one client may (apollo_max_polls_per_client); wait for one to be \
+                     answered before sending another"
+                ),
+            ),
             Reason::NodeListUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the node list is unavailable".to_owned(),
@@ -710,6 +764,16 @@ async fn notifications(
             .flat_map(|w| w.keys.iter().map(|(_, k)| (k.clone(), None)))
             .collect();
         Listener::new(Protocol::Apollo, client.clone(), held)
+    };
+    let max = state.settings.apollo_max_polls_per_client;
+    let holder = (app.clone(), client.ip);
+    let Some(_slot) = state.apollo.polls.enter(holder, max) else {
+        metrics::counter!("cairn_apollo_polls_refused_total").increment(1);
+        let refused = Reason::TooManyPolls {
+            app: app.clone(),
+            max,
+        };
+        return Err(ApolloError::new(refused, &target.path));
     };
     let timeout = state.settings.apollo_poll_timeout_ms.get();
     let changed = state

@@ -237,6 +237,15 @@ impl AccessKeys {
     }
 }
 
+/// An access key as the audit log names it: its app and the namespaces it signs for.
+pub fn describe(app: &str, namespaces: &[String]) -> String {
+    if namespaces.is_empty() {
+        format!("access key of app {app} for every namespace")
+    } else {
+        format!("access key of app {app} for {}", namespaces.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

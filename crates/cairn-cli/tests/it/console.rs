@@ -529,6 +529,34 @@ async fn a_person_manages_configs_in_the_console() {
     click(&c, "#new-namespace button").await;
     assert!(text(&c, ".flash.ok").await.contains("Saved"));
     assert!(text(&c, "#namespaces").await.contains("staging"));
+    // Apollo reads must be signed until an admin lets a namespace serve an app unsigned.
+    let apollo = format!("{url}/configs/shop/default/application");
+    assert_eq!(reqwest::get(&apollo).await.unwrap().status(), 401);
+    let public_apollo = "form[action='/console/namespaces/apollo']:has(input[value='public'])";
+    fill(
+        &c,
+        &format!("{public_apollo} input[name=apollo_anonymous_apps]"),
+        "shop",
+    )
+    .await;
+    click(&c, &format!("{public_apollo} button")).await;
+    // Served unsigned once saved: no such config yet, rather than unauthorized.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reqwest::get(&apollo).await.unwrap().status() != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "app shop is never served unsigned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.goto(&format!("{url}/console/namespaces")).await.unwrap();
+    let shown = on_element(
+        &c,
+        &format!("{public_apollo} input[name=apollo_anonymous_apps]"),
+        |e| async move { e.prop("value").await },
+    )
+    .await;
+    assert_eq!(shown.as_deref(), Some("shop"));
     shot(&c, "14-namespaces").await;
     c.goto(&format!("{url}/console/users")).await.unwrap();
     fill(&c, "#new-user #username", "bob").await;
@@ -561,13 +589,17 @@ async fn a_person_manages_configs_in_the_console() {
     c.goto(&format!("{url}/console/access-keys?app=shop"))
         .await
         .unwrap();
-    click(&c, "button.primary[type=submit]:not(form.filters button)").await;
+    // A key that signs for the public namespace only.
+    fill(&c, "#new-key-form #namespaces", "public").await;
+    click(&c, "#new-key-form button").await;
     let made = text(&c, "#new-key").await;
     assert!(made.contains("not shown again"), "{made}");
     c.goto(&format!("{url}/console/access-keys?app=shop"))
         .await
         .unwrap();
-    assert!(text(&c, "#access-keys").await.contains("••••"));
+    let keys = text(&c, "#access-keys").await;
+    assert!(keys.contains("••••") && keys.contains("public"), "{keys}");
+    shot(&c, "15d-access-keys").await;
     assert!(
         c.find(Locator::Css("#new-key")).await.is_err(),
         "the secret is not shown again"

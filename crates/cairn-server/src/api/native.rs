@@ -915,13 +915,8 @@ async fn create_access_key(
     for ns in &req.namespaces {
         Namespace::parse(ns)?;
     }
-    let scope = if req.namespaces.is_empty() {
-        "every namespace".to_owned()
-    } else {
-        req.namespaces.join(",")
-    };
+    let target = crate::access_keys::describe(app, &req.namespaces);
     let made = state.access_keys.create(app, req.namespaces).await;
-    let target = format!("access key of app {app} for {scope}");
     let key = audit(&state)
         .done(&by, "access_key.create", "", target, made)
         .map_err(access_key_error)?;

@@ -84,7 +84,10 @@ pub async fn namespaces(
                 th { (ctx.t("Display name")) }
                 th.hide-narrow { (ctx.t("Description")) }
                 th { (ctx.t("Configs")) }
-                @if admin { th {} }
+                @if admin {
+                    th { (ctx.t("Apollo apps served unsigned")) }
+                    th {}
+                }
             } }
             tbody {
                 @for info in &list {
@@ -107,6 +110,15 @@ pub async fn namespaces(
                         }
                         td { (info.config_count) }
                         @if admin {
+                            td {
+                                form.inline method="post" action="/console/namespaces/apollo" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="name" value=(name);
+                                    input type="text" name="apollo_anonymous_apps" value=(info.record.apollo_anonymous.join(", "))
+                                        placeholder=(ctx.t("none: every read signed")) aria-label=(ctx.t("Apollo apps served unsigned"));
+                                    button type="submit" { (ctx.t("Save")) }
+                                }
+                            }
                             td {
                                 @if !info.record.name.is_public() && info.config_count == 0 {
                                     form method="post" action="/console/namespaces/delete" {
@@ -133,6 +145,66 @@ pub async fn namespaces(
         }
     };
     Ok(layout(ctx, ctx.t("Namespaces"), body, false).into_response())
+}
+
+/// A comma-separated list from a form field, each item trimmed, empty ones dropped.
+fn list_of(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct ApolloAnonymousForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    apollo_anonymous_apps: String,
+}
+
+/// Which Apollo apps a namespace serves unsigned (global admins only: it bypasses every
+/// grant). Apollo's checks read it from memory, so this node reloads it at once.
+pub async fn set_apollo_anonymous(
+    State(state): State<SharedState>,
+    session: Session,
+    addr: ClientAddr,
+    ConsoleForm(form): ConsoleForm<ApolloAnonymousForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    admin_form(&session, &form.csrf)?;
+    let name = namespace_of(ctx, &form.name)?;
+    let apps = list_of(&form.apollo_anonymous_apps);
+    let detail = format!(
+        "namespace {name}; unsigned Apollo reads: {}",
+        apps.join(",")
+    );
+    let result = state
+        .service
+        .update_namespace(
+            &name,
+            cairn_store::NamespaceUpdate {
+                display_name: None,
+                description: None,
+                apollo_anonymous: Some(apps),
+            },
+        )
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(&by, "namespace.update", name.as_str(), detail, result)
+        .map_err(|e| ctx.service_error(e))?;
+    state
+        .access_keys
+        .reload()
+        .await
+        .map_err(|e| ctx.service_error(crate::service::ServiceError::from(e)))?;
+    Ok(Redirect::to("/console/namespaces?done=saved").into_response())
 }
 
 #[derive(Deserialize)]
@@ -556,6 +628,7 @@ fn keys_page(
                     th { "ID" }
                     th { (ctx.t("Secret")) }
                     th { (ctx.t("Enabled")) }
+                    th { (ctx.t("Namespaces")) }
                     th.hide-narrow { (ctx.t("Created")) }
                     th {}
                 } }
@@ -565,6 +638,10 @@ fn keys_page(
                             td.mono { (k.id) }
                             td.mono { "••••••••" }
                             td { (if k.enabled { ctx.t("yes") } else { ctx.t("no") }) }
+                            td {
+                                @if k.namespaces.is_empty() { span.muted { (ctx.t("all")) } }
+                                @else { (k.namespaces.join(", ")) }
+                            }
                             td.hide-narrow.muted { (time_of(k.created_at)) }
                             td {
                                 form.inline method="post" action="/console/access-keys/set" {
@@ -585,10 +662,14 @@ fn keys_page(
                     }
                 }
             }
-            form method="post" action="/console/access-keys/create" {
+            form.panel.filters #new-key-form method="post" action="/console/access-keys/create" {
                 input type="hidden" name="csrf" value=(ctx.csrf);
                 input type="hidden" name="app" value=(app);
-                div.actions { button.primary type="submit" { (ctx.t("New key")) } }
+                div {
+                    label for="namespaces" { (ctx.t("Namespaces (Apollo envs), comma-separated; empty: all")) }
+                    input #namespaces type="text" name="namespaces";
+                }
+                div { button.primary type="submit" { (ctx.t("New key")) } }
             }
         }
     };
@@ -605,6 +686,8 @@ pub struct KeyForm {
     id: String,
     #[serde(default)]
     enabled: String,
+    #[serde(default)]
+    namespaces: String,
 }
 
 fn app_url(app: &str, extra: &str) -> String {
@@ -643,18 +726,17 @@ pub async fn create_access_key(
     let ctx = &session.ctx;
     admin_form(&session, &form.csrf)?;
     let app = app_of(ctx, &form.app)?;
-    let result = state.access_keys.create(&app, Vec::new()).await;
+    let namespaces = list_of(&form.namespaces);
+    for namespace in &namespaces {
+        namespace_of(ctx, namespace)?;
+    }
+    let target = crate::access_keys::describe(&app, &namespaces);
+    let result = state.access_keys.create(&app, namespaces).await;
     let by = crate::api::actor_via("console", &session.caller, &addr);
     let key = state
         .auth
         .audit()
-        .done(
-            &by,
-            "access_key.create",
-            "",
-            format!("access key of app {app} for every namespace"),
-            result,
-        )
+        .done(&by, "access_key.create", "", target, result)
         .map_err(|e| key_failure(ctx, e))?;
     keys_page(&state, &session, app, None, Some(&key))
 }

@@ -69,6 +69,10 @@ pub fn router() -> Router<SharedState> {
         .route("/console/namespaces", get(admin::namespaces))
         .route("/console/namespaces/create", post(admin::create_namespace))
         .route("/console/namespaces/update", post(admin::update_namespace))
+        .route(
+            "/console/namespaces/apollo",
+            post(admin::set_apollo_anonymous),
+        )
         .route("/console/namespaces/delete", post(admin::delete_namespace))
         .route("/console/grants", get(permissions::grants))
         .route("/console/audit", get(permissions::audit))

@@ -792,3 +792,99 @@ async fn console_answers_carry_the_security_headers_and_refuse_foreign_forms() {
         .unwrap();
     assert_eq!(missing.status(), 404, "the forged form published nothing");
 }
+
+/// A console session of `user`, logged in as a browser would; returns the session
+/// cookie (`cairn_session=…`).
+async fn console_session(http: &reqwest::Client, url: &str, user: &str, password: &str) -> String {
+    let page = http
+        .get(format!("{url}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let token = login_cookie.trim_start_matches("cairn_login=").to_owned();
+    let login = http
+        .post(format!("{url}/console/login"))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("login_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "{user} logs in");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The review step of the new-config form, as `session` sends it, naming an existing
+/// config and an earlier revision of it as the edit's base; returns the page.
+async fn review_new_config(http: &reqwest::Client, url: &str, session: &str) -> String {
+    let page = http
+        .get(format!("{url}/console/new"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries the session's token")
+        .to_owned();
+    http.post(format!("{url}/console/new"))
+        .header("cookie", session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("namespace", "public"),
+            ("group", "DEFAULT_GROUP"),
+            ("data_id", "secret.yaml"),
+            ("content", "x: 1"),
+            ("step", "review"),
+            ("base_md5", "00000000000000000000000000000000"),
+            ("base_revision", "1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_new_config_form_shows_no_one_a_config_they_may_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(PASSWORD));
+    let url = server.url.as_str();
+    publish_elsewhere(url, "secret.yaml", "password: first-secret").await;
+    publish_elsewhere(url, "secret.yaml", "password: second-secret").await;
+    let created = reqwest::Client::new()
+        .post(format!("{url}/api/v1/users"))
+        .bearer_auth(api_token(url).await)
+        .json(&json!({ "username": "eve", "password": "eve-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Someone who may read the config sees the revision they named as the base…
+    let admin = console_session(&http, url, "admin", PASSWORD).await;
+    let shown = review_new_config(&http, url, &admin).await;
+    assert!(shown.contains("first-secret"), "{shown}");
+    // …someone who may not, sees nothing of it.
+    let eve = console_session(&http, url, "eve", "eve-password-1").await;
+    let hidden = review_new_config(&http, url, &eve).await;
+    assert!(!hidden.contains("first-secret"), "{hidden}");
+    assert!(!hidden.contains("password:"), "{hidden}");
+}

@@ -13,6 +13,7 @@ mod grpc_wire;
 mod load;
 mod procs;
 mod scenarios;
+mod wrk;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,6 +44,8 @@ enum Command {
     CrossNode(Options),
     /// Start-up time with many configs stored.
     Startup(Options),
+    /// Many clients connecting at once, each with a long poll; time until all are held.
+    Storm(Options),
     #[command(hide = true)]
     Serve {
         #[arg(long)]
@@ -74,6 +77,9 @@ pub struct Options {
     /// Watcher counts for the fan-out scenario.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
     pub watchers: Vec<usize>,
+    /// Clients of the reconnect-storm scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub storm_clients: usize,
     /// Configs stored for the start-up scenario.
     #[arg(long, default_value_t = 100_000)]
     pub startup_configs: usize,
@@ -100,7 +106,15 @@ fn main() -> anyhow::Result<()> {
             Command::All(o) => {
                 run(
                     &o,
-                    &["read", "publish", "fanout", "grpc", "cross-node", "startup"],
+                    &[
+                        "read",
+                        "publish",
+                        "fanout",
+                        "grpc",
+                        "cross-node",
+                        "startup",
+                        "storm",
+                    ],
                 )
                 .await
             }
@@ -110,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             Command::Grpc(o) => run(&o, &["grpc"]).await,
             Command::CrossNode(o) => run(&o, &["cross-node"]).await,
             Command::Startup(o) => run(&o, &["startup"]).await,
+            Command::Storm(o) => run(&o, &["storm"]).await,
         }
     })
 }
@@ -128,6 +143,7 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             "fanout" => scenarios::fanout(opts).await,
             "grpc" => scenarios::grpc(opts).await,
             "cross-node" => scenarios::cross_node(opts).await,
+            "storm" => scenarios::storm(opts).await,
             _ => scenarios::startup(opts).await,
         };
         // A failed scenario is reported and the others still run.
@@ -199,6 +215,19 @@ fn print_table(results: &Value) {
             "read: cairn / baseline req/s (ratio)".into(),
             get(r, &["ratio"]),
         );
+        row("read: load generator".into(), get(r, &["load_generator"]));
+        if let Some(Value::Object(routes)) = r.get("routes") {
+            for (name, route) in routes {
+                row(
+                    format!("read {name}: req/s (ratio to baseline)"),
+                    format!("{} ({})", get(route, &["rps"]), get(route, &["ratio"])),
+                );
+                row(
+                    format!("read {name}: p50 / p99 ms"),
+                    joined(route, &[vec!["p50_ms"], vec!["p99_ms"]], " / "),
+                );
+            }
+        }
         row("read: cairn req/s".into(), get(r, &["cairn_rps"]));
         row("read: baseline req/s".into(), get(r, &["baseline_rps"]));
         row(
@@ -380,6 +409,15 @@ fn print_table(results: &Value) {
         row(
             format!("startup with {} configs: ms", get(s, &["configs"])),
             get(s, &["start_to_serving_ms"]),
+        );
+    }
+    if let Some(r) = results.get("storm") {
+        row(
+            format!(
+                "storm: {} clients connect, all held: ms",
+                get(r, &["clients"])
+            ),
+            get(r, &["all_held_ms"]),
         );
     }
 }

@@ -110,9 +110,159 @@ fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Value {
 
 /// read: a 1 KiB config over keep-alive connections, and the same load against a bare
 /// hyper server answering the same bytes from memory. Both run throughout; the loads
-/// alternate in rounds so that the machine's drift hits both alike, and the ratio is the
-/// median of the rounds'.
+/// alternate in rounds so that the machine's drift hits both alike, and a ratio is the
+/// median of the rounds'. With wrk on the machine, wrk drives the load through every
+/// surface's read route; without it, this process's hyper client drives the native route
+/// (and saturates before the servers do: the ratio is then a lower bound).
 pub async fn read(opts: &Options) -> anyhow::Result<Value> {
+    if crate::wrk::available() {
+        read_with_wrk(opts).await
+    } else {
+        read_with_hyper_client(opts).await
+    }
+}
+
+/// A read route as a client of one surface calls it.
+struct ReadRoute {
+    name: &'static str,
+    /// Path and query.
+    target: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// The read routes a client of each surface calls.
+fn read_routes(token: &str) -> Vec<ReadRoute> {
+    let route = |name, target: String, headers| ReadRoute {
+        name,
+        target,
+        headers,
+    };
+    vec![
+        route(
+            "native",
+            "/api/v1/configs/public/bench/read.properties".to_owned(),
+            vec![("Authorization", format!("Bearer {token}"))],
+        ),
+        route(
+            "nacos_v1",
+            format!("/nacos/v1/cs/configs?dataId=read.properties&group=bench&accessToken={token}"),
+            Vec::new(),
+        ),
+        route(
+            "apollo",
+            "/configs/bench/default/application".to_owned(),
+            Vec::new(),
+        ),
+        route(
+            "apollo_configfiles_json",
+            "/configfiles/json/bench/default/application".to_owned(),
+            Vec::new(),
+        ),
+    ]
+}
+
+async fn read_with_wrk(opts: &Options) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let rounds: usize = if opts.tiny { 1 } else { 3 };
+    let each = if opts.tiny {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs((opts.duration_secs / rounds as u64).max(1))
+    };
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let token = login(node.addr).await?;
+    publish(node.addr, &token, "read.properties", &procs::body_1k()).await?;
+    publish(node.addr, &token, "application", &procs::body_1k()).await?;
+    // Apollo's clients read unsigned here, as an installation without access keys does.
+    let mut conn = load::connect(node.addr).await?;
+    let body = json!({ "apollo_anonymous_apps": ["bench"] });
+    let (status, _) = load::send(
+        &mut conn,
+        request(
+            "PUT",
+            node.addr,
+            "/api/v1/namespaces/public",
+            &token,
+            Some(body),
+        ),
+    )
+    .await?;
+    anyhow::ensure!(
+        status == 200,
+        "cannot open the namespace to Apollo: {status}"
+    );
+    let base = procs::baseline().await?;
+    let routes = read_routes(&token);
+    let mut baseline_runs = Vec::new();
+    let mut route_runs: Vec<Vec<crate::wrk::WrkRun>> = vec![Vec::new(); routes.len()];
+    for _ in 0..rounds {
+        let base_url = format!(
+            "http://{}/api/v1/configs/public/bench/read.properties",
+            base.addr
+        );
+        baseline_runs.push(crate::wrk::run(&base_url, &[], opts.connections, each).await?);
+        for (i, route) in routes.iter().enumerate() {
+            let url = format!("http://{}{}", node.addr, route.target);
+            let headers: Vec<(&str, &str)> = route
+                .headers
+                .iter()
+                .map(|(n, v)| (*n, v.as_str()))
+                .collect();
+            route_runs[i].push(crate::wrk::run(&url, &headers, opts.connections, each).await?);
+        }
+    }
+    node.stop().await;
+    base.stop().await;
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    let errors: u64 = baseline_runs
+        .iter()
+        .chain(route_runs.iter().flatten())
+        .map(|r| r.errors)
+        .sum();
+    if errors > 0 {
+        bail!("read: {errors} failed requests");
+    }
+    let mut by_route = serde_json::Map::new();
+    for (route, runs) in routes.iter().zip(&route_runs) {
+        let ratios = runs
+            .iter()
+            .zip(&baseline_runs)
+            .map(|(r, b)| r.per_second / b.per_second)
+            .collect::<Vec<_>>();
+        by_route.insert(
+            route.name.to_owned(),
+            json!({
+                "rps": median(runs.iter().map(|r| r.per_second).collect()).round(),
+                "ratio": round3(median(ratios.clone())),
+                "round_ratios": ratios.iter().map(|r| round3(*r)).collect::<Vec<_>>(),
+                "p50_ms": round3(median(runs.iter().map(|r| r.p50_ms).collect())),
+                "p99_ms": round3(median(runs.iter().map(|r| r.p99_ms).collect())),
+            }),
+        );
+    }
+    let native = by_route["native"].clone();
+    Ok(json!({
+        "load_generator": format!("wrk -t2 -c{}", opts.connections),
+        "connections": opts.connections,
+        "rounds": rounds,
+        "seconds_per_run": each.as_secs(),
+        "ratio": native["ratio"],
+        "cairn_rps": native["rps"],
+        "baseline_rps": median(baseline_runs.iter().map(|r| r.per_second).collect()).round(),
+        "cairn_latency": { "p50_ms": native["p50_ms"], "p99_ms": native["p99_ms"] },
+        "baseline_latency": {
+            "p50_ms": round3(median(baseline_runs.iter().map(|r| r.p50_ms).collect())),
+            "p99_ms": round3(median(baseline_runs.iter().map(|r| r.p99_ms).collect())),
+        },
+        "routes": by_route,
+    }))
+}
+
+async fn read_with_hyper_client(opts: &Options) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let rounds: u32 = if opts.tiny { 1 } else { 5 };
     let duration = Duration::from_secs(opts.duration_secs) / rounds;
@@ -177,6 +327,7 @@ pub async fn read(opts: &Options) -> anyhow::Result<Value> {
     let median = ratios[ratios.len() / 2];
     let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(json!({
+        "load_generator": "hyper client (install wrk for a leaner one)",
         "connections": opts.connections,
         "duration_s": opts.duration_secs,
         "rounds": rounds,
@@ -780,4 +931,43 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
         rows.push(row);
     }
     Ok(Value::Array(rows))
+}
+
+/// storm: C clients connect at once, as after a node restart or a load balancer's
+/// failover, each sending a long poll as its first request; the time from the first
+/// connect until the node holds every poll.
+pub async fn storm(opts: &Options) -> anyhow::Result<Value> {
+    let clients = if opts.tiny { 500 } else { opts.storm_clients };
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let addr = node.addr;
+    let token = login(addr).await?;
+    let md5 = publish(addr, &token, "storm.txt", "v: 0").await?;
+    let request = Arc::new(load::watch_request(addr, &token, "storm.txt", &md5));
+    let started = Instant::now();
+    let opening: Vec<_> = (0..clients)
+        .map(|i| tokio::spawn(load::open_watch(addr, load::source_ip(i), request.clone())))
+        .collect();
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        if gauge(addr, "cairn_watchers_held").await? >= clients as f64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("not every one of {clients} clients was held within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all_held = started.elapsed();
+    // The connections stay open until every poll was counted.
+    let mut open = Vec::with_capacity(clients);
+    for task in opening {
+        open.push(task.await??);
+    }
+    drop(open);
+    node.stop().await;
+    Ok(json!({
+        "clients": clients,
+        "all_held_ms": all_held.as_millis() as u64,
+    }))
 }

@@ -45,6 +45,35 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// A listening socket with room for `backlog` connections not yet accepted. The
+/// standard library's 128 overflows when thousands of clients reconnect at once (a node
+/// restart, a load balancer's failover), and each one dropped waits for a SYN retry.
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted node binds its port again while the old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    #[cfg(target_os = "linux")]
+    if let Some(max) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .filter(|max| *max < backlog)
+    {
+        tracing::warn!(
+            listen_backlog = backlog,
+            somaxconn = max,
+            "the kernel caps the listen backlog at net.core.somaxconn; raise it (sysctl) for \
+             a reconnect storm to be queued whole"
+        );
+    }
+    socket.listen(backlog)
+}
+
 /// What the first start did about the `admin` user.
 #[derive(Debug)]
 pub enum AdminBootstrap {
@@ -137,8 +166,9 @@ impl Application {
             }
         };
         let tls = crate::tls::Tls::load(&settings)?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
+        // The setting's range keeps it well within a u32.
+        let backlog = u32::try_from(settings.listen_backlog).unwrap_or(u32::MAX);
+        let listener = bind(settings.listen, backlog)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         if settings.advertise_url.is_none() && listener.local_addr()?.ip().is_unspecified() {
             tracing::warn!(
@@ -151,8 +181,7 @@ impl Application {
             .map_err(|why| anyhow::anyhow!("invalid setting: grpc_listen: {why}"))?
         {
             Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
+                bind(addr, backlog)
                     .with_context(|| format!("cannot listen for gRPC on {addr} (grpc_listen)"))?,
             ),
             None => None,
@@ -194,6 +223,7 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("invalid setting: apollo_namespace: {e}"))?,
             index: apollo_index,
             polls: Arc::default(),
+            rendered: Default::default(),
         };
         let state = Arc::new(AppState {
             service,

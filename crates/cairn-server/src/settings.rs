@@ -313,6 +313,9 @@ settings! {
     /// most HTTP connections (held long polls among them) one client address may keep open; more are refused with 503
     max_connections_per_address: usize = 50_000;
         env "CAIRN_MAX_CONNECTIONS_PER_ADDRESS", range 1..=10_000_000;
+    /// connections the kernel queues for a port before the node accepts them (a reconnect storm arrives at once); capped by `net.core.somaxconn`
+    listen_backlog: u64 = 4096;
+        env "CAIRN_LISTEN_BACKLOG", range 1..=1_000_000;
     /// most gRPC connections a node holds; more are refused so their clients try another node
     grpc_max_connections: usize = 50_000;
         env "CAIRN_GRPC_MAX_CONNECTIONS", range 1..=10_000_000;

@@ -48,6 +48,58 @@ pub struct Surface {
     pub root: Namespace,
     pub index: Arc<Index>,
     pub polls: Arc<Polls>,
+    pub rendered: Renderings,
+}
+
+/// How many bytes of rendered `configurations` are kept.
+const RENDERED_BYTES: u64 = 64 << 20;
+
+/// Apollo's `configurations` of each content, rendered once per version: parsing
+/// properties is most of an Apollo read's cost, and a version's content never changes.
+/// Keyed by the content's md5 and whether it is read key by key.
+pub struct Renderings {
+    cache: quick_cache::sync::Cache<(String, bool), Arc<Rendered>, ByBytes>,
+}
+
+/// One content's `configurations`, as a map and as JSON text.
+struct Rendered {
+    pairs: BTreeMap<String, String>,
+    json: Box<serde_json::value::RawValue>,
+}
+
+/// Weighs a rendering by its size, so the cache is bounded in memory, not entries.
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<(String, bool), Arc<Rendered>> for ByBytes {
+    fn weight(&self, _: &(String, bool), rendered: &Arc<Rendered>) -> u64 {
+        // The map holds about what the JSON text does.
+        2 * rendered.json.get().len() as u64 + 64
+    }
+}
+
+impl Default for Renderings {
+    fn default() -> Self {
+        Renderings {
+            cache: quick_cache::sync::Cache::with_weighter(4096, RENDERED_BYTES, ByBytes),
+        }
+    }
+}
+
+impl Renderings {
+    /// `view`'s `configurations` as a client asking for `namespace` reads them.
+    fn of(&self, view: &View, namespace: &str) -> Arc<Rendered> {
+        let key = (view.md5().to_owned(), is_properties(namespace));
+        if let Some(hit) = self.cache.get(&key) {
+            return hit;
+        }
+        let pairs = configurations(view, namespace);
+        let json =
+            serde_json::value::to_raw_value(&pairs).expect("a map of strings always serializes");
+        let rendered = Arc::new(Rendered { pairs, json });
+        self.cache.insert(key, rendered.clone());
+        rendered
+    }
 }
 
 /// Who holds a notification poll: an app at an address (the `ip` it states, else its
@@ -535,18 +587,28 @@ impl ConfigRead {
 
 /// GET /configs/{appId}/{cluster}/{namespace}: the configurations and release key, or
 /// 304 when the client's release key is current.
-async fn configs(read: ConfigRead) -> Answer {
+async fn configs(State(state): State<SharedState>, read: ConfigRead) -> Answer {
     let key = release_key(&read.view);
     if read.release_key.as_deref() == Some(key.as_str()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    Ok(Json(json!({
-        "appId": read.app,
-        "cluster": read.cluster,
-        "namespaceName": read.namespace,
-        "configurations": configurations(&read.view, &read.namespace),
-        "releaseKey": key,
-    }))
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Configs<'a> {
+        app_id: &'a str,
+        cluster: &'a str,
+        namespace_name: &'a str,
+        configurations: &'a serde_json::value::RawValue,
+        release_key: String,
+    }
+    let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
+    Ok(Json(Configs {
+        app_id: &read.app,
+        cluster: &read.cluster,
+        namespace_name: &read.namespace,
+        configurations: &rendered.json,
+        release_key: key,
+    })
     .into_response())
 }
 
@@ -559,25 +621,28 @@ fn typed(content_type: &'static str, body: impl Into<axum::body::Body>) -> Respo
 }
 
 /// GET /configfiles/{appId}/{cluster}/{namespace}: the configurations as properties text.
-async fn config_file(read: ConfigRead) -> Answer {
+async fn config_file(State(state): State<SharedState>, read: ConfigRead) -> Answer {
+    let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
     Ok(typed(
         "text/plain;charset=UTF-8",
-        cairn_core::properties::to_text(&configurations(&read.view, &read.namespace)),
+        cairn_core::properties::to_text(&rendered.pairs),
     ))
 }
 
 /// GET /configfiles/json/…: the configurations as a JSON object.
-async fn config_file_json(read: ConfigRead) -> Answer {
-    let body =
-        serde_json::to_string(&configurations(&read.view, &read.namespace)).unwrap_or_default();
-    Ok(typed("application/json;charset=UTF-8", body))
+async fn config_file_json(State(state): State<SharedState>, read: ConfigRead) -> Answer {
+    let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
+    Ok(typed(
+        "application/json;charset=UTF-8",
+        rendered.json.get().to_owned(),
+    ))
 }
 
 /// GET /configfiles/raw/…: a properties namespace as properties text, any other as its
 /// content, typed by its suffix.
-async fn config_file_raw(read: ConfigRead) -> Answer {
+async fn config_file_raw(state: State<SharedState>, read: ConfigRead) -> Answer {
     if is_properties(&read.namespace) {
-        return config_file(read).await;
+        return config_file(state, read).await;
     }
     let lower = read.namespace.to_ascii_lowercase();
     let content_type = if lower.ends_with(".json") {

@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
-use commands::{access_key, audit, config, grant, gray, login, namespace, user, watch};
+use commands::{access_key, audit, config, grant, gray, login, namespace, transfer, user, watch};
 
 #[derive(Parser)]
 #[command(
@@ -102,6 +102,10 @@ enum Command {
     Token(grant::TokenCommand),
     /// The audit log (admin): who did what, from where, and how it went.
     Audit(audit::AuditArgs),
+    /// Write a namespace's configs to a zip (Nacos's export format).
+    Export(transfer::ExportArgs),
+    /// Import a zip exported by Cairn or Nacos into a namespace, all or nothing.
+    Import(transfer::ImportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -154,5 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Role(command) => grant::role(client, command).await,
         Command::Audit(args) => audit::run(client, args).await,
         Command::Token(command) => grant::token(client, command).await,
+        Command::Export(args) => transfer::export(client, args).await,
+        Command::Import(args) => transfer::import(client, args).await,
     }
 }

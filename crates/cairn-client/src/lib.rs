@@ -145,6 +145,10 @@ impl Error {
     }
 }
 
+/// How long an export or import may take: a namespace of thousands of configs is
+/// more than an ordinary request.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A result whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -786,6 +790,44 @@ impl Client {
             request = request.query(&[("to", to)]);
         }
         Ok(self.send(request).await?.text().await?)
+    }
+
+    /// A namespace's configs that this client may read (those matching the `group` and
+    /// `data_id` wildcards when given) as a Nacos export zip, with `.metadata.yml`.
+    pub async fn export_namespace(
+        &self,
+        namespace: &str,
+        group: Option<&str>,
+        data_id: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        let url = self.url(&["api", "v1", "namespaces", namespace, "export"]);
+        let mut request = self.request(Method::GET, url).timeout(TRANSFER_TIMEOUT);
+        if let Some(group) = group {
+            request = request.query(&[("group", group)]);
+        }
+        if let Some(data_id) = data_id {
+            request = request.query(&[("data_id", data_id)]);
+        }
+        Ok(self.send(request).await?.bytes().await?.to_vec())
+    }
+
+    /// Imports a Nacos export zip (either of Nacos's layouts) into `namespace`, all or
+    /// nothing. `policy` says what to do about configs that exist: `abort`, `skip` or
+    /// `overwrite`.
+    pub async fn import_namespace(
+        &self,
+        namespace: &str,
+        zip: Vec<u8>,
+        policy: &str,
+    ) -> Result<ImportReport> {
+        let url = self.url(&["api", "v1", "namespaces", namespace, "import"]);
+        let request = self
+            .request(Method::POST, url)
+            .timeout(TRANSFER_TIMEOUT)
+            .query(&[("policy", policy)])
+            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .body(zip);
+        self.json(request).await
     }
 
     /// One long poll: returns the keys whose md5 differs from the one given, waiting up

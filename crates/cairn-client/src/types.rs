@@ -587,3 +587,12 @@ pub struct CreatedToken {
     /// The token (`expose_secret()` gives the text).
     pub token: SecretString,
 }
+
+/// What an import did ([`Client::import_namespace`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImportReport {
+    /// How many configs were written.
+    pub imported: u64,
+    /// Configs left as they were (policy `skip`), as `namespace/group/data_id`.
+    pub skipped: Vec<String>,
+}

@@ -18,6 +18,7 @@ pub mod settings;
 pub mod sync;
 mod throttle;
 pub mod tls;
+pub mod transfer;
 
 pub use app::{AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;

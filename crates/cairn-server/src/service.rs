@@ -274,6 +274,43 @@ pub struct ListFilter {
     pub content: Option<String>,
 }
 
+/// What an import does about a config that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Import nothing, and say which configs exist.
+    Abort,
+    /// Leave the existing config as it is; import the others.
+    Skip,
+    /// Replace it.
+    Overwrite,
+}
+
+impl std::str::FromStr for Conflict {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "abort" => Ok(Conflict::Abort),
+            "skip" => Ok(Conflict::Skip),
+            "overwrite" => Ok(Conflict::Overwrite),
+            _ => Err(format!(
+                "policy {text:?} is not one of abort, skip, overwrite"
+            )),
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub imported: Vec<ConfigKey>,
+    /// Left as they were (policy `skip`).
+    pub skipped: Vec<ConfigKey>,
+}
+
+/// The most problems an import's refusal lists one by one.
+const PROBLEMS_LISTED: usize = 50;
+
 /// A namespace and how many configs it holds.
 pub struct NamespaceInfo {
     pub record: NamespaceRecord,
@@ -889,8 +926,154 @@ impl Service {
         filter: &ListFilter,
         page: Page,
     ) -> (Vec<Arc<ConfigRecord>>, usize) {
+        let all = self.select(caller, filter);
+        let total = all.len();
+        let items = all
+            .into_iter()
+            .skip(page.offset() as usize)
+            .take(page.size as usize)
+            .collect();
+        (items, total)
+    }
+
+    /// Every config of `namespace` matching `filter` that `caller` may read, as an
+    /// export carries it.
+    pub fn export(&self, caller: &Caller, filter: &ListFilter) -> Vec<crate::transfer::Item> {
+        self.select(caller, filter)
+            .iter()
+            .map(|c| crate::transfer::Item {
+                group: c.key.group.clone(),
+                data_id: c.key.data_id.clone(),
+                content: c.content.clone(),
+                format: Some(c.format),
+                description: c.description.clone(),
+                tags: c.tags.clone(),
+            })
+            .collect()
+    }
+
+    /// Imports `items` into `namespace` in one transaction: every item is checked first
+    /// (the caller's right to write it, names, size, tags, content against its format,
+    /// and what `policy` says of an existing config), and if any fails, nothing is
+    /// written and the refusal names each failure. Watchers of each imported config are
+    /// woken once.
+    pub async fn import(
+        &self,
+        namespace: &Namespace,
+        items: Vec<crate::transfer::Item>,
+        policy: Conflict,
+        actor: &Actor,
+    ) -> Result<ImportReport> {
+        self.namespace(namespace).await?;
+        let mut problems = Vec::new();
+        let mut report = ImportReport::default();
+        let mut writes = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::new();
+        for item in items {
+            let key = ConfigKey::new(namespace.clone(), item.group, item.data_id);
+            if !seen.insert(key.clone()) {
+                problems.push(format!("{key}: more than once in the import"));
+                continue;
+            }
+            // A config the caller may not write refuses the import as a whole, as the
+            // refusal of a single publish would (and is audited once).
+            self.may_write(actor, &key, Op::Publish)?;
+            if item.content.len() > self.max_content_bytes {
+                problems.push(format!(
+                    "{key}: {} bytes, more than max_content_bytes ({})",
+                    item.content.len(),
+                    self.max_content_bytes
+                ));
+                continue;
+            }
+            let tags = match check_tags(item.tags) {
+                Ok(tags) => tags,
+                Err(e) => {
+                    problems.push(format!("{key}: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = check_description(&item.description) {
+                problems.push(format!("{key}: {e}"));
+                continue;
+            }
+            let current = self.get(&key);
+            if current.is_some() {
+                match policy {
+                    Conflict::Abort => {
+                        problems.push(format!("{key}: exists (policy abort)"));
+                        continue;
+                    }
+                    Conflict::Skip => {
+                        report.skipped.push(key);
+                        continue;
+                    }
+                    Conflict::Overwrite => {}
+                }
+            }
+            let default_format = Format::from_file_name(key.data_id.as_str()).unwrap_or_default();
+            let format = item
+                .format
+                .or(current.as_ref().map(|c| c.format))
+                .unwrap_or(default_format);
+            let content = match validated(item.content, format, false).await {
+                Ok(content) => content,
+                Err(e) => {
+                    problems.push(format!("{key}: {e}"));
+                    continue;
+                }
+            };
+            writes.push(ConfigWrite {
+                md5: md5_hex(&content),
+                content,
+                op: Op::Publish,
+                format: item.format,
+                default_format,
+                validated_as: Some(format),
+                description: Some(item.description),
+                tags: Some(tags),
+                // What was checked above holds when the transaction writes, or the
+                // whole import fails.
+                expect: match &current {
+                    Some(c) => Expect::Md5(c.md5.clone()),
+                    None => Expect::Absent,
+                },
+                audit: Self::audit(actor, "import".to_owned()),
+                key,
+            });
+        }
+        if !problems.is_empty() {
+            let count = problems.len();
+            problems.truncate(PROBLEMS_LISTED);
+            let more = count.saturating_sub(PROBLEMS_LISTED);
+            let tail = if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            };
+            return Err(ServiceError::InvalidArgument(format!(
+                "nothing was imported; {count} problem(s): {}{tail}",
+                problems.join("; ")
+            )));
+        }
+        let (store, commits) = (self.store.clone(), self.commits.clone());
+        let records = Self::detached(async move {
+            let records = store.import(&writes).await?;
+            for record in &records {
+                commits.apply(Change::Config(Arc::new(record.clone())));
+            }
+            Ok(records)
+        })
+        .await?;
+        report.imported = records.into_iter().map(|r| r.key).collect();
+        tracing::info!(%namespace, imported = report.imported.len(), skipped = report.skipped.len(), by = %actor.caller.username, "configs imported");
+        Ok(report)
+    }
+
+    /// Every config matching `filter` that `caller` may read, in key order.
+    fn select(&self, caller: &Caller, filter: &ListFilter) -> Vec<Arc<ConfigRecord>> {
         let reader = self.reader(caller);
-        let all = self.commits.cache().select(|c| {
+        self.commits.cache().select(|c| {
             reader.may_read(&c.key)
                 && filter
                     .namespace
@@ -913,14 +1096,7 @@ impl Service {
                     .content
                     .as_ref()
                     .is_none_or(|s| c.content.contains(s.as_str()))
-        });
-        let total = all.len();
-        let items = all
-            .into_iter()
-            .skip(page.offset() as usize)
-            .take(page.size as usize)
-            .collect();
-        (items, total)
+        })
     }
 
     pub async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)> {

@@ -124,8 +124,9 @@ pub trait ConfigStore: Send + Sync {
     async fn load_configs(&self) -> Result<Vec<ConfigRecord>>;
     /// Creates or replaces a config; returns the stored record with its new revision.
     async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord>;
-    /// Many writes in one transaction (bulk loading); all land or none does.
-    async fn import(&self, writes: &[ConfigWrite]) -> Result<u64>;
+    /// Many writes in one transaction (imports, bulk loading); all land or none does.
+    /// Returns the stored records, in the order of `writes`.
+    async fn import(&self, writes: &[ConfigWrite]) -> Result<Vec<ConfigRecord>>;
     /// Deletes a config; returns the change that recorded it.
     async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord>;
     /// A page of a config's history, newest first (contents left empty; read one entry

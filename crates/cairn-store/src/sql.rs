@@ -720,13 +720,14 @@ impl ConfigStore for SqlStore {
     }
 
     #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]
-    async fn import(&self, writes: &[ConfigWrite]) -> Result<u64> {
+    async fn import(&self, writes: &[ConfigWrite]) -> Result<Vec<ConfigRecord>> {
         let mut tx = self.begin_write().await?;
+        let mut records = Vec::with_capacity(writes.len());
         for write in writes {
-            self.put_in(&mut tx, write).await?;
+            records.push(self.put_in(&mut tx, write).await?);
         }
         self.commit_write(tx).await?;
-        Ok(writes.len() as u64)
+        Ok(records)
     }
 
     #[instrument(skip_all, fields(key = %delete.key), err(level = "debug"))]

@@ -56,6 +56,33 @@ async fn publish_then_load(store: Arc<dyn Store>) {
     assert_eq!(all[0].format, Format::Yaml);
 }
 
+async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
+    let (a, b, c) = (key("a.yaml"), key("b.yaml"), key("c.yaml"));
+    store
+        .put_config(&write(&b, "b: 0", Expect::Any, 1000))
+        .await
+        .unwrap();
+    // The last write's expectation fails: none of the three lands.
+    let failing = [
+        write(&a, "a: 1", Expect::Absent, 2000),
+        write(&c, "c: 1", Expect::Absent, 2000),
+        write(&b, "b: 1", Expect::Absent, 2000),
+    ];
+    assert!(store.import(&failing).await.is_err());
+    let stored = store.load_configs().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].content, "b: 0");
+    let landing = [
+        write(&a, "a: 1", Expect::Absent, 3000),
+        write(&b, "b: 1", Expect::Md5(md5_hex("b: 0")), 3000),
+    ];
+    let records = store.import(&landing).await.unwrap();
+    let keys: Vec<&ConfigKey> = records.iter().map(|r| &r.key).collect();
+    assert_eq!(keys, [&a, &b], "the records come back in the writes' order");
+    assert!(records[0].revision < records[1].revision);
+    assert_eq!(store.load_configs().await.unwrap().len(), 2);
+}
+
 async fn compare_and_set(store: Arc<dyn Store>) {
     let k = key("cas.yaml");
     store
@@ -991,6 +1018,7 @@ macro_rules! suite {
 
             case!(publish_then_load);
             case!(compare_and_set);
+            case!(imports_land_whole_or_not_at_all);
             case!(history_and_changes);
             case!(delete_records_history);
             case!(namespaces);

@@ -10,6 +10,7 @@ mod input;
 pub mod login;
 pub mod namespace;
 mod output;
+pub mod transfer;
 pub mod user;
 pub mod watch;
 

@@ -448,3 +448,43 @@ fn the_cli_verifies_a_tls_server_and_presents_its_client_certificate() {
     );
     assert!(half.contains("--client-cert"), "{half}");
 }
+
+#[test]
+fn a_namespace_is_exported_and_imported_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = Server::start(&dir.path().join("data"), Some("move-password-1"));
+    ok_with_stdin(
+        &home,
+        &["login", "--server", &server.url, "--password-stdin"],
+        Some("move-password-1\n"),
+    );
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, "port: 8080\n").unwrap();
+    let file = file.display().to_string();
+    ok(
+        &home,
+        &[
+            "publish",
+            "public/web/app.yaml",
+            "-f",
+            &file,
+            "--tag",
+            "web",
+        ],
+    );
+    ok(&home, &["publish", "public/jobs/app.yaml", "-f", &file]);
+    ok(&home, &["ns", "create", "staging"]);
+
+    let zip = dir.path().join("public.zip").display().to_string();
+    let out = ok(&home, &["export", "public", "-o", &zip, "--group", "web"]);
+    assert!(out.contains("exported namespace public"), "{out}");
+    let out = ok(&home, &["import", "staging", &zip]);
+    assert!(out.contains("imported 1 configs into staging"), "{out}");
+    assert_eq!(ok(&home, &["get", "staging/web/app.yaml"]), "port: 8080\n");
+    // Again: refused as a whole by default, and why; skipped when asked.
+    let refused = fails(&home, &["import", "staging", &zip]);
+    assert!(refused.contains("exists (policy abort)"), "{refused}");
+    let out = ok(&home, &["import", "staging", &zip, "--policy", "skip"]);
+    assert!(out.contains("skipped staging/web/app.yaml"), "{out}");
+}

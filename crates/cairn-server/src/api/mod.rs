@@ -10,6 +10,7 @@ mod nacos;
 mod native;
 mod ops;
 mod peers;
+pub(crate) mod transfer;
 mod watch;
 pub mod wire;
 
@@ -359,6 +360,7 @@ pub fn router(state: SharedState) -> Router {
     let body_deadline = state.settings.body_read_timeout_ms.get();
     let api = native::router()
         .merge(watch::router())
+        .merge(transfer::router())
         .route_layer(crate::metrics::Track);
     Router::new()
         .merge(api)

@@ -139,7 +139,8 @@ pub fn router() -> Router<SharedState> {
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
         put_grant, delete_grant, list_roles, audit_log, list_tokens, create_token, revoke_token, add_role_member, remove_role_member, delete_role,
-        super::watch::watch, super::watch::stream
+        super::watch::watch, super::watch::stream, super::transfer::export_namespace,
+        super::transfer::import_namespace
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -11,3 +11,4 @@ mod helpers;
 mod nacos;
 mod permissions;
 mod tls;
+mod transfer;

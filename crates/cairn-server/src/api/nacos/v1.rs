@@ -30,7 +30,7 @@ pub fn router() -> Router<SharedState> {
     Router::new()
         .route(
             "/nacos/v1/cs/configs",
-            get(get_config).post(publish).delete(delete),
+            get(get_config).post(publish_or_import).delete(delete),
         )
         .route(
             crate::api::long_poll_paths::NACOS_LISTENER,
@@ -55,6 +55,96 @@ pub fn router() -> Router<SharedState> {
         .route("/nacos/serverlist", get(server_list))
 }
 
+/// `GET /nacos/v1/cs/configs?export=true` (or `exportV2=true`, with `.metadata.yml`): a
+/// tenant's configs, or those `group` and `dataId` name, as Nacos's export zip.
+fn export(state: &SharedState, caller: &crate::auth::Caller, params: &Params) -> Answer {
+    use cairn_core::pattern::Wildcard;
+    let namespace = super::namespace(params.get("tenant"))?;
+    let filter = crate::service::ListFilter {
+        namespace: Some(namespace.clone()),
+        group: params.get("group").map(Wildcard::new),
+        data_id: params.get("dataId").map(Wildcard::new),
+        tag: None,
+        format: None,
+        content: None,
+    };
+    let items = state.service.export(caller, &filter);
+    crate::api::transfer::zip_answer(&namespace, &items, params.flag("exportV2"))
+        .map_err(|e| NacosError::invalid(e.message))
+}
+
+/// `POST /nacos/v1/cs/configs` publishes, or with `import=true` imports the zip in the
+/// multipart field `file`: a form body and a multipart one are read differently.
+async fn publish_or_import(
+    State(state): State<SharedState>,
+    request: axum::extract::Request,
+) -> Response {
+    let importing = request.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "import" && v == "true")
+    });
+    if importing {
+        import(state, request).await.into_response()
+    } else {
+        axum::handler::Handler::call(publish, request, state).await
+    }
+}
+
+/// `POST /nacos/v1/cs/configs?import=true&namespace=…&policy=ABORT|SKIP|OVERWRITE`:
+/// all or nothing, answered as Nacos answers (`succCount`, `skipCount`, `skipData`).
+async fn import(state: SharedState, request: axum::extract::Request) -> Answer {
+    use axum::extract::{FromRequest, FromRequestParts};
+    let (mut parts, body) = request.into_parts();
+    let addr = ClientAddr::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_else(|never| match never {});
+    // The token and the parameters are in the query: the body is the upload.
+    let query = axum::extract::Request::from_parts(parts.clone(), axum::body::Body::empty());
+    let params = Params::from_request(query, &state).await?;
+    let caller = authenticate(&state, &parts.headers, &params).await?;
+    let namespace = super::namespace(params.get("namespace").or(params.get("tenant")))?;
+    let policy = crate::api::transfer::policy_of(params.get("policy"))
+        .map_err(|e| NacosError::invalid(e.message))?;
+    let request = axum::extract::Request::from_parts(parts, body);
+    let mut form = axum::extract::Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| NacosError::invalid(format!("the upload is not a multipart form: {e}")))?;
+    let mut zip = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| NacosError::invalid(format!("the upload cannot be read: {e}")))?
+    {
+        if field.name() == Some("file") {
+            zip = Some(field.bytes().await.map_err(|e| {
+                NacosError::invalid(format!("the uploaded file cannot be read: {e}"))
+            })?);
+        }
+    }
+    let zip = zip.ok_or_else(|| NacosError::invalid("no file field in the upload"))?;
+    let items =
+        crate::api::transfer::read_items(&zip).map_err(|e| NacosError::invalid(e.message))?;
+    let report = state
+        .service
+        .import(&namespace, items, policy, &actor(&caller, &addr))
+        .await?;
+    let skipped: Vec<Value> = report
+        .skipped
+        .iter()
+        .map(|k| json!({ "dataId": k.data_id.as_str(), "group": k.group.as_str() }))
+        .collect();
+    Ok(Json(json!({
+        "code": 200,
+        "message": "import ok",
+        "data": {
+            "succCount": report.imported.len(),
+            "skipCount": skipped.len(),
+            "skipData": skipped,
+            "failData": [],
+        },
+    }))
+    .into_response())
+}
+
 /// A login is read before anyone is known: only a name and password's worth of it.
 fn login_limit() -> axum::extract::DefaultBodyLimit {
     axum::extract::DefaultBodyLimit::max(crate::api::UNAUTHENTICATED_BODY_LIMIT)
@@ -76,6 +166,9 @@ async fn get_config(
     let caller = authenticate(&state, &headers, &params).await?;
     if params.get("search").is_some() {
         return search(&state, &caller, &params);
+    }
+    if params.flag("export") || params.flag("exportV2") {
+        return export(&state, &caller, &params);
     }
     let key = config_key(&params, "tenant")?;
     state.service.may_read(&caller, &key, source.via("nacos"))?;

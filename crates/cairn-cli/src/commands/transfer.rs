@@ -1,0 +1,72 @@
+//! `cairn export` and `cairn import`: a namespace's configs as a Nacos export zip, out
+//! and in.
+
+use std::path::PathBuf;
+
+use cairn_client::Client;
+use clap::Args;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The namespace to export.
+    namespace: String,
+    /// Write the zip here [default: NAMESPACE.zip].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Only this group (`*` matches any run of characters).
+    #[arg(long)]
+    group: Option<String>,
+    /// Only matching data ids (`*` matches any run of characters).
+    #[arg(long)]
+    data_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The namespace to import into (it must exist).
+    namespace: String,
+    /// A zip exported by Cairn or by Nacos (either layout).
+    file: PathBuf,
+    /// What to do about configs that exist: abort (import nothing), skip, overwrite.
+    #[arg(long, default_value = "abort")]
+    policy: String,
+}
+
+pub async fn export(client: &Client, args: ExportArgs) -> anyhow::Result<()> {
+    let zip = client
+        .export_namespace(
+            &args.namespace,
+            args.group.as_deref(),
+            args.data_id.as_deref(),
+        )
+        .await?;
+    let path = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}.zip", args.namespace)));
+    std::fs::write(&path, &zip)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    println!(
+        "exported namespace {} to {}",
+        args.namespace,
+        path.display()
+    );
+    Ok(())
+}
+
+pub async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
+    let zip = std::fs::read(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let report = client
+        .import_namespace(&args.namespace, zip, &args.policy)
+        .await?;
+    println!(
+        "imported {} configs into {}; {} left as they were",
+        report.imported,
+        args.namespace,
+        report.skipped.len()
+    );
+    for key in report.skipped {
+        println!("  skipped {key}");
+    }
+    Ok(())
+}

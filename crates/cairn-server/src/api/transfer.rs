@@ -1,0 +1,171 @@
+//! Export and import of a namespace's configs in Nacos's zip format, on the native API
+//! (`/api/v1/namespaces/{namespace}/export` and `/import`). Nacos's own routes for the
+//! same are in `nacos/v1.rs`; both go through `Service::export` and `Service::import`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_core::pattern::Wildcard;
+use cairn_core::Namespace;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::wire::ErrorBody;
+use super::{ApiPath, ApiQuery, SharedState};
+use crate::auth::Caller;
+use crate::service::{Actor, Conflict, ListFilter};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/api/v1/namespaces/{namespace}/export",
+            get(export_namespace),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/import",
+            post(import_namespace),
+        )
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only this group; `*` matches any run of characters.
+    group: Option<String>,
+    /// Only matching data ids; `*` matches any run of characters.
+    data_id: Option<String>,
+    /// Only configs with this tag.
+    tag: Option<String>,
+    /// Leave out `.metadata.yml` (format, description, tags), as Nacos 1.x's export
+    /// does; default false.
+    #[serde(default)]
+    bare: bool,
+}
+
+/// The configs of a namespace (or those matching the filters) that the caller may read,
+/// as a Nacos export zip.
+#[utoipa::path(get, path = "/api/v1/namespaces/{namespace}/export", tag = "transfer",
+    params(("namespace" = String, Path), ExportQuery),
+    responses((status = 200, content_type = "application/zip", description = "a Nacos export zip"),
+        (status = 404, body = ErrorBody)))]
+async fn export_namespace(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiPath(namespace): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let namespace = Namespace::parse(&namespace)?;
+    state.service.namespace(&namespace).await?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let filter = ListFilter {
+        namespace: Some(namespace.clone()),
+        group: non_empty(q.group).map(|g| Wildcard::new(&g)),
+        data_id: non_empty(q.data_id).map(|d| Wildcard::new(&d)),
+        tag: non_empty(q.tag),
+        format: None,
+        content: None,
+    };
+    let items = state.service.export(&caller, &filter);
+    zip_answer(&namespace, &items, !q.bare)
+}
+
+/// A zip of `items` as a download named after `namespace`.
+pub fn zip_answer(
+    namespace: &Namespace,
+    items: &[crate::transfer::Item],
+    with_metadata: bool,
+) -> Result<Response, ApiError> {
+    let zip = crate::transfer::write_zip(items, with_metadata).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot write the export: {e}"),
+        )
+    })?;
+    let disposition = format!("attachment; filename=\"{namespace}.zip\"");
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// What to do about a config that exists: `abort` (the default: import nothing and
+    /// say which exist), `skip` them, or `overwrite` them.
+    policy: Option<String>,
+}
+
+/// What an import did.
+#[derive(Serialize, ToSchema)]
+pub struct ImportAnswer {
+    /// How many configs were written.
+    imported: usize,
+    /// Configs left as they were (policy `skip`), as `namespace/group/data_id`.
+    skipped: Vec<String>,
+}
+
+/// Imports a Nacos export zip (either layout) into a namespace, all or nothing: every
+/// entry is checked before anything is written, and a refusal names each problem.
+#[utoipa::path(post, path = "/api/v1/namespaces/{namespace}/import", tag = "transfer",
+    params(("namespace" = String, Path), ImportQuery),
+    request_body(content = Vec<u8>, content_type = "application/zip", description = "a Nacos export zip"),
+    responses((status = 200, body = ImportAnswer), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn import_namespace(
+    State(state): State<SharedState>,
+    by: Actor,
+    ApiPath(namespace): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    zip: Bytes,
+) -> Result<Json<ImportAnswer>, ApiError> {
+    let namespace = Namespace::parse(&namespace)?;
+    let policy = policy_of(q.policy.as_deref())?;
+    let items = read_items(&zip)?;
+    let report = state.service.import(&namespace, items, policy, &by).await?;
+    Ok(Json(ImportAnswer {
+        imported: report.imported.len(),
+        skipped: report.skipped.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// An import's policy, `abort` when none is given.
+pub fn policy_of(text: Option<&str>) -> Result<Conflict, ApiError> {
+    match text.filter(|p| !p.is_empty()) {
+        None => Ok(Conflict::Abort),
+        Some(text) => text
+            .parse()
+            .map_err(|e: String| ApiError::bad_request("invalid_argument", e)),
+    }
+}
+
+/// The configs of an uploaded zip, or a refusal naming every bad entry.
+pub fn read_items(zip: &[u8]) -> Result<Vec<crate::transfer::Item>, ApiError> {
+    crate::transfer::read_zip(zip).map_err(|problems| {
+        let listed: Vec<String> = problems.iter().take(50).map(ToString::to_string).collect();
+        ApiError::bad_request(
+            "invalid_import",
+            format!(
+                "nothing was imported; {} problem(s) in the zip: {}",
+                problems.len(),
+                listed.join("; ")
+            ),
+        )
+    })
+}

@@ -1,0 +1,349 @@
+//! Nacos's export format, read and written: a zip with one `{group}/{dataId}` entry per
+//! config and its metadata beside them, either the older `.meta.yml` (app names only)
+//! or the newer `.metadata.yml` (type, description, tags, app name). A zip is read
+//! whole and checked before anything is imported; every problem is reported, by entry.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use cairn_core::{DataId, Format, Group};
+use serde::{Deserialize, Serialize};
+
+/// Most entries one zip may hold.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most bytes one zip may unpack to (a zip bomb stops here, not in memory).
+pub const MAX_UNPACKED: u64 = 512 << 20;
+
+/// One config of an export or an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub group: Group,
+    pub data_id: DataId,
+    pub content: String,
+    /// `None`: from the data id's extension.
+    pub format: Option<Format>,
+    pub description: String,
+    pub tags: Vec<String>,
+}
+
+/// Why one entry of a zip cannot be imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub entry: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.entry, self.why)
+    }
+}
+
+/// `.metadata.yml`'s entries, as Nacos 2.x writes them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    #[serde(default)]
+    metadata: Vec<MetadataItem>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataItem {
+    group: String,
+    data_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    desc: String,
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    app_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    config_tags: String,
+}
+
+const META_V1: &str = ".meta.yml";
+const META_V2: &str = ".metadata.yml";
+
+/// The configs of a Nacos export zip, or every problem that stops it from being
+/// imported. Directory entries are skipped (r-nacos writes them, repeated).
+pub fn read_zip(bytes: &[u8]) -> Result<Vec<Item>, Vec<Problem>> {
+    read_zip_within(bytes, MAX_UNPACKED)
+}
+
+fn read_zip_within(bytes: &[u8], max_unpacked: u64) -> Result<Vec<Item>, Vec<Problem>> {
+    let problem = |entry: &str, why: String| Problem {
+        entry: entry.to_owned(),
+        why,
+    };
+    let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
+        Ok(archive) => archive,
+        Err(e) => return Err(vec![problem("(zip)", format!("not a zip file: {e}"))]),
+    };
+    if archive.len() > MAX_ENTRIES {
+        return Err(vec![problem(
+            "(zip)",
+            format!("{} entries; at most {MAX_ENTRIES} are read", archive.len()),
+        )]);
+    }
+    let mut problems = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut unpacked = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = match archive.by_index(i) {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(problem(&format!("entry {i}"), e.to_string()));
+                continue;
+            }
+        };
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        if entry.is_dir() {
+            continue;
+        }
+        // Read at most what is left of the budget, whatever the entry claims.
+        let budget = max_unpacked - unpacked;
+        let mut content = Vec::new();
+        let read = (&mut entry).take(budget + 1).read_to_end(&mut content);
+        if let Err(e) = read {
+            problems.push(problem(&name, format!("cannot be unpacked: {e}")));
+            continue;
+        }
+        unpacked += content.len() as u64;
+        if unpacked > max_unpacked {
+            return Err(vec![problem(
+                "(zip)",
+                format!("unpacks to more than {} MiB", max_unpacked >> 20),
+            )]);
+        }
+        match String::from_utf8(content) {
+            Ok(text) => files.push((name, text)),
+            Err(_) => problems.push(problem(&name, "is not UTF-8 text".to_owned())),
+        }
+    }
+    let mut metadata: HashMap<(String, String), MetadataItem> = HashMap::new();
+    let mut configs = Vec::new();
+    for (name, text) in files {
+        match name.as_str() {
+            META_V2 => match parse_metadata(&text) {
+                Ok(items) => metadata.extend(
+                    items
+                        .into_iter()
+                        .map(|m| ((m.group.clone(), m.data_id.clone()), m)),
+                ),
+                Err(why) => problems.push(problem(&name, why)),
+            },
+            // Only app names, which Cairn does not keep.
+            META_V1 => {}
+            _ => configs.push((name, text)),
+        }
+    }
+    let mut items = Vec::with_capacity(configs.len());
+    for (name, content) in configs {
+        let Some((group, data_id)) = name.split_once('/') else {
+            problems.push(problem(&name, "is not group/dataId".to_owned()));
+            continue;
+        };
+        // Names are checked as Cairn checks every name, which also refuses `..`,
+        // slashes and anything else that could reach outside a group.
+        let (group_name, data_id_name) = (group, data_id);
+        let group = match Group::parse(group_name) {
+            Ok(group) => group,
+            Err(e) => {
+                problems.push(problem(&name, format!("group: {e}")));
+                continue;
+            }
+        };
+        let data_id = match DataId::parse(data_id_name) {
+            Ok(data_id) => data_id,
+            Err(e) => {
+                problems.push(problem(&name, format!("data id: {e}")));
+                continue;
+            }
+        };
+        let meta = metadata.remove(&(group_name.to_owned(), data_id_name.to_owned()));
+        let meta = meta.unwrap_or_default();
+        let format = match meta.kind.trim() {
+            "" => None,
+            kind => match kind.parse::<Format>() {
+                Ok(format) => Some(format),
+                Err(e) => {
+                    problems.push(problem(&name, format!("type: {e}")));
+                    continue;
+                }
+            },
+        };
+        items.push(Item {
+            group,
+            data_id,
+            content,
+            format,
+            description: meta.desc,
+            tags: meta
+                .config_tags
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(items)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `.metadata.yml`: Nacos writes a `metadata:` list; a bare list is taken too.
+fn parse_metadata(text: &str) -> Result<Vec<MetadataItem>, String> {
+    if let Ok(wrapped) = serde_yaml_ng::from_str::<Metadata>(text) {
+        return Ok(wrapped.metadata);
+    }
+    serde_yaml_ng::from_str::<Vec<MetadataItem>>(text)
+        .map_err(|e| format!("is not Nacos's export metadata: {e}"))
+}
+
+/// A Nacos export zip of `items`: `.metadata.yml` (Nacos 2.x's `exportV2`) when
+/// `with_metadata`, else the configs alone, as the older export writes them when no
+/// config has an app name.
+pub fn write_zip(items: &[Item], with_metadata: bool) -> std::io::Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for item in items {
+        zip.start_file(format!("{}/{}", item.group, item.data_id), options)
+            .map_err(std::io::Error::other)?;
+        zip.write_all(item.content.as_bytes())?;
+    }
+    if with_metadata {
+        let metadata = Metadata {
+            metadata: items
+                .iter()
+                .map(|item| MetadataItem {
+                    group: item.group.to_string(),
+                    data_id: item.data_id.to_string(),
+                    desc: item.description.clone(),
+                    kind: item
+                        .format
+                        .map(|f| f.as_str().to_owned())
+                        .unwrap_or_default(),
+                    app_name: String::new(),
+                    config_tags: item.tags.join(","),
+                })
+                .collect(),
+        };
+        let text = serde_yaml_ng::to_string(&metadata).map_err(std::io::Error::other)?;
+        zip.start_file(META_V2, options)
+            .map_err(std::io::Error::other)?;
+        zip.write_all(text.as_bytes())?;
+    }
+    Ok(zip.finish().map_err(std::io::Error::other)?.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(group: &str, data_id: &str, content: &str) -> Item {
+        Item {
+            group: Group::parse(group).unwrap(),
+            data_id: DataId::parse(data_id).unwrap(),
+            content: content.to_owned(),
+            format: Some(Format::Yaml),
+            description: "the app".to_owned(),
+            tags: vec!["a".to_owned(), "b".to_owned()],
+        }
+    }
+
+    /// A zip of raw entries, as another tool might write it.
+    fn raw_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, content) in entries {
+            if name.ends_with('/') {
+                zip.add_directory(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+            } else {
+                zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                zip.write_all(content).unwrap();
+            }
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn an_export_reads_back_as_it_was() {
+        let items = vec![
+            item("g", "a.yaml", "a: 1\n"),
+            item("DEFAULT_GROUP", "b", "x"),
+        ];
+        let zip = write_zip(&items, true).unwrap();
+        assert_eq!(read_zip(&zip).unwrap(), items);
+        // Without metadata, the contents and names survive; the rest is default.
+        let bare = read_zip(&write_zip(&items, false).unwrap()).unwrap();
+        assert_eq!(bare[0].content, "a: 1\n");
+        assert_eq!((bare[0].format, bare[0].tags.len()), (None, 0));
+    }
+
+    #[test]
+    fn nacos_1_and_r_nacos_layouts_are_read() {
+        let mut zip = raw_zip(&[
+            ("DEFAULT_GROUP/", b""),
+            ("DEFAULT_GROUQ/", b""),
+            ("DEFAULT_GROUP/app.properties", b"a=1"),
+            (".meta.yml", b"DEFAULT_GROUP.app~properties.app=shop\r\n"),
+        ]);
+        // r-nacos repeats directory entries, which zip writers refuse to: rename the
+        // second in place (names are outside the checksums).
+        let (from, to) = (b"DEFAULT_GROUQ/", b"DEFAULT_GROUP/");
+        for at in 0..zip.len() - from.len() {
+            if &zip[at..at + from.len()] == from {
+                zip[at..at + from.len()].copy_from_slice(to);
+            }
+        }
+        let items = read_zip(&zip).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].data_id.as_str(), "app.properties");
+    }
+
+    #[test]
+    fn every_bad_entry_is_named() {
+        let zip = raw_zip(&[
+            ("../etc/passwd", b"x"),
+            ("no-group", b"x"),
+            ("g/bad name!", b"x"),
+            ("g/binary", &[0xff, 0xfe]),
+            ("g/fine.txt", b"ok"),
+        ]);
+        let problems = read_zip(&zip).unwrap_err();
+        let entries: Vec<&str> = problems.iter().map(|p| p.entry.as_str()).collect();
+        assert_eq!(
+            entries,
+            ["g/binary", "../etc/passwd", "no-group", "g/bad name!"],
+            "{problems:?}"
+        );
+        assert!(read_zip(b"not a zip").is_err());
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_at_the_budget() {
+        // Highly compressible: a few KiB packed, more than the budget unpacked.
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        zip.start_file("g/bomb", options).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..9 {
+            zip.write_all(&chunk).unwrap();
+        }
+        let bytes = zip.finish().unwrap().into_inner();
+        assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+        let problems = read_zip_within(&bytes, 8 << 20).unwrap_err();
+        assert!(
+            problems[0].why.contains("unpacks to more than"),
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Export and import of a namespace in Nacos's zip format, through the native API and
+//! Nacos's own routes: a round trip keeps everything, an import is all or nothing and
+//! says why, and each policy does what it says.
+
+use std::io::Write as _;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, TestApp};
+
+/// A zip of raw entries, as another Nacos installation might send.
+fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(content.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+async fn create_namespace(app: &TestApp, name: &str) {
+    let r = app
+        .request(Method::POST, "/api/v1/namespaces")
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "create {name}");
+}
+
+async fn import(app: &TestApp, namespace: &str, policy: &str, zip: Vec<u8>) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        &format!("/api/v1/namespaces/{namespace}/import?policy={policy}"),
+    )
+    .header("content-type", "application/zip")
+    .body(zip)
+    .send()
+    .await
+    .unwrap()
+}
+
+async fn count(app: &TestApp, namespace: &str) -> u64 {
+    let (_, page) = app
+        .get_json(&format!("/api/v1/configs?namespace={namespace}"))
+        .await;
+    page["total"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_namespace_moves_whole_and_policies_hold() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .publish(
+            "public/web/app.yaml",
+            json!({ "content": "port: 80\n", "description": "the web app", "tags": ["web", "edge"] }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.publish_ok("public/web/db.properties", "url=x\n").await;
+    app.publish_ok("public/jobs/cron.txt", "0 * * * *").await;
+
+    let r = app
+        .request(Method::GET, "/api/v1/namespaces/public/export")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let zip = r.bytes().await.unwrap().to_vec();
+    // A filtered export holds only what it names.
+    let r = app
+        .request(Method::GET, "/api/v1/namespaces/public/export?group=web")
+        .send()
+        .await
+        .unwrap();
+    let web = cairn_server::transfer::read_zip(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(web.len(), 2);
+
+    create_namespace(&app, "staging").await;
+    // A watcher of a config the import creates hears of it once.
+    let watch = app.spawn_watch(
+        json!([{ "namespace": "staging", "group": "web", "data_id": "app.yaml", "md5": "" }]),
+        10_000,
+    );
+    let r = import(&app, "staging", "abort", zip.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer, json!({ "imported": 3, "skipped": [] }));
+    let (status, changed, _) = watch.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changed["changed"].as_array().unwrap().len(), 1, "{changed}");
+    let (_, copied) = app
+        .get_json("/api/v1/configs/staging/web/app.yaml?view=json")
+        .await;
+    assert_eq!(copied["content"], "port: 80\n");
+    assert_eq!(copied["format"], "yaml");
+    assert_eq!(copied["description"], "the web app");
+    assert_eq!(copied["tags"], json!(["web", "edge"]));
+
+    // Again: abort names what exists and changes nothing; skip leaves them; overwrite
+    // writes them again.
+    let r = import(&app, "staging", "abort", zip.clone()).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    assert!(
+        message.contains("staging/web/app.yaml: exists (policy abort)"),
+        "{message}"
+    );
+    let r = import(&app, "staging", "skip", zip.clone()).await;
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["imported"], 0);
+    assert_eq!(answer["skipped"].as_array().unwrap().len(), 3);
+    let before = copied["revision"].as_i64().unwrap();
+    let r = import(&app, "staging", "overwrite", zip).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["imported"], 3);
+    let (_, again) = app
+        .get_json("/api/v1/configs/staging/web/app.yaml?view=json")
+        .await;
+    assert!(again["revision"].as_i64().unwrap() > before);
+    let r = import(&app, "staging", "sometimes", Vec::new()).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    assert!(message.contains("abort, skip, overwrite"), "{message}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_zip_imports_nothing_and_names_each_problem() {
+    let app = TestApp::spawn().await;
+    create_namespace(&app, "staging").await;
+    // Entries the zip itself makes unusable.
+    let zip = zip_of(&[
+        ("g/ok.txt", "fine"),
+        ("../../etc/passwd", "x"),
+        ("no-group", "x"),
+    ]);
+    let r = import(&app, "staging", "abort", zip).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
+    assert!(
+        message.contains("../../etc/passwd") && message.contains("no-group: is not group/dataId"),
+        "{message}"
+    );
+    // Content that does not parse as its format.
+    let zip = zip_of(&[("g/ok.txt", "fine"), ("g/bad.yaml", "a: [")]);
+    let r = import(&app, "staging", "abort", zip).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    assert!(message.contains("staging/g/bad.yaml"), "{message}");
+    assert!(!message.contains("ok.txt"), "{message}");
+    assert_eq!(count(&app, "staging").await, 0, "nothing half-imported");
+    let r = import(&app, "staging", "abort", b"not a zip".to_vec()).await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
+    // An unknown namespace is said so.
+    let r = import(&app, "nowhere", "abort", zip_of(&[("g/a.txt", "a")])).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_import_needs_write_access_to_every_config_it_holds() {
+    let app = TestApp::spawn().await;
+    create_namespace(&app, "staging").await;
+    let r = app
+        .request(Method::POST, "/api/v1/users")
+        .json(&json!({ "username": "rita", "password": "rita-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // She may read staging, not write it.
+    let r = app
+        .request(Method::PUT, "/api/v1/grants")
+        .json(&json!({ "user": "rita", "namespace": "staging", "level": "read" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let rita = app.login("rita", "rita-password-1").await;
+    let r = app
+        .http
+        .post(format!("{}/api/v1/namespaces/staging/import", app.base))
+        .bearer_auth(&rita)
+        .body(zip_of(&[("g/a.txt", "a")]))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(count(&app, "staging").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn nacos_routes_export_and_import() {
+    let app = TestApp::spawn().await;
+    app.publish_ok("public/DEFAULT_GROUP/a.yaml", "a: 1\n")
+        .await;
+    create_namespace(&app, "copy").await;
+    let r = app
+        .http
+        .get(format!(
+            "{}/nacos/v1/cs/configs?exportV2=true&tenant=&accessToken={}",
+            app.base, app.token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let zip = r.bytes().await.unwrap().to_vec();
+    let items = cairn_server::transfer::read_zip(&zip).unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].format, Some(cairn_core::Format::Yaml));
+
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(zip).file_name("export.zip"),
+    );
+    let r = app
+        .http
+        .post(format!(
+            "{}/nacos/v1/cs/configs?import=true&namespace=copy&policy=OVERWRITE&accessToken={}",
+            app.base, app.token
+        ))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["code"], 200, "{answer}");
+    assert_eq!(answer["data"]["succCount"], 1, "{answer}");
+    let (status, copied) = app
+        .get_json("/api/v1/configs/copy/DEFAULT_GROUP/a.yaml?view=json")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(copied["content"], "a: 1\n");
+    // An ordinary form publish on the same route is untouched.
+    let r = app
+        .http
+        .post(format!("{}/nacos/v1/cs/configs", app.base))
+        .form(&[
+            ("dataId", "b.txt"),
+            ("group", "DEFAULT_GROUP"),
+            ("content", "b"),
+            ("accessToken", app.token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "true");
+    app.stop().await;
+}

@@ -106,6 +106,8 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Import a zip exported by Cairn or Nacos into a namespace, all or nothing.
     Import(transfer::ImportArgs),
+    /// Copy configs from one namespace into another (optionally into another group).
+    Clone(transfer::CloneArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -160,5 +162,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => grant::token(client, command).await,
         Command::Export(args) => transfer::export(client, args).await,
         Command::Import(args) => transfer::import(client, args).await,
+        Command::Clone(args) => transfer::clone(client, args).await,
     }
 }

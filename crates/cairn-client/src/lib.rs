@@ -830,6 +830,30 @@ impl Client {
         self.json(request).await
     }
 
+    /// Copies configs of namespace `from` (this client may read there; `group` and
+    /// `data_id` wildcards narrow them) into `namespace`, into `to_group` when given, as
+    /// an import does: all or nothing, `policy` for configs that exist.
+    pub async fn clone_into(
+        &self,
+        namespace: &str,
+        from: &str,
+        group: Option<&str>,
+        data_id: Option<&str>,
+        to_group: Option<&str>,
+        policy: &str,
+    ) -> Result<ImportReport> {
+        let url = self.url(&["api", "v1", "namespaces", namespace, "clone"]);
+        let body = serde_json::json!({
+            "from": from, "group": group, "data_id": data_id, "to_group": to_group,
+            "policy": policy,
+        });
+        let request = self
+            .request(Method::POST, url)
+            .timeout(TRANSFER_TIMEOUT)
+            .json(&body);
+        self.json(request).await
+    }
+
     /// One long poll: returns the keys whose md5 differs from the one given, waiting up
     /// to `timeout` for a change; empty when nothing changed.
     pub async fn watch(&self, keys: &[WatchKey], timeout: Duration) -> Result<Vec<ChangedKey>> {

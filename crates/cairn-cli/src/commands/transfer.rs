@@ -32,6 +32,52 @@ pub struct ImportArgs {
     policy: String,
 }
 
+#[derive(Args)]
+pub struct CloneArgs {
+    /// The namespace to copy from.
+    from: String,
+    /// The namespace to copy into (it must exist).
+    to: String,
+    /// Only this group (`*` matches any run of characters).
+    #[arg(long)]
+    group: Option<String>,
+    /// Only matching data ids (`*` matches any run of characters).
+    #[arg(long)]
+    data_id: Option<String>,
+    /// Put the copies in this group instead of their own.
+    #[arg(long)]
+    to_group: Option<String>,
+    /// What to do about configs that exist: abort (copy nothing), skip, overwrite.
+    #[arg(long, default_value = "abort")]
+    policy: String,
+}
+
+pub async fn clone(client: &Client, args: CloneArgs) -> anyhow::Result<()> {
+    let report = client
+        .clone_into(
+            &args.to,
+            &args.from,
+            args.group.as_deref(),
+            args.data_id.as_deref(),
+            args.to_group.as_deref(),
+            &args.policy,
+        )
+        .await?;
+    print_report(&report, &args.to);
+    Ok(())
+}
+
+fn print_report(report: &cairn_client::ImportReport, namespace: &str) {
+    println!(
+        "imported {} configs into {namespace}; {} left as they were",
+        report.imported,
+        report.skipped.len()
+    );
+    for key in &report.skipped {
+        println!("  skipped {key}");
+    }
+}
+
 pub async fn export(client: &Client, args: ExportArgs) -> anyhow::Result<()> {
     let zip = client
         .export_namespace(
@@ -59,14 +105,6 @@ pub async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
     let report = client
         .import_namespace(&args.namespace, zip, &args.policy)
         .await?;
-    println!(
-        "imported {} configs into {}; {} left as they were",
-        report.imported,
-        args.namespace,
-        report.skipped.len()
-    );
-    for key in report.skipped {
-        println!("  skipped {key}");
-    }
+    print_report(&report, &args.namespace);
     Ok(())
 }

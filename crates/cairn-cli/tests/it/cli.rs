@@ -487,4 +487,24 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
     assert!(refused.contains("exists (policy abort)"), "{refused}");
     let out = ok(&home, &["import", "staging", &zip, "--policy", "skip"]);
     assert!(out.contains("skipped staging/web/app.yaml"), "{out}");
+    // A clone copies what it names, into another group when asked.
+    let out = ok(
+        &home,
+        &[
+            "clone",
+            "public",
+            "staging",
+            "--group",
+            "jobs",
+            "--to-group",
+            "batch",
+        ],
+    );
+    assert!(out.contains("imported 1 configs into staging"), "{out}");
+    assert_eq!(
+        ok(&home, &["get", "staging/batch/app.yaml"]),
+        "port: 8080\n"
+    );
+    let refused = fails(&home, &["clone", "nowhere", "staging"]);
+    assert!(refused.contains("nowhere"), "{refused}");
 }

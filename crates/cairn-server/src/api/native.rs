@@ -140,7 +140,7 @@ pub fn router() -> Router<SharedState> {
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
         put_grant, delete_grant, list_roles, audit_log, list_tokens, create_token, revoke_token, add_role_member, remove_role_member, delete_role,
         super::watch::watch, super::watch::stream, super::transfer::export_namespace,
-        super::transfer::import_namespace
+        super::transfer::import_namespace, super::transfer::clone_into
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

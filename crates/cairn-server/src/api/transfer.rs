@@ -29,6 +29,7 @@ pub fn router() -> Router<SharedState> {
             "/api/v1/namespaces/{namespace}/import",
             post(import_namespace),
         )
+        .route("/api/v1/namespaces/{namespace}/clone", post(clone_into))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -121,6 +122,15 @@ pub struct ImportAnswer {
     skipped: Vec<String>,
 }
 
+impl From<crate::service::ImportReport> for ImportAnswer {
+    fn from(report: crate::service::ImportReport) -> Self {
+        ImportAnswer {
+            imported: report.imported.len(),
+            skipped: report.skipped.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
 /// Imports a Nacos export zip (either layout) into a namespace, all or nothing: every
 /// entry is checked before anything is written, and a refusal names each problem.
 #[utoipa::path(post, path = "/api/v1/namespaces/{namespace}/import", tag = "transfer",
@@ -139,10 +149,64 @@ async fn import_namespace(
     let policy = policy_of(q.policy.as_deref())?;
     let items = read_items(&zip)?;
     let report = state.service.import(&namespace, items, policy, &by).await?;
-    Ok(Json(ImportAnswer {
-        imported: report.imported.len(),
-        skipped: report.skipped.iter().map(ToString::to_string).collect(),
-    }))
+    Ok(Json(ImportAnswer::from(report)))
+}
+
+/// What to copy into a namespace, and from where.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloneRequest {
+    /// The namespace to copy from.
+    from: String,
+    /// Only this group of it (`*` matches any run of characters).
+    group: Option<String>,
+    /// Only matching data ids (`*` matches any run of characters).
+    data_id: Option<String>,
+    /// Put the copies in this group instead of their own.
+    to_group: Option<String>,
+    /// `abort` (the default), `skip` or `overwrite`, as for an import.
+    policy: Option<String>,
+}
+
+/// Copies configs from another namespace (those the caller may read there), optionally
+/// into another group, as Nacos's console clones: checked whole and written in one
+/// transaction, as an import is.
+#[utoipa::path(post, path = "/api/v1/namespaces/{namespace}/clone", tag = "transfer",
+    params(("namespace" = String, Path)), request_body = CloneRequest,
+    responses((status = 200, body = ImportAnswer), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn clone_into(
+    State(state): State<SharedState>,
+    by: Actor,
+    ApiPath(namespace): ApiPath<String>,
+    super::ApiJson(req): super::ApiJson<CloneRequest>,
+) -> Result<Json<ImportAnswer>, ApiError> {
+    let namespace = Namespace::parse(&namespace)?;
+    let from = Namespace::parse(&req.from)?;
+    state.service.namespace(&from).await?;
+    let policy = policy_of(req.policy.as_deref())?;
+    let to_group = req
+        .to_group
+        .filter(|g| !g.is_empty())
+        .map(|g| cairn_core::Group::parse(&g))
+        .transpose()?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let filter = ListFilter {
+        namespace: Some(from),
+        group: non_empty(req.group).map(|g| Wildcard::new(&g)),
+        data_id: non_empty(req.data_id).map(|d| Wildcard::new(&d)),
+        tag: None,
+        format: None,
+        content: None,
+    };
+    let mut items = state.service.export(&by.caller, &filter);
+    if let Some(group) = to_group {
+        for item in &mut items {
+            item.group = group.clone();
+        }
+    }
+    let report = state.service.import(&namespace, items, policy, &by).await?;
+    Ok(Json(ImportAnswer::from(report)))
 }
 
 /// An import's policy, `abort` when none is given.

@@ -249,3 +249,48 @@ async fn nacos_routes_export_and_import() {
     assert_eq!(r.text().await.unwrap(), "true");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_clone_copies_only_what_its_author_may_read() {
+    let app = TestApp::spawn().await;
+    app.publish_ok("public/web/app.yaml", "port: 80\n").await;
+    app.publish_ok("public/secret/keys.txt", "k").await;
+    create_namespace(&app, "staging").await;
+    let r = app
+        .request(Method::POST, "/api/v1/users")
+        .json(&json!({ "username": "cleo", "password": "cleo-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for grant in [
+        json!({ "user": "cleo", "namespace": "public", "group": "web", "level": "read" }),
+        json!({ "user": "cleo", "namespace": "staging", "level": "write" }),
+    ] {
+        let r = app
+            .request(Method::PUT, "/api/v1/grants")
+            .json(&grant)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{grant}");
+    }
+    let cleo = app.login("cleo", "cleo-password-1").await;
+    let r = app
+        .http
+        .post(format!("{}/api/v1/namespaces/staging/clone", app.base))
+        .bearer_auth(&cleo)
+        .json(&json!({ "from": "public", "to_group": "web-copy" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["imported"], 1);
+    let (status, copied) = app
+        .get_json("/api/v1/configs/staging/web-copy/app.yaml?view=json")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(copied["content"], "port: 80\n");
+    assert_eq!(count(&app, "staging").await, 1, "nothing she may not read");
+    app.stop().await;
+}

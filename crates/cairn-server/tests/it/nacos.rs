@@ -491,7 +491,12 @@ async fn the_listener_holds_answers_and_wakes() {
         .map(|i| line(&format!("k{i}"), "", None))
         .collect();
     let r = nacos.listen(&too_many, Some("30000"), false).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (status, message) = text(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("more than 10000 configs in one listener request"),
+        "{message}"
+    );
     let r = nacos
         .listen(&line("a.properties", "", None), Some("soon"), false)
         .await;
@@ -1189,4 +1194,43 @@ async fn who_listens_is_answered_for_every_surface_as_nacos_answers_it() {
         json!({ "listeners": [], "unanswered": [] }),
         "answered polls are no longer listed"
     );
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_not_replaced() {
+    let app = TestApp::spawn().await;
+    let body = format!(
+        "dataId=bytes.txt&group=DEFAULT_GROUP&content=caf%E9&accessToken={}",
+        app.token
+    );
+    let r = app
+        .http
+        .post(format!("{}/nacos/v1/cs/configs", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let message = r.text().await.unwrap();
+    assert!(
+        message.contains("parameter content is not UTF-8"),
+        "{message}"
+    );
+    let (status, _) = app
+        .get_json("/api/v1/configs/public/DEFAULT_GROUP/bytes.txt")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    // In the query too.
+    let r = app
+        .http
+        .get(format!(
+            "{}/nacos/v1/cs/configs?dataId=a%FF&group=DEFAULT_GROUP&accessToken={}",
+            app.base, app.token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
 }

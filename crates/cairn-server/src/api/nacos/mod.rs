@@ -50,9 +50,9 @@ impl FromRequest<SharedState> for Params {
         // Blank values count as absent, so they are skipped here: a blank query value
         // must not hide the form's.
         if let Some(query) = request.uri().query() {
-            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            for (k, v) in strict_pairs(query.as_bytes())? {
                 if !v.trim().is_empty() {
-                    values.entry(k.into_owned()).or_insert(v.into_owned());
+                    values.entry(k).or_insert(v);
                 }
             }
         }
@@ -68,14 +68,44 @@ impl FromRequest<SharedState> for Params {
                     None => NacosError::BodyTooLarge,
                 }
             })?;
-            for (k, v) in form_urlencoded::parse(&body) {
+            for (k, v) in strict_pairs(&body)? {
                 if !v.trim().is_empty() {
-                    values.entry(k.into_owned()).or_insert(v.into_owned());
+                    values.entry(k).or_insert(v);
                 }
             }
         }
         Ok(Params { values, path })
     }
+}
+
+/// `name=value` pairs of a query or form, decoded; a name or value that is not UTF-8
+/// once decoded is refused (storing it with replacement characters would change what
+/// the client sent).
+fn strict_pairs(text: &[u8]) -> Result<Vec<(String, String)>> {
+    let decode = |part: &[u8]| {
+        let spaced: Vec<u8> = part
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        percent_encoding::percent_decode(&spaced)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+    };
+    text.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = decode(name)
+                .map_err(|_| NacosError::invalid("a parameter name is not UTF-8 once decoded"))?;
+            let value = decode(value).map_err(|_| {
+                NacosError::invalid(format!("parameter {name} is not UTF-8 once decoded"))
+            })?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 impl Params {

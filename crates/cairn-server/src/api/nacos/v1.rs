@@ -353,7 +353,9 @@ fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>> {
     let spaced = raw.replace('+', " ");
     let decoded = percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map_err(|_| invalid_probe())?;
+        .map_err(|_| {
+            NacosError::invalid("invalid probeModify: Listening-Configs is not UTF-8 once decoded")
+        })?;
     let mut listened = Vec::new();
     for record in decoded.split('\u{1}').filter(|r| !r.is_empty()) {
         let fields: Vec<&str> = record.split('\u{2}').collect();
@@ -374,7 +376,11 @@ fn parse_listening(raw: &str, max: usize) -> Result<Vec<Listened>> {
             tenant: tenant.to_owned(),
         });
         if listened.len() > max {
-            return Err(invalid_probe());
+            // Nacos's text first, which clients look for; then what to do about it.
+            return Err(NacosError::invalid(format!(
+                "invalid probeModify: more than {max} configs in one listener request; \
+                 split them over several"
+            )));
         }
     }
     if listened.is_empty() {

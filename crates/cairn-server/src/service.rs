@@ -274,6 +274,20 @@ pub struct ListFilter {
     pub content: Option<String>,
 }
 
+impl ListFilter {
+    /// The configs of `namespace` whose group and data id match these wildcards; an
+    /// empty or absent wildcard matches everything.
+    pub fn within(namespace: Namespace, group: Option<&str>, data_id: Option<&str>) -> Self {
+        let wildcard = |w: Option<&str>| w.filter(|w| !w.is_empty()).map(Wildcard::new);
+        ListFilter {
+            namespace: Some(namespace),
+            group: wildcard(group),
+            data_id: wildcard(data_id),
+            ..ListFilter::default()
+        }
+    }
+}
+
 /// What an import does about a config that already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conflict {
@@ -936,10 +950,18 @@ impl Service {
         (items, total)
     }
 
-    /// Every config of `namespace` matching `filter` that `caller` may read, as an
-    /// export carries it.
-    pub fn export(&self, caller: &Caller, filter: &ListFilter) -> Vec<crate::transfer::Item> {
-        self.select(caller, filter)
+    /// Every config matching `filter` that `caller` may read, as an export carries it;
+    /// the filter's namespace must exist.
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        filter: &ListFilter,
+    ) -> Result<Vec<crate::transfer::Item>> {
+        if let Some(namespace) = &filter.namespace {
+            self.namespace(namespace).await?;
+        }
+        Ok(self
+            .select(caller, filter)
             .iter()
             .map(|c| crate::transfer::Item {
                 group: c.key.group.clone(),
@@ -949,7 +971,26 @@ impl Service {
                 description: c.description.clone(),
                 tags: c.tags.clone(),
             })
-            .collect()
+            .collect())
+    }
+
+    /// Copies the configs `from` selects (those the actor may read) into `namespace`,
+    /// into `to_group` when given, as an import of them would.
+    pub async fn clone_into(
+        &self,
+        namespace: &Namespace,
+        from: &ListFilter,
+        to_group: Option<cairn_core::Group>,
+        policy: Conflict,
+        actor: &Actor,
+    ) -> Result<ImportReport> {
+        let mut items = self.export(&actor.caller, from).await?;
+        if let Some(group) = to_group {
+            for item in &mut items {
+                item.group = group.clone();
+            }
+        }
+        self.import(namespace, items, policy, actor).await
     }
 
     /// Imports `items` into `namespace` in one transaction: every item is checked first

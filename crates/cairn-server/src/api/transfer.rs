@@ -8,7 +8,6 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_core::pattern::Wildcard;
 use cairn_core::Namespace;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,17 +59,11 @@ async fn export_namespace(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let namespace = Namespace::parse(&namespace)?;
-    state.service.namespace(&namespace).await?;
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let filter = ListFilter {
-        namespace: Some(namespace.clone()),
-        group: non_empty(q.group).map(|g| Wildcard::new(&g)),
-        data_id: non_empty(q.data_id).map(|d| Wildcard::new(&d)),
-        tag: non_empty(q.tag),
-        format: None,
-        content: None,
+        tag: q.tag.filter(|t| !t.is_empty()),
+        ..ListFilter::within(namespace.clone(), q.group.as_deref(), q.data_id.as_deref())
     };
-    let items = state.service.export(&caller, &filter);
+    let items = state.service.export(&caller, &filter).await?;
     zip_answer(&namespace, &items, !q.bare)
 }
 
@@ -183,29 +176,17 @@ async fn clone_into(
 ) -> Result<Json<ImportAnswer>, ApiError> {
     let namespace = Namespace::parse(&namespace)?;
     let from = Namespace::parse(&req.from)?;
-    state.service.namespace(&from).await?;
     let policy = policy_of(req.policy.as_deref())?;
     let to_group = req
         .to_group
         .filter(|g| !g.is_empty())
         .map(|g| cairn_core::Group::parse(&g))
         .transpose()?;
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let filter = ListFilter {
-        namespace: Some(from),
-        group: non_empty(req.group).map(|g| Wildcard::new(&g)),
-        data_id: non_empty(req.data_id).map(|d| Wildcard::new(&d)),
-        tag: None,
-        format: None,
-        content: None,
-    };
-    let mut items = state.service.export(&by.caller, &filter);
-    if let Some(group) = to_group {
-        for item in &mut items {
-            item.group = group.clone();
-        }
-    }
-    let report = state.service.import(&namespace, items, policy, &by).await?;
+    let from = ListFilter::within(from, req.group.as_deref(), req.data_id.as_deref());
+    let report = state
+        .service
+        .clone_into(&namespace, &from, to_group, policy, &by)
+        .await?;
     Ok(Json(ImportAnswer::from(report)))
 }
 

@@ -57,18 +57,14 @@ pub fn router() -> Router<SharedState> {
 
 /// `GET /nacos/v1/cs/configs?export=true` (or `exportV2=true`, with `.metadata.yml`): a
 /// tenant's configs, or those `group` and `dataId` name, as Nacos's export zip.
-fn export(state: &SharedState, caller: &crate::auth::Caller, params: &Params) -> Answer {
-    use cairn_core::pattern::Wildcard;
+async fn export(state: &SharedState, caller: &crate::auth::Caller, params: &Params) -> Answer {
     let namespace = super::namespace(params.get("tenant"))?;
-    let filter = crate::service::ListFilter {
-        namespace: Some(namespace.clone()),
-        group: params.get("group").map(Wildcard::new),
-        data_id: params.get("dataId").map(Wildcard::new),
-        tag: None,
-        format: None,
-        content: None,
-    };
-    let items = state.service.export(caller, &filter);
+    let filter = crate::service::ListFilter::within(
+        namespace.clone(),
+        params.get("group"),
+        params.get("dataId"),
+    );
+    let items = state.service.export(caller, &filter).await?;
     crate::api::transfer::zip_answer(&namespace, &items, params.flag("exportV2"))
         .map_err(|e| NacosError::invalid(e.message))
 }
@@ -168,7 +164,7 @@ async fn get_config(
         return search(&state, &caller, &params);
     }
     if params.flag("export") || params.flag("exportV2") {
-        return export(&state, &caller, &params);
+        return export(&state, &caller, &params).await;
     }
     let key = config_key(&params, "tenant")?;
     state.service.may_read(&caller, &key, source.via("nacos"))?;

@@ -12,7 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
-use commands::{access_key, audit, config, grant, gray, login, namespace, transfer, user, watch};
+use commands::{
+    access_key, audit, config, grant, gray, login, migrate, namespace, transfer, user, watch,
+};
 
 #[derive(Parser)]
 #[command(
@@ -108,6 +110,9 @@ enum Command {
     Import(transfer::ImportArgs),
     /// Copy configs from one namespace into another (optionally into another group).
     Clone(transfer::CloneArgs),
+    /// Copy every config of a running Nacos, or an Apollo app's namespaces, into Cairn.
+    /// Safe to repeat: what is already here as the source has it is left alone.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -163,5 +168,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => transfer::export(client, args).await,
         Command::Import(args) => transfer::import(client, args).await,
         Command::Clone(args) => transfer::clone(client, args).await,
+        Command::Migrate(args) => migrate::run(client, args).await,
     }
 }

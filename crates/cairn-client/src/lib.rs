@@ -820,11 +820,33 @@ impl Client {
         zip: Vec<u8>,
         policy: &str,
     ) -> Result<ImportReport> {
+        let options = ImportOptions {
+            policy: policy.to_owned(),
+            ..ImportOptions::default()
+        };
+        self.import_namespace_with(namespace, zip, &options).await
+    }
+
+    /// Imports a Nacos export zip into `namespace` as `options` say.
+    pub async fn import_namespace_with(
+        &self,
+        namespace: &str,
+        zip: Vec<u8>,
+        options: &ImportOptions,
+    ) -> Result<ImportReport> {
         let url = self.url(&["api", "v1", "namespaces", namespace, "import"]);
+        let skip_invalid = if options.skip_invalid {
+            "true"
+        } else {
+            "false"
+        };
         let request = self
             .request(Method::POST, url)
             .timeout(TRANSFER_TIMEOUT)
-            .query(&[("policy", policy)])
+            .query(&[
+                ("policy", options.policy.as_str()),
+                ("skip_invalid", skip_invalid),
+            ])
             .header(reqwest::header::CONTENT_TYPE, "application/zip")
             .body(zip);
         self.json(request).await

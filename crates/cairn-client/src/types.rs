@@ -593,6 +593,43 @@ pub struct CreatedToken {
 pub struct ImportReport {
     /// How many configs were written.
     pub imported: u64,
+    /// Bytes of content written.
+    #[serde(default)]
+    pub bytes: u64,
+    /// How many were already stored exactly so, and were not written again.
+    #[serde(default)]
+    pub unchanged: u64,
     /// Configs left as they were (policy `skip`), as `namespace/group/data_id`.
     pub skipped: Vec<String>,
+    /// What was left out with [`ImportOptions::skip_invalid`], and why.
+    #[serde(default)]
+    pub refused: Vec<Refused>,
+}
+
+/// An entry or config an import left out, and why.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refused {
+    /// The config (`namespace/group/data_id`) or the zip entry.
+    pub item: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// How an import treats configs that exist and entries it cannot take.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// `abort` (import nothing if any config exists with other content), `skip` or
+    /// `overwrite`.
+    pub policy: String,
+    /// Leave out what cannot be imported and report it, instead of importing nothing.
+    pub skip_invalid: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            policy: "abort".to_owned(),
+            skip_invalid: false,
+        }
+    }
 }

@@ -314,12 +314,38 @@ impl std::str::FromStr for Conflict {
     }
 }
 
+/// How an import treats what it cannot take as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportPolicy {
+    /// What to do about a config that exists with other content.
+    pub conflict: Conflict,
+    /// Leave out a config that cannot be imported (a name, size, format or content
+    /// Cairn refuses) and report why, instead of importing nothing.
+    pub skip_invalid: bool,
+}
+
+impl From<Conflict> for ImportPolicy {
+    fn from(conflict: Conflict) -> Self {
+        ImportPolicy {
+            conflict,
+            skip_invalid: false,
+        }
+    }
+}
+
 /// What an import did.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     pub imported: Vec<ConfigKey>,
+    /// Bytes of content written.
+    pub bytes: u64,
     /// Left as they were (policy `skip`).
     pub skipped: Vec<ConfigKey>,
+    /// Already stored exactly so (content, format, description and tags): not written
+    /// again, whatever the policy, so that an import can be repeated.
+    pub unchanged: Vec<ConfigKey>,
+    /// Left out, and why (only with `skip_invalid`).
+    pub refused: Vec<(String, String)>,
 }
 
 /// The most problems an import's refusal lists one by one.
@@ -990,7 +1016,7 @@ impl Service {
                 item.group = group.clone();
             }
         }
-        self.import(namespace, items, policy, actor).await
+        self.import(namespace, items, policy.into(), actor).await
     }
 
     /// Imports `items` into `namespace` in one transaction: every item is checked first
@@ -1002,47 +1028,58 @@ impl Service {
         &self,
         namespace: &Namespace,
         items: Vec<crate::transfer::Item>,
-        policy: Conflict,
+        policy: ImportPolicy,
         actor: &Actor,
     ) -> Result<ImportReport> {
         self.namespace(namespace).await?;
-        let mut problems = Vec::new();
+        let mut problems: Vec<(String, String)> = Vec::new();
         let mut report = ImportReport::default();
         let mut writes = Vec::with_capacity(items.len());
         let mut seen = std::collections::HashSet::new();
         for item in items {
             let key = ConfigKey::new(namespace.clone(), item.group, item.data_id);
             if !seen.insert(key.clone()) {
-                problems.push(format!("{key}: more than once in the import"));
+                problems.push((key.to_string(), "more than once in the import".to_owned()));
                 continue;
             }
             // A config the caller may not write refuses the import as a whole, as the
             // refusal of a single publish would (and is audited once).
             self.may_write(actor, &key, Op::Publish)?;
             if item.content.len() > self.max_content_bytes {
-                problems.push(format!(
-                    "{key}: {} bytes, more than max_content_bytes ({})",
-                    item.content.len(),
-                    self.max_content_bytes
+                problems.push((
+                    key.to_string(),
+                    format!(
+                        "{} bytes, more than max_content_bytes ({})",
+                        item.content.len(),
+                        self.max_content_bytes
+                    ),
                 ));
                 continue;
             }
             let tags = match check_tags(item.tags) {
                 Ok(tags) => tags,
                 Err(e) => {
-                    problems.push(format!("{key}: {e}"));
+                    problems.push((key.to_string(), e.to_string()));
                     continue;
                 }
             };
             if let Err(e) = check_description(&item.description) {
-                problems.push(format!("{key}: {e}"));
+                problems.push((key.to_string(), e.to_string()));
                 continue;
             }
             let current = self.get(&key);
-            if current.is_some() {
-                match policy {
+            if let Some(c) = &current {
+                let same = c.content == item.content
+                    && item.format.is_none_or(|f| f == c.format)
+                    && c.description == item.description
+                    && c.tags == tags;
+                if same {
+                    report.unchanged.push(key);
+                    continue;
+                }
+                match policy.conflict {
                     Conflict::Abort => {
-                        problems.push(format!("{key}: exists (policy abort)"));
+                        problems.push((key.to_string(), "exists (policy abort)".to_owned()));
                         continue;
                     }
                     Conflict::Skip => {
@@ -1060,7 +1097,7 @@ impl Service {
             let content = match validated(item.content, format, false).await {
                 Ok(content) => content,
                 Err(e) => {
-                    problems.push(format!("{key}: {e}"));
+                    problems.push((key.to_string(), e.to_string()));
                     continue;
                 }
             };
@@ -1083,9 +1120,16 @@ impl Service {
                 key,
             });
         }
+        if policy.skip_invalid {
+            report.refused = std::mem::take(&mut problems);
+        }
         if !problems.is_empty() {
             let count = problems.len();
-            problems.truncate(PROBLEMS_LISTED);
+            let problems: Vec<String> = problems
+                .into_iter()
+                .take(PROBLEMS_LISTED)
+                .map(|(key, why)| format!("{key}: {why}"))
+                .collect();
             let more = count.saturating_sub(PROBLEMS_LISTED);
             let tail = if more > 0 {
                 format!("; and {more} more")
@@ -1097,6 +1141,9 @@ impl Service {
                 problems.join("; ")
             )));
         }
+        if writes.is_empty() {
+            return Ok(report);
+        }
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let records = Self::detached(async move {
             let records = store.import(&writes).await?;
@@ -1106,8 +1153,9 @@ impl Service {
             Ok(records)
         })
         .await?;
+        report.bytes = records.iter().map(|r| r.content.len() as u64).sum();
         report.imported = records.into_iter().map(|r| r.key).collect();
-        tracing::info!(%namespace, imported = report.imported.len(), skipped = report.skipped.len(), by = %actor.caller.username, "configs imported");
+        tracing::info!(%namespace, imported = report.imported.len(), skipped = report.skipped.len(), unchanged = report.unchanged.len(), refused = report.refused.len(), by = %actor.caller.username, "configs imported");
         Ok(report)
     }
 

@@ -68,10 +68,23 @@ const META_V2: &str = ".metadata.yml";
 /// The configs of a Nacos export zip, or every problem that stops it from being
 /// imported. Directory entries are skipped (r-nacos writes them, repeated).
 pub fn read_zip(bytes: &[u8]) -> Result<Vec<Item>, Vec<Problem>> {
+    match read_zip_within(bytes, MAX_UNPACKED)? {
+        (items, problems) if problems.is_empty() => Ok(items),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// The configs of a Nacos export zip that can be read, and the problems of the entries
+/// that cannot; an error only when the zip as a whole cannot be read (not a zip, too
+/// many entries, too large unpacked).
+pub fn read_zip_lenient(bytes: &[u8]) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem>> {
     read_zip_within(bytes, MAX_UNPACKED)
 }
 
-fn read_zip_within(bytes: &[u8], max_unpacked: u64) -> Result<Vec<Item>, Vec<Problem>> {
+fn read_zip_within(
+    bytes: &[u8],
+    max_unpacked: u64,
+) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem>> {
     let problem = |entry: &str, why: String| Problem {
         entry: entry.to_owned(),
         why,
@@ -188,11 +201,7 @@ fn read_zip_within(bytes: &[u8], max_unpacked: u64) -> Result<Vec<Item>, Vec<Pro
                 .collect(),
         });
     }
-    if problems.is_empty() {
-        Ok(items)
-    } else {
-        Err(problems)
-    }
+    Ok((items, problems))
 }
 
 /// `.metadata.yml`: Nacos writes a `metadata:` list; a bare list is taken too.

@@ -8,6 +8,7 @@ pub mod grant;
 pub mod gray;
 mod input;
 pub mod login;
+pub mod migrate;
 pub mod namespace;
 mod output;
 pub mod transfer;

@@ -27,9 +27,15 @@ pub struct ImportArgs {
     namespace: String,
     /// A zip exported by Cairn or by Nacos (either layout).
     file: PathBuf,
-    /// What to do about configs that exist: abort (import nothing), skip, overwrite.
+    /// What to do about configs that exist with other content: abort (import
+    /// nothing), skip, overwrite. Configs stored exactly as the zip has them are left
+    /// alone whatever the policy.
     #[arg(long, default_value = "abort")]
     policy: String,
+    /// Leave out entries that cannot be imported and list them, instead of importing
+    /// nothing.
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Args)]
@@ -67,14 +73,20 @@ pub async fn clone(client: &Client, args: CloneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &cairn_client::ImportReport, namespace: &str) {
+pub fn print_report(report: &cairn_client::ImportReport, namespace: &str) {
     println!(
-        "imported {} configs into {namespace}; {} left as they were",
+        "imported {} configs ({} bytes) into {namespace}; {} unchanged, {} left as they were, {} refused",
         report.imported,
-        report.skipped.len()
+        report.bytes,
+        report.unchanged,
+        report.skipped.len(),
+        report.refused.len(),
     );
     for key in &report.skipped {
-        println!("  skipped {key}");
+        println!("  skipped {key}: exists");
+    }
+    for refused in &report.refused {
+        println!("  refused {}: {}", refused.item, refused.reason);
     }
 }
 
@@ -102,8 +114,12 @@ pub async fn export(client: &Client, args: ExportArgs) -> anyhow::Result<()> {
 pub async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
     let zip = std::fs::read(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let options = cairn_client::ImportOptions {
+        policy: args.policy,
+        skip_invalid: args.skip_invalid,
+    };
     let report = client
-        .import_namespace(&args.namespace, zip, &args.policy)
+        .import_namespace_with(&args.namespace, zip, &options)
         .await?;
     print_report(&report, &args.namespace);
     Ok(())

@@ -480,13 +480,27 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
     let out = ok(&home, &["export", "public", "-o", &zip, "--group", "web"]);
     assert!(out.contains("exported namespace public"), "{out}");
     let out = ok(&home, &["import", "staging", &zip]);
-    assert!(out.contains("imported 1 configs into staging"), "{out}");
+    assert!(
+        out.contains("imported 1 configs (11 bytes) into staging"),
+        "{out}"
+    );
     assert_eq!(ok(&home, &["get", "staging/web/app.yaml"]), "port: 8080\n");
-    // Again: refused as a whole by default, and why; skipped when asked.
+    // Again: nothing to do, since it is there as the zip has it.
+    let out = ok(&home, &["import", "staging", &zip]);
+    assert!(
+        out.contains("imported 0 configs") && out.contains("1 unchanged"),
+        "{out}"
+    );
+    // Changed since: refused as a whole by default, and why; skipped when asked.
+    let changed = dir.path().join("changed.yaml");
+    std::fs::write(&changed, "port: 9090\n").unwrap();
+    let changed = changed.display().to_string();
+    ok(&home, &["publish", "staging/web/app.yaml", "-f", &changed]);
     let refused = fails(&home, &["import", "staging", &zip]);
     assert!(refused.contains("exists (policy abort)"), "{refused}");
     let out = ok(&home, &["import", "staging", &zip, "--policy", "skip"]);
     assert!(out.contains("skipped staging/web/app.yaml"), "{out}");
+    assert_eq!(ok(&home, &["get", "staging/web/app.yaml"]), "port: 9090\n");
     // A clone copies what it names, into another group when asked.
     let out = ok(
         &home,
@@ -500,11 +514,241 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
             "batch",
         ],
     );
-    assert!(out.contains("imported 1 configs into staging"), "{out}");
+    assert!(
+        out.contains("imported 1 configs (11 bytes) into staging"),
+        "{out}"
+    );
     assert_eq!(
         ok(&home, &["get", "staging/batch/app.yaml"]),
         "port: 8080\n"
     );
     let refused = fails(&home, &["clone", "nowhere", "staging"]);
     assert!(refused.contains("nowhere"), "{refused}");
+}
+
+/// Logs `home` in to `server` as the first admin.
+fn login(home: &Path, server: &Server, password: &str) {
+    ok_with_stdin(
+        home,
+        &["login", "--server", &server.url, "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+}
+
+#[test]
+fn a_running_nacos_is_migrated_and_the_migration_can_be_repeated() {
+    // The source is a Cairn node, read only through Nacos's own routes (namespace list,
+    // login, export), as a Nacos server would be.
+    let dir = tempfile::tempdir().unwrap();
+    let (source_home, home) = (dir.path().join("source-home"), dir.path().join("home"));
+    let source = Server::start(&dir.path().join("source"), Some("source-password-1"));
+    let target = Server::start(&dir.path().join("target"), Some("target-password-1"));
+    login(&source_home, &source, "source-password-1");
+    login(&home, &target, "target-password-1");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let yaml = file("app.yaml", "port: 8080\n");
+    ok(
+        &source_home,
+        &[
+            "publish",
+            "public/web/app.yaml",
+            "-f",
+            &yaml,
+            "--tag",
+            "edge",
+        ],
+    );
+    ok(
+        &source_home,
+        &["ns", "create", "dev", "--description", "developers"],
+    );
+    let props = file("db.properties", "url=jdbc:x\n");
+    ok(
+        &source_home,
+        &["publish", "dev/jobs/db.properties", "-f", &props],
+    );
+
+    let from = [
+        "migrate",
+        "--from-nacos",
+        source.url.as_str(),
+        "--username",
+        "admin",
+    ];
+    let migrate = |extra: &[&str]| {
+        let args: Vec<&str> = from.iter().chain(extra).copied().collect();
+        ok_with_stdin(&home, &args, None)
+    };
+    let wrong = cairn(
+        &home,
+        &[&from[..], &["--password", "not-it"]].concat(),
+        None,
+    );
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("Nacos refused the login"), "{err}");
+
+    let out = migrate(&["--password", "source-password-1"]);
+    assert!(
+        out.contains("migrated 2 configs") && out.contains("into 2 namespace(s)"),
+        "{out}"
+    );
+    assert_eq!(ok(&home, &["get", "public/web/app.yaml"]), "port: 8080\n");
+    assert_eq!(
+        ok(&home, &["get", "dev/jobs/db.properties"]),
+        "url=jdbc:x\n"
+    );
+    let info = ok(&home, &["get", "public/web/app.yaml", "--meta"]);
+    assert!(info.contains("edge"), "the tag came along: {info}");
+    assert!(ok(&home, &["ns", "list"]).contains("developers"));
+
+    // Repeated: nothing is published again; a change at the source moves alone.
+    let history_before = ok(&home, &["history", "public/web/app.yaml"]);
+    let out = migrate(&["--password", "source-password-1"]);
+    assert!(
+        out.contains("migrated 0 configs") && out.contains("2 unchanged"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&home, &["history", "public/web/app.yaml"]),
+        history_before
+    );
+    let newer = file("app2.yaml", "port: 9090\n");
+    ok(
+        &source_home,
+        &["publish", "public/web/app.yaml", "-f", &newer],
+    );
+    let out = migrate(&["--password", "source-password-1", "--namespace", "public"]);
+    assert!(
+        out.contains("migrated 1 configs") && out.contains("0 unchanged"),
+        "{out}"
+    );
+    assert_eq!(ok(&home, &["get", "public/web/app.yaml"]), "port: 9090\n");
+
+    let unknown = cairn(
+        &home,
+        &[
+            &from[..],
+            &["--password", "source-password-1", "--namespace", "prod"],
+        ]
+        .concat(),
+        None,
+    );
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("Nacos has no namespace prod; it has: public, dev"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_apollo_app_is_migrated_from_its_config_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_home, home) = (dir.path().join("source-home"), dir.path().join("home"));
+    let source = Server::start(&dir.path().join("source"), Some("source-password-1"));
+    let target = Server::start(&dir.path().join("target"), Some("target-password-1"));
+    login(&source_home, &source, "source-password-1");
+    login(&home, &target, "target-password-1");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // Apollo's `application` namespace, a yaml one, and the `east` cluster's own
+    // `application`.
+    let props = file("application", "timeout=30\nname=shop\n");
+    ok(
+        &source_home,
+        &[
+            "publish",
+            "public/shop/application",
+            "-f",
+            &props,
+            "--format",
+            "properties",
+        ],
+    );
+    let yaml = file("app.yaml", "port: 8080\n");
+    ok(
+        &source_home,
+        &["publish", "public/shop/app.yaml", "-f", &yaml],
+    );
+    let east = file("east", "timeout=10\n");
+    ok(
+        &source_home,
+        &[
+            "publish",
+            "public/shop/east:application",
+            "-f",
+            &east,
+            "--format",
+            "properties",
+        ],
+    );
+    let out = ok(&source_home, &["access-key", "create", "shop"]);
+    let secret = out.rsplit("secret ").next().unwrap().trim().to_owned();
+
+    let base = [
+        "migrate",
+        "--from-apollo",
+        source.url.as_str(),
+        "--app",
+        "shop",
+    ];
+    let unsigned = cairn(&home, &base, None);
+    let err = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(
+        !unsigned.status.success() && err.contains("give --secret"),
+        "{err}"
+    );
+
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "--secret",
+            &secret,
+            "--namespace",
+            "application",
+            "--namespace",
+            "app.yaml",
+            "--namespace",
+            "missing",
+            "--cluster",
+            "default",
+            "--cluster",
+            "east",
+            "--cluster",
+            "west",
+        ])
+        .collect();
+    let out = ok(&home, &args);
+    assert!(out.contains("migrated 3 configs"), "{out}");
+    assert!(
+        out.contains("not copied default/missing: Apollo has no release of it"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not copied west/application: no release in this cluster"),
+        "{out}"
+    );
+    let application = ok(&home, &["get", "public/shop/application"]);
+    assert!(
+        application.contains("timeout=30") && application.contains("name=shop"),
+        "{application}"
+    );
+    assert_eq!(ok(&home, &["get", "public/shop/app.yaml"]), "port: 8080\n");
+    assert!(ok(&home, &["get", "public/shop/east:application"]).contains("timeout=10"));
+    let info = ok(&home, &["get", "public/shop/application", "--meta"]);
+    assert!(info.contains("properties"), "{info}");
+
+    let out = ok(&home, &args);
+    assert!(
+        out.contains("migrated 0 configs") && out.contains("3 unchanged"),
+        "{out}"
+    );
 }

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::wire::ErrorBody;
 use super::{ApiPath, ApiQuery, SharedState};
 use crate::auth::Caller;
-use crate::service::{Actor, Conflict, ListFilter};
+use crate::service::{Actor, Conflict, ImportPolicy, ListFilter};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -104,6 +104,11 @@ pub struct ImportQuery {
     /// What to do about a config that exists: `abort` (the default: import nothing and
     /// say which exist), `skip` them, or `overwrite` them.
     policy: Option<String>,
+    /// Leave out what cannot be imported (an entry that is not a config, a name, size,
+    /// format or content Cairn refuses) and list it under `refused`, instead of
+    /// importing nothing; default false.
+    #[serde(default)]
+    skip_invalid: bool,
 }
 
 /// What an import did.
@@ -111,15 +116,37 @@ pub struct ImportQuery {
 pub struct ImportAnswer {
     /// How many configs were written.
     imported: usize,
+    /// Bytes of content written.
+    bytes: u64,
+    /// How many were already stored exactly so, and were not written again.
+    unchanged: usize,
     /// Configs left as they were (policy `skip`), as `namespace/group/data_id`.
     skipped: Vec<String>,
+    /// What was left out with `skip_invalid`, and why.
+    refused: Vec<Refused>,
+}
+
+/// An entry or config an import left out.
+#[derive(Serialize, ToSchema)]
+pub struct Refused {
+    /// The config (`namespace/group/data_id`) or the zip entry.
+    item: String,
+    /// Why it was left out.
+    reason: String,
 }
 
 impl From<crate::service::ImportReport> for ImportAnswer {
     fn from(report: crate::service::ImportReport) -> Self {
         ImportAnswer {
             imported: report.imported.len(),
+            bytes: report.bytes,
+            unchanged: report.unchanged.len(),
             skipped: report.skipped.iter().map(ToString::to_string).collect(),
+            refused: report
+                .refused
+                .into_iter()
+                .map(|(item, reason)| Refused { item, reason })
+                .collect(),
         }
     }
 }
@@ -139,9 +166,19 @@ async fn import_namespace(
     zip: Bytes,
 ) -> Result<Json<ImportAnswer>, ApiError> {
     let namespace = Namespace::parse(&namespace)?;
-    let policy = policy_of(q.policy.as_deref())?;
-    let items = read_items(&zip)?;
-    let report = state.service.import(&namespace, items, policy, &by).await?;
+    let policy = ImportPolicy {
+        conflict: policy_of(q.policy.as_deref())?,
+        skip_invalid: q.skip_invalid,
+    };
+    let (items, unreadable) = if q.skip_invalid {
+        crate::transfer::read_zip_lenient(&zip).map_err(refusal)?
+    } else {
+        (read_items(&zip)?, Vec::new())
+    };
+    let mut report = state.service.import(&namespace, items, policy, &by).await?;
+    report
+        .refused
+        .splice(0..0, unreadable.into_iter().map(|p| (p.entry, p.why)));
     Ok(Json(ImportAnswer::from(report)))
 }
 
@@ -202,15 +239,17 @@ pub fn policy_of(text: Option<&str>) -> Result<Conflict, ApiError> {
 
 /// The configs of an uploaded zip, or a refusal naming every bad entry.
 pub fn read_items(zip: &[u8]) -> Result<Vec<crate::transfer::Item>, ApiError> {
-    crate::transfer::read_zip(zip).map_err(|problems| {
-        let listed: Vec<String> = problems.iter().take(50).map(ToString::to_string).collect();
-        ApiError::bad_request(
-            "invalid_import",
-            format!(
-                "nothing was imported; {} problem(s) in the zip: {}",
-                problems.len(),
-                listed.join("; ")
-            ),
-        )
-    })
+    crate::transfer::read_zip(zip).map_err(refusal)
+}
+
+fn refusal(problems: Vec<crate::transfer::Problem>) -> ApiError {
+    let listed: Vec<String> = problems.iter().take(50).map(ToString::to_string).collect();
+    ApiError::bad_request(
+        "invalid_import",
+        format!(
+            "nothing was imported; {} problem(s) in the zip: {}",
+            problems.len(),
+            listed.join("; ")
+        ),
+    )
 }

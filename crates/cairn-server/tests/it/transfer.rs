@@ -88,7 +88,12 @@ async fn a_namespace_moves_whole_and_policies_hold() {
     let r = import(&app, "staging", "abort", zip.clone()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let answer: Value = r.json().await.unwrap();
-    assert_eq!(answer, json!({ "imported": 3, "skipped": [] }));
+    // port: 80\n, url=x\n, 0 * * * *
+    let bytes = 9 + 6 + 9;
+    assert_eq!(
+        answer,
+        json!({ "imported": 3, "bytes": bytes, "unchanged": 0, "skipped": [], "refused": [] })
+    );
     let (status, changed, _) = watch.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(changed["changed"].as_array().unwrap().len(), 1, "{changed}");
@@ -100,8 +105,24 @@ async fn a_namespace_moves_whole_and_policies_hold() {
     assert_eq!(copied["description"], "the web app");
     assert_eq!(copied["tags"], json!(["web", "edge"]));
 
-    // Again: abort names what exists and changes nothing; skip leaves them; overwrite
-    // writes them again.
+    // Again, as it is: nothing is written, whatever the policy, so an import repeats.
+    for policy in ["abort", "skip", "overwrite"] {
+        let r = import(&app, "staging", policy, zip.clone()).await;
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(
+            (&answer["imported"], &answer["unchanged"]),
+            (&json!(0), &json!(3)),
+            "{policy}"
+        );
+    }
+    let (_, same) = app
+        .get_json("/api/v1/configs/staging/web/app.yaml?view=json")
+        .await;
+    assert_eq!(same["revision"], copied["revision"], "not published again");
+
+    // Changed since: abort names it and changes nothing; skip leaves it; overwrite
+    // writes the zip's content back.
+    app.publish_ok("staging/web/app.yaml", "port: 81\n").await;
     let r = import(&app, "staging", "abort", zip.clone()).await;
     let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
     assert!(
@@ -111,14 +132,18 @@ async fn a_namespace_moves_whole_and_policies_hold() {
     let r = import(&app, "staging", "skip", zip.clone()).await;
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["imported"], 0);
-    assert_eq!(answer["skipped"].as_array().unwrap().len(), 3);
-    let before = copied["revision"].as_i64().unwrap();
+    assert_eq!(answer["skipped"], json!(["staging/web/app.yaml"]));
+    assert_eq!(answer["unchanged"], 2);
+    let (_, changed) = app
+        .get_json("/api/v1/configs/staging/web/app.yaml?view=json")
+        .await;
     let r = import(&app, "staging", "overwrite", zip).await;
-    assert_eq!(r.json::<Value>().await.unwrap()["imported"], 3);
+    assert_eq!(r.json::<Value>().await.unwrap()["imported"], 1);
     let (_, again) = app
         .get_json("/api/v1/configs/staging/web/app.yaml?view=json")
         .await;
-    assert!(again["revision"].as_i64().unwrap() > before);
+    assert_eq!(again["content"], "port: 80\n");
+    assert!(again["revision"].as_i64().unwrap() > changed["revision"].as_i64().unwrap());
     let r = import(&app, "staging", "sometimes", Vec::new()).await;
     let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
     assert!(message.contains("abort, skip, overwrite"), "{message}");
@@ -148,6 +173,34 @@ async fn a_bad_zip_imports_nothing_and_names_each_problem() {
     assert!(message.contains("staging/g/bad.yaml"), "{message}");
     assert!(!message.contains("ok.txt"), "{message}");
     assert_eq!(count(&app, "staging").await, 0, "nothing half-imported");
+    // Asked to, an import leaves out what it cannot take, and says what and why.
+    let zip = zip_of(&[
+        ("g/ok.txt", "fine"),
+        ("no-group", "x"),
+        ("g/bad.yaml", "a: ["),
+    ]);
+    let r = import(&app, "staging", "abort&skip_invalid=true", zip).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["imported"], 1, "{answer}");
+    let refused = answer["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{answer}");
+    assert_eq!(refused[0]["item"], "no-group");
+    assert_eq!(refused[1]["item"], "staging/g/bad.yaml");
+    assert!(
+        refused[1]["reason"].as_str().unwrap().contains("yaml"),
+        "{answer}"
+    );
+    assert_eq!(count(&app, "staging").await, 1);
+    // A zip that cannot be read at all is refused even so.
+    let r = import(
+        &app,
+        "staging",
+        "abort&skip_invalid=true",
+        b"PK junk".to_vec(),
+    )
+    .await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
     let r = import(&app, "staging", "abort", b"not a zip".to_vec()).await;
     expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
     // An unknown namespace is said so.

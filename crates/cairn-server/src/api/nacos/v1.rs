@@ -121,7 +121,7 @@ async fn import(state: SharedState, request: axum::extract::Request) -> Answer {
         crate::api::transfer::read_items(&zip).map_err(|e| NacosError::invalid(e.message))?;
     let report = state
         .service
-        .import(&namespace, items, policy, &actor(&caller, &addr))
+        .import(&namespace, items, policy.into(), &actor(&caller, &addr))
         .await?;
     let skipped: Vec<Value> = report
         .skipped

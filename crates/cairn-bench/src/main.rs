@@ -3,7 +3,7 @@
 //! that depends on the machine is reported next to a baseline measured in the same run.
 //!
 //! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`, `grpc`,
-//! `cross-node`, `startup`); `--tiny` runs each at a size of seconds, for CI.
+//! `cross-node`, `startup`, `storm`, `import`); `--tiny` runs each at a size of seconds, for CI.
 
 /// The allocator the `cairn` binary uses too, so the measured node is the shipped one.
 #[global_allocator]
@@ -46,6 +46,8 @@ enum Command {
     Startup(Options),
     /// Many clients connecting at once, each with a long poll; time until all are held.
     Storm(Options),
+    /// Importing many 1 KiB configs in one zip, vs the store writing them alone.
+    Import(Options),
     #[command(hide = true)]
     Serve {
         #[arg(long)]
@@ -80,6 +82,9 @@ pub struct Options {
     /// Clients of the reconnect-storm scenario.
     #[arg(long, default_value_t = 10_000)]
     pub storm_clients: usize,
+    /// Configs of the import scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub import_configs: usize,
     /// Configs stored for the start-up scenario.
     #[arg(long, default_value_t = 100_000)]
     pub startup_configs: usize,
@@ -114,6 +119,7 @@ fn main() -> anyhow::Result<()> {
                         "cross-node",
                         "startup",
                         "storm",
+                        "import",
                     ],
                 )
                 .await
@@ -125,6 +131,7 @@ fn main() -> anyhow::Result<()> {
             Command::CrossNode(o) => run(&o, &["cross-node"]).await,
             Command::Startup(o) => run(&o, &["startup"]).await,
             Command::Storm(o) => run(&o, &["storm"]).await,
+            Command::Import(o) => run(&o, &["import"]).await,
         }
     })
 }
@@ -144,6 +151,7 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             "grpc" => scenarios::grpc(opts).await,
             "cross-node" => scenarios::cross_node(opts).await,
             "storm" => scenarios::storm(opts).await,
+            "import" => scenarios::import_scenario(opts).await,
             _ => scenarios::startup(opts).await,
         };
         // A failed scenario is reported and the others still run.
@@ -419,5 +427,16 @@ fn print_table(results: &Value) {
             ),
             get(r, &["all_held_ms"]),
         );
+    }
+    if let Some(Value::Object(backends)) = results.get("import") {
+        for (name, r) in backends {
+            row(
+                format!(
+                    "import {} configs, {name}: s (store alone)",
+                    get(r, &["configs"])
+                ),
+                joined(r, &[vec!["import_s"], vec!["store_alone_s"]], " / "),
+            );
+        }
     }
 }

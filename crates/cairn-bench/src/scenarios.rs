@@ -376,21 +376,8 @@ async fn publish_runs(
 /// whichever of PostgreSQL and MySQL has a URL.
 pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
     let count = if opts.tiny { 40 } else { opts.publishes };
-    let mut backends = vec![("sqlite", None)];
-    if let Some(url) = &opts.postgres_url {
-        backends.push((
-            "postgres",
-            Some((cairn_store::scratch::Engine::Postgres, url.clone())),
-        ));
-    }
-    if let Some(url) = &opts.mysql_url {
-        backends.push((
-            "mysql",
-            Some((cairn_store::scratch::Engine::MySql, url.clone())),
-        ));
-    }
     let mut results = serde_json::Map::new();
-    for (name, server) in backends {
+    for (name, server) in backends(opts) {
         let dir = tempfile::tempdir()?;
         let scratch = match server {
             Some((engine, url)) => {
@@ -744,9 +731,18 @@ pub async fn startup(opts: &Options) -> anyhow::Result<Value> {
 async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let store = cairn_store::SqlStore::sqlite(&data_dir.join("cairn.db")).await?;
+    for chunk in bulk_writes(count).chunks(5_000) {
+        store.import(chunk).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `count` writes of a 1 KiB properties config each, `public/bench/s{i}.properties`.
+fn bulk_writes(count: usize) -> Vec<cairn_store::ConfigWrite> {
     let content = procs::body_1k();
     let md5 = cairn_core::md5::md5_hex(&content);
-    let writes: Vec<cairn_store::ConfigWrite> = (0..count)
+    (0..count)
         .map(|i| cairn_store::ConfigWrite {
             key: cairn_core::ConfigKey::parse("public", "bench", &format!("s{i}.properties"))
                 .expect("a valid key"),
@@ -767,12 +763,124 @@ async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
                 surface: "import".into(),
             },
         })
+        .collect()
+}
+
+/// An import of `count` 1 KiB configs as a user makes it (a Nacos zip sent to
+/// `/api/v1/namespaces/public/import`, timed from the request's send to its answer),
+/// per database backend, beside the floor: the same rows written by the store alone in
+/// one transaction, in the same run.
+pub async fn import_scenario(opts: &Options) -> anyhow::Result<Value> {
+    let count = if opts.tiny { 500 } else { opts.import_configs };
+    let content = procs::body_1k();
+    let items: Vec<cairn_server::transfer::Item> = (0..count)
+        .map(|i| cairn_server::transfer::Item {
+            group: cairn_core::Group::parse("bench").expect("a valid group"),
+            data_id: cairn_core::DataId::parse(&format!("s{i}.properties"))
+                .expect("a valid data id"),
+            content: content.clone(),
+            format: Some(cairn_core::Format::Properties),
+            description: String::new(),
+            tags: Vec::new(),
+        })
         .collect();
-    for chunk in writes.chunks(5_000) {
-        store.import(chunk).await?;
+    let zip = Bytes::from(cairn_server::transfer::write_zip(&items, true)?);
+    let mut results = serde_json::Map::new();
+    for (name, server) in backends(opts) {
+        let dir = tempfile::tempdir()?;
+        let scratch = |engine: Option<(cairn_store::scratch::Engine, String)>| async move {
+            match engine {
+                Some((engine, url)) => Ok::<_, anyhow::Error>(Some(
+                    cairn_store::scratch::Scratch::create_at(engine, &url).await?,
+                )),
+                None => Ok(None),
+            }
+        };
+        // The floor: the store alone.
+        let floor_db = scratch(server.clone()).await?;
+        let store: Arc<dyn cairn_store::Store> = match &floor_db {
+            Some(db) => cairn_store::open(Some(&db.url), &dir.path().join("floor")).await?,
+            None => {
+                std::fs::create_dir_all(dir.path().join("floor"))?;
+                Arc::new(cairn_store::SqlStore::sqlite(&dir.path().join("floor/cairn.db")).await?)
+            }
+        };
+        let writes = bulk_writes(count);
+        let started = Instant::now();
+        store.import(&writes).await?;
+        let floor = started.elapsed();
+        drop(store);
+        if let Some(db) = floor_db {
+            db.drop_database().await;
+        }
+
+        let node_db = scratch(server).await?;
+        let node = procs::cairn(
+            &dir.path().join("node"),
+            node_db.as_ref().map(|s| s.url.as_str()),
+        )
+        .await?;
+        let token = login(node.addr).await?;
+        let mut conn = load::connect(node.addr).await?;
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/namespaces/public/import")
+            .header("host", node.addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/zip")
+            .body(Full::new(zip.clone()))?;
+        let started = Instant::now();
+        let (status, body) = load::send(&mut conn, req).await?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            status == 200,
+            "import: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        let answer: Value = serde_json::from_slice(&body)?;
+        anyhow::ensure!(
+            answer["imported"] == count,
+            "imported {} of {count}",
+            answer["imported"]
+        );
+        node.stop().await;
+        if let Some(db) = node_db {
+            db.drop_database().await;
+        }
+        results.insert(
+            name.to_owned(),
+            json!({
+                "configs": count,
+                "zip_bytes": zip.len(),
+                "import_s": secs(took),
+                "store_alone_s": secs(floor),
+                "ratio_to_store": (took.as_secs_f64() / floor.as_secs_f64() * 100.0).round() / 100.0,
+            }),
+        );
     }
-    store.close().await;
-    Ok(())
+    Ok(Value::Object(results))
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// The database backends a run covers: SQLite always, the servers given.
+fn backends(opts: &Options) -> Vec<(&'static str, Option<(cairn_store::scratch::Engine, String)>)> {
+    let mut backends = vec![("sqlite", None)];
+    if let Some(url) = &opts.postgres_url {
+        backends.push((
+            "postgres",
+            Some((cairn_store::scratch::Engine::Postgres, url.clone())),
+        ));
+    }
+    if let Some(url) = &opts.mysql_url {
+        backends.push((
+            "mysql",
+            Some((cairn_store::scratch::Engine::MySql, url.clone())),
+        ));
+    }
+    backends
 }
 
 /// C gRPC connections listening to one key, then one publish: the time from the

@@ -81,6 +81,18 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
     assert_eq!(keys, [&a, &b], "the records come back in the writes' order");
     assert!(records[0].revision < records[1].revision);
     assert_eq!(store.load_configs().await.unwrap().len(), 2);
+    // A write into a namespace that does not exist fails the import it is in.
+    let elsewhere = ConfigKey::parse("nowhere", "g", "x.yaml").unwrap();
+    let failing = [
+        write(&c, "c: 2", Expect::Absent, 4000),
+        write(&elsewhere, "x: 1", Expect::Absent, 4000),
+    ];
+    let refused = store.import(&failing).await;
+    assert!(
+        matches!(refused, Err(StoreError::NamespaceNotFound(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.load_configs().await.unwrap().len(), 2);
 }
 
 async fn compare_and_set(store: Arc<dyn Store>) {

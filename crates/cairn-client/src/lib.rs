@@ -1000,6 +1000,12 @@ impl Client {
             .await
     }
 
+    /// One namespace, with its quotas, use and history retention.
+    pub async fn namespace(&self, name: &str) -> Result<NamespaceInfo> {
+        self.json(self.request(Method::GET, self.url(&["api", "v1", "namespaces", name])))
+            .await
+    }
+
     /// Creates a namespace (admin).
     pub async fn create_namespace(&self, name: &str, description: &str) -> Result<NamespaceInfo> {
         let request = self

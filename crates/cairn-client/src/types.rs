@@ -314,6 +314,36 @@ pub struct NamespaceInfo {
     /// Apps (`*` patterns) whose unsigned Apollo reads the namespace serves.
     #[serde(default)]
     pub apollo_anonymous_apps: Vec<String>,
+    /// Its quotas in force and its use (absent from servers before quotas).
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    /// History kept per config (absent from servers before retention).
+    #[serde(default)]
+    pub history: Option<Retention>,
+}
+
+/// A namespace's quotas in force (0: unlimited) and what it holds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Quota {
+    /// Most configs it may hold.
+    pub max_configs: u64,
+    /// Most bytes of content one config may have.
+    pub max_config_bytes: u64,
+    /// Most bytes of content all its configs may hold together.
+    pub max_total_bytes: u64,
+    /// Configs it holds.
+    pub configs: u64,
+    /// Bytes of content its configs hold.
+    pub bytes: u64,
+}
+
+/// History kept per config (0: no bound); the newest revision always stays.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Retention {
+    /// Revisions kept per config.
+    pub max_revisions: u64,
+    /// Days of history kept per config.
+    pub max_days: u64,
 }
 
 /// A change of a namespace's settings; `None` keeps the current value.
@@ -329,6 +359,22 @@ pub struct NamespaceUpdate {
     /// serves; empty: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub apollo_anonymous_apps: Option<Vec<String>>,
+    /// Most configs it may hold (admin): `Some(Some(n))` sets it (0: unlimited),
+    /// `Some(None)` follows the server's default again. So for each limit below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_configs: Option<Option<u64>>,
+    /// Most bytes of content one config may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_config_bytes: Option<Option<u64>>,
+    /// Most bytes of content all its configs may hold together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_total_bytes: Option<Option<u64>>,
+    /// History revisions kept per config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_max_revisions: Option<Option<u64>>,
+    /// Days of history kept per config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_max_days: Option<Option<u64>>,
 }
 
 /// A user account.

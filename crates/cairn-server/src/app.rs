@@ -186,10 +186,27 @@ impl Application {
             ),
             None => None,
         };
+        let limits = Arc::new(crate::limits::Limits::new(
+            crate::limits::Defaults {
+                max_configs: settings.quota_max_configs,
+                max_total_bytes: settings.quota_max_total_bytes,
+                history_max_revisions: settings.history_max_revisions,
+                history_max_days: settings.history_max_days,
+            },
+            settings.max_content_bytes,
+        ));
+        limits.refresh(
+            &store
+                .list_namespaces()
+                .await
+                .context("cannot read the namespaces")?,
+        );
         let sync = Arc::new(Sync::new(
             store.clone(),
             commits.clone(),
             SyncSettings {
+                limits: Some(limits.clone()),
+                history_prune_interval: settings.history_prune_interval_secs.get(),
                 address: settings.advertised_url(listener.local_addr()?),
                 poll: settings.sync_poll_ms.get(),
                 heartbeat: settings.heartbeat_ms.get(),
@@ -205,6 +222,7 @@ impl Application {
             commits,
             settings.max_content_bytes,
             auth.clone(),
+            limits,
         );
         tracing::info!(
             configs = service.configs_cached(),

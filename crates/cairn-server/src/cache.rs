@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_core::{ClientInfo, ConfigKey, Format, Revision};
+use cairn_core::{ClientInfo, ConfigKey, Format, Namespace, Revision};
 use cairn_store::{ConfigRecord, GrayRecord};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -79,47 +79,55 @@ impl<T: Versioned> Versions<T> {
         }
     }
 
-    fn apply(&self, record: Arc<T>) -> bool {
+    /// `None` when a newer version or removal is already here; else the version it
+    /// replaced, if one was live.
+    fn apply(&self, record: Arc<T>) -> Option<Option<Arc<T>>> {
         match self.slots.entry(record.key().clone()) {
             Entry::Occupied(mut slot) => {
-                let (newer, was_live) = match slot.get() {
-                    Slot::Live(current) => (current.revision() < record.revision(), true),
-                    Slot::Removed(seq, _) => (*seq < record.revision(), false),
+                let (newer, was) = match slot.get() {
+                    Slot::Live(current) => (
+                        current.revision() < record.revision(),
+                        Some(current.clone()),
+                    ),
+                    Slot::Removed(seq, _) => (*seq < record.revision(), None),
                 };
-                if newer {
-                    slot.insert(Slot::Live(record));
-                    if !was_live {
-                        self.live.fetch_add(1, Ordering::Relaxed);
-                    }
+                if !newer {
+                    return None;
                 }
-                newer
+                slot.insert(Slot::Live(record));
+                if was.is_none() {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(was)
             }
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Live(record));
                 self.live.fetch_add(1, Ordering::Relaxed);
-                true
+                Some(None)
             }
         }
     }
 
-    fn remove(&self, key: &ConfigKey, seq: Revision) -> bool {
+    /// The live version the removal ended, if one was live and older.
+    fn remove(&self, key: &ConfigKey, seq: Revision) -> Option<Arc<T>> {
         match self.slots.entry(key.clone()) {
             Entry::Occupied(mut slot) => match slot.get_mut() {
                 Slot::Live(current) if current.revision() < seq => {
+                    let removed = current.clone();
                     slot.insert(Slot::Removed(seq, Instant::now()));
                     self.live.fetch_sub(1, Ordering::Relaxed);
-                    true
+                    Some(removed)
                 }
-                Slot::Live(_) => false,
+                Slot::Live(_) => None,
                 Slot::Removed(known, at) => {
                     *known = (*known).max(seq);
                     *at = Instant::now();
-                    false
+                    None
                 }
             },
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Removed(seq, Instant::now()));
-                false
+                None
             }
         }
     }
@@ -228,13 +236,54 @@ pub enum GrayApplied {
 pub struct Cache {
     configs: Versions<ConfigRecord>,
     grays: Versions<GrayRecord>,
+    /// What each namespace holds, kept as versions come and go, for its quotas.
+    usage: DashMap<Namespace, Usage, foldhash::fast::RandomState>,
+}
+
+/// How many configs a namespace holds and their content's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub configs: u64,
+    pub bytes: u64,
 }
 
 impl Cache {
     pub fn load(configs: Vec<ConfigRecord>, grays: Vec<GrayRecord>) -> Self {
+        let usage = DashMap::default();
+        for config in &configs {
+            let mut used = usage
+                .entry(config.key.namespace.clone())
+                .or_insert(Usage::default());
+            used.configs += 1;
+            used.bytes += config.content.len() as u64;
+        }
         Self {
             configs: Versions::load(configs),
             grays: Versions::load(grays),
+            usage,
+        }
+    }
+
+    /// What `namespace` holds.
+    pub fn usage(&self, namespace: &Namespace) -> Usage {
+        self.usage.get(namespace).map(|u| *u).unwrap_or_default()
+    }
+
+    /// Counts a version in, and the one it replaced out.
+    fn account(
+        &self,
+        namespace: &Namespace,
+        added: Option<&ConfigRecord>,
+        gone: Option<&ConfigRecord>,
+    ) {
+        let mut used = self.usage.entry(namespace.clone()).or_default();
+        if let Some(record) = added {
+            used.configs += 1;
+            used.bytes += record.content.len() as u64;
+        }
+        if let Some(record) = gone {
+            used.configs = used.configs.saturating_sub(1);
+            used.bytes = used.bytes.saturating_sub(record.content.len() as u64);
         }
     }
 
@@ -258,14 +307,28 @@ impl Cache {
     /// so that changes applied out of order never move a config backwards. Returns
     /// whether it was applied.
     pub fn apply(&self, record: Arc<ConfigRecord>) -> bool {
-        self.configs.apply(record)
+        let namespace = record.key.namespace.clone();
+        let added = record.clone();
+        match self.configs.apply(record) {
+            Some(replaced) => {
+                self.account(&namespace, Some(&added), replaced.as_deref());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Records the deletion of a config by change `seq` (its gray release goes with it),
     /// unless a newer version is already here. Returns whether a config was removed.
     pub fn remove(&self, key: &ConfigKey, seq: Revision) -> bool {
         self.grays.remove(key, seq);
-        self.configs.remove(key, seq)
+        match self.configs.remove(key, seq) {
+            Some(removed) => {
+                self.account(&key.namespace, None, Some(&removed));
+                true
+            }
+            None => false,
+        }
     }
 
     /// A config's gray release.
@@ -276,7 +339,7 @@ impl Cache {
     /// Stores a committed gray release unless a newer version or end is already here.
     pub fn apply_gray(&self, record: Arc<GrayRecord>) -> GrayApplied {
         let replaced = self.grays.get(&record.key);
-        if self.grays.apply(record) {
+        if self.grays.apply(record).is_some() {
             GrayApplied::Applied { replaced }
         } else {
             GrayApplied::Stale
@@ -286,12 +349,7 @@ impl Cache {
     /// Records that change `seq` ended a gray release (promoted or abandoned); returns
     /// the release it ended, if one was live and older.
     pub fn remove_gray(&self, key: &ConfigKey, seq: Revision) -> Option<Arc<GrayRecord>> {
-        let live = self.grays.get(key);
-        if self.grays.remove(key, seq) {
-            live
-        } else {
-            None
-        }
+        self.grays.remove(key, seq)
     }
 
     /// What is known of `key`'s versions.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod commit;
 pub mod hub;
+pub mod limits;
 pub mod listeners;
 mod metrics;
 mod serve;

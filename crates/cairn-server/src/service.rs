@@ -58,8 +58,13 @@ pub enum ServiceError {
     GrayNotFound(ConfigKey),
     #[error("{0}")]
     InvalidGray(GrayError),
-    #[error("config {key} has no revision {revision}")]
-    RevisionNotFound { key: ConfigKey, revision: Revision },
+    #[error("config {key} has no revision {revision}{}", pruned_note(.retention))]
+    RevisionNotFound {
+        key: ConfigKey,
+        revision: Revision,
+        /// The history retention of the config's namespace, when it has one.
+        retention: Option<String>,
+    },
     #[error("revision {0} did not publish main content (a deletion or a gray step); roll back to a publish, rollback or promotion")]
     RevisionIsDeletion(Revision),
     #[error("{}", cas_message(.key, .expected, .current))]
@@ -72,12 +77,23 @@ pub enum ServiceError {
     ConcurrentChange(String),
     #[error(transparent)]
     Denied(#[from] Denied),
+    #[error(transparent)]
+    QuotaExceeded(#[from] crate::limits::QuotaExceeded),
     #[error("{0} needs the admin role")]
     AdminOnly(String),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
     Internal(#[source] StoreError),
+}
+
+fn pruned_note(retention: &Option<String>) -> String {
+    match retention {
+        Some(kept) => {
+            format!("; history here keeps {kept} of each config, so it may have been pruned")
+        }
+        None => String::new(),
+    }
 }
 
 fn cas_message(key: &ConfigKey, expected: &Option<String>, current: &Option<String>) -> String {
@@ -136,6 +152,8 @@ pub enum ErrorKind {
     Conflict,
     /// The caller may not do this.
     Forbidden,
+    /// The write would take a namespace over one of its quotas.
+    QuotaExceeded,
     /// The database does not answer; writes are refused until it does.
     Unavailable,
     Internal,
@@ -160,6 +178,7 @@ impl ServiceError {
             | E::CasConflict { .. }
             | E::ConcurrentChange(_) => ErrorKind::Conflict,
             E::Denied(_) | E::AdminOnly(_) => ErrorKind::Forbidden,
+            E::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Internal(_) => ErrorKind::Internal,
         }
@@ -355,6 +374,10 @@ const PROBLEMS_LISTED: usize = 50;
 pub struct NamespaceInfo {
     pub record: NamespaceRecord,
     pub config_count: usize,
+    /// What it holds, against `limits`.
+    pub usage: crate::cache::Usage,
+    /// Its quotas and history retention in force.
+    pub limits: crate::limits::Effective,
 }
 
 pub struct Service {
@@ -368,6 +391,8 @@ pub struct Service {
     listeners: Arc<Listeners>,
     /// Whose rights each write is checked against.
     auth: Arc<Auth>,
+    /// Namespaces' quotas, checked by every write.
+    limits: Arc<crate::limits::Limits>,
 }
 
 /// Checks that `content` parses as `format` (unless forced); large contents are parsed
@@ -443,11 +468,13 @@ impl Service {
         commits: Arc<Commits>,
         max_content_bytes: usize,
         auth: Arc<Auth>,
+        limits: Arc<crate::limits::Limits>,
     ) -> Self {
         Self {
             store,
             commits,
             max_content_bytes,
+            limits,
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
@@ -727,10 +754,12 @@ impl Service {
         }
         let guard = self.lock(&key).await;
         let default_format = Format::from_file_name(key.data_id.as_str()).unwrap_or_default();
+        let current = self.get(&key);
+        self.check_quota(&key.namespace, current.as_deref(), input.content.len())?;
         // The cache's format is a guess the store checks inside its transaction.
         let format = input
             .format
-            .or(self.get(&key).map(|c| c.format))
+            .or(current.map(|c| c.format))
             .unwrap_or(default_format);
         let content = validated(input.content, format, input.force).await?;
         let md5 = md5_hex(&content);
@@ -757,6 +786,36 @@ impl Service {
         .await?;
         tracing::info!(key = %record.key, revision = %record.revision, op = op.as_str(), by = %actor.caller.username, "config written");
         Ok(record)
+    }
+
+    /// Refuses a write of `size` bytes over `current` (absent: a new config) that
+    /// would take `namespace` over a quota.
+    fn check_quota(
+        &self,
+        namespace: &Namespace,
+        current: Option<&ConfigRecord>,
+        size: usize,
+    ) -> Result<()> {
+        let growth = crate::limits::Growth {
+            new_configs: u64::from(current.is_none()),
+            bytes: size as i64 - current.map_or(0, |c| c.content.len() as i64),
+            largest: size as u64,
+        };
+        let used = self.commits.cache().usage(namespace);
+        Ok(self.limits.check(namespace, used, growth)?)
+    }
+
+    /// A namespace's quotas and retention in force.
+    pub fn limits_of(&self, namespace: &Namespace) -> crate::limits::Effective {
+        self.limits.effective(namespace)
+    }
+
+    /// Re-reads every namespace's own limits (after a change here; other nodes' at
+    /// each heartbeat).
+    async fn refresh_limits(&self) -> Result<()> {
+        let records = self.store.list_namespaces().await?;
+        self.limits.refresh(&records);
+        Ok(())
     }
 
     /// Deletes a config; returns the revision of the deletion.
@@ -803,6 +862,13 @@ impl Service {
                 max: self.max_content_bytes,
             });
         }
+        // A namespace's own bound on a config's size holds for its gray content too.
+        let largest = crate::limits::Growth {
+            largest: input.content.len() as u64,
+            ..Default::default()
+        };
+        let used = self.commits.cache().usage(&key.namespace);
+        self.limits.check(&key.namespace, used, largest)?;
         let rules =
             GrayRules::parse(&input.ips, &input.labels).map_err(ServiceError::InvalidGray)?;
         let guard = self.lock(&key).await;
@@ -1036,6 +1102,7 @@ impl Service {
         let mut report = ImportReport::default();
         let mut writes = Vec::with_capacity(items.len());
         let mut seen = std::collections::HashSet::new();
+        let mut growth = crate::limits::Growth::default();
         for item in items {
             let key = ConfigKey::new(namespace.clone(), item.group, item.data_id);
             if !seen.insert(key.clone()) {
@@ -1101,6 +1168,10 @@ impl Service {
                     continue;
                 }
             };
+            growth.new_configs += u64::from(current.is_none());
+            growth.bytes +=
+                content.len() as i64 - current.as_ref().map_or(0, |c| c.content.len() as i64);
+            growth.largest = growth.largest.max(content.len() as u64);
             writes.push(ConfigWrite {
                 md5: md5_hex(&content),
                 content,
@@ -1144,6 +1215,9 @@ impl Service {
         if writes.is_empty() {
             return Ok(report);
         }
+        // The import as a whole against the namespace's quotas: it lands whole or not.
+        let used = self.commits.cache().usage(namespace);
+        self.limits.check(namespace, used, growth)?;
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let records = Self::detached(async move {
             let records = store.import(&writes).await?;
@@ -1209,9 +1283,23 @@ impl Service {
         self.store
             .history_entry(key, revision)
             .await?
-            .ok_or_else(|| ServiceError::RevisionNotFound {
-                key: key.clone(),
-                revision,
+            .ok_or_else(|| {
+                let limits = self.limits.effective(&key.namespace);
+                let mut kept = Vec::new();
+                if limits.history_max_revisions > 0 {
+                    kept.push(format!(
+                        "the last {} revisions",
+                        limits.history_max_revisions
+                    ));
+                }
+                if limits.history_max_days > 0 {
+                    kept.push(format!("{} days", limits.history_max_days));
+                }
+                ServiceError::RevisionNotFound {
+                    key: key.clone(),
+                    revision,
+                    retention: (!kept.is_empty()).then(|| kept.join(" and at most ")),
+                }
             })
     }
 
@@ -1283,15 +1371,19 @@ impl Service {
 
     async fn all_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         let records = self.store.list_namespaces().await?;
-        let mut counts = std::collections::HashMap::new();
-        for config in self.commits.cache().select(|_| true) {
-            *counts.entry(config.key.namespace.clone()).or_insert(0usize) += 1;
-        }
+        // What was just read is as new as anything a heartbeat would bring.
+        self.limits.refresh(&records);
+        let cache = self.commits.cache();
         Ok(records
             .into_iter()
-            .map(|record| NamespaceInfo {
-                config_count: counts.get(&record.name).copied().unwrap_or(0),
-                record,
+            .map(|record| {
+                let usage = cache.usage(&record.name);
+                NamespaceInfo {
+                    config_count: usage.configs as usize,
+                    usage,
+                    limits: self.limits.effective(&record.name),
+                    record,
+                }
             })
             .collect())
     }
@@ -1318,6 +1410,7 @@ impl Service {
             description,
             created_at: now_millis(),
             apollo_anonymous: Vec::new(),
+            limits: Default::default(),
         };
         self.store.create_namespace(&record).await?;
         Ok(record)
@@ -1334,7 +1427,8 @@ impl Service {
         if let Some(apps) = &update.apollo_anonymous {
             check_app_patterns(apps)?;
         }
-        Ok(self.store.update_namespace(name, &update).await?)
+        self.store.update_namespace(name, &update).await?;
+        self.refresh_limits().await
     }
 
     pub async fn delete_namespace(&self, name: &Namespace) -> Result<()> {
@@ -1368,7 +1462,11 @@ mod tests {
             Arc::new(SqlStore::sqlite(&dir.path().join("c.db")).await.unwrap());
         let commits = Arc::new(Commits::new(Cache::default(), 0, vec![]));
         let auth = Arc::new(Auth::new(store.clone(), &[7; 32], 60).await.unwrap());
-        (Service::new(store, commits, MAX, auth), dir)
+        let limits = Arc::new(crate::limits::Limits::new(
+            crate::limits::Defaults::default(),
+            MAX,
+        ));
+        (Service::new(store, commits, MAX, auth, limits), dir)
     }
 
     fn ann() -> Caller {

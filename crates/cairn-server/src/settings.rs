@@ -298,6 +298,21 @@ settings! {
     /// largest config content accepted, in bytes
     max_content_bytes: usize = 10 * 1024 * 1024;
         env "CAIRN_MAX_CONTENT_BYTES", range 1..=1_073_741_824;
+    /// most configs a namespace may hold unless it sets its own quota (0: unlimited)
+    quota_max_configs: u64 = 50_000;
+        env "CAIRN_QUOTA_MAX_CONFIGS";
+    /// most bytes of content a namespace's configs may hold together unless it sets its own quota (0: unlimited)
+    quota_max_total_bytes: u64 = 1 << 30;
+        env "CAIRN_QUOTA_MAX_TOTAL_BYTES";
+    /// history revisions kept per config unless its namespace sets its own (0: all; the newest is always kept)
+    history_max_revisions: u64 = 0;
+        env "CAIRN_HISTORY_MAX_REVISIONS";
+    /// days of history kept per config unless its namespace sets its own (0: for ever; the newest revision is always kept)
+    history_max_days: u64 = 0;
+        env "CAIRN_HISTORY_MAX_DAYS", range 0..=36_500;
+    /// how often one node of the cluster prunes history to its retention, in seconds
+    history_prune_interval_secs: Secs = Secs::new(600);
+        env "CAIRN_HISTORY_PRUNE_INTERVAL_SECS", range 1..=604_800;
     /// hold time of a watch that names none, in ms (at most `watch_max_timeout_ms`)
     watch_default_timeout_ms: Millis = Millis::new(30_000);
         env "CAIRN_WATCH_DEFAULT_TIMEOUT_MS";

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_keys::AccessKeys;
 use crate::auth::Auth;
 use crate::commit::{Change, Commits};
+use crate::limits::Limits;
 use crate::now_millis;
 
 const BATCH: u32 = 1000;
@@ -46,6 +47,11 @@ pub struct Sync {
     known_nodes: std::sync::Mutex<Vec<NodeRecord>>,
     /// Whether the last heartbeat succeeded.
     steady: std::sync::atomic::AtomicBool,
+    /// Namespaces' quotas and retention, refreshed at each heartbeat.
+    limits: Option<Arc<Limits>>,
+    history_prune_interval: Duration,
+    /// When this node last pruned history (it does when it is the cluster's pruner).
+    history_pruned_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A node as listed to clients.
@@ -62,6 +68,9 @@ pub struct SyncSettings {
     pub retention: Duration,
     /// How long audit-log entries are kept.
     pub audit_retention: Duration,
+    /// Refreshed at each heartbeat; history is pruned to their retention.
+    pub limits: Option<Arc<Limits>>,
+    pub history_prune_interval: Duration,
 }
 
 /// Counts a database error; logs it only when `first` (the first of a run of
@@ -94,6 +103,9 @@ impl Sync {
             audit_retention_ms: settings.audit_retention.as_millis() as i64,
             known_nodes: std::sync::Mutex::default(),
             steady: std::sync::atomic::AtomicBool::new(false),
+            limits: settings.limits,
+            history_prune_interval: settings.history_prune_interval,
+            history_pruned_at: std::sync::Mutex::default(),
         }
     }
 
@@ -293,7 +305,55 @@ impl Sync {
         if steady {
             self.prune(now, latest, &live).await?;
         }
+        if let Some(limits) = &self.limits {
+            let namespaces = self.store.list_namespaces().await?;
+            limits.refresh(&namespaces);
+            if steady && self.prunes_history(&live) {
+                self.prune_history(limits, &namespaces, now).await?;
+            }
+        }
         self.steady.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether this node is the one that prunes history now: the live node first by id
+    /// (one node, so they do not repeat each other's scans), once per interval.
+    fn prunes_history(&self, live: &[NodeRecord]) -> bool {
+        let first = live.iter().map(|n| n.id.as_str()).min();
+        if first.is_some_and(|id| id != self.node_id) {
+            return false;
+        }
+        let mut last = self.history_pruned_at.lock().expect("prune time poisoned");
+        if last.is_some_and(|at| at.elapsed() < self.history_prune_interval) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
+
+    /// Drops history beyond each namespace's retention (the newest revision of each
+    /// config always stays).
+    async fn prune_history(
+        &self,
+        limits: &Limits,
+        namespaces: &[cairn_store::NamespaceRecord],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for namespace in namespaces {
+            let keep = limits.effective(&namespace.name);
+            if keep.history_max_revisions == 0 && keep.history_max_days == 0 {
+                continue;
+            }
+            let older_than = (keep.history_max_days > 0)
+                .then(|| now - (keep.history_max_days as i64).saturating_mul(86_400_000));
+            let dropped = self
+                .store
+                .prune_history(&namespace.name, keep.history_max_revisions, older_than)
+                .await?;
+            if dropped > 0 {
+                tracing::info!(namespace = %namespace.name, dropped, "pruned history to its retention");
+            }
+        }
         Ok(())
     }
 
@@ -418,6 +478,8 @@ mod tests {
             node_ttl: Duration::from_secs(60),
             retention: Duration::ZERO,
             audit_retention: Duration::from_secs(86_400),
+            limits: None,
+            history_prune_interval: Duration::from_secs(600),
         }
     }
 

@@ -132,6 +132,16 @@ pub trait ConfigStore: Send + Sync {
     /// A page of a config's history, newest first (contents left empty; read one entry
     /// for its content), and the total number of entries.
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)>;
+    /// Drops history entries of `namespace`'s configs beyond the newest
+    /// `max_revisions` of each (0: no such bound) or created before `older_than`
+    /// (milliseconds; `None`: no such bound). Each config's newest entry is always kept.
+    /// Returns how many entries were dropped.
+    async fn prune_history(
+        &self,
+        namespace: &Namespace,
+        max_revisions: u64,
+        older_than: Option<i64>,
+    ) -> Result<u64>;
     /// One historical version of a config.
     async fn history_entry(
         &self,

@@ -15,6 +15,24 @@ pub struct NamespaceRecord {
     /// Apps (Apollo app ids, Cairn groups; `*` patterns) whose unsigned Apollo reads
     /// this namespace serves. Empty: none, every Apollo read must be signed.
     pub apollo_anonymous: Vec<String>,
+    /// Its own quotas and history retention.
+    pub limits: NamespaceLimits,
+}
+
+/// Bounds a namespace sets for itself. `None` follows the node's default; `Some(0)` is
+/// unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamespaceLimits {
+    /// Most configs it may hold.
+    pub max_configs: Option<u64>,
+    /// Most bytes of content one config may have.
+    pub max_config_bytes: Option<u64>,
+    /// Most bytes of content all its configs together may have.
+    pub max_total_bytes: Option<u64>,
+    /// History revisions kept per config (the newest is always kept).
+    pub history_max_revisions: Option<u64>,
+    /// Days of history kept per config (the newest revision is always kept).
+    pub history_max_days: Option<u64>,
 }
 
 /// A change of a namespace's settings: `None` keeps the current value.
@@ -23,6 +41,31 @@ pub struct NamespaceUpdate {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub apollo_anonymous: Option<Vec<String>>,
+    pub limits: LimitsUpdate,
+}
+
+/// A change of a namespace's limits: `None` keeps one, `Some(None)` makes it follow the
+/// node's default again, `Some(Some(n))` sets it (`0`: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsUpdate {
+    pub max_configs: Option<Option<u64>>,
+    pub max_config_bytes: Option<Option<u64>>,
+    pub max_total_bytes: Option<Option<u64>>,
+    pub history_max_revisions: Option<Option<u64>>,
+    pub history_max_days: Option<Option<u64>>,
+}
+
+impl LimitsUpdate {
+    /// Each column with its change, in the order the store writes them.
+    pub fn columns(&self) -> [(&'static str, Option<Option<u64>>); 5] {
+        [
+            ("max_configs", self.max_configs),
+            ("max_config_bytes", self.max_config_bytes),
+            ("max_total_bytes", self.max_total_bytes),
+            ("history_max_revisions", self.history_max_revisions),
+            ("history_max_days", self.history_max_days),
+        ]
+    }
 }
 
 /// What a change did to a config.

@@ -19,8 +19,8 @@ use crate::model::{join_tags, split_tags};
 use crate::{
     AccessKeyRecord, AccessKeyStore, Audit, Backend, ChangeRecord, ChangeSignal, ClusterStore,
     ConfigDelete, ConfigRecord, ConfigStore, ConfigWrite, Expect, GrayRecord, GrayWrite,
-    HistoryRecord, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result, SessionRecord,
-    SessionStore, Store, StoreError, UserRecord, UserStore,
+    HistoryRecord, NamespaceLimits, NamespaceRecord, NamespaceStore, NodeRecord, Op, Page, Result,
+    SessionRecord, SessionStore, Store, StoreError, UserRecord, UserStore,
 };
 use crate::{
     AuditQuery, AuditRecord, AuditStore, GrantRecord, GrantStore, NamespaceUpdate, RoleMember,
@@ -606,8 +606,9 @@ impl NamespaceStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let rows = sqlx::query::<Any>(
-            "SELECT name, display_name, description, created_at, apollo_anonymous \
-             FROM namespaces ORDER BY name",
+            "SELECT name, display_name, description, created_at, apollo_anonymous, \
+             max_configs, max_config_bytes, max_total_bytes, history_max_revisions, \
+             history_max_days FROM namespaces ORDER BY name",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -621,6 +622,13 @@ impl NamespaceStore for SqlStore {
                     description: text(row, "description")?,
                     created_at: row.try_get("created_at")?,
                     apollo_anonymous: split_list(&text(row, "apollo_anonymous")?),
+                    limits: NamespaceLimits {
+                        max_configs: limit(row, "max_configs")?,
+                        max_config_bytes: limit(row, "max_config_bytes")?,
+                        max_total_bytes: limit(row, "max_total_bytes")?,
+                        history_max_revisions: limit(row, "history_max_revisions")?,
+                        history_max_days: limit(row, "history_max_days")?,
+                    },
                 })
             })
             .collect()
@@ -630,17 +638,26 @@ impl NamespaceStore for SqlStore {
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
         let sql = self.sql(
             "INSERT INTO namespaces (name, display_name, description, created_at, \
-             apollo_anonymous) VALUES (?, ?, ?, ?, ?)",
+             apollo_anonymous, max_configs, max_config_bytes, max_total_bytes, \
+             history_max_revisions, history_max_days) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
-        match sqlx::query::<Any>(sql)
+        let l = &ns.limits;
+        let mut query = sqlx::query::<Any>(sql)
             .bind(ns.name.as_str())
             .bind(&ns.display_name)
             .bind(&ns.description)
             .bind(ns.created_at)
-            .bind(ns.apollo_anonymous.join(","))
-            .execute(&self.writer)
-            .await
-        {
+            .bind(ns.apollo_anonymous.join(","));
+        for value in [
+            l.max_configs,
+            l.max_config_bytes,
+            l.max_total_bytes,
+            l.history_max_revisions,
+            l.history_max_days,
+        ] {
+            query = query.bind(value.map(|v| v as i64));
+        }
+        match query.execute(&self.writer).await {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
                 Err(StoreError::NamespaceExists(ns.name.to_string()))
@@ -653,18 +670,29 @@ impl NamespaceStore for SqlStore {
     async fn update_namespace(&self, name: &Namespace, update: &NamespaceUpdate) -> Result<()> {
         // Only the fields given, in one statement: two edits of different fields
         // never undo each other.
+        // A limit is set only when its flag is 1, so that NULL (the node's default) can
+        // be written as well as kept.
         let sql = self.sql(
             "UPDATE namespaces SET display_name = COALESCE(?, display_name), \
              description = COALESCE(?, description), \
-             apollo_anonymous = COALESCE(?, apollo_anonymous) WHERE name = ?",
+             apollo_anonymous = COALESCE(?, apollo_anonymous), \
+             max_configs = CASE WHEN ? = 1 THEN ? ELSE max_configs END, \
+             max_config_bytes = CASE WHEN ? = 1 THEN ? ELSE max_config_bytes END, \
+             max_total_bytes = CASE WHEN ? = 1 THEN ? ELSE max_total_bytes END, \
+             history_max_revisions = CASE WHEN ? = 1 THEN ? ELSE history_max_revisions END, \
+             history_max_days = CASE WHEN ? = 1 THEN ? ELSE history_max_days END \
+             WHERE name = ?",
         );
-        let done = sqlx::query::<Any>(sql)
+        let mut query = sqlx::query::<Any>(sql)
             .bind(update.display_name.clone())
             .bind(update.description.clone())
-            .bind(update.apollo_anonymous.as_ref().map(|apps| apps.join(",")))
-            .bind(name.as_str())
-            .execute(&self.writer)
-            .await?;
+            .bind(update.apollo_anonymous.as_ref().map(|apps| apps.join(",")));
+        for (_, change) in update.limits.columns() {
+            query = query
+                .bind(i64::from(change.is_some()))
+                .bind(change.flatten().map(|v| v as i64));
+        }
+        let done = query.bind(name.as_str()).execute(&self.writer).await?;
         if done.rows_affected() == 0 {
             // MySQL counts changed rows, not matched ones.
             let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
@@ -795,6 +823,56 @@ impl ConfigStore for SqlStore {
             md5: String::new(),
             created_at: at,
         })
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn prune_history(
+        &self,
+        namespace: &Namespace,
+        max_revisions: u64,
+        older_than: Option<i64>,
+    ) -> Result<u64> {
+        if max_revisions == 0 && older_than.is_none() {
+            return Ok(0);
+        }
+        // Chosen in Rust from the keys' entries (no content read), then deleted by
+        // revision: MySQL cannot delete from a table it reads in a subquery.
+        let sql = self.sql(
+            "SELECT revision, grp, data_id, created_at FROM history WHERE namespace = ? \
+             ORDER BY grp, data_id, revision DESC",
+        );
+        let rows = sqlx::query::<Any>(sql)
+            .bind(namespace.as_str())
+            .fetch_all(&self.reader)
+            .await?;
+        let mut doomed: Vec<i64> = Vec::new();
+        let mut previous: Option<(String, String)> = None;
+        let mut newer = 0u64;
+        for row in &rows {
+            let key = (text(row, "grp")?, text(row, "data_id")?);
+            if previous.as_ref() != Some(&key) {
+                previous = Some(key);
+                newer = 0;
+            }
+            let created_at: i64 = row.try_get("created_at")?;
+            let over_count = max_revisions > 0 && newer >= max_revisions;
+            let too_old = older_than.is_some_and(|t| created_at < t);
+            if newer > 0 && (over_count || too_old) {
+                doomed.push(row.try_get("revision")?);
+            }
+            newer += 1;
+        }
+        let mut dropped = 0;
+        for chunk in doomed.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = self.sql_owned(&format!("DELETE FROM history WHERE revision IN ({marks})"));
+            let mut query = sqlx::query::<Any>(&sql);
+            for revision in chunk {
+                query = query.bind(*revision);
+            }
+            dropped += query.execute(&self.writer).await?.rows_affected();
+        }
+        Ok(dropped)
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -1505,6 +1583,12 @@ impl SqlStore {
 }
 
 /// A comma-separated list as stored; empty text is the empty list.
+/// A namespace limit column: NULL follows the node's default.
+fn limit(row: &AnyRow, column: &str) -> Result<Option<u64>> {
+    let value: Option<i64> = row.try_get(column)?;
+    Ok(value.map(|v| v.max(0) as u64))
+}
+
 fn split_list(text: &str) -> Vec<String> {
     text.split(',')
         .filter(|s| !s.is_empty())

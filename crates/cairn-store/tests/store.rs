@@ -95,6 +95,49 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
     assert_eq!(store.load_configs().await.unwrap().len(), 2);
 }
 
+async fn history_is_pruned_to_its_retention(store: Arc<dyn Store>) {
+    let (a, b) = (key("a.yaml"), key("b.yaml"));
+    for (i, at) in [1_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
+        store
+            .put_config(&write(&a, &format!("a: {i}"), Expect::Any, at))
+            .await
+            .unwrap();
+    }
+    store
+        .put_config(&write(&b, "b: 0", Expect::Any, 1_000))
+        .await
+        .unwrap();
+    let public = Namespace::parse("public").unwrap();
+    let revisions = |key: ConfigKey| {
+        let store = store.clone();
+        async move {
+            let (entries, _) = store
+                .history(
+                    &key,
+                    Page {
+                        number: 1,
+                        size: 100,
+                    },
+                )
+                .await
+                .unwrap();
+            entries.iter().map(|e| e.created_at).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(store.prune_history(&public, 0, None).await.unwrap(), 0);
+    // At most three per config: a's oldest goes.
+    assert_eq!(store.prune_history(&public, 3, None).await.unwrap(), 1);
+    assert_eq!(revisions(a.clone()).await, [4_000, 3_000, 2_000]);
+    // Older than 3.5 s goes, but each config's newest stays (b's only one, at 1 s).
+    assert_eq!(
+        store.prune_history(&public, 0, Some(3_500)).await.unwrap(),
+        2
+    );
+    assert_eq!(revisions(a.clone()).await, [4_000]);
+    assert_eq!(revisions(b.clone()).await, [1_000]);
+    assert_eq!(store.get_config(&a).await.unwrap().unwrap().content, "a: 3");
+}
+
 async fn compare_and_set(store: Arc<dyn Store>) {
     let k = key("cas.yaml");
     store
@@ -294,6 +337,11 @@ async fn namespaces(store: Arc<dyn Store>) {
         description: "Dev".into(),
         created_at: 5,
         apollo_anonymous: vec!["shop".into()],
+        limits: NamespaceLimits {
+            max_configs: Some(100),
+            history_max_days: Some(0),
+            ..NamespaceLimits::default()
+        },
     };
     store.create_namespace(&record).await.unwrap();
     assert!(matches!(
@@ -308,7 +356,7 @@ async fn namespaces(store: Arc<dyn Store>) {
     let update = |display: Option<&str>, description: Option<&str>| NamespaceUpdate {
         display_name: display.map(str::to_owned),
         description: description.map(str::to_owned),
-        apollo_anonymous: None,
+        ..NamespaceUpdate::default()
     };
     store
         .update_namespace(
@@ -343,6 +391,27 @@ async fn namespaces(store: Arc<dyn Store>) {
     assert!(store.list_namespaces().await.unwrap()[0]
         .apollo_anonymous
         .is_empty());
+    // Limits: set, kept when not named, and back to the node's default.
+    let limits = NamespaceUpdate {
+        limits: LimitsUpdate {
+            max_configs: Some(None),
+            max_total_bytes: Some(Some(1 << 20)),
+            history_max_revisions: Some(Some(10)),
+            ..LimitsUpdate::default()
+        },
+        ..NamespaceUpdate::default()
+    };
+    store.update_namespace(&dev, &limits).await.unwrap();
+    assert_eq!(
+        store.list_namespaces().await.unwrap()[0].limits,
+        NamespaceLimits {
+            max_configs: None,
+            max_config_bytes: None,
+            max_total_bytes: Some(1 << 20),
+            history_max_revisions: Some(10),
+            history_max_days: Some(0),
+        }
+    );
 
     let k = ConfigKey::new(dev.clone(), key("x").group, key("a.yaml").data_id);
     store
@@ -1031,6 +1100,7 @@ macro_rules! suite {
             case!(publish_then_load);
             case!(compare_and_set);
             case!(imports_land_whole_or_not_at_all);
+            case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);
             case!(delete_records_history);
             case!(namespaces);

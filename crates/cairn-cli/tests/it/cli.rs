@@ -752,3 +752,48 @@ fn an_apollo_app_is_migrated_from_its_config_service() {
         "{out}"
     );
 }
+
+#[test]
+fn namespace_quotas_and_retention_are_set_and_shown_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = Server::start(&dir.path().join("data"), Some("quota-password-1"));
+    login(&home, &server, "quota-password-1");
+    ok(&home, &["ns", "create", "team"]);
+    ok(
+        &home,
+        &[
+            "ns",
+            "update",
+            "team",
+            "--max-configs",
+            "1",
+            "--max-total-bytes",
+            "unlimited",
+            "--history-revisions",
+            "5",
+        ],
+    );
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let file = file.display().to_string();
+    ok(&home, &["publish", "team/g/a.txt", "-f", &file]);
+    let shown = ok(&home, &["ns", "show", "team"]);
+    assert!(shown.contains("configs      1 of 1"), "{shown}");
+    assert!(shown.contains("bytes        5 of unlimited"), "{shown}");
+    assert!(
+        shown.contains("the last 5 revisions of each config"),
+        "{shown}"
+    );
+    let refused = fails(&home, &["publish", "team/g/b.txt", "-f", &file]);
+    assert!(refused.contains("its quota max_configs is 1"), "{refused}");
+    ok(&home, &["ns", "update", "team", "--max-configs", "default"]);
+    ok(&home, &["publish", "team/g/b.txt", "-f", &file]);
+    let shown = ok(&home, &["ns", "show", "team"]);
+    assert!(shown.contains("configs      2 of 50000"), "{shown}");
+    let bad = fails(&home, &["ns", "update", "team", "--max-configs", "lots"]);
+    assert!(
+        bad.contains("not a number, `unlimited` or `default`"),
+        "{bad}"
+    );
+}

@@ -71,6 +71,9 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        // As Kubernetes answers a write over a resource quota: the request is
+        // well-formed, and refused until the namespace's quota or use changes.
+        ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -95,6 +98,7 @@ impl From<ServiceError> for ApiError {
             E::CasConflict { .. } => "cas_conflict",
             E::ConcurrentChange(_) => "concurrent_change",
             E::Denied(_) | E::AdminOnly(_) => "forbidden",
+            E::QuotaExceeded(_) => "quota_exceeded",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",
         };

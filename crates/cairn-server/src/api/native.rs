@@ -222,14 +222,15 @@ async fn create_namespace(
         .service
         .create_namespace(name.clone(), req.display_name, req.description)
         .await;
-    let record = audit(&state).done(
+    audit(&state).done(
         &by,
         "namespace.create",
         name.as_str(),
         format!("namespace {name}"),
         made,
     )?;
-    Ok((StatusCode::CREATED, Json(NamespaceView::from(&record))))
+    let created = state.service.namespace(&name).await?;
+    Ok((StatusCode::CREATED, Json(NamespaceView::from(&created))))
 }
 
 /// Reads one namespace.
@@ -264,18 +265,32 @@ async fn update_namespace(
 ) -> Result<Json<NamespaceView>, ApiError> {
     let name = Namespace::parse(&name)?;
     let anonymous_changed = req.apollo_anonymous_apps.is_some();
-    let detail = match &req.apollo_anonymous_apps {
+    let limits = req.limits();
+    let limits_changed = limits != cairn_store::LimitsUpdate::default();
+    let mut detail = match &req.apollo_anonymous_apps {
         Some(apps) => format!(
             "namespace {name}; unsigned Apollo reads: {}",
             apps.join(",")
         ),
         None => format!("namespace {name}"),
     };
+    for (column, change) in limits.columns() {
+        match change {
+            Some(Some(value)) => detail.push_str(&format!("; {column}: {value}")),
+            Some(None) => detail.push_str(&format!("; {column}: the default")),
+            None => {}
+        }
+    }
     // Its own admins may change a namespace, as well as global admins; opening it to
-    // unsigned Apollo reads takes a global admin, since that bypasses every grant.
+    // unsigned Apollo reads takes a global admin, since that bypasses every grant, and
+    // so do its quotas and retention, which bound what its own admins may store.
     let allowed = if anonymous_changed && by.caller.role != Role::Admin {
         Err(ServiceError::AdminOnly(
             "serving a namespace to unsigned Apollo reads".to_owned(),
+        ))
+    } else if limits_changed && by.caller.role != Role::Admin {
+        Err(ServiceError::AdminOnly(
+            "changing a namespace's quotas or history retention".to_owned(),
         ))
     } else {
         state
@@ -294,6 +309,7 @@ async fn update_namespace(
                         display_name: req.display_name,
                         description: req.description,
                         apollo_anonymous: req.apollo_anonymous_apps,
+                        limits,
                     },
                 )
                 .await

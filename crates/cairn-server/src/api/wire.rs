@@ -2,7 +2,7 @@
 //! so the wire format changes only when this file does.
 
 use cairn_core::Revision;
-use cairn_store::{ConfigRecord, HistoryRecord, NamespaceRecord, UserRecord};
+use cairn_store::{ConfigRecord, HistoryRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -53,6 +53,53 @@ pub struct NamespaceView {
     /// Apps (`*` patterns) whose unsigned Apollo reads this namespace serves; empty:
     /// every Apollo read must be signed with an access key.
     pub apollo_anonymous_apps: Vec<String>,
+    /// Its quotas in force and what it holds against them.
+    pub quota: QuotaView,
+    /// How much history is kept per config (0: all, for ever).
+    pub history: RetentionView,
+    /// Its own settings of quota and retention; `null`: it follows the node's default.
+    pub limits: LimitsView,
+}
+
+/// A namespace's quotas in force (0: unlimited) and its use.
+#[derive(Serialize, ToSchema)]
+pub struct QuotaView {
+    pub max_configs: u64,
+    pub max_config_bytes: u64,
+    pub max_total_bytes: u64,
+    /// Configs it holds.
+    pub configs: u64,
+    /// Bytes of content its configs hold.
+    pub bytes: u64,
+}
+
+/// History kept per config (0: no bound); the newest revision always stays.
+#[derive(Serialize, ToSchema)]
+pub struct RetentionView {
+    pub max_revisions: u64,
+    pub max_days: u64,
+}
+
+/// A namespace's own limits; `null` follows the node's default, 0 is unlimited.
+#[derive(Serialize, ToSchema)]
+pub struct LimitsView {
+    pub max_configs: Option<u64>,
+    pub max_config_bytes: Option<u64>,
+    pub max_total_bytes: Option<u64>,
+    pub history_max_revisions: Option<u64>,
+    pub history_max_days: Option<u64>,
+}
+
+impl From<&cairn_store::NamespaceLimits> for LimitsView {
+    fn from(l: &cairn_store::NamespaceLimits) -> Self {
+        LimitsView {
+            max_configs: l.max_configs,
+            max_config_bytes: l.max_config_bytes,
+            max_total_bytes: l.max_total_bytes,
+            history_max_revisions: l.history_max_revisions,
+            history_max_days: l.history_max_days,
+        }
+    }
 }
 
 impl From<&NamespaceInfo> for NamespaceView {
@@ -64,19 +111,18 @@ impl From<&NamespaceInfo> for NamespaceView {
             config_count: n.config_count,
             created_at: timestamp(n.record.created_at),
             apollo_anonymous_apps: n.record.apollo_anonymous.clone(),
-        }
-    }
-}
-
-impl From<&NamespaceRecord> for NamespaceView {
-    fn from(n: &NamespaceRecord) -> Self {
-        Self {
-            name: n.name.to_string(),
-            display_name: n.display_name.clone(),
-            description: n.description.clone(),
-            config_count: 0,
-            created_at: timestamp(n.created_at),
-            apollo_anonymous_apps: n.apollo_anonymous.clone(),
+            quota: QuotaView {
+                max_configs: n.limits.max_configs,
+                max_config_bytes: n.limits.max_config_bytes,
+                max_total_bytes: n.limits.max_total_bytes,
+                configs: n.usage.configs,
+                bytes: n.usage.bytes,
+            },
+            history: RetentionView {
+                max_revisions: n.limits.history_max_revisions,
+                max_days: n.limits.history_max_days,
+            },
+            limits: LimitsView::from(&n.record.limits),
         }
     }
 }
@@ -99,6 +145,46 @@ pub struct UpdateNamespace {
     /// Apps (Apollo app ids, `*` patterns; `["*"]` for every app) whose unsigned Apollo
     /// reads the namespace serves; `[]`: none. Absent: unchanged.
     pub apollo_anonymous_apps: Option<Vec<String>>,
+    /// Most configs it may hold (admin). A number sets it (0: unlimited), `null` follows
+    /// the node's default again, absent: unchanged. So for each limit below.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(value_type = Option<u64>)]
+    pub max_configs: Option<Option<u64>>,
+    /// Most bytes of content one config may have (at most the node's `max_content_bytes`).
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(value_type = Option<u64>)]
+    pub max_config_bytes: Option<Option<u64>>,
+    /// Most bytes of content all its configs may hold together.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(value_type = Option<u64>)]
+    pub max_total_bytes: Option<Option<u64>>,
+    /// History revisions kept per config (the newest always stays).
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(value_type = Option<u64>)]
+    pub history_max_revisions: Option<Option<u64>>,
+    /// Days of history kept per config (the newest revision always stays).
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(value_type = Option<u64>)]
+    pub history_max_days: Option<Option<u64>>,
+}
+
+impl UpdateNamespace {
+    /// The limits the request changes.
+    pub fn limits(&self) -> cairn_store::LimitsUpdate {
+        cairn_store::LimitsUpdate {
+            max_configs: self.max_configs,
+            max_config_bytes: self.max_config_bytes,
+            max_total_bytes: self.max_total_bytes,
+            history_max_revisions: self.history_max_revisions,
+            history_max_days: self.history_max_days,
+        }
+    }
+}
+
+/// A field present as `null` (`Some(None)`), as a value, or absent (`None`, by
+/// `#[serde(default)]`).
+fn set_or_clear<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -243,6 +243,37 @@ async fn every_failure_is_a_nacos_answer_on_a_live_connection() {
         .await;
     assert_eq!(bad["errorCode"], 400, "{bad}");
     assert!(bad["message"].as_str().unwrap().contains("dataId"), "{bad}");
+
+    // Over a namespace's quota: a client's mistake, said as such (not a 403, which
+    // Nacos clients answer by logging in again).
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "max_configs": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "max_total_bytes": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let (_, over) = client
+        .call(
+            "ConfigPublishRequest",
+            json!({ "dataId": "big", "group": "g", "content": "xx" }),
+        )
+        .await;
+    assert_eq!(over["errorCode"], 400, "{over}");
+    assert!(
+        over["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_total_bytes is 1"),
+        "{over}"
+    );
 }
 
 #[tokio::test]

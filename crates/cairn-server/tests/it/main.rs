@@ -8,6 +8,7 @@ mod connections;
 mod gray;
 mod grpc;
 mod helpers;
+mod limits;
 mod nacos;
 mod permissions;
 mod tls;

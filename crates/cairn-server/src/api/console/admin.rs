@@ -84,6 +84,7 @@ pub async fn namespaces(
                 th { (ctx.t("Display name")) }
                 th.hide-narrow { (ctx.t("Description")) }
                 th { (ctx.t("Configs")) }
+                th.hide-narrow { (ctx.t("Size")) }
                 @if admin {
                     th { (ctx.t("Apollo apps served unsigned")) }
                     th {}
@@ -108,7 +109,8 @@ pub async fn namespaces(
                             td { (info.record.display_name) }
                             td.hide-narrow { (info.record.description) }
                         }
-                        td { (info.config_count) }
+                        td.quota { (info.usage.configs) " / " (of_quota(ctx, info.limits.max_configs, |n| n.to_string())) }
+                        td.quota.hide-narrow { (bytes(info.usage.bytes)) " / " (of_quota(ctx, info.limits.max_total_bytes, bytes)) }
                         @if admin {
                             td {
                                 form.inline method="post" action="/console/namespaces/apollo" {
@@ -148,6 +150,31 @@ pub async fn namespaces(
 }
 
 /// A comma-separated list from a form field, each item trimmed, empty ones dropped.
+/// A quota as shown beside its use: its value, or "unlimited" for 0.
+fn of_quota(ctx: &Ctx, limit: u64, show: impl Fn(u64) -> String) -> String {
+    if limit == 0 {
+        ctx.t("unlimited").to_owned()
+    } else {
+        show(limit)
+    }
+}
+
+/// Bytes in the largest binary unit that keeps a whole number before the point.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 fn list_of(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -190,6 +217,7 @@ pub async fn set_apollo_anonymous(
                 display_name: None,
                 description: None,
                 apollo_anonymous: Some(apps),
+                ..Default::default()
             },
         )
         .await;
@@ -272,6 +300,7 @@ pub async fn update_namespace(
                 display_name: Some(form.display_name.trim().into()),
                 description: Some(form.description.trim().into()),
                 apollo_anonymous: None,
+                ..Default::default()
             },
         )
         .await;

@@ -191,6 +191,7 @@ const ZH: &[(&str, &str)] = &[
     ("Send every client back to the main content?", "让所有客户端回到主配置？"),
     ("Side by side", "并排"),
     ("Since", "开始时间"),
+    ("Size", "容量"),
     ("Someone else published this config while you edited it. Their change is below; your content is kept in the editor. Merge, review and publish again.", "在你编辑期间，其他人发布了此配置。下方是他们的变更；你的内容保留在编辑器中。请合并后重新查看并发布。"),
     ("Source", "来源"),
     ("Start a gray release", "开始灰度发布"),
@@ -238,6 +239,7 @@ const ZH: &[(&str, &str)] = &[
     ("role", "角色"),
     ("rollback", "回滚"),
     ("this node", "本节点"),
+    ("unlimited", "不限"),
     ("user", "用户"),
     ("yes", "是"),
 ];

@@ -95,6 +95,8 @@ impl NacosError {
             | NacosError::LoginRefused => 403,
             NacosError::Service(ServiceError::ConfigNotFound(_))
             | NacosError::NamespaceNotFound(_) => 300,
+            // Not 403: gRPC clients take that for expired credentials and log in again.
+            NacosError::Service(ServiceError::QuotaExceeded(_)) => 400,
             other => other.status().as_u16(),
         };
         (code, self.message())

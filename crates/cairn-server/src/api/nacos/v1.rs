@@ -747,6 +747,7 @@ async fn update_namespace(
                 display_name: text("namespaceShowName"),
                 description: text("namespaceDesc"),
                 apollo_anonymous: None,
+                ..Default::default()
             },
         )
         .await;

@@ -106,6 +106,49 @@ async fn quotas_hold_on_every_surface_and_say_what_is_used() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let text = r.text().await.unwrap();
     assert!(text.contains("max_configs is 2"), "{text}");
+    // Nacos's capacity routes read and set the same quotas.
+    let nacos = |path: &str| {
+        format!(
+            "{}{path}accessToken={}",
+            app.base,
+            token["accessToken"].as_str().unwrap()
+        )
+    };
+    let r = app
+        .http
+        .get(nacos("/nacos/v1/cs/capacity?namespaceId=small&"))
+        .send()
+        .await
+        .unwrap();
+    let capacity: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            &capacity["data"]["quota"],
+            &capacity["data"]["usage"],
+            &capacity["data"]["maxSize"]
+        ),
+        (&json!(2), &json!(2), &json!(20)),
+        "{capacity}"
+    );
+    let r = app
+        .http
+        .post(nacos("/nacos/v1/cs/capacity?"))
+        .form(&[("namespaceId", "small"), ("quota", "3"), ("maxSize", "20")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["data"], true);
+    let (_, view) = app.get_json("/api/v1/namespaces/small").await;
+    assert_eq!(view["limits"]["max_configs"], 3);
+    let r = app
+        .http
+        .get(nacos("/nacos/v1/cs/capacity?group=g&"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("per namespace"));
+    set_limits(&app, "small", json!({ "max_configs": 2 })).await;
 
     // An import that would go over lands not at all.
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

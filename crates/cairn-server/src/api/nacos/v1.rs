@@ -53,6 +53,7 @@ pub fn router() -> Router<SharedState> {
                 .delete(delete_namespace),
         )
         .route("/nacos/serverlist", get(server_list))
+        .route("/nacos/v1/cs/capacity", get(capacity).post(set_capacity))
 }
 
 /// `GET /nacos/v1/cs/configs?export=true` (or `exportV2=true`, with `.metadata.yml`): a
@@ -626,7 +627,7 @@ fn namespace_json(info: &crate::service::NamespaceInfo) -> Value {
         "namespace": tenant_of(&info.record.name),
         "namespaceShowName": show,
         "namespaceDesc": if public { Value::Null } else { Value::String(info.record.description.clone()) },
-        "quota": 200,
+        "quota": info.limits.max_configs,
         "configCount": info.config_count,
         "type": if public { 0 } else { 2 },
     })
@@ -782,6 +783,97 @@ async fn delete_namespace(
             .audit()
             .done(&by, "namespace.delete", name.as_str(), target, deleted),
     )
+}
+
+/// The namespace a capacity request names; Cairn keeps quotas per namespace, not
+/// per group.
+fn capacity_namespace(params: &Params) -> Result<Namespace> {
+    if params.get("group").is_some_and(|g| !g.is_empty())
+        && params.get("namespaceId").is_none_or(str::is_empty)
+    {
+        return Err(NacosError::invalid(
+            "Cairn keeps quotas per namespace, not per group; give namespaceId \
+             (empty for public)",
+        ));
+    }
+    namespace(params.get("namespaceId"))
+}
+
+/// GET /nacos/v1/cs/capacity?namespaceId: a namespace's quota and use, as Nacos's
+/// tenant capacity (`quota`: most configs, `usage`: configs held, `maxSize`: most bytes
+/// of one config).
+async fn capacity(State(state): State<SharedState>, headers: HeaderMap, params: Params) -> Answer {
+    let caller = authenticate(&state, &headers, &params).await?;
+    let name = capacity_namespace(&params)?;
+    state
+        .auth
+        .access()
+        .require_visible(&caller, &name)
+        .map_err(ServiceError::from)?;
+    let info = state.service.namespace(&name).await?;
+    Ok(Json(json!({
+        "code": 200,
+        "message": null,
+        "data": {
+            "id": 0,
+            "tenant": tenant_of(&name),
+            "quota": info.limits.max_configs,
+            "usage": info.usage.configs,
+            "maxSize": info.limits.max_config_bytes,
+            "maxAggrCount": 0,
+            "maxAggrSize": 0,
+            "gmtCreate": info.record.created_at,
+            "gmtModified": info.record.created_at,
+        },
+    }))
+    .into_response())
+}
+
+/// POST /nacos/v1/cs/capacity: `namespaceId`, `quota` (most configs), `maxSize` (most
+/// bytes of one config) set a namespace's quotas (admin). Nacos's aggregate-config
+/// bounds (`maxAggrCount`, `maxAggrSize`) have nothing to bound in Cairn.
+async fn set_capacity(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    addr: ClientAddr,
+    params: Params,
+) -> Answer {
+    let caller = require_admin(&state, &headers, &params).await?;
+    let name = capacity_namespace(&params)?;
+    let number = |param: &str| -> Result<Option<Option<u64>>> {
+        match params.get(param).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => text.parse::<u64>().map(|n| Some(Some(n))).map_err(|_| {
+                NacosError::invalid(format!("{param} must be a whole number, not {text:?}"))
+            }),
+        }
+    };
+    let limits = cairn_store::LimitsUpdate {
+        max_configs: number("quota")?,
+        max_config_bytes: number("maxSize")?,
+        ..Default::default()
+    };
+    let detail = format!(
+        "namespace {name}; capacity quota {:?}, maxSize {:?}",
+        params.get("quota"),
+        params.get("maxSize")
+    );
+    let updated = state
+        .service
+        .update_namespace(
+            &name,
+            cairn_store::NamespaceUpdate {
+                limits,
+                ..Default::default()
+            },
+        )
+        .await;
+    let by = actor(&caller, &addr);
+    state
+        .auth
+        .audit()
+        .done(&by, "namespace.update", name.as_str(), detail, updated)?;
+    Ok(Json(json!({ "code": 200, "message": null, "data": true })).into_response())
 }
 
 /// GET /nacos/serverlist: the live nodes, one `host:port` per line, for clients that

@@ -782,6 +782,7 @@ pub async fn import_scenario(opts: &Options) -> anyhow::Result<Value> {
             format: Some(cairn_core::Format::Properties),
             description: String::new(),
             tags: Vec::new(),
+            gray: None,
         })
         .collect();
     let zip = Bytes::from(cairn_server::transfer::write_zip(&items, true)?);

@@ -104,9 +104,9 @@ enum Command {
     Token(grant::TokenCommand),
     /// The audit log (admin): who did what, from where, and how it went.
     Audit(audit::AuditArgs),
-    /// Write a namespace's configs to a zip (Nacos's export format).
+    /// Write a namespace's configs to a file: Nacos's export zip, or Cairn's own format.
     Export(transfer::ExportArgs),
-    /// Import a zip exported by Cairn or Nacos into a namespace, all or nothing.
+    /// Import a file exported by Cairn or Nacos into a namespace, all or nothing.
     Import(transfer::ImportArgs),
     /// Copy configs from one namespace into another (optionally into another group).
     Clone(transfer::CloneArgs),

@@ -800,8 +800,25 @@ impl Client {
         group: Option<&str>,
         data_id: Option<&str>,
     ) -> Result<Vec<u8>> {
+        self.export_namespace_as(namespace, group, data_id, "nacos")
+            .await
+    }
+
+    /// As [`Client::export_namespace`], in `format`: `nacos` (a zip) or `cairn` (JSON
+    /// lines with every config's md5 and gray release; [`Client::import_namespace`]
+    /// reads both).
+    pub async fn export_namespace_as(
+        &self,
+        namespace: &str,
+        group: Option<&str>,
+        data_id: Option<&str>,
+        format: &str,
+    ) -> Result<Vec<u8>> {
         let url = self.url(&["api", "v1", "namespaces", namespace, "export"]);
-        let mut request = self.request(Method::GET, url).timeout(TRANSFER_TIMEOUT);
+        let mut request = self
+            .request(Method::GET, url)
+            .timeout(TRANSFER_TIMEOUT)
+            .query(&[("format", format)]);
         if let Some(group) = group {
             request = request.query(&[("group", group)]);
         }
@@ -811,8 +828,8 @@ impl Client {
         Ok(self.send(request).await?.bytes().await?.to_vec())
     }
 
-    /// Imports a Nacos export zip (either of Nacos's layouts) into `namespace`, all or
-    /// nothing. `policy` says what to do about configs that exist: `abort`, `skip` or
+    /// Imports a Nacos export zip (either of Nacos's layouts) or a file in Cairn's
+    /// format into `namespace`, all or nothing. `policy` says what to do about configs that exist: `abort`, `skip` or
     /// `overwrite`.
     pub async fn import_namespace(
         &self,
@@ -847,7 +864,14 @@ impl Client {
                 ("policy", options.policy.as_str()),
                 ("skip_invalid", skip_invalid),
             ])
-            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                if zip.first() == Some(&b'{') {
+                    "application/x-ndjson"
+                } else {
+                    "application/zip"
+                },
+            )
             .body(zip);
         self.json(request).await
     }

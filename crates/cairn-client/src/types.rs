@@ -650,6 +650,9 @@ pub struct ImportReport {
     /// What was left out with [`ImportOptions::skip_invalid`], and why.
     #[serde(default)]
     pub refused: Vec<Refused>,
+    /// Gray releases started (Cairn's format carries them).
+    #[serde(default)]
+    pub grays: u64,
 }
 
 /// An entry or config an import left out, and why.

@@ -365,6 +365,8 @@ pub struct ImportReport {
     pub unchanged: Vec<ConfigKey>,
     /// Left out, and why (only with `skip_invalid`).
     pub refused: Vec<(String, String)>,
+    /// Gray releases started (Cairn's format carries them).
+    pub grays: usize,
 }
 
 /// The most problems an import's refusal lists one by one.
@@ -1062,6 +1064,16 @@ impl Service {
                 format: Some(c.format),
                 description: c.description.clone(),
                 tags: c.tags.clone(),
+                gray: self
+                    .commits
+                    .cache()
+                    .gray(&c.key)
+                    .map(|g| crate::transfer::GrayItem {
+                        content: g.content.clone(),
+                        format: (g.format != c.format).then(|| g.format.as_str().to_owned()),
+                        ips: g.rules.ips.iter().map(ToString::to_string).collect(),
+                        labels: g.rules.labels.iter().map(ToString::to_string).collect(),
+                    }),
             })
             .collect())
     }
@@ -1077,8 +1089,10 @@ impl Service {
         actor: &Actor,
     ) -> Result<ImportReport> {
         let mut items = self.export(&actor.caller, from).await?;
-        if let Some(group) = to_group {
-            for item in &mut items {
+        for item in &mut items {
+            // A gray release is a step of a change in its own namespace, not content.
+            item.gray = None;
+            if let Some(group) = &to_group {
                 item.group = group.clone();
             }
         }
@@ -1103,6 +1117,8 @@ impl Service {
         let mut writes = Vec::with_capacity(items.len());
         let mut seen = std::collections::HashSet::new();
         let mut growth = crate::limits::Growth::default();
+        // Gray releases the items carry, started once their configs are in.
+        let mut grays = Vec::new();
         for item in items {
             let key = ConfigKey::new(namespace.clone(), item.group, item.data_id);
             if !seen.insert(key.clone()) {
@@ -1133,6 +1149,13 @@ impl Service {
             if let Err(e) = check_description(&item.description) {
                 problems.push((key.to_string(), e.to_string()));
                 continue;
+            }
+            if let Some(gray) = &item.gray {
+                if let Err(why) = self.check_gray_item(&key, gray, item.format).await {
+                    problems.push((key.to_string(), format!("gray release: {why}")));
+                    continue;
+                }
+                grays.push((key.clone(), gray.clone()));
             }
             let current = self.get(&key);
             if let Some(c) = &current {
@@ -1193,7 +1216,12 @@ impl Service {
         }
         if policy.skip_invalid {
             report.refused = std::mem::take(&mut problems);
+            let refused: std::collections::HashSet<&str> =
+                report.refused.iter().map(|(key, _)| key.as_str()).collect();
+            grays.retain(|(key, _)| !refused.contains(key.to_string().as_str()));
         }
+        // Skipped configs keep their own gray release, if any.
+        grays.retain(|(key, _)| !report.skipped.contains(key));
         if !problems.is_empty() {
             let count = problems.len();
             let problems: Vec<String> = problems
@@ -1213,6 +1241,7 @@ impl Service {
             )));
         }
         if writes.is_empty() {
+            self.import_grays(grays, actor, &mut report).await?;
             return Ok(report);
         }
         // The import as a whole against the namespace's quotas: it lands whole or not.
@@ -1229,8 +1258,79 @@ impl Service {
         .await?;
         report.bytes = records.iter().map(|r| r.content.len() as u64).sum();
         report.imported = records.into_iter().map(|r| r.key).collect();
-        tracing::info!(%namespace, imported = report.imported.len(), skipped = report.skipped.len(), unchanged = report.unchanged.len(), refused = report.refused.len(), by = %actor.caller.username, "configs imported");
+        self.import_grays(grays, actor, &mut report).await?;
+        tracing::info!(%namespace, imported = report.imported.len(), grays = report.grays, skipped = report.skipped.len(), unchanged = report.unchanged.len(), refused = report.refused.len(), by = %actor.caller.username, "configs imported");
         Ok(report)
+    }
+
+    /// Whether an imported gray release could be started: rules and content checked as
+    /// a gray publish checks them.
+    async fn check_gray_item(
+        &self,
+        key: &ConfigKey,
+        gray: &crate::transfer::GrayItem,
+        config_format: Option<Format>,
+    ) -> std::result::Result<(), String> {
+        GrayRules::parse(&gray.ips, &gray.labels).map_err(|e| e.to_string())?;
+        if gray.content.len() > self.max_content_bytes {
+            return Err(format!(
+                "{} bytes, more than max_content_bytes ({})",
+                gray.content.len(),
+                self.max_content_bytes
+            ));
+        }
+        let format = match &gray.format {
+            Some(text) => text.parse::<Format>().map_err(|e| e.to_string())?,
+            None => config_format
+                .or(self.get(key).map(|c| c.format))
+                .or(Format::from_file_name(key.data_id.as_str()))
+                .unwrap_or_default(),
+        };
+        validated(gray.content.clone(), format, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts the gray releases an import carries, each where the config's current one
+    /// differs (one gray publish each, after the configs' transaction).
+    async fn import_grays(
+        &self,
+        grays: Vec<(ConfigKey, crate::transfer::GrayItem)>,
+        actor: &Actor,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        for (key, gray) in grays {
+            let rules =
+                GrayRules::parse(&gray.ips, &gray.labels).map_err(ServiceError::InvalidGray)?;
+            let format = gray
+                .format
+                .as_deref()
+                .map(str::parse::<Format>)
+                .transpose()
+                .ok()
+                .flatten();
+            let same = self.commits.cache().gray(&key).is_some_and(|current| {
+                current.content == gray.content
+                    && current.rules == rules
+                    && format.is_none_or(|f| f == current.format)
+            });
+            if same {
+                continue;
+            }
+            let input = GrayInput {
+                content: gray.content,
+                format,
+                ips: gray.ips,
+                labels: gray.labels,
+                // Checked with the rest of the import.
+                force: true,
+                comment: Some("import".to_owned()),
+            };
+            self.gray_publish(key, input, actor).await?;
+            report.grays += 1;
+        }
+        Ok(())
     }
 
     /// Every config matching `filter` that `caller` may read, in key order.

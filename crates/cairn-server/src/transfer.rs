@@ -1,7 +1,9 @@
-//! Nacos's export format, read and written: a zip with one `{group}/{dataId}` entry per
-//! config and its metadata beside them, either the older `.meta.yml` (app names only)
-//! or the newer `.metadata.yml` (type, description, tags, app name). A zip is read
-//! whole and checked before anything is imported; every problem is reported, by entry.
+//! The export formats, read and written. Nacos's: a zip with one `{group}/{dataId}`
+//! entry per config and its metadata beside them, either the older `.meta.yml` (app
+//! names only) or the newer `.metadata.yml` (type, description, tags, app name).
+//! Cairn's own: JSON lines, a header and then one config per line with everything it
+//! has (format, description, tags, md5, gray release). A file is read whole and
+//! checked before anything is imported; every problem is reported, by entry or line.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -24,6 +26,23 @@ pub struct Item {
     pub format: Option<Format>,
     pub description: String,
     pub tags: Vec<String>,
+    /// Its gray release (Cairn's format only).
+    pub gray: Option<GrayItem>,
+}
+
+/// A gray release as an export carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrayItem {
+    pub content: String,
+    /// `None`: the config's format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    /// `key=value` labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// Why one entry of a zip cannot be imported.
@@ -199,6 +218,7 @@ fn read_zip_within(
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            gray: None,
         });
     }
     Ok((items, problems))
@@ -250,6 +270,163 @@ pub fn write_zip(items: &[Item], with_metadata: bool) -> std::io::Result<Vec<u8>
     Ok(zip.finish().map_err(std::io::Error::other)?.into_inner())
 }
 
+/// The first line of Cairn's format.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// The format's version.
+    cairn_export: u32,
+    namespace: String,
+    exported_at: String,
+    configs: usize,
+}
+
+const CAIRN_FORMAT_VERSION: u32 = 1;
+
+/// One config of Cairn's format.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    group: String,
+    data_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+    content: String,
+    /// The content's md5 when exported; a line whose content does not match is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    md5: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gray: Option<GrayItem>,
+}
+
+/// Whether `bytes` are Cairn's format rather than a zip.
+pub fn is_cairn_format(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Cairn's format of `items`, exported from `namespace`.
+pub fn write_cairn(namespace: &str, exported_at: String, items: &[Item]) -> Vec<u8> {
+    let header = Header {
+        cairn_export: CAIRN_FORMAT_VERSION,
+        namespace: namespace.to_owned(),
+        exported_at,
+        configs: items.len(),
+    };
+    let mut out = serde_json::to_vec(&header).expect("a header serializes");
+    for item in items {
+        out.push(b'\n');
+        let line = Line {
+            group: item.group.to_string(),
+            data_id: item.data_id.to_string(),
+            format: item.format.map(|f| f.as_str().to_owned()),
+            md5: Some(cairn_core::md5::md5_hex(&item.content)),
+            content: item.content.clone(),
+            description: item.description.clone(),
+            tags: item.tags.clone(),
+            gray: item.gray.clone(),
+        };
+        out.extend(serde_json::to_vec(&line).expect("a line serializes"));
+    }
+    out.push(b'\n');
+    out
+}
+
+/// The configs of a file in Cairn's format that can be read, and the problems of the
+/// lines that cannot; an error when the file as a whole cannot be read.
+pub fn read_cairn(bytes: &[u8]) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem>> {
+    let problem = |entry: String, why: String| Problem { entry, why };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(vec![problem("(file)".into(), "is not UTF-8 text".into())]);
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header: Header = match lines.next().map(|(_, l)| serde_json::from_str(l)) {
+        Some(Ok(header)) => header,
+        Some(Err(e)) => {
+            return Err(vec![problem(
+                "line 1".into(),
+                format!("is not a Cairn export header: {e}"),
+            )])
+        }
+        None => return Err(vec![problem("(file)".into(), "is empty".into())]),
+    };
+    if header.cairn_export != CAIRN_FORMAT_VERSION {
+        return Err(vec![problem(
+            "line 1".into(),
+            format!(
+                "format version {} is not {CAIRN_FORMAT_VERSION}, the one this node reads",
+                header.cairn_export
+            ),
+        )]);
+    }
+    let mut items = Vec::new();
+    let mut problems = Vec::new();
+    for (index, text) in lines {
+        if items.len() + problems.len() >= MAX_ENTRIES {
+            return Err(vec![problem(
+                "(file)".into(),
+                format!("more than {MAX_ENTRIES} configs"),
+            )]);
+        }
+        let entry = format!("line {}", index + 1);
+        let line: Line = match serde_json::from_str(text) {
+            Ok(line) => line,
+            Err(e) => {
+                problems.push(problem(entry, format!("is not a config: {e}")));
+                continue;
+            }
+        };
+        let named = format!("{entry} ({}/{})", line.group, line.data_id);
+        let parsed = (|| {
+            let group = Group::parse(&line.group).map_err(|e| format!("group: {e}"))?;
+            let data_id = DataId::parse(&line.data_id).map_err(|e| format!("data id: {e}"))?;
+            let format = line
+                .format
+                .as_deref()
+                .map(str::parse::<Format>)
+                .transpose()
+                .map_err(|e| format!("format: {e}"))?;
+            if let Some(md5) = &line.md5 {
+                if *md5 != cairn_core::md5::md5_hex(&line.content) {
+                    return Err(format!(
+                        "its content does not match its md5 {md5}: the file was changed or cut"
+                    ));
+                }
+            }
+            Ok(Item {
+                group,
+                data_id,
+                content: line.content,
+                format,
+                description: line.description,
+                tags: line.tags,
+                gray: line.gray,
+            })
+        })();
+        match parsed {
+            Ok(item) => items.push(item),
+            Err(why) => problems.push(problem(named, why)),
+        }
+    }
+    if header.configs != items.len() + problems.len() {
+        problems.push(problem(
+            "(file)".into(),
+            format!(
+                "the header counts {} configs, the file holds {}: it was cut short or added to",
+                header.configs,
+                items.len() + problems.len()
+            ),
+        ));
+    }
+    Ok((items, problems))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +439,7 @@ mod tests {
             format: Some(Format::Yaml),
             description: "the app".to_owned(),
             tags: vec!["a".to_owned(), "b".to_owned()],
+            gray: None,
         }
     }
 
@@ -293,6 +471,37 @@ mod tests {
         let bare = read_zip(&write_zip(&items, false).unwrap()).unwrap();
         assert_eq!(bare[0].content, "a: 1\n");
         assert_eq!((bare[0].format, bare[0].tags.len()), (None, 0));
+    }
+
+    #[test]
+    fn cairns_format_keeps_everything_and_refuses_what_changed() {
+        let mut items = vec![item("g", "a.yaml", "a: 1\n"), item("g", "b", "x")];
+        items[1].format = None;
+        items[0].gray = Some(GrayItem {
+            content: "a: 2\n".into(),
+            format: None,
+            ips: vec!["10.0.0.1".into()],
+            labels: vec!["zone=east".into()],
+        });
+        let file = write_cairn("dev", "2026-12-04T00:00:00Z".into(), &items);
+        assert!(is_cairn_format(&file));
+        let (read, problems) = read_cairn(&file).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(read, items);
+
+        let text = String::from_utf8(file).unwrap();
+        let tampered = text.replace("\"content\":\"x\"", "\"content\":\"y\"");
+        let (read, problems) = read_cairn(tampered.as_bytes()).unwrap();
+        assert_eq!(read.len(), 1);
+        assert!(
+            problems[0].why.contains("does not match its md5"),
+            "{problems:?}"
+        );
+        let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        let (_, problems) = read_cairn(cut.as_bytes()).unwrap();
+        assert!(problems[0].why.contains("cut short"), "{problems:?}");
+        assert!(read_cairn(b"{\"not\": 1}").is_err());
+        assert!(!is_cairn_format(b"PK\x03\x04"));
     }
 
     #[test]

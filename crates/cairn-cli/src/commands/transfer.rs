@@ -1,5 +1,5 @@
-//! `cairn export` and `cairn import`: a namespace's configs as a Nacos export zip, out
-//! and in.
+//! `cairn export` and `cairn import`: a namespace's configs as a Nacos export zip or
+//! in Cairn's own format, out and in; `cairn clone` between namespaces.
 
 use std::path::PathBuf;
 
@@ -10,9 +10,13 @@ use clap::Args;
 pub struct ExportArgs {
     /// The namespace to export.
     namespace: String,
-    /// Write the zip here [default: NAMESPACE.zip].
+    /// Write the file here [default: NAMESPACE.zip, or NAMESPACE.cairn.jsonl].
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// nacos: Nacos's zip (Nacos reads it); cairn: Cairn's JSON lines, which keep gray
+    /// releases and each config's md5 too (for backups and moving between Cairns).
+    #[arg(long, default_value = "nacos", value_parser = ["nacos", "cairn"])]
+    format: String,
     /// Only this group (`*` matches any run of characters).
     #[arg(long)]
     group: Option<String>,
@@ -25,7 +29,7 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The namespace to import into (it must exist).
     namespace: String,
-    /// A zip exported by Cairn or by Nacos (either layout).
+    /// A zip exported by Cairn or by Nacos (either layout), or a Cairn export.
     file: PathBuf,
     /// What to do about configs that exist with other content: abort (import
     /// nothing), skip, overwrite. Configs stored exactly as the zip has them are left
@@ -88,19 +92,28 @@ pub fn print_report(report: &cairn_client::ImportReport, namespace: &str) {
     for refused in &report.refused {
         println!("  refused {}: {}", refused.item, refused.reason);
     }
+    if report.grays > 0 {
+        println!("  started {} gray release(s)", report.grays);
+    }
 }
 
 pub async fn export(client: &Client, args: ExportArgs) -> anyhow::Result<()> {
     let zip = client
-        .export_namespace(
+        .export_namespace_as(
             &args.namespace,
             args.group.as_deref(),
             args.data_id.as_deref(),
+            &args.format,
         )
         .await?;
+    let extension = if args.format == "cairn" {
+        "cairn.jsonl"
+    } else {
+        "zip"
+    };
     let path = args
         .output
-        .unwrap_or_else(|| PathBuf::from(format!("{}.zip", args.namespace)));
+        .unwrap_or_else(|| PathBuf::from(format!("{}.{extension}", args.namespace)));
     std::fs::write(&path, &zip)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     println!(

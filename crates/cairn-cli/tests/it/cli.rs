@@ -524,6 +524,24 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
     );
     let refused = fails(&home, &["clone", "nowhere", "staging"]);
     assert!(refused.contains("nowhere"), "{refused}");
+
+    // Cairn's own format, for a backup: out and back in.
+    let backup = dir.path().join("public.cairn.jsonl").display().to_string();
+    let out = ok(
+        &home,
+        &["export", "public", "--format", "cairn", "-o", &backup],
+    );
+    assert!(out.contains("exported namespace public"), "{out}");
+    assert!(std::fs::read_to_string(&backup)
+        .unwrap()
+        .starts_with("{\"cairn_export\":1"));
+    ok(&home, &["ns", "create", "restored"]);
+    let out = ok(&home, &["import", "restored", &backup]);
+    assert!(out.contains("imported 2 configs"), "{out}");
+    assert_eq!(
+        ok(&home, &["get", "restored/jobs/app.yaml"]),
+        "port: 8080\n"
+    );
 }
 
 /// Logs `home` in to `server` as the first admin.

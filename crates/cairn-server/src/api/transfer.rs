@@ -1,6 +1,7 @@
-//! Export and import of a namespace's configs in Nacos's zip format, on the native API
-//! (`/api/v1/namespaces/{namespace}/export` and `/import`). Nacos's own routes for the
-//! same are in `nacos/v1.rs`; both go through `Service::export` and `Service::import`.
+//! Export and import of a namespace's configs, in Nacos's zip format or Cairn's own, on
+//! the native API (`/api/v1/namespaces/{namespace}/export` and `/import`). Nacos's own
+//! routes for the same are in `nacos/v1.rs`; both go through `Service::export` and
+//! `Service::import`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -44,13 +45,16 @@ pub struct ExportQuery {
     /// does; default false.
     #[serde(default)]
     bare: bool,
+    /// `nacos` (the default): Nacos's zip; `cairn`: Cairn's own JSON lines, with
+    /// every config's md5 and gray release.
+    format: Option<String>,
 }
 
 /// The configs of a namespace (or those matching the filters) that the caller may read,
 /// as a Nacos export zip.
 #[utoipa::path(get, path = "/api/v1/namespaces/{namespace}/export", tag = "transfer",
     params(("namespace" = String, Path), ExportQuery),
-    responses((status = 200, content_type = "application/zip", description = "a Nacos export zip"),
+    responses((status = 200, content_type = "application/zip", description = "a Nacos export zip (`format=cairn`: Cairn's JSON lines, `application/x-ndjson`)"),
         (status = 404, body = ErrorBody)))]
 async fn export_namespace(
     State(state): State<SharedState>,
@@ -64,7 +68,35 @@ async fn export_namespace(
         ..ListFilter::within(namespace.clone(), q.group.as_deref(), q.data_id.as_deref())
     };
     let items = state.service.export(&caller, &filter).await?;
-    zip_answer(&namespace, &items, !q.bare)
+    match q.format.as_deref().unwrap_or("nacos") {
+        "nacos" => zip_answer(&namespace, &items, !q.bare),
+        "cairn" => {
+            let exported_at = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let file = crate::transfer::write_cairn(namespace.as_str(), exported_at, &items);
+            let disposition = format!("attachment; filename=\"{namespace}.cairn.jsonl\"");
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-ndjson"),
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&disposition)
+                            .unwrap_or(HeaderValue::from_static("attachment")),
+                    ),
+                ],
+                file,
+            )
+                .into_response())
+        }
+        other => Err(ApiError::bad_request(
+            "invalid_argument",
+            format!("format {other:?} is not nacos or cairn"),
+        )),
+    }
 }
 
 /// A zip of `items` as a download named after `namespace`.
@@ -124,6 +156,8 @@ pub struct ImportAnswer {
     skipped: Vec<String>,
     /// What was left out with `skip_invalid`, and why.
     refused: Vec<Refused>,
+    /// Gray releases started (Cairn's format carries them).
+    grays: usize,
 }
 
 /// An entry or config an import left out.
@@ -147,15 +181,18 @@ impl From<crate::service::ImportReport> for ImportAnswer {
                 .into_iter()
                 .map(|(item, reason)| Refused { item, reason })
                 .collect(),
+            grays: report.grays,
         }
     }
 }
 
-/// Imports a Nacos export zip (either layout) into a namespace, all or nothing: every
-/// entry is checked before anything is written, and a refusal names each problem.
+/// Imports a Nacos export zip (either layout) or a file in Cairn's format into a
+/// namespace, all or nothing: every entry is checked before anything is written, and a
+/// refusal names each problem. Gray releases in Cairn's format start once the configs
+/// are in.
 #[utoipa::path(post, path = "/api/v1/namespaces/{namespace}/import", tag = "transfer",
     params(("namespace" = String, Path), ImportQuery),
-    request_body(content = Vec<u8>, content_type = "application/zip", description = "a Nacos export zip"),
+    request_body(content = Vec<u8>, content_type = "application/zip", description = "a Nacos export zip, or Cairn's JSON lines (`application/x-ndjson`)"),
     responses((status = 200, body = ImportAnswer), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn import_namespace(
@@ -170,7 +207,13 @@ async fn import_namespace(
         conflict: policy_of(q.policy.as_deref())?,
         skip_invalid: q.skip_invalid,
     };
-    let (items, unreadable) = if q.skip_invalid {
+    let (items, unreadable) = if crate::transfer::is_cairn_format(&zip) {
+        let (items, problems) = crate::transfer::read_cairn(&zip).map_err(refusal)?;
+        if !q.skip_invalid && !problems.is_empty() {
+            return Err(refusal(problems));
+        }
+        (items, problems)
+    } else if q.skip_invalid {
         crate::transfer::read_zip_lenient(&zip).map_err(refusal)?
     } else {
         (read_items(&zip)?, Vec::new())
@@ -247,7 +290,7 @@ fn refusal(problems: Vec<crate::transfer::Problem>) -> ApiError {
     ApiError::bad_request(
         "invalid_import",
         format!(
-            "nothing was imported; {} problem(s) in the zip: {}",
+            "nothing was imported; {} problem(s) in the file: {}",
             problems.len(),
             listed.join("; ")
         ),

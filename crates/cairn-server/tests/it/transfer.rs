@@ -92,7 +92,7 @@ async fn a_namespace_moves_whole_and_policies_hold() {
     let bytes = 9 + 6 + 9;
     assert_eq!(
         answer,
-        json!({ "imported": 3, "bytes": bytes, "unchanged": 0, "skipped": [], "refused": [] })
+        json!({ "imported": 3, "bytes": bytes, "unchanged": 0, "skipped": [], "refused": [], "grays": 0 })
     );
     let (status, changed, _) = watch.await.unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -345,5 +345,81 @@ async fn a_clone_copies_only_what_its_author_may_read() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(copied["content"], "port: 80\n");
     assert_eq!(count(&app, "staging").await, 1, "nothing she may not read");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cairns_own_format_carries_gray_releases_and_repeats_cleanly() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .publish(
+            "public/web/app.yaml",
+            json!({ "content": "color: blue\n", "description": "colors", "tags": ["ui"] }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/web/app.yaml/gray")
+        .json(
+            &json!({ "content": "color: green\n", "labels": ["canary=true"], "ips": ["10.1.1.1"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    app.publish_ok("public/web/plain.txt", "hello").await;
+
+    let r = app
+        .request(Method::GET, "/api/v1/namespaces/public/export?format=cairn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let file = r.bytes().await.unwrap().to_vec();
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert_eq!(text.lines().count(), 3, "a header and two configs: {text}");
+
+    create_namespace(&app, "restore").await;
+    let r = import(&app, "restore", "abort", file.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&answer["imported"], &answer["grays"]),
+        (&json!(2), &json!(1)),
+        "{answer}"
+    );
+    let (_, copied) = app
+        .get_json("/api/v1/configs/restore/web/app.yaml?view=json")
+        .await;
+    assert_eq!(copied["content"], "color: blue\n");
+    assert_eq!(copied["description"], "colors");
+    assert_eq!(copied["tags"], json!(["ui"]));
+    let (status, gray) = app
+        .get_json("/api/v1/configs/restore/web/app.yaml/gray")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(gray["content"], "color: green\n");
+    assert_eq!(gray["ips"], json!(["10.1.1.1"]));
+    assert_eq!(gray["labels"], json!(["canary=true"]));
+
+    // Again: nothing to do.
+    let r = import(&app, "restore", "abort", file.clone()).await;
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&answer["imported"], &answer["unchanged"], &answer["grays"]),
+        (&json!(0), &json!(2), &json!(0)),
+        "{answer}"
+    );
+    // A line changed by hand is caught by its md5, and nothing lands.
+    create_namespace(&app, "tampered").await;
+    let tampered = text.replace("\"content\":\"hello\"", "\"content\":\"hellO\"");
+    let r = import(&app, "tampered", "abort", tampered.into_bytes()).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
+    assert!(
+        message.contains("web/plain.txt") && message.contains("md5"),
+        "{message}"
+    );
+    assert_eq!(count(&app, "tampered").await, 0);
     app.stop().await;
 }

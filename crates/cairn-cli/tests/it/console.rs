@@ -558,6 +558,40 @@ async fn a_person_manages_configs_in_the_console() {
     .await;
     assert_eq!(shown.as_deref(), Some("shop"));
     shot(&c, "14-namespaces").await;
+    // Download a namespace in Cairn's format, and upload it into another.
+    let exported = c
+        .execute(
+            "const link = document.querySelector(\"a[href='/console/namespaces/export?name=public&format=cairn']\");\
+             return fetch(link.href).then(r => r.text());",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let exported = exported.as_str().unwrap().to_owned();
+    assert!(
+        exported.starts_with("{\"cairn_export\":1") && exported.contains("app.yaml"),
+        "{exported}"
+    );
+    let upload = dir.path().join("public.cairn.jsonl");
+    std::fs::write(&upload, &exported).unwrap();
+    c.execute(
+        "document.querySelector('#import-name').value = 'staging'; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    on_element(&c, "#import-file", |e| {
+        let path = upload.display().to_string();
+        async move { e.send_keys(&path).await }
+    })
+    .await;
+    click(&c, "#import button").await;
+    assert!(text(&c, ".flash.ok").await.contains("Imported"));
+    shot(&c, "14b-imported").await;
+    c.goto(&format!("{url}/console/configs?ns=staging"))
+        .await
+        .unwrap();
+    find(&c, "a[href='/console/c/staging/DEFAULT_GROUP/app.yaml']").await;
     c.goto(&format!("{url}/console/users")).await.unwrap();
     fill(&c, "#new-user #username", "bob").await;
     fill(&c, "#new-user #password", "bob-password-1").await;

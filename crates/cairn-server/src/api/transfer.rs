@@ -68,13 +68,23 @@ async fn export_namespace(
         ..ListFilter::within(namespace.clone(), q.group.as_deref(), q.data_id.as_deref())
     };
     let items = state.service.export(&caller, &filter).await?;
-    match q.format.as_deref().unwrap_or("nacos") {
-        "nacos" => zip_answer(&namespace, &items, !q.bare),
+    export_answer(&namespace, &items, q.format.as_deref(), q.bare)
+}
+
+/// `items` as a download in `format` (`nacos`, the default, or `cairn`).
+pub fn export_answer(
+    namespace: &Namespace,
+    items: &[crate::transfer::Item],
+    format: Option<&str>,
+    bare: bool,
+) -> Result<Response, ApiError> {
+    match format.unwrap_or("nacos") {
+        "nacos" => zip_answer(namespace, items, !bare),
         "cairn" => {
             let exported_at = time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
-            let file = crate::transfer::write_cairn(namespace.as_str(), exported_at, &items);
+            let file = crate::transfer::write_cairn(namespace.as_str(), exported_at, items);
             let disposition = format!("attachment; filename=\"{namespace}.cairn.jsonl\"");
             Ok((
                 [
@@ -207,17 +217,7 @@ async fn import_namespace(
         conflict: policy_of(q.policy.as_deref())?,
         skip_invalid: q.skip_invalid,
     };
-    let (items, unreadable) = if crate::transfer::is_cairn_format(&zip) {
-        let (items, problems) = crate::transfer::read_cairn(&zip).map_err(refusal)?;
-        if !q.skip_invalid && !problems.is_empty() {
-            return Err(refusal(problems));
-        }
-        (items, problems)
-    } else if q.skip_invalid {
-        crate::transfer::read_zip_lenient(&zip).map_err(refusal)?
-    } else {
-        (read_items(&zip)?, Vec::new())
-    };
+    let (items, unreadable) = read_upload(&zip, q.skip_invalid)?;
     let mut report = state.service.import(&namespace, items, policy, &by).await?;
     report
         .refused
@@ -278,6 +278,23 @@ pub fn policy_of(text: Option<&str>) -> Result<Conflict, ApiError> {
             .parse()
             .map_err(|e: String| ApiError::bad_request("invalid_argument", e)),
     }
+}
+
+/// The configs of an uploaded file in either format, and (with `skip_invalid`) the
+/// problems of the entries left out; without it, a refusal naming every bad entry.
+pub fn read_upload(
+    file: &[u8],
+    skip_invalid: bool,
+) -> Result<(Vec<crate::transfer::Item>, Vec<crate::transfer::Problem>), ApiError> {
+    let (items, problems) = if crate::transfer::is_cairn_format(file) {
+        crate::transfer::read_cairn(file).map_err(refusal)?
+    } else {
+        crate::transfer::read_zip_lenient(file).map_err(refusal)?
+    };
+    if !skip_invalid && !problems.is_empty() {
+        return Err(refusal(problems));
+    }
+    Ok((items, problems))
 }
 
 /// The configs of an uploaded zip, or a refusal naming every bad entry.

@@ -55,6 +55,7 @@ pub(super) fn done(ctx: &Ctx, what: Option<&str>) -> Markup {
     let text = match what {
         Some("saved") => ctx.t("Saved."),
         Some("deleted") => ctx.t("Deleted."),
+        Some("imported") => ctx.t("Imported."),
         _ => return html! {},
     };
     html! { div.flash.ok role="status" { (text) } }
@@ -94,7 +95,14 @@ pub async fn namespaces(
                 @for info in &list {
                     @let name = info.record.name.as_str();
                     tr {
-                        td.key { a href={ "/console/configs?ns=" (name) } { (name) } }
+                        td.key {
+                            a href={ "/console/configs?ns=" (name) } { (name) }
+                            div.exports {
+                                a href={ "/console/namespaces/export?name=" (name) "&format=nacos" } download { (ctx.t("Export zip")) }
+                                " · "
+                                a href={ "/console/namespaces/export?name=" (name) "&format=cairn" } download { (ctx.t("Export (Cairn)")) }
+                            }
+                        }
                         @if admin && !info.record.name.is_public() {
                             td colspan="2" {
                                 form.inline method="post" action="/console/namespaces/update" {
@@ -135,6 +143,29 @@ pub async fn namespaces(
                 }
             }
         }
+        h2 { (ctx.t("Import")) }
+        form.panel.filters #import method="post" action="/console/namespaces/import" enctype="multipart/form-data" {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            div {
+                label for="import-name" { (ctx.t("Namespace")) }
+                select #import-name name="name" {
+                    @for info in &list { option value=(info.record.name.as_str()) { (info.record.name.as_str()) } }
+                }
+            }
+            div {
+                label for="import-policy" { (ctx.t("If a config exists")) }
+                select #import-policy name="policy" {
+                    option value="abort" { (ctx.t("import nothing")) }
+                    option value="skip" { (ctx.t("keep it")) }
+                    option value="overwrite" { (ctx.t("overwrite it")) }
+                }
+            }
+            div {
+                label for="import-file" { (ctx.t("Nacos zip or Cairn export")) }
+                input #import-file type="file" name="file" required;
+            }
+            div { button.primary type="submit" { (ctx.t("Import")) } }
+        }
         @if admin {
             h2 { (ctx.t("New namespace")) }
             form.panel.filters #new-namespace method="post" action="/console/namespaces/create" {
@@ -149,7 +180,6 @@ pub async fn namespaces(
     Ok(layout(ctx, ctx.t("Namespaces"), body, false).into_response())
 }
 
-/// A comma-separated list from a form field, each item trimmed, empty ones dropped.
 /// A quota as shown beside its use: its value, or "unlimited" for 0.
 fn of_quota(ctx: &Ctx, limit: u64, show: impl Fn(u64) -> String) -> String {
     if limit == 0 {
@@ -175,6 +205,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// A comma-separated list from a form field, each item trimmed, empty ones dropped.
 fn list_of(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -871,4 +902,70 @@ pub async fn cluster(State(state): State<SharedState>, session: Session) -> Repl
         p.muted { (ctx.t("A node is listed while its heartbeats arrive; one that stops is dropped after the node time-to-live.")) }
     };
     Ok(layout(ctx, ctx.t("Cluster"), body, false).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    name: String,
+    format: Option<String>,
+}
+
+/// A namespace's configs that this user may read, as a download.
+pub async fn export_namespace(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<ExportQuery>,
+) -> Reply {
+    let ctx = &session.ctx;
+    let name = namespace_of(ctx, &q.name)?;
+    let filter = crate::service::ListFilter::within(name.clone(), None, None);
+    let items = state
+        .service
+        .export(&session.caller, &filter)
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    crate::api::transfer::export_answer(&name, &items, q.format.as_deref(), false)
+        .map_err(|e| ctx.fail(e.status, e.message))
+}
+
+/// An uploaded Nacos zip or Cairn export imported into a namespace, all or nothing,
+/// under the user's own rights.
+pub async fn import_namespace(
+    State(state): State<SharedState>,
+    session: Session,
+    addr: ClientAddr,
+    mut form: axum::extract::Multipart,
+) -> Reply {
+    let ctx = &session.ctx;
+    let (mut csrf, mut name, mut policy, mut file) = (String::new(), String::new(), None, None);
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        ctx.fail(
+            StatusCode::BAD_REQUEST,
+            format!("the upload cannot be read: {e}"),
+        )
+    };
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.map_err(unreadable)?,
+            Some("name") => name = field.text().await.map_err(unreadable)?,
+            Some("policy") => policy = Some(field.text().await.map_err(unreadable)?),
+            Some("file") => file = Some(field.bytes().await.map_err(unreadable)?),
+            _ => {}
+        }
+    }
+    ctx.check_csrf(&csrf)?;
+    let name = namespace_of(ctx, &name)?;
+    let file = file.ok_or_else(|| ctx.fail(StatusCode::BAD_REQUEST, "choose a file to import"))?;
+    let conflict = crate::api::transfer::policy_of(policy.as_deref())
+        .map_err(|e| ctx.fail(e.status, e.message))?;
+    let (items, _) = crate::api::transfer::read_upload(&file, false)
+        .map_err(|e| ctx.fail(e.status, e.message))?;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    state
+        .service
+        .import(&name, items, conflict.into(), &by)
+        .await
+        .map_err(|e| ctx.service_error(e))?;
+    Ok(Redirect::to("/console/namespaces?done=imported").into_response())
 }

@@ -74,6 +74,8 @@ pub fn router() -> Router<SharedState> {
             post(admin::set_apollo_anonymous),
         )
         .route("/console/namespaces/delete", post(admin::delete_namespace))
+        .route("/console/namespaces/export", get(admin::export_namespace))
+        .route("/console/namespaces/import", post(admin::import_namespace))
         .route("/console/grants", get(permissions::grants))
         .route("/console/audit", get(permissions::audit))
         .route("/console/grants/set", post(permissions::set_grant))

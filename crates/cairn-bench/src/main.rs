@@ -3,7 +3,7 @@
 //! that depends on the machine is reported next to a baseline measured in the same run.
 //!
 //! `cargo run --release -p cairn-bench -- all` (or `read`, `publish`, `fanout`, `grpc`,
-//! `cross-node`, `startup`, `storm`, `import`); `--tiny` runs each at a size of seconds, for CI.
+//! `cross-node`, `startup`, `storm`, `import`, `patterns`); `--tiny` runs each at a size of seconds, for CI.
 
 /// The allocator the `cairn` binary uses too, so the measured node is the shipped one.
 #[global_allocator]
@@ -48,6 +48,8 @@ enum Command {
     Storm(Options),
     /// Importing many 1 KiB configs in one zip, vs the store writing them alone.
     Import(Options),
+    /// Exact watchers woken by a publish, alone and beside pattern watches.
+    Patterns(Options),
     #[command(hide = true)]
     Serve {
         #[arg(long)]
@@ -82,6 +84,12 @@ pub struct Options {
     /// Clients of the reconnect-storm scenario.
     #[arg(long, default_value_t = 10_000)]
     pub storm_clients: usize,
+    /// Exact watchers of the patterns scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub pattern_exact_watchers: usize,
+    /// Pattern watches of the patterns scenario.
+    #[arg(long, default_value_t = 1_000)]
+    pub pattern_watchers: usize,
     /// Configs of the import scenario.
     #[arg(long, default_value_t = 10_000)]
     pub import_configs: usize,
@@ -120,6 +128,7 @@ fn main() -> anyhow::Result<()> {
                         "startup",
                         "storm",
                         "import",
+                        "patterns",
                     ],
                 )
                 .await
@@ -132,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             Command::Startup(o) => run(&o, &["startup"]).await,
             Command::Storm(o) => run(&o, &["storm"]).await,
             Command::Import(o) => run(&o, &["import"]).await,
+            Command::Patterns(o) => run(&o, &["patterns"]).await,
         }
     })
 }
@@ -152,6 +162,7 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             "cross-node" => scenarios::cross_node(opts).await,
             "storm" => scenarios::storm(opts).await,
             "import" => scenarios::import_scenario(opts).await,
+            "patterns" => scenarios::patterns(opts).await,
             _ => scenarios::startup(opts).await,
         };
         // A failed scenario is reported and the others still run.
@@ -426,6 +437,20 @@ fn print_table(results: &Value) {
                 get(r, &["clients"])
             ),
             get(r, &["all_held_ms"]),
+        );
+    }
+    if let Some(r) = results.get("patterns") {
+        row(
+            format!(
+                "{} watchers woken, p99 ms alone / beside {} patterns",
+                get(r, &["exact_watchers"]),
+                get(r, &["pattern_watchers"])
+            ),
+            joined(
+                r,
+                &[vec!["p99_ms_alone"], vec!["p99_ms_beside_patterns"]],
+                " / ",
+            ),
         );
     }
     if let Some(Value::Object(backends)) = results.get("import") {

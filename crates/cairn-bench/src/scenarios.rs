@@ -522,6 +522,17 @@ where
 
 /// W watchers on a Cairn node over `keys` keys.
 async fn fanout_cairn(watchers: usize, keys: usize) -> anyhow::Result<Value> {
+    fanout_cairn_beside_patterns(watchers, keys, 0).await
+}
+
+/// As [`fanout_cairn`], with `patterns` pattern watches held first on the fired keys'
+/// namespace and group (`*.yaml`, which the fired `fan{k}.txt` do not match): each
+/// publish checks them all and wakes none of them.
+async fn fanout_cairn_beside_patterns(
+    watchers: usize,
+    keys: usize,
+    patterns: usize,
+) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let node = procs::cairn(&dir.path().join("node"), None).await?;
     let addr = node.addr;
@@ -532,11 +543,36 @@ async fn fanout_cairn(watchers: usize, keys: usize) -> anyhow::Result<Value> {
         let md5 = publish(addr, &token, &data_id, "v: 0").await?;
         requests.push(Arc::new(load::watch_request(addr, &token, &data_id, &md5)));
     }
+    // A `since` past every change: held until a matching change (none comes).
+    let body = format!(
+        "{{\"patterns\":[{{\"namespace\":\"public\",\"group\":\"bench\",\"data_id\":\"*.yaml\"}}],\"since\":{},\"timeout_ms\":120000}}",
+        i64::MAX / 2
+    );
+    let pattern_request = Arc::new(
+        format!(
+            "POST /api/v1/watch HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    );
+    let mut held_patterns = Vec::with_capacity(patterns);
+    for i in 0..patterns {
+        held_patterns
+            .push(load::open_watch(addr, load::source_ip(i), pattern_request.clone()).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gauge(addr, "cairn_watchers_held").await? < patterns as f64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pattern watches were not all held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let result = hold_and_fire(
         &node,
         watchers,
         &requests,
-        || gauge(addr, "cairn_watchers_held"),
+        || async move { Ok(gauge(addr, "cairn_watchers_held").await? - patterns as f64) },
         |k| {
             let token = token.clone();
             async move {
@@ -546,8 +582,51 @@ async fn fanout_cairn(watchers: usize, keys: usize) -> anyhow::Result<Value> {
         },
     )
     .await;
+    drop(held_patterns);
     node.stop().await;
     result
+}
+
+/// patterns: W exact watchers of one key woken by a publish, with and without P
+/// pattern watches over the same namespace and group held beside them (matching none
+/// of the fired key), alternately in rounds: a publish costs the watchers it concerns.
+pub async fn patterns(opts: &Options) -> anyhow::Result<Value> {
+    let (watchers, patterns, rounds) = if opts.tiny {
+        (50, 10, 1)
+    } else {
+        (opts.pattern_exact_watchers, opts.pattern_watchers, 3)
+    };
+    let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let (mut plain, mut beside, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = fanout_cairn(watchers, 1).await?;
+            (
+                a,
+                fanout_cairn_beside_patterns(watchers, 1, patterns).await?,
+            )
+        } else {
+            let b = fanout_cairn_beside_patterns(watchers, 1, patterns).await?;
+            (fanout_cairn(watchers, 1).await?, b)
+        };
+        if p99(&a) > 0.0 {
+            ratios.push(p99(&b) / p99(&a));
+        }
+        plain.push(p99(&a));
+        beside.push(p99(&b));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Ok(json!({
+        "exact_watchers": watchers,
+        "pattern_watchers": patterns,
+        "rounds": rounds,
+        "p99_ms_alone": median(plain),
+        "p99_ms_beside_patterns": median(beside),
+        "p99_ratio": median(ratios).map(|r| (r * 100.0).round() / 100.0),
+    }))
 }
 
 /// W watchers of one key on the bare hyper baseline: the machine's floor for the same

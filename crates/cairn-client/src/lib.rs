@@ -900,6 +900,51 @@ impl Client {
         self.json(request).await
     }
 
+    /// One poll of a pattern watch: the configs `patterns` match that changed after
+    /// `since` (the `seq` of the previous poll), waiting up to `timeout` for one. With
+    /// `since` 0 (or older than the server keeps) it answers at once with every
+    /// matching config, `complete`. Configs created after the watch began, and
+    /// deletions (`exists: false`), are changes like any other.
+    ///
+    /// ```no_run
+    /// # async fn run(client: cairn_client::Client) -> cairn_client::Result<()> {
+    /// use cairn_client::WatchPattern;
+    /// let patterns = [WatchPattern::namespace("prod").group("web").data_id("*.yaml")];
+    /// let mut since = 0;
+    /// loop {
+    ///     let poll = client
+    ///         .watch_pattern(&patterns, since, std::time::Duration::from_secs(30))
+    ///         .await?;
+    ///     for change in &poll.changed {
+    ///         println!("{}/{} is now {:?}", change.group, change.data_id, change.revision);
+    ///     }
+    ///     since = poll.seq;
+    /// }
+    /// # }
+    /// ```
+    pub async fn watch_pattern(
+        &self,
+        patterns: &[WatchPattern],
+        since: i64,
+        timeout: Duration,
+    ) -> Result<PatternChanges> {
+        let url = self.url(&["api", "v1", "watch"]);
+        let request = self
+            .request(Method::POST, url)
+            .timeout(timeout + self.timeout)
+            .json(&serde_json::json!({
+                "patterns": patterns,
+                "since": since,
+                "timeout_ms": timeout.as_millis() as u64,
+            }));
+        let response: WatchResponse = self.json(request).await?;
+        Ok(PatternChanges {
+            changed: response.changed,
+            seq: response.seq.unwrap_or(since),
+            complete: response.complete.unwrap_or(false),
+        })
+    }
+
     /// One long poll: returns the keys whose md5 differs from the one given, waiting up
     /// to `timeout` for a change; empty when nothing changed.
     pub async fn watch(&self, keys: &[WatchKey], timeout: Duration) -> Result<Vec<ChangedKey>> {

@@ -294,6 +294,58 @@ impl ChangedKey {
 #[derive(Debug, Deserialize)]
 pub(crate) struct WatchResponse {
     pub changed: Vec<ChangedKey>,
+    #[serde(default)]
+    pub seq: Option<i64>,
+    #[serde(default)]
+    pub complete: Option<bool>,
+}
+
+/// Configs of a namespace a pattern watch covers: group and data id `*` wildcards.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchPattern {
+    /// The namespace.
+    pub namespace: String,
+    /// `*` matches any run of characters; `None`: every group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `*` matches any run of characters; `None`: every data id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_id: Option<String>,
+}
+
+impl WatchPattern {
+    /// Every config of `namespace`.
+    pub fn namespace(namespace: impl Into<String>) -> Self {
+        WatchPattern {
+            namespace: namespace.into(),
+            group: None,
+            data_id: None,
+        }
+    }
+
+    /// Only groups matching `group`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Only data ids matching `data_id`.
+    pub fn data_id(mut self, data_id: impl Into<String>) -> Self {
+        self.data_id = Some(data_id.into());
+        self
+    }
+}
+
+/// What one poll of a pattern watch answered ([`crate::Client::watch_pattern`]).
+#[derive(Debug, Clone)]
+pub struct PatternChanges {
+    /// The matching configs that changed (created, changed, deleted), or with
+    /// `complete`, every matching config.
+    pub changed: Vec<ChangedKey>,
+    /// Pass it as the next poll's `since`.
+    pub seq: i64,
+    /// `changed` is every matching config: configs held that are not in it are gone.
+    pub complete: bool,
 }
 
 /// A namespace.

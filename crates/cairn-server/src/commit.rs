@@ -37,6 +37,17 @@ pub enum Change {
 }
 
 impl Change {
+    /// The change-log sequence of the change.
+    pub fn seq(&self) -> Revision {
+        match self {
+            Change::Config(record) => record.revision,
+            Change::Gray(record) => record.revision,
+            Change::Promoted { seq, .. }
+            | Change::Deleted { seq, .. }
+            | Change::GrayEnded { seq, .. } => *seq,
+        }
+    }
+
     pub fn key(&self) -> &ConfigKey {
         match self {
             Change::Config(record) => &record.key,
@@ -75,7 +86,24 @@ pub struct Commits {
     hub: Arc<Hub>,
     applied: watch::Sender<i64>,
     observers: Vec<Arc<dyn Observer>>,
+    /// The last changes applied, for pattern watches asking what changed since a
+    /// sequence.
+    recent: std::sync::Mutex<Recent>,
 }
+
+/// The keys of the last [`RECENT`] changes applied, with their sequences, and the
+/// sequence at or below which changes may no longer be listed.
+struct Recent {
+    changes: std::collections::VecDeque<(i64, ConfigKey)>,
+    horizon: i64,
+    /// The highest sequence applied to the cache, which the applied sequence reaches
+    /// once the changes before it are applied too.
+    newest: i64,
+}
+
+/// Changes kept for "what changed since": a pattern watch that fell further behind
+/// gets a full listing instead.
+const RECENT: usize = 8192;
 
 impl Commits {
     /// `applied` is the change-log sequence `cache` was loaded at.
@@ -85,7 +113,37 @@ impl Commits {
             hub: Arc::new(Hub::default()),
             applied: watch::Sender::new(applied),
             observers,
+            recent: std::sync::Mutex::new(Recent {
+                changes: std::collections::VecDeque::with_capacity(RECENT),
+                // What the cache was loaded with is not listed.
+                horizon: applied,
+                newest: applied,
+            }),
         }
+    }
+
+    /// The highest sequence applied to the cache (this node's own writes reach the
+    /// cache before the applied sequence, which waits for every change before them).
+    pub fn newest(&self) -> i64 {
+        self.recent.lock().expect("recent changes poisoned").newest
+    }
+
+    /// The keys changed by changes after `since`, or `None` when changes that old are
+    /// no longer kept (the caller lists everything instead).
+    pub fn changed_since(&self, since: i64) -> Option<Vec<ConfigKey>> {
+        let recent = self.recent.lock().expect("recent changes poisoned");
+        if since < recent.horizon {
+            return None;
+        }
+        let mut keys: Vec<ConfigKey> = recent
+            .changes
+            .iter()
+            .filter(|(seq, _)| *seq > since)
+            .map(|(_, key)| key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Some(keys)
     }
 
     pub(crate) fn cache(&self) -> &Cache {
@@ -162,6 +220,18 @@ impl Commits {
             Change::GrayEnded { key, seq } => self.end_gray(key, *seq),
         };
         if changed {
+            {
+                let mut recent = self.recent.lock().expect("recent changes poisoned");
+                if recent.changes.len() == RECENT {
+                    if let Some((seq, _)) = recent.changes.pop_front() {
+                        recent.horizon = recent.horizon.max(seq);
+                    }
+                }
+                recent
+                    .changes
+                    .push_back((change.seq().get(), change.key().clone()));
+                recent.newest = recent.newest.max(change.seq().get());
+            }
             self.hub.notify(change.key());
         }
         changed

@@ -5,6 +5,11 @@
 //! with the cache, and the waiter keeps a wake-up permit, so a change that lands
 //! between the comparison and the wait is never missed.
 //!
+//! Pattern watches (every config of a namespace whose group and data id match
+//! wildcards) are kept apart, by namespace: a change looks only at the patterns of its
+//! own namespace, so it costs the exact watchers of its key plus the pattern watchers
+//! of its namespace, not every watch of the node.
+//!
 //! At shutdown the hub is closed: every watch is woken once and sees it, so held
 //! watches are answered without each having waited on the shutdown signal as well (a
 //! lock shared by every watch of the node, taken as it parks and as it wakes).
@@ -14,7 +19,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cairn_core::ConfigKey;
+use cairn_core::pattern::Wildcard;
+use cairn_core::{ConfigKey, Namespace};
 use tokio::sync::Notify;
 
 const SHARDS: usize = 64;
@@ -31,6 +37,33 @@ pub struct Hub {
     next_id: AtomicU64,
     held: AtomicUsize,
     closed: AtomicBool,
+    /// Namespace → the pattern watches over it.
+    patterns: Mutex<HashMap<Namespace, Vec<PatternWaiter>>>,
+    /// Pattern watches held, so a change skips their lock while there are none.
+    pattern_count: AtomicUsize,
+}
+
+/// What a pattern watch matches within its namespace.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub namespace: Namespace,
+    pub group: Wildcard,
+    pub data_id: Wildcard,
+}
+
+impl Pattern {
+    pub fn matches(&self, key: &ConfigKey) -> bool {
+        key.namespace == self.namespace
+            && self.group.matches(key.group.as_str())
+            && self.data_id.matches(key.data_id.as_str())
+    }
+}
+
+struct PatternWaiter {
+    id: u64,
+    group: Wildcard,
+    data_id: Wildcard,
+    notify: Arc<Notify>,
 }
 
 impl Default for Hub {
@@ -41,6 +74,8 @@ impl Default for Hub {
             next_id: AtomicU64::new(1),
             held: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            patterns: Mutex::default(),
+            pattern_count: AtomicUsize::new(0),
         }
     }
 }
@@ -68,18 +103,64 @@ impl Hub {
             id,
             keys,
             notify,
+            patterns: Vec::new(),
         }
     }
 
-    /// Wakes every watcher of `key`.
+    /// Registers a watcher of every config `patterns` match; it is woken by any change
+    /// to one until the returned registration is dropped.
+    pub fn register_patterns(self: &Arc<Self>, patterns: Vec<Pattern>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        {
+            let mut by_namespace = self.patterns.lock().expect("pattern index poisoned");
+            for pattern in &patterns {
+                by_namespace
+                    .entry(pattern.namespace.clone())
+                    .or_default()
+                    .push(PatternWaiter {
+                        id,
+                        group: pattern.group.clone(),
+                        data_id: pattern.data_id.clone(),
+                        notify: notify.clone(),
+                    });
+            }
+        }
+        self.pattern_count
+            .fetch_add(patterns.len(), Ordering::Relaxed);
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Registration {
+            hub: self.clone(),
+            id,
+            keys: Vec::new(),
+            notify,
+            patterns,
+        }
+    }
+
+    /// Wakes every watcher of `key`: its exact watchers and the pattern watchers of its
+    /// namespace that match it.
     pub fn notify(&self, key: &ConfigKey) {
-        let waiters: Vec<Arc<Notify>> = {
+        let mut waiters: Vec<Arc<Notify>> = {
             let shard = self.shard(key).lock().expect("hub shard poisoned");
             match shard.get(key) {
                 Some(waiters) => waiters.values().cloned().collect(),
-                None => return,
+                None => Vec::new(),
             }
         };
+        if self.pattern_count.load(Ordering::Relaxed) > 0 {
+            let by_namespace = self.patterns.lock().expect("pattern index poisoned");
+            if let Some(list) = by_namespace.get(&key.namespace) {
+                waiters.extend(
+                    list.iter()
+                        .filter(|w| {
+                            w.group.matches(key.group.as_str())
+                                && w.data_id.matches(key.data_id.as_str())
+                        })
+                        .map(|w| w.notify.clone()),
+                );
+            }
+        }
         wake(waiters);
     }
 
@@ -96,6 +177,14 @@ impl Hub {
                 .collect();
             wake(waiters);
         }
+        let waiters: Vec<Arc<Notify>> = self
+            .patterns
+            .lock()
+            .expect("pattern index poisoned")
+            .values()
+            .flat_map(|list| list.iter().map(|w| w.notify.clone()))
+            .collect();
+        wake(waiters);
     }
 
     /// Watches currently registered.
@@ -126,6 +215,7 @@ pub struct Registration {
     id: u64,
     keys: Vec<ConfigKey>,
     notify: Arc<Notify>,
+    patterns: Vec<Pattern>,
 }
 
 impl Registration {
@@ -152,6 +242,20 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if !self.patterns.is_empty() {
+            let mut by_namespace = self.hub.patterns.lock().expect("pattern index poisoned");
+            for pattern in &self.patterns {
+                if let Some(list) = by_namespace.get_mut(&pattern.namespace) {
+                    list.retain(|w| w.id != self.id);
+                    if list.is_empty() {
+                        by_namespace.remove(&pattern.namespace);
+                    }
+                }
+            }
+            self.hub
+                .pattern_count
+                .fetch_sub(self.patterns.len(), Ordering::Relaxed);
+        }
         for key in &self.keys {
             let mut shard = self.hub.shard(key).lock().expect("hub shard poisoned");
             if let Some(waiters) = shard.get_mut(key) {
@@ -214,6 +318,35 @@ mod tests {
         assert!(held.closed());
         let later = hub.register(vec![key("b")]);
         assert!(later.closed(), "a watch registered after closing sees it");
+    }
+
+    #[tokio::test]
+    async fn a_pattern_watch_wakes_for_matching_keys_of_its_namespace_only() {
+        let hub = Arc::new(Hub::default());
+        let pattern = |ns: &str, g: &str, d: &str| Pattern {
+            namespace: Namespace::parse(ns).unwrap(),
+            group: Wildcard::new(g),
+            data_id: Wildcard::new(d),
+        };
+        let yaml = hub.register_patterns(vec![pattern("public", "g", "*.yaml")]);
+        let other = hub.register_patterns(vec![pattern("dev", "*", "*")]);
+        hub.notify(&key("a.txt"));
+        hub.notify(&key("created-later.yaml"));
+        tokio::time::timeout(Duration::from_secs(1), yaml.changed())
+            .await
+            .expect("a matching key wakes it");
+        for quiet in [&yaml, &other] {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), quiet.changed())
+                    .await
+                    .is_err(),
+                "nothing else wakes it"
+            );
+        }
+        drop(yaml);
+        drop(other);
+        assert_eq!(hub.held(), 0);
+        assert!(hub.patterns.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -33,6 +33,9 @@ use crate::now_millis;
 const MAX_TAGS: usize = 32;
 const MAX_DESCRIPTION: usize = 2048;
 const LOCK_STRIPES: usize = 64;
+/// How long a pattern watch's answer waits for the applied sequence to reach the
+/// changes already in the cache.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Content larger than this is validated on the blocking pool, off the async workers.
 const INLINE_VALIDATION_BYTES: usize = 256 * 1024;
 
@@ -350,6 +353,18 @@ impl From<Conflict> for ImportPolicy {
             skip_invalid: false,
         }
     }
+}
+
+/// What a pattern watch answers.
+pub struct PatternAnswer {
+    /// The matching configs that changed (or, when `complete`, every matching config),
+    /// as the client reads them now; `None`: deleted.
+    pub changed: Vec<(ConfigKey, Option<View>)>,
+    /// The applied sequence the answer is as of: the next poll's `since`.
+    pub seq: i64,
+    /// `changed` lists every matching config, not only changes: the client replaces
+    /// what it holds with it (configs it holds that are not listed are gone).
+    pub complete: bool,
 }
 
 /// What an import did.
@@ -1042,6 +1057,109 @@ impl Service {
             .take(page.size as usize)
             .collect();
         (items, total)
+    }
+
+    /// A pattern watch: the configs `patterns` match (that `caller` may read) changed
+    /// by changes after `since`, as `client` reads them now (`None`: deleted); at once
+    /// if there are any, else when one changes, else empty after `timeout`. With
+    /// `since` 0, or older than the node still keeps, the answer is every matching
+    /// config instead (`complete`). The answer's `seq` is the `since` of the next poll.
+    pub async fn wait_for_pattern(
+        &self,
+        caller: &Caller,
+        patterns: Vec<crate::hub::Pattern>,
+        since: i64,
+        client: &cairn_core::ClientInfo,
+        timeout: std::time::Duration,
+    ) -> Result<PatternAnswer> {
+        for pattern in &patterns {
+            self.namespace(&pattern.namespace).await?;
+            self.auth
+                .access()
+                .require_visible(caller, &pattern.namespace)?;
+        }
+        let reader = self.reader(caller);
+        let matches =
+            |key: &ConfigKey| patterns.iter().any(|p| p.matches(key)) && reader.may_read(key);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let registration =
+            (!timeout.is_zero()).then(|| self.commits.hub().register_patterns(patterns.clone()));
+        loop {
+            // This node's own writes are in the cache before the applied sequence
+            // reaches them (it waits for the tailer to see every change before them);
+            // waiting for it briefly gives the client a `since` past them, so the next
+            // poll does not list them again.
+            let newest = self.commits.newest();
+            self.commits
+                .wait_applied(newest, tokio::time::Instant::now() + APPLIED_WAIT)
+                .await;
+            // Read before looking, so a change applied meanwhile is listed again by
+            // the next poll rather than skipped.
+            let seq = self.commits.applied();
+            let changed = if since > 0 {
+                self.commits.changed_since(since)
+            } else {
+                None
+            };
+            match changed {
+                None => {
+                    let all = self
+                        .commits
+                        .cache()
+                        .select(|c| matches(&c.key))
+                        .into_iter()
+                        .map(|c| {
+                            let view = self.view(&c.key, client);
+                            (c.key.clone(), view)
+                        })
+                        .collect();
+                    return Ok(PatternAnswer {
+                        changed: all,
+                        seq,
+                        complete: true,
+                    });
+                }
+                Some(keys) => {
+                    let changed: Vec<(ConfigKey, Option<View>)> = keys
+                        .into_iter()
+                        .filter(|key| matches(key))
+                        .map(|key| {
+                            let view = self.view(&key, client);
+                            (key, view)
+                        })
+                        .collect();
+                    if !changed.is_empty() {
+                        return Ok(PatternAnswer {
+                            changed,
+                            seq,
+                            complete: false,
+                        });
+                    }
+                }
+            }
+            let Some(registration) = &registration else {
+                return Ok(PatternAnswer {
+                    changed: Vec::new(),
+                    seq,
+                    complete: false,
+                });
+            };
+            if registration.closed() {
+                return Ok(PatternAnswer {
+                    changed: Vec::new(),
+                    seq,
+                    complete: false,
+                });
+            }
+            tokio::select! {
+                _ = registration.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Nothing after `since` matched: the client keeps its place, even
+                    // one taken on a node further ahead than this one.
+                    return Ok(PatternAnswer { changed: Vec::new(), seq: seq.max(since), complete: false });
+                }
+            }
+        }
     }
 
     /// Every config matching `filter` that `caller` may read, as an export carries it;

@@ -515,3 +515,49 @@ async fn gray_identities_read_their_content_and_keep_their_snapshots() {
     assert_eq!(content(&by_label).await, "beta=on\n");
     assert_eq!(content(&by_ip).await, "beta=on\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_watch_follows_a_group_through_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
+    let publish = |data_id: &str, content: &str| {
+        let key = Key::parse(&format!("public/web/{data_id}")).unwrap();
+        let client = client.clone();
+        let content = content.to_owned();
+        async move { client.publish(&key, &Publish::new(content)).await.unwrap() }
+    };
+    publish("a.yaml", "a: 1").await;
+    let patterns = [cairn_client::WatchPattern::namespace("public")
+        .group("web")
+        .data_id("*.yaml")];
+    let first = client
+        .watch_pattern(&patterns, 0, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(first.complete);
+    assert_eq!(first.changed.len(), 1);
+    assert_eq!(first.changed[0].data_id, "a.yaml");
+
+    let watching = {
+        let client = client.clone();
+        let patterns = patterns.clone();
+        tokio::spawn(async move {
+            client
+                .watch_pattern(&patterns, first.seq, Duration::from_secs(20))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publish("b.txt", "not matched").await;
+    publish("created.yaml", "c: 1").await;
+    let next = tokio::time::timeout(Duration::from_secs(10), watching)
+        .await
+        .expect("woken by the new config")
+        .unwrap();
+    assert!(!next.complete);
+    let names: Vec<&str> = next.changed.iter().map(|c| c.data_id.as_str()).collect();
+    assert_eq!(names, ["created.yaml"]);
+    assert!(next.seq > first.seq);
+}

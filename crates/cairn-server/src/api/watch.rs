@@ -62,10 +62,26 @@ pub async fn watch(
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.settings.watch_max_keys;
+    let timeout = req
+        .timeout_ms
+        .map_or(
+            state.settings.watch_default_timeout_ms.get(),
+            Duration::from_millis,
+        )
+        .min(state.settings.watch_max_timeout_ms.get());
+    if !req.patterns.is_empty() {
+        if !req.keys.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                "a watch gives keys or patterns, not both; send two watches",
+            ));
+        }
+        return watch_patterns(&state, &caller, &client, req, timeout).await;
+    }
     if req.keys.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_argument",
-            "a watch needs at least one key",
+            "a watch needs at least one key or pattern",
         ));
     }
     if req.keys.len() > max {
@@ -76,13 +92,6 @@ pub async fn watch(
         .into_iter()
         .map(|k| Ok((ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?, k.md5)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let timeout = req
-        .timeout_ms
-        .map_or(
-            state.settings.watch_default_timeout_ms.get(),
-            Duration::from_millis,
-        )
-        .min(state.settings.watch_max_timeout_ms.get());
     let stale = state
         .service
         .wait_for_changes(
@@ -97,6 +106,61 @@ pub async fn watch(
     Ok(answer(&stale))
 }
 
+/// Most patterns in one watch: each is matched against every change in its namespace.
+pub const MAX_PATTERNS: usize = 32;
+
+/// A part of a pattern: `*` wildcards among a name's characters; empty is `*`.
+fn wildcard(what: &str, text: Option<&str>) -> Result<cairn_core::pattern::Wildcard, ApiError> {
+    let text = text.filter(|t| !t.is_empty()).unwrap_or("*");
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | '*');
+    if text.len() > 256 || !text.chars().all(name_char) {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            format!("{what} pattern {text:?}: names hold letters, digits, _ . : - and * as the wildcard"),
+        ));
+    }
+    Ok(cairn_core::pattern::Wildcard::new(text))
+}
+
+async fn watch_patterns(
+    state: &SharedState,
+    caller: &Caller,
+    client: &ClientInfo,
+    req: WatchRequest,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    if req.patterns.len() > MAX_PATTERNS {
+        return Err(ApiError::bad_request(
+            "too_many_patterns",
+            format!(
+                "{} patterns in one watch; the limit is {MAX_PATTERNS}; split them over several watches",
+                req.patterns.len()
+            ),
+        ));
+    }
+    let patterns = req
+        .patterns
+        .iter()
+        .map(|p| {
+            Ok(crate::hub::Pattern {
+                namespace: cairn_core::Namespace::parse(&p.namespace)?,
+                group: wildcard("group", p.group.as_deref())?,
+                data_id: wildcard("data id", p.data_id.as_deref())?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let answer = state
+        .service
+        .wait_for_pattern(caller, patterns, req.since.max(0), client, timeout)
+        .await?;
+    Ok(Json(WatchResponse {
+        seq: Some(answer.seq),
+        complete: Some(answer.complete),
+        ..response_of(&answer.changed)
+    })
+    .into_response())
+}
+
 /// The watch's answer as serde writes it.
 fn response_of(stale: &[(ConfigKey, Option<View>)]) -> WatchResponse {
     WatchResponse {
@@ -104,6 +168,8 @@ fn response_of(stale: &[(ConfigKey, Option<View>)]) -> WatchResponse {
             .iter()
             .map(|(key, view)| state_of(key, view.clone()))
             .collect(),
+        seq: None,
+        complete: None,
     }
 }
 

@@ -384,10 +384,32 @@ pub struct WatchKey {
 
 #[derive(Deserialize, ToSchema)]
 pub struct WatchRequest {
+    /// Exact keys with the md5 the client holds. Give keys or patterns, not both.
+    #[serde(default)]
     pub keys: Vec<WatchKey>,
+    /// Every config of a namespace whose group and data id match (`*` wildcards),
+    /// including configs created after the watch began, and deletions.
+    #[serde(default)]
+    pub patterns: Vec<WatchPattern>,
+    /// With patterns: the `seq` of the last answer. 0 (the default) answers at once
+    /// with every matching config (`complete`).
+    #[serde(default)]
+    pub since: i64,
     /// How long to hold the request when nothing changed; default 30000, clamped to the
     /// server's maximum.
     pub timeout_ms: Option<u64>,
+}
+
+/// A pattern of a watch.
+#[derive(Deserialize, ToSchema)]
+pub struct WatchPattern {
+    pub namespace: String,
+    /// `*` matches any run of characters; default `*`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `*` matches any run of characters; default `*`.
+    #[serde(default)]
+    pub data_id: Option<String>,
 }
 
 /// The new state of a watched key.
@@ -407,6 +429,13 @@ pub struct ChangedKey {
 pub struct WatchResponse {
     /// Empty when the timeout passed with nothing changed.
     pub changed: Vec<ChangedKey>,
+    /// Pattern watches: the `since` of the next poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// Pattern watches: `changed` is every matching config, not only what changed
+    /// (configs the client holds that are not in it are gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]

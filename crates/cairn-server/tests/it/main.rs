@@ -10,6 +10,7 @@ mod grpc;
 mod helpers;
 mod limits;
 mod nacos;
+mod patterns;
 mod permissions;
 mod tls;
 mod transfer;

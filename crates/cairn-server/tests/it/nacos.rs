@@ -661,7 +661,7 @@ async fn history_namespaces_v2_and_server_list() {
     assert_eq!(list["code"], 200);
     assert_eq!(
         list["data"][0],
-        json!({ "namespace": "", "namespaceShowName": "public", "namespaceDesc": null, "quota": 200, "configCount": 1, "type": 0 })
+        json!({ "namespace": "", "namespaceShowName": "public", "namespaceDesc": null, "quota": 50_000, "configCount": 1, "type": 0 })
     );
     assert_eq!(
         (

@@ -80,6 +80,11 @@ impl Limits {
         }
     }
 
+    /// Whether `namespace` existed at the last refresh.
+    pub fn knows(&self, namespace: &Namespace) -> bool {
+        self.own.contains_key(namespace)
+    }
+
     pub fn effective(&self, namespace: &Namespace) -> Effective {
         let own = self.own.get(namespace).map(|l| *l).unwrap_or_default();
         let d = &self.defaults;

@@ -1073,7 +1073,11 @@ impl Service {
         timeout: std::time::Duration,
     ) -> Result<PatternAnswer> {
         for pattern in &patterns {
-            self.namespace(&pattern.namespace).await?;
+            // Known from memory on every poll but the first after a namespace appears
+            // elsewhere: a poll does not read the namespace table.
+            if !self.limits.knows(&pattern.namespace) {
+                self.namespace(&pattern.namespace).await?;
+            }
             self.auth
                 .access()
                 .require_visible(caller, &pattern.namespace)?;

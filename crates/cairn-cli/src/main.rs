@@ -68,6 +68,12 @@ struct Cli {
 enum Command {
     /// Run a server node.
     Server(server::ServerArgs),
+    /// Write a new encryption key (mode 0600) for the setting `encryption_key_file`.
+    Keygen {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(default_value = "cairn.key")]
+        path: std::path::PathBuf,
+    },
     /// Log in and keep the server and token in the profile for later commands.
     Login(login::LoginArgs),
     // Flattened, so the config commands stay top-level: `cairn get`, not `cairn config get`.
@@ -140,6 +146,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let command = match cli.command {
         Command::Server(args) => return server::run(args).await,
+        Command::Keygen { path } => {
+            cairn_server::write_new_key(&path)?;
+            println!(
+                "wrote a new encryption key to {}; give it to every node as encryption_key_file \
+                 and keep a copy apart from the database: without it, nothing stored with it can be read",
+                path.display()
+            );
+            return Ok(());
+        }
         Command::Login(args) => return login::run(cli.server, &tls, args).await,
         command => command,
     };
@@ -152,7 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let client = &client;
     match command {
-        Command::Server(_) | Command::Login(_) => unreachable!("handled above"),
+        Command::Server(_) | Command::Login(_) | Command::Keygen { .. } => {
+            unreachable!("handled above")
+        }
         Command::Config(command) => config::run(client, command).await,
         Command::Watch(args) => watch::run(client, args).await,
         Command::Gray(command) => gray::run(client, command).await,

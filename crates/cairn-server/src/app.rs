@@ -45,6 +45,43 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// The encryption key in `path`, refused with a reason a person can act on.
+fn load_key(path: &std::path::Path) -> anyhow::Result<cairn_store::Sealer> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the encryption key file {shown}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %shown, "the encryption key file can be read by other users; chmod 600 it");
+            }
+        }
+    }
+    cairn_store::Sealer::from_key_text(&text)
+        .map_err(|why| anyhow::anyhow!("the encryption key file {shown}: {why}"))
+}
+
+/// Writes a new encryption key to `path` (mode 0600), never over an existing file.
+pub fn write_new_key(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let key = cairn_store::Sealer::generate().map_err(|e| anyhow::anyhow!(e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (an existing key is never overwritten)",
+            path.display()
+        )
+    })?;
+    writeln!(file, "{key}")?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// A listening socket with room for `backlog` connections not yet accepted. The
 /// standard library's 128 overflows when thousands of clients reconnect at once (a node
 /// restart, a load balancer's failover), and each one dropped waits for a SYN retry.
@@ -113,9 +150,17 @@ impl Application {
             || settings.data_dir.join("cairn.db").display().to_string(),
             cairn_store::redact_url,
         );
-        let store = cairn_store::open(database, &settings.data_dir)
+        let sealer = match &settings.encryption_key_file {
+            Some(path) => Some(Arc::new(load_key(path)?)),
+            None => None,
+        };
+        let sealed = sealer.is_some();
+        let store = cairn_store::open_sealed(database, &settings.data_dir, sealer)
             .await
             .with_context(|| format!("cannot open database {described}"))?;
+        if sealed {
+            tracing::info!("config contents are stored encrypted");
+        }
         // The sequence is read before the configs: a change landing in between is then
         // both in the snapshot and replayed from the log, which is harmless.
         let loaded_at = store

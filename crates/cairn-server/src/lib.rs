@@ -21,7 +21,7 @@ mod throttle;
 pub mod tls;
 pub mod transfer;
 
-pub use app::{AdminBootstrap, Application};
+pub use app::{write_new_key, AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;
 pub use serve::ConnectionStats;
 pub use settings::{ExposeSecret, LogFormat, Secret, Settings};

@@ -7,10 +7,12 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "test-util")]
 pub mod scratch;
+mod seal;
 mod sql;
 mod sqlite;
 
 pub use model::*;
+pub use seal::Sealer;
 pub use sql::SqlStore;
 
 use std::path::Path;
@@ -49,6 +51,8 @@ pub enum StoreError {
     UserNotFound(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Encryption(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
@@ -352,21 +356,33 @@ pub enum OpenError {
 /// Opens the store a URL names: `postgres://…` / `postgresql://…`, `mysql://…` /
 /// `mariadb://…`, or `sqlite://PATH`. Without a URL, SQLite in `data_dir/cairn.db`.
 pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, OpenError> {
+    open_sealed(url, data_dir, None).await
+}
+
+/// As [`open`], sealing contents at rest with `sealer` when given.
+pub async fn open_sealed(
+    url: Option<&str>,
+    data_dir: &Path,
+    sealer: Option<Arc<Sealer>>,
+) -> Result<Arc<dyn Store>, OpenError> {
     let Some(url) = url else {
         return Ok(Arc::new(
-            SqlStore::sqlite(&data_dir.join("cairn.db")).await?,
+            SqlStore::sqlite(&data_dir.join("cairn.db"))
+                .await?
+                .with_sealer(sealer),
         ));
     };
     let scheme = url.split("://").next().unwrap_or_default();
-    Ok(match scheme {
-        "postgres" | "postgresql" => Arc::new(SqlStore::postgres(url).await?),
-        "mysql" | "mariadb" => Arc::new(SqlStore::mysql(url).await?),
+    let store = match scheme {
+        "postgres" | "postgresql" => SqlStore::postgres(url).await?,
+        "mysql" | "mariadb" => SqlStore::mysql(url).await?,
         "sqlite" => {
             let path = url.trim_start_matches("sqlite://");
-            Arc::new(SqlStore::sqlite(Path::new(path)).await?)
+            SqlStore::sqlite(Path::new(path)).await?
         }
         _ => return Err(OpenError::UnsupportedUrl(redact_url(url))),
-    })
+    };
+    Ok(Arc::new(store.with_sealer(sealer)))
 }
 
 /// A database URL with any password replaced, fit for logs and error messages.

@@ -50,6 +50,7 @@ impl SqlStore {
             dialect: DIALECT,
             backend: Backend::MySql,
             signal: None,
+            sealer: None,
         })
     }
 }

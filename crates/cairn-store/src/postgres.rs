@@ -76,6 +76,7 @@ impl SqlStore {
             dialect,
             backend: Backend::Postgres,
             signal,
+            sealer: None,
         })
     }
 }

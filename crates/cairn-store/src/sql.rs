@@ -132,6 +132,13 @@ pub struct SqlStore {
     pub(crate) dialect: Dialect,
     pub(crate) backend: Backend,
     pub(crate) signal: Option<Arc<dyn SignalSource>>,
+    /// Seals contents at rest when an encryption key is configured.
+    pub(crate) sealer: Option<Arc<crate::Sealer>>,
+}
+
+/// What a sealed content is authenticated as: the kind of record and its config.
+fn identity(kind: &str, key: &ConfigKey) -> String {
+    format!("{kind}:{key}")
 }
 
 const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
@@ -155,10 +162,11 @@ fn parse_op(row: &AnyRow) -> Result<Op> {
     Op::parse(&op).ok_or_else(|| StoreError::Corrupt(format!("unknown operation {op:?}")))
 }
 
-fn config_from_row(row: &AnyRow) -> Result<ConfigRecord> {
+fn config_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<ConfigRecord> {
+    let key = parse_key(row)?;
     Ok(ConfigRecord {
-        key: parse_key(row)?,
-        content: text(row, "content")?,
+        content: crate::seal::open(sealer, &identity("config", &key), text(row, "content")?)?,
+        key,
         format: parse_format(row)?,
         md5: text(row, "md5")?,
         revision: revision(row)?,
@@ -171,12 +179,13 @@ fn config_from_row(row: &AnyRow) -> Result<ConfigRecord> {
     })
 }
 
-fn history_from_row(row: &AnyRow) -> Result<HistoryRecord> {
+fn history_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<HistoryRecord> {
+    let key = parse_key(row)?;
     Ok(HistoryRecord {
         revision: revision(row)?,
-        key: parse_key(row)?,
         op: parse_op(row)?,
-        content: text(row, "content")?,
+        content: crate::seal::open(sealer, &identity("history", &key), text(row, "content")?)?,
+        key,
         format: parse_format(row)?,
         md5: text(row, "md5")?,
         description: text(row, "description")?,
@@ -211,13 +220,13 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
 const GRAY_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
      ips, labels, created_by, created_at";
 
-fn gray_from_row(row: &AnyRow) -> Result<GrayRecord> {
+fn gray_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<GrayRecord> {
     let key = parse_key(row)?;
     let rules = GrayRules::from_stored(&text(row, "ips")?, &text(row, "labels")?)
         .map_err(|e| StoreError::Corrupt(format!("gray rules of {key}: {e}")))?;
     Ok(GrayRecord {
+        content: crate::seal::open(sealer, &identity("gray", &key), text(row, "content")?)?,
         key,
-        content: text(row, "content")?,
         format: parse_format(row)?,
         md5: text(row, "md5")?,
         revision: revision(row)?,
@@ -239,6 +248,12 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
 }
 
 impl SqlStore {
+    /// Seals every content written from now on with `sealer`, and opens sealed ones.
+    pub fn with_sealer(mut self, sealer: Option<Arc<crate::Sealer>>) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
     fn sql(&self, text: &'static str) -> &'static str {
         self.dialect.sql(text)
     }
@@ -426,8 +441,13 @@ impl SqlStore {
              updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
+        let stored = crate::seal::seal(
+            self.sealer.as_deref(),
+            &identity("config", key),
+            &write.content,
+        )?;
         let done = sqlx::query::<Any>(sql)
-            .bind(&write.content)
+            .bind(stored)
             .bind(format.as_str())
             .bind(&write.md5)
             .bind(revision.get())
@@ -499,7 +519,9 @@ impl SqlStore {
             .bind(key.data_id.as_str())
             .fetch_optional(executor)
             .await?;
-        row.as_ref().map(gray_from_row).transpose()
+        row.as_ref()
+            .map(|r| gray_from_row(r, self.sealer.as_deref()))
+            .transpose()
     }
 
     async fn gray_in(
@@ -542,13 +564,14 @@ impl SqlStore {
              md5, description, tags, operator, source, comment, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
+        let stored = crate::seal::seal(self.sealer.as_deref(), &identity("history", key), content)?;
         sqlx::query::<Any>(sql)
             .bind(revision.get())
             .bind(key.namespace.as_str())
             .bind(key.group.as_str())
             .bind(key.data_id.as_str())
             .bind(op.as_str())
-            .bind(content)
+            .bind(stored)
             .bind(format.as_str())
             .bind(md5)
             .bind(description)
@@ -738,7 +761,9 @@ impl ConfigStore for SqlStore {
         let rows = sqlx::query::<Any>(&format!("SELECT {CONFIG_COLUMNS} FROM configs"))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(config_from_row).collect()
+        rows.iter()
+            .map(|r| config_from_row(r, self.sealer.as_deref()))
+            .collect()
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -754,7 +779,9 @@ impl ConfigStore for SqlStore {
             .bind(key.data_id.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(config_from_row).transpose()
+        row.as_ref()
+            .map(|r| config_from_row(r, self.sealer.as_deref()))
+            .transpose()
     }
 
     #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
@@ -900,7 +927,10 @@ impl ConfigStore for SqlStore {
             .bind(page.offset() as i64)
             .fetch_all(&self.reader)
             .await?;
-        let entries = rows.iter().map(history_from_row).collect::<Result<_>>()?;
+        let entries = rows
+            .iter()
+            .map(|r| history_from_row(r, self.sealer.as_deref()))
+            .collect::<Result<_>>()?;
         Ok((entries, total as u64))
     }
 
@@ -922,7 +952,9 @@ impl ConfigStore for SqlStore {
             .bind(key.data_id.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(history_from_row).transpose()
+        row.as_ref()
+            .map(|r| history_from_row(r, self.sealer.as_deref()))
+            .transpose()
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -944,7 +976,9 @@ impl ConfigStore for SqlStore {
             .bind(revision.get())
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(history_from_row).transpose()
+        row.as_ref()
+            .map(|r| history_from_row(r, self.sealer.as_deref()))
+            .transpose()
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -983,7 +1017,9 @@ impl ConfigStore for SqlStore {
         let rows = sqlx::query::<Any>(&format!("SELECT {GRAY_COLUMNS} FROM gray_releases"))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(gray_from_row).collect()
+        rows.iter()
+            .map(|r| gray_from_row(r, self.sealer.as_deref()))
+            .collect()
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -1014,11 +1050,16 @@ impl ConfigStore for SqlStore {
              revision, ips, labels, created_by, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
+        let stored = crate::seal::seal(
+            self.sealer.as_deref(),
+            &identity("gray", key),
+            &write.content,
+        )?;
         sqlx::query::<Any>(sql)
             .bind(key.namespace.as_str())
             .bind(key.group.as_str())
             .bind(key.data_id.as_str())
-            .bind(&write.content)
+            .bind(stored)
             .bind(format.as_str())
             .bind(&write.md5)
             .bind(seq.get())
@@ -1080,8 +1121,13 @@ impl ConfigStore for SqlStore {
              updated_by = ?, updated_at = ? \
              WHERE namespace = ? AND grp = ? AND data_id = ?",
         );
+        let stored = crate::seal::seal(
+            self.sealer.as_deref(),
+            &identity("config", key),
+            &gray.content,
+        )?;
         sqlx::query::<Any>(sql)
-            .bind(&gray.content)
+            .bind(stored)
             .bind(gray.format.as_str())
             .bind(&gray.md5)
             .bind(seq.get())

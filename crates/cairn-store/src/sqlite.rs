@@ -93,6 +93,7 @@ impl SqlStore {
             backend: Backend::Sqlite,
             // One process owns the file, so no other node can signal changes.
             signal: None,
+            sealer: None,
         })
     }
 }

@@ -1157,6 +1157,34 @@ async fn open_mysql() -> Option<(Arc<dyn Store>, Place)> {
     Some((Arc::new(store), Place::Database(db)))
 }
 
+fn sealer() -> Option<Arc<Sealer>> {
+    Some(Arc::new(
+        Sealer::from_key_text(&Sealer::generate().unwrap()).unwrap(),
+    ))
+}
+
+/// Every case again with contents sealed at rest: nothing a store does may depend on
+/// reading contents in the clear.
+async fn open_sqlite_sealed() -> Option<(Arc<dyn Store>, Place)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::sqlite(&dir.path().join("cairn.db"))
+        .await
+        .unwrap()
+        .with_sealer(sealer());
+    Some((Arc::new(store), Place::Dir(dir)))
+}
+
+async fn open_mysql_sealed() -> Option<(Arc<dyn Store>, Place)> {
+    let db = scratch::Scratch::create(scratch::Engine::MySql).await?;
+    let store = SqlStore::mysql(&db.url)
+        .await
+        .unwrap()
+        .with_sealer(sealer());
+    Some((Arc::new(store), Place::Database(db)))
+}
+
 suite!(sqlite, open_sqlite);
 suite!(postgres, open_postgres);
 suite!(mysql, open_mysql);
+suite!(sqlite_sealed, open_sqlite_sealed);
+suite!(mysql_sealed, open_mysql_sealed);

@@ -815,3 +815,136 @@ fn namespace_quotas_and_retention_are_set_and_shown_with_the_cli() {
         "{bad}"
     );
 }
+
+/// Every content column of the three tables that hold contents, as stored.
+async fn stored_contents(url: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let mut all = Vec::new();
+    for table in ["configs", "history", "gray_releases"] {
+        let sql = format!("SELECT content FROM {table}");
+        for row in sqlx::query(&sql).fetch_all(&pool).await.unwrap() {
+            // MySQL's LONGTEXT arrives through the Any driver as bytes.
+            let content = match row.try_get::<String, _>("content") {
+                Ok(text) => text,
+                Err(_) => String::from_utf8(row.try_get::<Vec<u8>, _>("content").unwrap()).unwrap(),
+            };
+            all.push(content);
+        }
+    }
+    pool.close().await;
+    all
+}
+
+#[test]
+fn contents_are_stored_encrypted_when_a_key_is_configured() {
+    const SECRET: &str = "db.password=Hunter2-Sealed-7731";
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let key = dir.path().join("cairn.key");
+    let key_arg = key.display().to_string();
+    let out = ok(&home, &["keygen", &key_arg]);
+    assert!(out.contains("wrote a new encryption key"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = fails(&home, &["keygen", &key_arg]);
+    assert!(again.contains("never overwritten"), "{again}");
+    let secret_file = dir.path().join("secret.properties");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let secret_file = secret_file.display().to_string();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut backends: Vec<(&str, Option<cairn_store::scratch::Scratch>)> = vec![("sqlite", None)];
+    for engine in [
+        cairn_store::scratch::Engine::Postgres,
+        cairn_store::scratch::Engine::MySql,
+    ] {
+        if let Some(db) = runtime.block_on(cairn_store::scratch::Scratch::create(engine)) {
+            backends.push(("server", Some(db)));
+        }
+    }
+    for (i, (name, db)) in backends.into_iter().enumerate() {
+        let data = dir.path().join(format!("data-{name}-{i}"));
+        let mut args = vec!["--encryption-key-file", key_arg.as_str()];
+        if let Some(db) = &db {
+            args.extend(["--database", db.url.as_str()]);
+        }
+        let server = Server::start_on(&data, "127.0.0.1:0", Some("seal-password-1"), &args);
+        login(&home, &server, "seal-password-1");
+        // A content, a newer one (so history holds the first), and a gray release.
+        ok(
+            &home,
+            &["publish", "public/db/app.properties", "-f", &secret_file],
+        );
+        let other = dir.path().join("other.properties");
+        std::fs::write(&other, format!("{SECRET}\nmore=1\n")).unwrap();
+        let other = other.display().to_string();
+        ok(
+            &home,
+            &["publish", "public/db/app.properties", "-f", &other],
+        );
+        ok(
+            &home,
+            &[
+                "gray",
+                "publish",
+                "public/db/app.properties",
+                "-f",
+                &secret_file,
+                "--ip",
+                "10.0.0.9",
+            ],
+        );
+        assert!(ok(&home, &["get", "public/db/app.properties"]).contains(SECRET));
+        assert!(server.terminate().success());
+        match &db {
+            None => {
+                // No file of the data directory holds it: database, WAL, journal.
+                for entry in std::fs::read_dir(&data).unwrap() {
+                    let path = entry.unwrap().path();
+                    let bytes = std::fs::read(&path).unwrap();
+                    let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+                    assert!(!found, "{} holds the secret", path.display());
+                }
+            }
+            Some(db) => {
+                let stored = runtime.block_on(stored_contents(&db.url));
+                // The config, the history of two publishes and a gray publish, the gray release.
+                assert_eq!(stored.len(), 5);
+                for content in stored {
+                    assert!(
+                        !content.contains("Hunter2"),
+                        "stored in the clear: {content}"
+                    );
+                    assert!(content.starts_with("cairn:sealed:1:"), "{content}");
+                }
+            }
+        }
+        if let Some(db) = db {
+            runtime.block_on(db.drop_database());
+            continue;
+        }
+        // Without the key the node refuses to start, and says what it needs.
+        let refused = std::process::Command::new(crate::common::BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("CAIRN_ADMIN_PASSWORD", "seal-password-1")
+            .env_remove("CAIRN_ENCRYPTION_KEY_FILE")
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("encryption_key_file"), "{err}");
+        // With it, everything reads back.
+        let server = Server::start_on(&data, "127.0.0.1:0", Some("seal-password-1"), &args);
+        login(&home, &server, "seal-password-1");
+        assert!(ok(&home, &["get", "public/db/app.properties"]).contains("more=1"));
+        let history = ok(&home, &["history", "public/db/app.properties"]);
+        assert!(history.lines().count() >= 3, "{history}");
+    }
+}

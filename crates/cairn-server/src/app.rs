@@ -155,7 +155,7 @@ impl Application {
             None => None,
         };
         let sealed = sealer.is_some();
-        let store = cairn_store::open_sealed(database, &settings.data_dir, sealer)
+        let store = cairn_store::open_sealed(database, &settings.data_dir, sealer.clone())
             .await
             .with_context(|| format!("cannot open database {described}"))?;
         if sealed {
@@ -179,7 +179,7 @@ impl Application {
             vec![apollo_index.clone()],
         ));
         let signing_key = if !store.backend().is_shared() {
-            auth::load_or_create_signing_key(&settings.data_dir)
+            auth::load_or_create_signing_key(&settings.data_dir, sealer.as_deref())
                 .context("cannot read or create the token signing key")?
         } else {
             // Nodes sharing a database must accept each other's tokens.

@@ -235,7 +235,11 @@ const SIGNING_KEY_BYTES: usize = 32;
 /// Reads the token signing key from `dir`, creating a random one on first start. A key
 /// file that is not exactly 32 bytes of hex is refused rather than used: a short key
 /// would make tokens forgeable.
-pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+pub fn load_or_create_signing_key(
+    dir: &Path,
+    sealer: Option<&cairn_store::Sealer>,
+) -> std::io::Result<Vec<u8>> {
+    const IDENTITY: &str = "secret:token_signing_key";
     let path = dir.join("token.key");
     let invalid = |why: String| {
         std::io::Error::new(
@@ -248,6 +252,8 @@ pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
+            let text = cairn_store::seal::open(sealer, IDENTITY, text.trim().to_owned())
+                .map_err(|e| invalid(e.to_string()))?;
             let key = hex::decode(text.trim()).map_err(|e| invalid(format!("is not hex: {e}")))?;
             if key.len() != SIGNING_KEY_BYTES {
                 return Err(invalid(format!(
@@ -268,7 +274,9 @@ pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&tmp)?;
-            std::io::Write::write_all(&mut file, hex::encode(&key).as_bytes())?;
+            let stored = cairn_store::seal::seal(sealer, IDENTITY, &hex::encode(&key))
+                .map_err(std::io::Error::other)?;
+            std::io::Write::write_all(&mut file, stored.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)?;
             Ok(key)

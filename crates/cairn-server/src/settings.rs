@@ -364,7 +364,7 @@ settings! {
     /// PEM CA certificates: when set, every client must present a certificate one of them signed
     tls_client_ca: Option<PathBuf> = None;
         env "CAIRN_TLS_CLIENT_CA", shown "none: no client certificate asked";
-    /// key file (`cairn keygen`): with it, config contents, their history and gray releases are stored encrypted (AES-256-GCM); every node of a cluster needs the same key
+    /// key file (`cairn keygen`): with it, config contents, their history and gray releases, the token signing key and access-key secrets are stored encrypted (AES-256-GCM); every node of a cluster needs the same key
     encryption_key_file: Option<PathBuf> = None;
         env "CAIRN_ENCRYPTION_KEY_FILE", shown "none: contents stored in the clear";
     /// take a client's IP for gray rules and the audit log from the first `X-Forwarded-For` hop (only behind a proxy that sets it)

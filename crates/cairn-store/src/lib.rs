@@ -7,7 +7,7 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "test-util")]
 pub mod scratch;
-mod seal;
+pub mod seal;
 mod sql;
 mod sqlite;
 

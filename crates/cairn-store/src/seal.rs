@@ -1,5 +1,6 @@
 //! Contents encrypted at rest: with an encryption key configured, every config's
-//! content, its history's and its gray release's are stored sealed. Each is encrypted
+//! content, its history's and its gray release's are stored sealed, and so are the
+//! secrets the node keeps (the token signing key, Apollo access-key secrets). Each is encrypted
 //! (AES-256-GCM) under a data key of its own, and that data key is wrapped by the
 //! configured key: envelope encryption, so that a new key re-wraps data keys rather
 //! than re-encrypting contents. The record's identity (what it is and which config) is
@@ -145,7 +146,7 @@ impl Sealer {
 
 /// What a content column holds for `content` of the record `identity`: sealed when a
 /// key is configured.
-pub(crate) fn seal(sealer: Option<&Sealer>, identity: &str, content: &str) -> Result<String> {
+pub fn seal(sealer: Option<&Sealer>, identity: &str, content: &str) -> Result<String> {
     match sealer {
         Some(sealer) => sealer.seal(identity, content),
         None if content.starts_with(SEALED) || content.starts_with(ESCAPED) => {
@@ -157,7 +158,7 @@ pub(crate) fn seal(sealer: Option<&Sealer>, identity: &str, content: &str) -> Re
 
 /// The content a column holds, opened. Plain contents (written before a key was
 /// configured) read as they are; a sealed one without a key is an error that says so.
-pub(crate) fn open(sealer: Option<&Sealer>, identity: &str, stored: String) -> Result<String> {
+pub fn open(sealer: Option<&Sealer>, identity: &str, stored: String) -> Result<String> {
     if let Some(plain) = stored.strip_prefix(ESCAPED) {
         return Ok(plain.to_owned());
     }

@@ -1454,6 +1454,8 @@ impl ClusterStore for SqlStore {
 
     #[instrument(skip(self, candidate), err(level = "debug"))]
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let identity = format!("secret:{name}");
+        let sealer = self.sealer.as_deref();
         let select = self.sql("SELECT value FROM secrets WHERE name = ?");
         let found = sqlx::query::<Any>(select)
             .bind(name)
@@ -1462,12 +1464,12 @@ impl ClusterStore for SqlStore {
             .map(|row| text(&row, "value"))
             .transpose()?;
         if let Some(value) = found {
-            return Ok(value);
+            return crate::seal::open(sealer, &identity, value);
         }
         let sql = self.sql("INSERT INTO secrets (name, value) VALUES (?, ?)");
         match sqlx::query::<Any>(sql)
             .bind(name)
-            .bind(candidate)
+            .bind(crate::seal::seal(sealer, &identity, candidate)?)
             .execute(&self.writer)
             .await
         {
@@ -1478,7 +1480,7 @@ impl ClusterStore for SqlStore {
                     .bind(name)
                     .fetch_one(&self.writer)
                     .await?;
-                text(&row, "value")
+                crate::seal::open(sealer, &identity, text(&row, "value")?)
             }
             Err(e) => Err(e.into()),
         }
@@ -1497,10 +1499,16 @@ impl AccessKeyStore for SqlStore {
         .await?;
         rows.iter()
             .map(|row| {
+                let (app_id, id) = (text(row, "app_id")?, text(row, "id")?);
+                let identity = format!("access-key:{app_id}/{id}");
                 Ok(AccessKeyRecord {
-                    app_id: text(row, "app_id")?,
-                    id: text(row, "id")?,
-                    secret: text(row, "secret")?,
+                    secret: crate::seal::open(
+                        self.sealer.as_deref(),
+                        &identity,
+                        text(row, "secret")?,
+                    )?,
+                    app_id,
+                    id,
                     enabled: row.try_get::<i32, _>("enabled")? != 0,
                     created_at: row.try_get("created_at")?,
                     namespaces: split_list(&text(row, "namespaces")?),
@@ -1527,10 +1535,15 @@ impl AccessKeyStore for SqlStore {
             "INSERT INTO access_keys (app_id, id, secret, enabled, created_at, namespaces) \
              VALUES (?, ?, ?, ?, ?, ?)",
         );
+        let identity = format!("access-key:{}/{}", key.app_id, key.id);
         sqlx::query::<Any>(sql)
             .bind(&key.app_id)
             .bind(&key.id)
-            .bind(&key.secret)
+            .bind(crate::seal::seal(
+                self.sealer.as_deref(),
+                &identity,
+                &key.secret,
+            )?)
             .bind(i32::from(key.enabled))
             .bind(key.created_at)
             .bind(key.namespaces.join(","))

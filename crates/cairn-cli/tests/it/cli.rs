@@ -822,8 +822,14 @@ async fn stored_contents(url: &str) -> Vec<String> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let mut all = Vec::new();
-    for table in ["configs", "history", "gray_releases"] {
-        let sql = format!("SELECT content FROM {table}");
+    for (table, column) in [
+        ("configs", "content"),
+        ("history", "content"),
+        ("gray_releases", "content"),
+        ("access_keys", "secret"),
+        ("secrets", "value"),
+    ] {
+        let sql = format!("SELECT {column} AS content FROM {table}");
         for row in sqlx::query(&sql).fetch_all(&pool).await.unwrap() {
             // MySQL's LONGTEXT arrives through the Any driver as bytes.
             let content = match row.try_get::<String, _>("content") {
@@ -901,6 +907,8 @@ fn contents_are_stored_encrypted_when_a_key_is_configured() {
             ],
         );
         assert!(ok(&home, &["get", "public/db/app.properties"]).contains(SECRET));
+        let created = ok(&home, &["access-key", "create", "shop"]);
+        let access_secret = created.rsplit("secret ").next().unwrap().trim().to_owned();
         assert!(server.terminate().success());
         match &db {
             None => {
@@ -908,15 +916,21 @@ fn contents_are_stored_encrypted_when_a_key_is_configured() {
                 for entry in std::fs::read_dir(&data).unwrap() {
                     let path = entry.unwrap().path();
                     let bytes = std::fs::read(&path).unwrap();
-                    let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
-                    assert!(!found, "{} holds the secret", path.display());
+                    for secret in [SECRET, access_secret.as_str()] {
+                        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                        assert!(!found, "{} holds a secret in the clear", path.display());
+                    }
                 }
+                let signing_key = std::fs::read_to_string(data.join("token.key")).unwrap();
+                assert!(signing_key.starts_with("cairn:sealed:1:"), "{signing_key}");
             }
             Some(db) => {
                 let stored = runtime.block_on(stored_contents(&db.url));
-                // The config, the history of two publishes and a gray publish, the gray release.
-                assert_eq!(stored.len(), 5);
+                // The config, the history of two publishes and a gray publish, the gray
+                // release, the access key and the token signing key.
+                assert_eq!(stored.len(), 7);
                 for content in stored {
+                    assert!(!content.contains(&access_secret), "stored in the clear");
                     assert!(
                         !content.contains("Hunter2"),
                         "stored in the clear: {content}"
@@ -944,6 +958,7 @@ fn contents_are_stored_encrypted_when_a_key_is_configured() {
         let server = Server::start_on(&data, "127.0.0.1:0", Some("seal-password-1"), &args);
         login(&home, &server, "seal-password-1");
         assert!(ok(&home, &["get", "public/db/app.properties"]).contains("more=1"));
+        assert!(ok(&home, &["access-key", "list", "shop"]).contains(&access_secret));
         let history = ok(&home, &["history", "public/db/app.properties"]);
         assert!(history.lines().count() >= 3, "{history}");
     }

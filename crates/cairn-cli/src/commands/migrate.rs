@@ -241,7 +241,7 @@ async fn from_nacos(
             .import_namespace_with(target, zip, &options(args))
             .await
             .with_context(|| format!("importing Nacos namespace {target}"))?;
-        print_namespace(target, &report);
+        crate::commands::transfer::print_report(&report, target);
         totals.add(&report);
     }
     Ok(())
@@ -371,7 +371,7 @@ async fn from_apollo(
         .import_namespace_with(&args.to, zip, &options(args))
         .await
         .with_context(|| format!("importing into namespace {}", args.to))?;
-    print_namespace(&args.to, &report);
+    crate::commands::transfer::print_report(&report, &args.to);
     totals.add(&report);
     totals.skipped += absent.len();
     Ok(())
@@ -461,8 +461,4 @@ fn apollo_item(
         tags: Vec::new(),
         gray: None,
     })
-}
-
-fn print_namespace(namespace: &str, report: &ImportReport) {
-    crate::commands::transfer::print_report(report, namespace);
 }

@@ -544,6 +544,31 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
     );
 }
 
+/// Writes `text` to `name` in `dir`; its path.
+fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A source node and a target node of a migration, each with a logged-in home:
+/// (dir, source, target, source home, target home).
+fn source_and_target() -> (
+    tempfile::TempDir,
+    Server,
+    Server,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_home, home) = (dir.path().join("source-home"), dir.path().join("home"));
+    let source = Server::start(&dir.path().join("source"), Some("source-password-1"));
+    let target = Server::start(&dir.path().join("target"), Some("target-password-1"));
+    login(&source_home, &source, "source-password-1");
+    login(&home, &target, "target-password-1");
+    (dir, source, target, source_home, home)
+}
+
 /// Logs `home` in to `server` as the first admin.
 fn login(home: &Path, server: &Server, password: &str) {
     ok_with_stdin(
@@ -557,17 +582,8 @@ fn login(home: &Path, server: &Server, password: &str) {
 fn a_running_nacos_is_migrated_and_the_migration_can_be_repeated() {
     // The source is a Cairn node, read only through Nacos's own routes (namespace list,
     // login, export), as a Nacos server would be.
-    let dir = tempfile::tempdir().unwrap();
-    let (source_home, home) = (dir.path().join("source-home"), dir.path().join("home"));
-    let source = Server::start(&dir.path().join("source"), Some("source-password-1"));
-    let target = Server::start(&dir.path().join("target"), Some("target-password-1"));
-    login(&source_home, &source, "source-password-1");
-    login(&home, &target, "target-password-1");
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let (dir, source, _target, source_home, home) = source_and_target();
+    let file = |name: &str, text: &str| write_file(dir.path(), name, text);
     let yaml = file("app.yaml", "port: 8080\n");
     ok(
         &source_home,
@@ -665,17 +681,8 @@ fn a_running_nacos_is_migrated_and_the_migration_can_be_repeated() {
 
 #[test]
 fn an_apollo_app_is_migrated_from_its_config_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let (source_home, home) = (dir.path().join("source-home"), dir.path().join("home"));
-    let source = Server::start(&dir.path().join("source"), Some("source-password-1"));
-    let target = Server::start(&dir.path().join("target"), Some("target-password-1"));
-    login(&source_home, &source, "source-password-1");
-    login(&home, &target, "target-password-1");
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let (dir, source, _target, source_home, home) = source_and_target();
+    let file = |name: &str, text: &str| write_file(dir.path(), name, text);
     // Apollo's `application` namespace, a yaml one, and the `east` cluster's own
     // `application`.
     let props = file("application", "timeout=30\nname=shop\n");

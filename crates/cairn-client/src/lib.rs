@@ -51,9 +51,11 @@ mod format;
 pub mod layered;
 mod lenient;
 mod local;
+mod patterns;
 mod types;
 mod watch;
 
+pub use patterns::PatternStream;
 /// Tokens and access-key secrets arrive as `SecretString`; `expose_secret()` reads one.
 pub use secrecy::{ExposeSecret, SecretString};
 pub use types::*;

@@ -20,15 +20,15 @@ use crate::{Change, Client, Key, Result, WatchKey};
 /// Keys per long-poll request.
 const BATCH: usize = 2_000;
 /// How long each long poll is held.
-const HOLD: Duration = Duration::from_secs(30);
+pub(crate) const HOLD: Duration = Duration::from_secs(30);
 /// The longest wait between failed polls (before jitter).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How many keys' current md5 are read at once when a watch starts.
 const BASELINE_READS: usize = 16;
 
 /// A delay between `base` and twice `base`, different for each caller, so that many
 /// clients that lost their server do not come back in step.
-fn jittered(base: Duration) -> Duration {
+pub(crate) fn jittered(base: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -85,7 +85,7 @@ impl Watcher {
 /// A subscription's undelivered changes: at most one per key, the latest, so a consumer
 /// that falls behind skips straight to the current content and holds no backlog.
 #[derive(Default)]
-struct Inbox {
+pub(crate) struct Inbox {
     pending: Mutex<Pending>,
     waker: AtomicWaker,
 }
@@ -98,7 +98,7 @@ struct Pending {
 }
 
 impl Inbox {
-    fn put(&self, change: Change) {
+    pub(crate) fn put(&self, change: Change) {
         let mut pending = self.pending.lock().expect("inbox poisoned");
         if pending
             .latest
@@ -111,7 +111,20 @@ impl Inbox {
         self.waker.wake();
     }
 
-    fn take(&self) -> Option<Change> {
+    /// The next change, or `Pending` with the task woken when one is put.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        if let Some(change) = self.take() {
+            return Poll::Ready(Some(change));
+        }
+        // Registered before looking again, so a change put in between is not missed.
+        self.waker.register(cx.waker());
+        match self.take() {
+            Some(change) => Poll::Ready(Some(change)),
+            None => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<Change> {
         let mut pending = self.pending.lock().expect("inbox poisoned");
         let key = pending.order.pop_front()?;
         pending.latest.remove(&key)
@@ -133,15 +146,7 @@ impl Stream for WatchStream {
     type Item = Change;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
-        if let Some(change) = self.inbox.take() {
-            return Poll::Ready(Some(change));
-        }
-        // Registered before looking again, so a change put in between is not missed.
-        self.inbox.waker.register(cx.waker());
-        match self.inbox.take() {
-            Some(change) => Poll::Ready(Some(change)),
-            None => Poll::Pending,
-        }
+        self.inbox.poll_take(cx)
     }
 }
 
@@ -159,6 +164,27 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Calls `listener` with each of `stream`'s changes, on a task of its own.
+    pub(crate) fn spawn<S, F>(mut stream: S, mut listener: F) -> Listener
+    where
+        S: Stream<Item = Change> + Send + Unpin + 'static,
+        F: FnMut(Change) + Send + 'static,
+    {
+        let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = removed.clone();
+        Listener {
+            task: tokio::spawn(async move {
+                while let Some(change) = stream.next().await {
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    listener(change);
+                }
+            }),
+            removed,
+        }
+    }
+
     /// Unregisters the callback: it is not called again once a call in progress (if
     /// any) returns.
     pub fn remove(self) {
@@ -246,24 +272,12 @@ impl Client {
     /// other watched key.
     ///
     /// Fails if `key` is not a valid config key.
-    pub async fn add_listener<F>(&self, key: Key, mut listener: F) -> Result<Listener>
+    pub async fn add_listener<F>(&self, key: Key, listener: F) -> Result<Listener>
     where
         F: FnMut(Change) + Send + 'static,
     {
-        let mut stream = self.watch_stream(vec![key]).await?;
-        let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = removed.clone();
-        Ok(Listener {
-            task: tokio::spawn(async move {
-                while let Some(change) = stream.next().await {
-                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                        return;
-                    }
-                    listener(change);
-                }
-            }),
-            removed,
-        })
+        let stream = self.watch_stream(vec![key]).await?;
+        Ok(Listener::spawn(stream, listener))
     }
 
     /// The polls of every watched key, rebuilt whenever keys are added or removed; ends

@@ -164,6 +164,11 @@ impl Hub {
         wake(waiters);
     }
 
+    /// Whether the hub was closed: the node is shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Closes the hub: every watch registered now or later is woken and sees
     /// [`Registration::closed`].
     pub fn close(&self) {

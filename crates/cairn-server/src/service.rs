@@ -616,6 +616,11 @@ impl Service {
         self.commits.cache().len()
     }
 
+    /// Whether the node is shutting down: watches end rather than wait again.
+    pub fn shutting_down(&self) -> bool {
+        self.commits.hub().is_closed()
+    }
+
     /// Watches held, and keys with at least one watcher.
     pub fn watch_counts(&self) -> (usize, usize) {
         let hub = self.commits.hub();

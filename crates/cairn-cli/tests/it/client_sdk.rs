@@ -561,3 +561,89 @@ async fn a_pattern_watch_follows_a_group_through_the_client() {
     assert_eq!(names, ["created.yaml"]);
     assert!(next.seq > first.seq);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_stream_and_listener_hand_out_created_changed_and_deleted_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some(PASSWORD));
+    let client = client(&server.url, dir.path()).await;
+    let key = |data_id: &str| Key::parse(&format!("public/web/{data_id}")).unwrap();
+    client
+        .publish(&key("before.yaml"), &Publish::new("b: 1"))
+        .await
+        .unwrap();
+    let patterns = vec![cairn_client::WatchPattern::namespace("public")
+        .group("web")
+        .data_id("*.yaml")];
+    let mut stream = client.pattern_stream(patterns.clone()).await.unwrap();
+    let (sent, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let listener = client
+        .add_pattern_listener(patterns, move |change| {
+            let _ = sent.send(change);
+        })
+        .await
+        .unwrap();
+    // What existed before is not reported; a config created after is, with its content.
+    client
+        .publish(&key("skipped.txt"), &Publish::new("not matched"))
+        .await
+        .unwrap();
+    client
+        .publish(&key("new.yaml"), &Publish::new("n: 1"))
+        .await
+        .unwrap();
+    both(
+        &mut stream,
+        &mut heard,
+        ("new.yaml".into(), Some("n: 1".into())),
+    )
+    .await;
+    client
+        .publish(&key("before.yaml"), &Publish::new("b: 2"))
+        .await
+        .unwrap();
+    both(
+        &mut stream,
+        &mut heard,
+        ("before.yaml".into(), Some("b: 2".into())),
+    )
+    .await;
+    client.delete(&key("new.yaml"), None).await.unwrap();
+    both(&mut stream, &mut heard, ("new.yaml".into(), None)).await;
+    listener.remove();
+
+    // A namespace that does not exist is refused when the watch begins.
+    let err = client
+        .pattern_stream(vec![cairn_client::WatchPattern::namespace("nowhere")])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), Some("namespace_not_found"), "{err}");
+}
+
+/// A change as (data id, content), `None` when deleted.
+fn described(change: &cairn_client::Change) -> (String, Option<String>) {
+    (
+        change.key.data_id.clone(),
+        change.config.as_ref().and_then(|c| c.content.clone()),
+    )
+}
+
+/// Waits for `expected` from both a pattern stream and a listener's channel, so neither
+/// sees two changes to one config merged into the latest.
+async fn both(
+    stream: &mut cairn_client::PatternStream,
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<cairn_client::Change>,
+    expected: (String, Option<String>),
+) {
+    let change = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the stream does not end");
+    assert_eq!(described(&change), expected, "the stream");
+    let change = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("the listener is called")
+        .unwrap();
+    assert_eq!(described(&change), expected, "the listener");
+}

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_core::{ClientInfo, ConfigKey};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use super::wire::{ChangedKey, ErrorBody, StreamQuery, WatchRequest, WatchResponse};
 use super::{ApiError, ApiJson, ApiQuery, Identity, SharedState};
@@ -122,6 +122,31 @@ fn wildcard(what: &str, text: Option<&str>) -> Result<cairn_core::pattern::Wildc
     Ok(cairn_core::pattern::Wildcard::new(text))
 }
 
+/// The patterns of a watch, checked: at most [`MAX_PATTERNS`], each a namespace with a
+/// group and data-id wildcard.
+fn parse_patterns<'a>(
+    given: impl ExactSizeIterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+) -> Result<Vec<crate::hub::Pattern>, ApiError> {
+    if given.len() > MAX_PATTERNS {
+        return Err(ApiError::bad_request(
+            "too_many_patterns",
+            format!(
+                "{} patterns in one watch; the limit is {MAX_PATTERNS}; split them over several watches",
+                given.len()
+            ),
+        ));
+    }
+    given
+        .map(|(namespace, group, data_id)| {
+            Ok(crate::hub::Pattern {
+                namespace: cairn_core::Namespace::parse(namespace)?,
+                group: wildcard("group", group)?,
+                data_id: wildcard("data id", data_id)?,
+            })
+        })
+        .collect()
+}
+
 async fn watch_patterns(
     state: &SharedState,
     caller: &Caller,
@@ -129,26 +154,13 @@ async fn watch_patterns(
     req: WatchRequest,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
-    if req.patterns.len() > MAX_PATTERNS {
-        return Err(ApiError::bad_request(
-            "too_many_patterns",
-            format!(
-                "{} patterns in one watch; the limit is {MAX_PATTERNS}; split them over several watches",
-                req.patterns.len()
-            ),
-        ));
-    }
-    let patterns = req
-        .patterns
-        .iter()
-        .map(|p| {
-            Ok(crate::hub::Pattern {
-                namespace: cairn_core::Namespace::parse(&p.namespace)?,
-                group: wildcard("group", p.group.as_deref())?,
-                data_id: wildcard("data id", p.data_id.as_deref())?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let patterns = parse_patterns(req.patterns.iter().map(|p| {
+        (
+            p.namespace.as_str(),
+            p.group.as_deref(),
+            p.data_id.as_deref(),
+        )
+    }))?;
     let answer = state
         .service
         .wait_for_pattern(caller, patterns, req.since.max(0), client, timeout)
@@ -249,9 +261,33 @@ pub async fn stream(
     source: super::Source,
     Identity(client): Identity,
     ApiQuery(q): ApiQuery<StreamQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let keys = q
-        .keys
+) -> Result<Response, ApiError> {
+    let events = if q.patterns.is_empty() {
+        key_stream(state, caller, source, client, &q.keys)?.boxed()
+    } else if q.keys.is_empty() {
+        pattern_stream(state, caller, client, &q.patterns)
+            .await?
+            .boxed()
+    } else {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "a stream gives keys or patterns, not both; open two streams",
+        ));
+    };
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// The events of a stream of keys.
+fn key_stream(
+    state: SharedState,
+    caller: Caller,
+    source: super::Source,
+    client: ClientInfo,
+    keys: &str,
+) -> Result<impl Stream<Item = Result<Event, Infallible>>, ApiError> {
+    let keys = keys
         .split(',')
         .filter(|k| !k.is_empty())
         .map(ConfigKey::parse_path)
@@ -279,14 +315,10 @@ pub async fn stream(
         registration,
         pending: VecDeque::new(),
     };
-    let events = futures::stream::unfold(initial, |mut s| async move {
+    Ok(futures::stream::unfold(initial, |mut s| async move {
         loop {
             if let Some(change) = s.pending.pop_front() {
-                let event = Event::default()
-                    .event("change")
-                    .json_data(&change)
-                    .unwrap_or_else(|_| Event::default().comment("unserializable"));
-                return Some((Ok(event), s));
+                return Some((Ok(change_event(&change)), s));
             }
             for (i, key) in s.registration.keys().iter().enumerate() {
                 let view = s.state.service.view(key, &s.client);
@@ -306,8 +338,140 @@ pub async fn stream(
             }
             s.registration.changed().await;
         }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    }))
+}
+
+fn change_event(change: &ChangedKey) -> Event {
+    Event::default()
+        .event("change")
+        .json_data(change)
+        .unwrap_or_else(|_| Event::default().comment("unserializable"))
+}
+
+/// How long each wait of a pattern stream is held before it waits again: bounds how
+/// long a revoked right goes unnoticed.
+const PATTERN_STREAM_HOLD: Duration = Duration::from_secs(25);
+
+struct PatternStreamState {
+    state: SharedState,
+    caller: Caller,
+    client: ClientInfo,
+    patterns: Vec<crate::hub::Pattern>,
+    /// The applied sequence the stream has caught up to.
+    since: i64,
+    /// The md5 last sent per existing matching config.
+    sent: std::collections::HashMap<ConfigKey, String>,
+    pending: VecDeque<ChangedKey>,
+    ended: bool,
+}
+
+impl PatternStreamState {
+    /// Queues what differs from what was sent; a `complete` answer also ends the
+    /// configs it no longer lists.
+    fn take(&mut self, answer: crate::service::PatternAnswer) {
+        let mut listed = std::collections::HashSet::new();
+        for (key, view) in answer.changed {
+            let md5 = view.as_ref().map(|v| v.md5().to_owned());
+            if answer.complete {
+                listed.insert(key.clone());
+            }
+            let before = self.sent.get(&key);
+            if before == md5.as_ref() {
+                continue;
+            }
+            self.pending.push_back(state_of(&key, view));
+            match md5 {
+                Some(md5) => self.sent.insert(key, md5),
+                None => self.sent.remove(&key),
+            };
+        }
+        if answer.complete {
+            let gone: Vec<ConfigKey> = self
+                .sent
+                .keys()
+                .filter(|k| !listed.contains(*k))
+                .cloned()
+                .collect();
+            for key in gone {
+                self.sent.remove(&key);
+                self.pending.push_back(state_of(&key, None));
+            }
+        }
+        self.since = answer.seq;
+    }
+}
+
+/// The events of a stream of patterns: every matching config's state at once, then one
+/// event per change to a matching config (created, changed or deleted). A right lost
+/// meanwhile ends it with an `error` event.
+async fn pattern_stream(
+    state: SharedState,
+    caller: Caller,
+    client: ClientInfo,
+    patterns: &str,
+) -> Result<impl Stream<Item = Result<Event, Infallible>>, ApiError> {
+    let given: Vec<(&str, Option<&str>, Option<&str>)> = patterns
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut parts = p.splitn(3, '/');
+            let namespace = parts.next().unwrap_or_default();
+            (namespace, parts.next(), parts.next())
+        })
+        .collect();
+    let patterns = parse_patterns(given.into_iter())?;
+    // The first answer, at once: refusals become the request's status, not an event.
+    let first = state
+        .service
+        .wait_for_pattern(&caller, patterns.clone(), 0, &client, Duration::ZERO)
+        .await?;
+    let mut initial = PatternStreamState {
+        state,
+        caller,
+        client,
+        patterns,
+        since: 0,
+        sent: std::collections::HashMap::new(),
+        pending: VecDeque::new(),
+        ended: false,
+    };
+    initial.take(first);
+    Ok(futures::stream::unfold(initial, |mut s| async move {
+        loop {
+            if let Some(change) = s.pending.pop_front() {
+                return Some((Ok(change_event(&change)), s));
+            }
+            if s.ended || s.state.service.shutting_down() {
+                return None;
+            }
+            let answer = s
+                .state
+                .service
+                .wait_for_pattern(
+                    &s.caller,
+                    s.patterns.clone(),
+                    s.since,
+                    &s.client,
+                    PATTERN_STREAM_HOLD,
+                )
+                .await;
+            match answer {
+                Ok(answer) => s.take(answer),
+                Err(e) => {
+                    s.ended = true;
+                    let error = ApiError::from(e);
+                    let event = Event::default()
+                        .event("error")
+                        .json_data(ErrorBody {
+                            code: error.code.to_owned(),
+                            message: error.message,
+                        })
+                        .unwrap_or_else(|_| Event::default().comment("unserializable"));
+                    return Some((Ok(event), s));
+                }
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

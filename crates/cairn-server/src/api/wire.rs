@@ -442,7 +442,12 @@ pub struct WatchResponse {
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Comma-separated `namespace/group/data_id` keys.
+    #[serde(default)]
     pub keys: String,
+    /// Comma-separated `namespace/group/data_id` patterns, `*` matching any run of
+    /// characters in the group and data id (instead of `keys`).
+    #[serde(default)]
+    pub patterns: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -181,3 +181,103 @@ async fn pattern_watches_are_bounded_and_checked() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_pattern_stream_sends_every_match_then_each_change() {
+    let app = TestApp::spawn().await;
+    app.publish_ok("public/web/a.yaml", "a: 1").await;
+    app.publish_ok("public/web/b.txt", "b").await;
+    let r = app
+        .request(
+            Method::GET,
+            "/api/v1/watch/stream?patterns=public/web/*.yaml,public/jobs",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    // Every match at once.
+    assert_eq!(
+        read_events(&mut body, &mut text, &mut events, 1).await,
+        [("web/a.yaml".to_owned(), true)]
+    );
+    // Then what is created, changed and deleted among them, and nothing else. Each is
+    // awaited before the next: changes faster than the stream looks are merged.
+    app.publish_ok("public/web/b.txt", "b2").await;
+    app.publish_ok("public/jobs/new.txt", "n").await;
+    read_events(&mut body, &mut text, &mut events, 2).await;
+    app.publish_ok("public/web/a.yaml", "a: 2").await;
+    read_events(&mut body, &mut text, &mut events, 3).await;
+    let r = app
+        .request(Method::DELETE, "/api/v1/configs/public/jobs/new.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let seen = read_events(&mut body, &mut text, &mut events, 4).await;
+    assert_eq!(
+        seen[1..],
+        [
+            ("jobs/new.txt".to_owned(), true),
+            ("web/a.yaml".to_owned(), true),
+            ("jobs/new.txt".to_owned(), false)
+        ]
+    );
+
+    // Keys and patterns together, and a namespace that does not exist, are refused as
+    // the request's status.
+    let r = app
+        .request(
+            Method::GET,
+            "/api/v1/watch/stream?keys=public/web/a.yaml&patterns=public",
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    let r = app
+        .request(Method::GET, "/api/v1/watch/stream?patterns=nowhere/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+/// Reads an event stream until `events` holds `want` `change` events, each as
+/// (group/data_id, exists); returns them all.
+async fn read_events(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    text: &mut String,
+    events: &mut Vec<(String, bool)>,
+    want: usize,
+) -> Vec<(String, bool)> {
+    use futures::StreamExt;
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while events.len() < want {
+            let chunk = body.next().await.expect("stream open").unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    assert!(event.contains("event: change"), "{event}");
+                    let c: Value = serde_json::from_str(data.trim()).unwrap();
+                    events.push((
+                        format!(
+                            "{}/{}",
+                            c["group"].as_str().unwrap(),
+                            c["data_id"].as_str().unwrap()
+                        ),
+                        c["exists"].as_bool().unwrap(),
+                    ));
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{want} events expected, got {events:?}");
+    events.clone()
+}

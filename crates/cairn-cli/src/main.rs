@@ -74,6 +74,11 @@ enum Command {
         #[arg(default_value = "cairn.key")]
         path: std::path::PathBuf,
     },
+    /// Finish an encryption key rotation (admin): every sealed value is stored under the
+    /// nodes' new key. First give every node the new key as encryption_key_file and the
+    /// old one as encryption_old_key_file, and restart them one by one.
+    #[command(name = "rotate-key")]
+    RotateKey,
     /// Log in and keep the server and token in the profile for later commands.
     Login(login::LoginArgs),
     // Flattened, so the config commands stay top-level: `cairn get`, not `cairn config get`.
@@ -186,5 +191,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => transfer::import(client, args).await,
         Command::Clone(args) => transfer::clone(client, args).await,
         Command::Migrate(args) => migrate::run(client, args).await,
+        Command::RotateKey => {
+            let done = client.rotate_encryption_key().await?;
+            println!(
+                "{} re-wrapped under the new key, {} stored in the clear now sealed, {} already current",
+                done.rewrapped, done.sealed, done.current
+            );
+            if done.raced > 0 {
+                anyhow::bail!(
+                    "{} values kept changing during the rotation; run cairn rotate-key again",
+                    done.raced
+                );
+            }
+            println!(
+                "done: remove encryption_old_key_file from every node's settings (the old key opens nothing now)"
+            );
+            Ok(())
+        }
     }
 }

@@ -1058,6 +1058,18 @@ impl Client {
             .await
     }
 
+    /// Stores every sealed value under the server's current encryption key (admin):
+    /// the step of a key rotation after every node was restarted with the new key as
+    /// `encryption_key_file` and the old one as `encryption_old_key_file`. Repeatable.
+    pub async fn rotate_encryption_key(&self) -> Result<KeyRotation> {
+        let url = self.url(&["api", "v1", "encryption", "rotate"]);
+        // Every stored value is read and maybe rewritten: far longer than one request.
+        let request = self
+            .request(Method::POST, url)
+            .timeout(Duration::from_secs(3600));
+        self.json(request).await
+    }
+
     /// Succeeds when the server and its database answer (`/ready`).
     pub async fn ready(&self) -> Result<()> {
         self.send(self.request(Method::GET, self.url(&["ready"])))

@@ -734,3 +734,16 @@ impl Default for ImportOptions {
         }
     }
 }
+
+/// What a key rotation did ([`crate::Client::rotate_encryption_key`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyRotation {
+    /// Values whose data key is now wrapped by the current key.
+    pub rewrapped: u64,
+    /// Values that were stored in the clear and are now sealed.
+    pub sealed: u64,
+    /// Values sealed under the current key already.
+    pub current: u64,
+    /// Values still changing under the last pass: run the rotation again.
+    pub raced: u64,
+}

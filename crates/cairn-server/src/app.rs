@@ -150,9 +150,15 @@ impl Application {
             || settings.data_dir.join("cairn.db").display().to_string(),
             cairn_store::redact_url,
         );
-        let sealer = match &settings.encryption_key_file {
-            Some(path) => Some(Arc::new(load_key(path)?)),
-            None => None,
+        let sealer = match (
+            &settings.encryption_key_file,
+            &settings.encryption_old_key_file,
+        ) {
+            (Some(path), None) => Some(Arc::new(load_key(path)?)),
+            (Some(path), Some(old)) => {
+                Some(Arc::new(load_key(path)?.with_previous(load_key(old)?)))
+            }
+            (None, _) => None,
         };
         let sealed = sealer.is_some();
         let store = cairn_store::open_sealed(database, &settings.data_dir, sealer.clone())
@@ -300,6 +306,7 @@ impl Application {
             connections: Arc::default(),
             grpc_connections: Arc::default(),
             tls,
+            sealer,
         });
         let grpc = grpc_listener.map(|l| (l, api::grpc::Surface::new(state.clone())));
         Ok(Self {

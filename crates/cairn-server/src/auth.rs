@@ -232,6 +232,43 @@ impl Auth {
 
 const SIGNING_KEY_BYTES: usize = 32;
 
+/// What the signing key file's content is sealed as.
+const SIGNING_KEY_IDENTITY: &str = "secret:token_signing_key";
+
+/// Writes the signing key file through a temporary file and a rename, so a crash never
+/// leaves a partial key behind.
+fn write_signing_key_file(dir: &Path, stored: &str) -> std::io::Result<()> {
+    let tmp = dir.join("token.key.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    std::io::Write::write_all(&mut file, stored.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join("token.key"))
+}
+
+/// Stores the signing key file of `dir` under the current key (see
+/// [`cairn_store::seal::reseal`]); `None` when there is no such file (nodes sharing a
+/// database keep it there).
+pub fn reseal_signing_key_file(
+    dir: &Path,
+    sealer: &cairn_store::Sealer,
+) -> std::io::Result<Option<cairn_store::seal::Resealed>> {
+    let text = match std::fs::read_to_string(dir.join("token.key")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (done, new) = cairn_store::seal::reseal(sealer, SIGNING_KEY_IDENTITY, text.trim())
+        .map_err(std::io::Error::other)?;
+    if let Some(new) = new {
+        write_signing_key_file(dir, &new)?;
+    }
+    Ok(Some(done))
+}
+
 /// Reads the token signing key from `dir`, creating a random one on first start. A key
 /// file that is not exactly 32 bytes of hex is refused rather than used: a short key
 /// would make tokens forgeable.
@@ -239,7 +276,6 @@ pub fn load_or_create_signing_key(
     dir: &Path,
     sealer: Option<&cairn_store::Sealer>,
 ) -> std::io::Result<Vec<u8>> {
-    const IDENTITY: &str = "secret:token_signing_key";
     let path = dir.join("token.key");
     let invalid = |why: String| {
         std::io::Error::new(
@@ -252,8 +288,9 @@ pub fn load_or_create_signing_key(
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let text = cairn_store::seal::open(sealer, IDENTITY, text.trim().to_owned())
-                .map_err(|e| invalid(e.to_string()))?;
+            let text =
+                cairn_store::seal::open(sealer, SIGNING_KEY_IDENTITY, text.trim().to_owned())
+                    .map_err(|e| invalid(e.to_string()))?;
             let key = hex::decode(text.trim()).map_err(|e| invalid(format!("is not hex: {e}")))?;
             if key.len() != SIGNING_KEY_BYTES {
                 return Err(invalid(format!(
@@ -266,19 +303,9 @@ pub fn load_or_create_signing_key(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = vec![0u8; SIGNING_KEY_BYTES];
             rand::rngs::OsRng.fill_bytes(&mut key);
-            // Written to a temporary file and renamed, so a crash never leaves a
-            // partial key behind.
-            let tmp = dir.join("token.key.tmp");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
-            let stored = cairn_store::seal::seal(sealer, IDENTITY, &hex::encode(&key))
+            let stored = cairn_store::seal::seal(sealer, SIGNING_KEY_IDENTITY, &hex::encode(&key))
                 .map_err(std::io::Error::other)?;
-            std::io::Write::write_all(&mut file, stored.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+            write_signing_key_file(dir, &stored)?;
             Ok(key)
         }
         Err(e) => Err(e),

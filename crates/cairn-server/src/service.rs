@@ -616,6 +616,25 @@ impl Service {
         self.commits.cache().len()
     }
 
+    /// Stores every sealed value under the current encryption key, in passes until one
+    /// finds no value changed under it meanwhile (at most three).
+    pub async fn reseal(&self) -> std::result::Result<cairn_store::ResealReport, StoreError> {
+        let mut total = cairn_store::ResealReport::default();
+        for pass in 1..=3 {
+            let done = self.store.reseal().await?;
+            total.rewrapped += done.rewrapped;
+            total.sealed += done.sealed;
+            total.raced = done.raced;
+            if pass == 1 {
+                total.current = done.current;
+            }
+            if done.raced == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Whether the node is shutting down: watches end rather than wait again.
     pub fn shutting_down(&self) -> bool {
         self.commits.hub().is_closed()

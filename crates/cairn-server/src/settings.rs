@@ -367,6 +367,9 @@ settings! {
     /// key file (`cairn keygen`): with it, config contents, their history and gray releases, the token signing key and access-key secrets are stored encrypted (AES-256-GCM); every node of a cluster needs the same key
     encryption_key_file: Option<PathBuf> = None;
         env "CAIRN_ENCRYPTION_KEY_FILE", shown "none: contents stored in the clear";
+    /// the key being rotated out (`cairn rotate-key`): what it sealed still opens, nothing new is sealed with it; drop it once the rotation is done
+    encryption_old_key_file: Option<PathBuf> = None;
+        env "CAIRN_ENCRYPTION_OLD_KEY_FILE", shown "none";
     /// take a client's IP for gray rules and the audit log from the first `X-Forwarded-For` hop (only behind a proxy that sets it)
     trust_forwarded_for: bool = false;
         env "CAIRN_TRUST_FORWARDED_FOR";
@@ -387,6 +390,12 @@ impl Settings {
     /// Refuses values outside what the node can honour, naming the setting.
     pub fn check(&self) -> Result<(), String> {
         self.check_ranges()?;
+        if self.encryption_old_key_file.is_some() && self.encryption_key_file.is_none() {
+            return Err(
+                "encryption_old_key_file is the key being rotated out: it needs encryption_key_file, the key rotated to"
+                    .to_owned(),
+            );
+        }
         if cairn_core::Namespace::parse(&self.apollo_namespace).is_err() {
             return Err("apollo_namespace must be a valid namespace name".to_owned());
         }

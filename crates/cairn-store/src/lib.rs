@@ -5,6 +5,7 @@
 mod model;
 mod mysql;
 mod postgres;
+mod reseal;
 #[cfg(feature = "test-util")]
 pub mod scratch;
 pub mod seal;
@@ -12,6 +13,7 @@ mod sql;
 mod sqlite;
 
 pub use model::*;
+pub use reseal::ResealReport;
 pub use seal::Sealer;
 pub use sql::SqlStore;
 
@@ -340,6 +342,10 @@ pub trait Store:
     fn backend(&self) -> Backend;
     /// A push signal for changes made by other nodes, where the backend has one.
     async fn change_signal(&self) -> Result<Option<Box<dyn ChangeSignal>>>;
+    /// One pass storing every sealed value (contents, history, gray releases, secrets)
+    /// under the configured key: data keys the previous key wrapped are re-wrapped,
+    /// values written before a key was configured are sealed. Fails without a key.
+    async fn reseal(&self) -> Result<ResealReport>;
     /// Closes the connections, waiting for those in use.
     async fn close(&self);
 }

@@ -24,10 +24,23 @@ const DATA_KEY_AAD: &[u8] = b"cairn data key";
 const KEY_LEN: usize = 32;
 const TAG_LEN: usize = 16;
 
-/// The configured key, able to seal and open contents.
+/// The configured key, able to seal and open contents; during a rotation, also the
+/// key being retired, which opens what it sealed and seals nothing.
 pub struct Sealer {
     key: LessSafeKey,
+    previous: Option<LessSafeKey>,
     random: SystemRandom,
+}
+
+/// What [`reseal`] did to a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resealed {
+    /// Already sealed under the current key: left as it is.
+    Current,
+    /// Sealed under the previous key: its data key is now wrapped by the current one.
+    Rewrapped,
+    /// Stored in the clear (written before a key was configured): now sealed.
+    Sealed,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -51,8 +64,15 @@ impl Sealer {
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "not an AES-256 key")?;
         Ok(Sealer {
             key: LessSafeKey::new(key),
+            previous: None,
             random: SystemRandom::new(),
         })
+    }
+
+    /// This key, also opening what `previous` sealed: for the time a key is rotated.
+    pub fn with_previous(mut self, previous: Sealer) -> Sealer {
+        self.previous = Some(previous.key);
+        self
     }
 
     /// A new random key, as a key file's text.
@@ -108,13 +128,19 @@ impl Sealer {
         ))
     }
 
-    fn open(&self, identity: &str, body: &str) -> Result<String> {
+    /// A sealed body's parts, and the data key unwrapped, with which key did it.
+    fn unwrap<'a>(
+        &self,
+        identity: &str,
+        body: &str,
+        bytes: &'a mut Vec<u8>,
+    ) -> Result<Unwrapped<'a>> {
         let corrupt = || {
             StoreError::Encryption(format!(
             "the stored content of {identity} does not open with this key (another key sealed it, or it was changed)"
         ))
         };
-        let bytes = base64::engine::general_purpose::STANDARD
+        *bytes = base64::engine::general_purpose::STANDARD
             .decode(body)
             .map_err(|_| corrupt())?;
         let wrapped_len = KEY_LEN + TAG_LEN;
@@ -124,24 +150,93 @@ impl Sealer {
         let (wrap_nonce, rest) = bytes.split_at(NONCE_LEN);
         let (wrapped, rest) = rest.split_at(wrapped_len);
         let (content_nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = |n: &[u8]| Nonce::try_assume_unique_for_key(n).map_err(|_| corrupt());
-        let mut data_key = wrapped.to_vec();
-        let data_key = self
-            .key
-            .open_in_place(nonce(wrap_nonce)?, Aad::from(DATA_KEY_AAD), &mut data_key)
-            .map_err(|_| corrupt())?;
+        let unwrap_with = |key: &LessSafeKey| -> Option<[u8; KEY_LEN]> {
+            let nonce = Nonce::try_assume_unique_for_key(wrap_nonce).ok()?;
+            let mut data_key = wrapped.to_vec();
+            let opened = key
+                .open_in_place(nonce, Aad::from(DATA_KEY_AAD), &mut data_key)
+                .ok()?;
+            opened.try_into().ok()
+        };
+        let (data_key, current) = match unwrap_with(&self.key) {
+            Some(data_key) => (data_key, true),
+            None => (
+                self.previous
+                    .as_ref()
+                    .and_then(unwrap_with)
+                    .ok_or_else(corrupt)?,
+                false,
+            ),
+        };
         let content_key =
-            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, data_key).map_err(|_| corrupt())?);
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &data_key).map_err(|_| corrupt())?);
         let mut content = sealed.to_vec();
-        let content = content_key
-            .open_in_place(
-                nonce(content_nonce)?,
-                Aad::from(identity.as_bytes()),
-                &mut content,
-            )
+        let nonce = Nonce::try_assume_unique_for_key(content_nonce).map_err(|_| corrupt())?;
+        let opened = content_key
+            .open_in_place(nonce, Aad::from(identity.as_bytes()), &mut content)
             .map_err(|_| corrupt())?;
-        String::from_utf8(content.to_vec()).map_err(|_| corrupt())
+        let plain = String::from_utf8(opened.to_vec()).map_err(|_| corrupt())?;
+        Ok(Unwrapped {
+            data_key,
+            current,
+            sealed_part: rest,
+            plain,
+        })
     }
+
+    fn open(&self, identity: &str, body: &str) -> Result<String> {
+        let mut bytes = Vec::new();
+        Ok(self.unwrap(identity, body, &mut bytes)?.plain)
+    }
+
+    /// A sealed body with its data key wrapped again, by the current key; the content's
+    /// own ciphertext is kept.
+    fn rewrap(&self, data_key: &[u8; KEY_LEN], sealed_part: &[u8]) -> Result<String> {
+        let wrap_nonce = self.nonce()?;
+        let mut wrapped = data_key.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(wrap_nonce),
+                Aad::from(DATA_KEY_AAD),
+                &mut wrapped,
+            )
+            .map_err(|_| StoreError::Encryption("encryption failed".into()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + wrapped.len() + sealed_part.len());
+        out.extend_from_slice(&wrap_nonce);
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(sealed_part);
+        Ok(format!(
+            "{SEALED}{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        ))
+    }
+}
+
+/// A sealed body opened: its data key, whether the current key wrapped it, the
+/// content's nonce and ciphertext, and the content.
+struct Unwrapped<'a> {
+    data_key: [u8; KEY_LEN],
+    current: bool,
+    sealed_part: &'a [u8],
+    plain: String,
+}
+
+/// What `stored` (of the record `identity`) should become under the current key:
+/// `None` when it is sealed under it already. Every content is opened first, so a value
+/// that does not open (changed, or sealed by a key not configured) is an error, never
+/// passed on.
+pub fn reseal(sealer: &Sealer, identity: &str, stored: &str) -> Result<(Resealed, Option<String>)> {
+    let Some(body) = stored.strip_prefix(SEALED) else {
+        let plain = open(None, identity, stored.to_owned())?;
+        return Ok((Resealed::Sealed, Some(sealer.seal(identity, &plain)?)));
+    };
+    let mut bytes = Vec::new();
+    let opened = sealer.unwrap(identity, body, &mut bytes)?;
+    if opened.current {
+        return Ok((Resealed::Current, None));
+    }
+    let rewrapped = sealer.rewrap(&opened.data_key, opened.sealed_part)?;
+    Ok((Resealed::Rewrapped, Some(rewrapped)))
 }
 
 /// What a content column holds for `content` of the record `identity`: sealed when a
@@ -214,6 +309,54 @@ mod tests {
             open(Some(&s), "x", "written before the key".into()).unwrap(),
             "written before the key"
         );
+    }
+
+    #[test]
+    fn a_rotation_rewraps_under_the_new_key_and_seals_plain_values() {
+        let old = Sealer::generate().unwrap();
+        let new = Sealer::generate().unwrap();
+        let by_old = Sealer::from_key_text(&old).unwrap();
+        let stored = seal(Some(&by_old), "config:a", "secret=1").unwrap();
+        let rotating = Sealer::from_key_text(&new)
+            .unwrap()
+            .with_previous(Sealer::from_key_text(&old).unwrap());
+        // While rotating, both keys' values open.
+        assert_eq!(
+            open(Some(&rotating), "config:a", stored.clone()).unwrap(),
+            "secret=1"
+        );
+        let (done, rewrapped) = reseal(&rotating, "config:a", &stored).unwrap();
+        assert_eq!(done, Resealed::Rewrapped);
+        let rewrapped = rewrapped.unwrap();
+        // The content's ciphertext is kept; only the wrapped data key changed.
+        let tail = |s: &str| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.strip_prefix(SEALED).unwrap())
+                .unwrap();
+            bytes[NONCE_LEN + KEY_LEN + TAG_LEN..].to_vec()
+        };
+        assert_eq!(tail(&stored), tail(&rewrapped));
+        // The new key alone opens it, the old alone no longer does; a second pass
+        // leaves it be.
+        let by_new = Sealer::from_key_text(&new).unwrap();
+        assert_eq!(
+            open(Some(&by_new), "config:a", rewrapped.clone()).unwrap(),
+            "secret=1"
+        );
+        assert!(open(Some(&by_old), "config:a", rewrapped.clone()).is_err());
+        assert_eq!(
+            reseal(&by_new, "config:a", &rewrapped).unwrap(),
+            (Resealed::Current, None)
+        );
+        // A plain value is sealed; one that opens with neither key is an error.
+        let (done, sealed) = reseal(&by_new, "config:b", "in the clear").unwrap();
+        assert_eq!(done, Resealed::Sealed);
+        assert_eq!(
+            open(Some(&by_new), "config:b", sealed.unwrap()).unwrap(),
+            "in the clear"
+        );
+        assert!(reseal(&by_new, "config:b", &rewrapped).is_err());
+        assert!(reseal(&sealer(), "config:a", &stored).is_err());
     }
 
     #[test]

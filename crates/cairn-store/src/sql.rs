@@ -101,7 +101,7 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// A text column. MySQL reports columns with a binary (case-sensitive) collation
 /// as binary, so text is read as bytes there and checked as UTF-8.
-fn text(row: &AnyRow, column: &str) -> Result<String> {
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String> {
     let bytes: Vec<u8> = match row.try_get::<String, _>(column) {
         Ok(text) => return Ok(text),
         Err(sqlx::Error::ColumnDecode { .. }) => row.try_get(column)?,
@@ -254,7 +254,7 @@ impl SqlStore {
         self
     }
 
-    fn sql(&self, text: &'static str) -> &'static str {
+    pub(crate) fn sql(&self, text: &'static str) -> &'static str {
         self.dialect.sql(text)
     }
 
@@ -268,7 +268,7 @@ impl SqlStore {
     }
 
     /// Opens a write transaction, queued behind any other writer.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let mut tx = self.writer.begin().await?;
         if let Some(lock) = self.dialect.write_lock {
             sqlx::query::<Any>(lock).execute(&mut *tx).await?;
@@ -1613,6 +1613,10 @@ impl Store for SqlStore {
             Some(source) => Ok(Some(source.open().await?)),
             None => Ok(None),
         }
+    }
+
+    async fn reseal(&self) -> Result<crate::ResealReport> {
+        self.reseal_all().await
     }
 
     async fn close(&self) {

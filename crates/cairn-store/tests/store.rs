@@ -1188,3 +1188,151 @@ suite!(postgres, open_postgres);
 suite!(mysql, open_mysql);
 suite!(sqlite_sealed, open_sqlite_sealed);
 suite!(mysql_sealed, open_mysql_sealed);
+
+/// One database opened again and again, each time with the keys of a step of a key
+/// rotation.
+enum Reopen {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+    MySql(String),
+}
+
+impl Reopen {
+    async fn open(&self, keys: &[&str]) -> Arc<dyn Store> {
+        let store = match self {
+            Reopen::Sqlite(path) => SqlStore::sqlite(path).await,
+            Reopen::Postgres(url) => SqlStore::postgres(url).await,
+            Reopen::MySql(url) => SqlStore::mysql(url).await,
+        }
+        .unwrap();
+        let sealer = keys.split_first().map(|(current, previous)| {
+            let mut sealer = Sealer::from_key_text(current).unwrap();
+            if let Some(previous) = previous.first() {
+                sealer = sealer.with_previous(Sealer::from_key_text(previous).unwrap());
+            }
+            Arc::new(sealer)
+        });
+        Arc::new(store.with_sealer(sealer))
+    }
+}
+
+/// Values written in the clear and under an old key are, after a rotation, all sealed
+/// under the new key alone; the old key then opens nothing.
+async fn a_key_rotation_moves_everything_to_the_new_key(db: Reopen) {
+    let (old, new) = (Sealer::generate().unwrap(), Sealer::generate().unwrap());
+    let (plain, sealed) = (key("plain.yaml"), key("sealed.yaml"));
+    let store = db.open(&[]).await;
+    store
+        .put_config(&write(&plain, "p: 1", Expect::Any, 1))
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = db.open(&[&old]).await;
+    store
+        .put_config(&write(&sealed, "s: 1", Expect::Any, 2))
+        .await
+        .unwrap();
+    store
+        .put_config(&write(&sealed, "s: 2", Expect::Any, 3))
+        .await
+        .unwrap();
+    let rules = GrayRules::parse(&["10.0.0.1".into()], &[]).unwrap();
+    store
+        .put_gray(&GrayWrite {
+            key: sealed.clone(),
+            content: "s: 3".into(),
+            md5: md5_hex("s: 3"),
+            format: None,
+            validated_as: None,
+            rules,
+            audit: audit(4),
+        })
+        .await
+        .unwrap();
+    store.shared_secret("token", "signing").await.unwrap();
+    let access_key = AccessKeyRecord {
+        app_id: "shop".into(),
+        id: "k1".into(),
+        secret: "shop-secret".into(),
+        enabled: true,
+        created_at: 1,
+        namespaces: Vec::new(),
+    };
+    store.create_access_key(&access_key, 5).await.unwrap();
+    let configs = store.load_configs().await.unwrap();
+    let grays = store.load_grays().await.unwrap();
+    let (history, _) = store
+        .history(
+            &sealed,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    // During the rotation both keys open what they sealed.
+    let store = db.open(&[&new, &old]).await;
+    assert_eq!(store.load_configs().await.unwrap(), configs);
+    let done = store.reseal().await.unwrap();
+    // Sealed under the old key: sealed.yaml, its three history entries (two publishes
+    // and the gray step), its gray release, the secret and the access key; in the
+    // clear: plain.yaml and its history entry.
+    assert_eq!(
+        (done.rewrapped, done.sealed, done.current, done.raced),
+        (7, 2, 0, 0),
+        "{done:?}"
+    );
+    let again = store.reseal().await.unwrap();
+    assert_eq!((again.rewrapped, again.sealed, again.current), (0, 0, 9));
+    store.close().await;
+
+    let store = db.open(&[&new]).await;
+    assert_eq!(store.load_configs().await.unwrap(), configs);
+    assert_eq!(store.load_grays().await.unwrap(), grays);
+    for entry in &history {
+        let read = store
+            .history_entry(&sealed, entry.revision)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(read.content.starts_with("s: "), "{read:?}");
+    }
+    assert_eq!(
+        store.shared_secret("token", "other").await.unwrap(),
+        "signing"
+    );
+    assert_eq!(store.access_keys().await.unwrap()[0].secret, "shop-secret");
+    store.close().await;
+
+    let store = db.open(&[&old]).await;
+    let refused = store.load_configs().await.unwrap_err();
+    assert!(refused.to_string().contains("does not open"), "{refused}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn key_rotation_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_key_rotation_moves_everything_to_the_new_key(Reopen::Sqlite(dir.path().join("cairn.db")))
+        .await;
+}
+
+#[tokio::test]
+async fn key_rotation_postgres() {
+    if let Some(db) = scratch::Scratch::create(scratch::Engine::Postgres).await {
+        a_key_rotation_moves_everything_to_the_new_key(Reopen::Postgres(db.url.clone())).await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn key_rotation_mysql() {
+    if let Some(db) = scratch::Scratch::create(scratch::Engine::MySql).await {
+        a_key_rotation_moves_everything_to_the_new_key(Reopen::MySql(db.url.clone())).await;
+        db.drop_database().await;
+    }
+}

@@ -851,6 +851,111 @@ async fn stored_contents(url: &str) -> Vec<String> {
 }
 
 #[test]
+fn a_key_rotation_moves_a_running_node_to_a_new_key() {
+    const PASSWORD: &str = "rotate-password-1";
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let data = dir.path().join("data");
+    let (old, new) = (dir.path().join("old.key"), dir.path().join("new.key"));
+    let (old, new) = (old.display().to_string(), new.display().to_string());
+    ok(&home, &["keygen", &old]);
+    ok(&home, &["keygen", &new]);
+    let get = |home: &Path| ok(home, &["get", "public/db/app.properties"]);
+
+    // Written in the clear, before encryption was turned on; a node without a key has
+    // nothing to rotate to.
+    let server = Server::start_on(&data, "127.0.0.1:0", Some(PASSWORD), &[]);
+    login(&home, &server, PASSWORD);
+    ok_with_stdin(
+        &home,
+        &["publish", "public/db/plain.properties", "-f", "-"],
+        Some("plain=1"),
+    );
+    let refused = fails(&home, &["rotate-key"]);
+    assert!(refused.contains("encryption_key_file"), "{refused}");
+    assert!(server.terminate().success());
+
+    // Then sealed under the old key.
+    let server = Server::start_on(
+        &data,
+        "127.0.0.1:0",
+        Some(PASSWORD),
+        &["--encryption-key-file", &old],
+    );
+    login(&home, &server, PASSWORD);
+    ok_with_stdin(
+        &home,
+        &["publish", "public/db/app.properties", "-f", "-"],
+        Some("password=first"),
+    );
+    let created = ok(&home, &["access-key", "create", "shop"]);
+    let access_secret = created.rsplit("secret ").next().unwrap().trim().to_owned();
+    assert!(server.terminate().success());
+
+    // Restarted with the new key and the old: serves everything, and the rotation runs
+    // while it does.
+    let rotating = [
+        "--encryption-key-file",
+        new.as_str(),
+        "--encryption-old-key-file",
+        old.as_str(),
+    ];
+    let server = Server::start_on(&data, "127.0.0.1:0", Some(PASSWORD), &rotating);
+    login(&home, &server, PASSWORD);
+    assert!(get(&home).contains("password=first"));
+    ok_with_stdin(
+        &home,
+        &["publish", "public/db/app.properties", "-f", "-"],
+        Some("password=second"),
+    );
+    let done = ok(&home, &["rotate-key"]);
+    assert!(
+        done.contains("re-wrapped") && done.contains("remove encryption_old_key_file"),
+        "{done}"
+    );
+    assert!(!done.starts_with("0 re-wrapped"), "{done}");
+    assert!(get(&home).contains("password=second"), "served throughout");
+    let again = ok(&home, &["rotate-key"]);
+    assert!(
+        again.starts_with("0 re-wrapped under the new key, 0 stored in the clear"),
+        "{again}"
+    );
+    assert!(server.terminate().success());
+
+    // The new key alone now opens everything, the signing key file included (a node
+    // whose token.key does not open refuses to start). The old key alone opens nothing.
+    let server = Server::start_on(
+        &data,
+        "127.0.0.1:0",
+        Some(PASSWORD),
+        &["--encryption-key-file", &new],
+    );
+    login(&home, &server, PASSWORD);
+    let at = |args: &[&str]| ok(&home, args);
+    assert!(at(&["get", "public/db/app.properties"]).contains("password=second"));
+    assert!(at(&["get", "public/db/plain.properties"]).contains("plain=1"));
+    assert!(at(&["access-key", "list", "shop"]).contains(&access_secret));
+    let history = at(&["history", "public/db/app.properties"]);
+    assert!(history.lines().count() >= 2, "{history}");
+    assert!(server.terminate().success());
+    let refused = std::process::Command::new(crate::common::BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--encryption-key-file",
+            &old,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("does not open"), "{err}");
+}
+
+#[test]
 fn contents_are_stored_encrypted_when_a_key_is_configured() {
     const SECRET: &str = "db.password=Hunter2-Sealed-7731";
     let dir = tempfile::tempdir().unwrap();

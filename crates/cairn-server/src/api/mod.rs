@@ -58,6 +58,8 @@ pub struct AppState {
     pub grpc_connections: Arc<grpc::Connections>,
     /// TLS, when the settings ask for it.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The encryption key (and, during a rotation, the previous one), when configured.
+    pub sealer: Option<Arc<cairn_store::Sealer>>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -118,6 +118,7 @@ pub fn router() -> Router<SharedState> {
             put(add_role_member).delete(remove_role_member),
         )
         .route("/api/v1/cluster/nodes", get(cluster_nodes))
+        .route("/api/v1/encryption/rotate", post(rotate_key))
         .route(
             "/api/v1/apps/{app_id}/access-keys",
             get(list_access_keys).post(create_access_key),
@@ -139,7 +140,7 @@ pub fn router() -> Router<SharedState> {
         gray_promote, gray_abandon, list_access_keys, create_access_key, set_access_key,
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
         put_grant, delete_grant, list_roles, audit_log, list_tokens, create_token, revoke_token, add_role_member, remove_role_member, delete_role,
-        super::watch::watch, super::watch::stream, super::transfer::export_namespace,
+        rotate_key, super::watch::watch, super::watch::stream, super::transfer::export_namespace,
         super::transfer::import_namespace, super::transfer::clone_into
     ),
     modifiers(&BearerAuth),
@@ -589,6 +590,66 @@ async fn diff(
 ) -> Result<Response, ApiError> {
     let diff = state.service.diff(&key, q.from, q.to).await?;
     Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
+}
+
+/// Stores every sealed value under this node's current encryption key (admin): data
+/// keys wrapped by `encryption_old_key_file`'s key are wrapped again, values written
+/// before encryption was turned on are sealed. Safe to repeat; the nodes serve
+/// throughout.
+#[utoipa::path(post, path = "/api/v1/encryption/rotate", tag = "encryption",
+    responses((status = 200, body = RotateReport), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn rotate_key(
+    State(state): State<SharedState>,
+    Admin(by): Admin,
+) -> Result<Json<RotateReport>, ApiError> {
+    let Some(sealer) = state.sealer.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_encryption_key",
+            "this node has no encryption key to rotate to: set encryption_key_file (and \
+             encryption_old_key_file to the key in use until now) and restart it",
+        ));
+    };
+    let unopenable = |why: String| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "encryption_key_mismatch",
+            format!("{why}; nothing after it was changed, and what was done stays done"),
+        )
+    };
+    let resealed = state.service.reseal().await;
+    let target = match &resealed {
+        Ok(d) => format!(
+            "{} re-wrapped, {} sealed, {} already current",
+            d.rewrapped, d.sealed, d.current
+        ),
+        Err(_) => "every sealed value".to_owned(),
+    };
+    let done = match audit(&state).done(&by, "encryption.rotate", "", target, resealed) {
+        Ok(done) => done,
+        Err(cairn_store::StoreError::Encryption(why)) => return Err(unopenable(why)),
+        Err(e) => return Err(crate::service::ServiceError::from(e).into()),
+    };
+    let dir = state.settings.data_dir.clone();
+    let file =
+        tokio::task::spawn_blocking(move || crate::auth::reseal_signing_key_file(&dir, &sealer))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|e| unopenable(format!("the token signing key file: {e}")))?;
+    let mut report = RotateReport {
+        rewrapped: done.rewrapped,
+        sealed: done.sealed,
+        current: done.current,
+        raced: done.raced,
+    };
+    match file {
+        Some(cairn_store::seal::Resealed::Rewrapped) => report.rewrapped += 1,
+        Some(cairn_store::seal::Resealed::Sealed) => report.sealed += 1,
+        Some(cairn_store::seal::Resealed::Current) => report.current += 1,
+        None => {}
+    }
+    Ok(Json(report))
 }
 
 /// Lists users (admin).

@@ -438,6 +438,19 @@ pub struct WatchResponse {
     pub complete: Option<bool>,
 }
 
+/// What a key rotation did.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RotateReport {
+    /// Values whose data key is now wrapped by the current key.
+    pub rewrapped: u64,
+    /// Values stored in the clear (written before a key was configured), now sealed.
+    pub sealed: u64,
+    /// Values that were sealed under the current key already.
+    pub current: u64,
+    /// Values still changing under the last pass: run the rotation again.
+    pub raced: u64,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {

@@ -833,6 +833,7 @@ fn bulk_writes(count: usize) -> Vec<cairn_store::ConfigWrite> {
             validated_as: None,
             description: None,
             tags: None,
+            sensitive: None,
             expect: cairn_store::Expect::Any,
             audit: cairn_store::Audit {
                 operator: "bench".into(),
@@ -861,6 +862,7 @@ pub async fn import_scenario(opts: &Options) -> anyhow::Result<Value> {
             format: Some(cairn_core::Format::Properties),
             description: String::new(),
             tags: Vec::new(),
+            sensitive: false,
             gray: None,
         })
         .collect();

@@ -77,6 +77,7 @@ impl Local {
             updated_by: String::new(),
             updated_at: String::new(),
             gray: false,
+            sensitive: false,
         })
     }
 

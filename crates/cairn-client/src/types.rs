@@ -83,6 +83,10 @@ pub struct Publish {
     /// A note recorded in the config's history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Mark (`true`) or unmark the config sensitive: its content is then shown only to
+    /// callers with `read-secret`. `None`: as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<bool>,
 }
 
 impl Publish {
@@ -131,6 +135,9 @@ pub struct Config {
     /// Whether this is a gray release's content, served because this client matches it.
     #[serde(default)]
     pub gray: bool,
+    /// Whether its content is shown only to callers with `read-secret`.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// Search criteria for [`crate::Client::list`]; `*` is a wildcard in group and data id.

@@ -14,6 +14,8 @@ pub enum Level {
     None,
     /// Read and watch.
     Read,
+    /// Also read sensitive configs (flagged so, or named `cipher-…` as Nacos does).
+    ReadSecret,
     /// Also publish, delete, roll back and take gray-release steps.
     Write,
     /// Also manage the namespace's grants and settings.
@@ -25,6 +27,7 @@ impl Level {
         match self {
             Level::None => "none",
             Level::Read => "read",
+            Level::ReadSecret => "read-secret",
             Level::Write => "write",
             Level::Admin => "admin",
         }
@@ -34,11 +37,18 @@ impl Level {
         match s {
             "none" => Some(Level::None),
             "read" => Some(Level::Read),
+            "read-secret" => Some(Level::ReadSecret),
             "write" => Some(Level::Write),
             "admin" => Some(Level::Admin),
             _ => None,
         }
     }
+}
+
+/// Whether a data id is sensitive by name: Nacos's convention for contents its clients
+/// decrypt themselves (`cipher-aes-…`, `cipher-kms-aes-256-…`).
+pub fn is_cipher_data_id(data_id: &str) -> bool {
+    data_id.starts_with("cipher-")
 }
 
 impl fmt::Display for Level {

@@ -216,9 +216,20 @@ impl Access {
     }
 }
 
+/// The level reading a config's content needs: `read-secret` when it is flagged
+/// sensitive or named as Nacos names encrypted configs.
+pub fn needed_to_read(key: &ConfigKey, sensitive: bool) -> Level {
+    if sensitive || grant::is_cipher_data_id(key.data_id.as_str()) {
+        Level::ReadSecret
+    } else {
+        Level::Read
+    }
+}
+
 fn action_of(need: Level) -> &'static str {
     match need {
         Level::None | Level::Read => "read",
+        Level::ReadSecret => "read the sensitive",
         Level::Write => "change",
         Level::Admin => "administer",
     }
@@ -246,6 +257,12 @@ impl Reader {
 
     pub fn may_read(&self, key: &ConfigKey) -> bool {
         self.level(key) >= Level::Read
+    }
+
+    /// Whether the caller may read `config`'s content: a sensitive one needs
+    /// `read-secret`.
+    pub fn may_read_content(&self, config: &cairn_store::ConfigRecord) -> bool {
+        self.level(&config.key) >= needed_to_read(&config.key, config.sensitive)
     }
 
     pub fn sees_namespace(&self, namespace: &Namespace) -> bool {

@@ -179,7 +179,7 @@ impl AccessKeys {
     /// Checks an Apollo request of `app_id` in `namespace`: it must be signed (over
     /// `target`, the raw path and query as received) with an enabled key of the app that
     /// signs for the namespace, unless the app has no such key and the namespace serves
-    /// it unsigned.
+    /// it unsigned. `Ok(true)` when the request was signed.
     pub fn check(
         &self,
         app_id: &str,
@@ -187,7 +187,7 @@ impl AccessKeys {
         authorization: Option<&str>,
         timestamp: Option<&str>,
         target: &str,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         if !valid_app_id(app_id) {
             return Err(Refusal::InvalidAppId);
         }
@@ -209,7 +209,7 @@ impl AccessKeys {
             return if self.require_for_all {
                 Err(Refusal::Unauthorized)
             } else if self.serves_unsigned(namespace, app_id) {
-                Ok(())
+                Ok(false)
             } else {
                 Err(Refusal::Unsigned)
             };
@@ -230,7 +230,7 @@ impl AccessKeys {
             .iter()
             .any(|secret| verify(secret, timestamp, target, &signature))
         {
-            Ok(())
+            Ok(true)
         } else {
             Err(Refusal::Unauthorized)
         }

@@ -1024,7 +1024,7 @@ impl Auth {
             // Tokens read and publish; managing grants stays with people.
             if scopes.iter().any(|(_, level)| *level > Level::Write) {
                 return Err(AuthError::InvalidGrant(
-                    "a token's level is read or write".to_owned(),
+                    "a token's level is read, read-secret or write".to_owned(),
                 ));
             }
             if token_user(name).is_some_and(|user| self.users.contains_key(&user)) {

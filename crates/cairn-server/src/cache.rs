@@ -422,6 +422,7 @@ pub(crate) fn test_record(key: ConfigKey, revision: i64, content: &str) -> Confi
         created_at: 0,
         updated_by: "a".into(),
         updated_at: 0,
+        sensitive: false,
     }
 }
 

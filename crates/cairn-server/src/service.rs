@@ -227,6 +227,8 @@ pub struct PublishInput {
     pub format: Option<Format>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// Mark (or unmark) the config sensitive; `None` keeps what it is.
+    pub sensitive: Option<bool>,
     /// What the stored config must be for the write to go ahead.
     pub expect: Expect,
     /// Store content that does not parse as its format.
@@ -536,18 +538,24 @@ impl Service {
         origin: Origin,
     ) -> Result<()> {
         let reader = self.reader(caller);
-        match keys.find(|key| !reader.may_read(key)) {
+        match keys.find(|key| reader.level(key) < self.needed_to_read(key)) {
             Some(key) => self.may_read(caller, key, origin),
             None => Ok(()),
         }
     }
 
-    /// Refuses a read of `key` by a caller without read access to it.
-    /// A refusal is audited.
+    /// What reading `key` needs: `read-secret` for a sensitive config.
+    fn needed_to_read(&self, key: &ConfigKey) -> Level {
+        let sensitive = self.get(key).is_some_and(|c| c.sensitive);
+        crate::access::needed_to_read(key, sensitive)
+    }
+
+    /// Refuses a read of `key` by a caller without read access to it (`read-secret`
+    /// for a sensitive config). A refusal is audited.
     pub fn may_read(&self, caller: &Caller, key: &ConfigKey, origin: Origin) -> Result<()> {
         self.auth
             .access()
-            .require(caller, key, Level::Read)
+            .require(caller, key, self.needed_to_read(key))
             .map_err(|denied| {
                 self.auth.audit().record(cairn_store::AuditRecord {
                     at: now_millis(),
@@ -814,6 +822,7 @@ impl Service {
             validated_as: (!input.force).then_some(format),
             description: input.description,
             tags,
+            sensitive: input.sensitive,
             expect: input.expect,
             audit: Self::audit(actor, input.comment.unwrap_or_default()),
         };
@@ -1210,6 +1219,7 @@ impl Service {
                 format: Some(c.format),
                 description: c.description.clone(),
                 tags: c.tags.clone(),
+                sensitive: c.sensitive,
                 gray: self
                     .commits
                     .cache()
@@ -1308,7 +1318,8 @@ impl Service {
                 let same = c.content == item.content
                     && item.format.is_none_or(|f| f == c.format)
                     && c.description == item.description
-                    && c.tags == tags;
+                    && c.tags == tags
+                    && (c.sensitive || !item.sensitive);
                 if same {
                     report.unchanged.push(key);
                     continue;
@@ -1350,6 +1361,8 @@ impl Service {
                 validated_as: Some(format),
                 description: Some(item.description),
                 tags: Some(tags),
+                // An import marks configs sensitive, never unmarks one.
+                sensitive: item.sensitive.then_some(true),
                 // What was checked above holds when the transaction writes, or the
                 // whole import fails.
                 expect: match &current {
@@ -1483,7 +1496,7 @@ impl Service {
     fn select(&self, caller: &Caller, filter: &ListFilter) -> Vec<Arc<ConfigRecord>> {
         let reader = self.reader(caller);
         self.commits.cache().select(|c| {
-            reader.may_read(&c.key)
+            reader.may_read_content(c)
                 && filter
                     .namespace
                     .as_ref()
@@ -1567,6 +1580,8 @@ impl Service {
             format: Some(entry.format),
             description: Some(entry.description),
             tags: Some(entry.tags),
+            // A rollback restores content, not who may read it.
+            sensitive: None,
             expect,
             // It was accepted once; a later tightening of a parser must not block undoing.
             force: true,

@@ -495,6 +495,7 @@ mod tests {
             validated_as: None,
             description: None,
             tags: None,
+            sensitive: None,
             expect: Expect::Any,
             audit: Audit {
                 operator: "t".into(),

@@ -26,6 +26,8 @@ pub struct Item {
     pub format: Option<Format>,
     pub description: String,
     pub tags: Vec<String>,
+    /// Marked sensitive (Cairn's format only: Nacos's marks by the `cipher-` prefix).
+    pub sensitive: bool,
     /// Its gray release (Cairn's format only).
     pub gray: Option<GrayItem>,
 }
@@ -218,6 +220,7 @@ fn read_zip_within(
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            sensitive: false,
             gray: None,
         });
     }
@@ -299,6 +302,8 @@ struct Line {
     description: String,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sensitive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gray: Option<GrayItem>,
 }
@@ -327,6 +332,7 @@ pub fn write_cairn(namespace: &str, exported_at: String, items: &[Item]) -> Vec<
             content: item.content.clone(),
             description: item.description.clone(),
             tags: item.tags.clone(),
+            sensitive: item.sensitive,
             gray: item.gray.clone(),
         };
         out.extend(serde_json::to_vec(&line).expect("a line serializes"));
@@ -406,6 +412,7 @@ pub fn read_cairn(bytes: &[u8]) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem
                 format,
                 description: line.description,
                 tags: line.tags,
+                sensitive: line.sensitive,
                 gray: line.gray,
             })
         })();
@@ -439,6 +446,7 @@ mod tests {
             format: Some(Format::Yaml),
             description: "the app".to_owned(),
             tags: vec!["a".to_owned(), "b".to_owned()],
+            sensitive: false,
             gray: None,
         }
     }

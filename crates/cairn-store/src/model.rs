@@ -134,6 +134,8 @@ pub struct ConfigRecord {
     pub created_at: i64,
     pub updated_by: String,
     pub updated_at: i64,
+    /// Its content is shown only to callers with `read-secret`.
+    pub sensitive: bool,
 }
 
 /// What the caller requires of the current state for a write to proceed.
@@ -200,6 +202,8 @@ pub struct ConfigWrite {
     pub description: Option<String>,
     /// `None` keeps the stored value (none for a new config).
     pub tags: Option<Vec<String>>,
+    /// `None` keeps the stored value (not sensitive for a new config).
+    pub sensitive: Option<bool>,
     pub expect: Expect,
     pub audit: Audit,
 }

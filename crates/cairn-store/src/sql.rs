@@ -92,6 +92,7 @@ pub(crate) struct Current {
     pub format: cairn_core::Format,
     pub description: String,
     pub tags: Vec<String>,
+    pub sensitive: bool,
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -142,7 +143,7 @@ fn identity(kind: &str, key: &ConfigKey) -> String {
 }
 
 const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
-     description, tags, created_by, created_at, updated_by, updated_at";
+     description, tags, created_by, created_at, updated_by, updated_at, marked_sensitive";
 
 fn parse_key(row: &AnyRow) -> Result<ConfigKey> {
     let ns = text(row, "namespace")?;
@@ -176,6 +177,7 @@ fn config_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<Confi
         created_at: row.try_get("created_at")?,
         updated_by: text(row, "updated_by")?,
         updated_at: row.try_get("updated_at")?,
+        sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
     })
 }
 
@@ -292,7 +294,7 @@ impl SqlStore {
         expect: &Expect,
     ) -> Result<Option<Current>> {
         let sql = self.sql(
-            "SELECT md5, created_by, created_at, format, description, tags \
+            "SELECT md5, created_by, created_at, format, description, tags, marked_sensitive \
              FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
         );
         let row = sqlx::query::<Any>(sql)
@@ -309,6 +311,7 @@ impl SqlStore {
                 format: parse_format(&row)?,
                 description: text(&row, "description")?,
                 tags: split_tags(&text(&row, "tags")?),
+                sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
             }),
             None => None,
         };
@@ -424,6 +427,10 @@ impl SqlStore {
             .clone()
             .or_else(|| current.as_ref().map(|c| c.tags.clone()))
             .unwrap_or_default();
+        let sensitive = write
+            .sensitive
+            .or(current.as_ref().map(|c| c.sensitive))
+            .unwrap_or(false);
         let revision = self
             .append_change(tx, key, write.op, &write.md5, at)
             .await?;
@@ -434,12 +441,12 @@ impl SqlStore {
         let sql = self.sql(if current.is_some() {
             "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
              description = ?, tags = ?, updated_by = ?, updated_at = ?, \
-             created_by = ?, created_at = ? \
+             created_by = ?, created_at = ?, marked_sensitive = ? \
              WHERE namespace = ? AND grp = ? AND data_id = ?"
         } else {
             "INSERT INTO configs (content, format, md5, revision, description, tags, \
-             updated_by, updated_at, created_by, created_at, namespace, grp, data_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             updated_by, updated_at, created_by, created_at, marked_sensitive, namespace, grp, data_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
         let stored = crate::seal::seal(
             self.sealer.as_deref(),
@@ -457,6 +464,7 @@ impl SqlStore {
             .bind(at)
             .bind(&created_by)
             .bind(created_at)
+            .bind(i32::from(sensitive))
             .bind(key.namespace.as_str())
             .bind(key.group.as_str())
             .bind(key.data_id.as_str())
@@ -499,6 +507,7 @@ impl SqlStore {
             created_at,
             updated_by: write.audit.operator.clone(),
             updated_at: at,
+            sensitive,
         })
     }
 
@@ -770,7 +779,7 @@ impl ConfigStore for SqlStore {
     async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>> {
         let sql = self.dialect.sql(
             "SELECT namespace, grp, data_id, content, format, md5, revision, \
-             description, tags, created_by, created_at, updated_by, updated_at \
+             description, tags, created_by, created_at, updated_by, updated_at, marked_sensitive \
              FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
         );
         let row = sqlx::query::<Any>(sql)
@@ -1170,6 +1179,7 @@ impl ConfigStore for SqlStore {
             created_at: current.created_at,
             updated_by: audit.operator.clone(),
             updated_at: at,
+            sensitive: current.sensitive,
         })
     }
 

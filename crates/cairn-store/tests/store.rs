@@ -32,6 +32,7 @@ fn write(key: &ConfigKey, content: &str, expect: Expect, at: i64) -> ConfigWrite
         validated_as: None,
         description: Some("desc".into()),
         tags: Some(vec!["team-a".into(), "db".into()]),
+        sensitive: None,
         expect,
         audit: audit(at),
     }
@@ -54,6 +55,29 @@ async fn publish_then_load(store: Arc<dyn Store>) {
     assert_eq!(all, vec![second]);
     assert_eq!(all[0].tags, vec!["team-a", "db"]);
     assert_eq!(all[0].format, Format::Yaml);
+}
+
+async fn the_sensitive_mark_is_kept_until_changed(store: Arc<dyn Store>) {
+    let k = key("db.properties");
+    let marked = ConfigWrite {
+        sensitive: Some(true),
+        ..write(&k, "a: 1", Expect::Any, 1000)
+    };
+    assert!(store.put_config(&marked).await.unwrap().sensitive);
+    // A write that does not say keeps it, through a reload too.
+    let kept = store
+        .put_config(&write(&k, "a: 2", Expect::Any, 2000))
+        .await
+        .unwrap();
+    assert!(kept.sensitive);
+    assert!(store.get_config(&k).await.unwrap().unwrap().sensitive);
+    assert!(store.load_configs().await.unwrap()[0].sensitive);
+    let unmarked = ConfigWrite {
+        sensitive: Some(false),
+        ..write(&k, "a: 3", Expect::Any, 3000)
+    };
+    assert!(!store.put_config(&unmarked).await.unwrap().sensitive);
+    assert!(!store.load_configs().await.unwrap()[0].sensitive);
 }
 
 async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
@@ -867,7 +891,7 @@ async fn grants_and_roles(store: Arc<dyn Store>) {
     let to_devs = grant(
         Subject::Role(devs.clone()),
         "prod:app-*:*.yaml",
-        Level::Read,
+        Level::ReadSecret,
     );
     store.put_grant(&to_devs).await.unwrap();
     let all = store.grants().await.unwrap();
@@ -1098,6 +1122,7 @@ macro_rules! suite {
             }
 
             case!(publish_then_load);
+            case!(the_sensitive_mark_is_kept_until_changed);
             case!(compare_and_set);
             case!(imports_land_whole_or_not_at_all);
             case!(history_is_pruned_to_its_retention);

@@ -89,6 +89,10 @@ pub struct PublishArgs {
     /// Recorded in history.
     #[arg(long, short)]
     message: Option<String>,
+    /// Mark the config sensitive (`true`): only users with read-secret see its content;
+    /// `false` unmarks it [default: as it is].
+    #[arg(long)]
+    sensitive: Option<bool>,
 }
 
 #[derive(Args)]
@@ -198,6 +202,7 @@ async fn publish(client: &Client, out: &mut impl Write, args: PublishArgs) -> an
         cas_md5: args.cas,
         force: args.force,
         comment: args.message,
+        sensitive: args.sensitive,
     };
     let config = client.publish(&k, &publish).await?;
     writeln!(

@@ -459,6 +459,7 @@ fn apollo_item(
         format: Some(format),
         description: String::new(),
         tags: Vec::new(),
+        sensitive: false,
         gray: None,
     })
 }

@@ -482,6 +482,7 @@ async fn publish_config(
         format: parse_format(req.format)?,
         description: req.description,
         tags: req.tags,
+        sensitive: req.sensitive,
         expect: expectation(req.cas_md5),
         force: req.force,
         comment: req.comment,

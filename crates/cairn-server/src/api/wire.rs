@@ -203,6 +203,9 @@ pub struct PublishRequest {
     pub force: bool,
     /// Recorded in history.
     pub comment: Option<String>,
+    /// Show the content only to callers with `read-secret` (data ids starting
+    /// `cipher-` are sensitive whatever this says). Default: as it is.
+    pub sensitive: Option<bool>,
 }
 
 /// A config's metadata, and its content when asked for.
@@ -226,6 +229,9 @@ pub struct ConfigView {
     /// Whether this is the gray release's content, served to a matching client.
     #[serde(default)]
     pub gray: bool,
+    /// Whether its content is shown only to callers with `read-secret`.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 impl ConfigView {
@@ -261,6 +267,7 @@ impl ConfigView {
             updated_by: c.updated_by.clone(),
             updated_at: timestamp(c.updated_at),
             gray: false,
+            sensitive: c.sensitive || cairn_core::grant::is_cipher_data_id(c.key.data_id.as_str()),
         }
     }
 }

@@ -837,3 +837,51 @@ async fn one_client_holds_a_bounded_number_of_polls() {
     assert_eq!(again.await.unwrap().0, StatusCode::NOT_MODIFIED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_sensitive_config_is_served_to_signed_reads_only() {
+    let app = spawn().await;
+    let r = app
+        .publish(
+            "public/shop/application",
+            json!({ "content": "password=Hunter2", "format": "properties", "sensitive": true }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Unsigned, as the namespace allows for the app: as if it did not exist.
+    let r = get(&app, "/configs/shop/default/application").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.text().await.unwrap().contains("Hunter2"));
+    let r = get(&app, "/configfiles/json/shop/default/application").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Once the app signs its reads, it gets it.
+    let r = app
+        .request(Method::POST, "/api/v1/apps/shop/access-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key: Value = r.json().await.unwrap();
+    let secret = key["secret"].as_str().unwrap();
+    let path = "/configs/shop/default/application";
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let r = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("Timestamp", &timestamp)
+        .header(
+            "Authorization",
+            format!("Apollo shop:{}", sign(secret, &timestamp, path)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["configurations"]["password"], "Hunter2");
+    app.stop().await;
+}

@@ -623,3 +623,112 @@ async fn service_tokens_are_scoped_shown_once_and_revocable() {
     assert_eq!(actions, ["token.revoke", "token.create"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sensitive_configs_are_shown_only_with_read_secret() {
+    let (app, token) = setup().await;
+    let r = app
+        .publish(
+            "dev/db/app.properties",
+            json!({ "content": "password=Hunter2", "sensitive": true }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let published: Value = r.json().await.unwrap();
+    assert_eq!(published["sensitive"], true);
+    // Nacos's convention: a `cipher-` data id is sensitive by its name.
+    app.publish_ok("dev/db/cipher-aes-key", "wrapped-key").await;
+    let get = |path: &str| as_user(&app, &token, Method::GET, path).send();
+    let refused = |path: &'static str| {
+        let request = get(path);
+        async move {
+            let message =
+                expect_error(request.await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+            assert!(message.contains("read-secret"), "{message}");
+            assert!(!message.contains("Hunter2"), "{message}");
+        }
+    };
+
+    // With read only: refused on every read, left out of lists, exports and watches.
+    refused("/api/v1/configs/dev/db/app.properties").await;
+    refused("/api/v1/configs/dev/db/cipher-aes-key?view=json").await;
+    refused("/api/v1/configs/dev/db/app.properties/history").await;
+    let r = get("/nacos/v1/cs/configs?dataId=app.properties&group=db&tenant=dev")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("Hunter2"));
+    let r = get("/api/v1/configs?namespace=dev").await.unwrap();
+    let listed: Value = r.json().await.unwrap();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.yaml"]);
+    let r = get("/api/v1/namespaces/dev/export?format=cairn")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let exported = r.text().await.unwrap();
+    assert!(
+        !exported.contains("Hunter2") && !exported.contains("wrapped-key"),
+        "{exported}"
+    );
+    let r = as_user(&app, &token, Method::POST, "/api/v1/watch")
+        .json(&json!({ "keys": [{ "namespace": "dev", "group": "db", "data_id": "app.properties", "md5": "" }], "timeout_ms": 100 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // A read-secret grant opens them.
+    grant(&app, "dev", "read-secret").await;
+    let r = get("/api/v1/configs/dev/db/app.properties").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "password=Hunter2");
+    let r = get("/api/v1/configs/dev/db/cipher-aes-key").await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "wrapped-key");
+    let exported = get("/api/v1/namespaces/dev/export?format=cairn")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(exported.contains("\"sensitive\":true"), "{exported}");
+    // Read-secret does not include writing.
+    let r = as_user(
+        &app,
+        &token,
+        Method::PUT,
+        "/api/v1/configs/dev/db/app.properties",
+    )
+    .json(&json!({ "content": "password=mine" }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The mark stays through later publishes that do not mention it, and a writer can
+    // take it off.
+    grant(&app, "dev", "read").await;
+    let r = app
+        .publish(
+            "dev/db/app.properties",
+            json!({ "content": "password=Second" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    refused("/api/v1/configs/dev/db/app.properties").await;
+    let r = app
+        .publish(
+            "dev/db/app.properties",
+            json!({ "content": "password=public", "sensitive": false }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = get("/api/v1/configs/dev/db/app.properties").await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "password=public");
+    app.stop().await;
+}

@@ -310,13 +310,14 @@ fn target(state: &SharedState, uri: &OriginalUri) -> Result<Target, ApolloError>
     })
 }
 
-/// Checks the access key of `app_id` against the request's signature.
+/// Checks the access key of `app_id` against the request's signature; true when the
+/// request was signed (an unsigned read is served only what is not sensitive).
 fn guard(
     state: &SharedState,
     app_id: &str,
     headers: &HeaderMap,
     target: &Target,
-) -> Result<(), ApolloError> {
+) -> Result<bool, ApolloError> {
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     state
         .access_keys
@@ -540,7 +541,7 @@ impl ConfigRead {
         let Query(query) = Query::<ConfigQuery>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApolloError::new(Reason::BadRequest(e.body_text()), &target.path))?;
-        guard(state, &app, &parts.headers, &target)?;
+        let signed = guard(state, &app, &parts.headers, &target)?;
         let group = Group::parse(&app).map_err(|_| not_found())?;
         let find = || {
             resolve(
@@ -575,6 +576,14 @@ impl ConfigRead {
             query.label.as_deref(),
         );
         let view = state.service.view(&key, &client).ok_or_else(not_found)?;
+        // A sensitive config is read by apps that sign their requests only: an app
+        // served unsigned could be anyone who knows its id.
+        if !signed
+            && crate::access::needed_to_read(&key, view.config.sensitive)
+                > cairn_core::grant::Level::Read
+        {
+            return Err(not_found());
+        }
         Ok(ConfigRead {
             app,
             namespace,

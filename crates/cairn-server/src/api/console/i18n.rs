@@ -195,6 +195,8 @@ const ZH: &[(&str, &str)] = &[
     ("Search", "搜索"),
     ("Secret", "密钥"),
     ("Send every client back to the main content?", "让所有客户端回到主配置？"),
+    ("Sensitive", "敏感"),
+    ("Sensitive: only users with read-secret see the content", "敏感：仅有 read-secret 权限的用户可见内容"),
     ("Side by side", "并排"),
     ("Since", "开始时间"),
     ("Size", "容量"),

@@ -418,7 +418,7 @@ fn level_of(action: &str) -> Result<Level> {
 fn action_of(level: Level) -> &'static str {
     match level {
         Level::None => "none",
-        Level::Read => "r",
+        Level::Read | Level::ReadSecret => "r",
         Level::Write | Level::Admin => "rw",
     }
 }

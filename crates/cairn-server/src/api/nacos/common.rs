@@ -130,6 +130,8 @@ pub async fn publish(
         format,
         description,
         tags,
+        // Nacos marks nothing: `cipher-` data ids are sensitive by name.
+        sensitive: None,
         expect,
         force: false,
         comment: Some("published through the Nacos API".into()),

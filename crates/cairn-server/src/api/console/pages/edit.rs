@@ -23,6 +23,9 @@ pub struct EditForm {
     description: String,
     #[serde(default)]
     tags: String,
+    /// `on` when the config is to be sensitive (a checkbox).
+    #[serde(default)]
+    sensitive: String,
     #[serde(default)]
     message: String,
     /// The md5 and revision the edit started from; empty when creating.
@@ -102,6 +105,11 @@ pub async fn edit_page(
         format: c.format.as_str().into(),
         description: c.description.clone(),
         tags: c.tags.join(", "),
+        sensitive: if c.sensitive {
+            "on".into()
+        } else {
+            String::new()
+        },
         base_md5: c.md5.clone(),
         base_revision: c.revision.get().to_string(),
         ..EditForm::default()
@@ -219,6 +227,7 @@ async fn submit(
                 format,
                 description: Some(form.description.trim().to_owned()),
                 tags: Some(tags),
+                sensitive: Some(form.sensitive == "on"),
                 expect,
                 force: false,
                 comment: Some(form.message.trim().to_owned()).filter(|m| !m.is_empty()),
@@ -294,6 +303,7 @@ fn carried(ctx: &Ctx, form: &EditForm, with_content: bool) -> Markup {
         input type="hidden" name="format" value=(form.format);
         input type="hidden" name="description" value=(form.description);
         input type="hidden" name="tags" value=(form.tags);
+        input type="hidden" name="sensitive" value=(form.sensitive);
         input type="hidden" name="base_md5" value=(form.base_md5);
         input type="hidden" name="base_revision" value=(form.base_revision);
         @if with_content {
@@ -387,6 +397,10 @@ fn editor_below(
             }
             label for="description" { (ctx.t("Description")) }
             input #description type="text" name="description" value=(form.description);
+            label.check {
+                input #sensitive type="checkbox" name="sensitive" value="on" checked[form.sensitive == "on"];
+                " " (ctx.t("Sensitive: only users with read-secret see the content"))
+            }
             label for="content" { (ctx.t("Content")) }
             textarea #content name="content" data-editor data-format-select="format"
                 data-format=(if form.format.is_empty() { "text" } else { form.format.as_str() })

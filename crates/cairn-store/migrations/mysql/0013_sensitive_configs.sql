@@ -1,0 +1,6 @@
+-- A config marked sensitive: its content is shown only to callers with read-secret.
+-- (SENSITIVE is a reserved word in MySQL.)
+
+ALTER TABLE configs ADD COLUMN marked_sensitive INTEGER NOT NULL DEFAULT 0;
+-- The read-secret level is longer than the levels the column was sized for.
+ALTER TABLE grants MODIFY level VARCHAR(16) NOT NULL;

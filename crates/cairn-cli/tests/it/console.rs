@@ -674,6 +674,31 @@ async fn a_person_manages_configs_in_the_console() {
     fill(&phone, "#password", "bob-password-2").await;
     click(&phone, "button[type=submit]").await;
     assert!(text(&phone, "#configs").await.contains("app.yaml"));
+
+    // Marked sensitive in the editor, the config is gone from bob's list, and opening it
+    // says what he would need.
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/app.yaml/edit"
+    ))
+    .await
+    .unwrap();
+    set_editor(&c, "server:\n  port: 7070\n").await;
+    click(&c, "#sensitive").await;
+    click(&c, "button[value=review]").await;
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Published"));
+    let meta = text(&c, "#meta").await;
+    assert!(meta.contains("read-secret"), "{meta}");
+    shot(&c, "05b-sensitive").await;
+    phone.goto(&format!("{url}/console/configs")).await.unwrap();
+    assert!(!text(&phone, "#configs").await.contains("app.yaml"));
+    phone
+        .goto(&format!("{url}/console/c/public/DEFAULT_GROUP/app.yaml"))
+        .await
+        .unwrap();
+    let refused = text(&phone, ".flash.error").await;
+    assert!(refused.contains("read-secret"), "{refused}");
+    assert!(!phone.source().await.unwrap().contains("7070"));
     phone.close().await.unwrap();
 
     // A system in dark mode gets the dark theme, editor included.

@@ -1528,17 +1528,41 @@ impl Service {
     /// The newest history entry before `revision`, with its content.
     pub async fn history_before(
         &self,
+        caller: &Caller,
         key: &ConfigKey,
         revision: Revision,
     ) -> Result<Option<HistoryRecord>> {
-        Ok(self.store.history_before(key, revision).await?)
+        let entry = self.store.history_before(key, revision).await?;
+        if let Some(entry) = &entry {
+            self.may_read_entry(caller, entry)?;
+        }
+        Ok(entry)
     }
 
+    /// Refuses an entry written while its config was sensitive to a caller without
+    /// `read-secret` on the config, whatever the config is now (unmarked, deleted).
+    fn may_read_entry(&self, caller: &Caller, entry: &HistoryRecord) -> Result<()> {
+        if entry.sensitive {
+            self.auth
+                .access()
+                .require(caller, &entry.key, Level::ReadSecret)?;
+        }
+        Ok(())
+    }
+
+    /// One history entry, with its content, for `caller` (who may read the config).
     pub async fn history_entry(
         &self,
+        caller: &Caller,
         key: &ConfigKey,
         revision: Revision,
     ) -> Result<HistoryRecord> {
+        let entry = self.entry(key, revision).await?;
+        self.may_read_entry(caller, &entry)?;
+        Ok(entry)
+    }
+
+    async fn entry(&self, key: &ConfigKey, revision: Revision) -> Result<HistoryRecord> {
         self.store
             .history_entry(key, revision)
             .await?
@@ -1571,7 +1595,7 @@ impl Service {
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
         self.may_write(actor, &key, Op::Rollback)?;
-        let entry = self.history_entry(&key, revision).await?;
+        let entry = self.entry(&key, revision).await?;
         if matches!(entry.op, Op::Delete | Op::GrayAbandon | Op::GrayPublish) {
             return Err(ServiceError::RevisionIsDeletion(revision));
         }
@@ -1580,8 +1604,8 @@ impl Service {
             format: Some(entry.format),
             description: Some(entry.description),
             tags: Some(entry.tags),
-            // A rollback restores content, not who may read it.
-            sensitive: None,
+            // Content that was sensitive stays so; a rollback never unmarks.
+            sensitive: entry.sensitive.then_some(true),
             expect,
             // It was accepted once; a later tightening of a parser must not block undoing.
             force: true,
@@ -1593,14 +1617,15 @@ impl Service {
     /// A unified diff from revision `from` to revision `to` (or the current content).
     pub async fn diff(
         &self,
+        caller: &Caller,
         key: &ConfigKey,
         from: Revision,
         to: Option<Revision>,
     ) -> Result<String> {
-        let old = self.history_entry(key, from).await?;
+        let old = self.history_entry(caller, key, from).await?;
         let (new_content, new_label) = match to {
             Some(to) => (
-                self.history_entry(key, to).await?.content,
+                self.history_entry(caller, key, to).await?.content,
                 format!("{key}@{to}"),
             ),
             None => {

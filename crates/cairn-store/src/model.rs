@@ -232,6 +232,9 @@ pub struct HistoryRecord {
     pub source: String,
     pub comment: String,
     pub created_at: i64,
+    /// Whether its config was sensitive when it was written: its content is shown only
+    /// to callers with `read-secret`, whatever the config is now.
+    pub sensitive: bool,
 }
 
 /// One change-log entry.

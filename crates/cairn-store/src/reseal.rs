@@ -5,8 +5,8 @@
 use sqlx::{Any, Row};
 
 use crate::seal::{reseal, Resealed};
-use crate::sql::{text, SqlStore};
-use crate::{ConfigKey, Result, StoreError};
+use crate::sql::{parse_key, text, SqlStore};
+use crate::{Result, StoreError};
 
 /// What a pass over the stored values did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,23 +89,16 @@ impl SqlStore {
                 );
                 let mut tx = self.begin_write().await?;
                 for row in &rows {
-                    let (ns, group, data_id) = (
-                        text(row, "namespace")?,
-                        text(row, "grp")?,
-                        text(row, "data_id")?,
-                    );
-                    let key = ConfigKey::parse(&ns, &group, &data_id).map_err(|e| {
-                        StoreError::Corrupt(format!("config key {ns}/{group}/{data_id}: {e}"))
-                    })?;
+                    let key = parse_key(row)?;
                     let stored = text(row, "content")?;
                     let (done, new) = reseal(&sealer, &format!("{kind}:{key}"), &stored)?;
                     let mut written = true;
                     if let Some(new) = new {
                         written = sqlx::query::<Any>(self.sql(update))
                             .bind(new)
-                            .bind(&ns)
-                            .bind(&group)
-                            .bind(&data_id)
+                            .bind(key.namespace.as_str())
+                            .bind(key.group.as_str())
+                            .bind(key.data_id.as_str())
                             .bind(&stored)
                             .execute(&mut *tx)
                             .await?
@@ -144,14 +137,7 @@ impl SqlStore {
             let mut tx = self.begin_write().await?;
             for row in &rows {
                 let revision: i64 = row.try_get("revision")?;
-                let (ns, group, data_id) = (
-                    text(row, "namespace")?,
-                    text(row, "grp")?,
-                    text(row, "data_id")?,
-                );
-                let key = ConfigKey::parse(&ns, &group, &data_id).map_err(|e| {
-                    StoreError::Corrupt(format!("config key {ns}/{group}/{data_id}: {e}"))
-                })?;
+                let key = parse_key(row)?;
                 let stored = text(row, "content")?;
                 let (done, new) = reseal(sealer, &format!("history:{key}"), &stored)?;
                 let mut written = true;

@@ -100,15 +100,7 @@ impl Sealer {
             .map_err(|_| StoreError::Encryption("the system's random source failed".into()))?;
         let content_key =
             LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &data_key).map_err(failed)?);
-        let (wrap_nonce, content_nonce) = (self.nonce()?, self.nonce()?);
-        let mut wrapped = data_key.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(wrap_nonce),
-                Aad::from(DATA_KEY_AAD),
-                &mut wrapped,
-            )
-            .map_err(failed)?;
+        let content_nonce = self.nonce()?;
         let mut sealed = content.as_bytes().to_vec();
         content_key
             .seal_in_place_append_tag(
@@ -117,11 +109,28 @@ impl Sealer {
                 &mut sealed,
             )
             .map_err(failed)?;
-        let mut out = Vec::with_capacity(2 * NONCE_LEN + wrapped.len() + sealed.len());
+        let mut content_part = Vec::with_capacity(NONCE_LEN + sealed.len());
+        content_part.extend_from_slice(&content_nonce);
+        content_part.extend_from_slice(&sealed);
+        self.envelope(&data_key, &content_part)
+    }
+
+    /// The stored text of a content sealed under `data_key` (its nonce and ciphertext,
+    /// `content_part`), with the data key wrapped by the current key.
+    fn envelope(&self, data_key: &[u8; KEY_LEN], content_part: &[u8]) -> Result<String> {
+        let wrap_nonce = self.nonce()?;
+        let mut wrapped = data_key.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(wrap_nonce),
+                Aad::from(DATA_KEY_AAD),
+                &mut wrapped,
+            )
+            .map_err(|_| StoreError::Encryption("encryption failed".into()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + wrapped.len() + content_part.len());
         out.extend_from_slice(&wrap_nonce);
         out.extend_from_slice(&wrapped);
-        out.extend_from_slice(&content_nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(content_part);
         Ok(format!(
             "{SEALED}{}",
             base64::engine::general_purpose::STANDARD.encode(out)
@@ -188,28 +197,6 @@ impl Sealer {
         let mut bytes = Vec::new();
         Ok(self.unwrap(identity, body, &mut bytes)?.plain)
     }
-
-    /// A sealed body with its data key wrapped again, by the current key; the content's
-    /// own ciphertext is kept.
-    fn rewrap(&self, data_key: &[u8; KEY_LEN], sealed_part: &[u8]) -> Result<String> {
-        let wrap_nonce = self.nonce()?;
-        let mut wrapped = data_key.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(wrap_nonce),
-                Aad::from(DATA_KEY_AAD),
-                &mut wrapped,
-            )
-            .map_err(|_| StoreError::Encryption("encryption failed".into()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + wrapped.len() + sealed_part.len());
-        out.extend_from_slice(&wrap_nonce);
-        out.extend_from_slice(&wrapped);
-        out.extend_from_slice(sealed_part);
-        Ok(format!(
-            "{SEALED}{}",
-            base64::engine::general_purpose::STANDARD.encode(out)
-        ))
-    }
 }
 
 /// A sealed body opened: its data key, whether the current key wrapped it, the
@@ -235,7 +222,8 @@ pub fn reseal(sealer: &Sealer, identity: &str, stored: &str) -> Result<(Resealed
     if opened.current {
         return Ok((Resealed::Current, None));
     }
-    let rewrapped = sealer.rewrap(&opened.data_key, opened.sealed_part)?;
+    // The content's own ciphertext is kept; only its data key is wrapped again.
+    let rewrapped = sealer.envelope(&opened.data_key, opened.sealed_part)?;
     Ok((Resealed::Rewrapped, Some(rewrapped)))
 }
 

@@ -145,7 +145,7 @@ fn identity(kind: &str, key: &ConfigKey) -> String {
 const CONFIG_COLUMNS: &str = "namespace, grp, data_id, content, format, md5, revision, \
      description, tags, created_by, created_at, updated_by, updated_at, marked_sensitive";
 
-fn parse_key(row: &AnyRow) -> Result<ConfigKey> {
+pub(crate) fn parse_key(row: &AnyRow) -> Result<ConfigKey> {
     let ns = text(row, "namespace")?;
     let group = text(row, "grp")?;
     let data_id = text(row, "data_id")?;
@@ -196,6 +196,7 @@ fn history_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<Hist
         source: text(row, "source")?,
         comment: text(row, "comment")?,
         created_at: row.try_get("created_at")?,
+        sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
     })
 }
 
@@ -493,6 +494,7 @@ impl SqlStore {
             &tags,
             &write.audit,
             current.as_ref().map(|c| c.md5.as_str()),
+            sensitive,
         )
         .await?;
         Ok(ConfigRecord {
@@ -567,11 +569,12 @@ impl SqlStore {
         tags: &[String],
         audit: &Audit,
         before: Option<&str>,
+        sensitive: bool,
     ) -> Result<()> {
         let sql = self.sql(
             "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
-             md5, description, tags, operator, source, comment, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             md5, description, tags, operator, source, comment, created_at, marked_sensitive) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let stored = crate::seal::seal(self.sealer.as_deref(), &identity("history", key), content)?;
         sqlx::query::<Any>(sql)
@@ -589,6 +592,7 @@ impl SqlStore {
             .bind(&audit.source)
             .bind(&audit.comment)
             .bind(audit.at)
+            .bind(i32::from(sensitive))
             .execute(&mut **tx)
             .await?;
         // The audit entry commits with the change, or neither does.
@@ -849,6 +853,7 @@ impl ConfigStore for SqlStore {
             &[],
             &delete.audit,
             Some(&current.md5),
+            current.sensitive,
         )
         .await?;
         self.commit_write(tx).await?;
@@ -924,7 +929,7 @@ impl ConfigStore for SqlStore {
         // Listings leave the contents out: a page may span many large versions.
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
-             description, tags, operator, source, comment, created_at FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? \
              ORDER BY revision DESC LIMIT ? OFFSET ?",
         );
@@ -951,7 +956,7 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
              WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
         );
         let row = sqlx::query::<Any>(sql)
@@ -974,7 +979,7 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
              ORDER BY revision DESC LIMIT 1",
         );
@@ -1097,6 +1102,7 @@ impl ConfigStore for SqlStore {
             &current.tags,
             &audit,
             Some(&current.md5),
+            current.sensitive,
         )
         .await?;
         self.commit_write(tx).await?;
@@ -1164,6 +1170,7 @@ impl ConfigStore for SqlStore {
             &current.tags,
             &audit,
             Some(&current.md5),
+            current.sensitive,
         )
         .await?;
         self.commit_write(tx).await?;
@@ -1210,6 +1217,7 @@ impl ConfigStore for SqlStore {
             &[],
             &audit,
             Some(&gray.md5),
+            false,
         )
         .await?;
         self.commit_write(tx).await?;

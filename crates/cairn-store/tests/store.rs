@@ -76,8 +76,23 @@ async fn the_sensitive_mark_is_kept_until_changed(store: Arc<dyn Store>) {
         sensitive: Some(false),
         ..write(&k, "a: 3", Expect::Any, 3000)
     };
-    assert!(!store.put_config(&unmarked).await.unwrap().sensitive);
+    let now = store.put_config(&unmarked).await.unwrap();
+    assert!(!now.sensitive);
     assert!(!store.load_configs().await.unwrap()[0].sensitive);
+    // Each history entry keeps the mark its config had when it was written.
+    let entry = |revision| {
+        let store = store.clone();
+        let k = k.clone();
+        async move { store.history_entry(&k, revision).await.unwrap().unwrap() }
+    };
+    assert!(entry(kept.revision).await.sensitive);
+    assert!(!entry(now.revision).await.sensitive);
+    let before = store
+        .history_before(&k, now.revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(before.sensitive);
 }
 
 async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {

@@ -550,7 +550,7 @@ async fn history_entry(
     state
         .service
         .may_read(&caller, &key, source.via("native"))?;
-    let entry = state.service.history_entry(&key, revision).await?;
+    let entry = state.service.history_entry(&caller, &key, revision).await?;
     Ok(Json(HistoryView::new(&entry, true)))
 }
 
@@ -586,10 +586,10 @@ async fn rollback(
         (status = 404, body = ErrorBody)))]
 async fn diff(
     State(state): State<SharedState>,
-    ReadableKey { key, .. }: ReadableKey,
+    ReadableKey { caller, key }: ReadableKey,
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> Result<Response, ApiError> {
-    let diff = state.service.diff(&key, q.from, q.to).await?;
+    let diff = state.service.diff(&caller, &key, q.from, q.to).await?;
     Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
 }
 

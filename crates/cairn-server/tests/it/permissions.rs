@@ -639,7 +639,7 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
     // Nacos's convention: a `cipher-` data id is sensitive by its name.
     app.publish_ok("dev/db/cipher-aes-key", "wrapped-key").await;
     let get = |path: &str| as_user(&app, &token, Method::GET, path).send();
-    let refused = |path: &'static str| {
+    let refused = |path: &str| {
         let request = get(path);
         async move {
             let message =
@@ -653,11 +653,22 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
     refused("/api/v1/configs/dev/db/app.properties").await;
     refused("/api/v1/configs/dev/db/cipher-aes-key?view=json").await;
     refused("/api/v1/configs/dev/db/app.properties/history").await;
-    let r = get("/nacos/v1/cs/configs?dataId=app.properties&group=db&tenant=dev")
+    let nacos = |path: &str| {
+        app.http
+            .get(format!("{}{path}", app.base))
+            .query(&[("accessToken", token.as_str())])
+            .send()
+    };
+    let r = nacos("/nacos/v1/cs/configs?dataId=app.properties&group=db&tenant=dev")
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(!r.text().await.unwrap().contains("Hunter2"));
+    // The same token reads what is not sensitive there.
+    let r = nacos("/nacos/v1/cs/configs?dataId=a.yaml&group=g&tenant=dev")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let r = get("/api/v1/configs?namespace=dev").await.unwrap();
     let listed: Value = r.json().await.unwrap();
     let names: Vec<&str> = listed["items"]
@@ -711,7 +722,8 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // The mark stays through later publishes that do not mention it, and a writer can
-    // take it off.
+    // take it off; what was written while it was on stays behind read-secret, in
+    // history, in diffs, and through a rollback.
     grant(&app, "dev", "read").await;
     let r = app
         .publish(
@@ -720,6 +732,9 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let second = r.json::<Value>().await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
     refused("/api/v1/configs/dev/db/app.properties").await;
     let r = app
         .publish(
@@ -728,7 +743,49 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let public = r.json::<Value>().await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
     let r = get("/api/v1/configs/dev/db/app.properties").await.unwrap();
     assert_eq!(r.text().await.unwrap(), "password=public");
+    let r = get(&format!(
+        "/api/v1/configs/dev/db/app.properties/history/{public}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    refused(&format!(
+        "/api/v1/configs/dev/db/app.properties/history/{second}"
+    ))
+    .await;
+    refused(&format!(
+        "/api/v1/configs/dev/db/app.properties/diff?from={second}"
+    ))
+    .await;
+    let r = nacos(&format!(
+        "/nacos/v1/cs/history?nid={second}&dataId=app.properties&group=db&tenant=dev"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = nacos(&format!(
+        "/nacos/v1/cs/history?nid={public}&dataId=app.properties&group=db&tenant=dev"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/configs/dev/db/app.properties/rollback",
+        )
+        .json(&json!({ "revision": second }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rolled: Value = r.json().await.unwrap();
+    assert_eq!(rolled["sensitive"], true, "{rolled}");
+    refused("/api/v1/configs/dev/db/app.properties").await;
     app.stop().await;
 }

@@ -2,5 +2,8 @@
 -- (SENSITIVE is a reserved word in MySQL.)
 
 ALTER TABLE configs ADD COLUMN marked_sensitive INTEGER NOT NULL DEFAULT 0;
+-- Each history entry keeps the mark its config had, so an entry written while the
+-- config was sensitive stays so after the config is unmarked or deleted.
+ALTER TABLE history ADD COLUMN marked_sensitive INTEGER NOT NULL DEFAULT 0;
 -- The read-secret level is longer than the levels the column was sized for.
 ALTER TABLE grants MODIFY level VARCHAR(16) NOT NULL;

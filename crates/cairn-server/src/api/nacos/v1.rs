@@ -508,18 +508,20 @@ async fn history(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    let (_, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
+    let (caller, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
     if let Some(nid) = params.number::<i64>("nid")? {
         // No entry has a number below 1: Nacos answers an empty 200 for it, as for any
         // entry it does not have.
         let Some(nid) = Revision::new(nid) else {
             return Ok(StatusCode::OK.into_response());
         };
-        return Ok(match state.service.history_entry(&key, nid).await {
-            Ok(entry) => Json(history_item(&entry, false, true)).into_response(),
-            Err(ServiceError::RevisionNotFound { .. }) => StatusCode::OK.into_response(),
-            Err(e) => return Err(e.into()),
-        });
+        return Ok(
+            match state.service.history_entry(&caller, &key, nid).await {
+                Ok(entry) => Json(history_item(&entry, false, true)).into_response(),
+                Err(ServiceError::RevisionNotFound { .. }) => StatusCode::OK.into_response(),
+                Err(e) => return Err(e.into()),
+            },
+        );
     }
     Ok(Json(history_page(&state, &key, page_of(&params)?).await?).into_response())
 }
@@ -531,15 +533,17 @@ async fn history_previous(
     headers: HeaderMap,
     params: Params,
 ) -> Answer {
-    let (_, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
+    let (caller, key) = super::readable_key(&state, &headers, &params, "tenant", source).await?;
     let id: i64 = params.required_number("id")?;
     let Some(id) = Revision::new(id) else {
         return Ok(StatusCode::OK.into_response());
     };
-    Ok(match state.service.history_before(&key, id).await? {
-        Some(entry) => Json(history_item(&entry, false, true)).into_response(),
-        None => StatusCode::OK.into_response(),
-    })
+    Ok(
+        match state.service.history_before(&caller, &key, id).await? {
+            Some(entry) => Json(history_item(&entry, false, true)).into_response(),
+            None => StatusCode::OK.into_response(),
+        },
+    )
 }
 
 /// GET /nacos/v1/cs/configs/listener?dataId&group&tenant: who listens to a config, as

@@ -122,13 +122,13 @@ async fn history_entry(
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) =
+        let (caller, key) =
             super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         let nid: i64 = params.required_number("nid")?;
         let Some(nid) = Revision::new(nid) else {
             return Ok(ok(Value::Null));
         };
-        match state.service.history_entry(&key, nid).await {
+        match state.service.history_entry(&caller, &key, nid).await {
             Ok(entry) => Ok(ok(history_item(&entry, false, true))),
             Err(ServiceError::RevisionNotFound { .. }) => Ok(ok(Value::Null)),
             Err(e) => Err(e.into()),
@@ -145,7 +145,7 @@ async fn history_previous(
     params: Params,
 ) -> Response {
     v2(async {
-        let (_, key) =
+        let (caller, key) =
             super::readable_key(&state, &headers, &params, "namespaceId", source).await?;
         let id: i64 = params.required_number("id")?;
         let Some(id) = Revision::new(id) else {
@@ -153,7 +153,7 @@ async fn history_previous(
         };
         Ok(ok(state
             .service
-            .history_before(&key, id)
+            .history_before(&caller, &key, id)
             .await?
             .map_or(Value::Null, |e| history_item(&e, false, true))))
     })

@@ -170,7 +170,7 @@ async fn submit(
         .may_read(&session.caller, &key, session.origin())
         .is_ok()
     {
-        base_content(state, &key, &form).await
+        base_content(state, &session.caller, &key, &form).await
     } else {
         None
     };
@@ -277,7 +277,12 @@ async fn submit(
 
 /// The content the edit started from: the revision it names, or nothing for a new
 /// config.
-async fn base_content(state: &SharedState, key: &ConfigKey, form: &EditForm) -> Option<String> {
+async fn base_content(
+    state: &SharedState,
+    caller: &crate::auth::Caller,
+    key: &ConfigKey,
+    form: &EditForm,
+) -> Option<String> {
     if form.base_md5.is_empty() {
         return None;
     }
@@ -287,7 +292,7 @@ async fn base_content(state: &SharedState, key: &ConfigKey, form: &EditForm) -> 
     let revision = form.base_revision.trim().parse::<Revision>().ok()?;
     state
         .service
-        .history_entry(key, revision)
+        .history_entry(caller, key, revision)
         .await
         .ok()
         .map(|entry| entry.content)

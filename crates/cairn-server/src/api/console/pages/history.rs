@@ -123,14 +123,14 @@ pub async fn diff(
     let to = revision(&q.to, "to")?;
     let old = state
         .service
-        .history_entry(&key, from)
+        .history_entry(&session.caller, &key, from)
         .await
         .map_err(|e| ctx.service_error(e))?;
     let (new_content, to_label) = match to {
         Some(to) => (
             state
                 .service
-                .history_entry(&key, to)
+                .history_entry(&session.caller, &key, to)
                 .await
                 .map_err(|e| ctx.service_error(e))?
                 .content,
@@ -293,7 +293,7 @@ pub async fn rollback_page(
     let revision = revision_param(ctx, q.revision.as_deref())?;
     let entry = state
         .service
-        .history_entry(&key, revision)
+        .history_entry(&session.caller, &key, revision)
         .await
         .map_err(|e| ctx.service_error(e))?;
     let current = state.service.get(&key);

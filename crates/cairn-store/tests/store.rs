@@ -1128,9 +1128,15 @@ macro_rules! suite {
                     #[tokio::test]
                     async fn $name() {
                         if let Some((store, scratch)) = $open().await {
-                            super::$name(store.clone()).await;
+                            // Run apart, so that a failing case still closes its
+                            // connections: a scratch database with connections open
+                            // cannot be dropped, and the suite would wait on it.
+                            let ran = tokio::spawn(super::$name(store.clone())).await;
                             store.close().await;
                             scratch.finish().await;
+                            if let Err(failed) = ran {
+                                std::panic::resume_unwind(failed.into_panic());
+                            }
                         }
                     }
                 };

@@ -1116,8 +1116,10 @@ impl Service {
                 .require_visible(caller, &pattern.namespace)?;
         }
         let reader = self.reader(caller);
-        let matches =
-            |key: &ConfigKey| patterns.iter().any(|p| p.matches(key)) && reader.may_read(key);
+        // A sensitive config is left out for a caller without read-secret, as in lists.
+        let matches = |key: &ConfigKey| {
+            patterns.iter().any(|p| p.matches(key)) && reader.level(key) >= self.needed_to_read(key)
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let registration =
             (!timeout.is_zero()).then(|| self.commits.hub().register_patterns(patterns.clone()));

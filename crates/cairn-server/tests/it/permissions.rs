@@ -693,6 +693,19 @@ async fn sensitive_configs_are_shown_only_with_read_secret() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = as_user(&app, &token, Method::POST, "/api/v1/watch")
+        .json(&json!({ "patterns": [{ "namespace": "dev" }], "since": 0 }))
+        .send()
+        .await
+        .unwrap();
+    let matched: Value = r.json().await.unwrap();
+    let names: Vec<&str> = matched["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.yaml"], "a pattern watch leaves them out too");
 
     // A read-secret grant opens them.
     grant(&app, "dev", "read-secret").await;

@@ -254,6 +254,8 @@ fn the_cli_tour() {
     );
     ok(&home, &["role", "add", "readers", "dana"]);
     ok(&home, &["grant", "--role", "readers", "public", "read"]);
+    let out = ok(&home, &["grant", "--user", "dana", "dev/db", "read-secret"]);
+    assert!(out.contains("read-secret on dev/db"), "{out}");
     let grants = ok(&home, &["grants", "--user", "dana"]);
     assert!(
         grants.contains("dev/*/*.yaml") && grants.contains("write"),
@@ -285,6 +287,7 @@ fn the_cli_tour() {
     let audit = ok(&home, &["audit", "--action", "token", "--json"]);
     assert!(audit.contains("\"action\":\"token.create\""), "{audit}");
     ok(&home, &["revoke", "--user", "dana", "dev/*/*.yaml"]);
+    ok(&home, &["revoke", "--user", "dana", "dev/db"]);
     ok(&home, &["role", "delete", "readers"]);
     assert!(!ok(&home, &["grants"]).contains("dana"));
     ok(&home, &["user", "delete", "dana"]);

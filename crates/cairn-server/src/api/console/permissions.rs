@@ -18,7 +18,13 @@ use super::pages::time_of;
 use super::{layout, ConsoleForm, Ctx, PageError, Session};
 use crate::api::{ClientAddr, SharedState};
 
-const LEVELS: [Level; 4] = [Level::None, Level::Read, Level::Write, Level::Admin];
+const LEVELS: [Level; 5] = [
+    Level::None,
+    Level::Read,
+    Level::ReadSecret,
+    Level::Write,
+    Level::Admin,
+];
 
 pub async fn grants(
     State(state): State<SharedState>,

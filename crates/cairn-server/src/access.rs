@@ -216,10 +216,15 @@ impl Access {
     }
 }
 
-/// The level reading a config's content needs: `read-secret` when it is flagged
-/// sensitive or named as Nacos names encrypted configs.
-pub fn needed_to_read(key: &ConfigKey, sensitive: bool) -> Level {
-    if sensitive || grant::is_cipher_data_id(key.data_id.as_str()) {
+/// Whether a config's content is sensitive: marked so, or named as Nacos names
+/// encrypted configs (`cipher-…`).
+pub fn is_sensitive(key: &ConfigKey, marked: bool) -> bool {
+    marked || grant::is_cipher_data_id(key.data_id.as_str())
+}
+
+/// The level reading a config's content needs: `read-secret` when it is sensitive.
+pub fn needed_to_read(key: &ConfigKey, marked: bool) -> Level {
+    if is_sensitive(key, marked) {
         Level::ReadSecret
     } else {
         Level::Read

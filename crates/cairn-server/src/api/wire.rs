@@ -267,7 +267,7 @@ impl ConfigView {
             updated_by: c.updated_by.clone(),
             updated_at: timestamp(c.updated_at),
             gray: false,
-            sensitive: c.sensitive || cairn_core::grant::is_cipher_data_id(c.key.data_id.as_str()),
+            sensitive: crate::access::is_sensitive(&c.key, c.sensitive),
         }
     }
 }

@@ -319,7 +319,7 @@ pub async fn config(
                 dt { (ctx.t("MD5")) } dd.mono { (c.md5) }
                 dt { (ctx.t("Tags")) } dd { @for t in &c.tags { span.tag { (t) } } }
                 dt { (ctx.t("Description")) } dd { (c.description) }
-                @if c.sensitive || cairn_core::grant::is_cipher_data_id(c.key.data_id.as_str()) {
+                @if crate::access::is_sensitive(&c.key, c.sensitive) {
                     dt { (ctx.t("Sensitive")) } dd { span.tag { "read-secret" } }
                 }
                 dt { (ctx.t("Changed by")) } dd { (c.updated_by) }

@@ -1411,7 +1411,10 @@ impl Service {
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let records = Self::detached(async move {
             let records = store.import(&writes).await?;
-            for record in &records {
+            // Applied in the change log's order, which is what watchers resume from.
+            let mut applied: Vec<&ConfigRecord> = records.iter().collect();
+            applied.sort_by_key(|r| r.revision);
+            for record in applied {
                 commits.apply(Change::Config(Arc::new(record.clone())));
             }
             Ok(records)

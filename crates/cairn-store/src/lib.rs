@@ -2,6 +2,7 @@
 //! each backend implements them with its own SQL and its own versioned migrations, and
 //! one conformance suite (`tests/store.rs`) runs unchanged against every backend.
 
+mod bulk;
 mod model;
 mod mysql;
 mod postgres;

@@ -95,6 +95,172 @@ pub(crate) struct Current {
     pub sensitive: bool,
 }
 
+impl Current {
+    /// Read from a row holding the columns `current_columns!` names.
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(Current {
+            md5: text(row, "md5")?,
+            created_by: text(row, "created_by")?,
+            created_at: row.try_get::<i64, _>("created_at")?,
+            format: parse_format(row)?,
+            description: text(row, "description")?,
+            tags: split_tags(&text(row, "tags")?),
+            sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
+        })
+    }
+}
+
+/// The head of an insert into `configs`, its values bound by [`SqlStore::bind_config`].
+macro_rules! insert_config {
+    () => {
+        "INSERT INTO configs (content, format, md5, revision, description, tags, \
+         updated_by, updated_at, created_by, created_at, marked_sensitive, namespace, grp, \
+         data_id) VALUES "
+    };
+}
+pub(crate) use insert_config;
+
+/// An update of one config, its values bound by [`SqlStore::bind_config`].
+pub(crate) const UPDATE_CONFIG: &str = "UPDATE configs SET content = ?, format = ?, md5 = ?, \
+     revision = ?, description = ?, tags = ?, updated_by = ?, updated_at = ?, \
+     created_by = ?, created_at = ?, marked_sensitive = ? \
+     WHERE namespace = ? AND grp = ? AND data_id = ?";
+
+/// The head of an insert into `history`, its values bound by [`SqlStore::bind_history`].
+macro_rules! insert_history {
+    () => {
+        "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
+         md5, description, tags, operator, source, comment, created_at, marked_sensitive) \
+         VALUES "
+    };
+}
+pub(crate) use insert_history;
+
+/// The head of an insert into `audit_log`, its values bound by [`bind_audit`].
+macro_rules! insert_audit {
+    () => {
+        "INSERT INTO audit_log (at, actor, source, surface, action, namespace, target, \
+         result, md5_before, md5_after, detail) VALUES "
+    };
+}
+pub(crate) use insert_audit;
+
+/// The head of an insert into `change_log`.
+macro_rules! insert_change {
+    () => {
+        "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) VALUES "
+    };
+}
+pub(crate) use insert_change;
+
+/// The columns [`Current::from_row`] reads, for `concat!` into statements.
+macro_rules! current_columns {
+    () => {
+        "md5, created_by, created_at, format, description, tags, marked_sensitive"
+    };
+}
+pub(crate) use current_columns;
+
+/// What a write stores, once the stored state it replaces is known: the fields the
+/// write leaves out are kept from `current`.
+pub(crate) struct Planned {
+    pub format: Format,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub sensitive: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+impl Planned {
+    /// Checks `write` against `current` (its expectation and the format it was
+    /// validated as) and resolves what it keeps.
+    pub(crate) fn new(write: &ConfigWrite, current: Option<&Current>) -> Result<Self> {
+        let key = &write.key;
+        if !write.expect.allows(current.map(|c| c.md5.as_str())) {
+            return Err(StoreError::CasMismatch {
+                key: key.clone(),
+                expected: write.expect.md5().map(str::to_owned),
+                current: current.map(|c| c.md5.clone()),
+            });
+        }
+        let format = write
+            .format
+            .or(current.map(|c| c.format))
+            .unwrap_or(write.default_format);
+        if write.validated_as.is_some_and(|v| v != format) {
+            return Err(StoreError::Conflict(format!(
+                "the format of {key} changed to {format} meanwhile; publish again"
+            )));
+        }
+        let (created_by, created_at) = match current {
+            Some(c) => (c.created_by.clone(), c.created_at),
+            None => (write.audit.operator.clone(), write.audit.at),
+        };
+        Ok(Planned {
+            format,
+            description: write
+                .description
+                .clone()
+                .or_else(|| current.map(|c| c.description.clone()))
+                .unwrap_or_default(),
+            tags: write
+                .tags
+                .clone()
+                .or_else(|| current.map(|c| c.tags.clone()))
+                .unwrap_or_default(),
+            sensitive: write
+                .sensitive
+                .or(current.map(|c| c.sensitive))
+                .unwrap_or(false),
+            created_by,
+            created_at,
+        })
+    }
+
+    /// The config as `write` leaves it at `revision`.
+    pub(crate) fn record(self, write: &ConfigWrite, revision: Revision) -> ConfigRecord {
+        ConfigRecord {
+            key: write.key.clone(),
+            content: write.content.clone(),
+            format: self.format,
+            md5: write.md5.clone(),
+            revision,
+            description: self.description,
+            tags: self.tags,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            updated_by: write.audit.operator.clone(),
+            updated_at: write.audit.at,
+            sensitive: self.sensitive,
+        }
+    }
+}
+
+/// The audit entry a change of `key` commits with.
+pub(crate) fn change_audit(
+    key: &ConfigKey,
+    op: Op,
+    md5: &str,
+    audit: &Audit,
+    before: Option<&str>,
+) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: audit.at,
+        actor: audit.operator.clone(),
+        source: audit.source.clone(),
+        surface: audit.surface.clone(),
+        action: op.audit_action().to_owned(),
+        namespace: key.namespace.to_string(),
+        target: key.to_string(),
+        result: "ok".to_owned(),
+        md5_before: before.map(str::to_owned),
+        md5_after: (!md5.is_empty()).then(|| md5.to_owned()),
+        detail: audit.comment.clone(),
+    }
+}
+
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
@@ -262,7 +428,7 @@ impl SqlStore {
     }
 
     /// A statement put together at run time (from fixed pieces), in this dialect.
-    fn sql_owned(&self, text: &str) -> String {
+    pub(crate) fn sql_owned(&self, text: &str) -> String {
         if self.dialect.numbered {
             numbered(text)
         } else {
@@ -287,6 +453,26 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The stored state of a config, as the write transaction sees it.
+    async fn current_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        key: &ConfigKey,
+    ) -> Result<Option<Current>> {
+        let sql = self.sql(concat!(
+            "SELECT ",
+            current_columns!(),
+            " FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?"
+        ));
+        let row = sqlx::query::<Any>(sql)
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref().map(Current::from_row).transpose()
+    }
+
     /// The stored state of a config, checked against `expect`.
     async fn check_expect(
         &self,
@@ -294,28 +480,7 @@ impl SqlStore {
         key: &ConfigKey,
         expect: &Expect,
     ) -> Result<Option<Current>> {
-        let sql = self.sql(
-            "SELECT md5, created_by, created_at, format, description, tags, marked_sensitive \
-             FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?",
-        );
-        let row = sqlx::query::<Any>(sql)
-            .bind(key.namespace.as_str())
-            .bind(key.group.as_str())
-            .bind(key.data_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let current = match row {
-            Some(row) => Some(Current {
-                md5: text(&row, "md5")?,
-                created_by: text(&row, "created_by")?,
-                created_at: row.try_get::<i64, _>("created_at")?,
-                format: parse_format(&row)?,
-                description: text(&row, "description")?,
-                tags: split_tags(&text(&row, "tags")?),
-                sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
-            }),
-            None => None,
-        };
+        let current = self.current_in(tx, key).await?;
         if !expect.allows(current.as_ref().map(|c| c.md5.as_str())) {
             return Err(StoreError::CasMismatch {
                 key: key.clone(),
@@ -337,10 +502,10 @@ impl SqlStore {
         at: i64,
     ) -> Result<Revision> {
         let seq = if self.dialect.returning {
-            let sql = self.sql(
-                "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            );
+            let sql = self.sql(concat!(
+                insert_change!(),
+                "(?, ?, ?, ?, ?, ?) RETURNING seq"
+            ));
             sqlx::query_scalar::<Any, i64>(sql)
                 .bind(key.namespace.as_str())
                 .bind(key.group.as_str())
@@ -351,10 +516,7 @@ impl SqlStore {
                 .fetch_one(&mut **tx)
                 .await?
         } else {
-            let sql = self.sql(
-                "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            );
+            let sql = self.sql(concat!(insert_change!(), "(?, ?, ?, ?, ?, ?)"));
             sqlx::query::<Any>(sql)
                 .bind(key.namespace.as_str())
                 .bind(key.group.as_str())
@@ -408,67 +570,21 @@ impl SqlStore {
     ) -> Result<ConfigRecord> {
         let key = &write.key;
         let at = write.audit.at;
-        let current = self.check_expect(tx, key, &write.expect).await?;
-        let format = write
-            .format
-            .or(current.as_ref().map(|c| c.format))
-            .unwrap_or(write.default_format);
-        if write.validated_as.is_some_and(|v| v != format) {
-            return Err(StoreError::Conflict(format!(
-                "the format of {key} changed to {format} meanwhile; publish again"
-            )));
-        }
-        let description = write
-            .description
-            .clone()
-            .or_else(|| current.as_ref().map(|c| c.description.clone()))
-            .unwrap_or_default();
-        let tags = write
-            .tags
-            .clone()
-            .or_else(|| current.as_ref().map(|c| c.tags.clone()))
-            .unwrap_or_default();
-        let sensitive = write
-            .sensitive
-            .or(current.as_ref().map(|c| c.sensitive))
-            .unwrap_or(false);
+        let current = self.current_in(tx, key).await?;
+        let planned = Planned::new(write, current.as_ref())?;
         let revision = self
             .append_change(tx, key, write.op, &write.md5, at)
             .await?;
-        let (created_by, created_at) = match &current {
-            Some(c) => (c.created_by.clone(), c.created_at),
-            None => (write.audit.operator.clone(), at),
-        };
         let sql = self.sql(if current.is_some() {
-            "UPDATE configs SET content = ?, format = ?, md5 = ?, revision = ?, \
-             description = ?, tags = ?, updated_by = ?, updated_at = ?, \
-             created_by = ?, created_at = ?, marked_sensitive = ? \
-             WHERE namespace = ? AND grp = ? AND data_id = ?"
+            UPDATE_CONFIG
         } else {
-            "INSERT INTO configs (content, format, md5, revision, description, tags, \
-             updated_by, updated_at, created_by, created_at, marked_sensitive, namespace, grp, data_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            concat!(
+                insert_config!(),
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )
         });
-        let stored = crate::seal::seal(
-            self.sealer.as_deref(),
-            &identity("config", key),
-            &write.content,
-        )?;
-        let done = sqlx::query::<Any>(sql)
-            .bind(stored)
-            .bind(format.as_str())
-            .bind(&write.md5)
-            .bind(revision.get())
-            .bind(&description)
-            .bind(join_tags(&tags))
-            .bind(&write.audit.operator)
-            .bind(at)
-            .bind(&created_by)
-            .bind(created_at)
-            .bind(i32::from(sensitive))
-            .bind(key.namespace.as_str())
-            .bind(key.group.as_str())
-            .bind(key.data_id.as_str())
+        let done = self
+            .bind_config(sqlx::query::<Any>(sql), write, revision, &planned)?
             .execute(&mut **tx)
             .await;
         if let Err(e) = &done {
@@ -488,29 +604,49 @@ impl SqlStore {
             key,
             write.op,
             &write.content,
-            format,
+            planned.format,
             &write.md5,
-            &description,
-            &tags,
+            &planned.description,
+            &planned.tags,
             &write.audit,
             current.as_ref().map(|c| c.md5.as_str()),
-            sensitive,
+            planned.sensitive,
         )
         .await?;
-        Ok(ConfigRecord {
-            key: key.clone(),
-            content: write.content.clone(),
-            format,
-            md5: write.md5.clone(),
-            revision,
-            description,
-            tags,
-            created_by,
-            created_at,
-            updated_by: write.audit.operator.clone(),
-            updated_at: at,
-            sensitive,
-        })
+        Ok(planned.record(write, revision))
+    }
+
+    /// Binds a config row's values in the order the configs statements name them:
+    /// content, format, md5, revision, description, tags, updated_by, updated_at,
+    /// created_by, created_at, marked_sensitive, namespace, grp, data_id.
+    pub(crate) fn bind_config<'q>(
+        &self,
+        query: Query<'q>,
+        write: &'q ConfigWrite,
+        revision: Revision,
+        planned: &Planned,
+    ) -> Result<Query<'q>> {
+        let key = &write.key;
+        let stored = crate::seal::seal(
+            self.sealer.as_deref(),
+            &identity("config", key),
+            &write.content,
+        )?;
+        Ok(query
+            .bind(stored)
+            .bind(planned.format.as_str())
+            .bind(&write.md5)
+            .bind(revision.get())
+            .bind(planned.description.clone())
+            .bind(join_tags(&planned.tags))
+            .bind(&write.audit.operator)
+            .bind(write.audit.at)
+            .bind(planned.created_by.clone())
+            .bind(planned.created_at)
+            .bind(i32::from(planned.sensitive))
+            .bind(key.namespace.as_str())
+            .bind(key.group.as_str())
+            .bind(key.data_id.as_str()))
     }
 
     /// A config's gray release, read through `executor` (a pool or an open
@@ -571,13 +707,51 @@ impl SqlStore {
         before: Option<&str>,
         sensitive: bool,
     ) -> Result<()> {
-        let sql = self.sql(
-            "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
-             md5, description, tags, operator, source, comment, created_at, marked_sensitive) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        );
+        let sql = self.sql(concat!(
+            insert_history!(),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        self.bind_history(
+            sqlx::query::<Any>(sql),
+            revision,
+            key,
+            op,
+            content,
+            format,
+            md5,
+            description,
+            tags,
+            audit,
+            sensitive,
+        )?
+        .execute(&mut **tx)
+        .await?;
+        // The audit entry commits with the change, or neither does.
+        let entry = change_audit(key, op, md5, audit, before);
+        self.insert_audit(&entry).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Binds a history row's values in the order the history insert names them:
+    /// revision, namespace, grp, data_id, op, content, format, md5, description, tags,
+    /// operator, source, comment, created_at, marked_sensitive.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bind_history<'q>(
+        &self,
+        query: Query<'q>,
+        revision: Revision,
+        key: &'q ConfigKey,
+        op: Op,
+        content: &str,
+        format: Format,
+        md5: &'q str,
+        description: &str,
+        tags: &[String],
+        audit: &'q Audit,
+        sensitive: bool,
+    ) -> Result<Query<'q>> {
         let stored = crate::seal::seal(self.sealer.as_deref(), &identity("history", key), content)?;
-        sqlx::query::<Any>(sql)
+        Ok(query
             .bind(revision.get())
             .bind(key.namespace.as_str())
             .bind(key.group.as_str())
@@ -586,55 +760,41 @@ impl SqlStore {
             .bind(stored)
             .bind(format.as_str())
             .bind(md5)
-            .bind(description)
+            .bind(description.to_owned())
             .bind(join_tags(tags))
             .bind(&audit.operator)
             .bind(&audit.source)
             .bind(&audit.comment)
             .bind(audit.at)
-            .bind(i32::from(sensitive))
-            .execute(&mut **tx)
-            .await?;
-        // The audit entry commits with the change, or neither does.
-        let entry = AuditRecord {
-            id: 0,
-            at: audit.at,
-            actor: audit.operator.clone(),
-            source: audit.source.clone(),
-            surface: audit.surface.clone(),
-            action: op.audit_action().to_owned(),
-            namespace: key.namespace.to_string(),
-            target: key.to_string(),
-            result: "ok".to_owned(),
-            md5_before: before.map(str::to_owned),
-            md5_after: (!md5.is_empty()).then(|| md5.to_owned()),
-            detail: audit.comment.clone(),
-        };
-        self.insert_audit(&entry).execute(&mut **tx).await?;
-        Ok(())
+            .bind(i32::from(sensitive)))
     }
 
-    fn insert_audit<'q>(
-        &self,
-        entry: &'q AuditRecord,
-    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-        let sql = self.sql(
-            "INSERT INTO audit_log (at, actor, source, surface, action, namespace, target, \
-             result, md5_before, md5_after, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        );
-        sqlx::query::<Any>(sql)
-            .bind(entry.at)
-            .bind(&entry.actor)
-            .bind(&entry.source)
-            .bind(&entry.surface)
-            .bind(&entry.action)
-            .bind(&entry.namespace)
-            .bind(&entry.target)
-            .bind(&entry.result)
-            .bind(entry.md5_before.clone())
-            .bind(entry.md5_after.clone())
-            .bind(&entry.detail)
+    fn insert_audit<'q>(&self, entry: &'q AuditRecord) -> Query<'q> {
+        let sql = self.sql(concat!(
+            insert_audit!(),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        bind_audit(sqlx::query::<Any>(sql), entry)
     }
+}
+
+/// A statement with its arguments, through the `Any` driver.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds an audit row's values in the order the audit insert names them.
+pub(crate) fn bind_audit<'q>(query: Query<'q>, entry: &'q AuditRecord) -> Query<'q> {
+    query
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.source)
+        .bind(&entry.surface)
+        .bind(&entry.action)
+        .bind(&entry.namespace)
+        .bind(&entry.target)
+        .bind(&entry.result)
+        .bind(entry.md5_before.clone())
+        .bind(entry.md5_after.clone())
+        .bind(&entry.detail)
 }
 
 #[async_trait]
@@ -809,15 +969,24 @@ impl ConfigStore for SqlStore {
     async fn import(&self, writes: &[ConfigWrite]) -> Result<Vec<ConfigRecord>> {
         let mut tx = self.begin_write().await?;
         let mut records = Vec::with_capacity(writes.len());
-        // Each namespace is checked once: an import is mostly one namespace, and the
-        // check would otherwise be a sixth of its statements.
+        // Each namespace is checked once: an import is mostly one namespace.
         let mut checked = std::collections::HashSet::new();
         for write in writes {
             if checked.insert(&write.key.namespace) {
                 self.require_namespace(&mut tx, &write.key.namespace)
                     .await?;
             }
-            records.push(self.put_in_namespace(&mut tx, write).await?);
+        }
+        let mut keys = std::collections::HashSet::new();
+        if writes.iter().all(|w| keys.insert(&w.key)) {
+            for page in writes.chunks(crate::bulk::PAGE) {
+                records.extend(self.import_page(&mut tx, page).await?);
+            }
+        } else {
+            // A key written twice: each write must see the one before it.
+            for write in writes {
+                records.push(self.put_in_namespace(&mut tx, write).await?);
+            }
         }
         self.commit_write(tx).await?;
         Ok(records)

@@ -134,6 +134,91 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
     assert_eq!(store.load_configs().await.unwrap().len(), 2);
 }
 
+async fn a_large_import_records_each_config_as_a_publish_does(store: Arc<dyn Store>) {
+    // More configs than one statement carries, a few of them already stored (and
+    // marked sensitive, with their own description), in two groups.
+    let keys: Vec<ConfigKey> = (0..450)
+        .map(|i| {
+            let group = if i % 3 == 0 { "other" } else { "DEFAULT_GROUP" };
+            ConfigKey::parse("public", group, &format!("c{i}.yaml")).unwrap()
+        })
+        .collect();
+    let mut existing = Vec::new();
+    for k in keys.iter().step_by(97) {
+        let before = ConfigWrite {
+            sensitive: Some(true),
+            description: Some("kept".into()),
+            ..write(k, "old: 1", Expect::Any, 1000)
+        };
+        existing.push(store.put_config(&before).await.unwrap());
+    }
+    let writes: Vec<ConfigWrite> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ConfigWrite {
+            description: None,
+            ..write(k, &format!("n: {i}"), Expect::Any, 2000)
+        })
+        .collect();
+    let records = store.import(&writes).await.unwrap();
+    assert_eq!(records.len(), keys.len());
+    for (i, (record, k)) in records.iter().zip(&keys).enumerate() {
+        assert_eq!(&record.key, k, "the records come back in the writes' order");
+        assert_eq!(record.content, format!("n: {i}"));
+        if i > 0 {
+            assert!(record.revision > records[i - 1].revision);
+        }
+    }
+    let loaded = store.load_configs().await.unwrap();
+    assert_eq!(loaded.len(), keys.len());
+    for before in &existing {
+        let now = loaded.iter().find(|r| r.key == before.key).unwrap();
+        assert!(now.sensitive, "{} keeps its mark", now.key);
+        assert_eq!(now.description, "kept");
+        assert_eq!(now.created_at, 1000, "creation survives the import");
+        let entry = store.history_entry(&now.key, now.revision).await.unwrap();
+        let entry = entry.unwrap();
+        assert!(entry.sensitive);
+        let (versions, total) = store
+            .history(
+                &now.key,
+                Page {
+                    number: 1,
+                    size: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((versions.len(), total), (2, 2), "{}", now.key);
+    }
+    let fresh = loaded.iter().find(|r| r.key == keys[1]).unwrap();
+    assert_eq!((fresh.description.as_str(), fresh.sensitive), ("", false));
+    let entry = store.history_entry(&keys[449], records[449].revision);
+    assert_eq!(entry.await.unwrap().unwrap().content, "n: 449");
+    // One change-log entry per config, with the revision its record carries.
+    let since = existing.last().unwrap().revision.get();
+    let changes = store.changes_since(since, 1_000).await.unwrap();
+    assert_eq!(changes.len(), keys.len());
+    for change in &changes {
+        let record = records.iter().find(|r| r.key == change.key).unwrap();
+        assert_eq!(change.seq, record.revision);
+        assert_eq!(change.md5, record.md5);
+    }
+    // One audit entry per config, naming what it replaced.
+    let imported = AuditQuery {
+        from: Some(2000),
+        ..AuditQuery::default()
+    };
+    let page = Page {
+        number: 1,
+        size: 1_000,
+    };
+    let (entries, total) = store.audit(&imported, page).await.unwrap();
+    assert_eq!(total, keys.len() as u64);
+    let replaced = entries.iter().filter(|e| e.md5_before.is_some()).count();
+    assert_eq!(replaced, existing.len());
+}
+
 async fn history_is_pruned_to_its_retention(store: Arc<dyn Store>) {
     let (a, b) = (key("a.yaml"), key("b.yaml"));
     for (i, at) in [1_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
@@ -1146,6 +1231,7 @@ macro_rules! suite {
             case!(the_sensitive_mark_is_kept_until_changed);
             case!(compare_and_set);
             case!(imports_land_whole_or_not_at_all);
+            case!(a_large_import_records_each_config_as_a_publish_does);
             case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);
             case!(delete_records_history);

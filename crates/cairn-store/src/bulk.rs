@@ -1,0 +1,238 @@
+//! Imports written a page at a time: each statement carries a page of configs, so an
+//! import of thousands pays a handful of round trips per page instead of five per
+//! config, while every config is checked and recorded exactly as a single publish is.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::sql::{
+    bind_audit, change_audit, current_columns, insert_audit, insert_change, insert_config,
+    insert_history, is_unique_violation, text, Current, Planned, SqlStore, UPDATE_CONFIG,
+};
+use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
+use cairn_core::{ConfigKey, Revision};
+
+/// Configs written per statement. The history insert binds 15 values a row, so a page
+/// stays far below every backend's limit on bound values (SQLite's is 32,766), and a
+/// page of 1 KiB configs is a statement of a few hundred KiB.
+pub(crate) const PAGE: usize = 200;
+
+/// `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
+fn rows(columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+impl SqlStore {
+    /// Writes `writes` (distinct keys, in existing namespaces) inside `tx`, a page per
+    /// statement; the records come back in the order of `writes`.
+    pub(crate) async fn import_page(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: &[ConfigWrite],
+    ) -> Result<Vec<ConfigRecord>> {
+        let mut currents = self.currents_in(tx, writes).await?;
+        let currents: Vec<Option<Current>> =
+            writes.iter().map(|w| currents.remove(&w.key)).collect();
+        let planned = writes
+            .iter()
+            .zip(&currents)
+            .map(|(write, current)| Planned::new(write, current.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let revisions = self.append_changes(tx, writes).await?;
+
+        // New configs in one insert; replaced ones are rarer in an import and each is
+        // an update of its own.
+        let fresh: Vec<usize> = (0..writes.len())
+            .filter(|&i| currents[i].is_none())
+            .collect();
+        if !fresh.is_empty() {
+            let sql = self.sql_owned(&format!("{}{}", insert_config!(), rows(14, fresh.len())));
+            let mut query = sqlx::query::<Any>(&sql);
+            for &i in &fresh {
+                query = self.bind_config(query, &writes[i], revisions[i], &planned[i])?;
+            }
+            if let Err(e) = query.execute(&mut **tx).await {
+                if is_unique_violation(&e) {
+                    return Err(StoreError::Conflict(
+                        "a config of this import was created meanwhile; import again".into(),
+                    ));
+                }
+                return Err(e.into());
+            }
+        }
+        for i in (0..writes.len()).filter(|&i| currents[i].is_some()) {
+            self.bind_config(
+                sqlx::query::<Any>(self.sql(UPDATE_CONFIG)),
+                &writes[i],
+                revisions[i],
+                &planned[i],
+            )?
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(15, writes.len())));
+        let mut query = sqlx::query::<Any>(&sql);
+        for (i, write) in writes.iter().enumerate() {
+            let plan = &planned[i];
+            query = self.bind_history(
+                query,
+                revisions[i],
+                &write.key,
+                write.op,
+                &write.content,
+                plan.format,
+                &write.md5,
+                &plan.description,
+                &plan.tags,
+                &write.audit,
+                plan.sensitive,
+            )?;
+        }
+        query.execute(&mut **tx).await?;
+
+        // The audit entries commit with the changes, or none does.
+        let entries: Vec<_> = writes
+            .iter()
+            .zip(&currents)
+            .map(|(w, current)| {
+                let before = current.as_ref().map(|c| c.md5.as_str());
+                change_audit(&w.key, w.op, &w.md5, &w.audit, before)
+            })
+            .collect();
+        let sql = self.sql_owned(&format!("{}{}", insert_audit!(), rows(11, entries.len())));
+        let mut query = sqlx::query::<Any>(&sql);
+        for entry in &entries {
+            query = bind_audit(query, entry);
+        }
+        query.execute(&mut **tx).await?;
+
+        Ok(planned
+            .into_iter()
+            .zip(writes)
+            .zip(revisions)
+            .map(|((plan, write), revision)| plan.record(write, revision))
+            .collect())
+    }
+
+    /// The stored state of each of `writes`' configs that exists, one query per group.
+    async fn currents_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: &[ConfigWrite],
+    ) -> Result<HashMap<ConfigKey, Current>> {
+        let mut groups: HashMap<(&str, &str), Vec<&ConfigKey>> = HashMap::new();
+        for write in writes {
+            let key = &write.key;
+            groups
+                .entry((key.namespace.as_str(), key.group.as_str()))
+                .or_default()
+                .push(key);
+        }
+        let mut found = HashMap::new();
+        for ((namespace, group), keys) in groups {
+            let sql = self.sql_owned(&format!(
+                concat!(
+                    "SELECT data_id, ",
+                    current_columns!(),
+                    " FROM configs WHERE namespace = ? AND grp = ? AND data_id IN ({})"
+                ),
+                vec!["?"; keys.len()].join(", ")
+            ));
+            let mut query = sqlx::query::<Any>(&sql).bind(namespace).bind(group);
+            for key in &keys {
+                query = query.bind(key.data_id.as_str());
+            }
+            let mut by_id: HashMap<String, Current> = HashMap::new();
+            for row in query.fetch_all(&mut **tx).await? {
+                by_id.insert(text(&row, "data_id")?, Current::from_row(&row)?);
+            }
+            for key in keys {
+                if let Some(current) = by_id.remove(key.data_id.as_str()) {
+                    found.insert(key.clone(), current);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Takes a change-log sequence for each of `writes`, in one insert; the revisions
+    /// come back in the order of `writes`.
+    async fn append_changes(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: &[ConfigWrite],
+    ) -> Result<Vec<Revision>> {
+        let values = rows(6, writes.len());
+        let sql = if self.dialect.returning {
+            format!(
+                "{}{values} RETURNING seq, namespace, grp, data_id",
+                insert_change!()
+            )
+        } else {
+            format!("{}{values}", insert_change!())
+        };
+        let sql = self.sql_owned(&sql);
+        let mut query = sqlx::query::<Any>(&sql);
+        for write in writes {
+            let key = &write.key;
+            query = query
+                .bind(key.namespace.as_str())
+                .bind(key.group.as_str())
+                .bind(key.data_id.as_str())
+                .bind(write.op.as_str())
+                .bind(write.md5.as_str())
+                .bind(write.audit.at);
+        }
+        let rows = if self.dialect.returning {
+            query.fetch_all(&mut **tx).await?
+        } else {
+            query.execute(&mut **tx).await?;
+            // Writers hold the write lock, so this statement's sequences are the ones
+            // from the first it took on.
+            let first: i64 =
+                sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+                    .fetch_one(&mut **tx)
+                    .await?;
+            let sql = self.sql(
+                "SELECT seq, namespace, grp, data_id FROM change_log WHERE seq >= ? \
+                 ORDER BY seq LIMIT ?",
+            );
+            sqlx::query::<Any>(sql)
+                .bind(first)
+                .bind(writes.len() as i64)
+                .fetch_all(&mut **tx)
+                .await?
+        };
+        // Matched by key rather than by position: no backend promises the order of
+        // the rows a multi-row insert returns.
+        let mut taken: HashMap<(String, String, String), i64> = HashMap::new();
+        for row in &rows {
+            let key = (
+                text(row, "namespace")?,
+                text(row, "grp")?,
+                text(row, "data_id")?,
+            );
+            taken.insert(key, row.try_get("seq")?);
+        }
+        writes
+            .iter()
+            .map(|write| {
+                let key = &write.key;
+                let id = (
+                    key.namespace.to_string(),
+                    key.group.to_string(),
+                    key.data_id.to_string(),
+                );
+                let seq = taken.get(&id).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("no change-log sequence was taken for {key}"))
+                })?;
+                Revision::new(seq).ok_or_else(|| {
+                    StoreError::Corrupt(format!("change-log sequence {seq} is not positive"))
+                })
+            })
+            .collect()
+    }
+}

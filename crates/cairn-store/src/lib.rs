@@ -7,6 +7,7 @@ mod model;
 mod mysql;
 mod postgres;
 mod reseal;
+mod schemas;
 #[cfg(feature = "test-util")]
 pub mod scratch;
 pub mod seal;
@@ -46,6 +47,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("no schema is attached to {0}")]
+    SchemaNotFound(String),
     #[error("app {0} has no access key {1}")]
     AccessKeyNotFound(String, String),
     #[error("user {0} already exists")]
@@ -282,6 +285,21 @@ pub trait TokenStore: Send + Sync {
     async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
 }
 
+/// JSON Schemas attached to configs, each change kept as a version and audited in the
+/// transaction that makes it.
+#[async_trait]
+pub trait SchemaStore: Send + Sync {
+    /// Every attached schema, of every namespace.
+    async fn schemas(&self) -> Result<Vec<SchemaRecord>>;
+    /// Attaches a schema or replaces one; fails with `Conflict` when `expect_version`
+    /// is given and is not the stored version (0: none attached).
+    async fn put_schema(&self, write: &SchemaWrite) -> Result<SchemaRecord>;
+    /// Detaches a schema; `SchemaNotFound` when none is attached there.
+    async fn remove_schema(&self, target: &SchemaTarget, audit: &Audit) -> Result<SchemaRecord>;
+    /// Every version of a schema, newest first (removals included).
+    async fn schema_history(&self, target: &SchemaTarget) -> Result<Vec<SchemaVersion>>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -333,6 +351,7 @@ pub trait Store:
     + GrantStore
     + AuditStore
     + TokenStore
+    + SchemaStore
     + Send
     + Sync
     + 'static

@@ -463,3 +463,56 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
 }
+
+/// Where a schema is attached: a namespace, and a group and data id that may hold `*`
+/// wildcards (both exact: one config).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SchemaTarget {
+    pub namespace: Namespace,
+    pub group: String,
+    pub data_id: String,
+}
+
+impl std::fmt::Display for SchemaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.group, self.data_id)
+    }
+}
+
+/// An attached JSON Schema, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRecord {
+    pub target: SchemaTarget,
+    /// The schema document, JSON text.
+    pub body: String,
+    /// 1 for the first attachment, one more for each change since.
+    pub version: u64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_by: String,
+    pub updated_at: i64,
+}
+
+/// An attachment or a change of a schema.
+#[derive(Debug, Clone)]
+pub struct SchemaWrite {
+    pub target: SchemaTarget,
+    pub body: String,
+    /// The version the writer saw (0: none attached); `None` replaces whatever is there.
+    pub expect_version: Option<u64>,
+    pub audit: Audit,
+}
+
+/// One version of a schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    pub target: SchemaTarget,
+    pub version: u64,
+    /// `set` or `remove`.
+    pub op: String,
+    /// Empty for a removal.
+    pub body: String,
+    pub operator: String,
+    pub comment: String,
+    pub created_at: i64,
+}

@@ -914,6 +914,12 @@ impl NamespaceStore for SqlStore {
         if used > 0 {
             return Err(StoreError::NamespaceNotEmpty(name.to_string()));
         }
+        // Its schemas go with it; their history stays, as its configs' history does.
+        let sql = self.sql("DELETE FROM config_schemas WHERE namespace = ?");
+        sqlx::query::<Any>(sql)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
         let sql = self.sql("DELETE FROM namespaces WHERE name = ?");
         let done = sqlx::query::<Any>(sql)
             .bind(name.as_str())

@@ -219,6 +219,111 @@ async fn a_large_import_records_each_config_as_a_publish_does(store: Arc<dyn Sto
     assert_eq!(replaced, existing.len());
 }
 
+async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
+    let target = SchemaTarget {
+        namespace: Namespace::parse("public").unwrap(),
+        group: "*".into(),
+        data_id: "*.yaml".into(),
+    };
+    let set = |body: &str, expect_version, at| SchemaWrite {
+        target: target.clone(),
+        body: body.into(),
+        expect_version,
+        audit: audit(at),
+    };
+    let first = store
+        .put_schema(&set(r#"{"type":"object"}"#, Some(0), 1000))
+        .await
+        .unwrap();
+    assert_eq!((first.version, first.created_at), (1, 1000));
+    // A writer that saw version 0 is refused once version 1 exists.
+    let stale = store.put_schema(&set("{}", Some(0), 1500)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let second = store
+        .put_schema(&set(r#"{"type":"array"}"#, Some(1), 2000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.version, second.created_at, second.updated_at),
+        (2, 1000, 2000)
+    );
+    assert_eq!(store.schemas().await.unwrap(), vec![second.clone()]);
+    let removed = store.remove_schema(&target, &audit(3000)).await.unwrap();
+    assert_eq!(removed, second);
+    assert!(store.schemas().await.unwrap().is_empty());
+    let again = store.remove_schema(&target, &audit(3500)).await;
+    assert!(
+        matches!(again, Err(StoreError::SchemaNotFound(_))),
+        "{again:?}"
+    );
+    // Attached again, its numbering goes on.
+    let third = store.put_schema(&set("{}", Some(0), 4000)).await.unwrap();
+    assert_eq!(third.version, 4);
+    let history = store.schema_history(&target).await.unwrap();
+    let ops: Vec<(u64, &str)> = history.iter().map(|v| (v.version, v.op.as_str())).collect();
+    assert_eq!(ops, [(4, "set"), (3, "remove"), (2, "set"), (1, "set")]);
+    assert_eq!(history[2].body, r#"{"type":"array"}"#);
+    assert_eq!(history[1].body, "", "a removal keeps no body");
+    // Each change is audited, with the body's md5 before and after.
+    let query = AuditQuery {
+        action: Some("schema".into()),
+        ..AuditQuery::default()
+    };
+    let page = Page {
+        number: 1,
+        size: 10,
+    };
+    let (entries, total) = store.audit(&query, page).await.unwrap();
+    assert_eq!(total, 4);
+    let removal = entries
+        .iter()
+        .find(|e| e.action == "schema.remove")
+        .unwrap();
+    assert_eq!(removal.md5_before, Some(md5_hex(r#"{"type":"array"}"#)));
+    assert_eq!(removal.md5_after, None);
+    assert_eq!(removal.target, "public/*/*.yaml");
+    // Only into a namespace that exists; a deleted namespace takes its schemas along.
+    let nowhere = SchemaWrite {
+        target: SchemaTarget {
+            namespace: Namespace::parse("nowhere").unwrap(),
+            ..target.clone()
+        },
+        ..set("{}", None, 5000)
+    };
+    let refused = store.put_schema(&nowhere).await;
+    assert!(
+        matches!(refused, Err(StoreError::NamespaceNotFound(_))),
+        "{refused:?}"
+    );
+    let dev = Namespace::parse("dev").unwrap();
+    let record = NamespaceRecord {
+        name: dev.clone(),
+        display_name: String::new(),
+        description: String::new(),
+        created_at: 5,
+        apollo_anonymous: Vec::new(),
+        limits: NamespaceLimits::default(),
+    };
+    store.create_namespace(&record).await.unwrap();
+    let in_dev = SchemaWrite {
+        target: SchemaTarget {
+            namespace: dev.clone(),
+            ..target.clone()
+        },
+        ..set("{}", None, 6000)
+    };
+    store.put_schema(&in_dev).await.unwrap();
+    store.delete_namespace(&dev).await.unwrap();
+    let left: Vec<SchemaTarget> = store
+        .schemas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(left, [target]);
+}
+
 async fn history_is_pruned_to_its_retention(store: Arc<dyn Store>) {
     let (a, b) = (key("a.yaml"), key("b.yaml"));
     for (i, at) in [1_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
@@ -1232,6 +1337,7 @@ macro_rules! suite {
             case!(compare_and_set);
             case!(imports_land_whole_or_not_at_all);
             case!(a_large_import_records_each_config_as_a_publish_does);
+            case!(schemas_are_versioned_audited_and_removed);
             case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);
             case!(delete_records_history);

@@ -12,6 +12,7 @@ pub mod pattern;
 pub mod properties;
 pub mod revision;
 pub mod role;
+pub mod structured;
 
 pub use format::{Format, FormatError};
 pub use gray::{ClientInfo, GrayError, GrayRules, Label};

@@ -252,11 +252,14 @@ impl Application {
                 .await
                 .context("cannot read the namespaces")?,
         );
+        let schemas = Arc::new(crate::schemas::Schemas::default());
+        schemas.refresh(store.schemas().await.context("cannot read the schemas")?);
         let sync = Arc::new(Sync::new(
             store.clone(),
             commits.clone(),
             SyncSettings {
                 limits: Some(limits.clone()),
+                schemas: Some(schemas.clone()),
                 history_prune_interval: settings.history_prune_interval_secs.get(),
                 address: settings.advertised_url(listener.local_addr()?),
                 poll: settings.sync_poll_ms.get(),
@@ -274,6 +277,7 @@ impl Application {
             settings.max_content_bytes,
             auth.clone(),
             limits,
+            schemas,
         );
         tracing::info!(
             configs = service.configs_cached(),

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod limits;
 pub mod listeners;
 mod metrics;
+pub mod schemas;
 mod serve;
 pub mod service;
 pub mod settings;

@@ -30,6 +30,9 @@ use crate::hub::Registration;
 use crate::listeners::{Listed, Listener, Listeners, Protocol};
 use crate::now_millis;
 
+mod schemas;
+pub use schemas::{schema_target, SchemaInput};
+
 const MAX_TAGS: usize = 32;
 const MAX_DESCRIPTION: usize = 2048;
 const LOCK_STRIPES: usize = 64;
@@ -82,6 +85,16 @@ pub enum ServiceError {
     Denied(#[from] Denied),
     #[error(transparent)]
     QuotaExceeded(#[from] crate::limits::QuotaExceeded),
+    /// A content breaks a schema attached to its config.
+    #[error(transparent)]
+    SchemaViolation(#[from] crate::schemas::Violation),
+    #[error("{0}")]
+    InvalidSchema(String),
+    /// A schema would refuse configs as they are now (attach it with `force` anyway).
+    #[error("{0}")]
+    SchemaRejectsContent(String),
+    #[error("no schema is attached to {0}")]
+    SchemaNotFound(String),
     #[error("{0} needs the admin role")]
     AdminOnly(String),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
@@ -132,6 +145,7 @@ impl From<StoreError> for ServiceError {
                 current,
             },
             StoreError::Conflict(why) => ServiceError::ConcurrentChange(why),
+            StoreError::SchemaNotFound(target) => ServiceError::SchemaNotFound(target),
             other => {
                 if other.is_outage() {
                     crate::metrics::database_error("request");
@@ -170,16 +184,20 @@ impl ServiceError {
             | E::InvalidArgument(_)
             | E::PublicNamespace
             | E::InvalidGray(_)
-            | E::RevisionIsDeletion(_) => ErrorKind::Invalid,
+            | E::RevisionIsDeletion(_)
+            | E::SchemaViolation(_)
+            | E::InvalidSchema(_) => ErrorKind::Invalid,
             E::ContentTooLarge { .. } => ErrorKind::TooLarge,
             E::NamespaceNotFound(_)
             | E::ConfigNotFound(_)
             | E::GrayNotFound(_)
-            | E::RevisionNotFound { .. } => ErrorKind::NotFound,
+            | E::RevisionNotFound { .. }
+            | E::SchemaNotFound(_) => ErrorKind::NotFound,
             E::NamespaceExists(_)
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
-            | E::ConcurrentChange(_) => ErrorKind::Conflict,
+            | E::ConcurrentChange(_)
+            | E::SchemaRejectsContent(_) => ErrorKind::Conflict,
             E::Denied(_) | E::AdminOnly(_) => ErrorKind::Forbidden,
             E::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             E::Unavailable(_) => ErrorKind::Unavailable,
@@ -412,6 +430,8 @@ pub struct Service {
     auth: Arc<Auth>,
     /// Namespaces' quotas, checked by every write.
     limits: Arc<crate::limits::Limits>,
+    /// Schemas attached to configs, checked by every write of content.
+    schemas: Arc<crate::schemas::Schemas>,
 }
 
 /// Checks that `content` parses as `format` (unless forced); large contents are parsed
@@ -488,12 +508,14 @@ impl Service {
         max_content_bytes: usize,
         auth: Arc<Auth>,
         limits: Arc<crate::limits::Limits>,
+        schemas: Arc<crate::schemas::Schemas>,
     ) -> Self {
         Self {
             store,
             commits,
             max_content_bytes,
             limits,
+            schemas,
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
@@ -808,9 +830,14 @@ impl Service {
         // The cache's format is a guess the store checks inside its transaction.
         let format = input
             .format
-            .or(current.map(|c| c.format))
+            .or(current.as_ref().map(|c| c.format))
             .unwrap_or(default_format);
         let content = validated(input.content, format, input.force).await?;
+        let marked = input
+            .sensitive
+            .or(current.as_ref().map(|c| c.sensitive))
+            .unwrap_or(false);
+        let content = self.schema_checked(&key, format, content, marked).await?;
         let md5 = md5_hex(&content);
         let write = ConfigWrite {
             key,
@@ -853,6 +880,35 @@ impl Service {
         };
         let used = self.commits.cache().usage(namespace);
         Ok(self.limits.check(namespace, used, growth)?)
+    }
+
+    /// `content` once checked against every schema attached to `key` (`marked`: the
+    /// config is marked sensitive, so a refusal leaves its values out). Large contents
+    /// are checked on the blocking pool, off the async workers.
+    async fn schema_checked(
+        &self,
+        key: &ConfigKey,
+        format: Format,
+        content: String,
+        marked: bool,
+    ) -> Result<String> {
+        let schemas = self.schemas.matching(key);
+        if schemas.is_empty() {
+            return Ok(content);
+        }
+        let redact = crate::access::is_sensitive(key, marked);
+        if content.len() <= INLINE_VALIDATION_BYTES {
+            crate::schemas::check_against(&schemas, key, format, &content, redact)?;
+            return Ok(content);
+        }
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::schemas::check_against(&schemas, &key, format, &content, redact)
+                .map(|()| content)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(ServiceError::from)
     }
 
     /// A namespace's quotas and retention in force.
@@ -927,6 +983,9 @@ impl Service {
         };
         let format = input.format.unwrap_or(main.format);
         let content = validated(input.content, format, input.force).await?;
+        let content = self
+            .schema_checked(&key, format, content, main.sensitive)
+            .await?;
         let write = GrayWrite {
             md5: md5_hex(&content),
             key,
@@ -960,6 +1019,11 @@ impl Service {
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
         self.may_write(actor, &key, Op::GrayPromote)?;
         let guard = self.lock(&key).await;
+        // Schemas attached since the gray release began hold for what it promotes.
+        if let (Some(gray), Some(main)) = (self.commits.cache().gray(&key), self.get(&key)) {
+            self.schema_checked(&key, gray.format, gray.content.clone(), main.sensitive)
+                .await?;
+        }
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
@@ -1343,7 +1407,12 @@ impl Service {
                 .format
                 .or(current.as_ref().map(|c| c.format))
                 .unwrap_or(default_format);
-            let content = match validated(item.content, format, false).await {
+            let marked = item.sensitive || current.as_ref().is_some_and(|c| c.sensitive);
+            let checked = match validated(item.content, format, false).await {
+                Ok(content) => self.schema_checked(&key, format, content, marked).await,
+                Err(e) => Err(e),
+            };
+            let content = match checked {
                 Ok(content) => content,
                 Err(e) => {
                     problems.push((key.to_string(), e.to_string()));
@@ -1450,7 +1519,11 @@ impl Service {
                 .or(Format::from_file_name(key.data_id.as_str()))
                 .unwrap_or_default(),
         };
-        validated(gray.content.clone(), format, false)
+        let content = validated(gray.content.clone(), format, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let marked = self.get(key).is_some_and(|c| c.sensitive);
+        self.schema_checked(key, format, content, marked)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -1757,7 +1830,10 @@ mod tests {
             crate::limits::Defaults::default(),
             MAX,
         ));
-        (Service::new(store, commits, MAX, auth, limits), dir)
+        (
+            Service::new(store, commits, MAX, auth, limits, Arc::default()),
+            dir,
+        )
     }
 
     fn ann() -> Caller {

@@ -49,6 +49,8 @@ pub struct Sync {
     steady: std::sync::atomic::AtomicBool,
     /// Namespaces' quotas and retention, refreshed at each heartbeat.
     limits: Option<Arc<Limits>>,
+    /// Schemas attached to configs, refreshed at each heartbeat.
+    schemas: Option<Arc<crate::schemas::Schemas>>,
     history_prune_interval: Duration,
     /// When this node last pruned history (it does when it is the cluster's pruner).
     history_pruned_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -70,6 +72,8 @@ pub struct SyncSettings {
     pub audit_retention: Duration,
     /// Refreshed at each heartbeat; history is pruned to their retention.
     pub limits: Option<Arc<Limits>>,
+    /// Refreshed at each heartbeat, so other nodes' schema changes apply here.
+    pub schemas: Option<Arc<crate::schemas::Schemas>>,
     pub history_prune_interval: Duration,
 }
 
@@ -104,6 +108,7 @@ impl Sync {
             known_nodes: std::sync::Mutex::default(),
             steady: std::sync::atomic::AtomicBool::new(false),
             limits: settings.limits,
+            schemas: settings.schemas,
             history_prune_interval: settings.history_prune_interval,
             history_pruned_at: std::sync::Mutex::default(),
         }
@@ -305,6 +310,9 @@ impl Sync {
         if steady {
             self.prune(now, latest, &live).await?;
         }
+        if let Some(schemas) = &self.schemas {
+            schemas.refresh(self.store.schemas().await?);
+        }
         if let Some(limits) = &self.limits {
             let namespaces = self.store.list_namespaces().await?;
             limits.refresh(&namespaces);
@@ -479,6 +487,7 @@ mod tests {
             retention: Duration::ZERO,
             audit_retention: Duration::from_secs(86_400),
             limits: None,
+            schemas: None,
             history_prune_interval: Duration::from_secs(600),
         }
     }

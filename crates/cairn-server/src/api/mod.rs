@@ -10,6 +10,7 @@ mod nacos;
 mod native;
 mod ops;
 mod peers;
+mod schemas;
 pub(crate) mod transfer;
 mod watch;
 pub mod wire;
@@ -363,6 +364,7 @@ pub fn router(state: SharedState) -> Router {
     let api = native::router()
         .merge(watch::router())
         .merge(transfer::router())
+        .merge(schemas::router())
         .route_layer(crate::metrics::Track);
     Router::new()
         .merge(api)

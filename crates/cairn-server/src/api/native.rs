@@ -141,7 +141,9 @@ pub fn router() -> Router<SharedState> {
         delete_access_key, config_listeners, client_listeners, set_role, list_grants,
         put_grant, delete_grant, list_roles, audit_log, list_tokens, create_token, revoke_token, add_role_member, remove_role_member, delete_role,
         rotate_key, super::watch::watch, super::watch::stream, super::transfer::export_namespace,
-        super::transfer::import_namespace, super::transfer::clone_into
+        super::transfer::import_namespace, super::transfer::clone_into,
+        super::schemas::list_schemas, super::schemas::show_schema, super::schemas::set_schema,
+        super::schemas::remove_schema, super::schemas::schema_history
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

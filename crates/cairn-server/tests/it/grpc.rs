@@ -15,11 +15,11 @@ use crate::helpers::{settings, TestApp, TestCa, ADMIN_PASSWORD};
 
 /// One client connection: its channel (one HTTP/2 transport) and, once set up, its
 /// stream both ways.
-struct Client {
+pub(crate) struct Client {
     channel: Channel,
     to_server: Option<mpsc::Sender<Payload>>,
     from_server: Option<tonic::Streaming<Payload>>,
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 fn payload(kind: &str, body: Value, token: Option<&str>) -> Payload {
@@ -37,7 +37,7 @@ fn body(payload: &Payload) -> Value {
 }
 
 impl Client {
-    async fn connect(app: &TestApp) -> Client {
+    pub(crate) async fn connect(app: &TestApp) -> Client {
         let channel = Channel::from_shared(format!("http://{}", app.grpc.expect("gRPC is on")))
             .unwrap()
             .connect()
@@ -76,7 +76,7 @@ impl Client {
     }
 
     /// A unary request; returns the answer's type and body.
-    async fn call(&self, kind: &str, request: Value) -> (String, Value) {
+    pub(crate) async fn call(&self, kind: &str, request: Value) -> (String, Value) {
         let answer = self
             .send_raw(payload(kind, request, self.token.as_deref()))
             .await
@@ -86,7 +86,7 @@ impl Client {
 
     /// Opens the stream and sends `ConnectionSetupRequest`; returns once the node has
     /// registered the connection (a health check passes).
-    async fn setup(&mut self) {
+    pub(crate) async fn setup(&mut self) {
         let (tx, rx) = mpsc::channel(16);
         tx.send(payload(
             "ConnectionSetupRequest",

@@ -112,6 +112,46 @@ impl TestApp {
         body["token"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a user with a grant of `level` over `namespace`; returns their token.
+    pub async fn user_with_grant(
+        &self,
+        username: &str,
+        password: &str,
+        namespace: &str,
+        level: &str,
+    ) -> String {
+        let r = self
+            .request(Method::POST, "/api/v1/users")
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "create {username}");
+        let r = self
+            .request(Method::PUT, "/api/v1/grants")
+            .json(&json!({ "user": username, "namespace": namespace, "level": level }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "grant {username}");
+        self.login(username, password).await
+    }
+
+    /// The admin's token from Nacos's own login route.
+    pub async fn nacos_token(&self) -> String {
+        let login = self
+            .http
+            .post(format!(
+                "{}/nacos/v1/auth/login?username=admin&password={ADMIN_PASSWORD}",
+                self.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        let token: Value = login.json().await.unwrap();
+        token["accessToken"].as_str().unwrap().to_owned()
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
@@ -256,4 +296,16 @@ impl TestCa {
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
     }
+}
+
+/// A zip of raw entries, as another Nacos installation might send.
+pub fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(content.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
 }

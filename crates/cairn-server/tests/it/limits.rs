@@ -76,23 +76,12 @@ async fn quotas_hold_on_every_surface_and_say_what_is_used() {
     assert_eq!(view["quota"]["bytes"], 25);
 
     // Nacos's publish meets the same quota, as a 403 with the same words.
-    let login = app
-        .http
-        .post(format!(
-            "{}/nacos/v1/auth/login?username=admin&password={}",
-            app.base,
-            crate::helpers::ADMIN_PASSWORD
-        ))
-        .send()
-        .await
-        .unwrap();
-    let token: Value = login.json().await.unwrap();
+    let token = app.nacos_token().await;
     let r = app
         .http
         .post(format!(
             "{}/nacos/v1/cs/configs?accessToken={}",
-            app.base,
-            token["accessToken"].as_str().unwrap()
+            app.base, token
         ))
         .form(&[
             ("dataId", "d.txt"),
@@ -107,13 +96,7 @@ async fn quotas_hold_on_every_surface_and_say_what_is_used() {
     let text = r.text().await.unwrap();
     assert!(text.contains("max_configs is 2"), "{text}");
     // Nacos's capacity routes read and set the same quotas.
-    let nacos = |path: &str| {
-        format!(
-            "{}{path}accessToken={}",
-            app.base,
-            token["accessToken"].as_str().unwrap()
-        )
-    };
+    let nacos = |path: &str| format!("{}{path}accessToken={}", app.base, token);
     let r = app
         .http
         .get(nacos("/nacos/v1/cs/capacity?namespaceId=small&"))

@@ -12,5 +12,6 @@ mod limits;
 mod nacos;
 mod patterns;
 mod permissions;
+mod schemas;
 mod tls;
 mod transfer;

@@ -2,23 +2,10 @@
 //! Nacos's own routes: a round trip keeps everything, an import is all or nothing and
 //! says why, and each policy does what it says.
 
-use std::io::Write as _;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{expect_error, TestApp};
-
-/// A zip of raw entries, as another Nacos installation might send.
-fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, content) in entries {
-        zip.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(content.as_bytes()).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
-}
+use crate::helpers::{expect_error, zip_of, TestApp};
 
 async fn create_namespace(app: &TestApp, name: &str) {
     let r = app

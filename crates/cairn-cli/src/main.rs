@@ -13,7 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    access_key, audit, config, grant, gray, login, migrate, namespace, transfer, user, watch,
+    access_key, audit, config, grant, gray, login, migrate, namespace, schema, transfer, user,
+    watch,
 };
 
 #[derive(Parser)]
@@ -97,6 +98,10 @@ enum Command {
     /// Manage namespaces.
     #[command(subcommand)]
     Ns(namespace::NsCommand),
+    /// JSON Schemas that configs' contents must satisfy (set and rm: admins of the
+    /// namespace).
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
     /// Manage users (admin).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -180,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gray(command) => gray::run(client, command).await,
         Command::AccessKey(command) => access_key::run(client, command).await,
         Command::Ns(command) => namespace::run(client, command).await,
+        Command::Schema(command) => schema::run(client, command).await,
         Command::User(command) => user::run(client, command).await,
         Command::Grant(args) => grant::grant(client, args).await,
         Command::Revoke(args) => grant::revoke(client, args).await,

@@ -995,6 +995,72 @@ impl Client {
             .map(drop)
     }
 
+    /// The schemas attached in `namespace`, or in every namespace you see.
+    pub async fn schemas(&self, namespace: Option<&str>) -> Result<Vec<Schema>> {
+        let mut url = self.url(&["api", "v1", "schemas"]);
+        if let Some(ns) = namespace {
+            url.query_pairs_mut().append_pair("namespace", ns);
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// The schema attached at `namespace/group/data_id` (the last two exact or `*`
+    /// wildcards), if any.
+    pub async fn schema(
+        &self,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+    ) -> Result<Option<Schema>> {
+        let url = self.url(&["api", "v1", "schemas", namespace, group, data_id]);
+        match self.json(self.request(Method::GET, url)).await {
+            Ok(schema) => Ok(Some(schema)),
+            Err(Error::Api {
+                status: 404, code, ..
+            }) if code == "schema_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Attaches a schema or changes it (admin of the namespace). Refused when configs
+    /// as they are now break it, unless `set.force`.
+    pub async fn set_schema(
+        &self,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+        set: &SchemaSet,
+    ) -> Result<Schema> {
+        let url = self.url(&["api", "v1", "schemas", namespace, group, data_id]);
+        self.json(self.request(Method::PUT, url).json(set)).await
+    }
+
+    /// Detaches a schema (admin of the namespace).
+    pub async fn remove_schema(
+        &self,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+        comment: Option<&str>,
+    ) -> Result<()> {
+        let mut url = self.url(&["api", "v1", "schemas", namespace, group, data_id]);
+        if let Some(comment) = comment {
+            url.query_pairs_mut().append_pair("comment", comment);
+        }
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// Every version of a schema, newest first.
+    pub async fn schema_history(
+        &self,
+        namespace: &str,
+        group: &str,
+        data_id: &str,
+    ) -> Result<Vec<SchemaVersion>> {
+        let url = self.url(&["api", "v1", "schemas", namespace, group, data_id, "history"]);
+        self.json(self.request(Method::GET, url)).await
+    }
+
     /// An Apollo app's access keys, with their secrets (admin).
     pub async fn access_keys(&self, app_id: &str) -> Result<Vec<AccessKey>> {
         self.json(self.request(

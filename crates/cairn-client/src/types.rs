@@ -754,3 +754,60 @@ pub struct KeyRotation {
     /// Values still changing under the last pass: run the rotation again.
     pub raced: u64,
 }
+
+/// A JSON Schema attached to a config, or to every config whose group and data id
+/// match `*` wildcards in a namespace.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Schema {
+    /// The namespace it is attached in.
+    pub namespace: String,
+    /// A group, or a `*` wildcard of groups.
+    pub group: String,
+    /// A data id, or a `*` wildcard of data ids.
+    pub data_id: String,
+    /// 1 when first attached, one more for each change.
+    pub version: u64,
+    /// The JSON Schema document.
+    pub schema: serde_json::Value,
+    /// Who first attached it.
+    pub created_by: String,
+    /// When it was first attached (RFC 3339).
+    pub created_at: String,
+    /// Who last changed it.
+    pub updated_by: String,
+    /// When it was last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// An attachment or change of a schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaSet {
+    /// The JSON Schema (draft 2020-12).
+    pub schema: serde_json::Value,
+    /// Attach it even though configs as they are now break it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// The version last read (0: none attached); refused if it moved since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_version: Option<u64>,
+    /// A note recorded with the version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// One version of a schema.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaVersion {
+    /// Its number.
+    pub version: u64,
+    /// `set` or `remove`.
+    pub op: String,
+    /// The schema this version set; `None` for a removal.
+    pub schema: Option<serde_json::Value>,
+    /// Who made it.
+    pub by: String,
+    /// The note given with it.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub at: String,
+}

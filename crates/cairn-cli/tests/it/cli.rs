@@ -826,6 +826,71 @@ fn namespace_quotas_and_retention_are_set_and_shown_with_the_cli() {
     );
 }
 
+#[test]
+fn a_schema_set_with_the_cli_guards_every_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = Server::start(&dir.path().join("data"), Some("schema-password-1"));
+    login(&home, &server, "schema-password-1");
+    let app = write_file(dir.path(), "app.yaml", "server:\n  port: 99999\n");
+    ok(&home, &["publish", "public/web/app.yaml", "-f", &app]);
+    let schema = write_file(
+        dir.path(),
+        "port.json",
+        r#"{"properties":{"server":{"properties":{"port":{"maximum":65535}}}}}"#,
+    );
+    // The config as it is breaks it: refused, naming it, unless forced.
+    let refused = fails(
+        &home,
+        &["schema", "set", "public/web/*.yaml", "-f", &schema],
+    );
+    assert!(
+        refused.contains(
+            "public/web/app.yaml: /server/port: 99999 is greater than the maximum of 65535"
+        ),
+        "{refused}"
+    );
+    let out = ok(
+        &home,
+        &[
+            "schema",
+            "set",
+            "public/web/*.yaml",
+            "-f",
+            &schema,
+            "--force",
+            "-m",
+            "ports",
+        ],
+    );
+    assert!(out.contains("version 1"), "{out}");
+    let refused = fails(&home, &["publish", "public/web/app.yaml", "-f", &app]);
+    assert!(
+        refused.contains("/server/port: 99999 is greater than"),
+        "{refused}"
+    );
+    let fixed = write_file(dir.path(), "fixed.yaml", "server:\n  port: 8080\n");
+    ok(&home, &["publish", "public/web/app.yaml", "-f", &fixed]);
+    let shown = ok(&home, &["schema", "show", "public/web/*.yaml"]);
+    assert!(
+        shown.contains("version 1") && shown.contains("\"maximum\": 65535"),
+        "{shown}"
+    );
+    let listed = ok(&home, &["schema", "list", "public"]);
+    assert!(listed.contains("public/web/*.yaml  1"), "{listed}");
+    ok(&home, &["schema", "rm", "public/web/*.yaml", "-m", "done"]);
+    let history = ok(&home, &["schema", "history", "public/web/*.yaml"]);
+    let ops: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(ops, ["remove", "set"], "{history}");
+    ok(&home, &["publish", "public/web/app.yaml", "-f", &app]);
+    let bad = fails(&home, &["schema", "show", "public/web"]);
+    assert!(bad.contains("is not namespace/group/data_id"), "{bad}");
+}
+
 /// Every content column of the three tables that hold contents, as stored.
 async fn stored_contents(url: &str) -> Vec<String> {
     use sqlx::Row as _;

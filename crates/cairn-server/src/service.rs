@@ -90,9 +90,10 @@ pub enum ServiceError {
     SchemaViolation(#[from] crate::schemas::Violation),
     #[error("{0}")]
     InvalidSchema(String),
-    /// A schema would refuse configs as they are now (attach it with `force` anyway).
-    #[error("{0}")]
-    SchemaRejectsContent(String),
+    /// A schema would refuse configs as they are now (attach it with `force` anyway):
+    /// one line per config, the first few of them.
+    #[error("{} config(s) as they are now break this schema (fix them, or set it with force): {}{}", .count, .listed.join(" | "), more_note(*.count, .listed.len()))]
+    SchemaRejectsContent { count: usize, listed: Vec<String> },
     #[error("no schema is attached to {0}")]
     SchemaNotFound(String),
     #[error("{0} needs the admin role")]
@@ -101,6 +102,14 @@ pub enum ServiceError {
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
     Internal(#[source] StoreError),
+}
+
+fn more_note(count: usize, listed: usize) -> String {
+    if count > listed {
+        format!("; and {} more", count - listed)
+    } else {
+        String::new()
+    }
 }
 
 fn pruned_note(retention: &Option<String>) -> String {
@@ -197,7 +206,7 @@ impl ServiceError {
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
             | E::ConcurrentChange(_)
-            | E::SchemaRejectsContent(_) => ErrorKind::Conflict,
+            | E::SchemaRejectsContent { .. } => ErrorKind::Conflict,
             E::Denied(_) | E::AdminOnly(_) => ErrorKind::Forbidden,
             E::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             E::Unavailable(_) => ErrorKind::Unavailable,

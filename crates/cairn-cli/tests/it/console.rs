@@ -144,10 +144,16 @@ async fn fill(c: &Client, css: &str, value: &str) {
 /// Sets the code editor's content as typing would.
 async fn set_editor(c: &Client, value: &str) {
     // The editing form's editor: the page before may have had a read-only one.
-    find(c, "form#editor .CodeMirror").await;
+    set_code_in(c, "form#editor", value).await;
+}
+
+/// Sets the code editor inside the form `form` finds.
+async fn set_code_in(c: &Client, form: &str, value: &str) {
+    let editor = format!("{form} .CodeMirror");
+    find(c, &editor).await;
     c.execute(
-        "document.querySelector('form#editor .CodeMirror').CodeMirror.setValue(arguments[0]); return true;",
-        vec![json!(value)],
+        "document.querySelector(arguments[0]).CodeMirror.setValue(arguments[1]); return true;",
+        vec![json!(editor), json!(value)],
     )
     .await
     .unwrap();
@@ -700,6 +706,52 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(refused.contains("read-secret"), "{refused}");
     assert!(!phone.source().await.unwrap().contains("7070"));
     phone.close().await.unwrap();
+
+    // A schema attached in the console: the configs it would refuse are listed first;
+    // once attached, the editor shows each failing location before anything is sent.
+    c.goto(&format!("{url}/console/schemas")).await.unwrap();
+    fill(&c, "#schema-group", "DEFAULT_GROUP").await;
+    fill(&c, "#schema-data-id", "*.yaml").await;
+    let port_at_most = |max: u32| {
+        format!(
+            r#"{{"properties":{{"server":{{"properties":{{"port":{{"type":"integer","maximum":{max}}}}}}}}}}}"#
+        )
+    };
+    set_code_in(&c, "form#schema-form", &port_at_most(1024)).await;
+    click(&c, "#schema-form button.primary").await;
+    let refused = text(&c, "#problem").await;
+    assert!(
+        refused.contains("public/DEFAULT_GROUP/app.yaml: /server/port")
+            && refused.contains("maximum of 1024"),
+        "{refused}"
+    );
+    shot(&c, "05c-schema-refused").await;
+    set_code_in(&c, "form#schema-form", &port_at_most(65535)).await;
+    click(&c, "#schema-form button.primary").await;
+    assert!(text(&c, ".flash.ok").await.contains("Saved"));
+    assert!(text(&c, "#schema-versions").await.contains("set"));
+    c.goto(&format!("{url}/console/schemas")).await.unwrap();
+    assert!(text(&c, "#schemas").await.contains("*.yaml"));
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/app.yaml/edit"
+    ))
+    .await
+    .unwrap();
+    let applied = text(&c, "#applied-schemas").await;
+    assert!(
+        applied.contains("public/DEFAULT_GROUP/*.yaml (v1)"),
+        "{applied}"
+    );
+    set_editor(&c, "server:\n  port: 70000\n").await;
+    click(&c, "button[value=review]").await;
+    let problem = text(&c, "#problem").await;
+    assert!(
+        problem.contains("/server/port") && problem.contains("maximum of 65535"),
+        "{problem}"
+    );
+    // The config is sensitive: its values stay out of the message.
+    assert!(!problem.contains("70000"), "{problem}");
+    shot(&c, "05d-schema-inline").await;
 
     // A system in dark mode gets the dark theme, editor included.
     let dark = browser_with(

@@ -101,7 +101,7 @@ impl From<ServiceError> for ApiError {
             E::QuotaExceeded(_) => "quota_exceeded",
             E::SchemaViolation(_) => "schema_violation",
             E::InvalidSchema(_) => "invalid_schema",
-            E::SchemaRejectsContent(_) => "schema_rejects_content",
+            E::SchemaRejectsContent { .. } => "schema_rejects_content",
             E::SchemaNotFound(_) => "schema_not_found",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",

@@ -95,6 +95,31 @@ impl Service {
         Ok(self.store.schema_history(target).await?)
     }
 
+    /// The schemas that apply to `key`.
+    pub fn schemas_for(&self, key: &cairn_core::ConfigKey) -> Vec<SchemaRecord> {
+        let mut all: Vec<SchemaRecord> = self
+            .schemas
+            .matching(key)
+            .iter()
+            .map(|a| a.record.clone())
+            .collect();
+        all.sort_by_key(|a| a.target.to_string());
+        all
+    }
+
+    /// Checks `content` against `key`'s schemas as a write would, without writing (the
+    /// console's review step).
+    pub fn check_schemas(
+        &self,
+        key: &cairn_core::ConfigKey,
+        format: cairn_core::Format,
+        content: &str,
+        marked: bool,
+    ) -> std::result::Result<(), crate::schemas::Violation> {
+        let redact = crate::access::is_sensitive(key, marked);
+        self.schemas.check(key, format, content, redact)
+    }
+
     /// Refuses a schema change by an actor who does not administer the namespace.
     fn may_govern(&self, actor: &Actor, target: &SchemaTarget, action: &str) -> Result<()> {
         let ns = &target.namespace;
@@ -187,16 +212,8 @@ impl Service {
         if report.is_empty() {
             return Ok(());
         }
-        let more = report.len().saturating_sub(CONFIGS_LISTED);
-        let tail = if more > 0 {
-            format!("; and {more} more")
-        } else {
-            String::new()
-        };
-        Err(ServiceError::SchemaRejectsContent(format!(
-            "{} config(s) as they are now break this schema (fix them, or set it with force): {}{tail}",
-            report.len(),
-            report[..report.len().min(CONFIGS_LISTED)].join(" | ")
-        )))
+        let count = report.len();
+        let listed = report.into_iter().take(CONFIGS_LISTED).collect();
+        Err(ServiceError::SchemaRejectsContent { count, listed })
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod i18n;
 mod pages;
 mod permissions;
+mod schemas;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -76,6 +77,10 @@ pub fn router() -> Router<SharedState> {
         .route("/console/namespaces/delete", post(admin::delete_namespace))
         .route("/console/namespaces/export", get(admin::export_namespace))
         .route("/console/namespaces/import", post(admin::import_namespace))
+        .route("/console/schemas", get(schemas::schemas))
+        .route("/console/schemas/edit", get(schemas::edit_page))
+        .route("/console/schemas/set", post(schemas::set))
+        .route("/console/schemas/remove", post(schemas::remove))
         .route("/console/grants", get(permissions::grants))
         .route("/console/audit", get(permissions::audit))
         .route("/console/grants/set", post(permissions::set_grant))
@@ -479,6 +484,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                         @if let Some(user) = &ctx.user {
                             a href="/console/configs" { (ctx.t("Configs")) }
                             a href="/console/namespaces" { (ctx.t("Namespaces")) }
+                            a href="/console/schemas" { (ctx.t("Schemas")) }
                             a href="/console/listeners" { (ctx.t("Who listens")) }
                             a href="/console/grants" { (ctx.t("Permissions")) }
                             @if user.role == crate::auth::Role::Admin {

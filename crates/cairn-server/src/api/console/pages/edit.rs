@@ -55,6 +55,7 @@ pub async fn new_page(
         ..EditForm::default()
     };
     Ok(editor(
+        &state,
         &session.ctx,
         None,
         &form,
@@ -80,6 +81,7 @@ pub async fn create(
         Err(e) => {
             let names = namespace_names(&state, &session).await?;
             return Ok(editor(
+                &state,
                 &session.ctx,
                 None,
                 &form,
@@ -114,7 +116,15 @@ pub async fn edit_page(
         base_revision: c.revision.get().to_string(),
         ..EditForm::default()
     };
-    Ok(editor(ctx, Some(&key), &form, &[], None, StatusCode::OK))
+    Ok(editor(
+        &state,
+        ctx,
+        Some(&key),
+        &form,
+        &[],
+        None,
+        StatusCode::OK,
+    ))
 }
 
 pub async fn edit(
@@ -144,7 +154,24 @@ async fn namespace_names(state: &SharedState, session: &Session) -> Result<Vec<S
 /// What is wrong with an edit, shown above the editor.
 pub(super) enum Problem {
     Content(FormatError),
+    /// The content breaks a schema: each location and rule on a line of its own.
+    Schema(crate::schemas::Violation),
     Message(String),
+}
+
+/// What is wrong, above an editor; schema problems one location per line.
+pub(super) fn problem_view(ctx: &Ctx, problem: Option<&Problem>) -> Markup {
+    html! {
+        @match problem {
+            Some(Problem::Content(e)) => div.flash.error role="alert" #problem { (e.to_string()) },
+            Some(Problem::Message(m)) => div.flash.error role="alert" #problem { (m) },
+            Some(Problem::Schema(v)) => div.flash.error role="alert" #problem {
+                p { (ctx.t("The content breaks its schema:")) " " (v.schemas.join(", ")) }
+                ul.schema-problems { @for line in &v.problems { li { code { (line) } } } }
+            },
+            None => {},
+        }
+    }
 }
 
 /// One step of an edit: back to the editor, the review of its diff, or the publish.
@@ -185,6 +212,7 @@ async fn submit(
             Err(e) => {
                 let problem = Problem::Message(e.to_string());
                 return Ok(editor(
+                    state,
                     ctx,
                     shown_key,
                     &form,
@@ -203,11 +231,27 @@ async fn submit(
         "review" => {
             if let Err(e) = effective.validate(&form.content) {
                 return Ok(editor(
+                    state,
                     ctx,
                     shown_key,
                     &form,
                     &names,
                     Some(Problem::Content(e)),
+                    StatusCode::BAD_REQUEST,
+                ));
+            }
+            let marked = form.sensitive == "on";
+            if let Err(v) = state
+                .service
+                .check_schemas(&key, effective, &form.content, marked)
+            {
+                return Ok(editor(
+                    state,
+                    ctx,
+                    shown_key,
+                    &form,
+                    &names,
+                    Some(Problem::Schema(v)),
                     StatusCode::BAD_REQUEST,
                 ));
             }
@@ -250,6 +294,7 @@ async fn submit(
                     &names,
                 )),
                 Err(ServiceError::InvalidContent(e)) => Ok(editor(
+                    state,
                     ctx,
                     shown_key,
                     &form,
@@ -257,10 +302,20 @@ async fn submit(
                     Some(Problem::Content(e)),
                     StatusCode::BAD_REQUEST,
                 )),
+                Err(ServiceError::SchemaViolation(v)) => Ok(editor(
+                    state,
+                    ctx,
+                    shown_key,
+                    &form,
+                    &names,
+                    Some(Problem::Schema(v)),
+                    StatusCode::BAD_REQUEST,
+                )),
                 Err(e) => {
                     let status = ctx.service_error(e);
                     let problem = Problem::Message(status.message.clone());
                     Ok(editor(
+                        state,
                         ctx,
                         shown_key,
                         &form,
@@ -271,7 +326,15 @@ async fn submit(
                 }
             }
         }
-        _ => Ok(editor(ctx, shown_key, &form, &names, None, StatusCode::OK)),
+        _ => Ok(editor(
+            state,
+            ctx,
+            shown_key,
+            &form,
+            &names,
+            None,
+            StatusCode::OK,
+        )),
     }
 }
 
@@ -318,6 +381,7 @@ fn carried(ctx: &Ctx, form: &EditForm, with_content: bool) -> Markup {
 }
 
 fn editor(
+    state: &SharedState,
     ctx: &Ctx,
     key: Option<&ConfigKey>,
     form: &EditForm,
@@ -325,19 +389,20 @@ fn editor(
     problem: Option<Problem>,
     status: StatusCode,
 ) -> Response {
-    editor_below(ctx, key, form, namespaces, problem, html! {}, status)
+    let page = editor_below(state, ctx, key, form, namespaces, problem, html! {});
+    (status, page).into_response()
 }
 
 /// The editor, with `above` between the heading and the form.
 fn editor_below(
+    state: &SharedState,
     ctx: &Ctx,
     key: Option<&ConfigKey>,
     form: &EditForm,
     namespaces: &[String],
     problem: Option<Problem>,
     above: Markup,
-    status: StatusCode,
-) -> Response {
+) -> Markup {
     let action = match key {
         Some(key) => format!("{}/edit", config_url(key)),
         None => "/console/new".to_owned(),
@@ -350,15 +415,24 @@ fn editor_below(
         Some(key) => key.data_id.as_str().to_owned(),
         None => ctx.t("New config").to_owned(),
     };
+    let schemas = match key {
+        Some(key) => state.service.schemas_for(key),
+        None => Vec::new(),
+    };
     let body = html! {
         @match key {
             Some(key) => (key_heading(key)),
             None => h1 { (ctx.t("New config")) },
         }
-        @match &problem {
-            Some(Problem::Content(e)) => div.flash.error role="alert" #problem { (e.to_string()) },
-            Some(Problem::Message(m)) => div.flash.error role="alert" #problem { (m) },
-            None => {},
+        (problem_view(ctx, problem.as_ref()))
+        @if !schemas.is_empty() {
+            p.hint #applied-schemas {
+                (ctx.t("Checked against:")) " "
+                @for (i, s) in schemas.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href=(super::super::schemas::edit_url(&s.target)) { (s.target) " (v" (s.version) ")" }
+                }
+            }
         }
         (above)
         form #editor method="post" action=(action) {
@@ -416,7 +490,7 @@ fn editor_below(
             }
         }
     };
-    (status, layout(ctx, &title, body, true)).into_response()
+    layout(ctx, &title, body, true)
 }
 
 /// The review step: what will change, an optional message, and the publish button.
@@ -474,13 +548,14 @@ fn conflict(
             (diff_view(ctx, base, &mine, DiffLayout::Unified))
         }
     };
-    editor_below(
+    let page = editor_below(
+        state,
         ctx,
         (!creating).then_some(key),
         &form,
         names,
         Some(Problem::Message(message.to_owned())),
         diffs,
-        StatusCode::CONFLICT,
-    )
+    );
+    (StatusCode::CONFLICT, page).into_response()
 }

@@ -131,11 +131,7 @@ fn gray_editor(
         (key_heading(key))
         h2 { (ctx.t("Start a gray release")) }
         p.muted { (ctx.t("Clients whose IP is listed, or that declare one of the labels, read this content; every other client keeps the main content.")) }
-        @match &problem {
-            Some(Problem::Content(e)) => div.flash.error role="alert" #problem { (e.to_string()) },
-            Some(Problem::Message(m)) => div.flash.error role="alert" #problem { (m) },
-            None => {},
-        }
+        (super::edit::problem_view(ctx, problem.as_ref()))
         form #editor method="post" action={ (config_url(key)) "/gray" } {
             input type="hidden" name="csrf" value=(ctx.csrf);
             div.grid2 {
@@ -235,6 +231,7 @@ pub async fn gray_submit(
                         .into_response(),
                 ),
                 Err(ServiceError::InvalidContent(e)) => invalid(Problem::Content(e)),
+                Err(ServiceError::SchemaViolation(v)) => invalid(Problem::Schema(v)),
                 Err(e) => {
                     let failed = ctx.service_error(e);
                     Ok(gray_editor(

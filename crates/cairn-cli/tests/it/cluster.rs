@@ -229,6 +229,49 @@ async fn grants_travel_between_nodes(engine: Engine) {
     db.drop_database().await;
 }
 
+/// A schema attached on one node holds for publishes on another from its next
+/// heartbeat, and detached there, no longer does.
+async fn schemas_travel_between_nodes(engine: Engine) {
+    let Some(db) = Scratch::create(engine).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&db.url, &dir.path().join("a")).await;
+    let b = Node::start(&db.url, &dir.path().join("b")).await;
+    let set = cairn_client::SchemaSet {
+        schema: serde_json::json!({ "properties": { "port": { "maximum": 65535 } } }),
+        force: false,
+        expect_version: Some(0),
+        comment: None,
+    };
+    a.client
+        .set_schema("public", "*", "*.yaml", &set)
+        .await
+        .unwrap();
+    let k = key("svc.yaml");
+    eventually(Duration::from_secs(10), "the schema on B", || async {
+        let refused = b.client.publish(&k, &Publish::new("port: 70000")).await;
+        format!("{:?}", refused.err()).contains("greater than the maximum of 65535")
+    })
+    .await;
+    let listed = b.client.schemas(Some("public")).await.unwrap();
+    assert_eq!(listed[0].data_id, "*.yaml");
+    b.client
+        .remove_schema("public", "*", "*.yaml", None)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the removal on A", || async {
+        a.client
+            .publish(&k, &Publish::new("port: 70000"))
+            .await
+            .is_ok()
+    })
+    .await;
+    a.kill().await;
+    b.kill().await;
+    db.drop_database().await;
+}
+
 async fn three_nodes_share_changes(engine: Engine) {
     let Some(db) = Scratch::create(engine).await else {
         return;
@@ -758,6 +801,11 @@ macro_rules! engine_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn grants_travel_between_nodes() {
                 super::grants_travel_between_nodes($engine).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn schemas_travel_between_nodes() {
+                super::schemas_travel_between_nodes($engine).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

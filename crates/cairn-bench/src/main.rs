@@ -268,21 +268,19 @@ fn print_table(results: &Value) {
     }
     if let Some(Value::Object(backends)) = results.get("publish") {
         for (name, b) in backends {
+            for writers in ["1", "4", "16", "64"] {
+                row(
+                    format!("publish {name}: {writers} writers /s, p99 ms"),
+                    format!(
+                        "{} / {}",
+                        get(b, &["writers", writers, "per_s"]),
+                        get(b, &["writers", writers, "latency", "p99_ms"])
+                    ),
+                );
+            }
             row(
-                format!("publish {name}: sequential /s"),
-                get(b, &["sequential_per_s"]),
-            );
-            row(
-                format!("publish {name}: sequential p99 ms"),
-                get(b, &["sequential_latency", "p99_ms"]),
-            );
-            row(
-                format!("publish {name}: 16 writers /s"),
-                get(b, &["concurrent16_per_s"]),
-            );
-            row(
-                format!("publish {name}: 16 writers p99 ms"),
-                get(b, &["concurrent16_latency", "p99_ms"]),
+                format!("publish {name}: 16 writers / 1"),
+                get(b, &["ratio_16_to_1"]),
             );
         }
     }

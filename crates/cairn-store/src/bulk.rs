@@ -26,20 +26,41 @@ fn rows(columns: usize, rows: usize) -> String {
 
 impl SqlStore {
     /// Writes `writes` (distinct keys, in existing namespaces) inside `tx`, a page per
-    /// statement; the records come back in the order of `writes`.
+    /// statement, all or nothing; the records come back in the order of `writes`.
     pub(crate) async fn import_page(
         &self,
         tx: &mut Transaction<'static, Any>,
         writes: &[ConfigWrite],
     ) -> Result<Vec<ConfigRecord>> {
-        let mut currents = self.currents_in(tx, writes).await?;
-        let currents: Vec<Option<Current>> =
-            writes.iter().map(|w| currents.remove(&w.key)).collect();
+        let writes: Vec<&ConfigWrite> = writes.iter().collect();
+        let currents = self.currents_of(tx, &writes).await?;
         let planned = writes
             .iter()
             .zip(&currents)
             .map(|(write, current)| Planned::new(write, current.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        self.write_planned(tx, &writes, &currents, planned).await
+    }
+
+    /// The stored state of each of `writes`' configs, in their order.
+    pub(crate) async fn currents_of(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: &[&ConfigWrite],
+    ) -> Result<Vec<Option<Current>>> {
+        let mut found = self.currents_in(tx, writes).await?;
+        Ok(writes.iter().map(|w| found.remove(&w.key)).collect())
+    }
+
+    /// Writes `writes`, each checked already against its stored state (`currents`)
+    /// into `planned`, a statement per table for them all.
+    pub(crate) async fn write_planned(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: &[&ConfigWrite],
+        currents: &[Option<Current>],
+        planned: Vec<Planned>,
+    ) -> Result<Vec<ConfigRecord>> {
         let revisions = self.append_changes(tx, writes).await?;
 
         // New configs in one insert; replaced ones are rarer in an import and each is
@@ -51,7 +72,7 @@ impl SqlStore {
             let sql = self.sql_owned(&format!("{}{}", insert_config!(), rows(14, fresh.len())));
             let mut query = sqlx::query::<Any>(&sql);
             for &i in &fresh {
-                query = self.bind_config(query, &writes[i], revisions[i], &planned[i])?;
+                query = self.bind_config(query, writes[i], revisions[i], &planned[i])?;
             }
             if let Err(e) = query.execute(&mut **tx).await {
                 if is_unique_violation(&e) {
@@ -65,7 +86,7 @@ impl SqlStore {
         for i in (0..writes.len()).filter(|&i| currents[i].is_some()) {
             self.bind_config(
                 sqlx::query::<Any>(self.sql(UPDATE_CONFIG)),
-                &writes[i],
+                writes[i],
                 revisions[i],
                 &planned[i],
             )?
@@ -96,7 +117,7 @@ impl SqlStore {
         // The audit entries commit with the changes, or none does.
         let entries: Vec<_> = writes
             .iter()
-            .zip(&currents)
+            .zip(currents)
             .map(|(w, current)| {
                 let before = current.as_ref().map(|c| c.md5.as_str());
                 change_audit(&w.key, w.op, &w.md5, &w.audit, before)
@@ -121,7 +142,7 @@ impl SqlStore {
     async fn currents_in(
         &self,
         tx: &mut Transaction<'static, Any>,
-        writes: &[ConfigWrite],
+        writes: &[&ConfigWrite],
     ) -> Result<HashMap<ConfigKey, Current>> {
         let mut groups: HashMap<(&str, &str), Vec<&ConfigKey>> = HashMap::new();
         for write in writes {
@@ -163,7 +184,7 @@ impl SqlStore {
     async fn append_changes(
         &self,
         tx: &mut Transaction<'static, Any>,
-        writes: &[ConfigWrite],
+        writes: &[&ConfigWrite],
     ) -> Result<Vec<Revision>> {
         let values = rows(6, writes.len());
         let sql = if self.dialect.returning {

@@ -3,6 +3,7 @@
 //! one conformance suite (`tests/store.rs`) runs unchanged against every backend.
 
 mod bulk;
+mod group;
 mod model;
 mod mysql;
 mod postgres;
@@ -59,6 +60,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Encryption(String),
+    /// The database failed a transaction this operation shared (group commit).
+    #[error("the database failed: {0}")]
+    Outage(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
@@ -70,6 +74,7 @@ impl StoreError {
     /// the caller may retry once it is back.
     pub fn is_outage(&self) -> bool {
         match self {
+            StoreError::Outage(_) => true,
             StoreError::Database(
                 sqlx::Error::Io(_)
                 | sqlx::Error::PoolTimedOut

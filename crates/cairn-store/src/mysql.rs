@@ -51,6 +51,7 @@ impl SqlStore {
             backend: Backend::MySql,
             signal: None,
             sealer: None,
+            committer: std::sync::Arc::default(),
         })
     }
 }

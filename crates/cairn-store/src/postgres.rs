@@ -77,6 +77,7 @@ impl SqlStore {
             backend: Backend::Postgres,
             signal,
             sealer: None,
+            committer: Arc::default(),
         })
     }
 }

@@ -301,6 +301,8 @@ pub struct SqlStore {
     pub(crate) signal: Option<Arc<dyn SignalSource>>,
     /// Seals contents at rest when an encryption key is configured.
     pub(crate) sealer: Option<Arc<crate::Sealer>>,
+    /// Groups concurrent publishes into shared transactions (`group.rs`).
+    pub(crate) committer: Arc<OnceLock<crate::group::Committer>>,
 }
 
 /// What a sealed content is authenticated as: the kind of record and its config.
@@ -417,6 +419,14 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
 }
 
 impl SqlStore {
+    /// A publish in a transaction of its own.
+    pub(crate) async fn put_alone(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
+        let mut tx = self.begin_write().await?;
+        let record = self.put_in(&mut tx, write).await?;
+        self.commit_write(tx).await?;
+        Ok(record)
+    }
+
     /// Seals every content written from now on with `sealer`, and opens sealed ones.
     pub fn with_sealer(mut self, sealer: Option<Arc<crate::Sealer>>) -> Self {
         self.sealer = sealer;
@@ -445,7 +455,7 @@ impl SqlStore {
         Ok(tx)
     }
 
-    async fn commit_write(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
+    pub(crate) async fn commit_write(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
         if let Some(notify) = self.dialect.notify {
             sqlx::query::<Any>(notify).execute(&mut *tx).await?;
         }
@@ -537,7 +547,7 @@ impl SqlStore {
     }
 
     /// A publish or rollback inside an open write transaction.
-    async fn put_in(
+    pub(crate) async fn put_in(
         &self,
         tx: &mut Transaction<'static, Any>,
         write: &ConfigWrite,
@@ -546,7 +556,7 @@ impl SqlStore {
         self.put_in_namespace(tx, write).await
     }
 
-    async fn require_namespace(
+    pub(crate) async fn require_namespace(
         &self,
         tx: &mut Transaction<'static, Any>,
         namespace: &cairn_core::Namespace,
@@ -965,10 +975,7 @@ impl ConfigStore for SqlStore {
 
     #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
     async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
-        let mut tx = self.begin_write().await?;
-        let record = self.put_in(&mut tx, write).await?;
-        self.commit_write(tx).await?;
-        Ok(record)
+        self.put_grouped(write).await
     }
 
     #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]

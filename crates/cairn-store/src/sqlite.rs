@@ -94,6 +94,7 @@ impl SqlStore {
             // One process owns the file, so no other node can signal changes.
             signal: None,
             sealer: None,
+            committer: std::sync::Arc::default(),
         })
     }
 }

@@ -324,6 +324,77 @@ async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
     assert_eq!(left, [target]);
 }
 
+async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
+    // Twenty writers at once, so that some share a transaction; one expects an md5 the
+    // config does not have, one a config that is not there, one writes into a namespace
+    // that does not exist.
+    let guarded = key("guarded.yaml");
+    store
+        .put_config(&write(&guarded, "g: 0", Expect::Any, 500))
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let w = match i {
+            7 => write(&guarded, "g: 1", Expect::Md5(md5_hex("not it")), 1000),
+            13 => write(
+                &key("absent.yaml"),
+                "a: 1",
+                Expect::Md5(md5_hex("a: 0")),
+                1000,
+            ),
+            17 => write(
+                &ConfigKey::parse("nowhere", "g", "x.yaml").unwrap(),
+                "x: 1",
+                Expect::Any,
+                1000,
+            ),
+            _ => write(
+                &key(&format!("w{i}.yaml")),
+                &format!("n: {i}"),
+                Expect::Any,
+                1000,
+            ),
+        };
+        writers.push(tokio::spawn(async move { store.put_config(&w).await }));
+    }
+    let mut landed = Vec::new();
+    for (i, writer) in writers.into_iter().enumerate() {
+        let done = writer.await.unwrap();
+        match i {
+            7 | 13 => assert!(
+                matches!(done, Err(StoreError::CasMismatch { .. })),
+                "writer {i}: {done:?}"
+            ),
+            17 => assert!(
+                matches!(done, Err(StoreError::NamespaceNotFound(_))),
+                "writer {i}: {done:?}"
+            ),
+            _ => landed.push(done.unwrap()),
+        }
+    }
+    assert_eq!(landed.len(), 17);
+    let stored = store.load_configs().await.unwrap();
+    assert_eq!(stored.len(), 18, "17 new and the guarded one");
+    let g = stored.iter().find(|c| c.key == guarded).unwrap();
+    assert_eq!(g.content, "g: 0", "the failed write left no trace");
+    // Each landed write has its change-log entry, at the revision it was given.
+    let since = g.revision.get();
+    let changes = store.changes_since(since, 100).await.unwrap();
+    assert_eq!(changes.len(), 17);
+    for record in &landed {
+        assert!(changes
+            .iter()
+            .any(|c| c.key == record.key && c.seq == record.revision));
+        let entry = store
+            .history_entry(&record.key, record.revision)
+            .await
+            .unwrap();
+        assert_eq!(entry.unwrap().content, record.content);
+    }
+}
+
 async fn history_is_pruned_to_its_retention(store: Arc<dyn Store>) {
     let (a, b) = (key("a.yaml"), key("b.yaml"));
     for (i, at) in [1_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
@@ -1338,6 +1409,7 @@ macro_rules! suite {
             case!(imports_land_whole_or_not_at_all);
             case!(a_large_import_records_each_config_as_a_publish_does);
             case!(schemas_are_versioned_audited_and_removed);
+            case!(concurrent_publishes_fail_alone);
             case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);
             case!(delete_records_history);

@@ -485,18 +485,27 @@ async fn killed_node_loses_nothing_acknowledged(engine: Engine) {
 
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let through_a = writer(a.client.clone(), "a", acked.clone(), stop.clone());
-    let through_b = writer(b.client.clone(), "b", acked.clone(), stop.clone());
+    // Several writers through each node, so that A is killed while its publishes are
+    // committed in groups.
+    let through_a: Vec<_> = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7"]
+        .into_iter()
+        .map(|name| writer(a.client.clone(), name, acked.clone(), stop.clone()))
+        .collect();
+    let through_b: Vec<_> = ["b0", "b1", "b2", "b3"]
+        .into_iter()
+        .map(|name| writer(b.client.clone(), name, acked.clone(), stop.clone()))
+        .collect();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
-        !through_a.is_finished(),
+        through_a.iter().all(|w| !w.is_finished()),
         "A is killed while writes go through it"
     );
     a.kill().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    through_a.await.unwrap();
-    through_b.await.unwrap();
+    for writer in through_a.into_iter().chain(through_b) {
+        writer.await.unwrap();
+    }
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.iter().any(|w| w.2.contains("through a")),

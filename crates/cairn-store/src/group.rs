@@ -1,0 +1,199 @@
+//! Group commit for publishes: while one transaction commits (and waits for its sync),
+//! the publishes that arrive queue up and go into the next transaction together, and a
+//! write that fails (its compare-and-set, its format, its namespace) fails alone and its
+//! neighbours commit: each write is checked against its stored state
+//! first, and the ones that pass are written a statement per table for the whole group
+//! (`bulk.rs`). A lone publish goes at once, in a transaction of its own; each is
+//! acknowledged only after the commit that holds it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sqlx::Any;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sql::{Planned, SqlStore};
+use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
+
+/// Publishes committed in one transaction at most: enough to share a sync among every
+/// writer a node has in flight, small enough that one slow group is short.
+const MAX_GROUP: usize = 64;
+
+struct Job {
+    write: ConfigWrite,
+    reply: oneshot::Sender<Result<ConfigRecord>>,
+}
+
+/// The queue to a store's committing task; the task ends when the last sender goes.
+pub(crate) struct Committer {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl SqlStore {
+    /// A publish through this store's committer, started with the first publish (it
+    /// needs a running Tokio runtime, which `put_config` has).
+    pub(crate) async fn put_grouped(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
+        let committer = self.committer.get_or_init(|| {
+            // The task's own handle on the store shares the pools but not this
+            // committer, so dropping the last store handle ends the task.
+            let mut inner = self.clone();
+            inner.committer = Arc::default();
+            let (queue, jobs) = mpsc::unbounded_channel();
+            tokio::spawn(inner.commit_loop(jobs));
+            Committer { queue }
+        });
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            write: write.clone(),
+            reply,
+        };
+        if committer.queue.send(job).is_err() {
+            return Err(StoreError::Outage(
+                "the store's committer has stopped".into(),
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Outage(
+                "the store's committer has stopped".into(),
+            ))
+        })
+    }
+
+    async fn commit_loop(self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = jobs.recv().await {
+            let mut group = vec![first];
+            // Only what is already waiting: a lone writer does not wait for company.
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            if group.len() == 1 {
+                let job = group.remove(0);
+                let done = self.put_alone(&job.write).await;
+                let _ = job.reply.send(done);
+                continue;
+            }
+            match self.commit_group(&group).await {
+                Ok(results) => {
+                    for (job, result) in group.into_iter().zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the group committed: every writer hears so, and may retry.
+                    let outage = e.is_outage();
+                    let why = e.to_string();
+                    let mut group = group.into_iter();
+                    if let Some(first) = group.next() {
+                        let _ = first.reply.send(Err(e));
+                    }
+                    for job in group {
+                        let shared = if outage {
+                            StoreError::Outage(why.clone())
+                        } else {
+                            StoreError::Conflict(format!(
+                                "the transaction this write shared failed ({why}); nothing was written, try again"
+                            ))
+                        };
+                        let _ = job.reply.send(Err(shared));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole group, a statement per table for all of it; the
+    /// outer error means none committed. A write refused by its own check (compare-and-
+    /// set, format, namespace) is left out before anything is written, so it fails alone.
+    async fn commit_group(&self, group: &[Job]) -> Result<Vec<Result<ConfigRecord>>> {
+        let writes: Vec<&ConfigWrite> = group.iter().map(|j| &j.write).collect();
+        let mut keys = HashSet::new();
+        if !writes.iter().all(|w| keys.insert(&w.key)) {
+            // A key written twice: the second must see the first.
+            return self.commit_one_by_one(group).await;
+        }
+        let mut tx = self.begin_write().await?;
+        let mut missing = HashSet::new();
+        for ns in writes
+            .iter()
+            .map(|w| &w.key.namespace)
+            .collect::<HashSet<_>>()
+        {
+            match self.require_namespace(&mut tx, ns).await {
+                Ok(()) => {}
+                Err(StoreError::NamespaceNotFound(_)) => {
+                    missing.insert(ns);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut currents = self.currents_of(&mut tx, &writes).await?;
+        let mut results: Vec<Option<Result<ConfigRecord>>> = Vec::with_capacity(writes.len());
+        let (mut taken, mut taken_currents, mut planned) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, write) in writes.iter().enumerate() {
+            let current = std::mem::take(&mut currents[i]);
+            if missing.contains(&write.key.namespace) {
+                let ns = write.key.namespace.to_string();
+                results.push(Some(Err(StoreError::NamespaceNotFound(ns))));
+                continue;
+            }
+            match Planned::new(write, current.as_ref()) {
+                Ok(plan) => {
+                    taken.push(i);
+                    taken_currents.push(current);
+                    planned.push(plan);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !taken.is_empty() {
+            let taken_writes: Vec<&ConfigWrite> = taken.iter().map(|&i| writes[i]).collect();
+            let records = self
+                .write_planned(&mut tx, &taken_writes, &taken_currents, planned)
+                .await?;
+            for (i, record) in taken.into_iter().zip(records) {
+                results[i] = Some(Ok(record));
+            }
+        }
+        self.commit_write(tx).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Corrupt("a grouped write went unwritten".into()))
+                })
+            })
+            .collect())
+    }
+
+    /// The group in one transaction, each write behind a savepoint of its own.
+    async fn commit_one_by_one(&self, group: &[Job]) -> Result<Vec<Result<ConfigRecord>>> {
+        let mut tx = self.begin_write().await?;
+        let mut results = Vec::with_capacity(group.len());
+        for job in group {
+            sqlx::query::<Any>("SAVEPOINT grouped")
+                .execute(&mut *tx)
+                .await?;
+            match self.put_in(&mut tx, &job.write).await {
+                Ok(record) => {
+                    sqlx::query::<Any>("RELEASE SAVEPOINT grouped")
+                        .execute(&mut *tx)
+                        .await?;
+                    results.push(Ok(record));
+                }
+                Err(e) if e.is_outage() => return Err(e),
+                Err(e) => {
+                    sqlx::query::<Any>("ROLLBACK TO SAVEPOINT grouped")
+                        .execute(&mut *tx)
+                        .await?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        self.commit_write(tx).await?;
+        Ok(results)
+    }
+}

@@ -54,7 +54,7 @@ impl SqlStore {
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Outage(
-                "the store's committer has stopped".into(),
+                "the write's transaction was abandoned; it may not have been written".into(),
             ))
         })
     }
@@ -69,36 +69,46 @@ impl SqlStore {
                     Err(_) => break,
                 }
             }
-            if group.len() == 1 {
-                let job = group.remove(0);
-                let done = self.put_alone(&job.write).await;
-                let _ = job.reply.send(done);
-                continue;
+            // On a task of its own, so that a panic fails this group's writers (their
+            // answers are dropped) and not every publish after it.
+            let store = self.clone();
+            if let Err(e) = tokio::spawn(async move { store.settle(group).await }).await {
+                tracing::error!(error = %e, "a group of publishes failed");
             }
-            match self.commit_group(&group).await {
-                Ok(results) => {
-                    for (job, result) in group.into_iter().zip(results) {
-                        let _ = job.reply.send(result);
-                    }
+        }
+    }
+
+    /// Commits `group` and answers each of its writers.
+    async fn settle(&self, mut group: Vec<Job>) {
+        if group.len() == 1 {
+            let job = group.remove(0);
+            let done = self.put_alone(&job.write).await;
+            let _ = job.reply.send(done);
+            return;
+        }
+        match self.commit_group(&group).await {
+            Ok(results) => {
+                for (job, result) in group.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
                 }
-                Err(e) => {
-                    // Nothing of the group committed: every writer hears so, and may retry.
-                    let outage = e.is_outage();
-                    let why = e.to_string();
-                    let mut group = group.into_iter();
-                    if let Some(first) = group.next() {
-                        let _ = first.reply.send(Err(e));
-                    }
-                    for job in group {
-                        let shared = if outage {
-                            StoreError::Outage(why.clone())
-                        } else {
-                            StoreError::Conflict(format!(
-                                "the transaction this write shared failed ({why}); nothing was written, try again"
-                            ))
-                        };
-                        let _ = job.reply.send(Err(shared));
-                    }
+            }
+            Err(e) => {
+                // Nothing of the group committed: every writer hears so, and may retry.
+                let outage = e.is_outage();
+                let why = e.to_string();
+                let mut group = group.into_iter();
+                if let Some(first) = group.next() {
+                    let _ = first.reply.send(Err(e));
+                }
+                for job in group {
+                    let shared = if outage {
+                        StoreError::Outage(why.clone())
+                    } else {
+                        StoreError::Conflict(format!(
+                            "the transaction this write shared failed ({why}); nothing was written, try again"
+                        ))
+                    };
+                    let _ = job.reply.send(Err(shared));
                 }
             }
         }

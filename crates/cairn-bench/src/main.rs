@@ -282,6 +282,16 @@ fn print_table(results: &Value) {
                 format!("publish {name}: 16 writers / 1"),
                 get(b, &["ratio_16_to_1"]),
             );
+            if b["two_nodes_8_writers_each"].is_object() {
+                row(
+                    format!("publish {name}: 2 nodes × 8 writers /s (/ 1 node)"),
+                    format!(
+                        "{} ({})",
+                        get(b, &["two_nodes_8_writers_each", "per_s"]),
+                        get(b, &["two_nodes_8_writers_each", "ratio_to_one_node"])
+                    ),
+                );
+            }
         }
     }
     if let Some(Value::Array(rows)) = results.get("fanout") {

@@ -404,6 +404,30 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
                 json!({ "per_s": run.per_second().round(), "latency": percentiles(&run.latency) }),
             );
         }
+        // On a shared database, a second node: 8 writers through each at once, against
+        // the 16 through one node above.
+        let two_nodes = match &scratch {
+            Some(db) => {
+                let other = procs::cairn(&dir.path().join("other"), Some(db.url.as_str())).await?;
+                let other_token = login(other.addr).await?;
+                let started = Instant::now();
+                let (one, two) = tokio::join!(
+                    publish_runs(node.addr, &token, count / 2, 8),
+                    publish_runs(other.addr, &other_token, count / 2, 8)
+                );
+                let (one, two) = (one?, two?);
+                let per_s = (count / 2 * 2) as f64 / started.elapsed().as_secs_f64();
+                other.stop().await;
+                let mut latency = one.latency;
+                latency.add(&two.latency)?;
+                Some(json!({
+                    "per_s": per_s.round(),
+                    "latency": percentiles(&latency),
+                    "ratio_to_one_node": (per_s / rates[2] * 100.0).round() / 100.0,
+                }))
+            }
+            None => None,
+        };
         node.stop().await;
         if let Some(db) = scratch {
             db.drop_database().await;
@@ -415,6 +439,7 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
             json!({
                 "writers": by_writers,
                 "ratio_16_to_1": (ratio * 100.0).round() / 100.0,
+                "two_nodes_8_writers_each": two_nodes,
                 "publishes": count,
             }),
         );

@@ -155,6 +155,49 @@ async fn a_schema_is_checked_first_then_holds_on_every_surface() {
         .await
         .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST, "schema_violation").await;
+    // A gray release started before a stricter schema is not promoted past it.
+    let r = app
+        .request(Method::PUT, "/api/v1/configs/public/web/app.yaml/gray")
+        .json(&json!({ "content": "server:\n  port: 8443\n", "ips": ["10.0.0.1"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let stricter = json!({
+        "schema": { "properties": { "server": { "properties": { "port": { "maximum": 8080 } } } } },
+    });
+    let r = set_schema(&app, "public/web/app.yaml", stricter).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the main content, port 80, passes"
+    );
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/configs/public/web/app.yaml/gray/promote",
+        )
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "schema_violation").await;
+    assert!(
+        message.contains("/server/port: 8443 is greater than the maximum of 8080")
+            && message.contains("schema public/web/app.yaml (version 1)"),
+        "{message}"
+    );
+    let r = app
+        .request(Method::DELETE, "/api/v1/configs/public/web/app.yaml/gray")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = app
+        .request(Method::DELETE, "/api/v1/schemas/public/web/app.yaml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (_, history) = app
         .get_json("/api/v1/configs/public/web/old.yaml/history")
         .await;
@@ -208,6 +251,7 @@ async fn a_schema_is_checked_first_then_holds_on_every_surface() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["target"] == "public/web/*.yaml")
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["schema.remove", "schema.set"], "{audit}");

@@ -129,9 +129,25 @@ fn listed(problems: &[String]) -> String {
 #[derive(Default)]
 pub struct Schemas {
     by_namespace: DashMap<Namespace, Vec<Arc<Attached>>>,
+    /// Counts this node's own changes, so that a snapshot read before one of them is
+    /// not applied over it.
+    local_changes: std::sync::atomic::AtomicU64,
 }
 
 impl Schemas {
+    /// The count of local changes, read before a snapshot for [`Schemas::refresh_since`].
+    pub fn generation(&self) -> u64 {
+        self.local_changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Schemas::refresh`] with a snapshot read after `generation` was taken, unless a
+    /// local change came since (the next heartbeat's snapshot will hold it).
+    pub fn refresh_since(&self, records: Vec<SchemaRecord>, generation: u64) {
+        if self.generation() == generation {
+            self.refresh(records);
+        }
+    }
+
     /// Takes `records` as the whole set. A version compiled before is kept, not
     /// compiled again; one that does not compile (stored by a node of another version)
     /// is left out with a warning rather than blocking every write.
@@ -163,6 +179,8 @@ impl Schemas {
 
     /// Puts one schema in place (or replaces it) at once on this node.
     pub fn put(&self, attached: Arc<Attached>) {
+        self.local_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let ns = attached.record.target.namespace.clone();
         let mut list = self.by_namespace.entry(ns).or_default();
         list.retain(|a| a.record.target != attached.record.target);
@@ -171,6 +189,8 @@ impl Schemas {
 
     /// Takes one schema away at once on this node.
     pub fn remove(&self, target: &SchemaTarget) {
+        self.local_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(mut list) = self.by_namespace.get_mut(&target.namespace) {
             list.retain(|a| &a.record.target != target);
         }

@@ -1042,10 +1042,14 @@ impl Service {
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
         self.may_write(actor, &key, Op::GrayPromote)?;
         let guard = self.lock(&key).await;
-        // Schemas attached since the gray release began hold for what it promotes.
-        if let (Some(gray), Some(main)) = (self.commits.cache().gray(&key), self.get(&key)) {
-            self.schema_checked(&key, gray.format, gray.content.clone(), main.sensitive)
-                .await?;
+        // Schemas attached since the gray release began hold for what it promotes: the
+        // release as stored (another node may have replaced it since this one heard).
+        if !self.schemas.matching(&key).is_empty() {
+            if let Some(gray) = self.store.get_gray(&key).await? {
+                let marked = self.get(&key).is_some_and(|c| c.sensitive);
+                self.schema_checked(&key, gray.format, gray.content, marked)
+                    .await?;
+            }
         }
         let audit = Self::audit(actor, String::new());
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -1396,7 +1400,10 @@ impl Service {
                 continue;
             }
             if let Some(gray) = &item.gray {
-                if let Err(why) = self.check_gray_item(&key, gray, item.format).await {
+                // The mark the config will have: the item's, or the one it keeps.
+                let marked = item.sensitive || self.get(&key).is_some_and(|c| c.sensitive);
+                let checked = self.check_gray_item(&key, gray, item.format, marked);
+                if let Err(why) = checked.await {
                     problems.push((key.to_string(), format!("gray release: {why}")));
                     continue;
                 }
@@ -1526,6 +1533,7 @@ impl Service {
         key: &ConfigKey,
         gray: &crate::transfer::GrayItem,
         config_format: Option<Format>,
+        marked: bool,
     ) -> std::result::Result<(), String> {
         GrayRules::parse(&gray.ips, &gray.labels).map_err(|e| e.to_string())?;
         if gray.content.len() > self.max_content_bytes {
@@ -1545,7 +1553,6 @@ impl Service {
         let content = validated(gray.content.clone(), format, false)
             .await
             .map_err(|e| e.to_string())?;
-        let marked = self.get(key).is_some_and(|c| c.sensitive);
         self.schema_checked(key, format, content, marked)
             .await
             .map(|_| ())

@@ -311,7 +311,8 @@ impl Sync {
             self.prune(now, latest, &live).await?;
         }
         if let Some(schemas) = &self.schemas {
-            schemas.refresh(self.store.schemas().await?);
+            let generation = schemas.generation();
+            schemas.refresh_since(self.store.schemas().await?, generation);
         }
         if let Some(limits) = &self.limits {
             let namespaces = self.store.list_namespaces().await?;

@@ -18,6 +18,29 @@ use cairn_core::{ConfigKey, Revision};
 /// page of 1 KiB configs is a statement of a few hundred KiB.
 pub(crate) const PAGE: usize = 200;
 
+/// Content bytes per statement at most (a page ends early once over it): a statement
+/// must stay within the server's packet limit (MariaDB's `max_allowed_packet` is
+/// 16 MiB by default) with every row's other columns and sealing's overhead.
+pub(crate) const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `writes` cut into pages of at most [`PAGE`] configs and about [`PAGE_BYTES`] of
+/// content (a page always takes at least one).
+pub(crate) fn pages(writes: &[ConfigWrite]) -> Vec<&[ConfigWrite]> {
+    let mut pages = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, write) in writes.iter().enumerate() {
+        if i > start && (i - start == PAGE || bytes + write.content.len() > PAGE_BYTES) {
+            pages.push(&writes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += write.content.len();
+    }
+    if start < writes.len() {
+        pages.push(&writes[start..]);
+    }
+    pages
+}
+
 /// `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
 fn rows(columns: usize, rows: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sqlx::Any;
+use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{Planned, SqlStore};
@@ -27,6 +27,13 @@ struct Job {
 /// The queue to a store's committing task; the task ends when the last sender goes.
 pub(crate) struct Committer {
     queue: mpsc::UnboundedSender<Job>,
+}
+
+/// A statement sent as text, not prepared: MySQL prepares no savepoint statements.
+async fn plain(tx: &mut Transaction<'static, Any>, sql: &'static str) -> Result<()> {
+    use sqlx::Executor as _;
+    (&mut **tx).execute(sql).await?;
+    Ok(())
 }
 
 impl SqlStore {
@@ -62,10 +69,15 @@ impl SqlStore {
     async fn commit_loop(self, mut jobs: mpsc::UnboundedReceiver<Job>) {
         while let Some(first) = jobs.recv().await {
             let mut group = vec![first];
-            // Only what is already waiting: a lone writer does not wait for company.
-            while group.len() < MAX_GROUP {
+            // Only what is already waiting: a lone writer does not wait for company. A
+            // group's contents stay within what one statement may carry.
+            let mut bytes = group[0].write.content.len();
+            while group.len() < MAX_GROUP && bytes < crate::bulk::PAGE_BYTES {
                 match jobs.try_recv() {
-                    Ok(job) => group.push(job),
+                    Ok(job) => {
+                        bytes += job.write.content.len();
+                        group.push(job);
+                    }
                     Err(_) => break,
                 }
             }
@@ -86,7 +98,14 @@ impl SqlStore {
             let _ = job.reply.send(done);
             return;
         }
-        match self.commit_group(&group).await {
+        let mut settled = self.commit_group(&group).await;
+        if matches!(&settled, Err(e) if !e.is_outage()) {
+            // Something in one write that the checks did not catch (a value the database
+            // refuses, say) failed the shared statements: each write again on its own,
+            // so that it fails alone.
+            settled = self.commit_one_by_one(&group).await;
+        }
+        match settled {
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -184,21 +203,15 @@ impl SqlStore {
         let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(group.len());
         for job in group {
-            sqlx::query::<Any>("SAVEPOINT grouped")
-                .execute(&mut *tx)
-                .await?;
+            plain(&mut tx, "SAVEPOINT grouped").await?;
             match self.put_in(&mut tx, &job.write).await {
                 Ok(record) => {
-                    sqlx::query::<Any>("RELEASE SAVEPOINT grouped")
-                        .execute(&mut *tx)
-                        .await?;
+                    plain(&mut tx, "RELEASE SAVEPOINT grouped").await?;
                     results.push(Ok(record));
                 }
                 Err(e) if e.is_outage() => return Err(e),
                 Err(e) => {
-                    sqlx::query::<Any>("ROLLBACK TO SAVEPOINT grouped")
-                        .execute(&mut *tx)
-                        .await?;
+                    plain(&mut tx, "ROLLBACK TO SAVEPOINT grouped").await?;
                     results.push(Err(e));
                 }
             }

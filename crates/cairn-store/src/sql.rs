@@ -992,7 +992,7 @@ impl ConfigStore for SqlStore {
         }
         let mut keys = std::collections::HashSet::new();
         if writes.iter().all(|w| keys.insert(&w.key)) {
-            for page in writes.chunks(crate::bulk::PAGE) {
+            for page in crate::bulk::pages(writes) {
                 records.extend(self.import_page(&mut tx, page).await?);
             }
         } else {

@@ -350,6 +350,9 @@ async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
                 Expect::Any,
                 1000,
             ),
+            // A value PostgreSQL refuses (a NUL byte), which no check before the
+            // statement catches: it must fail alone there (the others accept it).
+            9 => write(&key("nul.yaml"), "a: \u{0}", Expect::Any, 1000),
             _ => write(
                 &key(&format!("w{i}.yaml")),
                 &format!("n: {i}"),
@@ -371,18 +374,28 @@ async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
                 matches!(done, Err(StoreError::NamespaceNotFound(_))),
                 "writer {i}: {done:?}"
             ),
+            9 => {
+                if let Ok(record) = done {
+                    landed.push(record);
+                }
+            }
             _ => landed.push(done.unwrap()),
         }
     }
-    assert_eq!(landed.len(), 17);
+    let nul = usize::from(landed.iter().any(|r| r.key == key("nul.yaml")));
+    assert_eq!(landed.len(), 16 + nul);
     let stored = store.load_configs().await.unwrap();
-    assert_eq!(stored.len(), 18, "17 new and the guarded one");
+    assert_eq!(
+        stored.len(),
+        16 + nul + 1,
+        "the new ones and the guarded one"
+    );
     let g = stored.iter().find(|c| c.key == guarded).unwrap();
     assert_eq!(g.content, "g: 0", "the failed write left no trace");
     // Each landed write has its change-log entry, at the revision it was given.
     let since = g.revision.get();
     let changes = store.changes_since(since, 100).await.unwrap();
-    assert_eq!(changes.len(), 17);
+    assert_eq!(changes.len(), 16 + nul);
     for record in &landed {
         assert!(changes
             .iter()
@@ -393,6 +406,58 @@ async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
             .unwrap();
         assert_eq!(entry.unwrap().content, record.content);
     }
+    // Writers of the same key at once (the service serializes a key's writes; the store
+    // must not rely on it): each lands, the later seeing the earlier.
+    let twice = key("twice.yaml");
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let w = write(&twice, &format!("t: {i}"), Expect::Any, 2000);
+            tokio::spawn(async move { store.put_config(&w).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let (versions, total) = store
+        .history(
+            &twice,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((versions.len(), total), (6, 6));
+}
+
+async fn big_contents_together_stay_within_a_statement(store: Arc<dyn Store>) {
+    // Six contents of 3 MiB, 18 MiB together: more than MariaDB takes in one statement
+    // by default (16 MiB), so an import's pages and a group of publishes must split.
+    let big = |i: usize| format!("k{i}: {}\n", "x".repeat(3 * 1024 * 1024));
+    let writes: Vec<ConfigWrite> = (0..6)
+        .map(|i| write(&key(&format!("big{i}.yaml")), &big(i), Expect::Any, 1000))
+        .collect();
+    assert_eq!(store.import(&writes).await.unwrap().len(), 6);
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let w = write(
+                &key(&format!("big{i}.yaml")),
+                &big(i + 10),
+                Expect::Any,
+                2000,
+            );
+            tokio::spawn(async move { store.put_config(&w).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let stored = store.load_configs().await.unwrap();
+    assert_eq!(stored.len(), 6);
+    assert!(stored.iter().all(|c| c.content.len() > 3 * 1024 * 1024));
 }
 
 async fn history_is_pruned_to_its_retention(store: Arc<dyn Store>) {
@@ -1410,6 +1475,7 @@ macro_rules! suite {
             case!(a_large_import_records_each_config_as_a_publish_does);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
+            case!(big_contents_together_stay_within_a_statement);
             case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);
             case!(delete_records_history);

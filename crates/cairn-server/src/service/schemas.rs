@@ -161,7 +161,7 @@ impl Service {
         })
         .map_err(ServiceError::InvalidSchema)?;
         if !input.force {
-            self.governed_pass(Arc::new(probe)).await?;
+            self.governed_pass(Arc::new(probe), &actor.caller).await?;
         }
         let write = SchemaWrite {
             target,
@@ -194,15 +194,22 @@ impl Service {
     }
 
     /// Refuses `schema` when a config it would govern breaks it now, listing each.
-    async fn governed_pass(&self, schema: Arc<Attached>) -> Result<()> {
+    async fn governed_pass(&self, schema: Arc<Attached>, caller: &Caller) -> Result<()> {
         let governed = self.commits.cache().select(|c| schema.matches(&c.key));
+        // Values are shown only where the caller could read them anyway (a namespace's
+        // admin may be narrowed out of part of it, and sensitive configs need more).
+        let reader = self.reader(caller);
+        let readable: Vec<bool> = governed
+            .iter()
+            .map(|c| reader.may_read_content(c))
+            .collect();
         let report = tokio::task::spawn_blocking(move || {
             let one = std::slice::from_ref(&schema);
             governed
                 .iter()
-                .filter_map(|c| {
-                    let redact = crate::access::is_sensitive(&c.key, c.sensitive);
-                    check_against(one, &c.key, c.format, &c.content, redact).err()
+                .zip(readable)
+                .filter_map(|(c, readable)| {
+                    check_against(one, &c.key, c.format, &c.content, !readable).err()
                 })
                 .map(|v| format!("{}: {}", v.key, v.problems.join("; ")))
                 .collect::<Vec<_>>()

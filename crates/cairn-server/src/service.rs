@@ -1043,10 +1043,13 @@ impl Service {
         self.may_write(actor, &key, Op::GrayPromote)?;
         let guard = self.lock(&key).await;
         // Schemas attached since the gray release began hold for what it promotes: the
-        // release as stored (another node may have replaced it since this one heard).
+        // release as stored, and the promotion takes that one or none (another node may
+        // replace it meanwhile).
+        let mut expect = Expect::Any;
         if !self.schemas.matching(&key).is_empty() {
             if let Some(gray) = self.store.get_gray(&key).await? {
                 let marked = self.get(&key).is_some_and(|c| c.sensitive);
+                expect = Expect::Md5(gray.md5.clone());
                 self.schema_checked(&key, gray.format, gray.content, marked)
                     .await?;
             }
@@ -1055,7 +1058,7 @@ impl Service {
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
             let _guard = guard;
-            let record = Arc::new(store.promote_gray(&key, &audit).await?);
+            let record = Arc::new(store.promote_gray(&key, &expect, &audit).await?);
             commits.apply(Change::Promoted {
                 key,
                 seq: record.revision,

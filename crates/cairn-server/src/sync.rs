@@ -629,7 +629,10 @@ mod tests {
         assert_eq!(cache.gray(&key).unwrap().content, "k: 2");
         assert!(woken(), "the gray publish");
 
-        store.promote_gray(&key, &audit).await.unwrap();
+        store
+            .promote_gray(&key, &cairn_store::Expect::Any, &audit)
+            .await
+            .unwrap();
         b.catch_up().await.unwrap();
         assert!(cache.gray(&key).is_none());
         assert_eq!(cache.get(&key).unwrap().content, "k: 2");

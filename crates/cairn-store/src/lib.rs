@@ -182,8 +182,14 @@ pub trait ConfigStore: Send + Sync {
     /// Creates or replaces a config's gray release; fails with `ConfigNotFound`.
     async fn put_gray(&self, write: &GrayWrite) -> Result<GrayRecord>;
     /// Makes the gray content the main content (a new revision) and drops the gray
-    /// release; fails with `GrayNotFound`.
-    async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord>;
+    /// release; fails with `GrayNotFound`, and with `Conflict` when the gray release's
+    /// md5 is not what `expect` allows (it was replaced after it was checked).
+    async fn promote_gray(
+        &self,
+        key: &ConfigKey,
+        expect: &Expect,
+        audit: &Audit,
+    ) -> Result<ConfigRecord>;
     /// Drops the gray release; fails with `GrayNotFound`.
     async fn abandon_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ChangeRecord>;
 }

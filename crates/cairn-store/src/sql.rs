@@ -1301,7 +1301,12 @@ impl ConfigStore for SqlStore {
     }
 
     #[instrument(skip(self, audit), err(level = "debug"))]
-    async fn promote_gray(&self, key: &ConfigKey, audit: &Audit) -> Result<ConfigRecord> {
+    async fn promote_gray(
+        &self,
+        key: &ConfigKey,
+        expect: &Expect,
+        audit: &Audit,
+    ) -> Result<ConfigRecord> {
         let at = audit.at;
         let mut tx = self.begin_write().await?;
         let Some(current) = self.check_expect(&mut tx, key, &Expect::Any).await? else {
@@ -1310,6 +1315,11 @@ impl ConfigStore for SqlStore {
         let Some(gray) = self.gray_in(&mut tx, key).await? else {
             return Err(StoreError::GrayNotFound(key.clone()));
         };
+        if !expect.allows(Some(&gray.md5)) {
+            return Err(StoreError::Conflict(format!(
+                "the gray release of {key} was replaced meanwhile; look at it again before promoting"
+            )));
+        }
         let seq = self
             .append_change(&mut tx, key, Op::GrayPromote, &gray.md5, at)
             .await?;

@@ -1051,14 +1051,22 @@ async fn gray_releases(store: Arc<dyn Store>) {
     assert_eq!(store.get_gray(&k).await.unwrap(), Some(second.clone()));
     assert_eq!(store.get_gray(&k).await.unwrap().unwrap().rules, rules);
 
-    let promoted = store.promote_gray(&k, &audit(4)).await.unwrap();
+    // Promoting what was checked: a release replaced since is refused.
+    let stale = store
+        .promote_gray(&k, &Expect::Md5(md5_hex("a: 2")), &audit(4))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let promoted = store
+        .promote_gray(&k, &Expect::Md5(second.md5.clone()), &audit(4))
+        .await
+        .unwrap();
     assert_eq!(promoted.content, "a: 3");
     assert!(promoted.revision > second.revision);
     assert_eq!(promoted.description, "desc", "metadata stays");
     assert_eq!(store.get_config(&k).await.unwrap(), Some(promoted.clone()));
     assert!(store.get_gray(&k).await.unwrap().is_none());
     assert!(matches!(
-        store.promote_gray(&k, &audit(5)).await,
+        store.promote_gray(&k, &Expect::Any, &audit(5)).await,
         Err(StoreError::GrayNotFound(_))
     ));
     assert!(matches!(

@@ -11,7 +11,7 @@ use crate::sql::{
     insert_history, is_unique_violation, text, Current, Planned, SqlStore, UPDATE_CONFIG,
 };
 use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
-use cairn_core::{ConfigKey, Revision};
+use cairn_core::Revision;
 
 /// Configs written per statement. The history insert binds 15 values a row, so a page
 /// stays far below every backend's limit on bound values (SQLite's is 32,766), and a
@@ -63,16 +63,6 @@ impl SqlStore {
             .map(|(write, current)| Planned::new(write, current.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         self.write_planned(tx, &writes, &currents, planned).await
-    }
-
-    /// The stored state of each of `writes`' configs, in their order.
-    pub(crate) async fn currents_of(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        writes: &[&ConfigWrite],
-    ) -> Result<Vec<Option<Current>>> {
-        let mut found = self.currents_in(tx, writes).await?;
-        Ok(writes.iter().map(|w| found.remove(&w.key)).collect())
     }
 
     /// Writes `writes`, each checked already against its stored state (`currents`)
@@ -161,42 +151,41 @@ impl SqlStore {
             .collect())
     }
 
-    /// The stored state of each of `writes`' configs that exists, one query per group.
-    async fn currents_in(
+    /// The stored state of each of `writes`' configs, in their order: one query per
+    /// namespace and group.
+    pub(crate) async fn currents_of(
         &self,
         tx: &mut Transaction<'static, Any>,
         writes: &[&ConfigWrite],
-    ) -> Result<HashMap<ConfigKey, Current>> {
-        let mut groups: HashMap<(&str, &str), Vec<&ConfigKey>> = HashMap::new();
-        for write in writes {
+    ) -> Result<Vec<Option<Current>>> {
+        let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, write) in writes.iter().enumerate() {
             let key = &write.key;
             groups
                 .entry((key.namespace.as_str(), key.group.as_str()))
                 .or_default()
-                .push(key);
+                .push(i);
         }
-        let mut found = HashMap::new();
-        for ((namespace, group), keys) in groups {
+        let mut found: Vec<Option<Current>> = writes.iter().map(|_| None).collect();
+        for ((namespace, group), members) in groups {
             let sql = self.sql_owned(&format!(
                 concat!(
                     "SELECT data_id, ",
                     current_columns!(),
                     " FROM configs WHERE namespace = ? AND grp = ? AND data_id IN ({})"
                 ),
-                vec!["?"; keys.len()].join(", ")
+                vec!["?"; members.len()].join(", ")
             ));
             let mut query = sqlx::query::<Any>(&sql).bind(namespace).bind(group);
-            for key in &keys {
-                query = query.bind(key.data_id.as_str());
+            for &i in &members {
+                query = query.bind(writes[i].key.data_id.as_str());
             }
             let mut by_id: HashMap<String, Current> = HashMap::new();
             for row in query.fetch_all(&mut **tx).await? {
                 by_id.insert(text(&row, "data_id")?, Current::from_row(&row)?);
             }
-            for key in keys {
-                if let Some(current) = by_id.remove(key.data_id.as_str()) {
-                    found.insert(key.clone(), current);
-                }
+            for i in members {
+                found[i] = by_id.remove(writes[i].key.data_id.as_str());
             }
         }
         Ok(found)

@@ -41,8 +41,12 @@ fn schema_from_row(row: &AnyRow) -> Result<SchemaRecord> {
     })
 }
 
-const SCHEMA_COLUMNS: &str =
-    "namespace, grp, data_id, body, version, created_by, created_at, updated_by, updated_at";
+/// The columns [`schema_from_row`] reads, for `concat!` into statements.
+macro_rules! schema_columns {
+    () => {
+        "namespace, grp, data_id, body, version, created_by, created_at, updated_by, updated_at"
+    };
+}
 
 impl SqlStore {
     async fn schema_in(
@@ -50,11 +54,11 @@ impl SqlStore {
         tx: &mut Transaction<'static, Any>,
         target: &SchemaTarget,
     ) -> Result<Option<SchemaRecord>> {
-        let sql = self.sql(
-            "SELECT namespace, grp, data_id, body, version, created_by, created_at, \
-             updated_by, updated_at FROM config_schemas \
-             WHERE namespace = ? AND grp = ? AND data_id = ?",
-        );
+        let sql = self.sql(concat!(
+            "SELECT ",
+            schema_columns!(),
+            " FROM config_schemas WHERE namespace = ? AND grp = ? AND data_id = ?"
+        ));
         let row = sqlx::query::<Any>(sql)
             .bind(target.namespace.as_str())
             .bind(target.group.as_str())
@@ -120,9 +124,12 @@ impl SqlStore {
 impl SchemaStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn schemas(&self) -> Result<Vec<SchemaRecord>> {
-        let sql =
-            format!("SELECT {SCHEMA_COLUMNS} FROM config_schemas ORDER BY namespace, grp, data_id");
-        let rows = sqlx::query::<Any>(&sql).fetch_all(&self.reader).await?;
+        let sql = concat!(
+            "SELECT ",
+            schema_columns!(),
+            " FROM config_schemas ORDER BY namespace, grp, data_id"
+        );
+        let rows = sqlx::query::<Any>(sql).fetch_all(&self.reader).await?;
         rows.iter().map(schema_from_row).collect()
     }
 

@@ -177,13 +177,7 @@ impl Planned {
     /// validated as) and resolves what it keeps.
     pub(crate) fn new(write: &ConfigWrite, current: Option<&Current>) -> Result<Self> {
         let key = &write.key;
-        if !write.expect.allows(current.map(|c| c.md5.as_str())) {
-            return Err(StoreError::CasMismatch {
-                key: key.clone(),
-                expected: write.expect.md5().map(str::to_owned),
-                current: current.map(|c| c.md5.clone()),
-            });
-        }
+        expect_holds(key, &write.expect, current)?;
         let format = write
             .format
             .or(current.map(|c| c.format))
@@ -235,6 +229,18 @@ impl Planned {
             sensitive: self.sensitive,
         }
     }
+}
+
+/// Refuses a write whose expectation the stored state of `key` does not meet.
+fn expect_holds(key: &ConfigKey, expect: &Expect, current: Option<&Current>) -> Result<()> {
+    if expect.allows(current.map(|c| c.md5.as_str())) {
+        return Ok(());
+    }
+    Err(StoreError::CasMismatch {
+        key: key.clone(),
+        expected: expect.md5().map(str::to_owned),
+        current: current.map(|c| c.md5.clone()),
+    })
 }
 
 /// The audit entry a change of `key` commits with.
@@ -491,13 +497,7 @@ impl SqlStore {
         expect: &Expect,
     ) -> Result<Option<Current>> {
         let current = self.current_in(tx, key).await?;
-        if !expect.allows(current.as_ref().map(|c| c.md5.as_str())) {
-            return Err(StoreError::CasMismatch {
-                key: key.clone(),
-                expected: expect.md5().map(str::to_owned),
-                current: current.map(|c| c.md5),
-            });
-        }
+        expect_holds(key, expect, current.as_ref())?;
         Ok(current)
     }
 

@@ -847,7 +847,7 @@ async fn seed(data_dir: &Path, count: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let store = cairn_store::SqlStore::sqlite(&data_dir.join("cairn.db")).await?;
     for chunk in bulk_writes(count).chunks(5_000) {
-        store.import(chunk).await?;
+        store.import(chunk, &[]).await?;
     }
     store.close().await;
     Ok(())
@@ -900,6 +900,7 @@ pub async fn import_scenario(opts: &Options) -> anyhow::Result<Value> {
             tags: Vec::new(),
             sensitive: false,
             gray: None,
+            history: Vec::new(),
         })
         .collect();
     let zip = Bytes::from(cairn_server::transfer::write_zip(&items, true)?);
@@ -925,7 +926,7 @@ pub async fn import_scenario(opts: &Options) -> anyhow::Result<Value> {
         };
         let writes = bulk_writes(count);
         let started = Instant::now();
-        store.import(&writes).await?;
+        store.import(&writes, &[]).await?;
         let floor = started.elapsed();
         drop(store);
         if let Some(db) = floor_db {

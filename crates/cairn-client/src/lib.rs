@@ -802,30 +802,39 @@ impl Client {
         group: Option<&str>,
         data_id: Option<&str>,
     ) -> Result<Vec<u8>> {
-        self.export_namespace_as(namespace, group, data_id, "nacos")
-            .await
+        let options = ExportOptions {
+            group: group.map(str::to_owned),
+            data_id: data_id.map(str::to_owned),
+            ..ExportOptions::default()
+        };
+        self.export_namespace_with(namespace, &options).await
     }
 
-    /// As [`Client::export_namespace`], in `format`: `nacos` (a zip) or `cairn` (JSON
-    /// lines with every config's md5 and gray release; [`Client::import_namespace`]
-    /// reads both).
-    pub async fn export_namespace_as(
+    /// As [`Client::export_namespace`], with [`ExportOptions`]: Cairn's format (JSON
+    /// lines with every config's md5 and gray release, and with `history` its earlier
+    /// versions; [`Client::import_namespace`] reads both formats).
+    pub async fn export_namespace_with(
         &self,
         namespace: &str,
-        group: Option<&str>,
-        data_id: Option<&str>,
-        format: &str,
+        options: &ExportOptions,
     ) -> Result<Vec<u8>> {
         let url = self.url(&["api", "v1", "namespaces", namespace, "export"]);
+        let format = match options.format.as_str() {
+            "" => "nacos",
+            other => other,
+        };
         let mut request = self
             .request(Method::GET, url)
             .timeout(TRANSFER_TIMEOUT)
             .query(&[("format", format)]);
-        if let Some(group) = group {
+        if let Some(group) = &options.group {
             request = request.query(&[("group", group)]);
         }
-        if let Some(data_id) = data_id {
+        if let Some(data_id) = &options.data_id {
             request = request.query(&[("data_id", data_id)]);
+        }
+        if options.history {
+            request = request.query(&[("history", "true")]);
         }
         Ok(self.send(request).await?.bytes().await?.to_vec())
     }

@@ -712,6 +712,10 @@ pub struct ImportReport {
     /// Gray releases started (Cairn's format carries them).
     #[serde(default)]
     pub grays: u64,
+    /// Earlier versions written as history (Cairn's format with history; only for
+    /// the configs the import created).
+    #[serde(default)]
+    pub history: u64,
 }
 
 /// An entry or config an import left out, and why.
@@ -721,6 +725,20 @@ pub struct Refused {
     pub item: String,
     /// Why it was left out.
     pub reason: String,
+}
+
+/// What an export takes, and in which format.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Only this group (`*` matches any run of characters).
+    pub group: Option<String>,
+    /// Only matching data ids (`*` matches any run of characters).
+    pub data_id: Option<String>,
+    /// `nacos` (a zip; the default when empty) or `cairn` (JSON lines with every
+    /// config's md5 and gray release).
+    pub format: String,
+    /// With each config's earlier versions (`cairn` only).
+    pub history: bool,
 }
 
 /// How an import treats configs that exist and entries it cannot take.

@@ -7,6 +7,7 @@
 //! watchers, see [`crate::commit`]) → return. Nothing is acknowledged before the
 //! transaction commits.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use cairn_core::{
 };
 use cairn_store::{
     Audit, ConfigDelete, ConfigRecord, ConfigWrite, Expect, GrayRecord, GrayWrite, HistoryRecord,
-    NamespaceRecord, NamespaceUpdate, Op, Page, Store, StoreError,
+    NamespaceRecord, NamespaceUpdate, Op, Page, PastVersion, Store, StoreError,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -411,6 +412,9 @@ pub struct ImportReport {
     pub refused: Vec<(String, String)>,
     /// Gray releases started (Cairn's format carries them).
     pub grays: usize,
+    /// Earlier versions written as history (Cairn's format with history; only for
+    /// configs the import creates).
+    pub history: usize,
 }
 
 /// The most problems an import's refusal lists one by one.
@@ -1295,18 +1299,76 @@ impl Service {
         }
     }
 
-    /// Every config matching `filter` that `caller` may read, as an export carries it;
-    /// the filter's namespace must exist.
+    /// Every config matching `filter` that `caller` may read, as an export carries it,
+    /// with each one's earlier versions when `with_history` (those written while the
+    /// config was sensitive only for a caller with `read-secret`); the filter's
+    /// namespace must exist.
     pub async fn export(
         &self,
         caller: &Caller,
         filter: &ListFilter,
+        with_history: bool,
     ) -> Result<Vec<crate::transfer::Item>> {
         if let Some(namespace) = &filter.namespace {
             self.namespace(namespace).await?;
         }
-        Ok(self
-            .select(caller, filter)
+        let configs = self.select(caller, filter);
+        let mut items = self.export_items(&configs);
+        if !with_history {
+            return Ok(items);
+        }
+        let Some(namespace) = &filter.namespace else {
+            return Err(ServiceError::InvalidArgument(
+                "an export with history is of one namespace".to_owned(),
+            ));
+        };
+        let reader = self.reader(caller);
+        let mut past: HashMap<(String, String), Vec<HistoryRecord>> = HashMap::new();
+        for entry in self.store.namespace_history(namespace).await? {
+            let secret_ok = || {
+                matches!(
+                    reader.level(&entry.key),
+                    Level::ReadSecret | Level::Write | Level::Admin
+                )
+            };
+            if !entry.sensitive || secret_ok() {
+                let id = (entry.key.group.to_string(), entry.key.data_id.to_string());
+                past.entry(id).or_default().push(entry);
+            }
+        }
+        for (item, config) in items.iter_mut().zip(&configs) {
+            let id = (item.group.to_string(), item.data_id.to_string());
+            let Some(entries) = past.remove(&id) else {
+                continue;
+            };
+            // Up to the exported version's own entry, which keeps who wrote it and
+            // when (an import writes the config anew after it); versions after it
+            // were written since it was read.
+            item.history = entries
+                .into_iter()
+                .filter(|e| e.revision <= config.revision)
+                .map(|e| crate::transfer::PastItem {
+                    revision: e.revision.get(),
+                    op: e.op,
+                    content: e.content,
+                    format: e.format,
+                    md5: e.md5,
+                    description: e.description,
+                    tags: e.tags,
+                    sensitive: e.sensitive,
+                    operator: e.operator,
+                    source: e.source,
+                    comment: e.comment,
+                    created_at: e.created_at,
+                })
+                .collect();
+        }
+        Ok(items)
+    }
+
+    /// `configs` as an export carries them, without history.
+    fn export_items(&self, configs: &[Arc<ConfigRecord>]) -> Vec<crate::transfer::Item> {
+        configs
             .iter()
             .map(|c| crate::transfer::Item {
                 group: c.key.group.clone(),
@@ -1326,8 +1388,9 @@ impl Service {
                         ips: g.rules.ips.iter().map(ToString::to_string).collect(),
                         labels: g.rules.labels.iter().map(ToString::to_string).collect(),
                     }),
+                history: Vec::new(),
             })
-            .collect())
+            .collect()
     }
 
     /// Copies the configs `from` selects (those the actor may read) into `namespace`,
@@ -1340,7 +1403,7 @@ impl Service {
         policy: Conflict,
         actor: &Actor,
     ) -> Result<ImportReport> {
-        let mut items = self.export(&actor.caller, from).await?;
+        let mut items = self.export(&actor.caller, from, false).await?;
         for item in &mut items {
             // A gray release is a step of a change in its own namespace, not content.
             item.gray = None;
@@ -1371,6 +1434,8 @@ impl Service {
         let mut growth = crate::limits::Growth::default();
         // Gray releases the items carry, started once their configs are in.
         let mut grays = Vec::new();
+        // Earlier versions of the configs the import creates.
+        let mut past = Vec::new();
         for item in items {
             let key = ConfigKey::new(namespace.clone(), item.group, item.data_id);
             if !seen.insert(key.clone()) {
@@ -1452,6 +1517,15 @@ impl Service {
                     continue;
                 }
             };
+            if current.is_none() {
+                match self.past_versions(&key, item.history) {
+                    Ok(versions) => past.extend(versions),
+                    Err(why) => {
+                        problems.push((key.to_string(), why));
+                        continue;
+                    }
+                }
+            }
             growth.new_configs += u64::from(current.is_none());
             growth.bytes +=
                 content.len() as i64 - current.as_ref().map_or(0, |c| c.content.len() as i64);
@@ -1482,6 +1556,7 @@ impl Service {
             let refused: std::collections::HashSet<&str> =
                 report.refused.iter().map(|(key, _)| key.as_str()).collect();
             grays.retain(|(key, _)| !refused.contains(key.to_string().as_str()));
+            past.retain(|v: &PastVersion| !refused.contains(v.key.to_string().as_str()));
         }
         // Skipped configs keep their own gray release, if any.
         grays.retain(|(key, _)| !report.skipped.contains(key));
@@ -1511,8 +1586,9 @@ impl Service {
         let used = self.commits.cache().usage(namespace);
         self.limits.check(namespace, used, growth)?;
         let (store, commits) = (self.store.clone(), self.commits.clone());
+        report.history = past.len();
         let records = Self::detached(async move {
-            let records = store.import(&writes).await?;
+            let records = store.import(&writes, &past).await?;
             // Applied in the change log's order, which is what watchers resume from.
             let mut applied: Vec<&ConfigRecord> = records.iter().collect();
             applied.sort_by_key(|r| r.revision);
@@ -1527,6 +1603,48 @@ impl Service {
         self.import_grays(grays, actor, &mut report).await?;
         tracing::info!(%namespace, imported = report.imported.len(), grays = report.grays, skipped = report.skipped.len(), unchanged = report.unchanged.len(), refused = report.refused.len(), by = %actor.caller.username, "configs imported");
         Ok(report)
+    }
+
+    /// An imported config's earlier versions as its history will hold them, or why they
+    /// cannot be: each is bounded as a publish is, and is otherwise kept as it was
+    /// written (a version that was valid then is history now, not checked again).
+    fn past_versions(
+        &self,
+        key: &ConfigKey,
+        history: Vec<crate::transfer::PastItem>,
+    ) -> std::result::Result<Vec<PastVersion>, String> {
+        history
+            .into_iter()
+            .map(|past| {
+                let at = format!("history revision {}", past.revision);
+                if past.content.len() > self.max_content_bytes {
+                    return Err(format!(
+                        "{at}: {} bytes, more than max_content_bytes ({})",
+                        past.content.len(),
+                        self.max_content_bytes
+                    ));
+                }
+                let tags = check_tags(past.tags).map_err(|e| format!("{at}: {e}"))?;
+                check_description(&past.description).map_err(|e| format!("{at}: {e}"))?;
+                Ok(PastVersion {
+                    key: key.clone(),
+                    op: past.op,
+                    content: past.content,
+                    format: past.format,
+                    md5: past.md5,
+                    description: past.description,
+                    tags,
+                    sensitive: past.sensitive,
+                    audit: Audit {
+                        operator: past.operator,
+                        source: past.source,
+                        comment: past.comment,
+                        at: past.created_at,
+                        surface: "import".to_owned(),
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Whether an imported gray release could be started: rules and content checked as

@@ -2,13 +2,15 @@
 //! entry per config and its metadata beside them, either the older `.meta.yml` (app
 //! names only) or the newer `.metadata.yml` (type, description, tags, app name).
 //! Cairn's own: JSON lines, a header and then one config per line with everything it
-//! has (format, description, tags, md5, gray release). A file is read whole and
-//! checked before anything is imported; every problem is reported, by entry or line.
+//! has (format, description, tags, md5, gray release, and when asked its history). A
+//! file is read whole and checked before anything is imported; every problem is
+//! reported, by entry or line.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use cairn_core::{DataId, Format, Group};
+use cairn_store::Op;
 use serde::{Deserialize, Serialize};
 
 /// Most entries one zip may hold.
@@ -30,6 +32,29 @@ pub struct Item {
     pub sensitive: bool,
     /// Its gray release (Cairn's format only).
     pub gray: Option<GrayItem>,
+    /// Its earlier versions, oldest first (Cairn's format, exported with history).
+    pub history: Vec<PastItem>,
+}
+
+/// An earlier version of a config, as an export with history carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastItem {
+    /// Its revision where it was exported: the versions' order (an import gives each
+    /// a revision of its own).
+    pub revision: i64,
+    pub op: Op,
+    /// Empty for a deletion.
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub sensitive: bool,
+    pub operator: String,
+    pub source: String,
+    pub comment: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
 }
 
 /// A gray release as an export carries it.
@@ -222,6 +247,7 @@ fn read_zip_within(
                 .collect(),
             sensitive: false,
             gray: None,
+            history: Vec::new(),
         });
     }
     Ok((items, problems))
@@ -306,6 +332,87 @@ struct Line {
     sensitive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gray: Option<GrayItem>,
+    /// Earlier versions, oldest first; only in an export with history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<PastLine>,
+}
+
+/// One earlier version of a config in Cairn's format.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PastLine {
+    revision: i64,
+    op: String,
+    #[serde(default)]
+    content: String,
+    format: String,
+    md5: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sensitive: bool,
+    #[serde(default)]
+    operator: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    comment: String,
+    /// Unix milliseconds.
+    created_at: i64,
+}
+
+impl From<&PastItem> for PastLine {
+    fn from(past: &PastItem) -> Self {
+        PastLine {
+            revision: past.revision,
+            op: past.op.as_str().to_owned(),
+            content: past.content.clone(),
+            format: past.format.as_str().to_owned(),
+            md5: past.md5.clone(),
+            description: past.description.clone(),
+            tags: past.tags.clone(),
+            sensitive: past.sensitive,
+            operator: past.operator.clone(),
+            source: past.source.clone(),
+            comment: past.comment.clone(),
+            created_at: past.created_at,
+        }
+    }
+}
+
+impl PastLine {
+    /// The version, or why it cannot be imported.
+    fn parse(self) -> Result<PastItem, String> {
+        let at = format!("history revision {}", self.revision);
+        let op = Op::parse(&self.op).ok_or_else(|| format!("{at}: unknown op {:?}", self.op))?;
+        let format = self
+            .format
+            .parse::<Format>()
+            .map_err(|e| format!("{at}: format: {e}"))?;
+        // A deletion's entry has no content to sum.
+        if op != Op::Delete && self.md5 != cairn_core::md5::md5_hex(&self.content) {
+            return Err(format!(
+                "{at}: its content does not match its md5 {}: the file was changed or cut",
+                self.md5
+            ));
+        }
+        Ok(PastItem {
+            revision: self.revision,
+            op,
+            content: self.content,
+            format,
+            md5: self.md5,
+            description: self.description,
+            tags: self.tags,
+            sensitive: self.sensitive,
+            operator: self.operator,
+            source: self.source,
+            comment: self.comment,
+            created_at: self.created_at,
+        })
+    }
 }
 
 /// Whether `bytes` are Cairn's format rather than a zip.
@@ -334,6 +441,7 @@ pub fn write_cairn(namespace: &str, exported_at: String, items: &[Item]) -> Vec<
             tags: item.tags.clone(),
             sensitive: item.sensitive,
             gray: item.gray.clone(),
+            history: item.history.iter().map(PastLine::from).collect(),
         };
         out.extend(serde_json::to_vec(&line).expect("a line serializes"));
     }
@@ -405,6 +513,14 @@ pub fn read_cairn(bytes: &[u8]) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem
                     ));
                 }
             }
+            let history = line
+                .history
+                .into_iter()
+                .map(PastLine::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            if history.windows(2).any(|w| w[0].revision >= w[1].revision) {
+                return Err("its history is not in the order of its revisions".to_owned());
+            }
             Ok(Item {
                 group,
                 data_id,
@@ -414,6 +530,7 @@ pub fn read_cairn(bytes: &[u8]) -> Result<(Vec<Item>, Vec<Problem>), Vec<Problem
                 tags: line.tags,
                 sensitive: line.sensitive,
                 gray: line.gray,
+                history,
             })
         })();
         match parsed {
@@ -448,6 +565,7 @@ mod tests {
             tags: vec!["a".to_owned(), "b".to_owned()],
             sensitive: false,
             gray: None,
+            history: Vec::new(),
         }
     }
 
@@ -491,6 +609,25 @@ mod tests {
             ips: vec!["10.0.0.1".into()],
             labels: vec!["zone=east".into()],
         });
+        let past = |revision: i64, op: Op, content: &str| PastItem {
+            revision,
+            op,
+            content: content.into(),
+            format: Format::Yaml,
+            md5: cairn_core::md5::md5_hex(content),
+            description: String::new(),
+            tags: Vec::new(),
+            sensitive: revision == 3,
+            operator: "ann".into(),
+            source: "10.0.0.9".into(),
+            comment: format!("step {revision}"),
+            created_at: 1_700_000_000_000 + revision,
+        };
+        items[0].history = vec![
+            past(3, Op::Publish, "a: 0\n"),
+            past(5, Op::Delete, ""),
+            past(8, Op::Publish, "a: 0.5\n"),
+        ];
         let file = write_cairn("dev", "2026-12-04T00:00:00Z".into(), &items);
         assert!(is_cairn_format(&file));
         let (read, problems) = read_cairn(&file).unwrap();
@@ -505,6 +642,15 @@ mod tests {
             problems[0].why.contains("does not match its md5"),
             "{problems:?}"
         );
+        let tampered = text.replace("\"content\":\"a: 0.5\\n\"", "\"content\":\"a: 9\\n\"");
+        let (_, problems) = read_cairn(tampered.as_bytes()).unwrap();
+        assert!(
+            problems[0].why.contains("history revision 8"),
+            "{problems:?}"
+        );
+        let reordered = text.replace("\"revision\":8", "\"revision\":4");
+        let (_, problems) = read_cairn(reordered.as_bytes()).unwrap();
+        assert!(problems[0].why.contains("not in the order"), "{problems:?}");
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         let (_, problems) = read_cairn(cut.as_bytes()).unwrap();
         assert!(problems[0].why.contains("cut short"), "{problems:?}");

@@ -10,8 +10,8 @@ use crate::sql::{
     bind_audit, change_audit, current_columns, insert_audit, insert_change, insert_config,
     insert_history, is_unique_violation, text, Current, Planned, SqlStore, UPDATE_CONFIG,
 };
-use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
-use cairn_core::Revision;
+use crate::{ConfigRecord, ConfigWrite, Op, PastVersion, Result, StoreError};
+use cairn_core::{ConfigKey, Revision};
 
 /// Configs written per statement. The history insert binds 15 values a row, so a page
 /// stays far below every backend's limit on bound values (SQLite's is 32,766), and a
@@ -23,22 +23,33 @@ pub(crate) const PAGE: usize = 200;
 /// 16 MiB by default) with every row's other columns and sealing's overhead.
 pub(crate) const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// `writes` cut into pages of at most [`PAGE`] configs and about [`PAGE_BYTES`] of
-/// content (a page always takes at least one).
-pub(crate) fn pages(writes: &[ConfigWrite]) -> Vec<&[ConfigWrite]> {
+/// `items` cut into pages of at most [`PAGE`] and about [`PAGE_BYTES`] of content as
+/// `bytes` counts it (a page always takes at least one).
+pub(crate) fn pages<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut pages = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, write) in writes.iter().enumerate() {
-        if i > start && (i - start == PAGE || bytes + write.content.len() > PAGE_BYTES) {
-            pages.push(&writes[start..i]);
-            (start, bytes) = (i, 0);
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let more = bytes(item);
+        if i > start && (i - start == PAGE || size + more > PAGE_BYTES) {
+            pages.push(&items[start..i]);
+            (start, size) = (i, 0);
         }
-        bytes += write.content.len();
+        size += more;
     }
-    if start < writes.len() {
-        pages.push(&writes[start..]);
+    if start < items.len() {
+        pages.push(&items[start..]);
     }
     pages
+}
+
+/// An import's past versions by config, each config's in the order given (oldest
+/// first).
+pub(crate) fn past_by_key(past: &[PastVersion]) -> HashMap<&ConfigKey, Vec<&PastVersion>> {
+    let mut by_key: HashMap<&ConfigKey, Vec<&PastVersion>> = HashMap::new();
+    for version in past {
+        by_key.entry(&version.key).or_default().push(version);
+    }
+    by_key
 }
 
 /// `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
@@ -49,11 +60,14 @@ fn rows(columns: usize, rows: usize) -> String {
 
 impl SqlStore {
     /// Writes `writes` (distinct keys, in existing namespaces) inside `tx`, a page per
-    /// statement, all or nothing; the records come back in the order of `writes`.
+    /// statement, all or nothing; the records come back in the order of `writes`. The
+    /// `past` versions of each config the page creates are written first, as its
+    /// older history.
     pub(crate) async fn import_page(
         &self,
         tx: &mut Transaction<'static, Any>,
         writes: &[ConfigWrite],
+        past: &HashMap<&ConfigKey, Vec<&PastVersion>>,
     ) -> Result<Vec<ConfigRecord>> {
         let writes: Vec<&ConfigWrite> = writes.iter().collect();
         let currents = self.currents_of(tx, &writes).await?;
@@ -62,7 +76,139 @@ impl SqlStore {
             .zip(&currents)
             .map(|(write, current)| Planned::new(write, current.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        let versions: Vec<&PastVersion> = writes
+            .iter()
+            .zip(&currents)
+            .filter(|(_, current)| current.is_none())
+            .filter_map(|(write, _)| past.get(&write.key))
+            .flatten()
+            .copied()
+            .collect();
+        for page in pages(&versions, |v| v.content.len()) {
+            self.write_past(tx, page).await?;
+        }
         self.write_planned(tx, &writes, &currents, planned).await
+    }
+
+    /// Writes `versions` as history entries, under revisions taken from the change log
+    /// in their order and given back at once: the revisions stay unique and older than
+    /// what the import writes next, and no node ever reads them as changes.
+    async fn write_past(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        versions: &[&PastVersion],
+    ) -> Result<()> {
+        let entries = versions
+            .iter()
+            .map(|v| (&v.key, v.op, v.md5.as_str(), v.audit.at));
+        let mut taken: Vec<i64> = self
+            .insert_changes(tx, entries, versions.len())
+            .await?
+            .iter()
+            .map(|row| row.try_get("seq"))
+            .collect::<std::result::Result<_, _>>()?;
+        if taken.len() != versions.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} change-log sequences were taken for {} past versions",
+                taken.len(),
+                versions.len()
+            )));
+        }
+        taken.sort_unstable();
+        let sql = self.sql_owned(&format!(
+            "DELETE FROM change_log WHERE seq IN ({})",
+            vec!["?"; taken.len()].join(", ")
+        ));
+        let mut query = sqlx::query::<Any>(&sql);
+        for seq in &taken {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut **tx).await?;
+
+        let sql = self.sql_owned(&format!(
+            "{}{}",
+            insert_history!(),
+            rows(15, versions.len())
+        ));
+        let mut query = sqlx::query::<Any>(&sql);
+        for (version, seq) in versions.iter().zip(taken) {
+            let revision = Revision::new(seq).ok_or_else(|| {
+                StoreError::Corrupt(format!("change-log sequence {seq} is not positive"))
+            })?;
+            query = self.bind_history(
+                query,
+                revision,
+                &version.key,
+                version.op,
+                &version.content,
+                version.format,
+                &version.md5,
+                &version.description,
+                &version.tags,
+                &version.audit,
+                version.sensitive,
+            )?;
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Inserts `count` change-log `entries` (key, op, md5, time) in one statement; the
+    /// rows it took (`seq`, `namespace`, `grp`, `data_id`), in no promised order.
+    async fn insert_changes<'e>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        entries: impl Iterator<Item = (&'e ConfigKey, Op, &'e str, i64)>,
+        count: usize,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let values = rows(6, count);
+        let sql = if self.dialect.returning {
+            format!(
+                "{}{values} RETURNING seq, namespace, grp, data_id",
+                insert_change!()
+            )
+        } else {
+            format!("{}{values}", insert_change!())
+        };
+        let sql = self.sql_owned(&sql);
+        let mut query = sqlx::query::<Any>(&sql);
+        for (key, op, md5, at) in entries {
+            query = query
+                .bind(key.namespace.as_str())
+                .bind(key.group.as_str())
+                .bind(key.data_id.as_str())
+                .bind(op.as_str())
+                .bind(md5)
+                .bind(at);
+        }
+        if self.dialect.returning {
+            Ok(query.fetch_all(&mut **tx).await?)
+        } else {
+            query.execute(&mut **tx).await?;
+            self.taken_since_last_insert(tx, count).await
+        }
+    }
+
+    /// The change-log rows the last insert of `count` rows took, on a backend without
+    /// `RETURNING`. Writers hold the write lock, so that insert's sequences are the
+    /// ones from the first it took on.
+    async fn taken_since_last_insert(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        count: usize,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let first: i64 = sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+            .fetch_one(&mut **tx)
+            .await?;
+        let sql = self.sql(
+            "SELECT seq, namespace, grp, data_id FROM change_log WHERE seq >= ? \
+             ORDER BY seq LIMIT ?",
+        );
+        Ok(sqlx::query::<Any>(sql)
+            .bind(first)
+            .bind(count as i64)
+            .fetch_all(&mut **tx)
+            .await?)
     }
 
     /// Writes `writes`, each checked already against its stored state (`currents`)
@@ -198,47 +344,10 @@ impl SqlStore {
         tx: &mut Transaction<'static, Any>,
         writes: &[&ConfigWrite],
     ) -> Result<Vec<Revision>> {
-        let values = rows(6, writes.len());
-        let sql = if self.dialect.returning {
-            format!(
-                "{}{values} RETURNING seq, namespace, grp, data_id",
-                insert_change!()
-            )
-        } else {
-            format!("{}{values}", insert_change!())
-        };
-        let sql = self.sql_owned(&sql);
-        let mut query = sqlx::query::<Any>(&sql);
-        for write in writes {
-            let key = &write.key;
-            query = query
-                .bind(key.namespace.as_str())
-                .bind(key.group.as_str())
-                .bind(key.data_id.as_str())
-                .bind(write.op.as_str())
-                .bind(write.md5.as_str())
-                .bind(write.audit.at);
-        }
-        let rows = if self.dialect.returning {
-            query.fetch_all(&mut **tx).await?
-        } else {
-            query.execute(&mut **tx).await?;
-            // Writers hold the write lock, so this statement's sequences are the ones
-            // from the first it took on.
-            let first: i64 =
-                sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
-                    .fetch_one(&mut **tx)
-                    .await?;
-            let sql = self.sql(
-                "SELECT seq, namespace, grp, data_id FROM change_log WHERE seq >= ? \
-                 ORDER BY seq LIMIT ?",
-            );
-            sqlx::query::<Any>(sql)
-                .bind(first)
-                .bind(writes.len() as i64)
-                .fetch_all(&mut **tx)
-                .await?
-        };
+        let entries = writes
+            .iter()
+            .map(|w| (&w.key, w.op, w.md5.as_str(), w.audit.at));
+        let rows = self.insert_changes(tx, entries, writes.len()).await?;
         // Matched by key rather than by position: no backend promises the order of
         // the rows a multi-row insert returns.
         let mut taken: HashMap<(String, String, String), i64> = HashMap::new();

@@ -140,13 +140,23 @@ pub trait ConfigStore: Send + Sync {
     /// Creates or replaces a config; returns the stored record with its new revision.
     async fn put_config(&self, write: &ConfigWrite) -> Result<ConfigRecord>;
     /// Many writes in one transaction (imports, bulk loading); all land or none does.
-    /// Returns the stored records, in the order of `writes`.
-    async fn import(&self, writes: &[ConfigWrite]) -> Result<Vec<ConfigRecord>>;
+    /// `past` holds earlier versions of configs the import creates, oldest first per
+    /// config: each becomes a history entry older than its config's import (those of a
+    /// config that exists already are left out). Returns the stored records, in the
+    /// order of `writes`.
+    async fn import(
+        &self,
+        writes: &[ConfigWrite],
+        past: &[PastVersion],
+    ) -> Result<Vec<ConfigRecord>>;
     /// Deletes a config; returns the change that recorded it.
     async fn delete_config(&self, delete: &ConfigDelete) -> Result<ChangeRecord>;
     /// A page of a config's history, newest first (contents left empty; read one entry
     /// for its content), and the total number of entries.
     async fn history(&self, key: &ConfigKey, page: Page) -> Result<(Vec<HistoryRecord>, u64)>;
+    /// Every history entry of every config of `namespace`, with contents, by group, data
+    /// id and revision (for exports that carry history).
+    async fn namespace_history(&self, namespace: &Namespace) -> Result<Vec<HistoryRecord>>;
     /// Drops history entries of `namespace`'s configs beyond the newest
     /// `max_revisions` of each (0: no such bound) or created before `older_than`
     /// (milliseconds; `None`: no such bound). Each config's newest entry is always kept.

@@ -208,6 +208,25 @@ pub struct ConfigWrite {
     pub audit: Audit,
 }
 
+/// A version a config had in another installation, brought in by an import of
+/// Cairn's format with history: written as a history entry of the config the import
+/// creates, older than the import's own entry. It never enters the change log, so no
+/// node applies it as a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastVersion {
+    pub key: ConfigKey,
+    pub op: Op,
+    /// Empty for a deletion.
+    pub content: String,
+    pub format: Format,
+    pub md5: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub sensitive: bool,
+    /// Who wrote it, from where, why and when (its original time).
+    pub audit: Audit,
+}
+
 /// A deletion.
 #[derive(Debug, Clone)]
 pub struct ConfigDelete {

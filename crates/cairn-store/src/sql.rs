@@ -979,7 +979,11 @@ impl ConfigStore for SqlStore {
     }
 
     #[instrument(skip_all, fields(count = writes.len()), err(level = "debug"))]
-    async fn import(&self, writes: &[ConfigWrite]) -> Result<Vec<ConfigRecord>> {
+    async fn import(
+        &self,
+        writes: &[ConfigWrite],
+        past: &[crate::PastVersion],
+    ) -> Result<Vec<ConfigRecord>> {
         let mut tx = self.begin_write().await?;
         let mut records = Vec::with_capacity(writes.len());
         // Each namespace is checked once: an import is mostly one namespace.
@@ -992,9 +996,14 @@ impl ConfigStore for SqlStore {
         }
         let mut keys = std::collections::HashSet::new();
         if writes.iter().all(|w| keys.insert(&w.key)) {
-            for page in crate::bulk::pages(writes) {
-                records.extend(self.import_page(&mut tx, page).await?);
+            let past = crate::bulk::past_by_key(past);
+            for page in crate::bulk::pages(writes, |w| w.content.len()) {
+                records.extend(self.import_page(&mut tx, page, &past).await?);
             }
+        } else if !past.is_empty() {
+            return Err(StoreError::Conflict(
+                "an import with history names each config once".into(),
+            ));
         } else {
             // A key written twice: each write must see the one before it.
             for write in writes {
@@ -1128,6 +1137,22 @@ impl ConfigStore for SqlStore {
             .map(|r| history_from_row(r, self.sealer.as_deref()))
             .collect::<Result<_>>()?;
         Ok((entries, total as u64))
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn namespace_history(&self, namespace: &Namespace) -> Result<Vec<HistoryRecord>> {
+        let sql = self.sql(
+            "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
+             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
+             WHERE namespace = ? ORDER BY grp, data_id, revision",
+        );
+        let rows = sqlx::query::<Any>(sql)
+            .bind(namespace.as_str())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| history_from_row(r, self.sealer.as_deref()))
+            .collect()
     }
 
     #[instrument(skip(self), err(level = "debug"))]

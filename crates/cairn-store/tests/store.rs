@@ -107,7 +107,7 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
         write(&c, "c: 1", Expect::Absent, 2000),
         write(&b, "b: 1", Expect::Absent, 2000),
     ];
-    assert!(store.import(&failing).await.is_err());
+    assert!(store.import(&failing, &[]).await.is_err());
     let stored = store.load_configs().await.unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].content, "b: 0");
@@ -115,7 +115,7 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
         write(&a, "a: 1", Expect::Absent, 3000),
         write(&b, "b: 1", Expect::Md5(md5_hex("b: 0")), 3000),
     ];
-    let records = store.import(&landing).await.unwrap();
+    let records = store.import(&landing, &[]).await.unwrap();
     let keys: Vec<&ConfigKey> = records.iter().map(|r| &r.key).collect();
     assert_eq!(keys, [&a, &b], "the records come back in the writes' order");
     assert!(records[0].revision < records[1].revision);
@@ -126,7 +126,7 @@ async fn imports_land_whole_or_not_at_all(store: Arc<dyn Store>) {
         write(&c, "c: 2", Expect::Absent, 4000),
         write(&elsewhere, "x: 1", Expect::Absent, 4000),
     ];
-    let refused = store.import(&failing).await;
+    let refused = store.import(&failing, &[]).await;
     assert!(
         matches!(refused, Err(StoreError::NamespaceNotFound(_))),
         "{refused:?}"
@@ -160,7 +160,7 @@ async fn a_large_import_records_each_config_as_a_publish_does(store: Arc<dyn Sto
             ..write(k, &format!("n: {i}"), Expect::Any, 2000)
         })
         .collect();
-    let records = store.import(&writes).await.unwrap();
+    let records = store.import(&writes, &[]).await.unwrap();
     assert_eq!(records.len(), keys.len());
     for (i, (record, k)) in records.iter().zip(&keys).enumerate() {
         assert_eq!(&record.key, k, "the records come back in the writes' order");
@@ -217,6 +217,103 @@ async fn a_large_import_records_each_config_as_a_publish_does(store: Arc<dyn Sto
     assert_eq!(total, keys.len() as u64);
     let replaced = entries.iter().filter(|e| e.md5_before.is_some()).count();
     assert_eq!(replaced, existing.len());
+}
+
+async fn an_import_writes_past_versions_as_history_only(store: Arc<dyn Store>) {
+    let kept = store
+        .put_config(&write(&key("kept.yaml"), "k: 1", Expect::Any, 1000))
+        .await
+        .unwrap();
+    let past = |k: &ConfigKey, op: Op, content: &str, at: i64| PastVersion {
+        key: k.clone(),
+        op,
+        content: content.into(),
+        format: Format::Yaml,
+        md5: if op == Op::Delete {
+            String::new()
+        } else {
+            md5_hex(content)
+        },
+        description: format!("as of {at}"),
+        tags: vec!["old".into()],
+        sensitive: at == 100,
+        audit: Audit {
+            operator: "ann".into(),
+            comment: format!("step {at}"),
+            ..audit(at)
+        },
+    };
+    // Enough configs that their past versions take more than one statement.
+    let keys: Vec<ConfigKey> = (0..150).map(|i| key(&format!("c{i}.yaml"))).collect();
+    let mut versions = Vec::new();
+    for k in &keys {
+        versions.push(past(k, Op::Publish, "v: 1", 100));
+        versions.push(past(k, Op::Delete, "", 200));
+        versions.push(past(k, Op::Publish, "v: 3", 300));
+    }
+    // A config that exists already keeps its own history.
+    versions.push(past(&key("kept.yaml"), Op::Publish, "k: 0", 50));
+    let mut writes: Vec<ConfigWrite> = keys
+        .iter()
+        .map(|k| write(k, "v: 4", Expect::Absent, 2000))
+        .collect();
+    writes.push(write(&key("kept.yaml"), "k: 2", Expect::Any, 2000));
+    let records = store.import(&writes, &versions).await.unwrap();
+
+    let page = Page {
+        number: 1,
+        size: 10,
+    };
+    for (k, record) in keys.iter().zip(&records) {
+        let (entries, total) = store.history(k, page).await.unwrap();
+        assert_eq!(total, 4, "{k}");
+        // Newest first: the import's own entry, then the past, newest to oldest.
+        assert_eq!(entries[0].revision, record.revision);
+        let past: Vec<_> = entries[1..].iter().rev().collect();
+        assert_eq!(
+            past.iter()
+                .map(|e| (e.op, e.created_at))
+                .collect::<Vec<_>>(),
+            [(Op::Publish, 100), (Op::Delete, 200), (Op::Publish, 300)]
+        );
+        assert!(past.iter().all(|e| e.revision < record.revision));
+        assert!(past[0].sensitive && !past[2].sensitive);
+        assert_eq!(
+            (past[0].operator.as_str(), past[0].comment.as_str()),
+            ("ann", "step 100")
+        );
+        let oldest = store
+            .history_entry(k, past[0].revision)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((oldest.content.as_str(), oldest.tags.len()), ("v: 1", 1));
+        assert_eq!(oldest.description, "as of 100");
+    }
+    let (entries, total) = store.history(&key("kept.yaml"), page).await.unwrap();
+    assert_eq!(total, 2, "{entries:?}");
+    // The change log holds the import's writes alone: no node applies a past version.
+    let changes = store
+        .changes_since(kept.revision.get(), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), writes.len());
+    for (change, record) in changes.iter().zip(&records) {
+        assert_eq!((change.seq, &change.key), (record.revision, &record.key));
+    }
+    let whole = store.namespace_history(&Namespace::public()).await.unwrap();
+    assert_eq!(whole.len(), keys.len() * 4 + 2);
+    assert!(whole.iter().any(|e| e.content == "v: 3"));
+    let imported = AuditQuery {
+        from: Some(2000),
+        ..AuditQuery::default()
+    };
+    let (_, audited) = store.audit(&imported, page).await.unwrap();
+    assert_eq!(
+        audited,
+        writes.len() as u64,
+        "one audit entry per imported config"
+    );
 }
 
 async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
@@ -439,7 +536,7 @@ async fn big_contents_together_stay_within_a_statement(store: Arc<dyn Store>) {
     let writes: Vec<ConfigWrite> = (0..6)
         .map(|i| write(&key(&format!("big{i}.yaml")), &big(i), Expect::Any, 1000))
         .collect();
-    assert_eq!(store.import(&writes).await.unwrap().len(), 6);
+    assert_eq!(store.import(&writes, &[]).await.unwrap().len(), 6);
     let writers: Vec<_> = (0..6)
         .map(|i| {
             let store = store.clone();
@@ -1481,6 +1578,7 @@ macro_rules! suite {
             case!(compare_and_set);
             case!(imports_land_whole_or_not_at_all);
             case!(a_large_import_records_each_config_as_a_publish_does);
+            case!(an_import_writes_past_versions_as_history_only);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
             case!(big_contents_together_stay_within_a_statement);

@@ -461,5 +461,6 @@ fn apollo_item(
         tags: Vec::new(),
         sensitive: false,
         gray: None,
+        history: Vec::new(),
     })
 }

@@ -23,6 +23,10 @@ pub struct ExportArgs {
     /// Only matching data ids (`*` matches any run of characters).
     #[arg(long)]
     data_id: Option<String>,
+    /// With each config's earlier versions (Cairn's format only): importing the file
+    /// where the config does not exist yet brings its history along.
+    #[arg(long)]
+    history: bool,
 }
 
 #[derive(Args)]
@@ -95,16 +99,23 @@ pub fn print_report(report: &cairn_client::ImportReport, namespace: &str) {
     if report.grays > 0 {
         println!("  started {} gray release(s)", report.grays);
     }
+    if report.history > 0 {
+        println!("  wrote {} earlier version(s) as history", report.history);
+    }
 }
 
 pub async fn export(client: &Client, args: ExportArgs) -> anyhow::Result<()> {
+    if args.history && args.format != "cairn" {
+        anyhow::bail!("--history is carried only by Cairn's format: add --format cairn");
+    }
+    let options = cairn_client::ExportOptions {
+        group: args.group,
+        data_id: args.data_id,
+        format: args.format.clone(),
+        history: args.history,
+    };
     let zip = client
-        .export_namespace_as(
-            &args.namespace,
-            args.group.as_deref(),
-            args.data_id.as_deref(),
-            &args.format,
-        )
+        .export_namespace_with(&args.namespace, &options)
         .await?;
     let extension = if args.format == "cairn" {
         "cairn.jsonl"

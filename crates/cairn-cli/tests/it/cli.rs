@@ -545,6 +545,31 @@ fn a_namespace_is_exported_and_imported_with_the_cli() {
         ok(&home, &["get", "restored/jobs/app.yaml"]),
         "port: 8080\n"
     );
+
+    // With history: each config's versions come along where it is new.
+    let refused = fails(&home, &["export", "public", "--history", "-o", &backup]);
+    assert!(refused.contains("--format cairn"), "{refused}");
+    let out = ok(
+        &home,
+        &[
+            "export",
+            "public",
+            "--format",
+            "cairn",
+            "--history",
+            "-o",
+            &backup,
+        ],
+    );
+    assert!(out.contains("exported namespace public"), "{out}");
+    ok(&home, &["ns", "create", "archived"]);
+    let out = ok(&home, &["import", "archived", &backup]);
+    assert!(
+        out.contains("imported 2 configs") && out.contains("wrote 2 earlier version(s)"),
+        "{out}"
+    );
+    let history = ok(&home, &["history", "archived/web/app.yaml"]);
+    assert!(history.contains("2 entries in all"), "{history}");
 }
 
 /// Writes `text` to `name` in `dir`; its path.

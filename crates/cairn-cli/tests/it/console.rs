@@ -564,10 +564,10 @@ async fn a_person_manages_configs_in_the_console() {
     .await;
     assert_eq!(shown.as_deref(), Some("shop"));
     shot(&c, "14-namespaces").await;
-    // Download a namespace in Cairn's format, and upload it into another.
+    // Download a namespace in Cairn's format with history, and upload it into another.
     let exported = c
         .execute(
-            "const link = document.querySelector(\"a[href='/console/namespaces/export?name=public&format=cairn']\");\
+            "const link = document.querySelector(\"a[href='/console/namespaces/export?name=public&format=cairn&history=true']\");\
              return fetch(link.href).then(r => r.text());",
             vec![],
         )
@@ -575,7 +575,9 @@ async fn a_person_manages_configs_in_the_console() {
         .unwrap();
     let exported = exported.as_str().unwrap().to_owned();
     assert!(
-        exported.starts_with("{\"cairn_export\":1") && exported.contains("app.yaml"),
+        exported.starts_with("{\"cairn_export\":1")
+            && exported.contains("app.yaml")
+            && exported.contains("\"history\":["),
         "{exported}"
     );
     let upload = dir.path().join("public.cairn.jsonl");
@@ -598,6 +600,14 @@ async fn a_person_manages_configs_in_the_console() {
         .await
         .unwrap();
     find(&c, "a[href='/console/c/staging/DEFAULT_GROUP/app.yaml']").await;
+    // Its versions came along: the first one published is in its history there.
+    c.goto(&format!(
+        "{url}/console/c/staging/DEFAULT_GROUP/app.yaml/history"
+    ))
+    .await
+    .unwrap();
+    let history = text(&c, "#history").await;
+    assert!(history.contains("first version"), "{history}");
     c.goto(&format!("{url}/console/users")).await.unwrap();
     fill(&c, "#new-user #username", "bob").await;
     fill(&c, "#new-user #password", "bob-password-1").await;

@@ -48,6 +48,10 @@ pub struct ExportQuery {
     /// `nacos` (the default): Nacos's zip; `cairn`: Cairn's own JSON lines, with
     /// every config's md5 and gray release.
     format: Option<String>,
+    /// With each config's earlier versions (`format=cairn` only): an import into a
+    /// namespace without the config writes them as its history; default false.
+    #[serde(default)]
+    history: bool,
 }
 
 /// The configs of a namespace (or those matching the filters) that the caller may read,
@@ -67,7 +71,13 @@ async fn export_namespace(
         tag: q.tag.filter(|t| !t.is_empty()),
         ..ListFilter::within(namespace.clone(), q.group.as_deref(), q.data_id.as_deref())
     };
-    let items = state.service.export(&caller, &filter).await?;
+    if q.history && q.format.as_deref() != Some("cairn") {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "history is carried only by Cairn's format: add format=cairn",
+        ));
+    }
+    let items = state.service.export(&caller, &filter, q.history).await?;
     export_answer(&namespace, &items, q.format.as_deref(), q.bare)
 }
 
@@ -168,6 +178,9 @@ pub struct ImportAnswer {
     refused: Vec<Refused>,
     /// Gray releases started (Cairn's format carries them).
     grays: usize,
+    /// Earlier versions written as history (Cairn's format with history; only for the
+    /// configs the import created).
+    history: usize,
 }
 
 /// An entry or config an import left out.
@@ -192,6 +205,7 @@ impl From<crate::service::ImportReport> for ImportAnswer {
                 .map(|(item, reason)| Refused { item, reason })
                 .collect(),
             grays: report.grays,
+            history: report.history,
         }
     }
 }

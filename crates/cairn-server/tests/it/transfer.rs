@@ -79,7 +79,7 @@ async fn a_namespace_moves_whole_and_policies_hold() {
     let bytes = 9 + 6 + 9;
     assert_eq!(
         answer,
-        json!({ "imported": 3, "bytes": bytes, "unchanged": 0, "skipped": [], "refused": [], "grays": 0 })
+        json!({ "imported": 3, "bytes": bytes, "unchanged": 0, "skipped": [], "refused": [], "grays": 0, "history": 0 })
     );
     let (status, changed, _) = watch.await.unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -409,4 +409,146 @@ async fn cairns_own_format_carries_gray_releases_and_repeats_cleanly() {
     );
     assert_eq!(count(&app, "tampered").await, 0);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_export_with_history_carries_each_configs_versions_to_another_installation() {
+    let source = TestApp::spawn().await;
+    for (content, comment, sensitive) in [
+        ("port: 80\n", "first", false),
+        ("port: 81\npassword: Hunter2\n", "with a secret", true),
+        ("port: 82\n", "secret moved out", false),
+    ] {
+        let body = json!({ "content": content, "comment": comment, "sensitive": sensitive });
+        let r = source.publish("public/web/app.yaml", body).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    }
+    source.publish_ok("public/web/once.txt", "hello").await;
+
+    let export = |path: &'static str| source.request(Method::GET, path).send();
+    let r = export("/api/v1/namespaces/public/export?history=true")
+        .await
+        .unwrap();
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_argument").await;
+    assert!(message.contains("format=cairn"), "{message}");
+    let r = export("/api/v1/namespaces/public/export?format=cairn&history=true")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let file = r.bytes().await.unwrap().to_vec();
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert!(
+        text.contains("Hunter2"),
+        "an admin's export keeps every version"
+    );
+    // Without history, as before.
+    let plain = export("/api/v1/namespaces/public/export?format=cairn")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!plain.contains("\"history\""), "{plain}");
+    // A reader without read-secret gets the versions written while not sensitive.
+    let reader = source
+        .user_with_grant("rita", "rita-password-1", "public", "read")
+        .await;
+    let theirs = source
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/public/export?format=cairn&history=true",
+            source.base
+        ))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        theirs.contains("port: 80") && !theirs.contains("Hunter2"),
+        "{theirs}"
+    );
+
+    let target = TestApp::spawn().await;
+    let r = import(&target, "public", "abort", file.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&answer["imported"], &answer["history"]),
+        (&json!(2), &json!(4)),
+        "{answer}"
+    );
+    let (status, history) = target
+        .get_json("/api/v1/configs/public/web/app.yaml/history")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let items = history["items"].as_array().unwrap();
+    let comments: Vec<&str> = items
+        .iter()
+        .map(|h| h["comment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        comments,
+        ["import", "secret moved out", "with a secret", "first"]
+    );
+    assert_eq!(
+        items[1]["content"],
+        Value::Null,
+        "a listing leaves contents out"
+    );
+    assert_eq!(items[3]["operator"], "admin");
+    let oldest = items[3]["revision"].as_i64().unwrap();
+    let (status, entry) = target
+        .get_json(&format!(
+            "/api/v1/configs/public/web/app.yaml/history/{oldest}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(entry["content"], "port: 80\n");
+    // The version written while sensitive stays behind read-secret where it lands.
+    let secret = items[2]["revision"].as_i64().unwrap();
+    let rita = target
+        .user_with_grant("rita", "rita-password-1", "public", "read")
+        .await;
+    let r = target
+        .http
+        .get(format!(
+            "{}/api/v1/configs/public/web/app.yaml/history/{secret}",
+            target.base
+        ))
+        .bearer_auth(&rita)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // An imported version can be rolled back to.
+    let r = target
+        .request(Method::POST, "/api/v1/configs/public/web/app.yaml/rollback")
+        .json(&json!({ "revision": oldest }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, now) = target
+        .get_json("/api/v1/configs/public/web/app.yaml?view=json")
+        .await;
+    assert_eq!(now["content"], "port: 80\n");
+
+    // Configs that exist keep their own history: an overwrite brings none.
+    let r = import(&target, "public", "overwrite", file).await;
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&answer["imported"], &answer["history"]),
+        (&json!(1), &json!(0)),
+        "{answer}"
+    );
+    // A version changed by hand is caught by its md5, and nothing lands.
+    let tampered = text.replace("port: 81", "port: 91");
+    let r = import(&target, "public", "overwrite", tampered.into_bytes()).await;
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "invalid_import").await;
+    assert!(message.contains("history revision"), "{message}");
+    source.stop().await;
+    target.stop().await;
 }

@@ -101,6 +101,8 @@ pub async fn namespaces(
                                 a href={ "/console/namespaces/export?name=" (name) "&format=nacos" } download { (ctx.t("Export zip")) }
                                 " · "
                                 a href={ "/console/namespaces/export?name=" (name) "&format=cairn" } download { (ctx.t("Export (Cairn)")) }
+                                " · "
+                                a href={ "/console/namespaces/export?name=" (name) "&format=cairn&history=true" } download { (ctx.t("Export with history (Cairn)")) }
                             }
                         }
                         @if admin && !info.record.name.is_public() {
@@ -909,6 +911,8 @@ pub struct ExportQuery {
     #[serde(default)]
     name: String,
     format: Option<String>,
+    #[serde(default)]
+    history: bool,
 }
 
 /// A namespace's configs that this user may read, as a download.
@@ -922,7 +926,7 @@ pub async fn export_namespace(
     let filter = crate::service::ListFilter::within(name.clone(), None, None);
     let items = state
         .service
-        .export(&session.caller, &filter)
+        .export(&session.caller, &filter, q.history)
         .await
         .map_err(|e| ctx.service_error(e))?;
     crate::api::transfer::export_answer(&name, &items, q.format.as_deref(), false)

@@ -134,6 +134,7 @@ const ZH: &[(&str, &str)] = &[
     ("Enable", "启用"),
     ("Enabled", "已启用"),
     ("Export (Cairn)", "导出（Cairn 格式）"),
+    ("Export with history (Cairn)", "连同历史导出（Cairn 格式）"),
     ("Export zip", "导出 zip"),
     ("Format", "格式"),
     ("From revision", "起始版本"),

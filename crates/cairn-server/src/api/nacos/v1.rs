@@ -65,7 +65,7 @@ async fn export(state: &SharedState, caller: &crate::auth::Caller, params: &Para
         params.get("group"),
         params.get("dataId"),
     );
-    let items = state.service.export(caller, &filter).await?;
+    let items = state.service.export(caller, &filter, false).await?;
     crate::api::transfer::zip_answer(&namespace, &items, params.flag("exportV2"))
         .map_err(|e| NacosError::invalid(e.message))
 }

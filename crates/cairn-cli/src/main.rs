@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     access_key, audit, config, grant, gray, login, migrate, namespace, schema, transfer, user,
-    watch,
+    watch, webhook,
 };
 
 #[derive(Parser)]
@@ -102,6 +102,10 @@ enum Command {
     /// namespace).
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Webhooks: a namespace's changes sent, signed, to a URL (admins of the
+    /// namespace).
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Manage users (admin).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -186,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AccessKey(command) => access_key::run(client, command).await,
         Command::Ns(command) => namespace::run(client, command).await,
         Command::Schema(command) => schema::run(client, command).await,
+        Command::Webhook(command) => webhook::run(client, command).await,
         Command::User(command) => user::run(client, command).await,
         Command::Grant(args) => grant::grant(client, args).await,
         Command::Revoke(args) => grant::revoke(client, args).await,

@@ -1070,6 +1070,51 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// The webhooks of `namespace`, or of every namespace the caller administers.
+    pub async fn webhooks(&self, namespace: Option<&str>) -> Result<Vec<Webhook>> {
+        let mut url = self.url(&["api", "v1", "webhooks"]);
+        if let Some(ns) = namespace {
+            url.query_pairs_mut().append_pair("namespace", ns);
+        }
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Subscribes a URL to a namespace's changes (admin of the namespace).
+    pub async fn add_webhook(&self, add: &WebhookAdd) -> Result<Webhook> {
+        let url = self.url(&["api", "v1", "webhooks"]);
+        self.json(self.request(Method::POST, url).json(add)).await
+    }
+
+    /// Removes a webhook and its delivery log.
+    pub async fn remove_webhook(&self, id: i64) -> Result<()> {
+        let url = self.url(&["api", "v1", "webhooks", &id.to_string()]);
+        self.send(self.request(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// A page (from 1) of a webhook's deliveries, newest first.
+    pub async fn deliveries(&self, id: i64, page: u32, page_size: u32) -> Result<DeliveryPage> {
+        let mut url = self.url(&["api", "v1", "webhooks", &id.to_string(), "deliveries"]);
+        url.query_pairs_mut()
+            .append_pair("page", &page.to_string())
+            .append_pair("page_size", &page_size.to_string());
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Sends a webhook's delivery again.
+    pub async fn redeliver(&self, id: i64, delivery: i64) -> Result<()> {
+        let (id, delivery) = (id.to_string(), delivery.to_string());
+        let url = self.url(&[
+            "api",
+            "v1",
+            "webhooks",
+            &id,
+            "deliveries",
+            &delivery,
+            "redeliver",
+        ]);
+        self.send(self.request(Method::POST, url)).await.map(drop)
+    }
+
     /// An Apollo app's access keys, with their secrets (admin).
     pub async fn access_keys(&self, app_id: &str) -> Result<Vec<AccessKey>> {
         self.json(self.request(

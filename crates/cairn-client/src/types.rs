@@ -829,3 +829,90 @@ pub struct SchemaVersion {
     /// When (RFC 3339).
     pub at: String,
 }
+
+/// A webhook subscription (its secret is never shown back).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: i64,
+    /// The namespace.
+    pub namespace: String,
+    /// Where events are sent.
+    pub url: String,
+    /// The event kinds sent; empty: every kind.
+    pub events: Vec<String>,
+    /// A group wildcard; empty: any.
+    pub group: String,
+    /// A data-id wildcard; empty: any.
+    pub data_id: String,
+    /// Who added it.
+    pub created_by: String,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+}
+
+/// A webhook to add.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WebhookAdd {
+    /// The namespace.
+    pub namespace: String,
+    /// Where events are sent.
+    pub url: String,
+    /// Signs each request; 16 to 256 characters.
+    pub secret: String,
+    /// Event kinds (`publish`, `rollback`, `delete`, `gray_publish`, `gray_promote`,
+    /// `gray_abandon`); empty: every kind.
+    pub events: Vec<String>,
+    /// Only configs of matching groups (`*` wildcards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Only configs with matching data ids (`*` wildcards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_id: Option<String>,
+}
+
+/// One event sent (or being sent) to a webhook.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Delivery {
+    /// Its id.
+    pub id: i64,
+    /// The event's id, as its payload carries it.
+    pub event_id: String,
+    /// The event kind.
+    pub event: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The group.
+    pub group: String,
+    /// The data id.
+    pub data_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last attempt's HTTP status, if the receiver answered.
+    pub response_code: Option<u16>,
+    /// Why the last attempt failed.
+    pub error: String,
+    /// How long the last attempt took.
+    pub latency_ms: Option<i64>,
+    /// When a pending delivery is tried next (RFC 3339).
+    pub next_attempt_at: Option<String>,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A page of a webhook's deliveries, newest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliveryPage {
+    /// The deliveries.
+    pub items: Vec<Delivery>,
+    /// How many there are in all.
+    pub total: u64,
+    /// This page, from 1.
+    pub page: u32,
+    /// Deliveries per page.
+    pub page_size: u32,
+}

@@ -129,6 +129,7 @@ pub struct Application {
     /// Nacos's gRPC protocol, unless turned off.
     grpc: Option<(TcpListener, Arc<api::grpc::Surface>)>,
     state: SharedState,
+    webhooks: Arc<crate::webhooks::Webhooks>,
     pub admin: AdminBootstrap,
 }
 
@@ -278,6 +279,7 @@ impl Application {
             auth.clone(),
             limits,
             schemas,
+            settings.webhook_allow_private_targets,
         );
         tracing::info!(
             configs = service.configs_cached(),
@@ -298,6 +300,14 @@ impl Application {
             polls: Arc::default(),
             rendered: Default::default(),
         };
+        let webhooks = Arc::new(
+            crate::webhooks::Webhooks::new(
+                store.clone(),
+                settings.webhook_allow_private_targets,
+                settings.webhook_retry_secs.get(),
+            )
+            .context("cannot make the webhook client")?,
+        );
         let state = Arc::new(AppState {
             service,
             apollo,
@@ -317,6 +327,7 @@ impl Application {
             listener,
             grpc,
             state,
+            webhooks,
             admin,
         })
     }
@@ -359,6 +370,7 @@ impl Application {
         let shutdown = self.state.shutdown.clone();
         let sync = self.state.sync.clone();
         let tail = tokio::spawn(sync.clone().run_tail(shutdown.clone()));
+        tokio::spawn(self.webhooks.clone().run(sync.clone(), shutdown.clone()));
         let heartbeat = tokio::spawn(sync.run_heartbeat(
             self.state.auth.clone(),
             self.state.access_keys.clone(),

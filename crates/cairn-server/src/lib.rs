@@ -21,6 +21,7 @@ pub mod sync;
 mod throttle;
 pub mod tls;
 pub mod transfer;
+pub mod webhooks;
 
 pub use app::{write_new_key, AdminBootstrap, Application};
 pub use cairn_store::redact_url as redact_database_url;

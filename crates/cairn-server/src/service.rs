@@ -32,7 +32,9 @@ use crate::listeners::{Listed, Listener, Listeners, Protocol};
 use crate::now_millis;
 
 mod schemas;
+mod webhooks;
 pub use schemas::{schema_target, SchemaInput};
+pub use webhooks::WebhookInput;
 
 const MAX_TAGS: usize = 32;
 const MAX_DESCRIPTION: usize = 2048;
@@ -97,6 +99,12 @@ pub enum ServiceError {
     SchemaRejectsContent { count: usize, listed: Vec<String> },
     #[error("no schema is attached to {0}")]
     SchemaNotFound(String),
+    #[error("{0}")]
+    InvalidWebhook(String),
+    #[error("webhook {0} does not exist")]
+    WebhookNotFound(i64),
+    #[error("webhook {0} has no delivery {1}")]
+    DeliveryNotFound(i64, i64),
     #[error("{0} needs the admin role")]
     AdminOnly(String),
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
@@ -196,13 +204,16 @@ impl ServiceError {
             | E::InvalidGray(_)
             | E::RevisionIsDeletion(_)
             | E::SchemaViolation(_)
-            | E::InvalidSchema(_) => ErrorKind::Invalid,
+            | E::InvalidSchema(_)
+            | E::InvalidWebhook(_) => ErrorKind::Invalid,
             E::ContentTooLarge { .. } => ErrorKind::TooLarge,
             E::NamespaceNotFound(_)
             | E::ConfigNotFound(_)
             | E::GrayNotFound(_)
             | E::RevisionNotFound { .. }
-            | E::SchemaNotFound(_) => ErrorKind::NotFound,
+            | E::SchemaNotFound(_)
+            | E::WebhookNotFound(_)
+            | E::DeliveryNotFound(..) => ErrorKind::NotFound,
             E::NamespaceExists(_)
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
@@ -432,6 +443,8 @@ pub struct NamespaceInfo {
 
 pub struct Service {
     store: Arc<dyn Store>,
+    /// Whether webhooks may target loopback, private and link-local addresses.
+    private_webhooks: bool,
     commits: Arc<Commits>,
     max_content_bytes: usize,
     /// Serializes writes to one key on this node, so that a key's commit, cache update
@@ -522,8 +535,10 @@ impl Service {
         auth: Arc<Auth>,
         limits: Arc<crate::limits::Limits>,
         schemas: Arc<crate::schemas::Schemas>,
+        private_webhooks: bool,
     ) -> Self {
         Self {
+            private_webhooks,
             store,
             commits,
             max_content_bytes,
@@ -536,6 +551,33 @@ impl Service {
             listeners: auth.listeners().clone(),
             auth,
         }
+    }
+
+    /// Refuses `action` on `target` in `namespace` to an actor who does not administer
+    /// the namespace. A refusal is audited.
+    fn may_administer(
+        &self,
+        actor: &Actor,
+        namespace: &Namespace,
+        action: &str,
+        target: String,
+    ) -> Result<()> {
+        self.auth
+            .access()
+            .require_namespace(&actor.caller, namespace, Level::Admin)
+            .map_err(|denied| {
+                let detail = denied.to_string();
+                let audit = self.auth.audit();
+                audit.act(
+                    actor,
+                    action,
+                    namespace.as_str(),
+                    target,
+                    Outcome::Denied,
+                    detail,
+                );
+                denied.into()
+            })
     }
 
     /// Refuses a change of `key` by an actor without write access to it. Every write
@@ -1982,7 +2024,7 @@ mod tests {
             MAX,
         ));
         (
-            Service::new(store, commits, MAX, auth, limits, Arc::default()),
+            Service::new(store, commits, MAX, auth, limits, Arc::default(), false),
             dir,
         )
     }

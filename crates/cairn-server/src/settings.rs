@@ -352,6 +352,12 @@ settings! {
     /// most `/notifications/v2` polls one Apollo client (an app at one IP) may hold at once; more are refused with 429
     apollo_max_polls_per_client: usize = 32;
         env "CAIRN_APOLLO_MAX_POLLS_PER_CLIENT", range 1..=1_000_000;
+    /// let webhooks call loopback, private and link-local addresses (refused by default, so a webhook cannot reach the node's own network)
+    webhook_allow_private_targets: bool = false;
+        env "CAIRN_WEBHOOK_ALLOW_PRIVATE_TARGETS";
+    /// how long a webhook delivery is retried (with exponential backoff) before it is marked failed, in seconds
+    webhook_retry_secs: Secs = Secs::new(86_400);
+        env "CAIRN_WEBHOOK_RETRY_SECS", range 1..=2_592_000;
     /// refuse every unsigned Apollo read, even where a namespace serves some apps unsigned (`apollo_anonymous_apps`)
     apollo_require_access_key: bool = false;
         env "CAIRN_APOLLO_REQUIRE_ACCESS_KEY";

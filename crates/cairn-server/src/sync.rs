@@ -325,8 +325,16 @@ impl Sync {
         Ok(())
     }
 
-    /// Whether this node is the one that prunes history now: the live node first by id
-    /// (one node, so they do not repeat each other's scans), once per interval.
+    /// Whether this node leads the cluster as of the last heartbeat: it is the live
+    /// node first by id. The leader alone does the cluster's background work (history
+    /// pruning, webhook deliveries), so nodes do not repeat each other's.
+    pub fn leads(&self) -> bool {
+        let known = self.known_nodes.lock().expect("node list poisoned");
+        known.iter().map(|n| n.id.as_str()).min() == Some(self.node_id.as_str())
+    }
+
+    /// Whether this node is the one that prunes history now: the leader (one node, so
+    /// they do not repeat each other's scans), once per interval.
     fn prunes_history(&self, live: &[NodeRecord]) -> bool {
         let first = live.iter().map(|n| n.id.as_str()).min();
         if first.is_some_and(|id| id != self.node_id) {
@@ -370,9 +378,13 @@ impl Sync {
     /// The newest entry always stays: some MySQL versions reset an emptied table's
     /// auto-increment on restart, which would hand out sequences again.
     async fn prune(&self, now: i64, latest: i64, live: &[NodeRecord]) -> Result<(), StoreError> {
-        let Some(needed) = live.iter().map(|n| n.applied_seq).min() else {
+        let Some(mut needed) = live.iter().map(|n| n.applied_seq).min() else {
             return Ok(());
         };
+        // The change log is the webhooks' outbox: kept until turned into deliveries.
+        if !self.store.webhooks(None).await?.is_empty() {
+            needed = needed.min(self.store.webhook_cursor().await?);
+        }
         let old = self
             .store
             .changes_since(self.store.pruned_through().await?, BATCH)

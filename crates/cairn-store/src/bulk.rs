@@ -13,7 +13,7 @@ use crate::sql::{
 use crate::{ConfigRecord, ConfigWrite, Op, PastVersion, Result, StoreError};
 use cairn_core::{ConfigKey, Revision};
 
-/// Configs written per statement. The history insert binds 15 values a row, so a page
+/// Configs written per statement. The history insert binds 16 values a row, so a page
 /// stays far below every backend's limit on bound values (SQLite's is 32,766), and a
 /// page of 1 KiB configs is a statement of a few hundred KiB.
 pub(crate) const PAGE: usize = 200;
@@ -128,7 +128,7 @@ impl SqlStore {
         let sql = self.sql_owned(&format!(
             "{}{}",
             insert_history!(),
-            rows(15, versions.len())
+            rows(16, versions.len())
         ));
         let mut query = sqlx::query::<Any>(&sql);
         for (version, seq) in versions.iter().zip(taken) {
@@ -253,7 +253,7 @@ impl SqlStore {
             .await?;
         }
 
-        let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(15, writes.len())));
+        let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(16, writes.len())));
         let mut query = sqlx::query::<Any>(&sql);
         for (i, write) in writes.iter().enumerate() {
             let plan = &planned[i];

@@ -14,6 +14,7 @@ pub mod scratch;
 pub mod seal;
 mod sql;
 mod sqlite;
+mod webhooks;
 
 pub use model::*;
 pub use reseal::ResealReport;
@@ -321,6 +322,46 @@ pub trait SchemaStore: Send + Sync {
     async fn schema_history(&self, target: &SchemaTarget) -> Result<Vec<SchemaVersion>>;
 }
 
+/// Webhook subscriptions and their deliveries. The change log is the outbox: each
+/// change's entry commits with it, and is turned into deliveries once, by whichever
+/// node moves `webhook_cursor` on.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Adds a subscription to changes from now on (`NamespaceNotFound` without the
+    /// namespace); audited as `webhook.add`.
+    async fn add_webhook(&self, write: &WebhookWrite) -> Result<WebhookRecord>;
+    /// The subscriptions of `namespace`, or of every namespace, by id.
+    async fn webhooks(&self, namespace: Option<&Namespace>) -> Result<Vec<WebhookRecord>>;
+    async fn webhook(&self, id: i64) -> Result<Option<WebhookRecord>>;
+    /// Removes a subscription and its deliveries; `false` when there is none.
+    /// Audited as `webhook.remove`.
+    async fn remove_webhook(&self, id: i64, audit: &Audit) -> Result<bool>;
+    /// The change-log sequence through which deliveries have been created.
+    async fn webhook_cursor(&self) -> Result<i64>;
+    /// Creates `deliveries` and moves the cursor from `from` to `to`, in one
+    /// transaction; `false` (nothing written) when the cursor is no longer at `from`:
+    /// another node got there first.
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool>;
+    /// The oldest pending deliveries, due or not, by id.
+    async fn pending_deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>>;
+    /// Takes a due delivery for one attempt: counts the attempt and moves its next
+    /// attempt to `lease_until`, so no other node takes it meanwhile; `false` when it
+    /// is not pending and due by `now` any more.
+    async fn claim_delivery(&self, id: i64, now: i64, lease_until: i64) -> Result<bool>;
+    /// Records how an attempt went.
+    async fn finish_delivery(&self, id: i64, attempt: &Attempt) -> Result<()>;
+    /// A page of a webhook's deliveries, newest first, and their number.
+    async fn deliveries(&self, webhook_id: i64, page: Page) -> Result<(Vec<DeliveryRecord>, u64)>;
+    /// Sends a delivery again from now (a new retry window); `false` when there is no
+    /// such delivery of that webhook.
+    async fn redeliver(&self, webhook_id: i64, delivery_id: i64, now: i64) -> Result<bool>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -373,6 +414,7 @@ pub trait Store:
     + AuditStore
     + TokenStore
     + SchemaStore
+    + WebhookStore
     + Send
     + Sync
     + 'static

@@ -254,6 +254,9 @@ pub struct HistoryRecord {
     /// Whether its config was sensitive when it was written: its content is shown only
     /// to callers with `read-secret`, whatever the config is now.
     pub sensitive: bool,
+    /// The surface the change came through (`native`, `nacos`, `console`, …; empty
+    /// for entries written before it was kept).
+    pub surface: String,
 }
 
 /// One change-log entry.
@@ -534,4 +537,116 @@ pub struct SchemaVersion {
     pub operator: String,
     pub comment: String,
     pub created_at: i64,
+}
+
+/// A webhook subscription: events of a namespace (optionally of matching groups and
+/// data ids, and of some kinds only) sent to a URL, signed with its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: i64,
+    pub namespace: Namespace,
+    pub url: String,
+    /// The signing secret, opened (never shown back to anyone).
+    pub secret: String,
+    /// The event kinds sent; empty: every kind.
+    pub events: Vec<String>,
+    /// A group wildcard; empty: any.
+    pub group: String,
+    /// A data-id wildcard; empty: any.
+    pub data_id: String,
+    /// Only changes after this change-log sequence: those made once it existed.
+    pub after_seq: i64,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A webhook to add.
+#[derive(Debug, Clone)]
+pub struct WebhookWrite {
+    pub namespace: Namespace,
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<String>,
+    pub group: String,
+    pub data_id: String,
+    pub audit: Audit,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not delivered yet: due at `next_attempt_at`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Retried for the whole retry window without a 2xx.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event for one webhook, and how its sending went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub webhook_id: i64,
+    /// The change's sequence: the event's identity (receivers dedupe by it).
+    pub seq: i64,
+    /// The change's op (`publish`, `delete`, …).
+    pub event: String,
+    pub key: ConfigKey,
+    /// The md5 the change wrote (empty for a deletion).
+    pub md5: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    /// The last attempt's HTTP status, if the receiver answered.
+    pub response_code: Option<u16>,
+    /// Why the last attempt failed.
+    pub error: String,
+    pub latency_ms: Option<i64>,
+    /// When the delivery was made (the change's time) or last redelivered: its retry
+    /// window starts here.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A delivery to create from a change-log entry.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub webhook_id: i64,
+    pub seq: i64,
+    pub event: Op,
+    pub key: ConfigKey,
+    pub md5: String,
+    pub at: i64,
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub response_code: Option<u16>,
+    pub error: String,
+    pub latency_ms: i64,
+    /// `Pending` with `next_attempt_at` to try again, or final.
+    pub status: DeliveryStatus,
+    pub next_attempt_at: i64,
+    pub at: i64,
 }

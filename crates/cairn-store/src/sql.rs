@@ -130,8 +130,8 @@ pub(crate) const UPDATE_CONFIG: &str = "UPDATE configs SET content = ?, format =
 macro_rules! insert_history {
     () => {
         "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
-         md5, description, tags, operator, source, comment, created_at, marked_sensitive) \
-         VALUES "
+         md5, description, tags, operator, source, comment, created_at, marked_sensitive, \
+         surface) VALUES "
     };
 }
 pub(crate) use insert_history;
@@ -371,6 +371,7 @@ fn history_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<Hist
         comment: text(row, "comment")?,
         created_at: row.try_get("created_at")?,
         sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
+        surface: text(row, "surface")?,
     })
 }
 
@@ -719,7 +720,7 @@ impl SqlStore {
     ) -> Result<()> {
         let sql = self.sql(concat!(
             insert_history!(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ));
         self.bind_history(
             sqlx::query::<Any>(sql),
@@ -776,7 +777,8 @@ impl SqlStore {
             .bind(&audit.source)
             .bind(&audit.comment)
             .bind(audit.at)
-            .bind(i32::from(sensitive)))
+            .bind(i32::from(sensitive))
+            .bind(&audit.surface))
     }
 
     fn insert_audit<'q>(&self, entry: &'q AuditRecord) -> Query<'q> {
@@ -1120,7 +1122,8 @@ impl ConfigStore for SqlStore {
         // Listings leave the contents out: a page may span many large versions.
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? \
              ORDER BY revision DESC LIMIT ? OFFSET ?",
         );
@@ -1143,7 +1146,8 @@ impl ConfigStore for SqlStore {
     async fn namespace_history(&self, namespace: &Namespace) -> Result<Vec<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             FROM history \
              WHERE namespace = ? ORDER BY grp, data_id, revision",
         );
         let rows = sqlx::query::<Any>(sql)
@@ -1163,7 +1167,8 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             FROM history \
              WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
         );
         let row = sqlx::query::<Any>(sql)
@@ -1186,7 +1191,8 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive FROM history \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
              ORDER BY revision DESC LIMIT 1",
         );

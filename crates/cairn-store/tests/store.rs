@@ -316,6 +316,138 @@ async fn an_import_writes_past_versions_as_history_only(store: Arc<dyn Store>) {
     );
 }
 
+async fn webhook_deliveries_are_made_once_and_taken_once(store: Arc<dyn Store>) {
+    let before = store
+        .put_config(&write(&key("early.yaml"), "a: 0", Expect::Any, 1000))
+        .await
+        .unwrap();
+    let hook = store
+        .add_webhook(&WebhookWrite {
+            namespace: Namespace::public(),
+            url: "https://hooks.example.com/cairn".into(),
+            secret: "a-secret-of-enough-length".into(),
+            events: vec!["publish".into(), "delete".into()],
+            group: String::new(),
+            data_id: "*.yaml".into(),
+            audit: audit(1500),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        hook.after_seq,
+        before.revision.get(),
+        "changes from its creation on"
+    );
+    let listed = store.webhooks(Some(&Namespace::public())).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![hook.clone()],
+        "the secret reads back as it was set"
+    );
+    let refused = store
+        .add_webhook(&WebhookWrite {
+            namespace: Namespace::parse("nowhere").unwrap(),
+            ..WebhookWrite {
+                namespace: Namespace::public(),
+                url: "https://x.example.com/".into(),
+                secret: "a-secret-of-enough-length".into(),
+                events: Vec::new(),
+                group: String::new(),
+                data_id: String::new(),
+                audit: audit(1500),
+            }
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NamespaceNotFound(_))),
+        "{refused:?}"
+    );
+
+    let cursor = store.webhook_cursor().await.unwrap();
+    let made = |seq: i64| NewDelivery {
+        webhook_id: hook.id,
+        seq,
+        event: Op::Publish,
+        key: key("app.yaml"),
+        md5: "m".into(),
+        at: 2000,
+    };
+    assert!(store
+        .enqueue_deliveries(cursor, cursor + 2, &[made(cursor + 1), made(cursor + 2)])
+        .await
+        .unwrap());
+    // A second node with the same view moves nothing and makes nothing.
+    assert!(!store
+        .enqueue_deliveries(cursor, cursor + 2, &[made(cursor + 1)])
+        .await
+        .unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), cursor + 2);
+    let pending = store.pending_deliveries(10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    let first = &pending[0];
+    assert_eq!(
+        (first.seq, first.status, first.attempts),
+        (cursor + 1, DeliveryStatus::Pending, 0)
+    );
+    assert!(store.claim_delivery(first.id, 2000, 62_000).await.unwrap());
+    assert!(
+        !store.claim_delivery(first.id, 2000, 62_000).await.unwrap(),
+        "taken once"
+    );
+    let failed = Attempt {
+        response_code: Some(503),
+        error: "answered 503".into(),
+        latency_ms: 12,
+        status: DeliveryStatus::Pending,
+        next_attempt_at: 5000,
+        at: 2100,
+    };
+    store.finish_delivery(first.id, &failed).await.unwrap();
+    assert!(
+        !store.claim_delivery(first.id, 4999, 70_000).await.unwrap(),
+        "not due yet"
+    );
+    assert!(store.claim_delivery(first.id, 5000, 70_000).await.unwrap());
+    let delivered = Attempt {
+        response_code: Some(200),
+        error: String::new(),
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: 5100,
+        at: 5100,
+        ..failed
+    };
+    store.finish_delivery(first.id, &delivered).await.unwrap();
+    let page = Page {
+        number: 1,
+        size: 10,
+    };
+    let (log, total) = store.deliveries(hook.id, page).await.unwrap();
+    assert_eq!(total, 2);
+    let done = log.iter().find(|d| d.id == first.id).unwrap();
+    assert_eq!(
+        (done.status, done.attempts, done.response_code),
+        (DeliveryStatus::Delivered, 2, Some(200))
+    );
+    assert_eq!(store.pending_deliveries(10).await.unwrap().len(), 1);
+    assert!(store.redeliver(hook.id, first.id, 9000).await.unwrap());
+    assert!(!store.redeliver(hook.id + 1, first.id, 9000).await.unwrap());
+    assert_eq!(store.pending_deliveries(10).await.unwrap().len(), 2);
+
+    assert!(store.remove_webhook(hook.id, &audit(9100)).await.unwrap());
+    assert!(!store.remove_webhook(hook.id, &audit(9100)).await.unwrap());
+    assert!(
+        store.pending_deliveries(10).await.unwrap().is_empty(),
+        "its log went with it"
+    );
+    let actions = AuditQuery {
+        from: Some(1500),
+        ..AuditQuery::default()
+    };
+    let (entries, _) = store.audit(&actions, page).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["webhook.remove", "webhook.add"]);
+}
+
 async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
     let target = SchemaTarget {
         namespace: Namespace::parse("public").unwrap(),
@@ -1579,6 +1711,7 @@ macro_rules! suite {
             case!(imports_land_whole_or_not_at_all);
             case!(a_large_import_records_each_config_as_a_publish_does);
             case!(an_import_writes_past_versions_as_history_only);
+            case!(webhook_deliveries_are_made_once_and_taken_once);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
             case!(big_contents_together_stay_within_a_statement);

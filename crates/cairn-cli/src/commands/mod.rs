@@ -15,6 +15,7 @@ pub mod schema;
 pub mod transfer;
 pub mod user;
 pub mod watch;
+pub mod webhook;
 
 use std::path::PathBuf;
 

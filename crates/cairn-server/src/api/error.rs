@@ -103,6 +103,9 @@ impl From<ServiceError> for ApiError {
             E::InvalidSchema(_) => "invalid_schema",
             E::SchemaRejectsContent { .. } => "schema_rejects_content",
             E::SchemaNotFound(_) => "schema_not_found",
+            E::InvalidWebhook(_) => "invalid_webhook",
+            E::WebhookNotFound(_) => "webhook_not_found",
+            E::DeliveryNotFound(..) => "delivery_not_found",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",
         };

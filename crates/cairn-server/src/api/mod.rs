@@ -13,6 +13,7 @@ mod peers;
 mod schemas;
 pub(crate) mod transfer;
 mod watch;
+mod webhooks;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -365,6 +366,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(watch::router())
         .merge(transfer::router())
         .merge(schemas::router())
+        .merge(webhooks::router())
         .route_layer(crate::metrics::Track);
     Router::new()
         .merge(api)

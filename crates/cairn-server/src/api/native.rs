@@ -143,7 +143,10 @@ pub fn router() -> Router<SharedState> {
         rotate_key, super::watch::watch, super::watch::stream, super::transfer::export_namespace,
         super::transfer::import_namespace, super::transfer::clone_into,
         super::schemas::list_schemas, super::schemas::show_schema, super::schemas::set_schema,
-        super::schemas::remove_schema, super::schemas::schema_history
+        super::schemas::remove_schema, super::schemas::schema_history,
+        super::webhooks::list_webhooks, super::webhooks::add_webhook,
+        super::webhooks::show_webhook, super::webhooks::remove_webhook,
+        super::webhooks::list_deliveries, super::webhooks::redeliver
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use cairn_core::grant::Level;
 use cairn_core::{DataId, Group, Namespace};
 use cairn_store::{SchemaRecord, SchemaTarget, SchemaVersion, SchemaWrite};
 
 use super::{Actor, Result, Service, ServiceError};
-use crate::audit::Outcome;
 use crate::auth::Caller;
 use crate::schemas::{check_against, Attached};
 
@@ -122,23 +120,7 @@ impl Service {
 
     /// Refuses a schema change by an actor who does not administer the namespace.
     fn may_govern(&self, actor: &Actor, target: &SchemaTarget, action: &str) -> Result<()> {
-        let ns = &target.namespace;
-        self.auth
-            .access()
-            .require_namespace(&actor.caller, ns, Level::Admin)
-            .map_err(|denied| {
-                let detail = denied.to_string();
-                let audit = self.auth.audit();
-                audit.act(
-                    actor,
-                    action,
-                    ns.as_str(),
-                    target.to_string(),
-                    Outcome::Denied,
-                    detail,
-                );
-                denied.into()
-            })
+        self.may_administer(actor, &target.namespace, action, target.to_string())
     }
 
     /// Attaches a schema to `target` or changes it. Unless forced, the configs it would

@@ -15,3 +15,4 @@ mod permissions;
 mod schemas;
 mod tls;
 mod transfer;
+mod webhooks;

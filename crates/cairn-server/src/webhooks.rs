@@ -43,8 +43,9 @@ const BATCH: u32 = 500;
 const PENDING: u32 = 2_000;
 /// How long one attempt may take, all of it.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A taken delivery is left alone this long; past it, the attempt is taken as lost.
-const LEASE_MS: i64 = 60_000;
+/// A taken delivery is left alone this long (longer than an attempt may take); past
+/// it, the attempt is taken as lost with its node, and the delivery goes again.
+const LEASE_MS: i64 = ATTEMPT_TIMEOUT.as_millis() as i64 + 5_000;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_MS: i64 = 600_000;
 /// Most bytes of a receiver's answer read (and kept, in part, as the error).

@@ -1168,3 +1168,98 @@ fn contents_are_stored_encrypted_when_a_key_is_configured() {
         assert!(history.lines().count() >= 3, "{history}");
     }
 }
+
+#[test]
+fn webhooks_are_managed_and_their_deliveries_read_with_the_cli() {
+    // A receiver in this process, on loopback (which the node is told to allow).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = got.clone();
+    let url = runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        Some("hooks-password-1"),
+        &["--webhook-allow-private-targets", "true"],
+    );
+    login(&home, &server, "hooks-password-1");
+    let refused = fails(
+        &home,
+        &["webhook", "add", "public", &url, "--secret", "short"],
+    );
+    assert!(refused.contains("16"), "{refused}");
+    let out = ok(
+        &home,
+        &[
+            "webhook",
+            "add",
+            "public",
+            &url,
+            "--secret",
+            "cli-webhook-secret-0001",
+            "--events",
+            "publish,delete",
+            "--pattern",
+            "web/*",
+        ],
+    );
+    assert!(out.starts_with("webhook 1 added"), "{out}");
+    let list = ok(&home, &["webhook", "list"]);
+    assert!(
+        list.contains(&url) && list.contains("publish,delete") && list.contains("web/*"),
+        "{list}"
+    );
+    assert!(!list.contains("cli-webhook-secret-0001"), "{list}");
+    let file = write_file(dir.path(), "app.yaml", "port: 80\n");
+    ok(&home, &["publish", "public/web/app.yaml", "-f", &file]);
+    ok(&home, &["publish", "public/other/app.yaml", "-f", &file]);
+    let mut waited = 0;
+    while got.lock().unwrap().is_empty() && waited < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let deliveries = ok(&home, &["webhook", "deliveries", "1"]);
+    assert!(
+        deliveries.contains("public/web/app.yaml")
+            && deliveries.contains("delivered")
+            && deliveries.contains("204")
+            && deliveries.contains("1 deliveries in all"),
+        "{deliveries}"
+    );
+    let first = got.lock().unwrap()[0].clone();
+    assert_eq!(
+        (&first["group"], &first["data_id"]),
+        (&"web".into(), &"app.yaml".into())
+    );
+    let out = ok(&home, &["webhook", "redeliver", "1", "1"]);
+    assert!(out.contains("sent again"), "{out}");
+    while got.lock().unwrap().len() < 2 && waited < 200 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let again = got.lock().unwrap()[1].clone();
+    assert_eq!(again["id"], first["id"], "the same event again");
+    let out = ok(&home, &["webhook", "rm", "1"]);
+    assert!(out.contains("webhook 1 removed"), "{out}");
+    assert!(fails(&home, &["webhook", "deliveries", "1"]).contains("does not exist"));
+    drop(server);
+}

@@ -160,7 +160,8 @@ impl SqlStore {
         }
     }
 
-    /// The shared token signing key and the access-key secrets: a handful of rows.
+    /// The shared token signing key, the access-key secrets and the webhook secrets: a
+    /// handful of rows.
     async fn reseal_small(&self, sealer: &crate::Sealer, report: &mut ResealReport) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let secrets = sqlx::query::<Any>("SELECT name, value FROM secrets")
@@ -194,6 +195,23 @@ impl SqlStore {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
+            }
+            report.count(done, true);
+        }
+        let hooks = sqlx::query::<Any>("SELECT id, namespace, url, secret FROM webhooks")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &hooks {
+            let id: i64 = row.try_get("id")?;
+            let identity =
+                crate::webhooks::secret_identity(&text(row, "namespace")?, &text(row, "url")?);
+            let (done, new) = reseal(sealer, &identity, &text(row, "secret")?)?;
+            if let Some(new) = new {
+                sqlx::query::<Any>(self.sql("UPDATE webhooks SET secret = ? WHERE id = ?"))
+                    .bind(new)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             report.count(done, true);
         }

@@ -24,7 +24,7 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, seq, event, namespace, grp, data
 
 /// What a webhook's secret is sealed under: its namespace and URL, so a sealed secret
 /// cannot be moved to another subscription.
-fn secret_identity(namespace: &str, url: &str) -> String {
+pub(crate) fn secret_identity(namespace: &str, url: &str) -> String {
     format!("webhook:{namespace}:{url}")
 }
 

@@ -1875,6 +1875,18 @@ async fn a_key_rotation_moves_everything_to_the_new_key(db: Reopen) {
         namespaces: Vec::new(),
     };
     store.create_access_key(&access_key, 5).await.unwrap();
+    let hook = store
+        .add_webhook(&WebhookWrite {
+            namespace: Namespace::public(),
+            url: "https://hooks.example.com/".into(),
+            secret: "hook-secret-of-some-length".into(),
+            events: Vec::new(),
+            group: String::new(),
+            data_id: String::new(),
+            audit: audit(6),
+        })
+        .await
+        .unwrap();
     let configs = store.load_configs().await.unwrap();
     let grays = store.load_grays().await.unwrap();
     let (history, _) = store
@@ -1894,15 +1906,15 @@ async fn a_key_rotation_moves_everything_to_the_new_key(db: Reopen) {
     assert_eq!(store.load_configs().await.unwrap(), configs);
     let done = store.reseal().await.unwrap();
     // Sealed under the old key: sealed.yaml, its three history entries (two publishes
-    // and the gray step), its gray release, the secret and the access key; in the
-    // clear: plain.yaml and its history entry.
+    // and the gray step), its gray release, the secret, the access key and the webhook
+    // secret; in the clear: plain.yaml and its history entry.
     assert_eq!(
         (done.rewrapped, done.sealed, done.current, done.raced),
-        (7, 2, 0, 0),
+        (8, 2, 0, 0),
         "{done:?}"
     );
     let again = store.reseal().await.unwrap();
-    assert_eq!((again.rewrapped, again.sealed, again.current), (0, 0, 9));
+    assert_eq!((again.rewrapped, again.sealed, again.current), (0, 0, 10));
     store.close().await;
 
     let store = db.open(&[&new]).await;
@@ -1921,6 +1933,7 @@ async fn a_key_rotation_moves_everything_to_the_new_key(db: Reopen) {
         "signing"
     );
     assert_eq!(store.access_keys().await.unwrap()[0].secret, "shop-secret");
+    assert_eq!(store.webhook(hook.id).await.unwrap(), Some(hook));
     store.close().await;
 
     let store = db.open(&[&old]).await;

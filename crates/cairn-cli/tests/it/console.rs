@@ -763,6 +763,54 @@ async fn a_person_manages_configs_in_the_console() {
     assert!(!problem.contains("70000"), "{problem}");
     shot(&c, "05d-schema-inline").await;
 
+    // A webhook added in the console; its delivery log shows each attempt, and a
+    // delivery can be sent again. (`.invalid` never resolves: every attempt fails.)
+    c.goto(&format!("{url}/console/webhooks")).await.unwrap();
+    fill(&c, "#webhook-url", "https://hooks.example.invalid/cairn").await;
+    fill(&c, "#webhook-secret", "console-webhook-secret-1").await;
+    fill(&c, "#webhook-data-id", "*.yaml").await;
+    click(&c, "#webhook-form button.primary").await;
+    assert!(text(&c, ".flash.ok").await.contains("Saved"));
+    let listed = text(&c, "#webhooks").await;
+    assert!(
+        listed.contains("hooks.example.invalid") && listed.contains("*.yaml"),
+        "{listed}"
+    );
+    assert!(!c
+        .source()
+        .await
+        .unwrap()
+        .contains("console-webhook-secret-1"));
+    shot(&c, "05e-webhooks").await;
+    c.goto(&format!(
+        "{url}/console/c/public/DEFAULT_GROUP/app.yaml/edit"
+    ))
+    .await
+    .unwrap();
+    set_editor(&c, "server:\n  port: 7071\n").await;
+    click(&c, "button[value=review]").await;
+    click(&c, "button[value=publish]").await;
+    assert!(text(&c, ".flash.ok").await.contains("Published"));
+    let mut attempted = String::new();
+    for _ in 0..100 {
+        c.goto(&format!("{url}/console/webhooks/deliveries?id=1"))
+            .await
+            .unwrap();
+        let page = text(&c, "main").await;
+        if page.contains("could not") {
+            attempted = page;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        attempted.contains("DEFAULT_GROUP/app.yaml") && attempted.contains("pending"),
+        "{attempted}"
+    );
+    shot(&c, "05f-deliveries").await;
+    click(&c, "#deliveries button").await;
+    assert!(text(&c, ".flash.ok").await.contains("sent again"));
+
     // A system in dark mode gets the dark theme, editor included.
     let dark = browser_with(
         &driver,

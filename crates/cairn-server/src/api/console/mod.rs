@@ -8,6 +8,7 @@ mod i18n;
 mod pages;
 mod permissions;
 mod schemas;
+mod webhooks;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -81,6 +82,11 @@ pub fn router() -> Router<SharedState> {
         .route("/console/schemas/edit", get(schemas::edit_page))
         .route("/console/schemas/set", post(schemas::set))
         .route("/console/schemas/remove", post(schemas::remove))
+        .route("/console/webhooks", get(webhooks::webhooks))
+        .route("/console/webhooks/add", post(webhooks::add))
+        .route("/console/webhooks/remove", post(webhooks::remove))
+        .route("/console/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/console/webhooks/redeliver", post(webhooks::redeliver))
         .route("/console/grants", get(permissions::grants))
         .route("/console/audit", get(permissions::audit))
         .route("/console/grants/set", post(permissions::set_grant))
@@ -485,6 +491,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                             a href="/console/configs" { (ctx.t("Configs")) }
                             a href="/console/namespaces" { (ctx.t("Namespaces")) }
                             a href="/console/schemas" { (ctx.t("Schemas")) }
+                            a href="/console/webhooks" { (ctx.t("Webhooks")) }
                             a href="/console/listeners" { (ctx.t("Who listens")) }
                             a href="/console/grants" { (ctx.t("Permissions")) }
                             @if user.role == crate::auth::Role::Admin {

@@ -130,6 +130,8 @@ pub struct Application {
     grpc: Option<(TcpListener, Arc<api::grpc::Surface>)>,
     state: SharedState,
     webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The applied change-log sequence, which wakes webhook delivery.
+    applied: tokio::sync::watch::Receiver<i64>,
     pub admin: AdminBootstrap,
 }
 
@@ -272,6 +274,7 @@ impl Application {
                 ),
             },
         ));
+        let applied = commits.watch_newest();
         let service = Service::new(
             store.clone(),
             commits,
@@ -328,6 +331,7 @@ impl Application {
             grpc,
             state,
             webhooks,
+            applied,
             admin,
         })
     }
@@ -370,7 +374,8 @@ impl Application {
         let shutdown = self.state.shutdown.clone();
         let sync = self.state.sync.clone();
         let tail = tokio::spawn(sync.clone().run_tail(shutdown.clone()));
-        tokio::spawn(self.webhooks.clone().run(sync.clone(), shutdown.clone()));
+        let deliver = self.webhooks.clone();
+        tokio::spawn(deliver.run(sync.clone(), self.applied.clone(), shutdown.clone()));
         let heartbeat = tokio::spawn(sync.run_heartbeat(
             self.state.auth.clone(),
             self.state.access_keys.clone(),

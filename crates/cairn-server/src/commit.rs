@@ -85,6 +85,9 @@ pub struct Commits {
     cache: Cache,
     hub: Arc<Hub>,
     applied: watch::Sender<i64>,
+    /// The highest sequence in the cache, as it moves: what wakes work that follows
+    /// every change (webhook delivery) as soon as it lands here.
+    newest: watch::Sender<i64>,
     observers: Vec<Arc<dyn Observer>>,
     /// The last changes applied, for pattern watches asking what changed since a
     /// sequence.
@@ -112,6 +115,7 @@ impl Commits {
             cache,
             hub: Arc::new(Hub::default()),
             applied: watch::Sender::new(applied),
+            newest: watch::Sender::new(applied),
             observers,
             recent: std::sync::Mutex::new(Recent {
                 changes: std::collections::VecDeque::with_capacity(RECENT),
@@ -231,6 +235,7 @@ impl Commits {
                     .changes
                     .push_back((change.seq().get(), change.key().clone()));
                 recent.newest = recent.newest.max(change.seq().get());
+                self.newest.send_replace(recent.newest);
             }
             self.hub.notify(change.key());
         }
@@ -240,6 +245,12 @@ impl Commits {
     /// The change-log sequence this node has applied every change up to.
     pub fn applied(&self) -> i64 {
         *self.applied.borrow()
+    }
+
+    /// The highest sequence in the cache, to wait on for changes: this node's own as
+    /// they commit, and those the tail brings.
+    pub fn watch_newest(&self) -> watch::Receiver<i64> {
+        self.newest.subscribe()
     }
 
     /// Moves the applied sequence forward (never back) and wakes those waiting for it.

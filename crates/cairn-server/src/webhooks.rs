@@ -35,7 +35,8 @@ pub const EVENTS: [&str; 6] = [
     "gray_abandon",
 ];
 
-/// How often the leading node looks for new changes and due deliveries.
+/// How often the leading node looks for due deliveries (retries); a change applied on
+/// it wakes it at once.
 const POLL: Duration = Duration::from_millis(200);
 /// Change-log entries turned into deliveries per pass.
 const BATCH: u32 = 500;
@@ -202,12 +203,20 @@ impl Webhooks {
         })
     }
 
-    /// Delivers until shutdown, while this node leads the cluster.
-    pub async fn run(self: Arc<Self>, sync: Arc<Sync>, shutdown: CancellationToken) {
+    /// Delivers until shutdown, while this node leads the cluster. `applied` moves
+    /// with every change this node applies, so a new change is sent without waiting
+    /// for the next poll.
+    pub async fn run(
+        self: Arc<Self>,
+        sync: Arc<Sync>,
+        mut applied: tokio::sync::watch::Receiver<i64>,
+        shutdown: CancellationToken,
+    ) {
         let mut failing = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
+                Ok(()) = applied.changed() => {}
                 _ = shutdown.cancelled() => return,
             }
             if !sync.leads() {

@@ -1365,22 +1365,14 @@ impl Service {
             ));
         };
         let reader = self.reader(caller);
-        let mut past: HashMap<(String, String), Vec<HistoryRecord>> = HashMap::new();
+        let mut past: HashMap<ConfigKey, Vec<HistoryRecord>> = HashMap::new();
         for entry in self.store.namespace_history(namespace).await? {
-            let secret_ok = || {
-                matches!(
-                    reader.level(&entry.key),
-                    Level::ReadSecret | Level::Write | Level::Admin
-                )
-            };
-            if !entry.sensitive || secret_ok() {
-                let id = (entry.key.group.to_string(), entry.key.data_id.to_string());
-                past.entry(id).or_default().push(entry);
+            if !entry.sensitive || reader.level(&entry.key) >= Level::ReadSecret {
+                past.entry(entry.key.clone()).or_default().push(entry);
             }
         }
         for (item, config) in items.iter_mut().zip(&configs) {
-            let id = (item.group.to_string(), item.data_id.to_string());
-            let Some(entries) = past.remove(&id) else {
+            let Some(entries) = past.remove(&config.key) else {
                 continue;
             };
             // Up to the exported version's own entry, which keeps who wrote it and

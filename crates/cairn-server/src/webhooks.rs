@@ -178,8 +178,6 @@ pub struct Webhooks {
     client: reqwest::Client,
     /// How long a delivery is retried before it is marked failed.
     retry_ms: i64,
-    /// Deliveries being sent by this node now.
-    sending: std::sync::Mutex<HashSet<i64>>,
 }
 
 impl Webhooks {
@@ -199,7 +197,6 @@ impl Webhooks {
             store,
             client,
             retry_ms: i64::try_from(retry.as_millis()).unwrap_or(i64::MAX),
-            sending: std::sync::Mutex::default(),
         })
     }
 
@@ -241,6 +238,11 @@ impl Webhooks {
     /// One pass: new changes into deliveries, then every due delivery that heads its
     /// config's queue sent.
     pub async fn pass(self: &Arc<Self>) -> Result<(), StoreError> {
+        // Without subscriptions there is nothing to do, and nothing is written: the
+        // first subscription moves the cursor to its own start.
+        if self.store.webhooks(None).await?.is_empty() {
+            return Ok(());
+        }
         self.enqueue().await?;
         self.send_due().await
     }
@@ -289,33 +291,22 @@ impl Webhooks {
             if !heads.insert((delivery.webhook_id, delivery.key.clone())) {
                 continue;
             }
+            // One being sent is not due: its claim moved its next attempt past the
+            // attempt's timeout.
             if delivery.next_attempt_at > now
-                || self
-                    .sending
-                    .lock()
-                    .expect("sending poisoned")
-                    .contains(&delivery.id)
+                || !self
+                    .store
+                    .claim_delivery(delivery.id, now, now + LEASE_MS)
+                    .await?
             {
                 continue;
             }
-            if !self
-                .store
-                .claim_delivery(delivery.id, now, now + LEASE_MS)
-                .await?
-            {
-                continue;
-            }
-            self.sending
-                .lock()
-                .expect("sending poisoned")
-                .insert(delivery.id);
             let this = self.clone();
             tokio::spawn(async move {
                 let id = delivery.id;
                 if let Err(e) = this.attempt(delivery).await {
                     tracing::warn!(delivery = id, error = %e, "could not record a webhook attempt");
                 }
-                this.sending.lock().expect("sending poisoned").remove(&id);
             });
         }
         Ok(())

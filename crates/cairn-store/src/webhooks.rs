@@ -132,6 +132,19 @@ impl WebhookStore for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?
                 .unwrap_or(0);
+        // With no subscription, nobody moved the delivery cursor (nothing needed it):
+        // the first one starts it at its own start, so earlier changes are not scanned.
+        let others: i64 = sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM webhooks")
+            .fetch_one(&mut *tx)
+            .await?;
+        if others == 0 {
+            let sql = self.sql("UPDATE cluster_state SET webhook_seq = ? WHERE webhook_seq < ?");
+            sqlx::query::<Any>(sql)
+                .bind(after_seq)
+                .bind(after_seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         let secret = crate::seal::seal(
             self.sealer.as_deref(),
             &secret_identity(ns, &write.url),

@@ -364,7 +364,10 @@ async fn webhook_deliveries_are_made_once_and_taken_once(store: Arc<dyn Store>) 
     );
 
     let cursor = store.webhook_cursor().await.unwrap();
-    assert_eq!(cursor, hook.after_seq, "the first subscription starts the cursor");
+    assert_eq!(
+        cursor, hook.after_seq,
+        "the first subscription starts the cursor"
+    );
     let made = |seq: i64| NewDelivery {
         webhook_id: hook.id,
         seq,

@@ -877,6 +877,7 @@ fn bulk_writes(count: usize) -> Vec<cairn_store::ConfigWrite> {
                 comment: String::new(),
                 at: 0,
                 surface: "import".into(),
+                emergency: false,
             },
         })
         .collect()

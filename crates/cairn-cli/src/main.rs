@@ -109,7 +109,7 @@ enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Give a user or role a level (none, read, write, admin) over a namespace, or part
+    /// Give a user or role a level (none, read, read-secret, write, approve, admin) over a namespace, or part
     /// of one. Admins anywhere; a namespace's admins within it.
     Grant(grant::GrantArgs),
     /// Take a grant away.

@@ -18,6 +18,8 @@ pub enum Level {
     ReadSecret,
     /// Also publish, delete, roll back and take gray-release steps.
     Write,
+    /// Also approve or reject other people's change requests where review is required.
+    Approve,
     /// Also manage the namespace's grants and settings.
     Admin,
 }
@@ -29,6 +31,7 @@ impl Level {
             Level::Read => "read",
             Level::ReadSecret => "read-secret",
             Level::Write => "write",
+            Level::Approve => "approve",
             Level::Admin => "admin",
         }
     }
@@ -39,6 +42,7 @@ impl Level {
             "read" => Some(Level::Read),
             "read-secret" => Some(Level::ReadSecret),
             "write" => Some(Level::Write),
+            "approve" => Some(Level::Approve),
             "admin" => Some(Level::Admin),
             _ => None,
         }
@@ -310,7 +314,14 @@ mod tests {
             Scope::parse("dev", "*", "app-*.yaml").unwrap().to_string(),
             "dev:*:app-*.yaml"
         );
-        for level in [Level::None, Level::Read, Level::Write, Level::Admin] {
+        for level in [
+            Level::None,
+            Level::Read,
+            Level::ReadSecret,
+            Level::Write,
+            Level::Approve,
+            Level::Admin,
+        ] {
             assert_eq!(Level::parse(level.as_str()), Some(level));
         }
     }

@@ -236,6 +236,7 @@ fn action_of(need: Level) -> &'static str {
         Level::None | Level::Read => "read",
         Level::ReadSecret => "read the sensitive",
         Level::Write => "change",
+        Level::Approve => "approve changes to",
         Level::Admin => "administer",
     }
 }

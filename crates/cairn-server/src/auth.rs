@@ -986,6 +986,23 @@ impl Auth {
         })
     }
 
+    /// Whether `caller` is a service token allowed to publish into namespaces that
+    /// require review without one.
+    pub fn publishes_without_review(&self, caller: &Caller) -> bool {
+        let Some(name) = caller.username.as_str().strip_prefix(TOKEN_PREFIX) else {
+            return false;
+        };
+        self.policy()
+            .tokens
+            .values()
+            .any(|t| t.name == name && t.publish_without_review)
+    }
+
+    /// Whether `caller` is a service token rather than a person.
+    pub fn is_token(caller: &Caller) -> bool {
+        caller.username.as_str().starts_with(TOKEN_PREFIX)
+    }
+
     /// A service token's caller: its own user name, the levels it was made with, never
     /// an admin. Its use is remembered and written at the next heartbeat.
     fn verify_service_token(&self, token: &str) -> Result<Caller, AuthError> {
@@ -1006,6 +1023,7 @@ impl Auth {
         by: &Actor,
         name: &str,
         scopes: Vec<(String, Level)>,
+        publish_without_review: bool,
     ) -> Result<Secret, AuthError> {
         let target = format!("service token {name}");
         let made = async {
@@ -1043,6 +1061,7 @@ impl Auth {
                     name: name.to_owned(),
                     digest: token_digest(&token),
                     scopes,
+                    publish_without_review,
                     created_by: by.caller.username.to_string(),
                     created_at: now_millis(),
                     last_used_at: None,

@@ -1,6 +1,6 @@
-//! Each namespace's quotas and history retention: the node's defaults, the
-//! namespaces' own settings mirrored from the database, and the check a write passes
-//! before it reaches the store.
+//! Each namespace's quotas, history retention and whether it requires review: the
+//! node's defaults, the namespaces' own settings mirrored from the database, and the
+//! check a write passes before it reaches the store.
 //!
 //! Quotas are checked against what the node's cache holds when the write is checked,
 //! so two writers racing for the last slot may both land (a namespace can go a
@@ -48,6 +48,8 @@ pub struct Limits {
     defaults: Defaults,
     max_content_bytes: u64,
     own: DashMap<Namespace, NamespaceLimits>,
+    /// The namespaces that require review before release.
+    reviewed: dashmap::DashSet<Namespace>,
 }
 
 /// What a write adds to a namespace.
@@ -68,6 +70,7 @@ impl Limits {
             defaults,
             max_content_bytes: max_content_bytes as u64,
             own: DashMap::new(),
+            reviewed: dashmap::DashSet::new(),
         }
     }
 
@@ -77,7 +80,19 @@ impl Limits {
             .retain(|name, _| records.iter().any(|r| &r.name == name));
         for record in records {
             self.own.insert(record.name.clone(), record.limits);
+            if record.require_review {
+                self.reviewed.insert(record.name.clone());
+            } else {
+                self.reviewed.remove(&record.name);
+            }
         }
+        self.reviewed
+            .retain(|name| records.iter().any(|r| &r.name == name));
+    }
+
+    /// Whether a person's change in `namespace` must be reviewed before release.
+    pub fn requires_review(&self, namespace: &Namespace) -> bool {
+        self.reviewed.contains(namespace)
     }
 
     /// Whether `namespace` existed at the last refresh.
@@ -177,6 +192,7 @@ mod tests {
             created_at: 0,
             apollo_anonymous: Vec::new(),
             limits: own,
+            require_review: false,
         }]);
         (limits, dev)
     }

@@ -31,8 +31,11 @@ use crate::hub::Registration;
 use crate::listeners::{Listed, Listener, Listeners, Protocol};
 use crate::now_millis;
 
+mod reviews;
 mod schemas;
 mod webhooks;
+use reviews::Route;
+pub use reviews::{Proposal, ReviewDetail};
 pub use schemas::{schema_target, SchemaInput};
 pub use webhooks::WebhookInput;
 
@@ -107,6 +110,30 @@ pub enum ServiceError {
     DeliveryNotFound(i64, i64),
     #[error("{0} needs the admin role")]
     AdminOnly(String),
+    /// A change that namespace admits only through review, from where none can be
+    /// opened (a machine surface, a service token, a gray step, an import).
+    #[error("namespace {namespace} requires review before release, so {what} is refused here: propose the change as a person (console, `cairn config publish`, or the native API), where it becomes a change request another person approves{}", if *.token { "; a service token needs to be made with publish-without-review to publish there" } else { "" })]
+    ReviewRequired {
+        namespace: Namespace,
+        what: String,
+        /// The caller is a service token (which could be given the right).
+        token: bool,
+    },
+    #[error("change request {0} does not exist")]
+    ChangeRequestNotFound(i64),
+    /// A step the request's state does not allow (approving a rejected one, …).
+    #[error("{0}")]
+    ReviewState(String),
+    #[error("you opened change request {0}; another person with the approve level must review it")]
+    OwnChangeRequest(i64),
+    /// The config moved after the request was made: it was marked stale.
+    #[error("config {key} changed since change request {id} was made (md5 {base} then, {current} now); it is marked stale: rebase it onto the current content (`cairn review rebase {id}`) and have it reviewed again")]
+    StaleChangeRequest {
+        id: i64,
+        key: ConfigKey,
+        base: String,
+        current: String,
+    },
     #[error("the database is unavailable; writes are refused until it answers again (reads and watches keep working)")]
     Unavailable(#[source] StoreError),
     #[error("internal storage error")]
@@ -213,13 +240,18 @@ impl ServiceError {
             | E::RevisionNotFound { .. }
             | E::SchemaNotFound(_)
             | E::WebhookNotFound(_)
-            | E::DeliveryNotFound(..) => ErrorKind::NotFound,
+            | E::DeliveryNotFound(..)
+            | E::ChangeRequestNotFound(_) => ErrorKind::NotFound,
             E::NamespaceExists(_)
             | E::NamespaceNotEmpty(_)
             | E::CasConflict { .. }
             | E::ConcurrentChange(_)
-            | E::SchemaRejectsContent { .. } => ErrorKind::Conflict,
-            E::Denied(_) | E::AdminOnly(_) => ErrorKind::Forbidden,
+            | E::SchemaRejectsContent { .. }
+            | E::ReviewState(_)
+            | E::StaleChangeRequest { .. } => ErrorKind::Conflict,
+            E::Denied(_) | E::AdminOnly(_) | E::ReviewRequired { .. } | E::OwnChangeRequest(_) => {
+                ErrorKind::Forbidden
+            }
             E::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Internal(_) => ErrorKind::Internal,
@@ -273,6 +305,9 @@ pub struct PublishInput {
     /// Store content that does not parse as its format.
     pub force: bool,
     pub comment: Option<String>,
+    /// An admin's emergency release into a namespace that requires review: released at
+    /// once and flagged; `comment` is its reason and must be given.
+    pub emergency: bool,
 }
 
 /// A gray release as the surfaces hand it over.
@@ -458,6 +493,8 @@ pub struct Service {
     limits: Arc<crate::limits::Limits>,
     /// Schemas attached to configs, checked by every write of content.
     schemas: Arc<crate::schemas::Schemas>,
+    /// One step of a change request's review at a time on this node.
+    review_lock: Mutex<()>,
 }
 
 /// Checks that `content` parses as `format` (unless forced); large contents are parsed
@@ -544,6 +581,7 @@ impl Service {
             max_content_bytes,
             limits,
             schemas,
+            review_lock: Mutex::new(()),
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
@@ -634,7 +672,7 @@ impl Service {
         match level {
             Level::None => false,
             Level::Read => self.needed_to_read(key) == Level::Read,
-            Level::ReadSecret | Level::Write | Level::Admin => true,
+            Level::ReadSecret | Level::Write | Level::Approve | Level::Admin => true,
         }
     }
 
@@ -692,6 +730,7 @@ impl Service {
             comment,
             at: now_millis(),
             surface: actor.surface.to_owned(),
+            emergency: false,
         }
     }
 
@@ -871,7 +910,24 @@ impl Service {
         input: PublishInput,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
-        self.write(key, input, Op::Publish, actor).await
+        self.write(key, input, Op::Publish, actor, Route::Direct)
+            .await
+    }
+
+    /// Refuses a write's content over the size limit, and tags or a description that
+    /// break their rules; the tags as checked.
+    fn check_input(&self, input: &PublishInput) -> Result<Option<Vec<String>>> {
+        if input.content.len() > self.max_content_bytes {
+            return Err(ServiceError::ContentTooLarge {
+                size: input.content.len(),
+                max: self.max_content_bytes,
+            });
+        }
+        let tags = input.tags.clone().map(check_tags).transpose()?;
+        if let Some(description) = &input.description {
+            check_description(description)?;
+        }
+        Ok(tags)
     }
 
     async fn write(
@@ -880,18 +936,11 @@ impl Service {
         input: PublishInput,
         op: Op,
         actor: &Actor,
+        route: Route,
     ) -> Result<Arc<ConfigRecord>> {
         self.may_write(actor, &key, op)?;
-        if input.content.len() > self.max_content_bytes {
-            return Err(ServiceError::ContentTooLarge {
-                size: input.content.len(),
-                max: self.max_content_bytes,
-            });
-        }
-        let tags = input.tags.map(check_tags).transpose()?;
-        if let Some(description) = &input.description {
-            check_description(description)?;
-        }
+        let emergency = self.review_gate(actor, &key, op, &route, &input)?;
+        let tags = self.check_input(&input)?;
         let guard = self.lock(&key).await;
         let default_format = Format::from_file_name(key.data_id.as_str()).unwrap_or_default();
         let current = self.get(&key);
@@ -920,7 +969,10 @@ impl Service {
             tags,
             sensitive: input.sensitive,
             expect: input.expect,
-            audit: Self::audit(actor, input.comment.unwrap_or_default()),
+            audit: Audit {
+                emergency,
+                ..Self::audit(actor, input.comment.unwrap_or_default())
+            },
         };
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let record = Self::detached(async move {
@@ -995,16 +1047,53 @@ impl Service {
 
     /// Deletes a config; returns the revision of the deletion.
     pub async fn delete(&self, key: ConfigKey, expect: Expect, actor: &Actor) -> Result<Revision> {
+        self.remove(key, expect, actor, None, Route::Direct).await
+    }
+
+    /// Deletes a config as an admin's emergency change (`reason` kept as its comment)
+    /// where the namespace requires review.
+    pub async fn delete_in_emergency(
+        &self,
+        key: ConfigKey,
+        expect: Expect,
+        actor: &Actor,
+        reason: String,
+    ) -> Result<Revision> {
+        self.remove(key, expect, actor, Some(reason), Route::Direct)
+            .await
+    }
+
+    async fn remove(
+        &self,
+        key: ConfigKey,
+        expect: Expect,
+        actor: &Actor,
+        emergency: Option<String>,
+        route: Route,
+    ) -> Result<Revision> {
         self.may_write(actor, &key, Op::Delete)?;
+        let input = PublishInput {
+            emergency: emergency.is_some(),
+            comment: emergency.clone(),
+            ..PublishInput::default()
+        };
+        let flagged = self.review_gate(actor, &key, Op::Delete, &route, &input)?;
         if !matches!(expect, Expect::Any | Expect::Md5(_)) {
             return Err(ServiceError::InvalidArgument(
                 "cas_md5 of a delete must be the md5 of the content to delete".to_owned(),
             ));
         }
+        let comment = match route {
+            Route::Reviewed(note) => note,
+            Route::Direct => emergency.unwrap_or_default(),
+        };
         let delete = ConfigDelete {
             key,
             expect,
-            audit: Self::audit(actor, String::new()),
+            audit: Audit {
+                emergency: flagged,
+                ..Self::audit(actor, comment)
+            },
         };
         let guard = self.lock(&delete.key).await;
         let (store, commits) = (self.store.clone(), self.commits.clone());
@@ -1031,6 +1120,13 @@ impl Service {
         actor: &Actor,
     ) -> Result<Arc<GrayRecord>> {
         self.may_write(actor, &key, Op::GrayPublish)?;
+        self.review_gate(
+            actor,
+            &key,
+            Op::GrayPublish,
+            &Route::Direct,
+            &PublishInput::default(),
+        )?;
         if input.content.len() > self.max_content_bytes {
             return Err(ServiceError::ContentTooLarge {
                 size: input.content.len(),
@@ -1087,6 +1183,13 @@ impl Service {
     /// Makes the gray content the main content, for everyone.
     pub async fn gray_promote(&self, key: ConfigKey, actor: &Actor) -> Result<Arc<ConfigRecord>> {
         self.may_write(actor, &key, Op::GrayPromote)?;
+        self.review_gate(
+            actor,
+            &key,
+            Op::GrayPromote,
+            &Route::Direct,
+            &PublishInput::default(),
+        )?;
         let guard = self.lock(&key).await;
         // Schemas attached since the gray release began hold for what it promotes: the
         // release as stored, and the promotion takes that one or none (another node may
@@ -1461,6 +1564,7 @@ impl Service {
         actor: &Actor,
     ) -> Result<ImportReport> {
         self.namespace(namespace).await?;
+        self.import_gate(actor, namespace)?;
         let mut problems: Vec<(String, String)> = Vec::new();
         let mut report = ImportReport::default();
         let mut writes = Vec::with_capacity(items.len());
@@ -1675,6 +1779,7 @@ impl Service {
                         comment: past.comment,
                         at: past.created_at,
                         surface: "import".to_owned(),
+                        emergency: false,
                     },
                 })
             })
@@ -1857,12 +1962,46 @@ impl Service {
         expect: Expect,
         actor: &Actor,
     ) -> Result<Arc<ConfigRecord>> {
-        self.may_write(actor, &key, Op::Rollback)?;
-        let entry = self.entry(&key, revision).await?;
+        self.rollback_with(key, revision, expect, actor, None).await
+    }
+
+    /// A rollback; with `emergency`, an admin's emergency change (the reason kept as
+    /// its comment) where the namespace requires review.
+    pub async fn rollback_with(
+        &self,
+        key: ConfigKey,
+        revision: Revision,
+        expect: Expect,
+        actor: &Actor,
+        emergency: Option<String>,
+    ) -> Result<Arc<ConfigRecord>> {
+        let input = self.rollback_input(&key, revision, expect, actor).await?;
+        let input = match emergency {
+            Some(reason) => PublishInput {
+                emergency: true,
+                comment: Some(format!("rollback to revision {revision}: {reason}")),
+                ..input
+            },
+            None => input,
+        };
+        self.write(key, input, Op::Rollback, actor, Route::Direct)
+            .await
+    }
+
+    /// What rolling `key` back to `revision` would publish.
+    async fn rollback_input(
+        &self,
+        key: &ConfigKey,
+        revision: Revision,
+        expect: Expect,
+        actor: &Actor,
+    ) -> Result<PublishInput> {
+        self.may_write(actor, key, Op::Rollback)?;
+        let entry = self.entry(key, revision).await?;
         if matches!(entry.op, Op::Delete | Op::GrayAbandon | Op::GrayPublish) {
             return Err(ServiceError::RevisionIsDeletion(revision));
         }
-        let input = PublishInput {
+        Ok(PublishInput {
             content: entry.content,
             format: Some(entry.format),
             description: Some(entry.description),
@@ -1873,8 +2012,8 @@ impl Service {
             // It was accepted once; a later tightening of a parser must not block undoing.
             force: true,
             comment: Some(format!("rollback to revision {revision}")),
-        };
-        self.write(key, input, Op::Rollback, actor).await
+            emergency: false,
+        })
     }
 
     /// A unified diff from revision `from` to revision `to` (or the current content).
@@ -1960,6 +2099,7 @@ impl Service {
             created_at: now_millis(),
             apollo_anonymous: Vec::new(),
             limits: Default::default(),
+            require_review: false,
         };
         self.store.create_namespace(&record).await?;
         Ok(record)

@@ -525,6 +525,7 @@ mod tests {
                 comment: String::new(),
                 at: 1,
                 surface: "native".into(),
+                emergency: false,
             },
         };
         store.put_config(&write).await.unwrap().revision.get()
@@ -588,6 +589,7 @@ mod tests {
                 comment: String::new(),
                 at: 1,
                 surface: "native".into(),
+                emergency: false,
             },
         };
         store.delete_config(&delete).await.unwrap();
@@ -622,6 +624,7 @@ mod tests {
             comment: String::new(),
             at: 1,
             surface: "native".into(),
+            emergency: false,
         };
         let gray = |content: &str| cairn_store::GrayWrite {
             key: key.clone(),

@@ -26,13 +26,16 @@ use tokio_util::sync::CancellationToken;
 use crate::sync::Sync;
 
 /// The event kinds a webhook may subscribe to.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 9] = [
     "publish",
     "rollback",
     "delete",
     "gray_publish",
     "gray_promote",
     "gray_abandon",
+    "change_request_opened",
+    "change_request_approved",
+    "change_request_rejected",
 ];
 
 /// How often the leading node looks for due deliveries (retries); a change applied on
@@ -167,9 +170,26 @@ pub struct Payload {
     pub message: String,
     pub surface: String,
     pub sensitive: bool,
-    /// A unified diff from the version before; never for a sensitive config.
+    /// An admin's emergency change, released without the review its namespace
+    /// requires; `message` is the reason.
+    pub emergency: bool,
+    /// The change request an event of review is about (`change_request_…` events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_request: Option<i64>,
+    /// A unified diff from the version before (for a change request, from the content
+    /// it was made against to the one it proposes); never for a sensitive config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+}
+
+/// The id of the event a delivery sends: a change's revision, or for a step of a
+/// change request (stored under its event's id negated) `cr-` and that id.
+pub fn event_id(seq: i64) -> String {
+    if seq < 0 {
+        format!("cr-{}", -seq)
+    } else {
+        seq.to_string()
+    }
 }
 
 /// The delivery engine of one node.
@@ -258,10 +278,9 @@ impl Webhooks {
         let hooks = self.store.webhooks(None).await?;
         let mut deliveries = Vec::new();
         for change in &changes {
-            for hook in hooks
-                .iter()
-                .filter(|h| subscribed(h, change.seq.get(), &change.key, change.op))
-            {
+            for hook in hooks.iter().filter(|h| {
+                change.seq.get() > h.after_seq && subscribed(h, change.op.as_str(), &change.key)
+            }) {
                 deliveries.push(NewDelivery {
                     webhook_id: hook.id,
                     seq: change.seq.get(),
@@ -383,6 +402,9 @@ impl Webhooks {
     /// The payload of `delivery`, from the history entry its change wrote and the one
     /// before (a pruned entry leaves out what only it knew).
     async fn payload(&self, delivery: &DeliveryRecord) -> Result<Payload, StoreError> {
+        if delivery.seq < 0 {
+            return self.review_payload(delivery).await;
+        }
         let key = &delivery.key;
         let revision = Revision::new(delivery.seq);
         let entry = match revision {
@@ -420,7 +442,7 @@ impl Webhooks {
         };
         let at = entry.as_ref().map_or(delivery.created_at, |e| e.created_at);
         Ok(Payload {
-            id: delivery.seq.to_string(),
+            id: event_id(delivery.seq),
             event: delivery.event.clone(),
             namespace: key.namespace.to_string(),
             group: key.group.to_string(),
@@ -445,19 +467,84 @@ impl Webhooks {
                 .map(|e| e.surface.clone())
                 .unwrap_or_default(),
             sensitive,
+            emergency: entry.as_ref().is_some_and(|e| e.emergency),
+            change_request: None,
+            diff,
+        })
+    }
+
+    /// The payload of a step of a change request: the request as it is now, the
+    /// step's actor and comment, and the diff it proposes.
+    async fn review_payload(&self, delivery: &DeliveryRecord) -> Result<Payload, StoreError> {
+        let key = &delivery.key;
+        let event = self.store.review_event(-delivery.seq).await?;
+        let request = match &event {
+            Some(e) => self.store.change_request(e.request_id).await?,
+            None => None,
+        };
+        let sensitive = is_cipher_data_id(key.data_id.as_str())
+            || request.as_ref().is_some_and(|r| r.sensitive == Some(true));
+        let mut diff = None;
+        if let Some(r) = request
+            .as_ref()
+            .filter(|r| !sensitive && r.op != Op::Delete)
+        {
+            let base = match r.base_revision {
+                Some(revision) => self.store.history_entry(key, revision).await?,
+                None => None,
+            };
+            // A base that was sensitive stays out of the payload.
+            if !base.as_ref().is_some_and(|b| b.sensitive) {
+                let old = base.map(|b| b.content).unwrap_or_default();
+                let new = r.content.clone();
+                let from = format!("{key}@{}", r.base_revision.map_or(0, |v| v.get()));
+                let to = format!("{key} (change request {})", r.id);
+                diff = tokio::task::spawn_blocking(move || {
+                    cairn_core::diff::unified(&old, &new, &from, &to)
+                })
+                .await
+                .ok();
+            }
+        }
+        let at = event.as_ref().map_or(delivery.created_at, |e| e.at);
+        Ok(Payload {
+            id: event_id(delivery.seq),
+            event: delivery.event.clone(),
+            namespace: key.namespace.to_string(),
+            group: key.group.to_string(),
+            data_id: key.data_id.to_string(),
+            revision: request
+                .as_ref()
+                .and_then(|r| r.released)
+                .map_or(0, |v| v.get()),
+            md5_before: request
+                .as_ref()
+                .map(|r| r.base_md5.clone())
+                .filter(|m| !m.is_empty()),
+            md5_after: request
+                .as_ref()
+                .map(|r| r.md5.clone())
+                .filter(|m| !m.is_empty()),
+            author: event.as_ref().map(|e| e.actor.clone()).unwrap_or_default(),
+            time: crate::api::wire::timestamp(at),
+            message: event.map(|e| e.comment).unwrap_or_default(),
+            surface: "review".to_owned(),
+            sensitive,
+            emergency: false,
+            change_request: request.map(|r| r.id),
             diff,
         })
     }
 }
 
-/// Whether `hook` takes the change `seq` of `key` by `op`.
-fn subscribed(hook: &WebhookRecord, seq: i64, key: &cairn_core::ConfigKey, op: Op) -> bool {
+/// Whether `hook` takes `event` (an op's name, or a change request's
+/// `change_request_…`) of `key`.
+pub fn subscribed(hook: &WebhookRecord, event: &str, key: &cairn_core::ConfigKey) -> bool {
     let matches = |pattern: &str, name: &str| {
         pattern.is_empty() || cairn_core::pattern::Wildcard::new(pattern).matches(name)
     };
-    seq > hook.after_seq
-        && hook.namespace == key.namespace
-        && (hook.events.is_empty() || hook.events.iter().any(|e| e == op.as_str()))
+    hook.namespace == key.namespace
+        && (hook.events.is_empty() || hook.events.iter().any(|e| e == event))
         && matches(&hook.group, key.group.as_str())
         && matches(&hook.data_id, key.data_id.as_str())
 }

@@ -128,7 +128,7 @@ impl SqlStore {
         let sql = self.sql_owned(&format!(
             "{}{}",
             insert_history!(),
-            rows(16, versions.len())
+            rows(17, versions.len())
         ));
         let mut query = sqlx::query::<Any>(&sql);
         for (version, seq) in versions.iter().zip(taken) {
@@ -253,7 +253,7 @@ impl SqlStore {
             .await?;
         }
 
-        let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(16, writes.len())));
+        let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(17, writes.len())));
         let mut query = sqlx::query::<Any>(&sql);
         for (i, write) in writes.iter().enumerate() {
             let plan = &planned[i];

@@ -8,6 +8,7 @@ mod model;
 mod mysql;
 mod postgres;
 mod reseal;
+mod reviews;
 mod schemas;
 #[cfg(feature = "test-util")]
 pub mod scratch;
@@ -362,6 +363,37 @@ pub trait WebhookStore: Send + Sync {
     async fn redeliver(&self, webhook_id: i64, delivery_id: i64, now: i64) -> Result<bool>;
 }
 
+/// Change requests: changes proposed for review in a namespace that requires it. Each
+/// step (opened, rebased, approved, rejected, stale) is one transaction with its
+/// timeline event, audit entry (`review.<event>`) and the webhook deliveries it is
+/// given.
+#[async_trait]
+pub trait ReviewStore: Send + Sync {
+    /// Makes a request (`NamespaceNotFound` without the namespace), with a delivery of
+    /// `change_request_opened` to each of `webhooks`.
+    async fn open_change_request(
+        &self,
+        new: &NewChangeRequest,
+        webhooks: &[i64],
+    ) -> Result<ChangeRequestRecord>;
+    async fn change_request(&self, id: i64) -> Result<Option<ChangeRequestRecord>>;
+    /// A page of requests, newest first, of a namespace and in a state when given, and
+    /// how many there are.
+    async fn change_requests(
+        &self,
+        namespace: Option<&Namespace>,
+        status: Option<ReviewStatus>,
+        page: Page,
+    ) -> Result<(Vec<ChangeRequestRecord>, u64)>;
+    /// A request's timeline, oldest first.
+    async fn review_events(&self, id: i64) -> Result<Vec<ReviewEventRecord>>;
+    /// One event, by its id (what a webhook delivery of it refers to).
+    async fn review_event(&self, event_id: i64) -> Result<Option<ReviewEventRecord>>;
+    /// Moves a request from `step.from` to `step.to`; `None` (nothing written) when
+    /// there is no such request or it is no longer in `step.from`.
+    async fn step_change_request(&self, step: &ReviewStep) -> Result<Option<ChangeRequestRecord>>;
+}
+
 /// Console sessions, shared by the nodes so that a logout on one ends it on all.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -415,6 +447,7 @@ pub trait Store:
     + TokenStore
     + SchemaStore
     + WebhookStore
+    + ReviewStore
     + Send
     + Sync
     + 'static

@@ -17,6 +17,8 @@ pub struct NamespaceRecord {
     pub apollo_anonymous: Vec<String>,
     /// Its own quotas and history retention.
     pub limits: NamespaceLimits,
+    /// Whether a person's change must be reviewed by another before it is released.
+    pub require_review: bool,
 }
 
 /// Bounds a namespace sets for itself. `None` follows the node's default; `Some(0)` is
@@ -42,6 +44,7 @@ pub struct NamespaceUpdate {
     pub description: Option<String>,
     pub apollo_anonymous: Option<Vec<String>>,
     pub limits: LimitsUpdate,
+    pub require_review: Option<bool>,
 }
 
 /// A change of a namespace's limits: `None` keeps one, `Some(None)` makes it follow the
@@ -181,6 +184,9 @@ pub struct Audit {
     /// The surface the change came through (`native`, `nacos`, `console`, …), for the
     /// audit log.
     pub surface: String,
+    /// An admin's emergency change, released without the review its namespace
+    /// requires: flagged in history and the audit log (the comment is the reason).
+    pub emergency: bool,
 }
 
 /// A publish or rollback.
@@ -257,6 +263,8 @@ pub struct HistoryRecord {
     /// The surface the change came through (`native`, `nacos`, `console`, …; empty
     /// for entries written before it was kept).
     pub surface: String,
+    /// Released by an admin without the review its namespace requires.
+    pub emergency: bool,
 }
 
 /// One change-log entry.
@@ -481,6 +489,8 @@ pub struct TokenRecord {
     pub name: String,
     pub digest: String,
     pub scopes: Vec<(String, Level)>,
+    /// May publish into namespaces that require review, without review.
+    pub publish_without_review: bool,
     pub created_by: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -649,4 +659,131 @@ pub struct Attempt {
     pub status: DeliveryStatus,
     pub next_attempt_at: i64,
     pub at: i64,
+}
+
+/// Where a change request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReviewStatus {
+    /// Waiting for a reviewer.
+    Open,
+    /// Approved and released.
+    Approved,
+    /// Refused by a reviewer (or withdrawn by its author).
+    Rejected,
+    /// The config moved after the request was made: it must be rebased onto the
+    /// current content before it can be approved.
+    Stale,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Open => "open",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Rejected => "rejected",
+            ReviewStatus::Stale => "stale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ReviewStatus::Open),
+            "approved" => Some(ReviewStatus::Approved),
+            "rejected" => Some(ReviewStatus::Rejected),
+            "stale" => Some(ReviewStatus::Stale),
+            _ => None,
+        }
+    }
+
+    /// Whether nothing more can happen to a request in this state.
+    pub fn is_final(self) -> bool {
+        matches!(self, ReviewStatus::Approved | ReviewStatus::Rejected)
+    }
+}
+
+/// A change proposed for review: what it would write, and what it was based on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRequestRecord {
+    pub id: i64,
+    pub key: ConfigKey,
+    /// `Publish` or `Delete`.
+    pub op: Op,
+    /// What a publish would store (empty for a deletion).
+    pub content: String,
+    pub md5: String,
+    /// `None` keeps what the config has when it is released.
+    pub format: Option<Format>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub sensitive: Option<bool>,
+    /// The md5 of the content it was made against (empty: the config did not exist).
+    pub base_md5: String,
+    /// The revision it was made against (`None`: the config did not exist).
+    pub base_revision: Option<Revision>,
+    pub status: ReviewStatus,
+    pub author: String,
+    /// Why, as its author wrote it.
+    pub comment: String,
+    /// Who approved or rejected it (empty while open).
+    pub reviewer: String,
+    /// The revision its approval released.
+    pub released: Option<Revision>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change request to be made.
+#[derive(Debug, Clone)]
+pub struct NewChangeRequest {
+    pub key: ConfigKey,
+    pub op: Op,
+    pub content: String,
+    pub md5: String,
+    pub format: Option<Format>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub sensitive: Option<bool>,
+    pub base_md5: String,
+    pub base_revision: Option<Revision>,
+    /// The author, the comment and when.
+    pub audit: Audit,
+}
+
+/// One step in a change request's life: opened, rebased, approved, rejected, stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewEventRecord {
+    pub id: i64,
+    pub request_id: i64,
+    pub event: String,
+    pub actor: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// A move of a change request from one state to another, made only if it is still in
+/// `from`.
+#[derive(Debug, Clone)]
+pub struct ReviewStep {
+    pub id: i64,
+    pub from: ReviewStatus,
+    pub to: ReviewStatus,
+    /// The event recorded: `approved`, `rejected`, `stale`, `rebased`.
+    pub event: &'static str,
+    /// The revision an approval released.
+    pub released: Option<Revision>,
+    /// A rebase: the new base (md5, revision) and, when given, new content and md5.
+    pub rebase: Option<Rebase>,
+    /// Who, why, when.
+    pub audit: Audit,
+    /// Subscriptions to be sent this step as an event (webhook ids).
+    pub webhooks: Vec<i64>,
+}
+
+/// What a rebase changes in a change request.
+#[derive(Debug, Clone)]
+pub struct Rebase {
+    pub base_md5: String,
+    pub base_revision: Option<Revision>,
+    /// New content and its md5; `None` keeps the proposed content.
+    pub content: Option<(String, String)>,
 }

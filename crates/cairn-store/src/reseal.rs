@@ -160,8 +160,9 @@ impl SqlStore {
         }
     }
 
-    /// The shared token signing key, the access-key secrets and the webhook secrets: a
-    /// handful of rows.
+    /// The shared token signing key, the access-key secrets, the webhook secrets and
+    /// the change requests' contents: a handful of rows (requests are few, and each
+    /// is read and rewritten under the write lock, so a rebase cannot be lost).
     async fn reseal_small(&self, sealer: &crate::Sealer, report: &mut ResealReport) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let secrets = sqlx::query::<Any>("SELECT name, value FROM secrets")
@@ -208,6 +209,23 @@ impl SqlStore {
             let (done, new) = reseal(sealer, &identity, &text(row, "secret")?)?;
             if let Some(new) = new {
                 sqlx::query::<Any>(self.sql("UPDATE webhooks SET secret = ? WHERE id = ?"))
+                    .bind(new)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            report.count(done, true);
+        }
+        let requests =
+            sqlx::query::<Any>("SELECT id, namespace, grp, data_id, content FROM change_requests")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &requests {
+            let id: i64 = row.try_get("id")?;
+            let identity = crate::reviews::content_identity(&parse_key(row)?);
+            let (done, new) = reseal(sealer, &identity, &text(row, "content")?)?;
+            if let Some(new) = new {
+                sqlx::query::<Any>(self.sql("UPDATE change_requests SET content = ? WHERE id = ?"))
                     .bind(new)
                     .bind(id)
                     .execute(&mut *tx)

@@ -131,7 +131,7 @@ macro_rules! insert_history {
     () => {
         "INSERT INTO history (revision, namespace, grp, data_id, op, content, format, \
          md5, description, tags, operator, source, comment, created_at, marked_sensitive, \
-         surface) VALUES "
+         surface, emergency) VALUES "
     };
 }
 pub(crate) use insert_history;
@@ -257,7 +257,13 @@ pub(crate) fn change_audit(
         actor: audit.operator.clone(),
         source: audit.source.clone(),
         surface: audit.surface.clone(),
-        action: op.audit_action().to_owned(),
+        // An emergency release is its own action, so the audit log can be filtered
+        // for them.
+        action: if audit.emergency {
+            format!("{}.emergency", op.audit_action())
+        } else {
+            op.audit_action().to_owned()
+        },
         namespace: key.namespace.to_string(),
         target: key.to_string(),
         result: "ok".to_owned(),
@@ -372,6 +378,7 @@ fn history_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<Hist
         created_at: row.try_get("created_at")?,
         sensitive: row.try_get::<i32, _>("marked_sensitive")? != 0,
         surface: text(row, "surface")?,
+        emergency: row.try_get::<i32, _>("emergency")? != 0,
     })
 }
 
@@ -720,7 +727,7 @@ impl SqlStore {
     ) -> Result<()> {
         let sql = self.sql(concat!(
             insert_history!(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ));
         self.bind_history(
             sqlx::query::<Any>(sql),
@@ -778,7 +785,8 @@ impl SqlStore {
             .bind(&audit.comment)
             .bind(audit.at)
             .bind(i32::from(sensitive))
-            .bind(&audit.surface))
+            .bind(&audit.surface)
+            .bind(i32::from(audit.emergency)))
     }
 
     fn insert_audit<'q>(&self, entry: &'q AuditRecord) -> Query<'q> {
@@ -816,7 +824,7 @@ impl NamespaceStore for SqlStore {
         let rows = sqlx::query::<Any>(
             "SELECT name, display_name, description, created_at, apollo_anonymous, \
              max_configs, max_config_bytes, max_total_bytes, history_max_revisions, \
-             history_max_days FROM namespaces ORDER BY name",
+             history_max_days, require_review FROM namespaces ORDER BY name",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -837,6 +845,7 @@ impl NamespaceStore for SqlStore {
                         history_max_revisions: limit(row, "history_max_revisions")?,
                         history_max_days: limit(row, "history_max_days")?,
                     },
+                    require_review: row.try_get::<i32, _>("require_review")? != 0,
                 })
             })
             .collect()
@@ -847,7 +856,8 @@ impl NamespaceStore for SqlStore {
         let sql = self.sql(
             "INSERT INTO namespaces (name, display_name, description, created_at, \
              apollo_anonymous, max_configs, max_config_bytes, max_total_bytes, \
-             history_max_revisions, history_max_days) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             history_max_revisions, history_max_days, require_review) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let l = &ns.limits;
         let mut query = sqlx::query::<Any>(sql)
@@ -865,6 +875,7 @@ impl NamespaceStore for SqlStore {
         ] {
             query = query.bind(value.map(|v| v as i64));
         }
+        let query = query.bind(i32::from(ns.require_review));
         match query.execute(&self.writer).await {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -888,7 +899,8 @@ impl NamespaceStore for SqlStore {
              max_config_bytes = CASE WHEN ? = 1 THEN ? ELSE max_config_bytes END, \
              max_total_bytes = CASE WHEN ? = 1 THEN ? ELSE max_total_bytes END, \
              history_max_revisions = CASE WHEN ? = 1 THEN ? ELSE history_max_revisions END, \
-             history_max_days = CASE WHEN ? = 1 THEN ? ELSE history_max_days END \
+             history_max_days = CASE WHEN ? = 1 THEN ? ELSE history_max_days END, \
+             require_review = COALESCE(?, require_review) \
              WHERE name = ?",
         );
         let mut query = sqlx::query::<Any>(sql)
@@ -900,7 +912,11 @@ impl NamespaceStore for SqlStore {
                 .bind(i64::from(change.is_some()))
                 .bind(change.flatten().map(|v| v as i64));
         }
-        let done = query.bind(name.as_str()).execute(&self.writer).await?;
+        let done = query
+            .bind(update.require_review.map(i32::from))
+            .bind(name.as_str())
+            .execute(&self.writer)
+            .await?;
         if done.rows_affected() == 0 {
             // MySQL counts changed rows, not matched ones.
             let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
@@ -1122,7 +1138,7 @@ impl ConfigStore for SqlStore {
         // Listings leave the contents out: a page may span many large versions.
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, '' AS content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface, emergency \
              FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? \
              ORDER BY revision DESC LIMIT ? OFFSET ?",
@@ -1146,7 +1162,7 @@ impl ConfigStore for SqlStore {
     async fn namespace_history(&self, namespace: &Namespace) -> Result<Vec<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface, emergency \
              FROM history \
              WHERE namespace = ? ORDER BY grp, data_id, revision",
         );
@@ -1167,7 +1183,7 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface, emergency \
              FROM history \
              WHERE revision = ? AND namespace = ? AND grp = ? AND data_id = ?",
         );
@@ -1191,7 +1207,7 @@ impl ConfigStore for SqlStore {
     ) -> Result<Option<HistoryRecord>> {
         let sql = self.sql(
             "SELECT revision, namespace, grp, data_id, op, content, format, md5, \
-             description, tags, operator, source, comment, created_at, marked_sensitive, surface \
+             description, tags, operator, source, comment, created_at, marked_sensitive, surface, emergency \
              FROM history \
              WHERE namespace = ? AND grp = ? AND data_id = ? AND revision < ? \
              ORDER BY revision DESC LIMIT 1",
@@ -2190,8 +2206,8 @@ impl TokenStore for SqlStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query::<Any>(
-            "SELECT name, digest, scopes, created_by, created_at, last_used_at \
-             FROM service_tokens ORDER BY name",
+            "SELECT name, digest, scopes, publish_without_review, created_by, created_at, \
+             last_used_at FROM service_tokens ORDER BY name",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -2201,6 +2217,7 @@ impl TokenStore for SqlStore {
                     name: text(row, "name")?,
                     digest: text(row, "digest")?,
                     scopes: scopes_of(&text(row, "scopes")?)?,
+                    publish_without_review: row.try_get::<i32, _>("publish_without_review")? != 0,
                     created_by: text(row, "created_by")?,
                     created_at: row.try_get("created_at")?,
                     last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?,
@@ -2212,13 +2229,14 @@ impl TokenStore for SqlStore {
     #[instrument(skip_all, fields(name = %token.name), err(level = "debug"))]
     async fn create_token(&self, token: &TokenRecord) -> Result<()> {
         let sql = self.sql(
-            "INSERT INTO service_tokens (name, digest, scopes, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO service_tokens (name, digest, scopes, publish_without_review, \
+             created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         );
         match sqlx::query::<Any>(sql)
             .bind(&token.name)
             .bind(&token.digest)
             .bind(scopes_text(&token.scopes))
+            .bind(i32::from(token.publish_without_review))
             .bind(&token.created_by)
             .bind(token.created_at)
             .execute(&self.writer)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cairn_core::md5::md5_hex;
-use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Username};
+use cairn_core::{ConfigKey, Format, GrayRules, Namespace, Revision, Username};
 use cairn_store::*;
 
 fn key(data_id: &str) -> ConfigKey {
@@ -18,6 +18,7 @@ fn audit(at: i64) -> Audit {
         comment: String::new(),
         at,
         surface: "native".into(),
+        emergency: false,
     }
 }
 
@@ -452,6 +453,277 @@ async fn webhook_deliveries_are_made_once_and_taken_once(store: Arc<dyn Store>) 
     assert_eq!(actions, ["webhook.remove", "webhook.add"]);
 }
 
+async fn change_requests_move_once_and_keep_their_timeline(store: Arc<dyn Store>) {
+    let k = key("review.yaml");
+    let base = store
+        .put_config(&write(&k, "a: 1", Expect::Any, 1000))
+        .await
+        .unwrap();
+    let hook = store
+        .add_webhook(&WebhookWrite {
+            namespace: Namespace::public(),
+            url: "https://hooks.example.com/cairn".into(),
+            secret: "a-secret-of-enough-length".into(),
+            events: Vec::new(),
+            group: String::new(),
+            data_id: String::new(),
+            audit: audit(1100),
+        })
+        .await
+        .unwrap();
+    let opened = store
+        .open_change_request(
+            &NewChangeRequest {
+                key: k.clone(),
+                op: Op::Publish,
+                content: "a: 2".into(),
+                md5: md5_hex("a: 2"),
+                format: None,
+                description: Some("two".into()),
+                tags: None,
+                sensitive: Some(true),
+                base_md5: base.md5.clone(),
+                base_revision: Some(base.revision),
+                audit: Audit {
+                    comment: "raise a".into(),
+                    ..audit(2000)
+                },
+            },
+            &[hook.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.status, ReviewStatus::Open);
+    assert_eq!(
+        opened.content, "a: 2",
+        "the content reads back (sealed or not)"
+    );
+    assert_eq!(
+        (opened.author.as_str(), opened.comment.as_str()),
+        ("alice", "raise a")
+    );
+    assert_eq!(opened.base_revision, Some(base.revision));
+    assert_eq!(opened.sensitive, Some(true));
+    assert_eq!(opened.tags, None, "unset fields stay unset");
+    assert_eq!(
+        store.change_request(opened.id).await.unwrap(),
+        Some(opened.clone())
+    );
+    let nowhere = store
+        .open_change_request(
+            &NewChangeRequest {
+                key: ConfigKey::parse("nowhere", "g", "d").unwrap(),
+                op: Op::Delete,
+                content: String::new(),
+                md5: String::new(),
+                format: None,
+                description: None,
+                tags: None,
+                sensitive: None,
+                base_md5: String::new(),
+                base_revision: None,
+                audit: audit(2000),
+            },
+            &[],
+        )
+        .await;
+    assert!(
+        matches!(nowhere, Err(StoreError::NamespaceNotFound(_))),
+        "{nowhere:?}"
+    );
+
+    let step = |from, to, event, at| ReviewStep {
+        id: opened.id,
+        from,
+        to,
+        event,
+        released: None,
+        rebase: None,
+        audit: Audit {
+            operator: "bob".into(),
+            comment: format!("{event} at {at}"),
+            ..audit(at)
+        },
+        webhooks: vec![hook.id],
+    };
+    let stale = store
+        .step_change_request(&step(
+            ReviewStatus::Open,
+            ReviewStatus::Stale,
+            "stale",
+            3000,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stale.status, ReviewStatus::Stale);
+    assert_eq!(stale.reviewer, "", "going stale is nobody's review");
+    assert_eq!(
+        store
+            .step_change_request(&step(
+                ReviewStatus::Open,
+                ReviewStatus::Approved,
+                "approved",
+                3100
+            ))
+            .await
+            .unwrap(),
+        None,
+        "a step from a state it is no longer in is refused"
+    );
+    let rebased = store
+        .step_change_request(&ReviewStep {
+            rebase: Some(Rebase {
+                base_md5: md5_hex("a: 5"),
+                base_revision: Revision::new(base.revision.get() + 7),
+                content: Some(("a: 6".into(), md5_hex("a: 6"))),
+            }),
+            webhooks: Vec::new(),
+            ..step(ReviewStatus::Stale, ReviewStatus::Open, "rebased", 3200)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rebased.status, ReviewStatus::Open);
+    assert_eq!(rebased.content, "a: 6");
+    assert_eq!(rebased.md5, md5_hex("a: 6"));
+    assert_eq!(rebased.base_md5, md5_hex("a: 5"));
+    let approved = store
+        .step_change_request(&ReviewStep {
+            released: Revision::new(base.revision.get() + 9),
+            ..step(ReviewStatus::Open, ReviewStatus::Approved, "approved", 3300)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.status, ReviewStatus::Approved);
+    assert_eq!(approved.reviewer, "bob");
+    assert_eq!(approved.released, Revision::new(base.revision.get() + 9));
+    assert_eq!(approved.updated_at, 3300);
+
+    let events = store.review_events(opened.id).await.unwrap();
+    let steps: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("opened", "alice"),
+            ("stale", "bob"),
+            ("rebased", "bob"),
+            ("approved", "bob")
+        ]
+    );
+    assert_eq!(
+        store.review_event(events[3].id).await.unwrap().as_ref(),
+        Some(&events[3])
+    );
+    // Only the steps given subscriptions are sent, each under its own event's id.
+    let sent = store.pending_deliveries(10).await.unwrap();
+    let sent: Vec<(i64, &str)> = sent.iter().map(|d| (d.seq, d.event.as_str())).collect();
+    assert_eq!(
+        sent,
+        [
+            (-events[0].id, "change_request_opened"),
+            (-events[1].id, "change_request_stale"),
+            (-events[3].id, "change_request_approved"),
+        ]
+    );
+
+    let (open, total) = store
+        .change_requests(
+            Some(&Namespace::public()),
+            Some(ReviewStatus::Open),
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((open.len(), total), (0, 0));
+    let (all, total) = store
+        .change_requests(
+            None,
+            None,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((all, total), (vec![approved], 1));
+    let actions = AuditQuery {
+        from: Some(2000),
+        ..AuditQuery::default()
+    };
+    let (entries, _) = store
+        .audit(
+            &actions,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "review.approved",
+            "review.rebased",
+            "review.stale",
+            "review.opened"
+        ]
+    );
+}
+
+async fn an_emergency_release_is_flagged_in_history_and_audit(store: Arc<dyn Store>) {
+    let k = key("urgent.yaml");
+    let mut urgent = write(&k, "a: 1", Expect::Any, 1000);
+    urgent.audit.emergency = true;
+    urgent.audit.comment = "outage: pool exhausted".into();
+    let record = store.put_config(&urgent).await.unwrap();
+    store
+        .put_config(&write(&k, "a: 2", Expect::Any, 2000))
+        .await
+        .unwrap();
+    let (entries, _) = store
+        .history(
+            &k,
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let flags: Vec<bool> = entries.iter().map(|e| e.emergency).collect();
+    assert_eq!(flags, [false, true]);
+    let entry = store
+        .history_entry(&k, record.revision)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(entry.emergency);
+    assert_eq!(entry.comment, "outage: pool exhausted");
+    let (audit, _) = store
+        .audit(
+            &AuditQuery::default(),
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["config.publish", "config.publish.emergency"]);
+}
+
 async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
     let target = SchemaTarget {
         namespace: Namespace::parse("public").unwrap(),
@@ -536,6 +808,7 @@ async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
         created_at: 5,
         apollo_anonymous: Vec::new(),
         limits: NamespaceLimits::default(),
+        require_review: false,
     };
     store.create_namespace(&record).await.unwrap();
     let in_dev = SchemaWrite {
@@ -940,6 +1213,7 @@ async fn namespaces(store: Arc<dyn Store>) {
             history_max_days: Some(0),
             ..NamespaceLimits::default()
         },
+        require_review: true,
     };
     store.create_namespace(&record).await.unwrap();
     assert!(matches!(
@@ -972,6 +1246,18 @@ async fn namespaces(store: Arc<dyn Store>) {
     assert_eq!(list[0].display_name, "Development");
     assert_eq!(list[0].description, "Where changes begin");
     assert_eq!(list[0].apollo_anonymous, ["shop"], "kept when not named");
+    assert!(list[0].require_review, "kept when not named");
+    let reviewed = |on: bool| NamespaceUpdate {
+        require_review: Some(on),
+        ..NamespaceUpdate::default()
+    };
+    store
+        .update_namespace(&dev, &reviewed(false))
+        .await
+        .unwrap();
+    assert!(!store.list_namespaces().await.unwrap()[0].require_review);
+    store.update_namespace(&dev, &reviewed(true)).await.unwrap();
+    assert!(store.list_namespaces().await.unwrap()[0].require_review);
     let anonymous = NamespaceUpdate {
         apollo_anonymous: Some(vec!["shop".into(), "web-*".into()]),
         ..NamespaceUpdate::default()
@@ -1660,6 +1946,7 @@ async fn service_tokens(store: Arc<dyn Store>) {
         name: "ci".into(),
         digest: "d1".into(),
         scopes: vec![("dev".into(), Level::Read), ("app-*".into(), Level::Write)],
+        publish_without_review: true,
         created_by: "admin".into(),
         created_at: 5,
         last_used_at: None,
@@ -1716,6 +2003,8 @@ macro_rules! suite {
             case!(a_large_import_records_each_config_as_a_publish_does);
             case!(an_import_writes_past_versions_as_history_only);
             case!(webhook_deliveries_are_made_once_and_taken_once);
+            case!(change_requests_move_once_and_keep_their_timeline);
+            case!(an_emergency_release_is_flagged_in_history_and_audit);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
             case!(big_contents_together_stay_within_a_statement);

@@ -39,7 +39,7 @@ pub struct GrantArgs {
     /// (e.g. `dev`, `dev/payments`, `dev/*/*.yaml`).
     scope: String,
     /// What the grant allows; `none` takes a narrower scope away from a broader grant.
-    #[arg(value_parser = ["none", "read", "read-secret", "write", "admin"])]
+    #[arg(value_parser = ["none", "read", "read-secret", "write", "approve", "admin"])]
     level: String,
 }
 

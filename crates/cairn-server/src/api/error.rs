@@ -106,6 +106,11 @@ impl From<ServiceError> for ApiError {
             E::InvalidWebhook(_) => "invalid_webhook",
             E::WebhookNotFound(_) => "webhook_not_found",
             E::DeliveryNotFound(..) => "delivery_not_found",
+            E::ReviewRequired { .. } => "review_required",
+            E::ChangeRequestNotFound(_) => "change_request_not_found",
+            E::ReviewState(_) => "review_state",
+            E::OwnChangeRequest(_) => "own_change_request",
+            E::StaleChangeRequest { .. } => "change_request_stale",
             E::Unavailable(_) => "database_unavailable",
             E::Internal(_) => "internal",
         };

@@ -10,6 +10,7 @@ mod nacos;
 mod native;
 mod ops;
 mod peers;
+mod reviews;
 mod schemas;
 pub(crate) mod transfer;
 mod watch;
@@ -367,6 +368,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(transfer::router())
         .merge(schemas::router())
         .merge(webhooks::router())
+        .merge(reviews::router())
         .route_layer(crate::metrics::Track);
     Router::new()
         .merge(api)

@@ -21,7 +21,7 @@ use super::{
     KeyPath, ReadableKey, SharedState,
 };
 use crate::auth::{Caller, Role};
-use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
+use crate::service::{Actor, GrayInput, ListFilter, Proposal, PublishInput, ServiceError};
 use crate::settings::Secret;
 
 /// The `If-None-Match` header alone (extracting the whole header map would copy it on
@@ -146,7 +146,9 @@ pub fn router() -> Router<SharedState> {
         super::schemas::remove_schema, super::schemas::schema_history,
         super::webhooks::list_webhooks, super::webhooks::add_webhook,
         super::webhooks::show_webhook, super::webhooks::remove_webhook,
-        super::webhooks::list_deliveries, super::webhooks::redeliver
+        super::webhooks::list_deliveries, super::webhooks::redeliver,
+        super::reviews::list_reviews, super::reviews::show_review, super::reviews::approve,
+        super::reviews::reject, super::reviews::rebase
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -280,6 +282,9 @@ async fn update_namespace(
         ),
         None => format!("namespace {name}"),
     };
+    if let Some(on) = req.require_review {
+        detail.push_str(&format!("; require review: {on}"));
+    }
     for (column, change) in limits.columns() {
         match change {
             Some(Some(value)) => detail.push_str(&format!("; {column}: {value}")),
@@ -297,6 +302,11 @@ async fn update_namespace(
     } else if limits_changed && by.caller.role != Role::Admin {
         Err(ServiceError::AdminOnly(
             "changing a namespace's quotas or history retention".to_owned(),
+        ))
+    } else if req.require_review == Some(false) && by.caller.role != Role::Admin {
+        // Otherwise a namespace's own admin could lift the review over their changes.
+        Err(ServiceError::AdminOnly(
+            "turning off review before release".to_owned(),
         ))
     } else {
         state
@@ -316,6 +326,7 @@ async fn update_namespace(
                         description: req.description,
                         apollo_anonymous: req.apollo_anonymous_apps,
                         limits,
+                        require_review: req.require_review,
                     },
                 )
                 .await
@@ -467,12 +478,29 @@ fn expectation(cas_md5: Option<String>) -> Expect {
     }
 }
 
+/// What a person's change came to: done, or a change request (`202`) where the
+/// namespace requires review.
+fn proposed(proposal: Proposal, done: impl FnOnce(Proposal) -> Response) -> Response {
+    match proposal {
+        Proposal::Opened(request) => (
+            StatusCode::ACCEPTED,
+            Json(super::reviews::ChangeRequestView::from(&*request)),
+        )
+            .into_response(),
+        other => done(other),
+    }
+}
+
 /// Creates or replaces a config. Structured formats are validated unless `force` is
-/// set; `cas_md5` makes the write conditional on the current content.
+/// set; `cas_md5` makes the write conditional on the current content. In a namespace
+/// that requires review, a person's publish opens a change request instead (`202`);
+/// a service token's is refused unless it may publish without review.
 #[utoipa::path(put, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
     params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
     request_body = PublishRequest,
-    responses((status = 200, body = ConfigView), (status = 400, body = ErrorBody),
+    responses((status = 200, body = ConfigView),
+        (status = 202, description = "kept for review", body = super::reviews::ChangeRequestView),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn publish_config(
     State(state): State<SharedState>,
@@ -480,7 +508,7 @@ async fn publish_config(
     addr: ClientAddr,
     path: KeyPath,
     ApiJson(req): ApiJson<PublishRequest>,
-) -> Result<Json<ConfigView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = config_key(path)?;
     let input = PublishInput {
         content: req.content,
@@ -491,31 +519,64 @@ async fn publish_config(
         expect: expectation(req.cas_md5),
         force: req.force,
         comment: req.comment,
+        emergency: req.emergency,
     };
-    let record = state
+    let proposal = state
         .service
-        .publish(key, input, &actor(&caller, &addr))
+        .propose_publish(key, input, &actor(&caller, &addr))
         .await?;
-    Ok(Json(ConfigView::new(&record, false)))
+    Ok(proposed(proposal, released))
 }
 
-/// Deletes a config. Its history stays.
+/// The answer to a change made at once.
+fn released(proposal: Proposal) -> Response {
+    match proposal {
+        Proposal::Released(record) => Json(ConfigView::new(&record, false)).into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Deletes a config. Its history stays. In a namespace that requires review, a
+/// person's deletion opens a change request instead (`202`).
 #[utoipa::path(delete, path = "/api/v1/configs/{namespace}/{group}/{data_id}", tag = "configs",
     params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), DeleteQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204),
+        (status = 202, description = "kept for review", body = super::reviews::ChangeRequestView),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_config(
     State(state): State<SharedState>,
     caller: Caller,
     addr: ClientAddr,
     path: KeyPath,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let key = config_key(path)?;
-    state
+    let emergency = emergency_reason(q.emergency, q.comment.clone())?;
+    let proposal = state
         .service
-        .delete(key, expectation(q.cas_md5), &actor(&caller, &addr))
+        .propose_delete(
+            key,
+            expectation(q.cas_md5),
+            &actor(&caller, &addr),
+            emergency,
+            q.comment,
+        )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(proposed(proposal, released))
+}
+
+/// An emergency change's reason: the comment, which it needs.
+fn emergency_reason(emergency: bool, comment: Option<String>) -> Result<Option<String>, ApiError> {
+    if !emergency {
+        return Ok(None);
+    }
+    match comment.filter(|c| !c.trim().is_empty()) {
+        Some(reason) => Ok(Some(reason)),
+        None => Err(ApiError::bad_request(
+            "invalid_argument",
+            "an emergency change needs a reason: give it as comment",
+        )),
+    }
 }
 
 /// A config's history, newest first (without contents).
@@ -559,29 +620,34 @@ async fn history_entry(
     Ok(Json(HistoryView::new(&entry, true)))
 }
 
-/// Publishes an earlier revision's content again, as a new revision.
+/// Publishes an earlier revision's content again, as a new revision. In a namespace
+/// that requires review, a person's rollback opens a change request instead (`202`).
 #[utoipa::path(post, path = "/api/v1/configs/{namespace}/{group}/{data_id}/rollback", tag = "history",
     params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path)),
     request_body = RollbackRequest,
-    responses((status = 200, body = ConfigView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ConfigView),
+        (status = 202, description = "kept for review", body = super::reviews::ChangeRequestView),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rollback(
     State(state): State<SharedState>,
     caller: Caller,
     addr: ClientAddr,
     path: KeyPath,
     ApiJson(req): ApiJson<RollbackRequest>,
-) -> Result<Json<ConfigView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = config_key(path)?;
-    let record = state
+    let emergency = emergency_reason(req.emergency, req.comment)?;
+    let proposal = state
         .service
-        .rollback(
+        .propose_rollback(
             key,
             req.revision,
             expectation(req.cas_md5),
             &actor(&caller, &addr),
+            emergency,
         )
         .await?;
-    Ok(Json(ConfigView::new(&record, false)))
+    Ok(proposed(proposal, released))
 }
 
 /// A unified diff between two revisions (or a revision and the current content).
@@ -1133,7 +1199,7 @@ async fn put_grant(
         ApiError::bad_request(
             "invalid_argument",
             format!(
-                "unknown level {:?}; expected none, read, write or admin",
+                "unknown level {:?}; expected none, read, read-secret, write, approve or admin",
                 req.level
             ),
         )
@@ -1333,7 +1399,10 @@ async fn create_token(
             Ok((s.namespace.clone(), level))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let token = state.auth.create_token(&by, &req.name, scopes).await?;
+    let token = state
+        .auth
+        .create_token(&by, &req.name, scopes, req.publish_without_review)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {

@@ -66,9 +66,11 @@ impl From<&WebhookRecord> for WebhookView {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct DeliveryView {
     pub id: i64,
-    /// The event's id, as its payload carries it (the change's revision).
+    /// The event's id, as its payload carries it (the change's revision, or `cr-…` for
+    /// a step of a change request).
     pub event_id: String,
-    /// `publish`, `rollback`, `delete`, `gray_publish`, `gray_promote`, `gray_abandon`.
+    /// `publish`, `rollback`, `delete`, `gray_publish`, `gray_promote`, `gray_abandon`,
+    /// `change_request_opened`, `change_request_approved`, `change_request_rejected`.
     pub event: String,
     pub namespace: String,
     pub group: String,
@@ -92,7 +94,7 @@ impl From<&DeliveryRecord> for DeliveryView {
     fn from(d: &DeliveryRecord) -> Self {
         DeliveryView {
             id: d.id,
-            event_id: d.seq.to_string(),
+            event_id: crate::webhooks::event_id(d.seq),
             event: d.event.clone(),
             namespace: d.key.namespace.to_string(),
             group: d.key.group.to_string(),
@@ -152,7 +154,8 @@ pub struct AddWebhookRequest {
     /// Signs each request (`X-Cairn-Signature`); 16 to 256 characters. Never shown again.
     secret: String,
     /// Event kinds to send (`publish`, `rollback`, `delete`, `gray_publish`,
-    /// `gray_promote`, `gray_abandon`); none or empty: every kind.
+    /// `gray_promote`, `gray_abandon`, `change_request_opened`,
+    /// `change_request_approved`, `change_request_rejected`); none or empty: every kind.
     #[serde(default)]
     events: Vec<String>,
     /// Only configs of matching groups (`*` matches any run of characters).

@@ -59,6 +59,9 @@ pub struct NamespaceView {
     pub history: RetentionView,
     /// Its own settings of quota and retention; `null`: it follows the node's default.
     pub limits: LimitsView,
+    /// Whether a person's change is a change request, released once another person
+    /// approves it.
+    pub require_review: bool,
 }
 
 /// A namespace's quotas in force (0: unlimited) and its use.
@@ -123,6 +126,7 @@ impl From<&NamespaceInfo> for NamespaceView {
                 max_days: n.limits.history_max_days,
             },
             limits: LimitsView::from(&n.record.limits),
+            require_review: n.record.require_review,
         }
     }
 }
@@ -166,6 +170,11 @@ pub struct UpdateNamespace {
     #[serde(default, deserialize_with = "set_or_clear")]
     #[schema(value_type = Option<u64>)]
     pub history_max_days: Option<Option<u64>>,
+    /// Require review before release: a person's change becomes a change request
+    /// another person approves; machine surfaces are refused unless their token may
+    /// publish without review. Turned on by an admin of the namespace, off only by a
+    /// global admin. Absent: unchanged.
+    pub require_review: Option<bool>,
 }
 
 impl UpdateNamespace {
@@ -206,6 +215,11 @@ pub struct PublishRequest {
     /// Show the content only to callers with `read-secret` (data ids starting
     /// `cipher-` are sensitive whatever this says). Default: as it is.
     pub sensitive: Option<bool>,
+    /// In a namespace that requires review: an admin's emergency release, published
+    /// at once and flagged in history, the audit log and webhooks; `comment` is the
+    /// reason and must be given.
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// A config's metadata, and its content when asked for.
@@ -319,6 +333,10 @@ pub struct HistoryView {
     pub source: String,
     pub comment: String,
     pub created_at: String,
+    /// An admin's emergency change, released without the review its namespace
+    /// requires (`comment` is the reason).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 impl HistoryView {
@@ -335,6 +353,7 @@ impl HistoryView {
             source: h.source.clone(),
             comment: h.comment.clone(),
             created_at: timestamp(h.created_at),
+            emergency: h.emergency,
         }
     }
 }
@@ -353,6 +372,11 @@ pub struct RollbackRequest {
     #[schema(value_type = i64, minimum = 1)]
     pub revision: Revision,
     pub cas_md5: Option<String>,
+    /// An admin's emergency rollback where review is required; `comment` is the reason.
+    #[serde(default)]
+    pub emergency: bool,
+    /// Recorded in history (and the reason of an emergency).
+    pub comment: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -370,6 +394,11 @@ pub struct DiffQuery {
 pub struct DeleteQuery {
     /// Delete only if the current md5 is this.
     pub cas_md5: Option<String>,
+    /// An admin's emergency deletion where review is required; `comment` is the reason.
+    #[serde(default)]
+    pub emergency: bool,
+    /// Why: the change request's comment, or an emergency's reason.
+    pub comment: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -893,6 +922,10 @@ pub struct CreateToken {
     /// Letters, digits and `_ . -`.
     pub name: String,
     pub scopes: Vec<TokenScope>,
+    /// May publish into namespaces that require review without a change request (a
+    /// deployment pipeline whose changes are reviewed elsewhere).
+    #[serde(default)]
+    pub publish_without_review: bool,
 }
 
 /// A service token as listed: never the token itself.
@@ -900,6 +933,7 @@ pub struct CreateToken {
 pub struct TokenView {
     pub name: String,
     pub scopes: Vec<TokenScope>,
+    pub publish_without_review: bool,
     pub created_by: String,
     pub created_at: String,
     /// Absent: never used.
@@ -918,6 +952,7 @@ impl From<&cairn_store::TokenRecord> for TokenView {
                     level: level.as_str().to_owned(),
                 })
                 .collect(),
+            publish_without_review: t.publish_without_review,
             created_by: t.created_by.clone(),
             created_at: timestamp(t.created_at),
             last_used_at: t.last_used_at.map(timestamp),

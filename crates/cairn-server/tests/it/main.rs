@@ -12,6 +12,7 @@ mod limits;
 mod nacos;
 mod patterns;
 mod permissions;
+mod reviews;
 mod schemas;
 mod tls;
 mod transfer;

@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use crate::helpers::{expect_error, TestApp};
 
-const SECRET: &str = "a-webhook-secret-of-32-characters";
+pub const SECRET: &str = "a-webhook-secret-of-32-characters";
 
 /// What a receiver was sent: each request's headers and JSON body, in arrival order.
 #[derive(Clone, Default)]

@@ -18,11 +18,12 @@ use super::pages::time_of;
 use super::{layout, ConsoleForm, Ctx, PageError, Session};
 use crate::api::{ClientAddr, SharedState};
 
-const LEVELS: [Level; 5] = [
+const LEVELS: [Level; 6] = [
     Level::None,
     Level::Read,
     Level::ReadSecret,
     Level::Write,
+    Level::Approve,
     Level::Admin,
 ];
 

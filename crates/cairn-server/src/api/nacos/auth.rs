@@ -419,7 +419,7 @@ fn action_of(level: Level) -> &'static str {
     match level {
         Level::None => "none",
         Level::Read | Level::ReadSecret => "r",
-        Level::Write | Level::Admin => "rw",
+        Level::Write | Level::Approve | Level::Admin => "rw",
     }
 }
 

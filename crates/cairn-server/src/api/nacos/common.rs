@@ -135,6 +135,7 @@ pub async fn publish(
         expect,
         force: false,
         comment: Some("published through the Nacos API".into()),
+        emergency: false,
     };
     // Nacos clients publish into any tenant id: the namespace is made on first use, once
     // the publish is otherwise valid, when the caller may make namespaces.

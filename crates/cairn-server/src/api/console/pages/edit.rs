@@ -275,6 +275,7 @@ async fn submit(
                 expect,
                 force: false,
                 comment: Some(form.message.trim().to_owned()).filter(|m| !m.is_empty()),
+                emergency: false,
             };
             match state
                 .service

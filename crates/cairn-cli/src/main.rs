@@ -13,8 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    access_key, audit, config, grant, gray, login, migrate, namespace, schema, transfer, user,
-    watch, webhook,
+    access_key, audit, config, grant, gray, login, migrate, namespace, review, schema, transfer,
+    user, watch, webhook,
 };
 
 #[derive(Parser)]
@@ -106,6 +106,10 @@ enum Command {
     /// namespace).
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Change requests where a namespace requires review: list, show (with the diff),
+    /// approve, reject, rebase.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
     /// Manage users (admin).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -191,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ns(command) => namespace::run(client, command).await,
         Command::Schema(command) => schema::run(client, command).await,
         Command::Webhook(command) => webhook::run(client, command).await,
+        Command::Review(command) => review::run(client, command).await,
         Command::User(command) => user::run(client, command).await,
         Command::Grant(args) => grant::grant(client, args).await,
         Command::Revoke(args) => grant::revoke(client, args).await,

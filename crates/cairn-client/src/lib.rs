@@ -83,6 +83,10 @@ pub enum Error {
         /// What went wrong, for people.
         message: String,
     },
+    /// The namespace requires review: nothing changed yet, and this change request
+    /// waits for another person to approve it.
+    #[error("namespace {} requires review: change request {} is open for another person to approve", .0.namespace, .0.id)]
+    PendingReview(Box<ChangeRequest>),
     /// No node could be reached, the connection broke or timed out, or the answer could
     /// not be read.
     #[error("cannot reach the server: {0}")]
@@ -640,6 +644,15 @@ impl Client {
         Ok(self.send(request).await?.json().await?)
     }
 
+    /// Sends a change; a `202` (kept for review) is [`Error::PendingReview`].
+    async fn change(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        let response = self.send(request).await?;
+        if response.status() == StatusCode::ACCEPTED {
+            return Err(Error::PendingReview(Box::new(response.json().await?)));
+        }
+        Ok(response)
+    }
+
     /// Exchanges a user name and password for a token.
     pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse> {
         let url = self.url(&["api", "v1", "auth", "login"]);
@@ -723,21 +736,101 @@ impl Client {
     }
 
     /// Creates or replaces a config.
+    ///
+    /// In a namespace that requires review, a person's publish is kept as a change
+    /// request: [`Error::PendingReview`] carries it.
     pub async fn publish(&self, key: &Key, publish: &Publish) -> Result<Config> {
-        self.json(
-            self.request(Method::PUT, self.config_url(key, &[]))
-                .json(publish),
-        )
-        .await
+        let request = self
+            .request(Method::PUT, self.config_url(key, &[]))
+            .json(publish);
+        Ok(self.change(request).await?.json().await?)
     }
 
     /// Deletes a config, optionally only if its md5 is `cas_md5`.
     pub async fn delete(&self, key: &Key, cas_md5: Option<&str>) -> Result<()> {
+        let options = ChangeOptions {
+            cas_md5: cas_md5.map(str::to_owned),
+            ..ChangeOptions::default()
+        };
+        self.delete_with(key, &options).await
+    }
+
+    /// Deletes a config as `options` say (where review is required, a person's
+    /// deletion is kept as a change request: [`Error::PendingReview`]).
+    pub async fn delete_with(&self, key: &Key, options: &ChangeOptions) -> Result<()> {
         let mut request = self.request(Method::DELETE, self.config_url(key, &[]));
-        if let Some(md5) = cas_md5 {
+        if let Some(md5) = &options.cas_md5 {
             request = request.query(&[("cas_md5", md5)]);
         }
-        self.send(request).await.map(drop)
+        if let Some(comment) = &options.comment {
+            request = request.query(&[("comment", comment)]);
+        }
+        if options.emergency {
+            request = request.query(&[("emergency", "true")]);
+        }
+        self.change(request).await.map(drop)
+    }
+
+    /// The change requests the caller may read, newest first: of a namespace and in a
+    /// state (`open`, `approved`, `rejected`, `stale`) when given.
+    pub async fn reviews(
+        &self,
+        namespace: Option<&str>,
+        status: Option<&str>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Page<ChangeRequest>> {
+        let mut request = self
+            .request(Method::GET, self.url(&["api", "v1", "reviews"]))
+            .query(&[("page", page), ("page_size", page_size)]);
+        if let Some(ns) = namespace {
+            request = request.query(&[("namespace", ns)]);
+        }
+        if let Some(status) = status {
+            request = request.query(&[("status", status)]);
+        }
+        self.json(request).await
+    }
+
+    /// A change request with its diff and timeline.
+    pub async fn review(&self, id: i64) -> Result<ChangeRequestDetail> {
+        let url = self.url(&["api", "v1", "reviews", &id.to_string()]);
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Approves someone else's open change request and releases it; a request whose
+    /// config moved meanwhile is marked stale instead (`change_request_stale`).
+    pub async fn approve(&self, id: i64, comment: &str) -> Result<ChangeRequest> {
+        self.review_step(id, "approve", serde_json::json!({ "comment": comment }))
+            .await
+    }
+
+    /// Rejects a change request (a reviewer must say why), or withdraws one's own.
+    pub async fn reject(&self, id: i64, comment: &str) -> Result<ChangeRequest> {
+        self.review_step(id, "reject", serde_json::json!({ "comment": comment }))
+            .await
+    }
+
+    /// Moves one's own change request onto the config's current content, with new
+    /// content or the same, to be reviewed again.
+    pub async fn rebase(
+        &self,
+        id: i64,
+        content: Option<&str>,
+        comment: &str,
+    ) -> Result<ChangeRequest> {
+        let body = serde_json::json!({ "content": content, "comment": comment });
+        self.review_step(id, "rebase", body).await
+    }
+
+    async fn review_step(
+        &self,
+        id: i64,
+        step: &str,
+        body: serde_json::Value,
+    ) -> Result<ChangeRequest> {
+        let url = self.url(&["api", "v1", "reviews", &id.to_string(), step]);
+        self.json(self.request(Method::POST, url).json(&body)).await
     }
 
     /// Lists and searches configs.
@@ -777,10 +870,27 @@ impl Client {
 
     /// Publishes revision `revision`'s content again as a new revision.
     pub async fn rollback(&self, key: &Key, revision: i64) -> Result<Config> {
+        self.rollback_with(key, revision, &ChangeOptions::default())
+            .await
+    }
+
+    /// Rolls back as `options` say (where review is required, a person's rollback is
+    /// kept as a change request: [`Error::PendingReview`]).
+    pub async fn rollback_with(
+        &self,
+        key: &Key,
+        revision: i64,
+        options: &ChangeOptions,
+    ) -> Result<Config> {
         let request = self
             .request(Method::POST, self.config_url(key, &["rollback"]))
-            .json(&serde_json::json!({ "revision": revision }));
-        self.json(request).await
+            .json(&serde_json::json!({
+                "revision": revision,
+                "cas_md5": options.cas_md5,
+                "comment": options.comment,
+                "emergency": options.emergency,
+            }));
+        Ok(self.change(request).await?.json().await?)
     }
 
     /// A unified diff from revision `from` to `to` (default: the current content).
@@ -1376,10 +1486,22 @@ impl Client {
 
     /// Makes a service token with these scopes (admin); the answer is the only time the
     /// token is shown.
-    pub async fn create_token(&self, name: &str, scopes: &[TokenScope]) -> Result<CreatedToken> {
+    ///
+    /// With `publish_without_review`, it publishes into namespaces that require review
+    /// without a change request (a pipeline whose changes are reviewed elsewhere).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        scopes: &[TokenScope],
+        publish_without_review: bool,
+    ) -> Result<CreatedToken> {
         let request = self
             .request(Method::POST, self.url(&["api", "v1", "tokens"]))
-            .json(&serde_json::json!({ "name": name, "scopes": scopes }));
+            .json(&serde_json::json!({
+                "name": name,
+                "scopes": scopes,
+                "publish_without_review": publish_without_review,
+            }));
         self.json(request).await
     }
 

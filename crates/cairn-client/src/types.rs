@@ -87,6 +87,88 @@ pub struct Publish {
     /// callers with `read-secret`. `None`: as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<bool>,
+    /// In a namespace that requires review: an admin's emergency release, published at
+    /// once and flagged; `comment` is the reason and must be given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
+}
+
+/// How a deletion or rollback is made ([`crate::Client::delete_with`],
+/// [`crate::Client::rollback_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ChangeOptions {
+    /// Only over this md5.
+    pub cas_md5: Option<String>,
+    /// Why: recorded in history, or as a change request's comment.
+    pub comment: Option<String>,
+    /// An admin's emergency change where review is required; `comment` is the reason.
+    pub emergency: bool,
+}
+
+/// A change proposed for review in a namespace that requires it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChangeRequest {
+    /// Its number.
+    pub id: i64,
+    /// The config's namespace.
+    pub namespace: String,
+    /// The config's group.
+    pub group: String,
+    /// The config's data id.
+    pub data_id: String,
+    /// `publish` or `delete`.
+    pub op: String,
+    /// `open`, `approved`, `rejected` or `stale` (the config changed after it was made:
+    /// rebase it).
+    pub status: String,
+    /// Who proposed it.
+    pub author: String,
+    /// Why, as its author wrote it.
+    pub comment: String,
+    /// Who approved or rejected it; empty while open.
+    pub reviewer: String,
+    /// The md5 of the content it was made against; empty: the config did not exist.
+    pub base_md5: String,
+    /// The revision it was made against.
+    pub base_revision: Option<i64>,
+    /// The md5 of the proposed content (empty for a deletion).
+    pub md5: String,
+    /// The revision its approval released.
+    pub released_revision: Option<i64>,
+    /// When it was made, as RFC 3339 text.
+    pub created_at: String,
+    /// When it last changed, as RFC 3339 text.
+    pub updated_at: String,
+}
+
+/// One step of a change request's life.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewEvent {
+    /// `opened`, `rebased`, `approved`, `rejected` or `stale`.
+    pub event: String,
+    /// Who took the step.
+    pub actor: String,
+    /// What they said.
+    pub comment: String,
+    /// When, as RFC 3339 text.
+    pub at: String,
+}
+
+/// A change request with what it would change and its timeline.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChangeRequestDetail {
+    /// The request.
+    #[serde(flatten)]
+    pub request: ChangeRequest,
+    /// The proposed content; `None` for a deletion, or without `read-secret` on a
+    /// sensitive config.
+    pub content: Option<String>,
+    /// A unified diff from the content it was made against.
+    pub diff: Option<String>,
+    /// The config's md5 now; when it is not `base_md5`, approving finds it stale.
+    pub current_md5: Option<String>,
+    /// Its steps, oldest first.
+    pub events: Vec<ReviewEvent>,
 }
 
 impl Publish {
@@ -246,6 +328,10 @@ pub struct HistoryEntry {
     pub comment: String,
     /// When the change was made, as RFC 3339 text.
     pub created_at: String,
+    /// An admin's emergency change, released without the review its namespace
+    /// requires (`comment` is the reason).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// A watched key and the md5 of the content the watcher holds (`""`: none).
@@ -379,6 +465,9 @@ pub struct NamespaceInfo {
     /// History kept per config (absent from servers before retention).
     #[serde(default)]
     pub history: Option<Retention>,
+    /// Whether a person's change is a change request another person approves.
+    #[serde(default)]
+    pub require_review: bool,
 }
 
 /// A namespace's quotas in force (0: unlimited) and what it holds.
@@ -434,6 +523,9 @@ pub struct NamespaceUpdate {
     /// Days of history kept per config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_max_days: Option<Option<u64>>,
+    /// Require review before release (turning it off takes a global admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_review: Option<bool>,
 }
 
 /// A user account.
@@ -676,6 +768,9 @@ pub struct TokenInfo {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<TokenScope>,
+    /// Whether it may publish into namespaces that require review without review.
+    #[serde(default)]
+    pub publish_without_review: bool,
     /// Who made it.
     pub created_by: String,
     /// When, as RFC 3339 text.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use cairn_client::{Client, ListQuery, Publish};
+use cairn_client::{ChangeOptions, Client, ListQuery, Publish};
 use clap::{Args, Subcommand};
 
 use super::input::read_content;
@@ -26,11 +26,14 @@ pub enum ConfigCommand {
     },
     /// Create or replace a config from a file (or `-` for standard input).
     Publish(PublishArgs),
-    /// Delete a config (its history stays).
+    /// Delete a config (its history stays). Where the namespace requires review, this
+    /// opens a change request.
     Delete {
         key: String,
         #[arg(long)]
         cas: Option<String>,
+        #[command(flatten)]
+        why: Why,
     },
     /// List and search configs.
     List(ListArgs),
@@ -50,11 +53,14 @@ pub enum ConfigCommand {
         #[arg(long)]
         cluster: bool,
     },
-    /// Publish an earlier revision's content again, as a new revision.
+    /// Publish an earlier revision's content again, as a new revision. Where the
+    /// namespace requires review, this opens a change request.
     Rollback {
         key: String,
         #[arg(long)]
         to: i64,
+        #[command(flatten)]
+        why: Why,
     },
     /// Unified diff between two revisions (or a revision and the current content).
     Diff {
@@ -64,6 +70,49 @@ pub enum ConfigCommand {
         #[arg(long)]
         to: Option<i64>,
     },
+}
+
+/// Why a change is made, and whether it is an emergency.
+#[derive(Args)]
+pub struct Why {
+    /// Recorded in history (or as the change request's comment).
+    #[arg(long, short)]
+    message: Option<String>,
+    /// Release at once where the namespace requires review (admins of the namespace
+    /// only): flagged in history, the audit log and webhooks; `--message` is the reason.
+    #[arg(long, requires = "message")]
+    emergency: bool,
+}
+
+impl Why {
+    fn options(self, cas_md5: Option<String>) -> ChangeOptions {
+        ChangeOptions {
+            cas_md5,
+            comment: self.message,
+            emergency: self.emergency,
+        }
+    }
+}
+
+/// Tells of a change kept for review instead of made; other errors pass through.
+fn pending(out: &mut impl Write, result: cairn_client::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(cairn_client::Error::PendingReview(request)) => {
+            writeln!(
+                out,
+                "namespace {} requires review: opened change request {} ({} of {}/{}/{}); another person with the approve level releases it with `cairn review approve {}`",
+                request.namespace,
+                request.id,
+                request.op,
+                request.namespace,
+                request.group,
+                request.data_id,
+                request.id
+            )?;
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 #[derive(Args)]
@@ -86,9 +135,13 @@ pub struct PublishArgs {
     /// Store content that does not parse as its format.
     #[arg(long)]
     force: bool,
-    /// Recorded in history.
+    /// Recorded in history (or as the change request's comment).
     #[arg(long, short)]
     message: Option<String>,
+    /// Release at once where the namespace requires review (admins of the namespace
+    /// only): flagged in history, the audit log and webhooks; `--message` is the reason.
+    #[arg(long, requires = "message")]
+    emergency: bool,
     /// Mark the config sensitive (`true`): only users with read-secret see its content;
     /// `false` unmarks it [default: as it is].
     #[arg(long)]
@@ -125,10 +178,13 @@ pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<()> 
             revision,
         } => get(client, &mut out, &k, meta, revision).await?,
         ConfigCommand::Publish(args) => publish(client, &mut out, args).await?,
-        ConfigCommand::Delete { key: k, cas } => {
+        ConfigCommand::Delete { key: k, cas, why } => {
             let k = key(&k)?;
-            client.delete(&k, cas.as_deref()).await?;
-            writeln!(out, "deleted {k}")?;
+            let done = client.delete_with(&k, &why.options(cas)).await;
+            if done.is_ok() {
+                writeln!(out, "deleted {k}")?;
+            }
+            pending(&mut out, done)?;
         }
         ConfigCommand::List(args) => list(client, &mut out, args).await?,
         ConfigCommand::History {
@@ -139,14 +195,17 @@ pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<()> 
         ConfigCommand::Listeners { key: k, cluster } => {
             listeners(client, &mut out, &k, cluster).await?
         }
-        ConfigCommand::Rollback { key: k, to } => {
+        ConfigCommand::Rollback { key: k, to, why } => {
             let k = key(&k)?;
-            let config = client.rollback(&k, to).await?;
-            writeln!(
-                out,
-                "rolled {k} back to revision {to}: new revision {}",
-                config.revision
-            )?;
+            let done = client.rollback_with(&k, to, &why.options(None)).await;
+            if let Ok(config) = &done {
+                writeln!(
+                    out,
+                    "rolled {k} back to revision {to}: new revision {}",
+                    config.revision
+                )?;
+            }
+            pending(&mut out, done.map(drop))?;
         }
         ConfigCommand::Diff { key: k, from, to } => {
             let k = key(&k)?;
@@ -203,14 +262,17 @@ async fn publish(client: &Client, out: &mut impl Write, args: PublishArgs) -> an
         force: args.force,
         comment: args.message,
         sensitive: args.sensitive,
+        emergency: args.emergency,
     };
-    let config = client.publish(&k, &publish).await?;
-    writeln!(
-        out,
-        "published {k} revision {} ({}, md5 {})",
-        config.revision, config.format, config.md5
-    )?;
-    Ok(())
+    let done = client.publish(&k, &publish).await;
+    if let Ok(config) = &done {
+        writeln!(
+            out,
+            "published {k} revision {} ({}, md5 {})",
+            config.revision, config.format, config.md5
+        )?;
+    }
+    pending(out, done.map(drop))
 }
 
 /// The file's extension names the format when the data id's does not.

@@ -89,6 +89,10 @@ pub enum TokenCommand {
         /// Repeat for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Publish into namespaces that require review without a change request (a
+        /// pipeline whose changes are reviewed before they reach it).
+        #[arg(long)]
+        publish_without_review: bool,
     },
     /// The tokens, with their scopes and last use.
     List,
@@ -99,7 +103,11 @@ pub enum TokenCommand {
 pub async fn token(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
-        TokenCommand::Create { name, scopes } => {
+        TokenCommand::Create {
+            name,
+            scopes,
+            publish_without_review,
+        } => {
             let scopes = scopes
                 .iter()
                 .map(|s| match s.split_once('=') {
@@ -110,7 +118,9 @@ pub async fn token(client: &Client, command: TokenCommand) -> anyhow::Result<()>
                     None => anyhow::bail!("scope {s:?} is not NAMESPACE=LEVEL"),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let made = client.create_token(&name, &scopes).await?;
+            let made = client
+                .create_token(&name, &scopes, publish_without_review)
+                .await?;
             writeln!(
                 out,
                 "service token {}: {}\n(shown this once; send it as `Authorization: Bearer …` or Nacos's accessToken)",
@@ -119,7 +129,7 @@ pub async fn token(client: &Client, command: TokenCommand) -> anyhow::Result<()>
             )?;
         }
         TokenCommand::List => {
-            let rows: Vec<[String; 4]> = client
+            let rows: Vec<[String; 5]> = client
                 .tokens()
                 .await?
                 .into_iter()
@@ -132,12 +142,22 @@ pub async fn token(client: &Client, command: TokenCommand) -> anyhow::Result<()>
                     [
                         t.name,
                         scopes.join(","),
+                        if t.publish_without_review {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                        .to_owned(),
                         format!("{} {}", t.created_by, t.created_at),
                         t.last_used_at.unwrap_or_else(|| "never".to_owned()),
                     ]
                 })
                 .collect();
-            table(&mut out, ["TOKEN", "SCOPES", "CREATED", "LAST USED"], &rows)?;
+            table(
+                &mut out,
+                ["TOKEN", "SCOPES", "SKIPS REVIEW", "CREATED", "LAST USED"],
+                &rows,
+            )?;
         }
         TokenCommand::Revoke { name } => {
             client.revoke_token(&name).await?;

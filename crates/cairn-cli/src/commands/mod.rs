@@ -11,6 +11,7 @@ pub mod login;
 pub mod migrate;
 pub mod namespace;
 mod output;
+pub mod review;
 pub mod schema;
 pub mod transfer;
 pub mod user;

@@ -47,6 +47,12 @@ pub enum NsCommand {
         /// Days of history kept per config (the newest revision always stays).
         #[arg(long, value_parser = limit)]
         history_days: Option<Limit>,
+        /// Require review before release: a person's change becomes a change request
+        /// another person with the approve level releases (`cairn review`); machine
+        /// surfaces are refused unless their token may publish without review. Turning
+        /// it off takes a global admin.
+        #[arg(long)]
+        require_review: Option<bool>,
     },
     Delete {
         name: String,
@@ -99,6 +105,9 @@ pub async fn run(client: &Client, command: NsCommand) -> anyhow::Result<()> {
             if !ns.description.is_empty() {
                 writeln!(out, "description  {}", ns.description)?;
             }
+            if ns.require_review {
+                writeln!(out, "review       required before release")?;
+            }
             if let Some(q) = &ns.quota {
                 writeln!(
                     out,
@@ -138,6 +147,7 @@ pub async fn run(client: &Client, command: NsCommand) -> anyhow::Result<()> {
             max_total_bytes,
             history_revisions,
             history_days,
+            require_review,
         } => {
             let update = cairn_client::NamespaceUpdate {
                 display_name,
@@ -154,6 +164,7 @@ pub async fn run(client: &Client, command: NsCommand) -> anyhow::Result<()> {
                 max_total_bytes: max_total_bytes.map(|l| l.0),
                 history_max_revisions: history_revisions.map(|l| l.0),
                 history_max_days: history_days.map(|l| l.0),
+                require_review,
             };
             let ns = client.update_namespace(&name, &update).await?;
             let apps = if ns.apollo_anonymous_apps.is_empty() {
@@ -161,9 +172,14 @@ pub async fn run(client: &Client, command: NsCommand) -> anyhow::Result<()> {
             } else {
                 ns.apollo_anonymous_apps.join(",")
             };
+            let review = if ns.require_review {
+                "required"
+            } else {
+                "not required"
+            };
             writeln!(
                 out,
-                "updated namespace {name}; unsigned Apollo reads: {apps}"
+                "updated namespace {name}; unsigned Apollo reads: {apps}; review before release: {review}"
             )?;
         }
         NsCommand::Delete { name } => {

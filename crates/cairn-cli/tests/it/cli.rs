@@ -1263,3 +1263,154 @@ fn webhooks_are_managed_and_their_deliveries_read_with_the_cli() {
     assert!(fails(&home, &["webhook", "deliveries", "1"]).contains("does not exist"));
     drop(server);
 }
+
+#[test]
+fn changes_are_reviewed_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), Some("review-password-1"));
+    let admin = dir.path().join("admin");
+    login(&admin, &server, "review-password-1");
+    ok(&admin, &["ns", "create", "prod"]);
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let v1 = file("v1.yaml", "replicas: 2\n");
+    ok(&admin, &["publish", "prod/web/app.yaml", "-f", &v1]);
+    let out = ok(
+        &admin,
+        &["ns", "update", "prod", "--require-review", "true"],
+    );
+    assert!(out.contains("review before release: required"), "{out}");
+    assert!(ok(&admin, &["ns", "show", "prod"]).contains("required before release"));
+
+    // Two people: one who writes, one who approves.
+    let person = |name: &str, level: &str| {
+        let password = format!("{name}-password-1");
+        ok_with_stdin(
+            &admin,
+            &["user", "add", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        ok(&admin, &["grant", "--user", name, "prod", level]);
+        let home = dir.path().join(name);
+        ok_with_stdin(
+            &home,
+            &[
+                "login",
+                "--server",
+                &server.url,
+                "--username",
+                name,
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        );
+        home
+    };
+    let alice = person("alice", "write");
+    let bob = person("bob", "approve");
+
+    let v2 = file("v2.yaml", "replicas: 3\n");
+    let out = ok(
+        &alice,
+        &[
+            "publish",
+            "prod/web/app.yaml",
+            "-f",
+            &v2,
+            "-m",
+            "more replicas",
+        ],
+    );
+    assert!(
+        out.contains("requires review: opened change request 1"),
+        "{out}"
+    );
+    assert_eq!(ok(&alice, &["get", "prod/web/app.yaml"]), "replicas: 2\n");
+    let listed = ok(&bob, &["review", "list", "--namespace", "prod"]);
+    assert!(
+        listed.contains("prod/web/app.yaml") && listed.contains("alice"),
+        "{listed}"
+    );
+    let shown = ok(&bob, &["review", "show", "1"]);
+    assert!(
+        shown.contains("-replicas: 2") && shown.contains("+replicas: 3"),
+        "{shown}"
+    );
+    assert!(shown.contains("opened by alice: more replicas"), "{shown}");
+    let err = fails(&alice, &["review", "approve", "1"]);
+    assert!(err.contains("another person"), "{err}");
+    let out = ok(&bob, &["review", "approve", "1", "-m", "ok"]);
+    assert!(out.contains("is approved: released as revision"), "{out}");
+    assert_eq!(ok(&alice, &["get", "prod/web/app.yaml"]), "replicas: 3\n");
+
+    // A request overtaken by an emergency goes stale; its author rebases it.
+    let v4 = file("v4.yaml", "replicas: 4\n");
+    ok(&alice, &["publish", "prod/web/app.yaml", "-f", &v4]);
+    let err = fails(
+        &admin,
+        &["publish", "prod/web/app.yaml", "-f", &v1, "--emergency"],
+    );
+    assert!(
+        err.contains("--message"),
+        "an emergency needs its reason: {err}"
+    );
+    let out = ok(
+        &admin,
+        &[
+            "publish",
+            "prod/web/app.yaml",
+            "-f",
+            &v1,
+            "--emergency",
+            "-m",
+            "rollback under load",
+        ],
+    );
+    assert!(out.contains("published prod/web/app.yaml"), "{out}");
+    let err = fails(&bob, &["review", "approve", "2"]);
+    assert!(err.contains("stale") && err.contains("rebase"), "{err}");
+    let v5 = file("v5.yaml", "replicas: 5\n");
+    let out = ok(&alice, &["review", "rebase", "2", "-f", &v5]);
+    assert!(out.contains("is open again"), "{out}");
+    let err = fails(&bob, &["review", "reject", "2"]);
+    assert!(err.contains("why"), "{err}");
+    let out = ok(&bob, &["review", "reject", "2", "-m", "keep 2 for now"]);
+    assert!(out.contains("is rejected"), "{out}");
+    assert_eq!(ok(&alice, &["get", "prod/web/app.yaml"]), "replicas: 2\n");
+    let rejected = ok(&bob, &["review", "list", "--status", "rejected"]);
+    assert!(rejected.contains("alice"), "{rejected}");
+
+    // A pipeline's token skips review only when made to.
+    let made = ok(
+        &admin,
+        &[
+            "token",
+            "create",
+            "pipeline",
+            "--scope",
+            "prod=write",
+            "--publish-without-review",
+        ],
+    );
+    let token = made
+        .split_whitespace()
+        .find(|w| w.starts_with("cst_"))
+        .unwrap()
+        .to_owned();
+    let out = ok(
+        &alice,
+        &["--token", &token, "publish", "prod/web/app.yaml", "-f", &v5],
+    );
+    assert!(out.contains("published"), "{out}");
+    assert!(ok(&admin, &["token", "list"]).contains("yes"));
+    let history = ok(&admin, &["history", "prod/web/app.yaml"]);
+    assert!(history.contains("approved by bob"), "{history}");
+    let audit = ok(
+        &admin,
+        &["audit", "--action", "config.publish.emergency", "--json"],
+    );
+    assert!(audit.contains("rollback under load"), "{audit}");
+}

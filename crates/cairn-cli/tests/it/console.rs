@@ -1057,3 +1057,139 @@ async fn the_new_config_form_shows_no_one_a_config_they_may_not_read() {
     assert!(!hidden.contains("first-secret"), "{hidden}");
     assert!(!hidden.contains("password:"), "{hidden}");
 }
+
+/// Makes a user with `level` over `namespace` through the native API.
+async fn person(url: &str, token: &str, name: &str, namespace: &str, level: &str) {
+    let http = reqwest::Client::new();
+    let made = http
+        .post(format!("{url}/api/v1/users"))
+        .bearer_auth(token)
+        .json(&json!({ "username": name, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{name} is made");
+    let granted = http
+        .put(format!("{url}/api/v1/grants"))
+        .bearer_auth(token)
+        .json(&json!({ "user": name, "namespace": namespace, "level": level }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 204, "{name} gets {level}");
+}
+
+#[tokio::test]
+async fn a_change_waits_in_the_console_for_another_persons_approval() {
+    let Some(driver) = driver() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(PASSWORD));
+    let url = server.url.clone();
+    let token = api_token(&url).await;
+    let http = reqwest::Client::new();
+    let made = http
+        .post(format!("{url}/api/v1/namespaces"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "prod" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let published = http
+        .put(format!("{url}/api/v1/configs/prod/web/app.yaml"))
+        .bearer_auth(&token)
+        .json(&json!({ "content": "replicas: 2\n" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 200);
+    person(&url, &token, "alice", "prod", "write").await;
+    person(&url, &token, "bob", "prod", "approve").await;
+
+    // The admin turns review on for the namespace.
+    let admin = browser(&driver, 1280).await;
+    log_in(&admin, &url, "admin", PASSWORD).await;
+    admin
+        .goto(&format!("{url}/console/namespaces"))
+        .await
+        .unwrap();
+    click(
+        &admin,
+        "form[action='/console/namespaces/review']:has(input[value=prod]) button",
+    )
+    .await;
+    assert!(text(&admin, ".flash.ok").await.contains("Saved"));
+    let rows = text(&admin, "#namespaces").await;
+    assert!(rows.contains("required"), "{rows}");
+    admin.close().await.unwrap();
+
+    // Alice edits as ever; her change waits for review.
+    let alice = browser(&driver, 1280).await;
+    log_in(&alice, &url, "alice", PASSWORD).await;
+    alice
+        .goto(&format!("{url}/console/c/prod/web/app.yaml/edit"))
+        .await
+        .unwrap();
+    set_editor(&alice, "replicas: 3\n").await;
+    click(&alice, "button[value=review]").await;
+    fill(&alice, "#message", "more replicas for the sale").await;
+    let submit = text(&alice, "button[value=publish]").await;
+    assert_eq!(
+        submit, "Submit for review",
+        "the button says what will happen"
+    );
+    click(&alice, "button[value=publish]").await;
+    assert_eq!(
+        path_becomes(&alice, "/console/reviews/view").await,
+        "/console/reviews/view"
+    );
+    assert!(text(&alice, ".flash.ok").await.contains("Kept for review"));
+    let timeline = text(&alice, "#review-timeline").await;
+    assert!(
+        timeline.contains("opened by alice") && timeline.contains("more replicas"),
+        "{timeline}"
+    );
+    let actions = text(&alice, "#review-actions").await;
+    assert!(
+        !actions.contains("Approve") && actions.contains("Withdraw"),
+        "the author may not approve: {actions}"
+    );
+    shot(&alice, "05g-review-opened").await;
+    alice.close().await.unwrap();
+
+    // Bob finds it among the open requests, reads the diff and approves it.
+    let bob = browser(&driver, 1280).await;
+    log_in(&bob, &url, "bob", PASSWORD).await;
+    click(&bob, "header nav a[href='/console/reviews']").await;
+    let listed = text(&bob, "#reviews").await;
+    assert!(
+        listed.contains("prod/web/app.yaml") && listed.contains("alice"),
+        "{listed}"
+    );
+    shot(&bob, "05h-reviews").await;
+    click(&bob, "#reviews td.key a").await;
+    let diff = text(&bob, "table.diff").await;
+    assert!(
+        diff.contains("replicas: 2") && diff.contains("replicas: 3"),
+        "{diff}"
+    );
+    fill(&bob, "#comment-approve", "ok for the sale").await;
+    click(&bob, "form[action='/console/reviews/approve'] button").await;
+    assert!(text(&bob, ".flash.ok")
+        .await
+        .contains("Approved and released"));
+    assert!(text(&bob, "#review-title").await.contains("approved"));
+    shot(&bob, "05i-review-approved").await;
+    bob.close().await.unwrap();
+
+    let now = http
+        .get(format!("{url}/api/v1/configs/prod/web/app.yaml"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(now, "replicas: 3\n", "released by the approval");
+}

@@ -86,6 +86,7 @@ pub async fn namespaces(
                 th.hide-narrow { (ctx.t("Description")) }
                 th { (ctx.t("Configs")) }
                 th.hide-narrow { (ctx.t("Size")) }
+                th { (ctx.t("Review before release")) }
                 @if admin {
                     th { (ctx.t("Apollo apps served unsigned")) }
                     th {}
@@ -121,6 +122,19 @@ pub async fn namespaces(
                         }
                         td.quota { (info.usage.configs) " / " (of_quota(ctx, info.limits.max_configs, |n| n.to_string())) }
                         td.quota.hide-narrow { (bytes(info.usage.bytes)) " / " (of_quota(ctx, info.limits.max_total_bytes, bytes)) }
+                        td.review {
+                            @if info.record.require_review { strong { (ctx.t("required")) } } @else { span.muted { (ctx.t("not required")) } }
+                            @if admin {
+                                form.inline method="post" action="/console/namespaces/review" {
+                                    input type="hidden" name="csrf" value=(ctx.csrf);
+                                    input type="hidden" name="name" value=(name);
+                                    input type="hidden" name="on" value=(!info.record.require_review);
+                                    button type="submit" {
+                                        @if info.record.require_review { (ctx.t("Stop requiring")) } @else { (ctx.t("Require")) }
+                                    }
+                                }
+                            }
+                        }
                         @if admin {
                             td {
                                 form.inline method="post" action="/console/namespaces/apollo" {
@@ -265,6 +279,46 @@ pub async fn set_apollo_anonymous(
         .reload()
         .await
         .map_err(|e| ctx.service_error(crate::service::ServiceError::from(e)))?;
+    Ok(Redirect::to("/console/namespaces?done=saved").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ReviewForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    on: bool,
+}
+
+/// Turns review before release on or off for a namespace (admin).
+pub async fn set_review(
+    State(state): State<SharedState>,
+    session: Session,
+    addr: ClientAddr,
+    ConsoleForm(form): ConsoleForm<ReviewForm>,
+) -> Reply {
+    let ctx = &session.ctx;
+    admin_form(&session, &form.csrf)?;
+    let name = namespace_of(ctx, &form.name)?;
+    let result = state
+        .service
+        .update_namespace(
+            &name,
+            cairn_store::NamespaceUpdate {
+                require_review: Some(form.on),
+                ..Default::default()
+            },
+        )
+        .await;
+    let by = crate::api::actor_via("console", &session.caller, &addr);
+    let detail = format!("namespace {name}; require review: {}", form.on);
+    state
+        .auth
+        .audit()
+        .done(&by, "namespace.update", name.as_str(), detail, result)
+        .map_err(|e| ctx.service_error(e))?;
     Ok(Redirect::to("/console/namespaces?done=saved").into_response())
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod i18n;
 mod pages;
 mod permissions;
+pub(crate) mod reviews;
 mod schemas;
 mod webhooks;
 
@@ -76,12 +77,18 @@ pub fn router() -> Router<SharedState> {
             post(admin::set_apollo_anonymous),
         )
         .route("/console/namespaces/delete", post(admin::delete_namespace))
+        .route("/console/namespaces/review", post(admin::set_review))
         .route("/console/namespaces/export", get(admin::export_namespace))
         .route("/console/namespaces/import", post(admin::import_namespace))
         .route("/console/schemas", get(schemas::schemas))
         .route("/console/schemas/edit", get(schemas::edit_page))
         .route("/console/schemas/set", post(schemas::set))
         .route("/console/schemas/remove", post(schemas::remove))
+        .route("/console/reviews", get(reviews::reviews))
+        .route("/console/reviews/view", get(reviews::view))
+        .route("/console/reviews/approve", post(reviews::approve))
+        .route("/console/reviews/reject", post(reviews::reject))
+        .route("/console/reviews/rebase", post(reviews::rebase))
         .route("/console/webhooks", get(webhooks::webhooks))
         .route("/console/webhooks/add", post(webhooks::add))
         .route("/console/webhooks/remove", post(webhooks::remove))
@@ -489,6 +496,7 @@ pub fn layout(ctx: &Ctx, title: &str, body: Markup, editor: bool) -> Markup {
                     nav {
                         @if let Some(user) = &ctx.user {
                             a href="/console/configs" { (ctx.t("Configs")) }
+                            a href="/console/reviews" { (ctx.t("Reviews")) }
                             a href="/console/namespaces" { (ctx.t("Namespaces")) }
                             a href="/console/schemas" { (ctx.t("Schemas")) }
                             a href="/console/webhooks" { (ctx.t("Webhooks")) }

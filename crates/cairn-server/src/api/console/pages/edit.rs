@@ -261,6 +261,7 @@ async fn submit(
                 &form,
                 base.as_deref().unwrap_or(""),
                 creating,
+                state.service.requires_review(&key.namespace),
             ))
         }
         "publish" => {
@@ -279,9 +280,10 @@ async fn submit(
             };
             match state
                 .service
-                .publish(key.clone(), input, &actor(session, addr))
+                .propose_publish(key.clone(), input, &actor(session, addr))
                 .await
             {
+                Ok(Proposal::Opened(request)) => Ok(crate::api::console::reviews::opened(&request)),
                 Ok(_) => Ok(
                     Redirect::to(&format!("{}?done=published", config_url(&key))).into_response(),
                 ),
@@ -494,8 +496,16 @@ fn editor_below(
     layout(ctx, &title, body, true)
 }
 
-/// The review step: what will change, an optional message, and the publish button.
-fn review(ctx: &Ctx, key: &ConfigKey, form: &EditForm, base: &str, creating: bool) -> Response {
+/// The review step: what will change, an optional message, and the publish button
+/// (which submits the change for review where the namespace requires it).
+fn review(
+    ctx: &Ctx,
+    key: &ConfigKey,
+    form: &EditForm,
+    base: &str,
+    creating: bool,
+    reviewed: bool,
+) -> Response {
     let action = if creating {
         "/console/new".to_owned()
     } else {
@@ -503,14 +513,20 @@ fn review(ctx: &Ctx, key: &ConfigKey, form: &EditForm, base: &str, creating: boo
     };
     let body = html! {
         (key_heading(key))
-        p { (ctx.t("This is what will be published:")) }
+        @if reviewed {
+            p { (ctx.t("This namespace requires review: this change will wait for another person with the approve level to release it.")) }
+        } @else {
+            p { (ctx.t("This is what will be published:")) }
+        }
         (diff_view(ctx, base, &form.content, DiffLayout::Unified))
         form #review method="post" action=(action) {
             (carried(ctx, form, true))
             label for="message" { (ctx.t("Message (optional)")) }
             input #message type="text" name="message" value=(form.message);
             div.actions {
-                button.primary type="submit" name="step" value="publish" { (ctx.t("Publish")) }
+                button.primary type="submit" name="step" value="publish" {
+                    @if reviewed { (ctx.t("Submit for review")) } @else { (ctx.t("Publish")) }
+                }
                 button type="submit" name="step" value="edit" { (ctx.t("Back to editing")) }
             }
         }

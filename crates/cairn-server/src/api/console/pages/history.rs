@@ -3,12 +3,12 @@
 use super::*;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum DiffLayout {
+pub(crate) enum DiffLayout {
     Unified,
     Split,
 }
 
-pub(super) fn diff_view(ctx: &Ctx, old: &str, new: &str, layout: DiffLayout) -> Markup {
+pub(crate) fn diff_view(ctx: &Ctx, old: &str, new: &str, layout: DiffLayout) -> Markup {
     let groups = hunks(old, new, 3);
     if groups.is_empty() {
         return html! { p.panel.muted.no-changes { (ctx.t("No changes.")) } };
@@ -335,16 +335,20 @@ pub async fn rollback(
     ctx.check_csrf(&form.csrf)?;
     let key = key_of(&state, &session, path)?;
     let revision = revision_param(ctx, Some(&form.revision))?;
-    state
+    let proposal = state
         .service
-        .rollback(
+        .propose_rollback(
             key.clone(),
             revision,
             expect_of(&form.md5),
             &actor(&session, &addr),
+            None,
         )
         .await
         .map_err(|e| ctx.service_error(e))?;
+    if let Proposal::Opened(request) = proposal {
+        return Ok(crate::api::console::reviews::opened(&request));
+    }
     Ok(Redirect::to(&format!("{}?done=rolled_back", config_url(&key))).into_response())
 }
 
@@ -382,11 +386,20 @@ pub async fn delete(
     let ctx = &session.ctx;
     ctx.check_csrf(&form.csrf)?;
     let key = key_of(&state, &session, path)?;
-    state
+    let proposal = state
         .service
-        .delete(key.clone(), expect_of(&form.md5), &actor(&session, &addr))
+        .propose_delete(
+            key.clone(),
+            expect_of(&form.md5),
+            &actor(&session, &addr),
+            None,
+            None,
+        )
         .await
         .map_err(|e| ctx.service_error(e))?;
+    if let Proposal::Opened(request) = proposal {
+        return Ok(crate::api::console::reviews::opened(&request));
+    }
     Ok(Redirect::to(&format!(
         "/console/configs?ns={}&done=deleted",
         enc(key.namespace.as_str())

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::api::{ClientAddr, SharedState};
 use crate::auth::AuthError;
-use crate::service::{Actor, GrayInput, ListFilter, PublishInput, ServiceError};
+use crate::service::{Actor, GrayInput, ListFilter, Proposal, PublishInput, ServiceError};
 use crate::settings::Secret;
 
 type Reply = Result<Response, PageError>;
@@ -228,7 +228,7 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, ESCAPED).to_string()
 }
 
-fn config_url(key: &ConfigKey) -> String {
+pub(super) fn config_url(key: &ConfigKey) -> String {
     format!(
         "/console/c/{}/{}/{}",
         enc(key.namespace.as_str()),
@@ -278,7 +278,7 @@ fn actor(session: &Session, addr: &ClientAddr) -> Actor {
 }
 
 /// The key's heading: namespace / group / data id.
-fn key_heading(key: &ConfigKey) -> Markup {
+pub(super) fn key_heading(key: &ConfigKey) -> Markup {
     html! {
         h1 {
             span.muted { (key.namespace.as_str()) " / " (key.group.as_str()) " / " }

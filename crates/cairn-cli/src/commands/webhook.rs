@@ -20,7 +20,8 @@ pub enum WebhookCommand {
         #[arg(long, env = "CAIRN_WEBHOOK_SECRET", hide_env_values = true)]
         secret: String,
         /// Only these kinds, comma-separated: publish, rollback, delete, gray_publish,
-        /// gray_promote, gray_abandon [default: every kind].
+        /// gray_promote, gray_abandon, change_request_opened, change_request_approved,
+        /// change_request_rejected [default: every kind].
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
         /// Only configs matching GROUP/DATA_ID, each part exact or a `*` wildcard

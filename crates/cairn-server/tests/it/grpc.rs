@@ -274,6 +274,29 @@ async fn every_failure_is_a_nacos_answer_on_a_live_connection() {
             .contains("max_total_bytes is 1"),
         "{over}"
     );
+
+    // Where review is required: refused, saying so (again not a 403).
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "require_review": true, "max_total_bytes": null }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let (_, reviewed) = client
+        .call(
+            "ConfigPublishRequest",
+            json!({ "dataId": "big", "group": "g", "content": "xx" }),
+        )
+        .await;
+    assert_eq!(reviewed["errorCode"], 400, "{reviewed}");
+    assert!(
+        reviewed["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires review"),
+        "{reviewed}"
+    );
 }
 
 #[tokio::test]

@@ -201,6 +201,17 @@ async fn a_change_waits_for_another_persons_approval() {
 #[tokio::test]
 async fn a_request_the_config_moved_under_goes_stale_until_rebased() {
     let (app, alice, bob, _) = reviewed().await;
+    let (receiver, url) = Receiver::start().await;
+    let r = app
+        .request(Method::POST, "/api/v1/webhooks")
+        .json(
+            &json!({ "namespace": "prod", "url": url, "secret": crate::webhooks::SECRET,
+                       "events": ["publish"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
     let id = propose(&app, &alice, "a: 3\n", "").await;
 
     // An admin's emergency change needs a reason, and only an admin may make one.
@@ -231,6 +242,13 @@ async fn a_request_the_config_moved_under_goes_stale_until_rebased() {
         .await;
     assert_eq!(entry["emergency"], true, "{entry}");
     assert_eq!(entry["comment"], "pool exhausted");
+    let sent = receiver.wait_for(1).await;
+    assert_eq!(
+        (&sent[0]["emergency"], &sent[0]["message"]),
+        (&json!(true), &json!("pool exhausted")),
+        "{}",
+        sent[0]
+    );
 
     let r = step(&app, &bob, id, "approve", json!({})).await;
     let message = expect_error(r, StatusCode::CONFLICT, "change_request_stale").await;

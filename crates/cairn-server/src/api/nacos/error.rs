@@ -96,7 +96,9 @@ impl NacosError {
             NacosError::Service(ServiceError::ConfigNotFound(_))
             | NacosError::NamespaceNotFound(_) => 300,
             // Not 403: gRPC clients take that for expired credentials and log in again.
-            NacosError::Service(ServiceError::QuotaExceeded(_)) => 400,
+            NacosError::Service(
+                ServiceError::QuotaExceeded(_) | ServiceError::ReviewRequired { .. },
+            ) => 400,
             other => other.status().as_u16(),
         };
         (code, self.message())

@@ -10,9 +10,9 @@ use std::str::FromStr as _;
 use tracing::instrument;
 
 use crate::model::{join_tags, split_tags};
-use crate::sql::{bind_audit, insert_audit, parse_key, text, SqlStore};
+use crate::sql::{act_audit, parse_key, text, SqlStore};
 use crate::{
-    Audit, AuditRecord, ChangeRequestRecord, NewChangeRequest, Op, Page, Result, ReviewEventRecord,
+    Audit, ChangeRequestRecord, NewChangeRequest, Op, Page, Result, ReviewEventRecord,
     ReviewStatus, ReviewStep, ReviewStore, StoreError,
 };
 
@@ -146,27 +146,15 @@ impl SqlStore {
                 .execute(&mut **tx)
                 .await?;
         }
-        let entry = AuditRecord {
-            id: 0,
-            at: audit.at,
-            actor: audit.operator.clone(),
-            source: audit.source.clone(),
-            surface: audit.surface.clone(),
-            action: format!("review.{event}"),
-            namespace: request.key.namespace.to_string(),
-            target: format!("change request {} of {}", request.id, request.key),
-            result: "ok".to_owned(),
-            md5_before: (!request.base_md5.is_empty()).then(|| request.base_md5.clone()),
-            md5_after: (!request.md5.is_empty()).then(|| request.md5.clone()),
-            detail: audit.comment.clone(),
-        };
-        let sql = self.sql(concat!(
-            insert_audit!(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ));
-        bind_audit(sqlx::query::<Any>(sql), &entry)
-            .execute(&mut **tx)
-            .await?;
+        let entry = act_audit(
+            audit,
+            format!("review.{event}"),
+            request.key.namespace.as_str(),
+            format!("change request {} of {}", request.id, request.key),
+            (!request.base_md5.is_empty()).then(|| request.base_md5.clone()),
+            (!request.md5.is_empty()).then(|| request.md5.clone()),
+        );
+        self.insert_audit(&entry).execute(&mut **tx).await?;
         Ok(())
     }
 }

@@ -8,10 +8,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 use tracing::instrument;
 
-use crate::sql::{bind_audit, insert_audit, text, SqlStore};
+use crate::sql::{act_audit, text, SqlStore};
 use crate::{
-    Audit, AuditRecord, Result, SchemaRecord, SchemaStore, SchemaTarget, SchemaVersion,
-    SchemaWrite, StoreError,
+    Audit, Result, SchemaRecord, SchemaStore, SchemaTarget, SchemaVersion, SchemaWrite, StoreError,
 };
 
 fn target_from_row(row: &AnyRow) -> Result<SchemaTarget> {
@@ -95,27 +94,15 @@ impl SqlStore {
             .bind(audit.at)
             .execute(&mut **tx)
             .await?;
-        let entry = AuditRecord {
-            id: 0,
-            at: audit.at,
-            actor: audit.operator.clone(),
-            source: audit.source.clone(),
-            surface: audit.surface.clone(),
-            action: format!("schema.{op}"),
-            namespace: record.target.namespace.to_string(),
-            target: record.target.to_string(),
-            result: "ok".to_owned(),
-            md5_before: before.map(md5_hex),
-            md5_after: (!removed).then(|| md5_hex(body)),
-            detail: audit.comment.clone(),
-        };
-        let sql = self.sql(concat!(
-            insert_audit!(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ));
-        bind_audit(sqlx::query::<Any>(sql), &entry)
-            .execute(&mut **tx)
-            .await?;
+        let entry = act_audit(
+            audit,
+            format!("schema.{op}"),
+            record.target.namespace.as_str(),
+            record.target.to_string(),
+            before.map(md5_hex),
+            (!removed).then(|| md5_hex(body)),
+        );
+        self.insert_audit(&entry).execute(&mut **tx).await?;
         Ok(())
     }
 }

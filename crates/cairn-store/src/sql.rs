@@ -243,6 +243,31 @@ fn expect_holds(key: &ConfigKey, expect: &Expect, current: Option<&Current>) -> 
     })
 }
 
+/// The audit entry of an act by `audit`'s operator that went through.
+pub(crate) fn act_audit(
+    audit: &Audit,
+    action: String,
+    namespace: &str,
+    target: String,
+    md5_before: Option<String>,
+    md5_after: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: audit.at,
+        actor: audit.operator.clone(),
+        source: audit.source.clone(),
+        surface: audit.surface.clone(),
+        action,
+        namespace: namespace.to_owned(),
+        target,
+        result: "ok".to_owned(),
+        md5_before,
+        md5_after,
+        detail: audit.comment.clone(),
+    }
+}
+
 /// The audit entry a change of `key` commits with.
 pub(crate) fn change_audit(
     key: &ConfigKey,
@@ -789,7 +814,7 @@ impl SqlStore {
             .bind(i32::from(audit.emergency)))
     }
 
-    fn insert_audit<'q>(&self, entry: &'q AuditRecord) -> Query<'q> {
+    pub(crate) fn insert_audit<'q>(&self, entry: &'q AuditRecord) -> Query<'q> {
         let sql = self.sql(concat!(
             insert_audit!(),
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -8,10 +8,10 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 use tracing::instrument;
 
-use crate::sql::{bind_audit, insert_audit, parse_key, text, SqlStore};
+use crate::sql::{act_audit, parse_key, text, SqlStore};
 use crate::{
-    Attempt, Audit, AuditRecord, DeliveryRecord, DeliveryStatus, NewDelivery, Page, Result,
-    StoreError, WebhookRecord, WebhookStore, WebhookWrite,
+    Attempt, Audit, DeliveryRecord, DeliveryStatus, NewDelivery, Page, Result, StoreError,
+    WebhookRecord, WebhookStore, WebhookWrite,
 };
 
 /// The columns [`webhook_from_row`] reads.
@@ -63,27 +63,15 @@ impl SqlStore {
         hook: &WebhookRecord,
         audit: &Audit,
     ) -> Result<()> {
-        let entry = AuditRecord {
-            id: 0,
-            at: audit.at,
-            actor: audit.operator.clone(),
-            source: audit.source.clone(),
-            surface: audit.surface.clone(),
-            action: action.to_owned(),
-            namespace: hook.namespace.to_string(),
-            target: format!("webhook {} {}", hook.id, hook.url),
-            result: "ok".to_owned(),
-            md5_before: None,
-            md5_after: None,
-            detail: audit.comment.clone(),
-        };
-        let sql = self.sql(concat!(
-            insert_audit!(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ));
-        bind_audit(sqlx::query::<Any>(sql), &entry)
-            .execute(&mut **tx)
-            .await?;
+        let entry = act_audit(
+            audit,
+            action.to_owned(),
+            hook.namespace.as_str(),
+            format!("webhook {} {}", hook.id, hook.url),
+            None,
+            None,
+        );
+        self.insert_audit(&entry).execute(&mut **tx).await?;
         Ok(())
     }
 }

@@ -76,6 +76,8 @@ pub enum AuthError {
     UnknownRole(String),
     #[error("user {0} already exists")]
     UserExists(String),
+    #[error("a service token named {0} already exists; revoke it first or choose another name")]
+    TokenExists(String),
     #[error("user {0} does not exist")]
     UserNotFound(String),
     #[error("{0} is the last admin; make another admin first")]
@@ -1028,7 +1030,7 @@ impl Auth {
         let target = format!("service token {name}");
         let made = async {
             Self::admin_only(by)?;
-            if token_user(name).is_none() || name.contains(':') {
+            if name.is_empty() || token_user(name).is_none() || name.contains(':') {
                 return Err(AuthError::InvalidGrant(format!(
                     "{name:?} is not a token name: letters, digits and _ . -, at most {} characters",
                     Username::MAX_LEN - TOKEN_PREFIX.len()
@@ -1068,7 +1070,7 @@ impl Auth {
                 })
                 .await
                 .map_err(|e| match e {
-                    StoreError::Conflict(why) => AuthError::InvalidGrant(why),
+                    StoreError::Conflict(_) => AuthError::TokenExists(name.to_owned()),
                     other => other.into(),
                 })?;
             self.policy_changed().await?;

@@ -227,7 +227,6 @@ impl ServiceError {
         match self {
             E::InvalidContent(_)
             | E::InvalidArgument(_)
-            | E::PublicNamespace
             | E::InvalidGray(_)
             | E::RevisionIsDeletion(_)
             | E::SchemaViolation(_)
@@ -247,6 +246,7 @@ impl ServiceError {
             | E::CasConflict { .. }
             | E::ConcurrentChange(_)
             | E::SchemaRejectsContent { .. }
+            | E::PublicNamespace
             | E::ReviewState(_)
             | E::StaleChangeRequest { .. } => ErrorKind::Conflict,
             E::Denied(_) | E::AdminOnly(_) | E::ReviewRequired { .. } | E::OwnChangeRequest(_) => {
@@ -1977,9 +1977,11 @@ impl Service {
     ) -> Result<Arc<ConfigRecord>> {
         let input = self.rollback_input(&key, revision, expect, actor).await?;
         let input = match emergency {
+            // Without a reason there is no comment, and the gate refuses it.
             Some(reason) => PublishInput {
                 emergency: true,
-                comment: Some(format!("rollback to revision {revision}: {reason}")),
+                comment: (!reason.trim().is_empty())
+                    .then(|| format!("rollback to revision {revision}: {reason}")),
                 ..input
             },
             None => input,

@@ -7,5 +7,6 @@ mod cluster;
 mod common;
 mod compat;
 mod console;
+mod contract;
 mod nacos_sdk;
 mod tidy;

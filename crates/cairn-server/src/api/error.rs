@@ -137,6 +137,7 @@ impl From<AuthError> for ApiError {
             E::WeakPassword => (StatusCode::BAD_REQUEST, "weak_password"),
             E::UnknownRole(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             E::UserExists(_) => (StatusCode::CONFLICT, "user_exists"),
+            E::TokenExists(_) => (StatusCode::CONFLICT, "token_exists"),
             E::UserNotFound(_) => (StatusCode::NOT_FOUND, "user_not_found"),
             E::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
             E::Store(inner) if inner.is_outage() => {

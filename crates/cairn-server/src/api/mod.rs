@@ -4,6 +4,7 @@
 pub(crate) mod apollo;
 pub mod body;
 mod console;
+mod contract;
 pub mod error;
 pub mod grpc;
 mod nacos;
@@ -68,9 +69,49 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// JSON body whose rejections are native API errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(mut value) =
+            axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        integral(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "malformed_request",
+                    format!("Failed to deserialize the JSON body into the target type: {e}"),
+                )
+            })
+    }
+}
+
+/// Writes every whole number of `value` as an integer: JSON does not tell `5` from
+/// `5.0` or `5e0`, and neither does JSON Schema's `integer`, so neither does the API.
+fn integral(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                // Within the 53 bits a double holds exactly; larger ones stay floats
+                // and are refused where an integer is expected.
+                if f.abs() <= 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral),
+        Value::Object(fields) => fields.values_mut().for_each(integral),
+        _ => {}
+    }
+}
 
 /// Query string whose rejections are native API errors.
 #[derive(FromRequestParts)]

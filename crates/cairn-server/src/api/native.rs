@@ -148,7 +148,7 @@ pub fn router() -> Router<SharedState> {
         super::webhooks::show_webhook, super::webhooks::remove_webhook,
         super::webhooks::list_deliveries, super::webhooks::redeliver,
         super::reviews::list_reviews, super::reviews::show_review, super::reviews::approve,
-        super::reviews::reject, super::reviews::rebase
+        super::reviews::reject, super::reviews::rebase, openapi
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -168,10 +168,22 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document of this API, generated from the code (for signed-in users, like
-/// every API route).
-async fn openapi(_: Caller) -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The OpenAPI document of this API: generated from the code, completed by
+/// `contract.rs`, made once.
+pub fn document() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        super::contract::complete(&mut doc);
+        doc
+    })
+}
+
+/// This OpenAPI document (for signed-in users, like every API route).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "the OpenAPI 3.1 document of the native API", body = Object)))]
+async fn openapi(_: Caller) -> Json<&'static serde_json::Value> {
+    Json(document())
 }
 
 /// Exchanges a user name and password for an access token.
@@ -274,6 +286,16 @@ async fn update_namespace(
     let name = Namespace::parse(&name)?;
     let anonymous_changed = req.apollo_anonymous_apps.is_some();
     let limits = req.limits();
+    for (column, change) in limits.columns() {
+        if let Some(Some(value)) = change {
+            if i64::try_from(value).is_err() {
+                return Err(ApiError::bad_request(
+                    "invalid_argument",
+                    format!("{column} {value} is over the largest limit, {}", i64::MAX),
+                ));
+            }
+        }
+    }
     let limits_changed = limits != cairn_store::LimitsUpdate::default();
     let mut detail = match &req.apollo_anonymous_apps {
         Some(apps) => format!(
@@ -551,7 +573,7 @@ async fn delete_config(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     let key = config_key(path)?;
-    let emergency = emergency_reason(q.emergency, q.comment.clone())?;
+    let emergency = q.emergency.then(|| q.comment.clone().unwrap_or_default());
     let proposal = state
         .service
         .propose_delete(
@@ -563,20 +585,6 @@ async fn delete_config(
         )
         .await?;
     Ok(proposed(proposal, released))
-}
-
-/// An emergency change's reason: the comment, which it needs.
-fn emergency_reason(emergency: bool, comment: Option<String>) -> Result<Option<String>, ApiError> {
-    if !emergency {
-        return Ok(None);
-    }
-    match comment.filter(|c| !c.trim().is_empty()) {
-        Some(reason) => Ok(Some(reason)),
-        None => Err(ApiError::bad_request(
-            "invalid_argument",
-            "an emergency change needs a reason: give it as comment",
-        )),
-    }
 }
 
 /// A config's history, newest first (without contents).
@@ -636,7 +644,7 @@ async fn rollback(
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> Result<Response, ApiError> {
     let key = config_key(path)?;
-    let emergency = emergency_reason(req.emergency, req.comment)?;
+    let emergency = req.emergency.then(|| req.comment.unwrap_or_default());
     let proposal = state
         .service
         .propose_rollback(
@@ -653,7 +661,7 @@ async fn rollback(
 /// A unified diff between two revisions (or a revision and the current content).
 #[utoipa::path(get, path = "/api/v1/configs/{namespace}/{group}/{data_id}/diff", tag = "history",
     params(("namespace" = String, Path), ("group" = String, Path), ("data_id" = String, Path), DiffQuery),
-    responses((status = 200, description = "text/x-diff; empty when equal", body = String),
+    responses((status = 200, description = "a unified diff; empty when equal", body = String, content_type = "text/x-diff"),
         (status = 404, body = ErrorBody)))]
 async fn diff(
     State(state): State<SharedState>,
@@ -1162,7 +1170,9 @@ async fn list_grants(
     caller: Caller,
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> Result<Json<Vec<GrantView>>, ApiError> {
-    let wanted = match (q.user, q.role) {
+    // An empty filter is no filter, as for every list.
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let wanted = match (non_empty(q.user), non_empty(q.role)) {
         (None, None) => None,
         (user, role) => Some(subject_of(user, role)?),
     };
@@ -1378,7 +1388,8 @@ async fn audit_log(
 /// levels, accepted wherever a login token is. The token is in this answer only.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "permissions", request_body = CreateToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn create_token(
     State(state): State<SharedState>,
     by: Actor,

@@ -178,7 +178,12 @@ async fn list_reviews(
     caller: Caller,
     ApiQuery(q): ApiQuery<ReviewQuery>,
 ) -> Result<Json<ChangeRequestPage>, ApiError> {
-    let namespace = q.namespace.as_deref().map(Namespace::parse).transpose()?;
+    let namespace = q
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(Namespace::parse)
+        .transpose()?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(ReviewStatus::parse(s).ok_or_else(|| {

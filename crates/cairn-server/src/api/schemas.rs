@@ -117,7 +117,12 @@ async fn list_schemas(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<SchemaView>>, ApiError> {
-    let namespace = q.namespace.as_deref().map(Namespace::parse).transpose()?;
+    let namespace = q
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(Namespace::parse)
+        .transpose()?;
     let all = state.service.schemas(&caller, namespace.as_ref())?;
     Ok(Json(all.iter().map(SchemaView::from).collect()))
 }

@@ -58,7 +58,8 @@ pub struct ExportQuery {
 /// as a Nacos export zip.
 #[utoipa::path(get, path = "/api/v1/namespaces/{namespace}/export", tag = "transfer",
     params(("namespace" = String, Path), ExportQuery),
-    responses((status = 200, content_type = "application/zip", description = "a Nacos export zip (`format=cairn`: Cairn's JSON lines, `application/x-ndjson`)"),
+    responses((status = 200, description = "a Nacos export zip, or with `format=cairn` Cairn's JSON lines",
+            content(("application/zip"), ("application/x-ndjson"))),
         (status = 404, body = ErrorBody)))]
 async fn export_namespace(
     State(state): State<SharedState>,
@@ -71,14 +72,19 @@ async fn export_namespace(
         tag: q.tag.filter(|t| !t.is_empty()),
         ..ListFilter::within(namespace.clone(), q.group.as_deref(), q.data_id.as_deref())
     };
-    if q.history && q.format.as_deref() != Some("cairn") {
+    // Only Cairn's format carries history, so asking for history chooses it.
+    let format = match q.format.as_deref().filter(|f| !f.is_empty()) {
+        None if q.history => Some("cairn"),
+        chosen => chosen,
+    };
+    if q.history && format != Some("cairn") {
         return Err(ApiError::bad_request(
             "invalid_argument",
             "history is carried only by Cairn's format: add format=cairn",
         ));
     }
     let items = state.service.export(&caller, &filter, q.history).await?;
-    export_answer(&namespace, &items, q.format.as_deref(), q.bare)
+    export_answer(&namespace, &items, format, q.bare)
 }
 
 /// `items` as a download in `format` (`nacos`, the default, or `cairn`).
@@ -216,7 +222,7 @@ impl From<crate::service::ImportReport> for ImportAnswer {
 /// are in.
 #[utoipa::path(post, path = "/api/v1/namespaces/{namespace}/import", tag = "transfer",
     params(("namespace" = String, Path), ImportQuery),
-    request_body(content = Vec<u8>, content_type = "application/zip", description = "a Nacos export zip, or Cairn's JSON lines (`application/x-ndjson`)"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a Nacos export zip, or Cairn's JSON lines: told apart by their first bytes, whatever the Content-Type"),
     responses((status = 200, body = ImportAnswer), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn import_namespace(

@@ -137,7 +137,12 @@ async fn list_webhooks(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<WebhookView>>, ApiError> {
-    let namespace = q.namespace.as_deref().map(Namespace::parse).transpose()?;
+    let namespace = q
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(Namespace::parse)
+        .transpose()?;
     let hooks = state.service.webhooks(&caller, namespace.as_ref()).await?;
     Ok(Json(hooks.iter().map(WebhookView::from).collect()))
 }

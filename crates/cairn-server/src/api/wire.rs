@@ -26,6 +26,7 @@ pub struct ErrorBody {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -132,6 +133,7 @@ impl From<&NamespaceInfo> for NamespaceView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateNamespace {
     pub name: String,
     #[serde(default)]
@@ -141,6 +143,7 @@ pub struct CreateNamespace {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateNamespace {
     /// Absent: unchanged.
     pub display_name: Option<String>,
@@ -197,6 +200,7 @@ fn set_or_clear<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     pub content: String,
     /// text, properties, yaml, json, toml, xml or html. Default: the current format, else
@@ -367,6 +371,7 @@ pub struct HistoryPage {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The revision whose content to publish again.
     #[schema(value_type = i64, minimum = 1)]
@@ -410,6 +415,7 @@ pub struct GetQuery {
 
 /// One key a watcher holds, with the md5 of the content it has (`""`: none).
 #[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WatchKey {
     pub namespace: String,
     pub group: String,
@@ -419,6 +425,7 @@ pub struct WatchKey {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WatchRequest {
     /// Exact keys with the md5 the client holds. Give keys or patterns, not both.
     #[serde(default)]
@@ -438,6 +445,7 @@ pub struct WatchRequest {
 
 /// A pattern of a watch.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WatchPattern {
     pub namespace: String,
     /// `*` matches any run of characters; default `*`.
@@ -517,6 +525,7 @@ impl From<&UserRecord> for UserView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
     pub password: String,
@@ -525,6 +534,7 @@ pub struct CreateUser {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetPassword {
     pub password: String,
     /// Required to change your own password (admins too); ignored when an admin sets
@@ -533,6 +543,7 @@ pub struct SetPassword {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetRole {
     /// `admin` or `user`.
     pub role: String,
@@ -569,6 +580,7 @@ impl From<&crate::sync::NodeInfo> for NodeView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GrayRequest {
     pub content: String,
     /// Default: the main content's format.
@@ -634,6 +646,7 @@ pub struct AccessKeyView {
 
 /// A new access key; without namespaces it signs for every namespace.
 #[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
 pub struct CreateAccessKey {
     #[serde(default)]
     pub namespaces: Vec<String>,
@@ -653,6 +666,7 @@ impl From<&cairn_store::AccessKeyRecord> for AccessKeyView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetAccessKey {
     pub enabled: bool,
 }
@@ -714,6 +728,7 @@ pub struct UnansweredNode {
 
 /// Which nodes' listeners to list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListenersScope {
     /// Every live node's, not only this node's (default false).
     #[serde(default)]
@@ -751,6 +766,7 @@ pub struct WatchedKeyView {
 
 /// Whose watches to list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListenersQuery {
     /// The client's IP address.
     pub ip: String,
@@ -761,6 +777,7 @@ pub struct ListenersQuery {
 
 /// Who a grant is for: exactly one of `user` and `role`.
 #[derive(Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GrantSubject {
     pub user: Option<String>,
     pub role: Option<String>,
@@ -769,6 +786,7 @@ pub struct GrantSubject {
 /// A grant to give: a level over a namespace, optionally narrowed by group and data id
 /// patterns (`*` matches any run of characters).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     pub user: Option<String>,
     pub role: Option<String>,
@@ -784,6 +802,7 @@ pub struct GrantRequest {
 
 /// The grant to take away: its subject and exact scope.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevokeQuery {
     pub user: Option<String>,
     pub role: Option<String>,
@@ -796,6 +815,7 @@ pub struct RevokeQuery {
 
 /// Which grants to list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GrantsQuery {
     pub user: Option<String>,
     pub role: Option<String>,
@@ -911,6 +931,7 @@ pub struct AuditPage {
 
 /// A level over a namespace (or namespace pattern) a service token is given.
 #[derive(Serialize, Deserialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct TokenScope {
     pub namespace: String,
     /// `read`, `write` or `admin`.
@@ -918,6 +939,7 @@ pub struct TokenScope {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Letters, digits and `_ . -`.
     pub name: String,

@@ -841,7 +841,7 @@ async fn list_and_search() {
         .send()
         .await
         .unwrap();
-    expect_error(r, StatusCode::BAD_REQUEST, "public_namespace").await;
+    expect_error(r, StatusCode::CONFLICT, "public_namespace").await;
     let r = app
         .request(Method::POST, "/api/v1/namespaces")
         .json(&json!({ "name": "dev" }))

@@ -488,9 +488,17 @@ async fn service_tokens_are_scoped_shown_once_and_revocable() {
     let made: Value = r.json().await.unwrap();
     let token = made["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("cst_") && token.len() > 60, "{token}");
+    let again = app
+        .request(Method::POST, "/api/v1/tokens")
+        .json(&json!({ "name": "ci", "scopes": [{ "namespace": "dev", "level": "read" }] }))
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(again, StatusCode::CONFLICT, "token_exists").await;
+    assert!(message.contains("revoke it first"), "{message}");
     for (body, code) in [
         (
-            json!({ "name": "ci", "scopes": [{ "namespace": "dev", "level": "read" }] }),
+            json!({ "name": "", "scopes": [{ "namespace": "dev", "level": "read" }] }),
             "invalid_argument",
         ),
         (

@@ -51,7 +51,7 @@ async fn every_surface_is_served_over_tls_and_plain_http_is_not() {
     assert_eq!(body["content"], "a: 1");
     let watch = app.spawn_watch(
         json!([{ "namespace": "public", "group": "DEFAULT_GROUP", "data_id": "app.yaml",
-                 "revision": body["revision"] }]),
+                 "md5": body["md5"] }]),
         20_000,
     );
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -240,6 +240,14 @@ pub fn complete(doc: &mut Value) {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
+        if let Some(code) = schemas
+            .get_mut("ErrorBody")
+            .and_then(|e| e.pointer_mut("/properties/code"))
+        {
+            code["enum"] = json!(crate::api::error::CODES);
+            code["description"] =
+                json!("What went wrong, for programs; `message` says it for people.");
+        }
         // Request bodies and what they hold.
         request_schemas.push("TokenScope".to_owned());
         for (name, schema) in schemas.iter_mut() {

@@ -18,8 +18,78 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// Every `code` an error answer of the native API can carry, as its document lists
+/// them (`ErrorBody.code`). Debug builds (and so every test) refuse to answer with a
+/// code missing here.
+pub const CODES: &[&str] = &[
+    "access_key_not_found",
+    "bad_credentials",
+    "body_too_slow",
+    "cas_conflict",
+    "change_request_not_found",
+    "change_request_stale",
+    "concurrent_change",
+    "config_not_found",
+    "content_too_large",
+    "current_password_required",
+    "database_unavailable",
+    "delivery_not_found",
+    "encryption_key_mismatch",
+    "forbidden",
+    "grant_not_found",
+    "gray_not_found",
+    "internal",
+    "invalid_argument",
+    "invalid_content",
+    "invalid_format",
+    "invalid_gray_rules",
+    "invalid_import",
+    "invalid_name",
+    "invalid_schema",
+    "invalid_token",
+    "invalid_webhook",
+    "last_admin",
+    "malformed_request",
+    "method_not_allowed",
+    "missing_token",
+    "namespace_exists",
+    "namespace_not_empty",
+    "namespace_not_found",
+    "no_encryption_key",
+    "not_a_member",
+    "not_found",
+    "own_change_request",
+    "payload_too_large",
+    "public_namespace",
+    "quota_exceeded",
+    "review_required",
+    "review_state",
+    "revision_is_deletion",
+    "revision_not_found",
+    "role_not_found",
+    "schema_not_found",
+    "schema_rejects_content",
+    "schema_violation",
+    "token_exists",
+    "token_expired",
+    "token_not_found",
+    "too_many_access_keys",
+    "too_many_attempts",
+    "too_many_keys",
+    "too_many_patterns",
+    "user_exists",
+    "user_not_found",
+    "weak_password",
+    "webhook_not_found",
+    "wrong_password",
+];
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            CODES.contains(&code),
+            "error code {code:?} is missing from api::error::CODES, which the document lists"
+        );
         Self {
             status,
             code,

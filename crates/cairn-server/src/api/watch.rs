@@ -250,10 +250,15 @@ struct StreamState {
     pending: VecDeque<ChangedKey>,
 }
 
+/// The longest a stream may be asked to last.
+const MAX_STREAM_MS: u64 = 86_400_000;
+
 /// Server-sent events: one `change` event per key at once with its current state, then
-/// one each time a key's content changes. Ends when the server shuts down.
+/// one each time a key's content changes. Ends when the server shuts down, or after
+/// `timeout_ms`.
 #[utoipa::path(get, path = "/api/v1/watch/stream", tag = "watch", params(StreamQuery),
-    responses((status = 200, description = "text/event-stream of ChangedKey events", body = ChangedKey),
+    responses((status = 200, description = "`change` events, each a ChangedKey as JSON", body = String,
+            content_type = "text/event-stream"),
         (status = 400, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<SharedState>,
@@ -262,6 +267,16 @@ pub async fn stream(
     Identity(client): Identity,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
+    let lasts = match q.timeout_ms {
+        Some(ms) if ms == 0 || ms > MAX_STREAM_MS => {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                format!("timeout_ms must be between 1 and {MAX_STREAM_MS} (a day)"),
+            ))
+        }
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => None,
+    };
     let events = if q.patterns.is_empty() {
         key_stream(state, caller, source, client, &q.keys)?.boxed()
     } else if q.keys.is_empty() {
@@ -273,6 +288,10 @@ pub async fn stream(
             "invalid_argument",
             "a stream gives keys or patterns, not both; open two streams",
         ));
+    };
+    let events = match lasts {
+        Some(lasts) => events.take_until(tokio::time::sleep(lasts)).boxed(),
+        None => events,
     };
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

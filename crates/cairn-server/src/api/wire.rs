@@ -505,6 +505,10 @@ pub struct StreamQuery {
     /// characters in the group and data id (instead of `keys`).
     #[serde(default)]
     pub patterns: String,
+    /// End the stream after this many milliseconds (at most a day); absent: it lasts
+    /// until the client or the server closes it.
+    #[param(minimum = 1, maximum = 86_400_000)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]

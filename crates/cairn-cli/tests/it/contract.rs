@@ -49,6 +49,15 @@ async fn the_api_answers_as_its_document_says() {
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap().to_owned();
+    // The user the operations on one user act on (see the configuration).
+    let made = http
+        .post(format!("{}/api/v1/users", server.url))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "username": "fuzz-target", "password": "fuzz-target-password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
     let document = http
         .get(format!("{}/api/v1/openapi.json", server.url))
         .bearer_auth(&token)

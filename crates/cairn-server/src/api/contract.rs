@@ -67,7 +67,7 @@ fn parameter_schema(path: &str, name: &str, location: &str, current: &Value) -> 
         ("namespace", _) => {
             json!({ "type": "string", "maxLength": 128, "pattern": format!("^[{NAME}-]*$") })
         }
-        ("status", _) => one_of(&["open", "approved", "rejected", "stale"]),
+        ("status", _) => one_of(&["", "open", "approved", "rejected", "stale"]),
         // A deletion's compare-and-set names the md5 being deleted.
         ("cas_md5", "query") => json!({ "type": "string", "pattern": "^[0-9a-f]{32}$" }),
         ("view", _) => one_of(&["raw", "json"]),

@@ -53,7 +53,8 @@ fn too_many_keys(count: usize, max: usize) -> ApiError {
 /// Long poll: answers at once if any key's md5 differs from the client's, else when
 /// one changes, else after the timeout with an empty `changed` list.
 #[utoipa::path(post, path = "/api/v1/watch", tag = "watch", request_body = WatchRequest,
-    responses((status = 200, body = WatchResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = WatchResponse), (status = 400, body = ErrorBody),
+        (status = 404, description = "a pattern's namespace does not exist", body = ErrorBody)))]
 pub async fn watch(
     State(state): State<SharedState>,
     caller: Caller,
@@ -259,7 +260,8 @@ const MAX_STREAM_MS: u64 = 86_400_000;
 #[utoipa::path(get, path = "/api/v1/watch/stream", tag = "watch", params(StreamQuery),
     responses((status = 200, description = "`change` events, each a ChangedKey as JSON", body = String,
             content_type = "text/event-stream"),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "a pattern's namespace does not exist", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<SharedState>,
     caller: Caller,

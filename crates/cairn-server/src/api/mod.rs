@@ -113,10 +113,60 @@ fn integral(value: &mut serde_json::Value) {
     }
 }
 
-/// Query string whose rejections are native API errors.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query string whose rejections are native API errors. A parameter that is not UTF-8
+/// once decoded is refused, not read with replacement characters.
 pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(what) = parts.uri.query().and_then(not_utf8) {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                format!("{what} is not UTF-8 once decoded"),
+            ));
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// A component of a query or form (`+` for a space, percent-escapes) decoded, if the
+/// bytes it stands for are UTF-8.
+pub fn decode_component(part: &[u8]) -> Option<String> {
+    let spaced: Vec<u8> = part
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
+}
+
+/// The first parameter of a query whose name or value is not UTF-8 once decoded, named
+/// for a message.
+pub fn not_utf8(query: &str) -> Option<String> {
+    for pair in query.as_bytes().split(|b| *b == b'&') {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let Some(name) = decode_component(name) else {
+            return Some("a parameter name".to_owned());
+        };
+        if decode_component(value).is_none() {
+            return Some(format!("parameter {name}"));
+        }
+    }
+    None
+}
 
 /// Path parameters whose rejections are native API errors.
 #[derive(FromRequestParts)]

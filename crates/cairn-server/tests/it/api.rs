@@ -973,3 +973,35 @@ async fn openapi_and_metrics_describe_the_node() {
     assert!(text.contains("cairn_watchers_held"), "{text}");
     assert!(text.contains("cairn_sync_applied_seq"), "{text}");
 }
+
+#[tokio::test]
+async fn parameters_that_are_not_utf8_are_refused_not_mangled() {
+    let app = TestApp::spawn().await;
+    // `%FF` is no UTF-8 byte sequence: read leniently, it would become U+FFFD.
+    let r = app
+        .request(Method::GET, "/api/v1/audit?action=%FF")
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(r, StatusCode::BAD_REQUEST, "malformed_request").await;
+    assert!(
+        message.contains("parameter action is not UTF-8"),
+        "{message}"
+    );
+    for path in [
+        "/configs/shop/default/application?ip=%C3%28",
+        "/configfiles/json/shop/default/application?label=%FF",
+        "/notifications/v2?appId=shop&cluster=default&notifications=%5B%5D&ip=%FF",
+    ] {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("is not UTF-8 once decoded"), "{path}: {body}");
+    }
+    app.stop().await;
+}

@@ -530,6 +530,7 @@ impl ConfigRead {
             .await
             .map_err(|e| ApolloError::new(Reason::BadRequest(e.message), uri.path()))?;
         let target = target(state, &uri)?;
+        refuse_undecodable(&uri, &target.path)?;
         let not_found = || ApolloError::new(Reason::NotFound, &target.path);
         let Path(ConfigPath {
             app,
@@ -663,6 +664,18 @@ async fn config_file_raw(state: State<SharedState>, read: ConfigRead) -> Answer 
     Ok(typed(content_type, read.view.content_bytes()))
 }
 
+/// Refuses a query with a parameter that is not UTF-8 once decoded, rather than reading
+/// it with replacement characters.
+fn refuse_undecodable(uri: &OriginalUri, path: &str) -> Result<(), ApolloError> {
+    match uri.query().and_then(crate::api::not_utf8) {
+        Some(what) => Err(ApolloError::new(
+            Reason::BadRequest(format!("{what} is not UTF-8 once decoded")),
+            path,
+        )),
+        None => Ok(()),
+    }
+}
+
 #[derive(Deserialize)]
 struct NotificationQuery {
     #[serde(rename = "appId")]
@@ -706,6 +719,7 @@ async fn notifications(
     query: Result<axum::extract::Query<NotificationQuery>, QueryRejection>,
 ) -> Answer {
     let target = target(&state, &uri)?;
+    refuse_undecodable(&uri, &target.path)?;
     // Malformed identity headers or query are answered in Apollo's error shape, as every
     // other answer of this surface is.
     let Identity(identity) =

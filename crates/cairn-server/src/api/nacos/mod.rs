@@ -82,15 +82,7 @@ impl FromRequest<SharedState> for Params {
 /// once decoded is refused (storing it with replacement characters would change what
 /// the client sent).
 fn strict_pairs(text: &[u8]) -> Result<Vec<(String, String)>> {
-    let decode = |part: &[u8]| {
-        let spaced: Vec<u8> = part
-            .iter()
-            .map(|b| if *b == b'+' { b' ' } else { *b })
-            .collect();
-        percent_encoding::percent_decode(&spaced)
-            .decode_utf8()
-            .map(|text| text.into_owned())
-    };
+    let decode = |part: &[u8]| crate::api::decode_component(part).ok_or(());
     text.split(|b| *b == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {

@@ -401,7 +401,16 @@ impl Application {
         let stats = self.state.connections.clone();
         let per_address = self.state.settings.max_connections_per_address;
         let tls = tls.map(|tls| tls.http.clone());
-        crate::serve::serve(self.listener, router, shutdown, stats, per_address, tls).await;
+        crate::serve::serve(
+            self.listener,
+            self.state.clone(),
+            router,
+            shutdown,
+            stats,
+            per_address,
+            tls,
+        )
+        .await;
         if let Some(grpc) = grpc {
             let _ = grpc.await;
         }

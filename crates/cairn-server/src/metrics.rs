@@ -57,6 +57,8 @@ impl Metrics {
         metrics::gauge!("cairn_grpc_listens").set(state.grpc_connections.listens() as f64);
         let unbuffered = state.connections.unbuffered.load(Ordering::Relaxed);
         metrics::counter!("cairn_long_polls_unbuffered_total").absolute(unbuffered);
+        let direct = state.connections.direct_reads.load(Ordering::Relaxed);
+        metrics::counter!("cairn_reads_direct_total").absolute(direct);
         self.handle.render()
     }
 }
@@ -92,6 +94,14 @@ fn handles(route: &str, method: &Method, status: u16) -> Handles {
     };
     map.insert(key, made.clone());
     made
+}
+
+/// Counts and times a request answered without the router (the connection layer's
+/// direct reads) under the route template the router would have matched.
+pub fn record(route: &'static str, method: &Method, status: u16, started: Instant) {
+    let handles = handles(route, method, status);
+    handles.requests.increment(1);
+    handles.latency.record(started.elapsed().as_secs_f64());
 }
 
 /// Middleware counting each request by route template and status, and timing it. Its

@@ -11,6 +11,7 @@ mod nacos;
 mod native;
 mod ops;
 mod peers;
+pub(crate) mod reads;
 mod reviews;
 mod schemas;
 pub(crate) mod transfer;

@@ -2,7 +2,7 @@
 
 use axum::extract::ConnectInfo;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -475,19 +475,37 @@ async fn get_config(
         }
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
+    read_headers(&view, &etag, &mut |name, value| {
+        h.insert(name, value);
+    });
+    Ok(response)
+}
+
+/// The headers of a config read besides its content type. The connection layer answers
+/// plain reads itself (`api::reads`) with the same ones.
+pub(crate) fn read_headers(
+    view: &crate::cache::View,
+    etag: &str,
+    put: &mut dyn FnMut(HeaderName, HeaderValue),
+) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        put(header::ETAG, v);
     }
-    h.insert("x-cairn-revision", HeaderValue::from(view.revision().get()));
-    h.insert(
-        "x-cairn-format",
+    put(
+        HeaderName::from_static("x-cairn-revision"),
+        HeaderValue::from(view.revision().get()),
+    );
+    put(
+        HeaderName::from_static("x-cairn-format"),
         HeaderValue::from_static(view.format().as_str()),
     );
     if view.is_gray() {
-        h.insert("x-cairn-gray", HeaderValue::from_static("true"));
+        put(
+            HeaderName::from_static("x-cairn-gray"),
+            HeaderValue::from_static("true"),
+        );
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    put(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
 /// The native API's `cas_md5` as an expectation: absent, anything goes; `""`, the

@@ -1,12 +1,13 @@
-//! Long polls answered beside hyper. hyper keeps two 8 KiB buffers for every connection
-//! it serves, parked or not, which at 100,000 held watches would be most of a node's
-//! memory. Here a request is read into a buffer that is let go once the request is
-//! taken, handed to the same router as every other request, and its answer written
-//! directly, so a parked watch holds only its socket and its handler.
+//! Long polls and plain reads answered beside hyper. hyper keeps two 8 KiB buffers for
+//! every connection it serves, parked or not, which at 100,000 held watches would be
+//! most of a node's memory. Here a request is read into a buffer that is let go once the
+//! request is taken, handed to the same router as every other request, and its answer
+//! written directly, so a parked watch holds only its socket and its handler. A plain
+//! read of a cached config is answered from memory without the router (`api::reads`).
 //!
-//! Only plain requests to the long-poll routes are taken: HTTP/1.1, a `Content-Length`
-//! body or none, no `Expect` or `Upgrade`. Anything else, including anything malformed
-//! or oversized, goes to hyper with the bytes already read, and hyper answers it as it
+//! Only plain requests are taken: HTTP/1.1, a `Content-Length` body or none (none for a
+//! read), no `Expect` or `Upgrade`. Anything else, including anything malformed or
+//! oversized, goes to hyper with the bytes already read, and hyper answers it as it
 //! answers every other request.
 
 use std::convert::Infallible;
@@ -20,16 +21,15 @@ use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use axum::http::{StatusCode, Version};
-use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 use tower::ServiceExt;
 
-use super::HEADER_READ_TIMEOUT;
+use super::{push_header, HEADER_READ_TIMEOUT};
 
 /// Largest request head taken here.
 const MAX_HEAD: usize = 16 * 1024;
@@ -69,10 +69,16 @@ fn is_long_poll(method: &str, path: &str) -> bool {
 pub(super) async fn serve(
     mut tcp: TcpStream,
     remote: SocketAddr,
-    router: &Router,
-    shutdown: &CancellationToken,
-    stats: &super::ConnectionStats,
+    port: &super::Port,
 ) -> Option<(TcpStream, Bytes)> {
+    let super::Port {
+        router,
+        shutdown,
+        stats,
+        state,
+        ..
+    } = port;
+    let direct = Direct { state, remote };
     let mut read = BytesMut::new();
     // One wait on shutdown for the connection's life, not one per request: each wait
     // joins a list shared by every connection of the node.
@@ -81,13 +87,23 @@ pub(super) async fn serve(
     // The client closed its side: what it sent before is still answered.
     let mut eof = false;
     loop {
-        let next = next_request(&mut tcp, &mut read, eof, stopping.as_mut()).await?;
+        let next = next_request(&mut tcp, &mut read, eof, stopping.as_mut(), &direct).await?;
         let (mut request, close) = match next {
             Next::LongPoll { request, close } => {
                 stats
                     .unbuffered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (request, close)
+            }
+            Next::Answered(response) => {
+                stats
+                    .direct_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = tcp.write_all(&response).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                    return None;
+                }
+                continue;
             }
             Next::Other => return Some((tcp, read.freeze())),
         };
@@ -120,7 +136,15 @@ enum Next {
         /// The client asked to close the connection after this request.
         close: bool,
     },
+    /// A plain read, answered (`api::reads`): the whole response.
+    Answered(Vec<u8>),
     Other,
+}
+
+/// What answering plain reads directly needs.
+struct Direct<'a> {
+    state: &'a crate::api::AppState,
+    remote: SocketAddr,
 }
 
 /// Reads until `read` holds a whole request, then takes it off `read` if it is a long
@@ -132,10 +156,11 @@ async fn next_request(
     read: &mut BytesMut,
     eof: bool,
     mut stopping: Pin<&mut WaitForCancellationFuture<'_>>,
+    direct: &Direct<'_>,
 ) -> Option<Next> {
     let deadline = Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        let head_read = match parse(read) {
+        let head_read = match parse(read, Some(direct)) {
             Parsed::LongPoll {
                 request,
                 close,
@@ -150,6 +175,11 @@ async fn next_request(
                     BytesMut::from(&read[..])
                 };
                 return Some(Next::LongPoll { request, close });
+            }
+            Parsed::Answered { response, len } => {
+                // The buffer stays: a connection that reads keeps reading.
+                read.advance(len);
+                return Some(Next::Answered(response));
             }
             Parsed::Other => return Some(Next::Other),
             Parsed::Incomplete { head } => head,
@@ -188,10 +218,15 @@ enum Parsed {
         /// Bytes of head and body.
         len: usize,
     },
+    Answered {
+        response: Vec<u8>,
+        /// Bytes of the request's head.
+        len: usize,
+    },
     Other,
 }
 
-fn parse(read: &[u8]) -> Parsed {
+fn parse(read: &[u8], direct: Option<&Direct<'_>>) -> Parsed {
     if read.is_empty() {
         return Parsed::Incomplete { head: false };
     }
@@ -210,7 +245,10 @@ fn parse(read: &[u8]) -> Parsed {
     };
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     if !is_long_poll(method, path) {
-        return Parsed::Other;
+        return match direct {
+            Some(direct) if method == "GET" => read_directly(&head, head_len, target, direct),
+            _ => Parsed::Other,
+        };
     }
     let mut headers = HeaderMap::with_capacity(head.headers.len());
     let mut body_len = None;
@@ -256,6 +294,48 @@ fn parse(read: &[u8]) -> Parsed {
         request,
         close,
         len,
+    }
+}
+
+/// A plain read answered from memory (`api::reads`), or `Other`. Requests with a body,
+/// an `Expect` or `Upgrade`, or that ask to close are left to hyper.
+fn read_directly(
+    head: &httparse::Request<'_, '_>,
+    head_len: usize,
+    target: &str,
+    direct: &Direct<'_>,
+) -> Parsed {
+    for line in head.headers.iter() {
+        let name = line.name;
+        let plain = if name.eq_ignore_ascii_case("content-length") {
+            line.value == b"0"
+        } else if name.eq_ignore_ascii_case("connection") {
+            HeaderValue::from_bytes(line.value).is_ok_and(|v| !asks_to_close(&v))
+        } else {
+            !(name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("expect")
+                || name.eq_ignore_ascii_case("upgrade"))
+        };
+        if !plain {
+            return Parsed::Other;
+        }
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let request = crate::api::reads::Head {
+        path,
+        query,
+        headers: head.headers,
+        remote: direct.remote,
+    };
+    match date(|now| crate::api::reads::answer(direct.state, &request, now)) {
+        Some(response) => Parsed::Answered {
+            response,
+            len: head_len,
+        },
+        None => Parsed::Other,
     }
 }
 
@@ -380,7 +460,7 @@ async fn write_response(
 
 /// Calls `f` with the current time as an HTTP date. Formatted once a second per thread,
 /// as hyper does: a wake-up answers thousands of watches within the same second.
-fn date(f: impl FnOnce(&[u8])) {
+fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     thread_local! {
         static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
@@ -393,15 +473,8 @@ fn date(f: impl FnOnce(&[u8])) {
             *cached = second;
             *text = httpdate::fmt_http_date(now);
         }
-        f(text.as_bytes());
-    });
-}
-
-fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+        f(text.as_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -409,7 +482,7 @@ mod tests {
     use super::*;
 
     fn parsed(raw: &str) -> Parsed {
-        parse(raw.as_bytes())
+        parse(raw.as_bytes(), None)
     }
 
     #[test]
@@ -621,7 +694,7 @@ mod tests {
             split in proptest::prelude::any::<proptest::sample::Index>(),
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            if let Parsed::LongPoll { request, len, .. } = parse(&bytes) {
+            if let Parsed::LongPoll { request, len, .. } = parse(&bytes, None) {
                 let (parts, body) = request.into_parts();
                 let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
                 let hyper = runtime.block_on(hyper_reads(bytes[..len].to_vec()));
@@ -633,7 +706,7 @@ mod tests {
                 proptest::prop_assert_eq!(body, hyper_body);
                 let cut = split.index(len);
                 proptest::prop_assert!(
-                    matches!(parse(&bytes[..cut]), Parsed::Incomplete { .. }),
+                    matches!(parse(&bytes[..cut], None), Parsed::Incomplete { .. }),
                     "a prefix of {} bytes was not read as incomplete", cut
                 );
             }

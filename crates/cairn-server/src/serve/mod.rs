@@ -1,9 +1,10 @@
 //! The HTTP/1.1 connection loop. Most connections a config server holds are parked long
 //! polls, so each one's cost is what a node's capacity is counted in. A connection
-//! starts on the long-poll path (`long_poll`), which reads request heads itself and
-//! answers long polls holding nothing but the socket and the handler while they wait;
-//! the first request of any other kind hands the connection, with the bytes already
-//! read, to hyper for the rest of its life.
+//! starts on the long-poll path (`long_poll`), which reads request heads itself,
+//! answers long polls holding nothing but the socket and the handler while they wait,
+//! and answers plain reads of cached configs from memory; the first request of any
+//! other kind hands the connection, with the bytes already read, to hyper for the rest
+//! of its life.
 
 mod long_poll;
 mod prefixed;
@@ -41,12 +42,15 @@ pub struct ConnectionStats {
     /// that stops being served this way still works, only at a larger cost per parked
     /// watch, so this count is what shows it (and what a test checks).
     pub unbuffered: std::sync::atomic::AtomicU64,
+    /// Plain reads answered without the router (`api::reads`).
+    pub direct_reads: std::sync::atomic::AtomicU64,
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and
 /// waits (up to a bound) for open requests to finish.
 pub async fn serve(
     listener: TcpListener,
+    state: crate::api::SharedState,
     router: Router,
     shutdown: CancellationToken,
     stats: Arc<ConnectionStats>,
@@ -59,6 +63,7 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
     let port = Arc::new(Port {
+        state,
         router,
         http,
         shutdown: shutdown.clone(),
@@ -168,6 +173,8 @@ async fn refuse(mut tcp: TcpStream, max: usize) {
 
 /// What every connection of the port shares.
 struct Port {
+    /// For the plain reads the connection layer answers itself.
+    state: crate::api::SharedState,
     router: Router,
     http: http1::Builder,
     shutdown: CancellationToken,
@@ -187,7 +194,7 @@ async fn connection(tcp: TcpStream, remote: SocketAddr, port: Arc<Port>, gracefu
         }
         return;
     }
-    let long_polls = long_poll::serve(tcp, remote, &port.router, &port.shutdown, &port.stats);
+    let long_polls = long_poll::serve(tcp, remote, &port);
     if let Some((tcp, read)) = long_polls.await {
         // Boxed so that a connection still on the long-poll path does not carry room
         // for hyper's state in its task.
@@ -223,4 +230,12 @@ async fn with_hyper<T>(
     if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Writes one header line of a response.
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }

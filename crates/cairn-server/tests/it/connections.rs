@@ -147,8 +147,17 @@ async fn a_parked_watch_is_answered_and_its_connection_serves_reads_after() {
         cairn_core::md5::md5_hex("a: 2\n")
     );
 
-    // The same connection goes on to a read, then to another watch.
-    conn.send(&read_request(&app)).await;
+    // The same connection goes on to a read the router answers (a query), then to
+    // another watch.
+    conn.send(
+        format!(
+            "GET /api/v1/configs/{KEY}?view=raw HTTP/1.1\r\nHost: cairn\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            app.token
+        )
+        .as_bytes(),
+    )
+    .await;
     let read = conn.answer().await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body, b"a: 2\n");
@@ -367,11 +376,176 @@ async fn every_long_poll_route_is_served_without_hyper_buffers() {
         );
         assert_eq!(taken(), before + 1, "{route} went through hyper");
     }
-    // A plain read is hyper's.
+    // A plain read is no long poll.
     let before = taken();
     app.get_json(&format!("/api/v1/configs/{}", "public/shop/application"))
         .await;
     assert_eq!(taken(), before);
+}
+
+/// A raw `GET` on a connection of its own, answered.
+async fn get(app: &TestApp, target: &str, extra: &str) -> Answer {
+    let mut conn = Conn::open(app).await;
+    conn.send(format!("GET {target} HTTP/1.1\r\nHost: cairn\r\n{extra}\r\n").as_bytes())
+        .await;
+    conn.answer().await
+}
+
+/// An answer's headers, lower-cased and sorted, without `Date`.
+fn head_of(answer: &Answer) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = answer
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .filter(|(n, _)| n != "date")
+        .collect();
+    headers.sort();
+    headers
+}
+
+/// Plain reads of cached configs (native and Nacos) are answered by the connection
+/// layer itself, with exactly the status, headers and content the router gives, always
+/// the current content; every other read (a refusal, a miss, a client that names its
+/// gray-release identity, a query the direct path does not read) still gets the
+/// router's answer.
+#[tokio::test]
+async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "a: 1\n").await;
+    let direct = || app.connections.direct_reads.load(Ordering::Relaxed);
+    let bearer = format!("Authorization: Bearer {}\r\n", app.token);
+
+    // Three reads on one connection, two of them pipelined in one write.
+    let before = direct();
+    let mut conn = Conn::open(&app).await;
+    conn.send(&read_request(&app)).await;
+    let first = conn.answer().await;
+    assert_eq!((first.status, &first.body[..]), (200, &b"a: 1\n"[..]));
+    let revision = app.publish_ok(KEY, "a: 2\n").await;
+    conn.send(&[read_request(&app), read_request(&app)].concat())
+        .await;
+    for _ in 0..2 {
+        let read = conn.answer().await;
+        assert_eq!(read.body, b"a: 2\n", "the content published since");
+        assert_eq!(
+            read.header("x-cairn-revision"),
+            Some(&*revision.to_string())
+        );
+    }
+    assert_eq!(direct(), before + 3, "answered without the router");
+
+    // The same answer as the router's, which takes any read with a query.
+    let plain = get(&app, &format!("/api/v1/configs/{KEY}"), &bearer).await;
+    let routed = get(&app, &format!("/api/v1/configs/{KEY}?view=raw"), &bearer).await;
+    assert_eq!(routed.body, plain.body);
+    assert_eq!(head_of(&plain), head_of(&routed));
+    assert!(plain.header("date").is_some(), "a Date like every answer");
+    assert_eq!(
+        plain.header("etag"),
+        Some(&*format!("\"{}\"", cairn_core::md5::md5_hex("a: 2\n")))
+    );
+
+    // Nacos's read, with its token as a parameter, as its clients send it.
+    let nacos = format!(
+        "/nacos/v1/cs/configs?dataId=conn.yaml&group=DEFAULT_GROUP&tenant=&accessToken={}",
+        app.token
+    );
+    let before = direct();
+    let plain = get(&app, &nacos, "").await;
+    assert_eq!(direct(), before + 1);
+    let routed = get(&app, &format!("{nacos}&appName=shop"), "").await;
+    assert_eq!(
+        direct(),
+        before + 1,
+        "a parameter it does not read: the router's"
+    );
+    assert_eq!((plain.status, &plain.body[..]), (200, &b"a: 2\n"[..]));
+    assert_eq!(head_of(&plain), head_of(&routed));
+    assert_eq!(
+        plain.header("content-md5"),
+        Some(&*cairn_core::md5::md5_hex("a: 2\n"))
+    );
+
+    // Counted under the route's metrics like every request.
+    let metrics = app.metrics().await;
+    for route in [
+        "/api/v1/configs/{namespace}/{group}/{data_id}",
+        "/nacos/v1/cs/configs",
+    ] {
+        let line =
+            format!("cairn_http_requests_total{{method=\"GET\",route=\"{route}\",status=\"200\"}}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+
+    // What the direct path does not answer still gets the router's answer.
+    let before = direct();
+    let stranger = app
+        .user_with_grant("stranger", "stranger-password-1", "other", "read")
+        .await;
+    let refused = get(
+        &app,
+        &format!("/api/v1/configs/{KEY}"),
+        &format!("Authorization: Bearer {stranger}\r\n"),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let missing = get(
+        &app,
+        "/api/v1/configs/public/DEFAULT_GROUP/none.yaml",
+        &bearer,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    let unsigned = get(&app, &format!("/api/v1/configs/{KEY}"), "").await;
+    assert_eq!(unsigned.status, 401);
+    let labelled = get(
+        &app,
+        &format!("/api/v1/configs/{KEY}"),
+        &format!("{bearer}X-Cairn-Labels: zone=a\r\n"),
+    )
+    .await;
+    assert_eq!(labelled.status, 200);
+    let nacos_refused = get(
+        &app,
+        &format!(
+            "/nacos/v1/cs/configs?dataId=conn.yaml&group=DEFAULT_GROUP&accessToken={stranger}"
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(nacos_refused.status, 403);
+    assert_eq!(direct(), before, "all of them the router's");
+    // The refusals were audited, as the router audits them (once each: the direct
+    // path looked without auditing). The audit log is written behind the answer.
+    let mut audit = Value::Null;
+    for _ in 0..100 {
+        audit = app
+            .get_json("/api/v1/audit?user=stranger&action=config.read")
+            .await
+            .1;
+        if audit["total"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(audit["total"], 2, "{audit}");
+
+    // A client that asks to close gets its answer, then the close.
+    let mut conn = Conn::open(&app).await;
+    conn.send(
+        format!(
+            "GET /api/v1/configs/{KEY} HTTP/1.1\r\nHost: cairn\r\n{bearer}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let last = conn.answer().await;
+    assert_eq!(
+        (last.status, last.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(conn.closed_by_server().await);
 }
 
 /// One address cannot hold more than its share of the node's sockets: the connection

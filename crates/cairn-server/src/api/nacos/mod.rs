@@ -9,14 +9,14 @@
 mod auth;
 pub(crate) mod common;
 mod error;
-mod v1;
+pub(crate) mod v1;
 mod v2;
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use cairn_core::{ConfigKey, DataId, Format, Group, Namespace};
@@ -300,16 +300,17 @@ pub fn iso_time(millis: i64) -> String {
 }
 
 /// The no-cache headers Nacos puts on config reads and listener answers.
+pub const NO_CACHE: [(HeaderName, &str); 3] = [
+    (header::PRAGMA, "no-cache"),
+    (header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
+    (header::CACHE_CONTROL, "no-cache,no-store"),
+];
+
+/// Puts [`NO_CACHE`] on `headers`.
 pub fn no_cache(headers: &mut HeaderMap) {
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::EXPIRES,
-        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache,no-store"),
-    );
+    for (name, value) in NO_CACHE {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! server list.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -191,31 +191,47 @@ async fn get_config(
     let Some(view) = state.service.view(&key, &client) else {
         return Err(ServiceError::ConfigNotFound(key).into());
     };
+    let mut response = view.content_bytes().into_response();
+    let h = response.headers_mut();
+    read_headers(&view, &mut |name, value| {
+        h.insert(name, value);
+    });
+    Ok(response)
+}
+
+/// The headers of a config read, as Nacos sends them. The connection layer answers
+/// plain reads itself (`api::reads`) with the same ones.
+pub(crate) fn read_headers(
+    view: &crate::cache::View,
+    put: &mut dyn FnMut(HeaderName, HeaderValue),
+) {
     let modified = view
         .gray
         .as_ref()
         .map_or(view.config.updated_at, |g| g.created_at);
-    let mut response = view.content_bytes().into_response();
-    let h = response.headers_mut();
-    h.insert(
-        "Config-Type",
+    put(
+        HeaderName::from_static("config-type"),
         HeaderValue::from_static(view.format().as_str()),
     );
-    h.insert(
+    put(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(view.format())),
     );
     if let Ok(md5) = HeaderValue::from_str(view.md5()) {
-        h.insert("Content-MD5", md5);
+        put(HeaderName::from_static("content-md5"), md5);
     }
     if let Ok(date) = HeaderValue::from_str(&http_date(modified)) {
-        h.insert(header::LAST_MODIFIED, date);
+        put(header::LAST_MODIFIED, date);
     }
-    no_cache(h);
+    for (name, value) in super::NO_CACHE {
+        put(name, HeaderValue::from_static(value));
+    }
     if view.is_gray() {
-        h.insert("isBeta", HeaderValue::from_static("true"));
+        put(
+            HeaderName::from_static("isbeta"),
+            HeaderValue::from_static("true"),
+        );
     }
-    Ok(response)
 }
 
 /// GET /nacos/v1/cs/configs?search=accurate|blur: a page of configs with content.

@@ -1,0 +1,170 @@
+//! Plain config reads answered by the connection layer without the router: a read is
+//! the request a config server serves most, and a cached one costs less to answer than
+//! to route (hyper's dispatch, the router, the extractors and their boxed futures).
+//!
+//! Only the common shape is taken here: a native `GET /api/v1/configs/{ns}/{group}/{id}`
+//! with no query, or a Nacos `GET /nacos/v1/cs/configs` naming `dataId`, `group`,
+//! `tenant` and `accessToken` at most; a bearer token (or Nacos's `accessToken`) this node
+//! already verified allowing the read; no gray-release identity headers; the config in
+//! the cache. Anything else, including every refusal and every miss, is left to the
+//! router, which answers it (and audits it) as before. Both paths write the same headers
+//! (`native::read_headers`, `nacos::v1::read_headers`) and count under the same metrics.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use cairn_core::{ClientInfo, ConfigKey};
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::serve::push_header;
+
+/// The route templates the router knows these reads by, for the request metrics.
+const NATIVE_ROUTE: &str = "/api/v1/configs/{namespace}/{group}/{data_id}";
+const NACOS_ROUTE: &str = "/nacos/v1/cs/configs";
+
+/// A `GET` request's head, as the connection layer parsed it.
+pub struct Head<'a> {
+    /// The target's path, before any `?`.
+    pub path: &'a str,
+    /// The target's query, after the `?`.
+    pub query: Option<&'a str>,
+    pub headers: &'a [httparse::Header<'a>],
+    pub remote: SocketAddr,
+}
+
+impl Head<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+/// The whole response to `head` (status line, headers and content) with `date` as its
+/// `Date`, if it is a plain read this node can answer from memory; `None` sends it
+/// through the router.
+pub fn answer(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
+    let started = Instant::now();
+    let (route, response) = if let Some(rest) = head.path.strip_prefix("/api/v1/configs/") {
+        (NATIVE_ROUTE, native(state, head, rest, date)?)
+    } else if head.path == NACOS_ROUTE {
+        (NACOS_ROUTE, nacos(state, head, date)?)
+    } else {
+        return None;
+    };
+    crate::metrics::record(route, &Method::GET, 200, started);
+    Some(response)
+}
+
+fn native(state: &AppState, head: &Head<'_>, rest: &str, date: &[u8]) -> Option<Vec<u8>> {
+    // Escapes, view=json and conditional reads take the router's path.
+    if head.query.is_some() || rest.contains('%') || head.header("if-none-match").is_some() {
+        return None;
+    }
+    let mut parts = rest.split('/');
+    let (namespace, group, data_id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let key = ConfigKey::parse(namespace, group, data_id).ok()?;
+    let token = bearer(head)?;
+    let view = readable(state, head, &state.auth.verify(token.trim()).ok()?, &key)?;
+    let etag = format!("\"{}\"", view.md5());
+    Some(respond(&view, date, |put| {
+        put(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(view.format().content_type()),
+        );
+        super::native::read_headers(&view, &etag, put);
+    }))
+}
+
+fn nacos(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
+    let (mut data_id, mut group, mut tenant, mut token) = (None, None, None, None);
+    for pair in head.query?.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "dataId" => &mut data_id,
+            "group" => &mut group,
+            "tenant" => &mut tenant,
+            "accessToken" => &mut token,
+            // search, export, beta, tag, username and password, or an escaped name.
+            _ => return None,
+        };
+        let value = super::decode_component(value.as_bytes())?;
+        // Blank values count as absent, and the first of a repeated name wins, as in
+        // `nacos::Params`.
+        if slot.is_none() && !value.trim().is_empty() {
+            *slot = Some(value);
+        }
+    }
+    // A bearer header wins over the parameter, as in `nacos::authenticate`.
+    let token = match bearer(head) {
+        Some(bearer) => bearer.to_owned(),
+        None => token?,
+    };
+    let key = super::nacos::key_of(&data_id?, &group?, tenant.as_deref()).ok()?;
+    let view = readable(state, head, &state.auth.verify(token.trim()).ok()?, &key)?;
+    Some(respond(&view, date, |put| {
+        super::nacos::v1::read_headers(&view, put)
+    }))
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer<'a>(head: &Head<'a>) -> Option<&'a str> {
+    let value = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?
+        .value;
+    let value = std::str::from_utf8(value).ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+}
+
+/// What `caller` sees of `key` from where the request came, if they may read it and it
+/// is cached. Requests that say who the client is (gray-release headers, a forwarded
+/// address the node trusts) take the router's path, which reads those.
+fn readable(
+    state: &AppState,
+    head: &Head<'_>,
+    caller: &Caller,
+    key: &ConfigKey,
+) -> Option<crate::cache::View> {
+    if head.header(super::CLIENT_IP_HEADER).is_some()
+        || head.header(super::LABELS_HEADER).is_some()
+        || (state.settings.trust_forwarded_for && head.header("x-forwarded-for").is_some())
+    {
+        return None;
+    }
+    if !state.service.reads(caller, key) {
+        return None;
+    }
+    let client = ClientInfo::new(Some(head.remote.ip()), Vec::new());
+    state.service.view(key, &client)
+}
+
+/// A `200` with `view`'s content and the headers `headers` puts.
+fn respond(
+    view: &crate::cache::View,
+    date: &[u8],
+    headers: impl FnOnce(&mut dyn FnMut(HeaderName, HeaderValue)),
+) -> Vec<u8> {
+    let content = view.content().as_bytes();
+    let mut out = Vec::with_capacity(320 + content.len());
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    headers(&mut |name, value| push_header(&mut out, name.as_str(), value.as_bytes()));
+    push_header(
+        &mut out,
+        "content-length",
+        content.len().to_string().as_bytes(),
+    );
+    push_header(&mut out, "date", date);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(content);
+    out
+}

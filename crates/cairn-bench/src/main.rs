@@ -38,6 +38,8 @@ enum Command {
     Publish(Options),
     /// Watchers held on one key and spread over many; time to notify them all.
     Fanout(Options),
+    /// Nacos listeners (HTTP long polls) of one key vs the baseline; time from the publish's send.
+    Listener(Options),
     /// Nacos gRPC connections listening to one key beside HTTP long polls; time to push.
     Grpc(Options),
     /// Publish on one node, watcher on another, on PostgreSQL.
@@ -123,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                         "read",
                         "publish",
                         "fanout",
+                        "listener",
                         "grpc",
                         "cross-node",
                         "startup",
@@ -136,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             Command::Read(o) => run(&o, &["read"]).await,
             Command::Publish(o) => run(&o, &["publish"]).await,
             Command::Fanout(o) => run(&o, &["fanout"]).await,
+            Command::Listener(o) => run(&o, &["listener"]).await,
             Command::Grpc(o) => run(&o, &["grpc"]).await,
             Command::CrossNode(o) => run(&o, &["cross-node"]).await,
             Command::Startup(o) => run(&o, &["startup"]).await,
@@ -158,6 +162,7 @@ async fn run(opts: &Options, which: &[&str]) -> anyhow::Result<()> {
             "read" => scenarios::read(opts).await,
             "publish" => scenarios::publish_scenario(opts).await,
             "fanout" => scenarios::fanout(opts).await,
+            "listener" => scenarios::listener(opts).await,
             "grpc" => scenarios::grpc(opts).await,
             "cross-node" => scenarios::cross_node(opts).await,
             "storm" => scenarios::storm(opts).await,
@@ -294,6 +299,24 @@ fn print_table(results: &Value) {
             }
         }
     }
+    if let Some(Value::Array(rows)) = results.get("listener") {
+        for l in rows {
+            let name = format!("nacos listeners {}", get(l, &["listeners"]));
+            let p50_p99 = |at: &'static str| vec![vec![at, "p50_ms"], vec![at, "p99_ms"]];
+            row(
+                format!("{name}: p50/p99 ms from send"),
+                joined(l, &p50_p99("latency_from_send"), "/"),
+            );
+            row(
+                format!("{name}: bare hyper p50/p99 ms"),
+                joined(l, &p50_p99("baseline_latency_from_send"), "/"),
+            );
+            row(
+                format!("{name}: p99 cairn / bare hyper"),
+                get(l, &["p99_ratio"]),
+            );
+        }
+    }
     if let Some(Value::Array(rows)) = results.get("fanout") {
         for f in rows {
             let name = format!(
@@ -310,6 +333,10 @@ fn print_table(results: &Value) {
             row(
                 format!("{name}: p50/p99/max ms"),
                 joined(f, &under("latency", &LATENCY), "/"),
+            );
+            row(
+                format!("{name}: from send p50/p99/max ms"),
+                joined(f, &under("latency_from_send", &LATENCY), "/"),
             );
             if f.get("baseline_latency").is_some() {
                 row(

@@ -259,8 +259,8 @@ pub async fn run_grpc_baseline() -> anyhow::Result<()> {
     serve_http(http, fire, held).await
 }
 
-/// The baseline's HTTP/1.1 server: a 1 KiB answer to any path but `POST /hold` (held
-/// until `POST /fire`), `GET /held` (how many are held, counted in `held`) and
+/// The baseline's HTTP/1.1 server: a 1 KiB answer to any path but `POST /hold` and
+/// `POST /nacos/v1/cs/configs/listener` (held until `POST /fire`), `GET /held` (how many are held, counted in `held`) and
 /// `POST /fire` (wakes whatever waits on `fire`).
 async fn serve_http(
     listener: tokio::net::TcpListener,
@@ -278,14 +278,18 @@ async fn serve_http(
                 let (body, fire, held) = (body.clone(), fire.clone(), held.clone());
                 async move {
                     let answer = match request.uri().path() {
-                        "/hold" => {
+                        path @ ("/hold" | "/nacos/v1/cs/configs/listener") => {
                             let fired = fire.notified();
                             tokio::pin!(fired);
                             fired.as_mut().enable();
                             held.fetch_add(1, Ordering::Relaxed);
                             fired.await;
                             held.fetch_sub(1, Ordering::Relaxed);
-                            Bytes::from_static(FIRED)
+                            if path == "/hold" {
+                                Bytes::from_static(FIRED)
+                            } else {
+                                Bytes::from_static(NACOS_FIRED)
+                            }
                         }
                         "/held" => Bytes::from(held.load(Ordering::Relaxed).to_string()),
                         "/fire" => {
@@ -309,6 +313,10 @@ async fn serve_http(
         });
     }
 }
+
+/// What the baseline answers a held Nacos listener with: Cairn's answer, the changed
+/// key as Nacos writes it.
+const NACOS_FIRED: &[u8] = b"fan0.txt%02bench%01\n";
 
 /// What the baseline answers a held request with: the size of Cairn's answer to a
 /// one-key watch.

@@ -447,11 +447,11 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
     Ok(Value::Object(results))
 }
 
-/// Holds `watchers` long polls spread over `keys` keys, publishes every key once, and
-/// measures from each publish's acknowledgment to each of its watchers' answers.
 /// Holds `watchers` raw long polls on `node` (the `i`th sends `requests[i % keys]`),
 /// waiting until `held()` counts them, then `fire(k)`s each key and times each watcher's
-/// answer from the acknowledgment of its key's fire. Memory per watcher is the slope
+/// answer from the acknowledgment of its key's fire (`latency`) and from its send
+/// (`latency_from_send`: what a user who publishes feels). `answered` tells a watch's
+/// answer from what came before it, as for [`load::await_answers`]. Memory per watcher is the slope
 /// between a tenth of the watchers held and all of them: the first connections also warm
 /// the allocator up (pages freed after start-up are reused), which would blur a
 /// difference from the idle node.
@@ -459,6 +459,7 @@ async fn hold_and_fire<H, HF, F, FF>(
     node: &procs::Proc,
     watchers: usize,
     requests: &[Arc<Vec<u8>>],
+    answered: fn(&[u8]) -> anyhow::Result<bool>,
     held: H,
     fire: F,
 ) -> anyhow::Result<Value>
@@ -501,12 +502,13 @@ where
     for task in opening {
         watches.push(task.await??);
     }
-    let answers = load::await_answers(watches, Duration::from_secs(120), load::http_ok)?;
+    let answers = load::await_answers(watches, Duration::from_secs(120), answered)?;
     let cpu_before = (procs::cpu_ns(node.pid()), procs::cpu_ns(std::process::id()));
     let ticks_before = procs::cpu_ticks(node.pid());
     let switches_before = procs::context_switches(node.pid());
-    let mut acked = Vec::with_capacity(keys);
+    let (mut sent, mut acked) = (Vec::with_capacity(keys), Vec::with_capacity(keys));
     for k in 0..keys {
+        sent.push(Instant::now());
         fire(k).await?;
         acked.push(Instant::now());
     }
@@ -535,10 +537,11 @@ where
     let load_cpu_us = per_watcher_us(
         procs::cpu_ns(std::process::id()).saturating_sub(cpu_before.1) + answers.cpu_ns,
     );
-    let mut latency = histogram();
+    let (mut latency, mut from_send) = (histogram(), histogram());
     for (i, at) in answers.at.iter().enumerate() {
-        let fired = acked[i % keys];
-        latency.saturating_record(at.saturating_duration_since(fired).as_micros() as u64);
+        let since = |then: Instant| at.saturating_duration_since(then).as_micros() as u64;
+        latency.saturating_record(since(acked[i % keys]));
+        from_send.saturating_record(since(sent[i % keys]));
     }
     drop(answers.open);
     let per_watcher = rss_held.saturating_sub(rss_first) as f64 / (watchers - first).max(1) as f64;
@@ -546,6 +549,7 @@ where
         "watchers": watchers,
         "keys": keys,
         "latency": percentiles(&latency),
+        "latency_from_send": percentiles(&from_send),
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_watcher_bytes": per_watcher.round(),
         "server_cpu_us_per_watcher": server_cpu_us,
@@ -608,6 +612,7 @@ async fn fanout_cairn_beside_patterns(
         &node,
         watchers,
         &requests,
+        load::http_ok,
         || async move { Ok(gauge(addr, "cairn_watchers_held").await? - patterns as f64) },
         |k| {
             let token = token.clone();
@@ -668,9 +673,19 @@ pub async fn patterns(opts: &Options) -> anyhow::Result<Value> {
 /// W watchers of one key on the bare hyper baseline: the machine's floor for the same
 /// fan-out, measured with the same watchers.
 async fn fanout_baseline(watchers: usize) -> anyhow::Result<Value> {
+    let hold = |addr| format!("POST /hold HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    hold_on_baseline(watchers, hold, load::http_ok).await
+}
+
+/// W requests `hold(addr)` held on the bare hyper baseline until one fire.
+async fn hold_on_baseline(
+    watchers: usize,
+    hold: impl Fn(SocketAddr) -> String,
+    answered: fn(&[u8]) -> anyhow::Result<bool>,
+) -> anyhow::Result<Value> {
     let node = procs::baseline().await?;
     let addr = node.addr;
-    let hold = format!("POST /hold HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    let hold = hold(addr);
     let ask = |method: &'static str, path: &'static str| async move {
         let mut conn = load::connect(addr).await?;
         let (status, body) = load::send(&mut conn, request(method, addr, path, "", None)).await?;
@@ -681,6 +696,7 @@ async fn fanout_baseline(watchers: usize) -> anyhow::Result<Value> {
         &node,
         watchers,
         &[Arc::new(hold.into_bytes())],
+        answered,
         || async {
             let body = ask("GET", "/held").await?;
             Ok(String::from_utf8_lossy(&body).parse::<f64>()?)
@@ -743,6 +759,106 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
             .map(|r| (r * 100.0).round() / 100.0));
         rows.push(one_key);
         rows.push(fanout_cairn(w, spread.min(w)).await?);
+    }
+    Ok(Value::Array(rows))
+}
+
+/// W Nacos listeners of one key on a Cairn node, each `POST
+/// /nacos/v1/cs/configs/listener` as Nacos's 1.x clients send it (the key and its md5 in
+/// `Listening-Configs`, held up to two minutes), woken by one publish.
+async fn listener_cairn(watchers: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let addr = node.addr;
+    let token = login(addr).await?;
+    let md5 = publish(addr, &token, "fan0.txt", "v: 0").await?;
+    let body = format!("Listening-Configs=fan0.txt%02bench%02{md5}%01");
+    let request = format!(
+        "POST /nacos/v1/cs/configs/listener?accessToken={token} HTTP/1.1\r\nhost: {addr}\r\n\
+         long-pulling-timeout: 120000\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let result = hold_and_fire(
+        &node,
+        watchers,
+        &[Arc::new(request.into_bytes())],
+        nacos_changed,
+        || async move { gauge(addr, "cairn_watchers_held").await },
+        |_| {
+            let token = token.clone();
+            async move {
+                publish(addr, &token, "fan0.txt", "v: 1").await?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+    node.stop().await;
+    result
+}
+
+/// [`load::await_answers`]'s check for a Nacos listener: a 200 that names the changed
+/// key (an empty 200 is a listener that timed out).
+fn nacos_changed(seen: &[u8]) -> anyhow::Result<bool> {
+    load::http_ok(seen)?;
+    Ok(seen.windows(8).any(|w| w == b"fan0.txt"))
+}
+
+/// listener: W Nacos listeners of one key on Cairn, and the same listener requests held
+/// by the bare hyper baseline (which answers them as Cairn does, with the changed key),
+/// alternately in rounds. Latency is from the publish's send, as a person publishing
+/// feels it; each side's row is its median round by p99, the ratio the median of the
+/// rounds'.
+pub async fn listener(opts: &Options) -> anyhow::Result<Value> {
+    let (sizes, rounds) = if opts.tiny {
+        (vec![50], 1)
+    } else {
+        (opts.watchers.clone(), 3)
+    };
+    let p99 = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let median_by_p99 = |mut rows: Vec<Value>| {
+        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+        rows.swap_remove(rows.len() / 2)
+    };
+    let hold = |addr| {
+        let body = "Listening-Configs=fan0.txt%02bench%020123456789abcdef0123456789abcdef%01";
+        format!(
+            "POST /nacos/v1/cs/configs/listener HTTP/1.1\r\nhost: {addr}\r\n\
+             long-pulling-timeout: 120000\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut rows = Vec::new();
+    for w in sizes {
+        let (mut cairn, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (c, b) = if round % 2 == 0 {
+                let c = listener_cairn(w).await?;
+                (c, hold_on_baseline(w, hold, nacos_changed).await?)
+            } else {
+                let b = hold_on_baseline(w, hold, nacos_changed).await?;
+                (listener_cairn(w).await?, b)
+            };
+            if p99(&b) > 0.0 {
+                ratios.push(p99(&c) / p99(&b));
+            }
+            cairn.push(c);
+            bare.push(b);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let cairn = median_by_p99(cairn);
+        let bare = median_by_p99(bare);
+        rows.push(json!({
+            "listeners": w,
+            "rounds": rounds,
+            "latency_from_send": cairn["latency_from_send"],
+            "baseline_latency_from_send": bare["latency_from_send"],
+            "p99_ratio": ratios.get(ratios.len() / 2).map(|r| (r * 100.0).round() / 100.0),
+            "server_cpu_us_per_listener": cairn["server_cpu_us_per_watcher"],
+            "baseline_cpu_us_per_listener": bare["server_cpu_us_per_watcher"],
+        }));
     }
     Ok(Value::Array(rows))
 }

@@ -3,12 +3,15 @@
 //! to route (hyper's dispatch, the router, the extractors and their boxed futures).
 //!
 //! Only the common shape is taken here: a native `GET /api/v1/configs/{ns}/{group}/{id}`
-//! with no query, or a Nacos `GET /nacos/v1/cs/configs` naming `dataId`, `group`,
-//! `tenant` and `accessToken` at most; a bearer token (or Nacos's `accessToken`) this node
-//! already verified allowing the read; no gray-release identity headers; the config in
-//! the cache. Anything else, including every refusal and every miss, is left to the
-//! router, which answers it (and audits it) as before. Both paths write the same headers
-//! (`native::read_headers`, `nacos::v1::read_headers`) and count under the same metrics.
+//! with no query, a Nacos `GET /nacos/v1/cs/configs` naming `dataId`, `group`, `tenant`
+//! and `accessToken` at most, or an Apollo `GET /configs/…` or `/configfiles/json/…`
+//! with the parameters those routes read; a caller the node already knows allowed the
+//! read (a bearer token it verified before, or Apollo's access key); no gray-release
+//! identity headers of Cairn's; the config in the cache. Anything else, including every
+//! refusal, every miss and every `304`, is left to the router, which answers it (and
+//! audits it) as before. Both paths build their answers with the same functions
+//! (`native::read_headers`, `nacos::v1::read_headers`, `apollo::read_directly`) and
+//! count under the same metrics.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,7 +19,7 @@ use std::time::Instant;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use cairn_core::{ClientInfo, ConfigKey};
 
-use super::AppState;
+use super::SharedState;
 use crate::auth::Caller;
 use crate::serve::push_header;
 
@@ -46,12 +49,14 @@ impl Head<'_> {
 /// The whole response to `head` (status line, headers and content) with `date` as its
 /// `Date`, if it is a plain read this node can answer from memory; `None` sends it
 /// through the router.
-pub fn answer(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
+pub fn answer(state: &SharedState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
     let started = Instant::now();
     let (route, response) = if let Some(rest) = head.path.strip_prefix("/api/v1/configs/") {
         (NATIVE_ROUTE, native(state, head, rest, date)?)
     } else if head.path == NACOS_ROUTE {
         (NACOS_ROUTE, nacos(state, head, date)?)
+    } else if head.path.starts_with("/configs/") || head.path.starts_with("/configfiles/json/") {
+        apollo(state, head, date)?
     } else {
         return None;
     };
@@ -59,7 +64,7 @@ pub fn answer(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>>
     Some(response)
 }
 
-fn native(state: &AppState, head: &Head<'_>, rest: &str, date: &[u8]) -> Option<Vec<u8>> {
+fn native(state: &SharedState, head: &Head<'_>, rest: &str, date: &[u8]) -> Option<Vec<u8>> {
     // Escapes, view=json and conditional reads take the router's path.
     if head.query.is_some() || rest.contains('%') || head.header("if-none-match").is_some() {
         return None;
@@ -82,7 +87,7 @@ fn native(state: &AppState, head: &Head<'_>, rest: &str, date: &[u8]) -> Option<
     }))
 }
 
-fn nacos(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
+fn nacos(state: &SharedState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
     let (mut data_id, mut group, mut tenant, mut token) = (None, None, None, None);
     for pair in head.query?.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -113,6 +118,25 @@ fn nacos(state: &AppState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
     }))
 }
 
+fn apollo(state: &SharedState, head: &Head<'_>, date: &[u8]) -> Option<(&'static str, Vec<u8>)> {
+    let client = identity(state, head)?;
+    // Apollo reads the signature's and the client's headers by name.
+    let mut headers = axum::http::HeaderMap::with_capacity(head.headers.len());
+    for line in head.headers {
+        headers.append(
+            HeaderName::from_bytes(line.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(line.value).ok()?,
+        );
+    }
+    let (route, content_type, body) =
+        super::apollo::read_directly(state, head.path, head.query, &headers, client)?;
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    push_header(&mut out, "content-type", content_type.as_bytes());
+    finish(&mut out, &body, date);
+    Some((route, out))
+}
+
 /// The token of an `Authorization: Bearer` header.
 fn bearer<'a>(head: &Head<'a>) -> Option<&'a str> {
     let value = head
@@ -126,25 +150,27 @@ fn bearer<'a>(head: &Head<'a>) -> Option<&'a str> {
         .or_else(|| value.strip_prefix("bearer "))
 }
 
-/// What `caller` sees of `key` from where the request came, if they may read it and it
-/// is cached. Requests that say who the client is (gray-release headers, a forwarded
-/// address the node trusts) take the router's path, which reads those.
+/// The client as gray rules see it: the connection's address. Requests that say who
+/// the client is (Cairn's gray-release headers, a forwarded address the node trusts)
+/// take the router's path, which reads those.
+fn identity(state: &SharedState, head: &Head<'_>) -> Option<ClientInfo> {
+    let stated = head.header(super::CLIENT_IP_HEADER).is_some()
+        || head.header(super::LABELS_HEADER).is_some()
+        || (state.settings.trust_forwarded_for && head.header("x-forwarded-for").is_some());
+    (!stated).then(|| ClientInfo::new(Some(head.remote.ip()), Vec::new()))
+}
+
+/// What `caller` sees of `key`, if they may read it and it is cached.
 fn readable(
-    state: &AppState,
+    state: &SharedState,
     head: &Head<'_>,
     caller: &Caller,
     key: &ConfigKey,
 ) -> Option<crate::cache::View> {
-    if head.header(super::CLIENT_IP_HEADER).is_some()
-        || head.header(super::LABELS_HEADER).is_some()
-        || (state.settings.trust_forwarded_for && head.header("x-forwarded-for").is_some())
-    {
-        return None;
-    }
+    let client = identity(state, head)?;
     if !state.service.reads(caller, key) {
         return None;
     }
-    let client = ClientInfo::new(Some(head.remote.ip()), Vec::new());
     state.service.view(key, &client)
 }
 
@@ -158,13 +184,14 @@ fn respond(
     let mut out = Vec::with_capacity(320 + content.len());
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     headers(&mut |name, value| push_header(&mut out, name.as_str(), value.as_bytes()));
-    push_header(
-        &mut out,
-        "content-length",
-        content.len().to_string().as_bytes(),
-    );
-    push_header(&mut out, "date", date);
+    finish(&mut out, content, date);
+    out
+}
+
+/// Ends a response's head with its length and date, then adds the content.
+fn finish(out: &mut Vec<u8>, content: &[u8], date: &[u8]) {
+    push_header(out, "content-length", content.len().to_string().as_bytes());
+    push_header(out, "date", date);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(content);
-    out
 }

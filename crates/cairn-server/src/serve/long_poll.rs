@@ -143,7 +143,7 @@ enum Next {
 
 /// What answering plain reads directly needs.
 struct Direct<'a> {
-    state: &'a crate::api::AppState,
+    state: &'a crate::api::SharedState,
     remote: SocketAddr,
 }
 

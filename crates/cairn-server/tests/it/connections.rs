@@ -467,11 +467,64 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
         Some(&*cairn_core::md5::md5_hex("a: 2\n"))
     );
 
+    // Apollo's reads, of an app served unsigned, as its clients send them.
+    app.publish_ok("public/shop/application", "a=1\nb=two")
+        .await;
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "apollo_anonymous_apps": ["shop"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for route in ["/configs", "/configfiles/json"] {
+        let target = format!("{route}/shop/default/application?ip=10.0.0.1");
+        let before = direct();
+        let plain = get(&app, &target, "").await;
+        assert_eq!(direct(), before + 1, "{route}");
+        let routed = get(&app, &format!("{target}&unread=1"), "").await;
+        assert_eq!(
+            direct(),
+            before + 1,
+            "{route}: a parameter it does not read"
+        );
+        assert_eq!(plain.status, 200, "{route}");
+        assert_eq!(plain.body, routed.body, "{route}");
+        assert_eq!(head_of(&plain), head_of(&routed), "{route}");
+        let body: Value = serde_json::from_slice(&plain.body).unwrap();
+        let pairs = if route == "/configs" {
+            body["configurations"].clone()
+        } else {
+            body
+        };
+        assert_eq!(pairs, json!({ "a": "1", "b": "two" }), "{route}");
+    }
+    // A client whose release is current gets the router's 304.
+    let current: Value = serde_json::from_slice(
+        &get(&app, "/configs/shop/default/application", "")
+            .await
+            .body,
+    )
+    .unwrap();
+    let before = direct();
+    let unchanged = get(
+        &app,
+        &format!(
+            "/configs/shop/default/application?releaseKey={}",
+            current["releaseKey"].as_str().unwrap()
+        ),
+        "",
+    )
+    .await;
+    assert_eq!((unchanged.status, direct()), (304, before));
+
     // Counted under the route's metrics like every request.
     let metrics = app.metrics().await;
     for route in [
         "/api/v1/configs/{namespace}/{group}/{data_id}",
         "/nacos/v1/cs/configs",
+        "/configs/{app}/{cluster}/{namespace}",
+        "/configfiles/json/{app}/{cluster}/{namespace}",
     ] {
         let line =
             format!("cairn_http_requests_total{{method=\"GET\",route=\"{route}\",status=\"200\"}}");
@@ -515,6 +568,8 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
     )
     .await;
     assert_eq!(nacos_refused.status, 403);
+    let unsigned_app = get(&app, "/configs/stranger-app/default/application", "").await;
+    assert_eq!(unsigned_app.status, 401);
     assert_eq!(direct(), before, "all of them the router's");
     // The refusals were audited, as the router audits them (once each: the direct
     // path looked without auditing). The audit log is written behind the answer.

@@ -463,7 +463,7 @@ fn release_key(view: &View) -> String {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ConfigQuery {
     #[serde(rename = "releaseKey")]
     release_key: Option<String>,
@@ -544,35 +544,46 @@ impl ConfigRead {
             .map_err(|e| ApolloError::new(Reason::BadRequest(e.body_text()), &target.path))?;
         let signed = guard(state, &app, &parts.headers, &target)?;
         let group = Group::parse(&app).map_err(|_| not_found())?;
-        let find = || {
-            resolve(
-                state,
-                &target.namespace,
-                &group,
-                &cluster,
-                query.data_center.as_deref(),
-                strip_properties(&namespace),
-            )
+        let path = ConfigPath {
+            app,
+            cluster,
+            namespace,
         };
         // A client notified by another node of a change this node has not applied yet
         // would read the old release and then wait on the new id: wait for the change
         // (briefly: the tailer applies it within milliseconds).
-        if let Some(wanted) = notified_id(query.messages.as_deref()) {
-            let here = find().is_some_and(|(_, key)| {
-                state
-                    .service
-                    .key_state(&key)
-                    .epoch
-                    .is_some_and(|e| e.get() >= wanted)
-            });
-            if !here {
-                state.service.wait_applied(wanted, CATCH_UP_WAIT).await;
-            }
+        if let Some(wanted) = behind(state, &target, &group, &path, &query) {
+            state.service.wait_applied(wanted, CATCH_UP_WAIT).await;
         }
-        let (used, key) = find().ok_or_else(not_found)?;
-        let (client, _) = client(
+        Self::located(
+            state,
             identity,
             &parts.headers,
+            &target,
+            signed,
+            &group,
+            path,
+            query,
+        )
+    }
+
+    /// The read once its request is checked and this node is caught up.
+    #[allow(clippy::too_many_arguments)]
+    fn located(
+        state: &SharedState,
+        identity: ClientInfo,
+        headers: &HeaderMap,
+        target: &Target,
+        signed: bool,
+        group: &Group,
+        path: ConfigPath,
+        query: ConfigQuery,
+    ) -> Result<Self, ApolloError> {
+        let not_found = || ApolloError::new(Reason::NotFound, &target.path);
+        let (used, key) = find(state, target, group, &path, &query).ok_or_else(not_found)?;
+        let (client, _) = client(
+            identity,
+            headers,
             query.ip.as_deref(),
             query.label.as_deref(),
         );
@@ -583,8 +594,8 @@ impl ConfigRead {
             return Err(not_found());
         }
         Ok(ConfigRead {
-            app,
-            namespace,
+            app: path.app,
+            namespace: path.namespace,
             cluster: used,
             release_key: query.release_key,
             view,
@@ -592,12 +603,154 @@ impl ConfigRead {
     }
 }
 
+/// The cluster and key a read names.
+fn find(
+    state: &SharedState,
+    target: &Target,
+    group: &Group,
+    path: &ConfigPath,
+    query: &ConfigQuery,
+) -> Option<(String, ConfigKey)> {
+    resolve(
+        state,
+        &target.namespace,
+        group,
+        &path.cluster,
+        query.data_center.as_deref(),
+        strip_properties(&path.namespace),
+    )
+}
+
+/// The change a read's `messages` announce, if this node has not applied it yet.
+fn behind(
+    state: &SharedState,
+    target: &Target,
+    group: &Group,
+    path: &ConfigPath,
+    query: &ConfigQuery,
+) -> Option<i64> {
+    let wanted = notified_id(query.messages.as_deref())?;
+    let here = find(state, target, group, path, query).is_some_and(|(_, key)| {
+        state
+            .service
+            .key_state(&key)
+            .epoch
+            .is_some_and(|e| e.get() >= wanted)
+    });
+    (!here).then_some(wanted)
+}
+
+/// Route templates of the reads the connection layer answers itself, for the metrics.
+const CONFIGS_ROUTE: &str = "/configs/{app}/{cluster}/{namespace}";
+const JSON_FILE_ROUTE: &str = "/configfiles/json/{app}/{cluster}/{namespace}";
+
+/// A read of `/configs/…` or `/configfiles/json/…` (no env prefix) answered from memory
+/// for the connection layer (`api::reads`): its route template, content type and body.
+/// `None` for anything the router should answer: a refusal, a miss, a `304`, a change
+/// another node announced that this one has yet to apply, escapes in the path, or a
+/// query parameter the route does not read.
+pub(crate) fn read_directly(
+    state: &SharedState,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    identity: ClientInfo,
+) -> Option<(&'static str, &'static str, Vec<u8>)> {
+    let (route, rest) = if let Some(rest) = path.strip_prefix("/configs/") {
+        (CONFIGS_ROUTE, rest)
+    } else {
+        (JSON_FILE_ROUTE, path.strip_prefix("/configfiles/json/")?)
+    };
+    if rest.contains('%') {
+        return None;
+    }
+    let mut segments = rest.split('/');
+    let (app, cluster, namespace) = (segments.next()?, segments.next()?, segments.next()?);
+    if segments.next().is_some() || [app, cluster, namespace].contains(&"") {
+        return None;
+    }
+    let config_query = match query {
+        Some(query) => direct_query(query)?,
+        None => ConfigQuery::default(),
+    };
+    let target = Target {
+        namespace: state.apollo.root.clone(),
+        prefix: String::new(),
+        raw: match query.filter(|q| !q.is_empty()) {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        },
+        path: path.to_owned(),
+    };
+    let signed = guard(state, app, headers, &target).ok()?;
+    let group = Group::parse(app).ok()?;
+    let path = ConfigPath {
+        app: app.to_owned(),
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
+    };
+    if behind(state, &target, &group, &path, &config_query).is_some() {
+        return None;
+    }
+    let read = ConfigRead::located(
+        state,
+        identity,
+        headers,
+        &target,
+        signed,
+        &group,
+        path,
+        config_query,
+    )
+    .ok()?;
+    if route == CONFIGS_ROUTE {
+        Some((route, "application/json", configs_body(state, &read)?))
+    } else {
+        let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
+        Some((
+            route,
+            JSON_FILE_CONTENT_TYPE,
+            rendered.json.get().as_bytes().to_vec(),
+        ))
+    }
+}
+
+/// A config read's query as the direct path takes it: each parameter the routes read at
+/// most once, UTF-8 once decoded; `None` for anything else.
+fn direct_query(query: &str) -> Option<ConfigQuery> {
+    let mut read = ConfigQuery::default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "releaseKey" => &mut read.release_key,
+            "ip" => &mut read.ip,
+            "label" => &mut read.label,
+            "dataCenter" => &mut read.data_center,
+            "messages" => &mut read.messages,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(crate::api::decode_component(value.as_bytes())?);
+    }
+    Some(read)
+}
+
 /// GET /configs/{appId}/{cluster}/{namespace}: the configurations and release key, or
 /// 304 when the client's release key is current.
 async fn configs(State(state): State<SharedState>, read: ConfigRead) -> Answer {
+    Ok(match configs_body(&state, &read) {
+        Some(body) => typed("application/json", body),
+        None => StatusCode::NOT_MODIFIED.into_response(),
+    })
+}
+
+/// The JSON of `/configs/…`, or `None` when the client's release key is current.
+fn configs_body(state: &SharedState, read: &ConfigRead) -> Option<Vec<u8>> {
     let key = release_key(&read.view);
     if read.release_key.as_deref() == Some(key.as_str()) {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+        return None;
     }
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -609,15 +762,17 @@ async fn configs(State(state): State<SharedState>, read: ConfigRead) -> Answer {
         release_key: String,
     }
     let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
-    Ok(Json(Configs {
+    serde_json::to_vec(&Configs {
         app_id: &read.app,
         cluster: &read.cluster,
         namespace_name: &read.namespace,
         configurations: &rendered.json,
         release_key: key,
     })
-    .into_response())
+    .ok()
 }
+
+const JSON_FILE_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
 fn typed(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     (
@@ -640,7 +795,7 @@ async fn config_file(State(state): State<SharedState>, read: ConfigRead) -> Answ
 async fn config_file_json(State(state): State<SharedState>, read: ConfigRead) -> Answer {
     let rendered = state.apollo.rendered.of(&read.view, &read.namespace);
     Ok(typed(
-        "application/json;charset=UTF-8",
+        JSON_FILE_CONTENT_TYPE,
         rendered.json.get().to_owned(),
     ))
 }

@@ -464,6 +464,14 @@ fn print_table(results: &Value) {
             format!("startup with {} configs: ms", get(s, &["configs"])),
             get(s, &["start_to_serving_ms"]),
         );
+        row(
+            "memory per cached 1 KiB config: bytes (/ content)".into(),
+            format!(
+                "{} ({})",
+                get(s, &["rss_per_config_bytes"]),
+                get(s, &["rss_per_content_byte"])
+            ),
+        );
     }
     if let Some(r) = results.get("storm") {
         row(

@@ -951,10 +951,33 @@ pub async fn startup(opts: &Options) -> anyhow::Result<Value> {
     let listening = node.started.elapsed();
     let rss = node.rss();
     node.stop().await;
+    // Memory per cached config: against a node with none, started and asked the same.
+    let empty_dir = tempfile::tempdir()?;
+    let empty = procs::cairn(&empty_dir.path().join("node"), None).await?;
+    let token = login(empty.addr).await?;
+    let mut conn = load::connect(empty.addr).await?;
+    let (status, _) = load::send(
+        &mut conn,
+        request(
+            "GET",
+            empty.addr,
+            "/api/v1/configs/public/bench/s0.properties",
+            &token,
+            None,
+        ),
+    )
+    .await?;
+    anyhow::ensure!(status == 404, "the empty node has a config: {status}");
+    let rss_empty = empty.rss();
+    empty.stop().await;
+    let per_config = rss.saturating_sub(rss_empty) as f64 / count as f64;
     Ok(json!({
         "configs": count,
         "start_to_serving_ms": listening.as_millis(),
         "server_rss_mib": (rss as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+        "empty_server_rss_mib": (rss_empty as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+        "rss_per_config_bytes": per_config.round(),
+        "rss_per_content_byte": (per_config / procs::body_1k().len() as f64 * 100.0).round() / 100.0,
     }))
 }
 

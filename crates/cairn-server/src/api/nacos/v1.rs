@@ -336,6 +336,10 @@ async fn delete(
     }
 }
 
+/// A listened config's data id, group and tenant as the client wrote them: the answer
+/// names a change exactly so, or the client does not recognise it.
+type Echo = (String, String, String);
+
 /// One entry of `Listening-Configs`, with the tenant exactly as the client sent it.
 struct Listened {
     key: ConfigKey,
@@ -441,10 +445,15 @@ async fn listen(
             }
         }
     };
-    let held: Vec<(ConfigKey, String)> = listened
-        .iter()
-        .map(|l| (l.key.clone(), l.md5.clone()))
-        .collect();
+    // The keys and md5s go to the wait; the names as the client wrote them stay for
+    // the answer.
+    let (held, echo): (Vec<(ConfigKey, String)>, Vec<Echo>) = listened
+        .into_iter()
+        .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
+        .unzip();
+    // What the answer does not need goes before the wait: a held listener keeps less,
+    // and a publish that wakes thousands of them frees less while it answers them.
+    drop((params, headers));
     let stale = state
         .service
         .wait_for_changes(
@@ -459,27 +468,52 @@ async fn listen(
     if stale.is_empty() {
         return Ok(StatusCode::OK.into_response());
     }
-    let stale: std::collections::HashSet<ConfigKey> = stale.into_iter().map(|(k, _)| k).collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut text = String::new();
-    for l in listened.iter().filter(|l| stale.contains(&l.key)) {
-        if !seen.insert((&l.data_id, &l.group, &l.tenant)) {
-            continue;
-        }
-        text.push_str(&l.data_id);
-        text.push('\u{2}');
-        text.push_str(&l.group);
-        if !l.tenant.is_empty() {
-            text.push('\u{2}');
-            text.push_str(&l.tenant);
-        }
-        text.push('\u{1}');
-    }
-    let mut body: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-    body.push('\n');
-    let mut response = plain(StatusCode::OK, body);
+    let mut response = plain(StatusCode::OK, changed_text(&held, &echo, &stale));
     no_cache(response.headers_mut());
     Ok(response)
+}
+
+/// A listener's answer: each changed key it listened to, once, in the order it listed
+/// them, as Nacos writes them (`dataId␂group[␂tenant]␁`, form-encoded), then a newline.
+/// One publish wakes every listener of a key at once, so for the usual listener (one
+/// key, or few changed) nothing but the answer is allocated.
+fn changed_text(
+    held: &[(ConfigKey, String)],
+    echo: &[Echo],
+    stale: &[(ConfigKey, Option<crate::cache::View>)],
+) -> String {
+    use std::collections::HashSet;
+    // Sets only where a scan would cost more than they do.
+    let many_stale =
+        (stale.len() > 8).then(|| stale.iter().map(|(k, _)| k).collect::<HashSet<_>>());
+    let is_stale = |key: &ConfigKey| match &many_stale {
+        Some(set) => set.contains(key),
+        None => stale.iter().any(|(k, _)| k == key),
+    };
+    let mut seen = (held.len() > 1).then(HashSet::new);
+    let mut body = String::with_capacity(64 * stale.len().min(held.len()) + 1);
+    let mut put = |text: &str| body.extend(form_urlencoded::byte_serialize(text.as_bytes()));
+    for ((key, _), names) in held.iter().zip(echo) {
+        if !is_stale(key) {
+            continue;
+        }
+        if let Some(seen) = &mut seen {
+            if !seen.insert(names) {
+                continue;
+            }
+        }
+        let (data_id, group, tenant) = names;
+        put(data_id);
+        put("\u{2}");
+        put(group);
+        if !tenant.is_empty() {
+            put("\u{2}");
+            put(tenant);
+        }
+        put("\u{1}");
+    }
+    body.push('\n');
+    body
 }
 
 /// POST /nacos/v1/auth/login: `username` and `password` (query or form) → a token.
@@ -943,6 +977,36 @@ mod tests {
         );
         assert_eq!(host_and_port("http://[::1]"), "[::1]:80");
         assert_eq!(host_and_port("http://[::1]:8848"), "[::1]:8848");
+    }
+
+    #[test]
+    fn a_listener_is_answered_each_changed_key_once_as_it_wrote_it() {
+        let raw = "a.yaml\u{2}g\u{2}m1\u{1}b:c\u{2}g\u{2}m2\u{2}public\u{1}\
+                   a.yaml\u{2}g\u{2}m1\u{1}quiet\u{2}g\u{2}m3\u{1}";
+        let (held, echo): (Vec<_>, Vec<_>) = parse_listening(raw, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
+            .unzip();
+        let changed = |names: &[&str]| -> Vec<(ConfigKey, Option<crate::cache::View>)> {
+            names
+                .iter()
+                .map(|n| (ConfigKey::parse("public", "g", n).unwrap(), None))
+                .collect()
+        };
+        // The tenant as written, `:` form-encoded, the repeated key once, the quiet one not.
+        assert_eq!(
+            changed_text(&held, &echo, &changed(&["b:c", "a.yaml"])),
+            "a.yaml%02g%01b%3Ac%02g%02public%01\n"
+        );
+        // Many changed at once: the same answer by a set instead of a scan.
+        let many: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let mut names: Vec<&str> = many.iter().map(String::as_str).collect();
+        names.push("quiet");
+        assert_eq!(
+            changed_text(&held, &echo, &changed(&names)),
+            "quiet%02g%01\n"
+        );
     }
 
     #[test]

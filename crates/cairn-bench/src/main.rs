@@ -481,6 +481,13 @@ fn print_table(results: &Value) {
             ),
             get(r, &["all_held_ms"]),
         );
+        row(
+            format!(
+                "storm: {} gRPC clients connect, all listening: ms",
+                get(r, &["clients"])
+            ),
+            get(r, &["grpc_all_listening_ms"]),
+        );
     }
     if let Some(r) = results.get("patterns") {
         row(

@@ -1336,5 +1336,42 @@ pub async fn storm(opts: &Options) -> anyhow::Result<Value> {
     Ok(json!({
         "clients": clients,
         "all_held_ms": all_held.as_millis() as u64,
+        "grpc_all_listening_ms": grpc_storm(clients).await?.as_millis() as u64,
     }))
+}
+
+/// The storm over Nacos gRPC: `clients` connections opened at once on a fresh node,
+/// each set up and listening to one key as SDKs do; the time from the first connect
+/// until the node counts every listen.
+async fn grpc_storm(clients: usize) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let node = procs::cairn(&dir.path().join("node"), None).await?;
+    let (addr, grpc) = (node.addr, node.grpc.context("the node serves gRPC")?);
+    let token = login(addr).await?;
+    let md5 = publish(addr, &token, "storm.txt", "v: 0").await?;
+    let started = Instant::now();
+    let opening: Vec<_> = (0..clients)
+        .map(|i| {
+            let (token, md5) = (token.clone(), md5.clone());
+            tokio::spawn(async move {
+                grpc_wire::listen(grpc, load::source_ip(i), &token, "storm.txt", &md5).await
+            })
+        })
+        .collect();
+    let deadline = started + Duration::from_secs(120);
+    while gauge(addr, "cairn_grpc_listens").await? < clients as f64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every one of {clients} gRPC clients listened within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all_listening = started.elapsed();
+    let mut open = Vec::with_capacity(clients);
+    for task in opening {
+        open.push(task.await??);
+    }
+    drop(open);
+    node.stop().await;
+    Ok(all_listening)
 }

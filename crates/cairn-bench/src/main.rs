@@ -348,6 +348,10 @@ fn print_table(results: &Value) {
                     get(f, &["p99_ratio"]),
                 );
                 row(
+                    format!("{name}: p99 cairn / bare hyper, from send"),
+                    get(f, &["p99_ratio_from_send"]),
+                );
+                row(
                     format!("{name}: kernel share of CPU, node / bare"),
                     joined(
                         f,

@@ -174,10 +174,21 @@ async fn pipelined_requests_are_answered_in_order() {
     let app = TestApp::spawn().await;
     app.publish_ok(KEY, "b: 1\n").await;
     let mut conn = Conn::open(&app).await;
-    // A watch with a stale md5 (answered at once), a read and another watch, in one write.
+    // A watch with a stale md5 (answered at once), a read (answered directly), another
+    // watch, a read the router answers (which hands the connection to hyper with what
+    // follows) and a plain read again, in one write.
     let mut all = watch_request(&app, "stale", 20_000, "");
     all.extend(read_request(&app));
     all.extend(watch_request(&app, "stale", 20_000, ""));
+    all.extend(
+        format!(
+            "GET /api/v1/configs/{KEY}?view=json HTTP/1.1\r\nHost: cairn\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            app.token
+        )
+        .into_bytes(),
+    );
+    all.extend(read_request(&app));
     conn.send(&all).await;
     let first = conn.answer().await;
     assert_eq!(first.json()["changed"][0]["exists"], true);
@@ -185,6 +196,10 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!(second.body, b"b: 1\n");
     let third = conn.answer().await;
     assert_eq!(third.json()["changed"][0]["exists"], true);
+    let fourth = conn.answer().await;
+    assert_eq!(fourth.json()["content"], "b: 1\n");
+    let fifth = conn.answer().await;
+    assert_eq!(fifth.body, b"b: 1\n");
 }
 
 #[tokio::test]

@@ -441,6 +441,15 @@ fn print_table(results: &Value) {
                 get(g, &["p99_ratio_to_bare"]),
             );
             row(
+                format!("{name}: from send, p99 gRPC / bare hyper hold"),
+                format!(
+                    "{} ({} / {} ms)",
+                    get(g, &["p99_from_send_ratio_to_hyper"]),
+                    get(g, &["latency_from_send", "p99_ms"]),
+                    get(g, &["hyper_latency_from_send", "p99_ms"])
+                ),
+            );
+            row(
                 format!("{name}: RSS per connection B, node / bare tonic"),
                 joined(
                     g,

@@ -1217,6 +1217,7 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
             .any(|w| w == grpc_wire::PUSH_MARK))
     };
     let answers = load::await_answers(sockets, Duration::from_secs(60), pushed)?;
+    let sent = Instant::now();
     if bare {
         ask("POST", "/fire").await?;
     } else {
@@ -1226,9 +1227,10 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
     let answers = tokio::task::spawn_blocking(move || answers.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the push collector panicked"))??;
-    let mut latency = histogram();
+    let (mut latency, mut from_send) = (histogram(), histogram());
     for at in &answers.at {
         latency.saturating_record(at.saturating_duration_since(acked).as_micros() as u64);
+        from_send.saturating_record(at.saturating_duration_since(sent).as_micros() as u64);
     }
     drop(answers);
     node.stop().await;
@@ -1237,6 +1239,7 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
     Ok(json!({
         "connections": connections,
         "latency": percentiles(&latency),
+        "latency_from_send": percentiles(&from_send),
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_connection_bytes": per_connection.round(),
     }))
@@ -1266,7 +1269,11 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
     for c in sizes {
         let (mut cairn, mut bare, mut http) = (Vec::new(), Vec::new(), Vec::new());
         let (mut to_http, mut to_bare) = (Vec::new(), Vec::new());
+        // And against the bare hyper server holding HTTP requests, from the send.
+        let (mut hyper, mut to_hyper) = (Vec::new(), Vec::new());
+        let from_send = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
         for round in 0..rounds {
+            let y = fanout_baseline(c).await?;
             // Each round in another order, so that drift hits all three alike.
             let (g, b, h) = match round % 3 {
                 0 => {
@@ -1291,6 +1298,10 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
             if p99(&b) > 0.0 {
                 to_bare.push(p99(&g) / p99(&b));
             }
+            if from_send(&y) > 0.0 {
+                to_hyper.push(from_send(&g) / from_send(&y));
+            }
+            hyper.push(y);
             cairn.push(g);
             bare.push(b);
             http.push(h);
@@ -1303,6 +1314,8 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
         row["bare_rss_per_connection_bytes"] = bare["rss_per_connection_bytes"].clone();
         row["p99_ratio"] = json!(median(to_http));
         row["p99_ratio_to_bare"] = json!(median(to_bare));
+        row["hyper_latency_from_send"] = median_by_p99(hyper)["latency_from_send"].clone();
+        row["p99_from_send_ratio_to_hyper"] = json!(median(to_hyper));
         rows.push(row);
     }
     Ok(Value::Array(rows))

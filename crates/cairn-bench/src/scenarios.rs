@@ -1217,6 +1217,7 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
             .any(|w| w == grpc_wire::PUSH_MARK))
     };
     let answers = load::await_answers(sockets, Duration::from_secs(60), pushed)?;
+    let cpu_before = procs::cpu_ns(node.pid());
     let sent = Instant::now();
     if bare {
         ask("POST", "/fire").await?;
@@ -1227,6 +1228,7 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
     let answers = tokio::task::spawn_blocking(move || answers.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the push collector panicked"))??;
+    let cpu_us = procs::cpu_ns(node.pid()).saturating_sub(cpu_before) as f64 / 1e3;
     let (mut latency, mut from_send) = (histogram(), histogram());
     for at in &answers.at {
         latency.saturating_record(at.saturating_duration_since(acked).as_micros() as u64);
@@ -1240,6 +1242,7 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
         "connections": connections,
         "latency": percentiles(&latency),
         "latency_from_send": percentiles(&from_send),
+        "server_cpu_us_per_push": (cpu_us / connections as f64 * 100.0).round() / 100.0,
         "server_rss_mib": (rss_held as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "rss_per_connection_bytes": per_connection.round(),
     }))
@@ -1314,6 +1317,7 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
         row["bare_rss_per_connection_bytes"] = bare["rss_per_connection_bytes"].clone();
         row["p99_ratio"] = json!(median(to_http));
         row["p99_ratio_to_bare"] = json!(median(to_bare));
+        row["bare_cpu_us_per_push"] = bare["server_cpu_us_per_push"].clone();
         row["hyper_latency_from_send"] = median_by_p99(hyper)["latency_from_send"].clone();
         row["p99_from_send_ratio_to_hyper"] = json!(median(to_hyper));
         rows.push(row);

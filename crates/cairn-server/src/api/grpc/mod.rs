@@ -373,7 +373,7 @@ impl Surface {
             }
         }
         let pushes = &self.connections.push_ids;
-        for (key, tenant) in moved {
+        let notification = |key: &cairn_core::ConfigKey, tenant: &str| {
             let mut body = json!({
                 "dataId": key.data_id.as_str(),
                 "group": key.group.as_str(),
@@ -382,9 +382,18 @@ impl Surface {
             if !tenant.is_empty() {
                 body["tenant"] = json!(tenant);
             }
+            body
+        };
+        for (key, tenant) in moved {
             // The first send happens here, on the wake-up's own task; only waiting for
-            // the acknowledgement (and sending again) moves to a task of its own.
-            let first = connection.send_request(pushes, "ConfigChangeNotifyRequest", body.clone());
+            // the acknowledgement (and sending again) moves to a task of its own, which
+            // makes the notification again only if it has to send it again: a change
+            // wakes thousands of connections at once, and nearly all acknowledge.
+            let first = connection.send_request(
+                pushes,
+                "ConfigChangeNotifyRequest",
+                notification(&key, &tenant),
+            );
             let (surface, connection) = (self.clone(), connection.clone());
             tokio::spawn(async move {
                 let pushes = &surface.connections.push_ids;
@@ -393,6 +402,7 @@ impl Surface {
                         return;
                     }
                 }
+                let body = notification(&key, &tenant);
                 for attempt in 1..PUSH_TRIES {
                     tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
                     if connection.closed.is_cancelled() {

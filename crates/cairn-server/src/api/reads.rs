@@ -5,8 +5,8 @@
 //! Only the common shape is taken here: a native `GET /api/v1/configs/{ns}/{group}/{id}`
 //! with no query, a Nacos `GET /nacos/v1/cs/configs` naming `dataId`, `group`, `tenant`
 //! and `accessToken` at most, or an Apollo `GET /configs/…` or `/configfiles/json/…`
-//! with the parameters those routes read; a caller the node already knows allowed the
-//! read (a bearer token it verified before, or Apollo's access key); no gray-release
+//! with the parameters those routes read; a caller allowed the read (a valid bearer
+//! token, checked as the router checks it, or Apollo's access key); no gray-release
 //! identity headers of Cairn's; the config in the cache. Anything else, including every
 //! refusal, every miss and every `304`, is left to the router, which answers it (and
 //! audits it) as before. Both paths build their answers with the same functions

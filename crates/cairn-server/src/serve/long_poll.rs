@@ -78,7 +78,11 @@ pub(super) async fn serve(
         state,
         ..
     } = port;
-    let direct = Direct { state, remote };
+    let direct = Direct {
+        state,
+        remote,
+        shutdown,
+    };
     let mut read = BytesMut::new();
     // One wait on shutdown for the connection's life, not one per request: each wait
     // joins a list shared by every connection of the node.
@@ -145,6 +149,9 @@ enum Next {
 struct Direct<'a> {
     state: &'a crate::api::SharedState,
     remote: SocketAddr,
+    /// Once the node stops, reads go to hyper, which closes each connection after its
+    /// answer.
+    shutdown: &'a tokio_util::sync::CancellationToken,
 }
 
 /// Reads until `read` holds a whole request, then takes it off `read` if it is a long
@@ -305,6 +312,15 @@ fn read_directly(
     target: &str,
     direct: &Direct<'_>,
 ) -> Parsed {
+    // Only a target hyper would read exactly as sent: it drops a fragment and refuses
+    // characters a URI may not hold, and the router sees what it made of it.
+    let exact = Uri::try_from(target)
+        .ok()
+        .and_then(|uri| uri.path_and_query().map(|pq| pq.as_str() == target))
+        .unwrap_or(false);
+    if !exact || direct.shutdown.is_cancelled() {
+        return Parsed::Other;
+    }
     for line in head.headers.iter() {
         let name = line.name;
         let plain = if name.eq_ignore_ascii_case("content-length") {

@@ -532,6 +532,21 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
     )
     .await;
     assert_eq!((unchanged.status, direct()), (304, before));
+    // A target hyper reads otherwise than as sent (a fragment it drops, a character it
+    // refuses) gets hyper's and the router's answer.
+    let with_fragment = get(
+        &app,
+        &format!(
+            "/configs/shop/default/application?releaseKey={}#x",
+            current["releaseKey"].as_str().unwrap()
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(with_fragment.status, 304);
+    let refused = get(&app, "/configs/shop/default/application?ip=<x>", "").await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(direct(), before);
 
     // Counted under the route's metrics like every request.
     let metrics = app.metrics().await;

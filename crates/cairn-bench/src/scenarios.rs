@@ -723,10 +723,7 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
     };
     let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
     let p99_from_send = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
-    let median_by_p99 = |mut rows: Vec<Value>| {
-        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
-        rows.swap_remove(rows.len() / 2)
-    };
+    let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
     let mut rows = Vec::new();
     for w in sizes {
         let (mut cairn, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -813,22 +810,30 @@ fn nacos_changed(seen: &[u8]) -> anyhow::Result<bool> {
     Ok(seen.windows(8).any(|w| w == b"fan0.txt"))
 }
 
+/// The middle row of `rows` by `p99`.
+fn median_row(mut rows: Vec<Value>, p99: impl Fn(&Value) -> f64) -> Value {
+    rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
+    rows.swap_remove(rows.len() / 2)
+}
+
+/// The connection counts of a fan-out scenario and how many rounds each is run.
+fn sizes_and_rounds(opts: &Options) -> (Vec<usize>, usize) {
+    if opts.tiny {
+        (vec![50], 1)
+    } else {
+        (opts.watchers.clone(), 3)
+    }
+}
+
 /// listener: W Nacos listeners of one key on Cairn, and the same listener requests held
 /// by the bare hyper baseline (which answers them as Cairn does, with the changed key),
 /// alternately in rounds. Latency is from the publish's send, as a person publishing
 /// feels it; each side's row is its median round by p99, the ratio the median of the
 /// rounds'.
 pub async fn listener(opts: &Options) -> anyhow::Result<Value> {
-    let (sizes, rounds) = if opts.tiny {
-        (vec![50], 1)
-    } else {
-        (opts.watchers.clone(), 3)
-    };
+    let (sizes, rounds) = sizes_and_rounds(opts);
     let p99 = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
-    let median_by_p99 = |mut rows: Vec<Value>| {
-        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
-        rows.swap_remove(rows.len() / 2)
-    };
+    let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
     let hold = |addr| {
         let body = "Listening-Configs=fan0.txt%02bench%020123456789abcdef0123456789abcdef%01";
         format!(
@@ -1257,16 +1262,9 @@ async fn grpc_fanout(connections: usize, bare: bool) -> anyhow::Result<Value> {
 /// same number of HTTP long polls on one key in the same run (alternating rounds, as
 /// `fanout` does); the ratio of their p99s is the median of the rounds'.
 pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
-    let (sizes, rounds) = if opts.tiny {
-        (vec![50], 1)
-    } else {
-        (opts.watchers.clone(), 3)
-    };
+    let (sizes, rounds) = sizes_and_rounds(opts);
     let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
-    let median_by_p99 = |mut rows: Vec<Value>| {
-        rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
-        rows.swap_remove(rows.len() / 2)
-    };
+    let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
         values
@@ -1345,23 +1343,7 @@ pub async fn storm(opts: &Options) -> anyhow::Result<Value> {
     let opening: Vec<_> = (0..clients)
         .map(|i| tokio::spawn(load::open_watch(addr, load::source_ip(i), request.clone())))
         .collect();
-    let deadline = started + Duration::from_secs(120);
-    loop {
-        if gauge(addr, "cairn_watchers_held").await? >= clients as f64 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("not every one of {clients} clients was held within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let all_held = started.elapsed();
-    // The connections stay open until every poll was counted.
-    let mut open = Vec::with_capacity(clients);
-    for task in opening {
-        open.push(task.await??);
-    }
-    drop(open);
+    let all_held = counted(addr, "cairn_watchers_held", clients, started, opening).await?;
     node.stop().await;
     Ok(json!({
         "clients": clients,
@@ -1388,20 +1370,33 @@ async fn grpc_storm(clients: usize) -> anyhow::Result<Duration> {
             })
         })
         .collect();
+    let all_listening = counted(addr, "cairn_grpc_listens", clients, started, opening).await?;
+    node.stop().await;
+    Ok(all_listening)
+}
+
+/// Waits until the node's `gauge` counts `clients`, then for the clients' connections
+/// (kept open until then); the time from `started` to the count.
+async fn counted(
+    addr: SocketAddr,
+    name: &str,
+    clients: usize,
+    started: Instant,
+    opening: Vec<tokio::task::JoinHandle<anyhow::Result<std::net::TcpStream>>>,
+) -> anyhow::Result<Duration> {
     let deadline = started + Duration::from_secs(120);
-    while gauge(addr, "cairn_grpc_listens").await? < clients as f64 {
+    while gauge(addr, name).await? < clients as f64 {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "not every one of {clients} gRPC clients listened within 120 s"
+            "{name} did not reach {clients} within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let all_listening = started.elapsed();
+    let all = started.elapsed();
     let mut open = Vec::with_capacity(clients);
     for task in opening {
         open.push(task.await??);
     }
     drop(open);
-    node.stop().await;
-    Ok(all_listening)
+    Ok(all)
 }

@@ -119,8 +119,13 @@ fn watch_request(app: &TestApp, md5: &str, timeout_ms: u64, extra: &str) -> Vec<
 }
 
 fn read_request(app: &TestApp) -> Vec<u8> {
+    read_request_with(app, "")
+}
+
+/// A read with `query` after the path (`?view=json`, say), which the router answers.
+fn read_request_with(app: &TestApp, query: &str) -> Vec<u8> {
     format!(
-        "GET /api/v1/configs/{KEY} HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\r\n",
+        "GET /api/v1/configs/{KEY}{query} HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\r\n",
         app.token
     )
     .into_bytes()
@@ -149,15 +154,7 @@ async fn a_parked_watch_is_answered_and_its_connection_serves_reads_after() {
 
     // The same connection goes on to a read the router answers (a query), then to
     // another watch.
-    conn.send(
-        format!(
-            "GET /api/v1/configs/{KEY}?view=raw HTTP/1.1\r\nHost: cairn\r\n\
-             Authorization: Bearer {}\r\n\r\n",
-            app.token
-        )
-        .as_bytes(),
-    )
-    .await;
+    conn.send(&read_request_with(&app, "?view=raw")).await;
     let read = conn.answer().await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body, b"a: 2\n");
@@ -180,14 +177,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut all = watch_request(&app, "stale", 20_000, "");
     all.extend(read_request(&app));
     all.extend(watch_request(&app, "stale", 20_000, ""));
-    all.extend(
-        format!(
-            "GET /api/v1/configs/{KEY}?view=json HTTP/1.1\r\nHost: cairn\r\n\
-             Authorization: Bearer {}\r\n\r\n",
-            app.token
-        )
-        .into_bytes(),
-    );
+    all.extend(read_request_with(&app, "?view=json"));
     all.extend(read_request(&app));
     conn.send(&all).await;
     let first = conn.answer().await;
@@ -319,6 +309,18 @@ async fn a_client_that_goes_away_releases_its_watch() {
     }
 }
 
+/// Has the public namespace serve the Apollo app `shop` unsigned, as an installation
+/// that serves its apps unsigned does.
+async fn serve_shop_unsigned(app: &TestApp) {
+    let r = app
+        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
+        .json(&json!({ "apollo_anonymous_apps": ["shop"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// Every long-poll route of every surface is answered on the lean path, so a parked
 /// watch costs its socket and handler only. A route renamed or added on one side only
 /// would still answer, just at hyper's cost per connection: this is what notices.
@@ -328,13 +330,7 @@ async fn every_long_poll_route_is_served_without_hyper_buffers() {
     let app = TestApp::spawn().await;
     app.publish_ok("public/shop/application", "a=1").await;
     // Unsigned Apollo polls, as an installation that serves its apps unsigned.
-    let r = app
-        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
-        .json(&json!({ "apollo_anonymous_apps": ["shop"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    serve_shop_unsigned(&app).await;
     let taken = || app.connections.unbuffered.load(Ordering::Relaxed);
     let listening = "application\u{2}shop\u{2}stale\u{1}";
     let notifications = |prefix: &str| {
@@ -485,13 +481,7 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
     // Apollo's reads, of an app served unsigned, as its clients send them.
     app.publish_ok("public/shop/application", "a=1\nb=two")
         .await;
-    let r = app
-        .request(reqwest::Method::PUT, "/api/v1/namespaces/public")
-        .json(&json!({ "apollo_anonymous_apps": ["shop"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    serve_shop_unsigned(&app).await;
     for route in ["/configs", "/configfiles/json"] {
         let target = format!("{route}/shop/default/application?ip=10.0.0.1");
         let before = direct();
@@ -521,28 +511,16 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
             .body,
     )
     .unwrap();
+    let current = format!(
+        "/configs/shop/default/application?releaseKey={}",
+        current["releaseKey"].as_str().unwrap()
+    );
     let before = direct();
-    let unchanged = get(
-        &app,
-        &format!(
-            "/configs/shop/default/application?releaseKey={}",
-            current["releaseKey"].as_str().unwrap()
-        ),
-        "",
-    )
-    .await;
+    let unchanged = get(&app, &current, "").await;
     assert_eq!((unchanged.status, direct()), (304, before));
     // A target hyper reads otherwise than as sent (a fragment it drops, a character it
     // refuses) gets hyper's and the router's answer.
-    let with_fragment = get(
-        &app,
-        &format!(
-            "/configs/shop/default/application?releaseKey={}#x",
-            current["releaseKey"].as_str().unwrap()
-        ),
-        "",
-    )
-    .await;
+    let with_fragment = get(&app, &format!("{current}#x"), "").await;
     assert_eq!(with_fragment.status, 304);
     let refused = get(&app, "/configs/shop/default/application?ip=<x>", "").await;
     assert_eq!(refused.status, 400);
@@ -566,40 +544,31 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
     let stranger = app
         .user_with_grant("stranger", "stranger-password-1", "other", "read")
         .await;
-    let refused = get(
-        &app,
-        &format!("/api/v1/configs/{KEY}"),
-        &format!("Authorization: Bearer {stranger}\r\n"),
-    )
-    .await;
-    assert_eq!(refused.status, 403);
-    let missing = get(
-        &app,
-        "/api/v1/configs/public/DEFAULT_GROUP/none.yaml",
-        &bearer,
-    )
-    .await;
-    assert_eq!(missing.status, 404);
-    let unsigned = get(&app, &format!("/api/v1/configs/{KEY}"), "").await;
-    assert_eq!(unsigned.status, 401);
-    let labelled = get(
-        &app,
-        &format!("/api/v1/configs/{KEY}"),
-        &format!("{bearer}X-Cairn-Labels: zone=a\r\n"),
-    )
-    .await;
-    assert_eq!(labelled.status, 200);
-    let nacos_refused = get(
-        &app,
-        &format!(
-            "/nacos/v1/cs/configs?dataId=conn.yaml&group=DEFAULT_GROUP&accessToken={stranger}"
+    let native = format!("/api/v1/configs/{KEY}");
+    let as_stranger = format!("Authorization: Bearer {stranger}\r\n");
+    let labelled = format!("{bearer}X-Cairn-Labels: zone=a\r\n");
+    let nacos_as_stranger =
+        format!("/nacos/v1/cs/configs?dataId=conn.yaml&group=DEFAULT_GROUP&accessToken={stranger}");
+    for (what, target, extra, status) in [
+        ("no grant", native.as_str(), as_stranger.as_str(), 403),
+        (
+            "no such config",
+            "/api/v1/configs/public/DEFAULT_GROUP/none.yaml",
+            &bearer,
+            404,
         ),
-        "",
-    )
-    .await;
-    assert_eq!(nacos_refused.status, 403);
-    let unsigned_app = get(&app, "/configs/stranger-app/default/application", "").await;
-    assert_eq!(unsigned_app.status, 401);
+        ("no token", &native, "", 401),
+        ("a client with labels", &native, &labelled, 200),
+        ("no grant, on Nacos", &nacos_as_stranger, "", 403),
+        (
+            "an app not served unsigned",
+            "/configs/stranger-app/default/application",
+            "",
+            401,
+        ),
+    ] {
+        assert_eq!(get(&app, target, extra).await.status, status, "{what}");
+    }
     assert_eq!(direct(), before, "all of them the router's");
     // The refusals were audited, as the router audits them (once each: the direct
     // path looked without auditing). The audit log is written behind the answer.

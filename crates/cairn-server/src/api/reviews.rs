@@ -13,9 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::wire::{timestamp, ErrorBody};
-use super::{actor, ApiJson, ApiPath, ApiQuery, ClientAddr, SharedState};
+use super::{ApiJson, ApiPath, ApiQuery, SharedState};
 use crate::auth::Caller;
-use crate::service::ReviewDetail;
+use crate::service::{Actor, ReviewDetail};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -230,15 +230,11 @@ async fn show_review(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn approve(
     State(state): State<SharedState>,
-    caller: Caller,
-    addr: ClientAddr,
+    by: Actor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ReviewComment>,
 ) -> Result<Json<ChangeRequestView>, ApiError> {
-    let done = state
-        .service
-        .approve(id, req.comment, &actor(&caller, &addr))
-        .await?;
+    let done = state.service.approve(id, req.comment, &by).await?;
     Ok(Json(ChangeRequestView::from(&done)))
 }
 
@@ -251,15 +247,11 @@ async fn approve(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn reject(
     State(state): State<SharedState>,
-    caller: Caller,
-    addr: ClientAddr,
+    by: Actor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ReviewComment>,
 ) -> Result<Json<ChangeRequestView>, ApiError> {
-    let done = state
-        .service
-        .reject(id, req.comment, &actor(&caller, &addr))
-        .await?;
+    let done = state.service.reject(id, req.comment, &by).await?;
     Ok(Json(ChangeRequestView::from(&done)))
 }
 
@@ -273,14 +265,13 @@ async fn reject(
         (status = 413, body = ErrorBody)))]
 async fn rebase(
     State(state): State<SharedState>,
-    caller: Caller,
-    addr: ClientAddr,
+    by: Actor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RebaseRequest>,
 ) -> Result<Json<ChangeRequestView>, ApiError> {
     let done = state
         .service
-        .rebase(id, req.content, req.comment, &actor(&caller, &addr))
+        .rebase(id, req.content, req.comment, &by)
         .await?;
     Ok(Json(ChangeRequestView::from(&done)))
 }

@@ -119,7 +119,7 @@ pub(super) async fn serve(
             || response
                 .headers()
                 .get(header::CONNECTION)
-                .is_some_and(asks_to_close);
+                .is_some_and(|v| asks_to_close(v.as_bytes()));
         if let Err(e) = write_response(&mut tcp, response, close).await {
             tracing::debug!(error = %e, "connection ended with an error");
             return None;
@@ -274,7 +274,7 @@ fn parse(read: &[u8], direct: Option<&Direct<'_>>) -> Parsed {
                 _ => return Parsed::Other,
             },
             header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => return Parsed::Other,
-            header::CONNECTION => close |= asks_to_close(&value),
+            header::CONNECTION => close |= asks_to_close(value.as_bytes()),
             _ => {}
         }
         headers.append(name, value);
@@ -330,7 +330,7 @@ fn read_directly(
         let plain = if name.eq_ignore_ascii_case("content-length") {
             line.value == b"0"
         } else if name.eq_ignore_ascii_case("connection") {
-            HeaderValue::from_bytes(line.value).is_ok_and(|v| !asks_to_close(&v))
+            !asks_to_close(line.value)
         } else {
             !(name.eq_ignore_ascii_case("transfer-encoding")
                 || name.eq_ignore_ascii_case("expect")
@@ -370,8 +370,8 @@ fn content_length(value: &[u8]) -> Option<usize> {
         .filter(|&len| len <= MAX_BODY)
 }
 
-fn asks_to_close(connection: &HeaderValue) -> bool {
-    connection.to_str().is_ok_and(|tokens| {
+fn asks_to_close(connection: &[u8]) -> bool {
+    std::str::from_utf8(connection).is_ok_and(|tokens| {
         tokens
             .split(',')
             .any(|token| token.trim().eq_ignore_ascii_case("close"))

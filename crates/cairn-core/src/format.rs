@@ -131,8 +131,8 @@ impl Format {
                 let (l, c) = line_column(content, offset);
                 fail(Some(l), Some(c), message)
             }),
-            Format::Properties => match crate::properties::parse(content) {
-                Ok(_) => Ok(()),
+            Format::Properties => match crate::properties::is_valid(content) {
+                Ok(()) => Ok(()),
                 Err(e) => {
                     let column = e
                         .line_number()

@@ -8,7 +8,7 @@ use sqlx::{Any, Row as _, Transaction};
 
 use crate::sql::{
     bind_audit, change_audit, current_columns, insert_audit, insert_change, insert_config,
-    insert_history, is_unique_violation, text, Current, Planned, SqlStore, UPDATE_CONFIG,
+    insert_history, is_unique_violation, text, Current, Planned, SqlStore,
 };
 use crate::{ConfigRecord, ConfigWrite, Op, PastVersion, Result, StoreError};
 use cairn_core::{ConfigKey, Revision};
@@ -222,11 +222,10 @@ impl SqlStore {
     ) -> Result<Vec<ConfigRecord>> {
         let revisions = self.append_changes(tx, writes).await?;
 
-        // New configs in one insert; replaced ones are rarer in an import and each is
-        // an update of its own.
-        let fresh: Vec<usize> = (0..writes.len())
-            .filter(|&i| currents[i].is_none())
-            .collect();
+        // New configs in one insert, which fails if one was created meanwhile; replaced
+        // ones in another, each row replacing the one it collides with.
+        let (fresh, replaced): (Vec<usize>, Vec<usize>) =
+            (0..writes.len()).partition(|&i| currents[i].is_none());
         if !fresh.is_empty() {
             let sql = self.sql_owned(&format!("{}{}", insert_config!(), rows(14, fresh.len())));
             let mut query = sqlx::query::<Any>(&sql);
@@ -242,15 +241,18 @@ impl SqlStore {
                 return Err(e.into());
             }
         }
-        for i in (0..writes.len()).filter(|&i| currents[i].is_some()) {
-            self.bind_config(
-                sqlx::query::<Any>(self.sql(UPDATE_CONFIG)),
-                writes[i],
-                revisions[i],
-                &planned[i],
-            )?
-            .execute(&mut **tx)
-            .await?;
+        if !replaced.is_empty() {
+            let sql = self.sql_owned(&format!(
+                "{}{}{}",
+                insert_config!(),
+                rows(14, replaced.len()),
+                self.dialect.replace_configs
+            ));
+            let mut query = sqlx::query::<Any>(&sql);
+            for &i in &replaced {
+                query = self.bind_config(query, writes[i], revisions[i], &planned[i])?;
+            }
+            query.execute(&mut **tx).await?;
         }
 
         let sql = self.sql_owned(&format!("{}{}", insert_history!(), rows(17, writes.len())));

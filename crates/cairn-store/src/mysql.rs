@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
 use sqlx::Executor as _;
 
 use crate::sql::{Dialect, SqlStore};
@@ -13,19 +12,26 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
 const NOW: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
 
+/// MariaDB has no `ON CONFLICT`; `VALUES(column)` is the row the insert proposed.
+const REPLACE_CONFIGS: &str = " ON DUPLICATE KEY UPDATE content = VALUES(content), \
+     format = VALUES(format), md5 = VALUES(md5), revision = VALUES(revision), \
+     description = VALUES(description), tags = VALUES(tags), updated_by = VALUES(updated_by), \
+     updated_at = VALUES(updated_at), created_by = VALUES(created_by), \
+     created_at = VALUES(created_at), marked_sensitive = VALUES(marked_sensitive)";
+
 const DIALECT: Dialect = Dialect {
     numbered: false,
     returning: false,
-    write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
-    notify: None,
+    begin_write: Some("BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
     now_ms: NOW,
+    replace_configs: REPLACE_CONFIGS,
 };
 
 impl SqlStore {
     /// Connects to a MySQL or MariaDB database and runs pending migrations.
     pub async fn mysql(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
+        let pool = crate::sql::pool_options()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
             .after_connect(|conn, _| {

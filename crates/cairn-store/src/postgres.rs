@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgListener;
 use sqlx::Executor as _;
 
@@ -19,19 +18,27 @@ const CHANNEL: &str = "cairn_changes";
 
 const NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
+/// A write transaction's opening: the write lock, and the notification other nodes
+/// wake on, sent by the database when (and only if) the transaction commits.
+const BEGIN_NOTIFYING: &str =
+    "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE; NOTIFY cairn_changes";
+
+/// The same, for an engine without `NOTIFY`.
+const BEGIN_QUIET: &str = "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE";
+
 const DIALECT: Dialect = Dialect {
     numbered: true,
     returning: true,
-    write_lock: Some("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
-    notify: Some("NOTIFY cairn_changes"),
+    begin_write: Some(BEGIN_NOTIFYING),
     now_ms: NOW,
+    replace_configs: crate::sql::ON_CONFLICT_REPLACE,
 };
 
 impl SqlStore {
     /// Connects to a PostgreSQL database and runs pending migrations.
     pub async fn postgres(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
+        let pool = crate::sql::pool_options()
             .max_connections(16)
             // While the database is away, writes fail fast with a clear 503 instead of
             // hanging for sqlx's default 30 s.
@@ -66,7 +73,7 @@ impl SqlStore {
                 .is_some_and(|code| code == "0A000" || code == "42601");
             if unsupported {
                 tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
-                dialect.notify = None;
+                dialect.begin_write = Some(BEGIN_QUIET);
                 signal = None;
             }
         }

@@ -36,15 +36,28 @@ pub(crate) struct Dialect {
     pub numbered: bool,
     /// `INSERT … RETURNING` is available; otherwise `LAST_INSERT_ID()` is read.
     pub returning: bool,
-    /// Run first in every write transaction. It makes writers queue, so change-log
+    /// What opens every write transaction, in the one round trip (`None`: a plain
+    /// `BEGIN`). It takes the write lock, which makes writers queue, so change-log
     /// sequences commit in the order they were taken and a tailer reading `seq > last`
-    /// can never skip one that commits late.
-    pub write_lock: Option<&'static str>,
-    /// Run inside a write transaction to wake other nodes once it commits.
-    pub notify: Option<&'static str>,
+    /// can never skip one that commits late. Where other nodes are woken by a
+    /// notification, it queues that too: one is delivered only if the transaction
+    /// commits.
+    pub begin_write: Option<&'static str>,
     /// A query for the database's current time in Unix milliseconds, as a BIGINT.
     pub now_ms: &'static str,
+    /// What turns an insert into `configs` into a replace of the rows that exist (every
+    /// column but the key), so a group's updates go in one statement.
+    pub replace_configs: &'static str,
 }
+
+/// [`Dialect::replace_configs`] where `ON CONFLICT` is spoken (PostgreSQL, SQLite).
+pub(crate) const ON_CONFLICT_REPLACE: &str =
+    " ON CONFLICT (namespace, grp, data_id) DO UPDATE SET \
+     content = excluded.content, format = excluded.format, md5 = excluded.md5, \
+     revision = excluded.revision, description = excluded.description, tags = excluded.tags, \
+     updated_by = excluded.updated_by, updated_at = excluded.updated_at, \
+     created_by = excluded.created_by, created_at = excluded.created_at, \
+     marked_sensitive = excluded.marked_sensitive";
 
 impl Dialect {
     /// The statement in this dialect's placeholder syntax; statements are written with
@@ -327,6 +340,24 @@ pub(crate) trait SignalSource: Send + Sync {
     async fn open(&self) -> Result<Box<dyn ChangeSignal>>;
 }
 
+/// A pool's options as every backend starts them. sqlx pings a connection when it goes
+/// back to the pool; pinging it again when it is taken out doubles that round trip on
+/// every transaction, so only a connection idle long enough to have been cut (a
+/// restarted database, a proxy's timeout) is tested before use.
+pub(crate) fn pool_options() -> sqlx::any::AnyPoolOptions {
+    sqlx::any::AnyPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= std::time::Duration::from_secs(1) {
+                    use sqlx::Connection as _;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// A Cairn store in a SQL database; made by [`SqlStore::sqlite`],
 /// [`SqlStore::postgres`] or [`SqlStore::mysql`].
 #[derive(Clone)]
@@ -487,17 +518,13 @@ impl SqlStore {
 
     /// Opens a write transaction, queued behind any other writer.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
-        let mut tx = self.writer.begin().await?;
-        if let Some(lock) = self.dialect.write_lock {
-            sqlx::query::<Any>(lock).execute(&mut *tx).await?;
-        }
-        Ok(tx)
+        Ok(match self.dialect.begin_write {
+            Some(begin) => self.writer.begin_with(begin).await?,
+            None => self.writer.begin().await?,
+        })
     }
 
-    pub(crate) async fn commit_write(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
-        if let Some(notify) = self.dialect.notify {
-            sqlx::query::<Any>(notify).execute(&mut *tx).await?;
-        }
+    pub(crate) async fn commit_write(&self, tx: Transaction<'static, Any>) -> Result<()> {
         tx.commit().await?;
         Ok(())
     }
@@ -2403,9 +2430,9 @@ mod tests {
         let pg = Dialect {
             numbered: true,
             returning: true,
-            write_lock: None,
-            notify: None,
+            begin_write: None,
             now_ms: "",
+            replace_configs: ON_CONFLICT_REPLACE,
         };
         let statement = "a = ? AND b = ?";
         assert_eq!(pg.sql(statement), "a = $1 AND b = $2");

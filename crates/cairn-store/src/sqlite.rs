@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{ConnectOptions as _, Executor as _};
 
@@ -21,9 +21,9 @@ const DIALECT: Dialect = Dialect {
     numbered: false,
     returning: true,
     // One writer connection already serializes writes.
-    write_lock: None,
-    notify: None,
+    begin_write: None,
     now_ms: NOW,
+    replace_configs: crate::sql::ON_CONFLICT_REPLACE,
 };
 
 /// What every connection sets: a commit is on disk before the write is acknowledged
@@ -76,12 +76,12 @@ impl SqlStore {
             url.query_pairs_mut().clear().append_pair("mode", mode);
             Ok(AnyConnectOptions::from_url(&url)?)
         };
-        let writer = AnyPoolOptions::new()
+        let writer = crate::sql::pool_options()
             .max_connections(1)
             .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(drop) }))
             .connect_with(at("rw")?)
             .await?;
-        let reader = AnyPoolOptions::new()
+        let reader = crate::sql::pool_options()
             .max_connections(4)
             .after_connect(|conn, _| Box::pin(async move { conn.execute(PRAGMAS).await.map(drop) }))
             .connect_with(at("ro")?)

@@ -830,6 +830,76 @@ async fn schemas_are_versioned_audited_and_removed(store: Arc<dyn Store>) {
     assert_eq!(left, [target]);
 }
 
+async fn concurrent_replacements_keep_what_they_leave_out(store: Arc<dyn Store>) {
+    // Configs that exist, each replaced by a writer of its own at once, so that the
+    // replacements share transactions: each row takes its own new values and keeps its
+    // creation and the metadata its write leaves out.
+    let keys: Vec<ConfigKey> = (0..24).map(|i| key(&format!("r{i}.yaml"))).collect();
+    let mut first = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let record = store
+            .put_config(&write(k, &format!("n: {i}"), Expect::Any, 100 + i as i64))
+            .await
+            .unwrap();
+        first.push(record);
+    }
+    let writers: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let store = store.clone();
+            let mut w = write(
+                k,
+                &format!("n: {i}\nm: {i}"),
+                Expect::Md5(first[i].md5.clone()),
+                5000 + i as i64,
+            );
+            w.description = None;
+            w.tags = None;
+            w.audit.operator = format!("writer{i}");
+            tokio::spawn(async move { store.put_config(&w).await })
+        })
+        .collect();
+    let mut revisions = std::collections::HashSet::new();
+    for (i, writer) in writers.into_iter().enumerate() {
+        let record = writer.await.unwrap().unwrap();
+        assert!(record.revision > first[i].revision);
+        assert!(
+            revisions.insert(record.revision),
+            "each write its own revision"
+        );
+    }
+    let stored = store.load_configs().await.unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        let c = stored.iter().find(|c| &c.key == k).unwrap();
+        assert_eq!(c.content, format!("n: {i}\nm: {i}"));
+        assert_eq!(c.md5, md5_hex(&c.content));
+        assert_eq!(c.updated_by, format!("writer{i}"));
+        assert_eq!(c.updated_at, 5000 + i as i64);
+        assert_eq!(
+            (c.created_by.as_str(), c.created_at),
+            ("alice", 100 + i as i64)
+        );
+        assert_eq!(c.description, "desc", "left out, so kept");
+        assert_eq!(c.tags, ["team-a", "db"]);
+        assert_eq!(c.format, Format::Yaml);
+        let (history, total) = store
+            .history(
+                k,
+                Page {
+                    number: 1,
+                    size: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(history[0].revision, c.revision);
+        let entry = store.history_entry(k, c.revision).await.unwrap().unwrap();
+        assert_eq!(entry.content, c.content);
+    }
+}
+
 async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
     // Twenty writers at once, so that some share a transaction; one expects an md5 the
     // config does not have, one a config that is not there, one writes into a namespace
@@ -2007,6 +2077,7 @@ macro_rules! suite {
             case!(an_emergency_release_is_flagged_in_history_and_audit);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
+            case!(concurrent_replacements_keep_what_they_leave_out);
             case!(big_contents_together_stay_within_a_statement);
             case!(history_is_pruned_to_its_retention);
             case!(history_and_changes);

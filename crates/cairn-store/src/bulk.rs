@@ -65,7 +65,7 @@ impl SqlStore {
     /// older history.
     pub(crate) async fn import_page(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         writes: &[ConfigWrite],
         past: &HashMap<&ConfigKey, Vec<&PastVersion>>,
     ) -> Result<Vec<ConfigRecord>> {
@@ -95,7 +95,7 @@ impl SqlStore {
     /// what the import writes next, and no node ever reads them as changes.
     async fn write_past(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         versions: &[&PastVersion],
     ) -> Result<()> {
         let entries = versions
@@ -157,7 +157,7 @@ impl SqlStore {
     /// rows it took (`seq`, `namespace`, `grp`, `data_id`), in no promised order.
     async fn insert_changes<'e>(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         entries: impl Iterator<Item = (&'e ConfigKey, Op, &'e str, i64)>,
         count: usize,
     ) -> Result<Vec<sqlx::any::AnyRow>> {
@@ -194,7 +194,7 @@ impl SqlStore {
     /// ones from the first it took on.
     async fn taken_since_last_insert(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         count: usize,
     ) -> Result<Vec<sqlx::any::AnyRow>> {
         let first: i64 = sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
@@ -215,7 +215,7 @@ impl SqlStore {
     /// into `planned`, a statement per table for them all.
     pub(crate) async fn write_planned(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         writes: &[&ConfigWrite],
         currents: &[Option<Current>],
         planned: Vec<Planned>,
@@ -303,7 +303,7 @@ impl SqlStore {
     /// namespace and group.
     pub(crate) async fn currents_of(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         writes: &[&ConfigWrite],
     ) -> Result<Vec<Option<Current>>> {
         let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
@@ -343,7 +343,7 @@ impl SqlStore {
     /// come back in the order of `writes`.
     async fn append_changes(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         writes: &[&ConfigWrite],
     ) -> Result<Vec<Revision>> {
         let entries = writes

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,7 +31,7 @@ pub(crate) struct Committer {
 }
 
 /// A statement sent as text, not prepared: MySQL prepares no savepoint statements.
-async fn plain(tx: &mut Transaction<'static, Any>, sql: &'static str) -> Result<()> {
+async fn plain(tx: &mut Transaction<'_, Any>, sql: &'static str) -> Result<()> {
     use sqlx::Executor as _;
     (&mut **tx).execute(sql).await?;
     Ok(())
@@ -67,7 +68,31 @@ impl SqlStore {
     }
 
     async fn commit_loop(self, mut jobs: mpsc::UnboundedReceiver<Job>) {
-        while let Some(first) = jobs.recv().await {
+        // Where the pool has connections to spare, a busy committer keeps one from
+        // group to group: taking it from the pool and giving it back costs a round trip
+        // (sqlx pings a connection given back) and a task per transaction. It goes back
+        // once no publish came for a while (so a kept connection is never one a
+        // restarted database has cut), or when the pool closes. SQLite's one writing
+        // connection serves every other write too, so it goes back after each group.
+        let hold = self.writer.options().get_max_connections() > 1;
+        let mut held: Option<PoolConnection<Any>> = None;
+        loop {
+            let next = if held.is_some() {
+                tokio::select! {
+                    job = jobs.recv() => job,
+                    _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING) => {
+                        held = None;
+                        continue;
+                    }
+                    _ = self.writer.close_event() => {
+                        held = None;
+                        continue;
+                    }
+                }
+            } else {
+                jobs.recv().await
+            };
+            let Some(first) = next else { break };
             let mut group = vec![first];
             // Only what is already waiting: a lone writer does not wait for company. A
             // group's contents stay within what one statement may carry.
@@ -84,32 +109,55 @@ impl SqlStore {
             // On a task of its own, so that a panic fails this group's writers (their
             // answers are dropped) and not every publish after it.
             let store = self.clone();
-            if let Err(e) = tokio::spawn(async move { store.settle(group).await }).await {
-                tracing::error!(error = %e, "a group of publishes failed");
+            let connection = held.take();
+            match tokio::spawn(async move { store.settle(group, connection).await }).await {
+                Ok(kept) => held = kept.filter(|_| hold),
+                Err(e) => tracing::error!(error = %e, "a group of publishes failed"),
             }
         }
     }
 
-    /// Commits `group` and answers each of its writers.
-    async fn settle(&self, mut group: Vec<Job>) {
+    /// Commits `group` on the `held` connection (else one from the pool) and answers each of its
+    /// writers. Returns the connection unless the database failed on it.
+    async fn settle(
+        &self,
+        mut group: Vec<Job>,
+        held: Option<PoolConnection<Any>>,
+    ) -> Option<PoolConnection<Any>> {
+        let mut connection = match held {
+            Some(held) => held,
+            None => match self.writer.acquire().await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    let why = StoreError::from(e).to_string();
+                    for job in group {
+                        let _ = job.reply.send(Err(StoreError::Outage(why.clone())));
+                    }
+                    return None;
+                }
+            },
+        };
+        let conn = &mut *connection;
         if group.len() == 1 {
             let job = group.remove(0);
-            let done = self.put_alone(&job.write).await;
+            let done = self.put_alone(conn, &job.write).await;
+            let broken = matches!(&done, Err(e) if e.is_outage());
             let _ = job.reply.send(done);
-            return;
+            return (!broken).then_some(connection);
         }
-        let mut settled = self.commit_group(&group).await;
+        let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
             // Something in one write that the checks did not catch (a value the database
             // refuses, say) failed the shared statements: each write again on its own,
             // so that it fails alone.
-            settled = self.commit_one_by_one(&group).await;
+            settled = self.commit_one_by_one(conn, &group).await;
         }
         match settled {
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
+                Some(connection)
             }
             Err(e) => {
                 // Nothing of the group committed: every writer hears so, and may retry.
@@ -129,6 +177,7 @@ impl SqlStore {
                     };
                     let _ = job.reply.send(Err(shared));
                 }
+                (!outage).then_some(connection)
             }
         }
     }
@@ -136,14 +185,18 @@ impl SqlStore {
     /// One transaction for the whole group, a statement per table for all of it; the
     /// outer error means none committed. A write refused by its own check (compare-and-
     /// set, format, namespace) is left out before anything is written, so it fails alone.
-    async fn commit_group(&self, group: &[Job]) -> Result<Vec<Result<ConfigRecord>>> {
+    async fn commit_group(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        group: &[Job],
+    ) -> Result<Vec<Result<ConfigRecord>>> {
         let writes: Vec<&ConfigWrite> = group.iter().map(|j| &j.write).collect();
         let mut keys = HashSet::new();
         if !writes.iter().all(|w| keys.insert(&w.key)) {
             // A key written twice: the second must see the first.
-            return self.commit_one_by_one(group).await;
+            return self.commit_one_by_one(conn, group).await;
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write_on(conn).await?;
         let mut missing = HashSet::new();
         for ns in writes
             .iter()
@@ -199,8 +252,12 @@ impl SqlStore {
     }
 
     /// The group in one transaction, each write behind a savepoint of its own.
-    async fn commit_one_by_one(&self, group: &[Job]) -> Result<Vec<Result<ConfigRecord>>> {
-        let mut tx = self.begin_write().await?;
+    async fn commit_one_by_one(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        group: &[Job],
+    ) -> Result<Vec<Result<ConfigRecord>>> {
+        let mut tx = self.begin_write_on(conn).await?;
         let mut results = Vec::with_capacity(group.len());
         for job in group {
             plain(&mut tx, "SAVEPOINT grouped").await?;

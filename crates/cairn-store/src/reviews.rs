@@ -87,7 +87,7 @@ impl SqlStore {
 
     async fn request_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         id: i64,
     ) -> Result<Option<ChangeRequestRecord>> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM change_requests WHERE id = ?");
@@ -103,7 +103,7 @@ impl SqlStore {
     /// change's).
     async fn record_step(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         request: &ChangeRequestRecord,
         event: &str,
         audit: &Audit,

@@ -50,7 +50,7 @@ macro_rules! schema_columns {
 impl SqlStore {
     async fn schema_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         target: &SchemaTarget,
     ) -> Result<Option<SchemaRecord>> {
         let sql = self.sql(concat!(
@@ -70,7 +70,7 @@ impl SqlStore {
     /// Records a version of `target` and its audit entry.
     async fn schema_changed(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         record: &SchemaRecord,
         op: &str,
         before: Option<&str>,

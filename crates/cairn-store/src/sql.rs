@@ -340,6 +340,9 @@ pub(crate) trait SignalSource: Send + Sync {
     async fn open(&self) -> Result<Box<dyn ChangeSignal>>;
 }
 
+/// How long a connection may sit idle and still be used without a test.
+pub(crate) const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A pool's options as every backend starts them. sqlx pings a connection when it goes
 /// back to the pool; pinging it again when it is taken out doubles that round trip on
 /// every transaction, so only a connection idle long enough to have been cut (a
@@ -349,7 +352,7 @@ pub(crate) fn pool_options() -> sqlx::any::AnyPoolOptions {
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= std::time::Duration::from_secs(1) {
+                if meta.idle_for >= IDLE_BEFORE_PING {
                     use sqlx::Connection as _;
                     conn.ping().await?;
                 }
@@ -489,9 +492,13 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
 }
 
 impl SqlStore {
-    /// A publish in a transaction of its own.
-    pub(crate) async fn put_alone(&self, write: &ConfigWrite) -> Result<ConfigRecord> {
-        let mut tx = self.begin_write().await?;
+    /// A publish in a transaction of its own, on `conn`.
+    pub(crate) async fn put_alone(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        write: &ConfigWrite,
+    ) -> Result<ConfigRecord> {
+        let mut tx = self.begin_write_on(conn).await?;
         let record = self.put_in(&mut tx, write).await?;
         self.commit_write(tx).await?;
         Ok(record)
@@ -524,7 +531,19 @@ impl SqlStore {
         })
     }
 
-    pub(crate) async fn commit_write(&self, tx: Transaction<'static, Any>) -> Result<()> {
+    /// [`Self::begin_write`] on a connection the caller holds.
+    pub(crate) async fn begin_write_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<Transaction<'c, Any>> {
+        use sqlx::Connection as _;
+        Ok(match self.dialect.begin_write {
+            Some(begin) => conn.begin_with(begin).await?,
+            None => conn.begin().await?,
+        })
+    }
+
+    pub(crate) async fn commit_write(&self, tx: Transaction<'_, Any>) -> Result<()> {
         tx.commit().await?;
         Ok(())
     }
@@ -532,7 +551,7 @@ impl SqlStore {
     /// The stored state of a config, as the write transaction sees it.
     async fn current_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         key: &ConfigKey,
     ) -> Result<Option<Current>> {
         let sql = self.sql(concat!(
@@ -552,7 +571,7 @@ impl SqlStore {
     /// The stored state of a config, checked against `expect`.
     async fn check_expect(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         key: &ConfigKey,
         expect: &Expect,
     ) -> Result<Option<Current>> {
@@ -565,7 +584,7 @@ impl SqlStore {
     /// change writes.
     async fn append_change(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         key: &ConfigKey,
         op: Op,
         md5: &str,
@@ -609,7 +628,7 @@ impl SqlStore {
     /// A publish or rollback inside an open write transaction.
     pub(crate) async fn put_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         write: &ConfigWrite,
     ) -> Result<ConfigRecord> {
         self.require_namespace(tx, &write.key.namespace).await?;
@@ -618,7 +637,7 @@ impl SqlStore {
 
     pub(crate) async fn require_namespace(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         namespace: &cairn_core::Namespace,
     ) -> Result<()> {
         let sql = self.sql("SELECT COUNT(*) FROM namespaces WHERE name = ?");
@@ -635,7 +654,7 @@ impl SqlStore {
     /// `put_in` once the namespace is known to exist in this transaction.
     async fn put_in_namespace(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         write: &ConfigWrite,
     ) -> Result<ConfigRecord> {
         let key = &write.key;
@@ -743,13 +762,13 @@ impl SqlStore {
 
     async fn gray_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         key: &ConfigKey,
     ) -> Result<Option<GrayRecord>> {
         self.select_gray(&mut **tx, key).await
     }
 
-    async fn drop_gray(&self, tx: &mut Transaction<'static, Any>, key: &ConfigKey) -> Result<u64> {
+    async fn drop_gray(&self, tx: &mut Transaction<'_, Any>, key: &ConfigKey) -> Result<u64> {
         let sql =
             self.sql("DELETE FROM gray_releases WHERE namespace = ? AND grp = ? AND data_id = ?");
         let done = sqlx::query::<Any>(sql)
@@ -764,7 +783,7 @@ impl SqlStore {
     #[allow(clippy::too_many_arguments)]
     async fn append_history(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         revision: Revision,
         key: &ConfigKey,
         op: Op,

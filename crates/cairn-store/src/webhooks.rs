@@ -58,7 +58,7 @@ impl SqlStore {
 
     async fn audit_webhook(
         &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
+        tx: &mut sqlx::Transaction<'_, Any>,
         action: &str,
         hook: &WebhookRecord,
         audit: &Audit,

@@ -20,8 +20,14 @@ use tokio_util::sync::CancellationToken;
 use super::proto::Payload;
 use crate::now_millis;
 
-/// What a pushed request is answered by: the push's id and whether it succeeded.
-type Acks = Mutex<HashMap<String, oneshot::Sender<bool>>>;
+/// A request sent to the client, by its id, until its answer comes or it is given up.
+enum Waiting {
+    /// A caller waits for the answer: whether it succeeded.
+    Caller(oneshot::Sender<bool>),
+    /// A push, checked by its connection's watch when it is due again: whether the
+    /// client acknowledged it.
+    Push(bool),
+}
 
 /// What goes to a client on its stream. Boxed: the channel allocates room for 32 items
 /// up front, per connection, and most connections only ever carry a push or two.
@@ -53,7 +59,7 @@ pub struct Connection {
     /// The user whose token the last listen request carried: the connection's watch
     /// ends when that user may no longer read what it listens to.
     pub user: Mutex<Option<cairn_core::Username>>,
-    acks: Acks,
+    waiting: Mutex<HashMap<u64, Waiting>>,
     /// When the client last sent anything, in Unix milliseconds.
     last_active: AtomicI64,
     /// Whether a `ClientDetectionRequest` is on its way.
@@ -79,61 +85,48 @@ impl Connection {
         &self,
         ids: &AtomicU64,
         kind: &str,
-        body: serde_json::Value,
-        wait: Duration,
-    ) -> bool {
-        let (id, answer, payload) = self.prepare(ids, kind, body);
-        if self.out.send_timeout(Ok(payload), wait).await.is_err() {
-            self.acks.lock().expect("acks poisoned").remove(&id);
-            return false;
-        }
-        self.answer(id, answer, wait).await
-    }
-
-    /// Queues a request to the client without waiting: its id and where its answer will
-    /// arrive, or `None` when the client's queue is full or gone.
-    pub fn send_request(
-        &self,
-        ids: &AtomicU64,
-        kind: &str,
-        body: serde_json::Value,
-    ) -> Option<(String, oneshot::Receiver<bool>)> {
-        let (id, answer, payload) = self.prepare(ids, kind, body);
-        if self.out.try_send(Ok(payload)).is_err() {
-            self.acks.lock().expect("acks poisoned").remove(&id);
-            return None;
-        }
-        Some((id, answer))
-    }
-
-    /// A request with a fresh id, and the receiver of its answer.
-    fn prepare(
-        &self,
-        ids: &AtomicU64,
-        kind: &str,
         mut body: serde_json::Value,
-    ) -> (String, oneshot::Receiver<bool>, Box<Payload>) {
-        let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
-        body["requestId"] = json!(id);
-        body["headers"] = json!({});
-        let (tx, rx) = oneshot::channel();
-        self.acks
-            .lock()
-            .expect("acks poisoned")
-            .insert(id.clone(), tx);
-        (id, rx, Box::new(Payload::json(kind, &body)))
-    }
-
-    /// Waits up to `wait` for the answer to request `id`: whether it succeeded.
-    pub async fn answer(
-        &self,
-        id: String,
-        answer: oneshot::Receiver<bool>,
         wait: Duration,
     ) -> bool {
-        let answered = matches!(tokio::time::timeout(wait, answer).await, Ok(Ok(true)));
-        self.acks.lock().expect("acks poisoned").remove(&id);
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        body["requestId"] = json!(id.to_string());
+        body["headers"] = json!({});
+        let (tx, answer) = oneshot::channel();
+        self.waiting().insert(id, Waiting::Caller(tx));
+        let payload = Box::new(Payload::json(kind, &body));
+        let answered = self.out.send_timeout(Ok(payload), wait).await.is_ok()
+            && matches!(tokio::time::timeout(wait, answer).await, Ok(Ok(true)));
+        self.waiting().remove(&id);
         answered
+    }
+
+    /// Queues the notification of a change of `key` (named with `tenant` as the client
+    /// listens to it) without waiting, under a fresh id, which it returns; whether the
+    /// client acknowledged it is for [`Connection::acknowledged`] to tell. A full queue
+    /// counts as a push the client did not acknowledge.
+    pub fn push(&self, ids: &AtomicU64, key: &ConfigKey, tenant: &str) -> u64 {
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let body = ChangeNotify {
+            data_id: key.data_id.as_str(),
+            group: key.group.as_str(),
+            tenant,
+            module: "config",
+            request_id: &id.to_string(),
+            headers: Empty {},
+        };
+        self.waiting().insert(id, Waiting::Push(false));
+        let payload = Box::new(Payload::json("ConfigChangeNotifyRequest", &body));
+        let _ = self.out.try_send(Ok(payload));
+        id
+    }
+
+    /// Whether the client acknowledged push `id`; forgets the push either way.
+    pub fn acknowledged(&self, id: u64) -> bool {
+        matches!(self.waiting().remove(&id), Some(Waiting::Push(true)))
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+        self.waiting.lock().expect("waiting poisoned")
     }
 
     /// Sends a request the client need not answer (and some clients cannot).
@@ -142,13 +135,42 @@ impl Connection {
         let _ = self.out.try_send(Ok(Box::new(Payload::json(kind, &body))));
     }
 
-    /// Matches the client's answer to a pushed request by its id.
+    /// Matches the client's answer to a request of this node by its id; an id this node
+    /// is not waiting on is ignored.
     pub fn answered(&self, request_id: &str, success: bool) {
-        if let Some(waiting) = self.acks.lock().expect("acks poisoned").remove(request_id) {
-            let _ = waiting.send(success);
+        let Ok(id) = request_id.parse::<u64>() else {
+            return;
+        };
+        let mut waiting = self.waiting();
+        match waiting.get_mut(&id) {
+            Some(Waiting::Push(acknowledged)) => *acknowledged = success,
+            Some(Waiting::Caller(_)) => {
+                if let Some(Waiting::Caller(tx)) = waiting.remove(&id) {
+                    let _ = tx.send(success);
+                }
+            }
+            None => {}
         }
     }
 }
+
+/// A `ConfigChangeNotifyRequest`'s body, serialized straight from borrowed names: it is
+/// made once per listening connection of a changed config. `tenant` is left out when
+/// empty, as the client listened without one.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeNotify<'a> {
+    data_id: &'a str,
+    group: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tenant: &'a str,
+    module: &'static str,
+    request_id: &'a str,
+    headers: Empty,
+}
+
+#[derive(serde::Serialize)]
+struct Empty {}
 
 /// What a connection told at setup.
 pub struct Setup {
@@ -216,7 +238,7 @@ impl Connections {
             listens: Mutex::default(),
             listens_changed: Notify::new(),
             user: Mutex::default(),
-            acks: Mutex::default(),
+            waiting: Mutex::default(),
             last_active: AtomicI64::new(now_millis()),
             detecting: AtomicBool::new(false),
             closed: CancellationToken::new(),

@@ -8,6 +8,7 @@ mod config;
 mod connection;
 pub mod proto;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,19 +294,25 @@ impl Surface {
             let connection = self.connections.register(addr, setup, out);
             tracing::debug!(connection = %connection.id, version = %connection.client_version, app = %connection.app_name, "gRPC client connected");
             let watch = tokio::spawn(self.clone().watch(connection.clone()));
+            // Made once, not per message: the node's shutdown token is shared by every
+            // connection, and each waiter made and dropped takes its lock.
+            let closed = connection.closed.cancelled();
+            // Also for a connection registered after shutdown's reset went out.
+            let shutdown = self.state.shutdown.cancelled();
+            tokio::pin!(closed, shutdown);
             loop {
                 let next = tokio::select! {
                     next = inbound.next() => next,
-                    _ = connection.closed.cancelled() => break,
-                    // Also for a connection registered after shutdown's reset went out.
-                    _ = self.state.shutdown.cancelled() => break,
+                    _ = &mut closed => break,
+                    _ = &mut shutdown => break,
                 };
                 let Some(Ok(message)) = next else { break };
                 connection.touch();
                 if message.kind().ends_with("Response") {
-                    let body: Value = serde_json::from_slice(message.body()).unwrap_or_default();
-                    if let Some(id) = body["requestId"].as_str() {
-                        connection.answered(id, body["resultCode"].as_i64() == Some(200));
+                    if let Ok(answer) = serde_json::from_slice::<Answer>(message.body()) {
+                        if let Some(id) = answer.request_id {
+                            connection.answered(&id, answer.result_code.as_i64() == Some(200));
+                        }
                     }
                 }
             }
@@ -334,14 +341,28 @@ impl Surface {
         // changes (a fan-out wakes every listener of a key at once, and re-registering
         // them all would queue them on that key's lock), re-made when the keys change.
         let mut registration = self.state.service.register(listener(&connection));
+        // Pushes not yet acknowledged, oldest first. Checked here when due rather than
+        // each on a task and timer of its own: a change wakes thousands of connections
+        // at once, and nearly all acknowledge.
+        let mut unanswered: VecDeque<Unanswered> = VecDeque::new();
+        let closed = connection.closed.cancelled();
+        tokio::pin!(closed);
         loop {
-            self.push_changes(&connection);
+            self.push_changes(&connection, &mut unanswered);
+            let due = unanswered.iter().map(|u| u.due).min();
             tokio::select! {
                 _ = registration.changed() => {}
                 _ = connection.listens_changed.notified() => {
                     registration = self.state.service.register(listener(&connection));
                 }
-                _ = connection.closed.cancelled() => return,
+                _ = &mut closed => return,
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    if !self.push_again(&connection, &mut unanswered) {
+                        tracing::info!(connection = %connection.id, "gRPC client acknowledged no push of a change; connection ended");
+                        self.connections.unregister(&connection);
+                        return;
+                    }
+                }
             }
             if registration.closed() {
                 // A revoked watch closes the connection: the client connects again, and
@@ -355,71 +376,90 @@ impl Surface {
     }
 
     /// Pushes each listened config whose md5 moved away from what the client holds.
-    fn push_changes(self: &Arc<Self>, connection: &Arc<Connection>) {
-        let mut moved = Vec::new();
-        {
-            let mut listens = connection.listens.lock().expect("listens poisoned");
-            for (key, listen) in listens.iter_mut() {
-                let current = self
-                    .state
-                    .service
-                    .view(key, &connection.client)
-                    .map(|v| v.md5().to_owned())
-                    .unwrap_or_default();
-                if current != listen.md5 {
-                    listen.md5 = current;
-                    moved.push((key.clone(), listen.tenant.clone()));
-                }
+    fn push_changes(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        unanswered: &mut VecDeque<Unanswered>,
+    ) {
+        let mut listens = connection.listens.lock().expect("listens poisoned");
+        for (key, listen) in listens.iter_mut() {
+            let current = self
+                .state
+                .service
+                .view(key, &connection.client)
+                .map(|v| v.md5().to_owned())
+                .unwrap_or_default();
+            if current != listen.md5 {
+                listen.md5 = current;
+                let id = connection.push(&self.connections.push_ids, key, &listen.tenant);
+                // A newer push of the same key supersedes one still unanswered.
+                unanswered.retain(|u| &u.key != key);
+                unanswered.push_back(Unanswered::new(id, key.clone(), listen.tenant.clone(), 0));
             }
-        }
-        let pushes = &self.connections.push_ids;
-        let notification = |key: &cairn_core::ConfigKey, tenant: &str| {
-            let mut body = json!({
-                "dataId": key.data_id.as_str(),
-                "group": key.group.as_str(),
-                "module": "config",
-            });
-            if !tenant.is_empty() {
-                body["tenant"] = json!(tenant);
-            }
-            body
-        };
-        for (key, tenant) in moved {
-            // The first send happens here, on the wake-up's own task; only waiting for
-            // the acknowledgement (and sending again) moves to a task of its own, which
-            // makes the notification again only if it has to send it again: a change
-            // wakes thousands of connections at once, and nearly all acknowledge.
-            let first = connection.send_request(
-                pushes,
-                "ConfigChangeNotifyRequest",
-                notification(&key, &tenant),
-            );
-            let (surface, connection) = (self.clone(), connection.clone());
-            tokio::spawn(async move {
-                let pushes = &surface.connections.push_ids;
-                if let Some((id, answer)) = first {
-                    if connection.answer(id, answer, PUSH_WAIT).await {
-                        return;
-                    }
-                }
-                let body = notification(&key, &tenant);
-                for attempt in 1..PUSH_TRIES {
-                    tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
-                    if connection.closed.is_cancelled() {
-                        return;
-                    }
-                    if connection
-                        .request(pushes, "ConfigChangeNotifyRequest", body.clone(), PUSH_WAIT)
-                        .await
-                    {
-                        return;
-                    }
-                }
-                tracing::info!(connection = %connection.id, %key, "gRPC client acknowledged no push of a change; connection ended");
-                surface.connections.unregister(&connection);
-            });
         }
     }
+
+    /// Sends again the pushes that are due and were not acknowledged; `false` once one
+    /// went unacknowledged every time it was sent.
+    fn push_again(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        unanswered: &mut VecDeque<Unanswered>,
+    ) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut kept = VecDeque::with_capacity(unanswered.len());
+        for push in unanswered.drain(..) {
+            if push.due > now {
+                kept.push_back(push);
+            } else if connection.acknowledged(push.id) {
+                continue;
+            } else if push.attempt + 1 >= PUSH_TRIES {
+                return false;
+            } else {
+                let id = connection.push(&self.connections.push_ids, &push.key, &push.tenant);
+                kept.push_back(Unanswered::new(id, push.key, push.tenant, push.attempt + 1));
+            }
+        }
+        *unanswered = kept;
+        true
+    }
+}
+
+/// A push waiting for the client's acknowledgement.
+struct Unanswered {
+    id: u64,
+    key: cairn_core::ConfigKey,
+    tenant: String,
+    /// How many times it was sent before this one (0: the first).
+    attempt: u32,
+    /// When it is checked, and sent again if unacknowledged: the answer's wait, then a
+    /// pause that grows with each attempt.
+    due: tokio::time::Instant,
+}
+
+impl Unanswered {
+    fn new(id: u64, key: cairn_core::ConfigKey, tenant: String, attempt: u32) -> Self {
+        let due = tokio::time::Instant::now()
+            + PUSH_WAIT
+            + Duration::from_secs(2 * u64::from(attempt + 1));
+        Self {
+            id,
+            key,
+            tenant,
+            attempt,
+            due,
+        }
+    }
+}
+
+/// What a client's answer to a request of the node says; the rest of it is not read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    result_code: Value,
 }
 
 /// What a connection's setup says: its labels (for gray rules), version and app.

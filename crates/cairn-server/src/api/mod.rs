@@ -139,8 +139,12 @@ where
 }
 
 /// A component of a query or form (`+` for a space, percent-escapes) decoded, if the
-/// bytes it stands for are UTF-8.
-pub fn decode_component(part: &[u8]) -> Option<String> {
+/// bytes it stands for are UTF-8; borrowed when it has nothing to decode, as most
+/// parameters of a read do.
+pub fn decode_component(part: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    if !part.contains(&b'+') {
+        return percent_encoding::percent_decode(part).decode_utf8().ok();
+    }
     let spaced: Vec<u8> = part
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })
@@ -148,7 +152,7 @@ pub fn decode_component(part: &[u8]) -> Option<String> {
     percent_encoding::percent_decode(&spaced)
         .decode_utf8()
         .ok()
-        .map(|text| text.into_owned())
+        .map(|text| std::borrow::Cow::Owned(text.into_owned()))
 }
 
 /// The first parameter of a query whose name or value is not UTF-8 once decoded, named

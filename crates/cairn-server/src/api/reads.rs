@@ -108,7 +108,7 @@ fn nacos(state: &SharedState, head: &Head<'_>, date: &[u8]) -> Option<Vec<u8>> {
     }
     // A bearer header wins over the parameter, as in `nacos::authenticate`.
     let token = match bearer(head) {
-        Some(bearer) => bearer.to_owned(),
+        Some(bearer) => std::borrow::Cow::Borrowed(bearer),
         None => token?,
     };
     let key = super::nacos::key_of(&data_id?, &group?, tenant.as_deref()).ok()?;

@@ -732,7 +732,7 @@ fn direct_query(query: &str) -> Option<ConfigQuery> {
         if slot.is_some() {
             return None;
         }
-        *slot = Some(crate::api::decode_component(value.as_bytes())?);
+        *slot = Some(crate::api::decode_component(value.as_bytes())?.into_owned());
     }
     Some(read)
 }

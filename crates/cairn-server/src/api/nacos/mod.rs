@@ -82,7 +82,11 @@ impl FromRequest<SharedState> for Params {
 /// once decoded is refused (storing it with replacement characters would change what
 /// the client sent).
 fn strict_pairs(text: &[u8]) -> Result<Vec<(String, String)>> {
-    let decode = |part: &[u8]| crate::api::decode_component(part).ok_or(());
+    let decode = |part: &[u8]| {
+        crate::api::decode_component(part)
+            .map(std::borrow::Cow::into_owned)
+            .ok_or(())
+    };
     text.split(|b| *b == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {

@@ -22,6 +22,12 @@ fn audit(at: i64) -> Audit {
     }
 }
 
+/// The first page of ten of a history.
+const FIRST_TEN: Page = Page {
+    number: 1,
+    size: 10,
+};
+
 fn write(key: &ConfigKey, content: &str, expect: Expect, at: i64) -> ConfigWrite {
     ConfigWrite {
         key: key.clone(),
@@ -883,16 +889,7 @@ async fn concurrent_replacements_keep_what_they_leave_out(store: Arc<dyn Store>)
         assert_eq!(c.description, "desc", "left out, so kept");
         assert_eq!(c.tags, ["team-a", "db"]);
         assert_eq!(c.format, Format::Yaml);
-        let (history, total) = store
-            .history(
-                k,
-                Page {
-                    number: 1,
-                    size: 10,
-                },
-            )
-            .await
-            .unwrap();
+        let (history, total) = store.history(k, FIRST_TEN).await.unwrap();
         assert_eq!(total, 2);
         assert_eq!(history[0].revision, c.revision);
         let entry = store.history_entry(k, c.revision).await.unwrap().unwrap();
@@ -1240,16 +1237,7 @@ async fn delete_records_history(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(change.op, Op::Delete);
     assert!(store.load_configs().await.unwrap().is_empty());
-    let (history, total) = store
-        .history(
-            &k,
-            Page {
-                number: 1,
-                size: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let (history, total) = store.history(&k, FIRST_TEN).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!(history[0].op, Op::Delete);
     assert_eq!(history[0].revision, change.seq);

@@ -301,3 +301,57 @@ impl Connections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> (
+        Arc<Connection>,
+        mpsc::Receiver<Result<Box<Payload>, tonic::Status>>,
+    ) {
+        let (out, sent) = mpsc::channel(8);
+        let setup = Setup {
+            client: ClientInfo::new(None, Vec::new()),
+            client_version: "Nacos-Java-Client:v2.3.0".into(),
+            app_name: "app".into(),
+        };
+        let addr: SocketAddr = "127.0.0.1:9848".parse().unwrap();
+        (Connections::default().register(addr, setup, out), sent)
+    }
+
+    #[tokio::test]
+    async fn a_push_is_waited_for_until_checked_and_stray_answers_are_ignored() {
+        let (connection, mut sent) = connection();
+        let ids = AtomicU64::new(7);
+        let key = ConfigKey::parse("public", "g", "app.yaml").unwrap();
+        let first = connection.push(&ids, &key, "");
+        let second = connection.push(&ids, &key, "dev");
+        let body = |payload: Box<Payload>| -> serde_json::Value {
+            assert_eq!(payload.kind(), "ConfigChangeNotifyRequest");
+            serde_json::from_slice(payload.body()).unwrap()
+        };
+        assert_eq!(
+            body(sent.recv().await.unwrap().unwrap()),
+            json!({ "dataId": "app.yaml", "group": "g", "module": "config", "requestId": "7", "headers": {} }),
+            "no tenant when the client listened without one"
+        );
+        assert_eq!(body(sent.recv().await.unwrap().unwrap())["tenant"], "dev");
+
+        connection.answered(&first.to_string(), true);
+        connection.answered("999", true);
+        connection.answered("not a number", true);
+        assert_eq!(
+            connection.waiting().len(),
+            2,
+            "answers to nothing add nothing"
+        );
+        assert!(connection.acknowledged(first));
+        assert!(!connection.acknowledged(second), "never answered");
+        assert!(
+            !connection.acknowledged(first),
+            "checked once, then forgotten"
+        );
+        assert!(connection.waiting().is_empty());
+    }
+}

@@ -392,8 +392,15 @@ impl Surface {
             if current != listen.md5 {
                 listen.md5 = current;
                 let id = connection.push(&self.connections.push_ids, key, &listen.tenant);
-                // A newer push of the same key supersedes one still unanswered.
-                unanswered.retain(|u| &u.key != key);
+                // A newer push of the same key supersedes one still unanswered, which
+                // is forgotten (an answer to it is no longer waited for).
+                unanswered.retain(|u| {
+                    let superseded = &u.key == key;
+                    if superseded {
+                        connection.acknowledged(u.id);
+                    }
+                    !superseded
+                });
                 unanswered.push_back(Unanswered::new(id, key.clone(), listen.tenant.clone(), 0));
             }
         }

@@ -666,7 +666,7 @@ pub async fn patterns(opts: &Options) -> anyhow::Result<Value> {
         "rounds": rounds,
         "p99_ms_alone": median(plain),
         "p99_ms_beside_patterns": median(beside),
-        "p99_ratio": median(ratios).map(|r| (r * 100.0).round() / 100.0),
+        "p99_ratio": median_ratio(ratios),
     }))
 }
 
@@ -722,7 +722,6 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
         (opts.watchers.clone(), 1_000, 3)
     };
     let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
-    let p99_from_send = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
     let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
     let mut rows = Vec::new();
     for w in sizes {
@@ -743,8 +742,6 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
             cairn.push(c);
             bare.push(b);
         }
-        ratios.sort_by(f64::total_cmp);
-        ratios_from_send.sort_by(f64::total_cmp);
         let mut one_key = median_by_p99(cairn);
         let bare = median_by_p99(bare);
         one_key["rounds"] = json!(rounds);
@@ -755,12 +752,8 @@ pub async fn fanout(opts: &Options) -> anyhow::Result<Value> {
             bare["server_page_faults_per_watcher"].clone();
         one_key["baseline_context_switches_per_watcher"] =
             bare["server_context_switches_per_watcher"].clone();
-        one_key["p99_ratio"] = json!(ratios
-            .get(ratios.len() / 2)
-            .map(|r| (r * 100.0).round() / 100.0));
-        one_key["p99_ratio_from_send"] = json!(ratios_from_send
-            .get(ratios_from_send.len() / 2)
-            .map(|r| (r * 100.0).round() / 100.0));
+        one_key["p99_ratio"] = json!(median_ratio(ratios));
+        one_key["p99_ratio_from_send"] = json!(median_ratio(ratios_from_send));
         one_key["baseline_latency_from_send"] = bare["latency_from_send"].clone();
         rows.push(one_key);
         rows.push(fanout_cairn(w, spread.min(w)).await?);
@@ -810,6 +803,19 @@ fn nacos_changed(seen: &[u8]) -> anyhow::Result<bool> {
     Ok(seen.windows(8).any(|w| w == b"fan0.txt"))
 }
 
+/// A row's p99 from the publish's send, in milliseconds.
+fn p99_from_send(row: &Value) -> f64 {
+    row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0)
+}
+
+/// The median of the rounds' ratios, to two places; `None` without a round.
+fn median_ratio(mut ratios: Vec<f64>) -> Option<f64> {
+    ratios.sort_by(f64::total_cmp);
+    ratios
+        .get(ratios.len() / 2)
+        .map(|r| (r * 100.0).round() / 100.0)
+}
+
 /// The middle row of `rows` by `p99`.
 fn median_row(mut rows: Vec<Value>, p99: impl Fn(&Value) -> f64) -> Value {
     rows.sort_by(|a, b| p99(a).total_cmp(&p99(b)));
@@ -832,7 +838,7 @@ fn sizes_and_rounds(opts: &Options) -> (Vec<usize>, usize) {
 /// rounds'.
 pub async fn listener(opts: &Options) -> anyhow::Result<Value> {
     let (sizes, rounds) = sizes_and_rounds(opts);
-    let p99 = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let p99 = p99_from_send;
     let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
     let hold = |addr| {
         let body = "Listening-Configs=fan0.txt%02bench%020123456789abcdef0123456789abcdef%01";
@@ -860,7 +866,6 @@ pub async fn listener(opts: &Options) -> anyhow::Result<Value> {
             cairn.push(c);
             bare.push(b);
         }
-        ratios.sort_by(f64::total_cmp);
         let cairn = median_by_p99(cairn);
         let bare = median_by_p99(bare);
         rows.push(json!({
@@ -868,7 +873,7 @@ pub async fn listener(opts: &Options) -> anyhow::Result<Value> {
             "rounds": rounds,
             "latency_from_send": cairn["latency_from_send"],
             "baseline_latency_from_send": bare["latency_from_send"],
-            "p99_ratio": ratios.get(ratios.len() / 2).map(|r| (r * 100.0).round() / 100.0),
+            "p99_ratio": median_ratio(ratios),
             "server_cpu_us_per_listener": cairn["server_cpu_us_per_watcher"],
             "baseline_cpu_us_per_listener": bare["server_cpu_us_per_watcher"],
         }));
@@ -1265,19 +1270,12 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
     let (sizes, rounds) = sizes_and_rounds(opts);
     let p99 = |row: &Value| row["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
     let median_by_p99 = |rows: Vec<Value>| median_row(rows, p99);
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values
-            .get(values.len() / 2)
-            .map(|r| (r * 100.0).round() / 100.0)
-    };
     let mut rows = Vec::new();
     for c in sizes {
         let (mut cairn, mut bare, mut http) = (Vec::new(), Vec::new(), Vec::new());
         let (mut to_http, mut to_bare) = (Vec::new(), Vec::new());
         // And against the bare hyper server holding HTTP requests, from the send.
         let (mut hyper, mut to_hyper) = (Vec::new(), Vec::new());
-        let from_send = |row: &Value| row["latency_from_send"]["p99_ms"].as_f64().unwrap_or(0.0);
         for round in 0..rounds {
             let y = fanout_baseline(c).await?;
             // Each round in another order, so that drift hits all three alike.
@@ -1304,8 +1302,8 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
             if p99(&b) > 0.0 {
                 to_bare.push(p99(&g) / p99(&b));
             }
-            if from_send(&y) > 0.0 {
-                to_hyper.push(from_send(&g) / from_send(&y));
+            if p99_from_send(&y) > 0.0 {
+                to_hyper.push(p99_from_send(&g) / p99_from_send(&y));
             }
             hyper.push(y);
             cairn.push(g);
@@ -1318,11 +1316,11 @@ pub async fn grpc(opts: &Options) -> anyhow::Result<Value> {
         row["http_latency"] = median_by_p99(http)["latency"].clone();
         row["bare_latency"] = bare["latency"].clone();
         row["bare_rss_per_connection_bytes"] = bare["rss_per_connection_bytes"].clone();
-        row["p99_ratio"] = json!(median(to_http));
-        row["p99_ratio_to_bare"] = json!(median(to_bare));
+        row["p99_ratio"] = json!(median_ratio(to_http));
+        row["p99_ratio_to_bare"] = json!(median_ratio(to_bare));
         row["bare_cpu_us_per_push"] = bare["server_cpu_us_per_push"].clone();
         row["hyper_latency_from_send"] = median_by_p99(hyper)["latency_from_send"].clone();
-        row["p99_from_send_ratio_to_hyper"] = json!(median(to_hyper));
+        row["p99_from_send_ratio_to_hyper"] = json!(median_ratio(to_hyper));
         rows.push(row);
     }
     Ok(Value::Array(rows))

@@ -240,7 +240,7 @@ impl SqlStore {
                 results[i] = Some(Ok(record));
             }
         }
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(results
             .into_iter()
             .map(|r| {
@@ -273,7 +273,7 @@ impl SqlStore {
                 }
             }
         }
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(results)
     }
 }

@@ -500,7 +500,7 @@ impl SqlStore {
     ) -> Result<ConfigRecord> {
         let mut tx = self.begin_write_on(conn).await?;
         let record = self.put_in(&mut tx, write).await?;
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -541,11 +541,6 @@ impl SqlStore {
             Some(begin) => conn.begin_with(begin).await?,
             None => conn.begin().await?,
         })
-    }
-
-    pub(crate) async fn commit_write(&self, tx: Transaction<'_, Any>) -> Result<()> {
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The stored state of a config, as the write transaction sees it.
@@ -1099,7 +1094,7 @@ impl ConfigStore for SqlStore {
                 records.push(self.put_in_namespace(&mut tx, write).await?);
             }
         }
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(records)
     }
 
@@ -1136,7 +1131,7 @@ impl ConfigStore for SqlStore {
             current.sensitive,
         )
         .await?;
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(ChangeRecord {
             seq,
             key: key.clone(),
@@ -1405,7 +1400,7 @@ impl ConfigStore for SqlStore {
             current.sensitive,
         )
         .await?;
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(GrayRecord {
             key: key.clone(),
             content: write.content.clone(),
@@ -1483,7 +1478,7 @@ impl ConfigStore for SqlStore {
             current.sensitive,
         )
         .await?;
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(ConfigRecord {
             key: key.clone(),
             content: gray.content,
@@ -1530,7 +1525,7 @@ impl ConfigStore for SqlStore {
             false,
         )
         .await?;
-        self.commit_write(tx).await?;
+        tx.commit().await?;
         Ok(ChangeRecord {
             seq,
             key: key.clone(),

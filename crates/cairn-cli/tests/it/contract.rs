@@ -83,6 +83,9 @@ async fn the_api_answers_as_its_document_says() {
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--request-timeout", "10", "--no-color"])
         .env("NO_COLOR", "1")
+        // It keeps a cache of what it found in its working directory: the test's own,
+        // not the checkout.
+        .current_dir(dir.path())
         .output()
         .expect("schemathesis runs");
     let report = String::from_utf8_lossy(&run.stdout);

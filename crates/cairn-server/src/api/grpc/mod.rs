@@ -383,14 +383,10 @@ impl Surface {
     ) {
         let mut listens = connection.listens.lock().expect("listens poisoned");
         for (key, listen) in listens.iter_mut() {
-            let current = self
-                .state
-                .service
-                .view(key, &connection.client)
-                .map(|v| v.md5().to_owned())
-                .unwrap_or_default();
+            let view = self.state.service.view(key, &connection.client);
+            let current = view.as_ref().map_or("", |v| v.md5());
             if current != listen.md5 {
-                listen.md5 = current;
+                listen.md5 = current.to_owned();
                 let id = connection.push(&self.connections.push_ids, key, &listen.tenant);
                 // A newer push of the same key supersedes one still unanswered, which
                 // is forgotten (an answer to it is no longer waited for).

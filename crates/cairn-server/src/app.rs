@@ -173,7 +173,7 @@ impl Application {
         // The sequence is read before the configs: a change landing in between is then
         // both in the snapshot and replayed from the log, which is harmless.
         let loaded_at = store
-            .last_seq()
+            .settled_seq()
             .await
             .context("cannot read the change log")?;
         let configs = store.load_configs().await.context("cannot load configs")?;
@@ -274,7 +274,7 @@ impl Application {
                 ),
             },
         ));
-        let applied = commits.watch_newest();
+        let applied = commits.watch_applied();
         let service = Service::new(
             store.clone(),
             commits,

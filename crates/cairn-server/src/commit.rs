@@ -85,9 +85,6 @@ pub struct Commits {
     cache: Cache,
     hub: Arc<Hub>,
     applied: watch::Sender<i64>,
-    /// The highest sequence in the cache, as it moves: what wakes work that follows
-    /// every change (webhook delivery) as soon as it lands here.
-    newest: watch::Sender<i64>,
     observers: Vec<Arc<dyn Observer>>,
     /// The last changes applied, for pattern watches asking what changed since a
     /// sequence.
@@ -115,7 +112,6 @@ impl Commits {
             cache,
             hub: Arc::new(Hub::default()),
             applied: watch::Sender::new(applied),
-            newest: watch::Sender::new(applied),
             observers,
             recent: std::sync::Mutex::new(Recent {
                 changes: std::collections::VecDeque::with_capacity(RECENT),
@@ -235,7 +231,6 @@ impl Commits {
                     .changes
                     .push_back((change.seq().get(), change.key().clone()));
                 recent.newest = recent.newest.max(change.seq().get());
-                self.newest.send_replace(recent.newest);
             }
             self.hub.notify(change.key());
         }
@@ -247,10 +242,10 @@ impl Commits {
         *self.applied.borrow()
     }
 
-    /// The highest sequence in the cache, to wait on for changes: this node's own as
-    /// they commit, and those the tail brings.
-    pub fn watch_newest(&self) -> watch::Receiver<i64> {
-        self.newest.subscribe()
+    /// The applied sequence, to wait on for work that follows the change log in order
+    /// (webhook delivery): it moves once every change up to it is in the cache.
+    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     /// Moves the applied sequence forward (never back) and wakes those waiting for it.

@@ -24,6 +24,11 @@ use crate::limits::Limits;
 use crate::now_millis;
 
 const BATCH: u32 = 1000;
+/// How long a sequence may stay missing below a higher one before the tail settles it.
+/// Publishes overlap, so one may commit a moment after a higher sequence; one missing
+/// this long is waited out once ([`Store::settled_seq`]), after which it is known to
+/// have been rolled back (or to be in the log).
+const GAP_WAIT: Duration = Duration::from_millis(200);
 /// How long a deletion is remembered in the cache, against late older versions.
 const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 
@@ -35,6 +40,11 @@ pub struct Sync {
     commits: Arc<Commits>,
     /// The newest sequence the database reported at the last heartbeat.
     latest: AtomicI64,
+    /// A sequence at or below which every change is in the log or never will be
+    /// (publishes in flight then have ended).
+    settled: AtomicI64,
+    /// Since when the tail has seen a sequence missing below a higher one.
+    gap_since: std::sync::Mutex<Option<std::time::Instant>>,
     pub node_id: String,
     pub address: String,
     started_at: i64,
@@ -92,6 +102,8 @@ impl Sync {
         Self {
             store,
             latest: AtomicI64::new(commits.applied()),
+            settled: AtomicI64::new(commits.applied()),
+            gap_since: std::sync::Mutex::default(),
             commits,
             node_id: format!(
                 "{}-{started_at:x}-{:08x}",
@@ -124,14 +136,26 @@ impl Sync {
         (self.latest.load(Ordering::Relaxed) - self.applied()).max(0)
     }
 
-    /// Applies every change after the last applied one. Returns how many it applied.
+    /// Applies every change after the last applied one. Returns how many it read.
+    ///
+    /// Publishes overlap, so the log may hold a change while a lower sequence is still
+    /// to commit. Every change read goes into the cache at once (it keeps each config's
+    /// newest, and one config's changes commit in order); the applied sequence moves
+    /// only over changes with nothing missing before them, so what waits on it, and
+    /// the next pass, never skip a change that commits late. A sequence missing longer
+    /// than [`GAP_WAIT`] is settled: the publishes in flight are waited out, and what
+    /// is still missing then was rolled back.
     pub async fn catch_up(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let applied = self.applied();
+            // Taken before the log is read, so every change at or below it is in what
+            // the read returns.
+            let settled = self.settled.load(Ordering::Acquire);
             let batch = self.store.changes_since(applied, BATCH).await?;
-            // A gap (or nothing at all) may be a rolled-back transaction, or entries
-            // pruned before this node read them; only the latter needs a full reload.
+            // A gap (or nothing at all) may be a change still to commit, a rolled-back
+            // transaction, or entries pruned before this node read them; only the last
+            // needs a full reload.
             let gap = batch
                 .first()
                 .is_none_or(|first| first.seq.get() > applied + 1);
@@ -139,14 +163,43 @@ impl Sync {
                 self.reload().await?;
                 return Ok(total);
             }
+            let (mut through, mut missing) = (applied, false);
             for change in &batch {
                 self.apply(change).await?;
-                self.commits.advance(change.seq.get());
+                let seq = change.seq.get();
+                if !missing && seq - 1 <= through.max(settled) {
+                    through = seq;
+                } else {
+                    missing = true;
+                }
             }
+            let whole = batch.len() < BATCH as usize;
+            if !missing && whole {
+                through = through.max(settled);
+            }
+            self.commits.advance(through);
             total += batch.len();
-            if batch.len() < BATCH as usize {
+            if !missing {
+                *self.gap_since.lock().expect("gap time poisoned") = None;
+                if whole {
+                    return Ok(total);
+                }
+                continue;
+            }
+            let waited = self
+                .gap_since
+                .lock()
+                .expect("gap time poisoned")
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed();
+            if waited < GAP_WAIT {
+                // Most likely a publish a moment from its commit: the next pass (its
+                // notification, or the poll) finds it.
                 return Ok(total);
             }
+            let settled = self.store.settled_seq().await?;
+            self.settled.fetch_max(settled, Ordering::AcqRel);
+            *self.gap_since.lock().expect("gap time poisoned") = None;
         }
     }
 
@@ -187,7 +240,8 @@ impl Sync {
     /// Replaces the cache with the database's configs, for a node that fell behind the
     /// change log's retention.
     async fn reload(&self) -> Result<(), StoreError> {
-        let seq = self.store.last_seq().await?;
+        let seq = self.store.settled_seq().await?;
+        self.settled.fetch_max(seq, Ordering::AcqRel);
         let configs = self.store.load_configs().await?;
         let grays = self.store.load_grays().await?;
         tracing::warn!(

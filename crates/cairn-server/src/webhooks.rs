@@ -239,7 +239,7 @@ impl Webhooks {
             if !sync.leads() {
                 continue;
             }
-            match self.pass().await {
+            match self.pass(sync.applied()).await {
                 Ok(()) if failing => {
                     tracing::info!("webhook deliveries going again");
                     failing = false;
@@ -255,21 +255,25 @@ impl Webhooks {
         }
     }
 
-    /// One pass: new changes into deliveries, then every due delivery that heads its
+    /// One pass: new changes up to `applied` (the sequence this node has applied
+    /// every change up to) into deliveries, then every due delivery that heads its
     /// config's queue sent.
-    pub async fn pass(self: &Arc<Self>) -> Result<(), StoreError> {
+    pub async fn pass(self: &Arc<Self>, applied: i64) -> Result<(), StoreError> {
         // Without subscriptions there is nothing to do, and nothing is written: the
         // first subscription moves the cursor to its own start.
         if self.store.webhooks(None).await?.is_empty() {
             return Ok(());
         }
-        self.enqueue().await?;
+        self.enqueue(applied).await?;
         self.send_due().await
     }
 
-    async fn enqueue(&self) -> Result<(), StoreError> {
+    async fn enqueue(&self, applied: i64) -> Result<(), StoreError> {
         let cursor = self.store.webhook_cursor().await?;
-        let changes = self.store.changes_since(cursor, BATCH).await?;
+        let mut changes = self.store.changes_since(cursor, BATCH).await?;
+        // Publishes overlap, so a change past `applied` may have a lower one still to
+        // commit before it; the cursor moves past none such.
+        changes.retain(|c| c.seq.get() <= applied);
         let Some(last) = changes.last() else {
             return Ok(());
         };

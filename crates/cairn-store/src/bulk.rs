@@ -2,7 +2,7 @@
 //! import of thousands pays a handful of round trips per page instead of five per
 //! config, while every config is checked and recorded exactly as a single publish is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Any, Row as _, Transaction};
 
@@ -101,8 +101,9 @@ impl SqlStore {
         let entries = versions
             .iter()
             .map(|v| (&v.key, v.op, v.md5.as_str(), v.audit.at));
+        let keys: Vec<&ConfigKey> = versions.iter().map(|v| &v.key).collect();
         let mut taken: Vec<i64> = self
-            .insert_changes(tx, entries, versions.len())
+            .insert_changes(tx, entries, &keys)
             .await?
             .iter()
             .map(|row| row.try_get("seq"))
@@ -153,14 +154,16 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Inserts `count` change-log `entries` (key, op, md5, time) in one statement; the
-    /// rows it took (`seq`, `namespace`, `grp`, `data_id`), in no promised order.
+    /// Inserts change-log `entries` (key, op, md5, time), one for each of `keys`, in
+    /// one statement; the rows it took (`seq`, `namespace`, `grp`, `data_id`), in no
+    /// promised order.
     async fn insert_changes<'e>(
         &self,
         tx: &mut Transaction<'_, Any>,
         entries: impl Iterator<Item = (&'e ConfigKey, Op, &'e str, i64)>,
-        count: usize,
+        keys: &[&ConfigKey],
     ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let count = keys.len();
         let values = rows(6, count);
         let sql = if self.dialect.returning {
             format!(
@@ -185,30 +188,34 @@ impl SqlStore {
             Ok(query.fetch_all(&mut **tx).await?)
         } else {
             query.execute(&mut **tx).await?;
-            self.taken_since_last_insert(tx, count).await
+            self.taken_since_last_insert(tx, keys).await
         }
     }
 
-    /// The change-log rows the last insert of `count` rows took, on a backend without
-    /// `RETURNING`. Writers hold the write lock, so that insert's sequences are the
-    /// ones from the first it took on.
+    /// The change-log rows the last insert took for `keys`, on a backend without
+    /// `RETURNING`: from the first sequence it took on, and of these keys, as publishes
+    /// beside it may have taken sequences between its own.
     async fn taken_since_last_insert(
         &self,
         tx: &mut Transaction<'_, Any>,
-        count: usize,
+        keys: &[&ConfigKey],
     ) -> Result<Vec<sqlx::any::AnyRow>> {
         let first: i64 = sqlx::query_scalar::<Any, i64>("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
             .fetch_one(&mut **tx)
             .await?;
-        let sql = self.sql(
+        let sql = self.sql_owned(&format!(
             "SELECT seq, namespace, grp, data_id FROM change_log WHERE seq >= ? \
-             ORDER BY seq LIMIT ?",
-        );
-        Ok(sqlx::query::<Any>(sql)
-            .bind(first)
-            .bind(count as i64)
-            .fetch_all(&mut **tx)
-            .await?)
+             AND (namespace, grp, data_id) IN ({}) ORDER BY seq LIMIT ?",
+            rows(3, keys.len())
+        ));
+        let mut query = sqlx::query::<Any>(&sql).bind(first);
+        for key in keys {
+            query = query
+                .bind(key.namespace.as_str())
+                .bind(key.group.as_str())
+                .bind(key.data_id.as_str());
+        }
+        Ok(query.bind(keys.len() as i64).fetch_all(&mut **tx).await?)
     }
 
     /// Writes `writes`, each checked already against its stored state (`currents`)
@@ -300,13 +307,15 @@ impl SqlStore {
     }
 
     /// The stored state of each of `writes`' configs, in their order: one query per
-    /// namespace and group.
+    /// namespace and group. Where the engine can, the rows stay locked until the
+    /// transaction ends (see `current_in`), taken in one order every transaction
+    /// shares, so two groups of publishes never wait on each other in a circle.
     pub(crate) async fn currents_of(
         &self,
         tx: &mut Transaction<'_, Any>,
         writes: &[&ConfigWrite],
     ) -> Result<Vec<Option<Current>>> {
-        let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for (i, write) in writes.iter().enumerate() {
             let key = &write.key;
             groups
@@ -320,9 +329,14 @@ impl SqlStore {
                 concat!(
                     "SELECT data_id, ",
                     current_columns!(),
-                    " FROM configs WHERE namespace = ? AND grp = ? AND data_id IN ({})"
+                    " FROM configs WHERE namespace = ? AND grp = ? AND data_id IN ({}){}"
                 ),
-                vec!["?"; members.len()].join(", ")
+                vec!["?"; members.len()].join(", "),
+                if self.dialect.lock_rows {
+                    " ORDER BY data_id FOR UPDATE"
+                } else {
+                    ""
+                }
             ));
             let mut query = sqlx::query::<Any>(&sql).bind(namespace).bind(group);
             for &i in &members {
@@ -349,7 +363,8 @@ impl SqlStore {
         let entries = writes
             .iter()
             .map(|w| (&w.key, w.op, w.md5.as_str(), w.audit.at));
-        let rows = self.insert_changes(tx, entries, writes.len()).await?;
+        let keys: Vec<&ConfigKey> = writes.iter().map(|w| &w.key).collect();
+        let rows = self.insert_changes(tx, entries, &keys).await?;
         // Matched by key rather than by position: no backend promises the order of
         // the rows a multi-row insert returns.
         let mut taken: HashMap<(String, String, String), i64> = HashMap::new();

@@ -138,6 +138,9 @@ impl SqlStore {
             },
         };
         let conn = &mut *connection;
+        // In key order (a stable sort: one key's publishes keep theirs), so that groups
+        // committing beside each other lock and create rows in the same order.
+        group.sort_by(|a, b| a.write.key.cmp(&b.write.key));
         if group.len() == 1 {
             let job = group.remove(0);
             let done = self.put_alone(conn, &job.write).await;
@@ -196,7 +199,7 @@ impl SqlStore {
             // A key written twice: the second must see the first.
             return self.commit_one_by_one(conn, group).await;
         }
-        let mut tx = self.begin_write_on(conn).await?;
+        let mut tx = self.begin_publish_on(conn).await?;
         let mut missing = HashSet::new();
         for ns in writes
             .iter()
@@ -257,7 +260,7 @@ impl SqlStore {
         conn: &mut sqlx::AnyConnection,
         group: &[Job],
     ) -> Result<Vec<Result<ConfigRecord>>> {
-        let mut tx = self.begin_write_on(conn).await?;
+        let mut tx = self.begin_publish_on(conn).await?;
         let mut results = Vec::with_capacity(group.len());
         for job in group {
             plain(&mut tx, "SAVEPOINT grouped").await?;

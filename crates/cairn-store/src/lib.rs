@@ -187,6 +187,11 @@ pub trait ConfigStore: Send + Sync {
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<ChangeRecord>>;
     /// The newest change-log sequence (0 when there is none).
     async fn last_seq(&self) -> Result<i64>;
+    /// The newest change-log sequence at or below which every entry is in the log or
+    /// never will be. Publishes overlap, so a lower sequence may commit after a higher
+    /// one; this waits until the publishes in flight have ended, and holds every write
+    /// back meanwhile, so it is for settling a gap that stays, not for every read.
+    async fn settled_seq(&self) -> Result<i64>;
     /// Every gray release, for filling the cache at start.
     async fn load_grays(&self) -> Result<Vec<GrayRecord>>;
     /// One config's gray release, read from the database.

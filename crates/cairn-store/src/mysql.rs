@@ -19,10 +19,18 @@ const REPLACE_CONFIGS: &str = " ON DUPLICATE KEY UPDATE content = VALUES(content
      updated_at = VALUES(updated_at), created_by = VALUES(created_by), \
      created_at = VALUES(created_at), marked_sensitive = VALUES(marked_sensitive)";
 
+/// Every write but a publish holds the write-lock row alone; publishes share it.
+/// InnoDB queues a shared request behind a waiting exclusive one, so a write waiting to
+/// hold it alone is not starved by overlapping publishes.
+const BEGIN_ALONE: &str = "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE";
+
 const DIALECT: Dialect = Dialect {
     numbered: false,
     returning: false,
-    begin_write: Some("BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE"),
+    begin_write: Some(BEGIN_ALONE),
+    begin_publish: Some("BEGIN; SELECT id FROM write_lock WHERE id = 1 LOCK IN SHARE MODE"),
+    settle: Some(BEGIN_ALONE),
+    lock_rows: true,
     now_ms: NOW,
     replace_configs: REPLACE_CONFIGS,
 };

@@ -18,18 +18,43 @@ const CHANNEL: &str = "cairn_changes";
 
 const NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
-/// A write transaction's opening: the write lock, and the notification other nodes
-/// wake on, sent by the database when (and only if) the transaction commits.
-const BEGIN_NOTIFYING: &str =
-    "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE; NOTIFY cairn_changes";
+// Every write takes one advisory lock (the key spells "cairn"): publishes share it,
+// every other write holds it alone. Advisory locks queue fairly, so a write waiting to
+// hold it alone is not starved by publishes that keep overlapping; a shared row lock
+// would let each new publish in ahead of it.
 
-/// The same, for an engine without `NOTIFY`.
-const BEGIN_QUIET: &str = "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE";
+/// A write transaction's opening: the write lock held alone, and the notification
+/// other nodes wake on, sent by the database when (and only if) the transaction
+/// commits.
+const BEGIN_NOTIFYING: &str =
+    "BEGIN; SELECT pg_advisory_xact_lock(426836062830); NOTIFY cairn_changes";
+
+/// A transaction of publishes' opening: the write lock shared, and the notification.
+const BEGIN_PUBLISHING: &str =
+    "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830); NOTIFY cairn_changes";
+
+/// The write lock held alone without a notification: for engines without `NOTIFY`,
+/// and for waiting out the publishes in flight.
+const BEGIN_QUIET: &str = "BEGIN; SELECT pg_advisory_xact_lock(426836062830)";
+
+/// Publishing, for an engine without `NOTIFY`.
+const BEGIN_PUBLISHING_QUIET: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830)";
+
+/// For an engine without advisory locks: every write holds the write-lock row alone,
+/// publishes too, so no two writes overlap.
+const BEGIN_ROW_LOCKED: &str = "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE";
+
+/// The same, notifying.
+const BEGIN_ROW_LOCKED_NOTIFYING: &str =
+    "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE; NOTIFY cairn_changes";
 
 const DIALECT: Dialect = Dialect {
     numbered: true,
     returning: true,
     begin_write: Some(BEGIN_NOTIFYING),
+    begin_publish: Some(BEGIN_PUBLISHING),
+    settle: Some(BEGIN_QUIET),
+    lock_rows: true,
     now_ms: NOW,
     replace_configs: crate::sql::ON_CONFLICT_REPLACE,
 };
@@ -62,20 +87,30 @@ impl SqlStore {
         let mut dialect = DIALECT;
         let mut signal: Option<Arc<dyn SignalSource>> = Some(Arc::new(Listen(url.to_owned())));
         // Some PostgreSQL-protocol engines (distributed ones among them) have no
-        // NOTIFY: there, writes send none and other nodes poll the change log, which is
-        // the truth either way.
-        if let Err(e) = pool.execute("NOTIFY cairn_changes").await {
-            // Only "not supported" (0A000) or "no such statement" (42601) mean that; any
-            // other failure is passing, and NOTIFY stays.
-            let unsupported = e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|code| code == "0A000" || code == "42601");
-            if unsupported {
-                tracing::warn!(error = %e, "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms");
-                dialect.begin_write = Some(BEGIN_QUIET);
-                signal = None;
-            }
+        // NOTIFY, or no advisory locks: there, writes send no notification and other
+        // nodes poll the change log, which is the truth either way; and every write
+        // holds the write-lock row alone.
+        let quiet = unsupported(pool.execute("NOTIFY cairn_changes").await);
+        if quiet {
+            tracing::warn!(
+                "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms"
+            );
+            dialect.begin_write = Some(BEGIN_QUIET);
+            dialect.begin_publish = Some(BEGIN_PUBLISHING_QUIET);
+            signal = None;
+        }
+        if unsupported(
+            pool.execute("SELECT pg_advisory_xact_lock_shared(426836062830)")
+                .await,
+        ) {
+            tracing::warn!("this database has no advisory locks; publishes will not overlap");
+            dialect.begin_write = Some(if quiet {
+                BEGIN_ROW_LOCKED
+            } else {
+                BEGIN_ROW_LOCKED_NOTIFYING
+            });
+            dialect.begin_publish = None;
+            dialect.settle = None;
         }
         Ok(Self {
             reader: pool.clone(),
@@ -87,6 +122,21 @@ impl SqlStore {
             committer: Arc::default(),
         })
     }
+}
+
+/// Whether a statement failed because the engine does not have what it asked for:
+/// "not supported" (0A000), "no such statement" (42601) or "no such function" (42883).
+/// Any other failure is passing, and the feature is taken to be there.
+fn unsupported<T>(done: std::result::Result<T, sqlx::Error>) -> bool {
+    let Err(e) = done else { return false };
+    let missing = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| matches!(&*code, "0A000" | "42601" | "42883"));
+    if missing {
+        tracing::debug!(error = %e, "not supported by this database");
+    }
+    missing
 }
 
 /// Opens `LISTEN` connections to the database at this URL.

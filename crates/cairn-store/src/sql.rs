@@ -36,13 +36,25 @@ pub(crate) struct Dialect {
     pub numbered: bool,
     /// `INSERT … RETURNING` is available; otherwise `LAST_INSERT_ID()` is read.
     pub returning: bool,
-    /// What opens every write transaction, in the one round trip (`None`: a plain
-    /// `BEGIN`). It takes the write lock, which makes writers queue, so change-log
-    /// sequences commit in the order they were taken and a tailer reading `seq > last`
-    /// can never skip one that commits late. Where other nodes are woken by a
-    /// notification, it queues that too: one is delivered only if the transaction
-    /// commits.
+    /// What opens every write transaction but a publish's, in the one round trip
+    /// (`None`: a plain `BEGIN`). It takes the write lock alone, so such a write runs
+    /// while no other write does and its change-log sequences commit in the order they
+    /// were taken. Where other nodes are woken by a notification, it queues that too:
+    /// one is delivered only if the transaction commits.
     pub begin_write: Option<&'static str>,
+    /// What opens a transaction of publishes (`None`: as [`Self::begin_write`]). It
+    /// shares the write lock with other publishes, on this node and others, so their
+    /// transactions overlap; each locks its configs' rows before it takes sequences, so
+    /// one config's changes still commit in order, but across configs a lower sequence
+    /// may commit after a higher one. Tailers wait for such a gap to fill, and settle
+    /// one that stays with [`Self::settle`].
+    pub begin_publish: Option<&'static str>,
+    /// What opens a transaction that waits until no publish is in flight: the write
+    /// lock alone, without a notification. `None` where publishes never overlap (a
+    /// gap in the log is then always a rolled-back transaction).
+    pub settle: Option<&'static str>,
+    /// Rows can be locked as they are read (`FOR UPDATE`).
+    pub lock_rows: bool,
     /// A query for the database's current time in Unix milliseconds, as a BIGINT.
     pub now_ms: &'static str,
     /// What turns an insert into `configs` into a replace of the rows that exist (every
@@ -480,6 +492,18 @@ fn gray_from_row(row: &AnyRow, sealer: Option<&crate::Sealer>) -> Result<GrayRec
     })
 }
 
+/// The newest change-log sequence, or the pruned one when the log is empty.
+async fn last_seq_on(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let seq: Option<i64> =
+        sqlx::query_scalar::<Any, Option<i64>>("SELECT MAX(seq) FROM change_log")
+            .fetch_one(&mut *conn)
+            .await?;
+    let pruned: i64 = sqlx::query_scalar::<Any, i64>("SELECT pruned_through FROM cluster_state")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(seq.unwrap_or(0).max(pruned))
+}
+
 fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
     Ok(NodeRecord {
         id: text(row, "id")?,
@@ -498,7 +522,7 @@ impl SqlStore {
         conn: &mut sqlx::AnyConnection,
         write: &ConfigWrite,
     ) -> Result<ConfigRecord> {
-        let mut tx = self.begin_write_on(conn).await?;
+        let mut tx = self.begin_publish_on(conn).await?;
         let record = self.put_in(&mut tx, write).await?;
         tx.commit().await?;
         Ok(record)
@@ -531,29 +555,44 @@ impl SqlStore {
         })
     }
 
-    /// [`Self::begin_write`] on a connection the caller holds.
-    pub(crate) async fn begin_write_on<'c>(
+    /// Opens a transaction of publishes on a connection the caller holds, queued
+    /// behind any write but other publishes ([`Dialect::begin_publish`]).
+    pub(crate) async fn begin_publish_on<'c>(
         &self,
         conn: &'c mut sqlx::AnyConnection,
     ) -> Result<Transaction<'c, Any>> {
         use sqlx::Connection as _;
-        Ok(match self.dialect.begin_write {
-            Some(begin) => conn.begin_with(begin).await?,
-            None => conn.begin().await?,
-        })
+        Ok(
+            match self.dialect.begin_publish.or(self.dialect.begin_write) {
+                Some(begin) => conn.begin_with(begin).await?,
+                None => conn.begin().await?,
+            },
+        )
     }
 
-    /// The stored state of a config, as the write transaction sees it.
+    /// The stored state of a config, as the write transaction sees it, its row locked
+    /// until the transaction ends where the engine can: a publish beside it waits, so
+    /// compare-and-set holds and one config's revisions commit in order.
     async fn current_in(
         &self,
         tx: &mut Transaction<'_, Any>,
         key: &ConfigKey,
     ) -> Result<Option<Current>> {
-        let sql = self.sql(concat!(
+        const SELECT: &str = concat!(
             "SELECT ",
             current_columns!(),
             " FROM configs WHERE namespace = ? AND grp = ? AND data_id = ?"
-        ));
+        );
+        const LOCKING: &str = concat!(
+            "SELECT ",
+            current_columns!(),
+            " FROM configs WHERE namespace = ? AND grp = ? AND data_id = ? FOR UPDATE"
+        );
+        let sql = self.sql(if self.dialect.lock_rows {
+            LOCKING
+        } else {
+            SELECT
+        });
         let row = sqlx::query::<Any>(sql)
             .bind(key.namespace.as_str())
             .bind(key.group.as_str())
@@ -1537,15 +1576,21 @@ impl ConfigStore for SqlStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn last_seq(&self) -> Result<i64> {
-        let seq: Option<i64> =
-            sqlx::query_scalar::<Any, Option<i64>>("SELECT MAX(seq) FROM change_log")
-                .fetch_one(&self.reader)
-                .await?;
-        let pruned: i64 =
-            sqlx::query_scalar::<Any, i64>("SELECT pruned_through FROM cluster_state")
-                .fetch_one(&self.reader)
-                .await?;
-        Ok(seq.unwrap_or(0).max(pruned))
+        let mut conn = self.reader.acquire().await?;
+        last_seq_on(&mut conn).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn settled_seq(&self) -> Result<i64> {
+        let Some(settle) = self.dialect.settle else {
+            return self.last_seq().await;
+        };
+        // Read while holding the write lock alone: a sequence read after letting go
+        // could be one a publish took after a lower one still in flight.
+        let mut tx = self.writer.begin_with(settle).await?;
+        let seq = last_seq_on(&mut tx).await?;
+        tx.commit().await?;
+        Ok(seq)
     }
 }
 
@@ -2445,6 +2490,9 @@ mod tests {
             numbered: true,
             returning: true,
             begin_write: None,
+            begin_publish: None,
+            settle: None,
+            lock_rows: false,
             now_ms: "",
             replace_configs: ON_CONFLICT_REPLACE,
         };

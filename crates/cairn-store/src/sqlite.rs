@@ -22,6 +22,9 @@ const DIALECT: Dialect = Dialect {
     returning: true,
     // One writer connection already serializes writes.
     begin_write: None,
+    begin_publish: None,
+    settle: None,
+    lock_rows: false,
     now_ms: NOW,
     replace_configs: crate::sql::ON_CONFLICT_REPLACE,
 };

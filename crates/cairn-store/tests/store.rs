@@ -2316,3 +2316,168 @@ async fn key_rotation_mysql() {
         db.drop_database().await;
     }
 }
+
+/// Two nodes' stores on one database publishing at once: their transactions overlap,
+/// yet compare-and-set holds across them, no change is lost, and every acknowledged
+/// change is in the log at or below what the stores call settled.
+async fn two_stores_publish_at_once(one: Arc<dyn Store>, two: Arc<dyn Store>) {
+    let counter = key("counter.yaml");
+    one.put_config(&write(&counter, "n: 0", Expect::Any, 1))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // Each writer publishes a config of its own, and increments the shared
+                // counter by compare-and-set, retrying when another got in first.
+                let own = key(&format!("own{i}.yaml"));
+                let mut revisions = Vec::new();
+                for round in 0..5 {
+                    let mine = write(&own, &format!("r: {round}"), Expect::Any, 10);
+                    revisions.push(store.put_config(&mine).await.unwrap().revision);
+                    loop {
+                        let current = store.get_config(&counter).await.unwrap().unwrap();
+                        let n: u32 = current.content["n: ".len()..].parse().unwrap();
+                        let next = format!("n: {}", n + 1);
+                        let expect = Expect::Md5(current.md5.clone());
+                        match store.put_config(&write(&counter, &next, expect, 10)).await {
+                            Ok(record) => {
+                                revisions.push(record.revision);
+                                break;
+                            }
+                            Err(StoreError::CasMismatch { .. }) => continue,
+                            Err(e) => panic!("an increment failed: {e}"),
+                        }
+                    }
+                }
+                revisions
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    let now = one.get_config(&counter).await.unwrap().unwrap();
+    assert_eq!(now.content, "n: 60", "no increment lost");
+    let (_, total) = two.history(&counter, FIRST_TEN).await.unwrap();
+    assert_eq!(total, 61, "each increment once in history");
+    acknowledged.sort();
+    acknowledged.dedup();
+    assert_eq!(acknowledged.len(), 120, "each write its own revision");
+
+    let settled = two.settled_seq().await.unwrap();
+    assert!(settled >= acknowledged.last().unwrap().get());
+    let logged: std::collections::HashSet<i64> = one
+        .changes_since(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.seq.get())
+        .collect();
+    assert!(acknowledged.iter().all(|r| logged.contains(&r.get())));
+}
+
+/// A publish in flight on another connection (its sequence taken, not yet committed)
+/// while a later publish commits: the log shows the later one with a gap before it,
+/// and the settled sequence is given only once the one in flight has ended.
+async fn a_publish_in_flight_holds_the_settled_sequence_back(
+    engine: scratch::Engine,
+    url: &str,
+    store: Arc<dyn Store>,
+) {
+    use sqlx::Connection as _;
+    let start = store.last_seq().await.unwrap();
+    let mut held = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut tx = held.begin().await.unwrap();
+    let (lock, insert) = match engine {
+        scratch::Engine::Postgres => (
+            "SELECT pg_advisory_xact_lock_shared(426836062830)",
+            "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+             VALUES ('public', 'DEFAULT_GROUP', 'held.yaml', 'publish', 'x', 1) RETURNING seq",
+        ),
+        scratch::Engine::MySql => (
+            "SELECT id FROM write_lock WHERE id = 1 LOCK IN SHARE MODE",
+            "INSERT INTO change_log (namespace, grp, data_id, op, md5, created_at) \
+             VALUES ('public', 'DEFAULT_GROUP', 'held.yaml', 'publish', 'x', 1)",
+        ),
+    };
+    sqlx::query(lock).fetch_all(&mut *tx).await.unwrap();
+    let held_seq: i64 = match engine {
+        scratch::Engine::Postgres => sqlx::query_scalar(insert)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap(),
+        scratch::Engine::MySql => {
+            sqlx::query(insert).execute(&mut *tx).await.unwrap();
+            sqlx::query_scalar("SELECT CAST(LAST_INSERT_ID() AS SIGNED)")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Not held up by the other publish: they share the write lock.
+    let later = store
+        .put_config(&write(&key("later.yaml"), "l: 1", Expect::Any, 2))
+        .await
+        .unwrap()
+        .revision
+        .get();
+    assert!(later > held_seq);
+    let logged: Vec<i64> = store
+        .changes_since(start, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.seq.get())
+        .collect();
+    assert_eq!(logged, [later], "the held sequence is not in the log yet");
+
+    let settling = tokio::spawn({
+        let store = store.clone();
+        async move { store.settled_seq().await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!settling.is_finished(), "waits for the publish in flight");
+    tx.commit().await.unwrap();
+    let settled = settling.await.unwrap();
+    assert!(settled >= later);
+    let logged: Vec<i64> = store
+        .changes_since(start, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.seq.get())
+        .collect();
+    assert_eq!(logged, [held_seq, later]);
+}
+
+async fn overlapping_publishes(engine: scratch::Engine) {
+    let Some(db) = scratch::Scratch::create(engine).await else {
+        return;
+    };
+    let open = || async {
+        let store = match engine {
+            scratch::Engine::Postgres => SqlStore::postgres(&db.url).await,
+            scratch::Engine::MySql => SqlStore::mysql(&db.url).await,
+        };
+        Arc::new(store.unwrap()) as Arc<dyn Store>
+    };
+    let (one, two) = (open().await, open().await);
+    two_stores_publish_at_once(one.clone(), two).await;
+    a_publish_in_flight_holds_the_settled_sequence_back(engine, &db.url, one).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_publishes_postgres() {
+    overlapping_publishes(scratch::Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_publishes_mysql() {
+    overlapping_publishes(scratch::Engine::MySql).await;
+}

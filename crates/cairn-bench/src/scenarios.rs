@@ -340,11 +340,14 @@ async fn read_with_hyper_client(opts: &Options) -> anyhow::Result<Value> {
     }))
 }
 
+/// `count` publishes by `writers` at once, of 64 configs named `{prefix}0` to
+/// `{prefix}63` in turn.
 async fn publish_runs(
     addr: SocketAddr,
     token: &str,
     count: u64,
     writers: usize,
+    prefix: &'static str,
 ) -> anyhow::Result<load::Run> {
     let token = token.to_owned();
     let content = Arc::new(procs::body_1k());
@@ -359,7 +362,7 @@ async fn publish_runs(
             request(
                 "PUT",
                 addr,
-                &format!("/api/v1/configs/public/bench/w{}.properties", n % 64),
+                &format!("/api/v1/configs/public/bench/{prefix}{}.properties", n % 64),
                 &token,
                 Some(body),
             )
@@ -397,7 +400,7 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
         let mut by_writers = serde_json::Map::new();
         let mut rates = Vec::new();
         for writers in PUBLISH_WRITERS {
-            let run = publish_runs(node.addr, &token, count, writers).await?;
+            let run = publish_runs(node.addr, &token, count, writers, "w").await?;
             rates.push(run.per_second());
             by_writers.insert(
                 writers.to_string(),
@@ -405,15 +408,17 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
             );
         }
         // On a shared database, a second node: 8 writers through each at once, against
-        // the 16 through one node above.
+        // the 16 through one node above. Each node's writers publish configs of their
+        // own, as teams publishing through different nodes do: publishes of one config
+        // wait for each other by design, whichever node they go through.
         let two_nodes = match &scratch {
             Some(db) => {
                 let other = procs::cairn(&dir.path().join("other"), Some(db.url.as_str())).await?;
                 let other_token = login(other.addr).await?;
                 let started = Instant::now();
                 let (one, two) = tokio::join!(
-                    publish_runs(node.addr, &token, count / 2, 8),
-                    publish_runs(other.addr, &other_token, count / 2, 8)
+                    publish_runs(node.addr, &token, count / 2, 8, "w"),
+                    publish_runs(other.addr, &other_token, count / 2, 8, "v")
                 );
                 let (one, two) = (one?, two?);
                 let per_s = (count / 2 * 2) as f64 / started.elapsed().as_secs_f64();

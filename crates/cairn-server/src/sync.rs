@@ -8,13 +8,13 @@
 //! change until the next poll. Database errors never stop the node; reads and watches go
 //! on from memory and the sync retries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_core::Revision;
-use cairn_store::{ChangeRecord, ChangeSignal, NodeRecord, Op, Store, StoreError};
+use cairn_core::{ConfigKey, Revision};
+use cairn_store::{ChangeRecord, ChangeSignal, ConfigRecord, NodeRecord, Op, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::access_keys::AccessKeys;
@@ -163,9 +163,10 @@ impl Sync {
                 self.reload().await?;
                 return Ok(total);
             }
+            let fetched = self.fetch_configs(&batch).await?;
             let (mut through, mut missing) = (applied, false);
             for change in &batch {
-                self.apply(change).await?;
+                self.apply(change, &fetched).await?;
                 let seq = change.seq.get();
                 if !missing && seq - 1 <= through.max(settled) {
                     through = seq;
@@ -203,9 +204,38 @@ impl Sync {
         }
     }
 
-    /// Applies one change-log entry, reading what it wrote from the database unless
-    /// this node holds it already (its own write, or a newer version fetched).
-    async fn apply(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+    /// The configs `batch`'s changes of main versions wrote that this node does not
+    /// hold yet, read in one go (their newest versions, which may be newer still).
+    async fn fetch_configs(
+        &self,
+        batch: &[ChangeRecord],
+    ) -> Result<HashMap<ConfigKey, Arc<ConfigRecord>>, StoreError> {
+        let cache = self.commits.cache();
+        let mut wanted: Vec<&ConfigKey> = batch
+            .iter()
+            .filter(|c| matches!(c.op, Op::Publish | Op::Rollback | Op::GrayPromote))
+            .filter(|c| cache.get(&c.key).is_none_or(|held| held.revision < c.seq))
+            .map(|c| &c.key)
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = self.store.get_configs(&wanted).await?;
+        Ok(found
+            .into_iter()
+            .map(|config| (config.key.clone(), Arc::new(config)))
+            .collect())
+    }
+
+    /// Applies one change-log entry, with what it wrote from `fetched` unless this node
+    /// holds it already (its own write, or a newer version fetched).
+    async fn apply(
+        &self,
+        change: &ChangeRecord,
+        fetched: &HashMap<ConfigKey, Arc<ConfigRecord>>,
+    ) -> Result<(), StoreError> {
         let (key, seq) = (change.key.clone(), change.seq);
         let cache = self.commits.cache();
         let applied = match change.op {
@@ -223,7 +253,7 @@ impl Sync {
                     None
                 } else {
                     // `None`: deleted since; that deletion comes later in the log.
-                    self.store.get_config(&key).await?.map(Arc::new)
+                    fetched.get(&key).cloned()
                 };
                 match (change.op, config) {
                     (Op::GrayPromote, config) => Some(Change::Promoted { key, seq, config }),

@@ -141,12 +141,30 @@ impl SqlStore {
         // In key order (a stable sort: one key's publishes keep theirs), so that groups
         // committing beside each other lock and create rows in the same order.
         group.sort_by(|a, b| a.write.key.cmp(&b.write.key));
+        let (committed, kept) = self.commit_and_answer(conn, group).await;
+        if let (true, true, Some(notify)) = (committed, kept, self.dialect.notify_published) {
+            use sqlx::Executor as _;
+            if let Err(e) = conn.execute(notify).await {
+                tracing::debug!(error = %e, "other nodes not woken; they read the change at their next poll");
+                return None;
+            }
+        }
+        kept.then_some(connection)
+    }
+
+    /// Commits `group` on `conn` and answers each of its writers. Returns whether
+    /// anything committed, and whether the connection is still good.
+    async fn commit_and_answer(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        mut group: Vec<Job>,
+    ) -> (bool, bool) {
         if group.len() == 1 {
             let job = group.remove(0);
             let done = self.put_alone(conn, &job.write).await;
-            let broken = matches!(&done, Err(e) if e.is_outage());
+            let (committed, broken) = (done.is_ok(), matches!(&done, Err(e) if e.is_outage()));
             let _ = job.reply.send(done);
-            return (!broken).then_some(connection);
+            return (committed, !broken);
         }
         let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
@@ -157,10 +175,11 @@ impl SqlStore {
         }
         match settled {
             Ok(results) => {
+                let committed = results.iter().any(Result::is_ok);
                 for (job, result) in group.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
-                Some(connection)
+                (committed, true)
             }
             Err(e) => {
                 // Nothing of the group committed: every writer hears so, and may retry.
@@ -180,7 +199,7 @@ impl SqlStore {
                     };
                     let _ = job.reply.send(Err(shared));
                 }
-                (!outage).then_some(connection)
+                (false, !outage)
             }
         }
     }

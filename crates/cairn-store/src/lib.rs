@@ -177,6 +177,10 @@ pub trait ConfigStore: Send + Sync {
     ) -> Result<Option<HistoryRecord>>;
     /// The current version of one config, read from the database.
     async fn get_config(&self, key: &ConfigKey) -> Result<Option<ConfigRecord>>;
+    /// The configs of `keys` that exist, in no particular order: what a tail reads for
+    /// a batch of other nodes' changes, in a query per namespace and group instead of
+    /// one per change.
+    async fn get_configs(&self, keys: &[&ConfigKey]) -> Result<Vec<ConfigRecord>>;
     /// The newest entry of a config's history before `revision`, with its content.
     async fn history_before(
         &self,

@@ -29,6 +29,7 @@ const DIALECT: Dialect = Dialect {
     returning: false,
     begin_write: Some(BEGIN_ALONE),
     begin_publish: Some("BEGIN; SELECT id FROM write_lock WHERE id = 1 LOCK IN SHARE MODE"),
+    notify_published: None,
     settle: Some(BEGIN_ALONE),
     lock_rows: true,
     now_ms: NOW,

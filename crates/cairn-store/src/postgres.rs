@@ -29,16 +29,21 @@ const NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
 const BEGIN_NOTIFYING: &str =
     "BEGIN; SELECT pg_advisory_xact_lock(426836062830); NOTIFY cairn_changes";
 
-/// A transaction of publishes' opening: the write lock shared, and the notification.
-const BEGIN_PUBLISHING: &str =
-    "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830); NOTIFY cairn_changes";
-
 /// The write lock held alone without a notification: for engines without `NOTIFY`,
 /// and for waiting out the publishes in flight.
 const BEGIN_QUIET: &str = "BEGIN; SELECT pg_advisory_xact_lock(426836062830)";
 
-/// Publishing, for an engine without `NOTIFY`.
-const BEGIN_PUBLISHING_QUIET: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830)";
+/// A transaction of publishes' opening: the write lock shared. It sends no
+/// notification: PostgreSQL commits notifying transactions one at a time (a
+/// database-wide lock held through the commit's flush, so notifications queue in commit
+/// order), which would line overlapping publishes up again at their commits.
+const BEGIN_PUBLISHING: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830)";
+
+/// What wakes other nodes once publishes have committed: a transaction of its own,
+/// which need not wait for its flush (a lost notification only delays other nodes
+/// until their next poll of the log).
+const NOTIFY_COMMITTED: &str =
+    "BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY cairn_changes; COMMIT";
 
 /// For an engine without advisory locks: every write holds the write-lock row alone,
 /// publishes too, so no two writes overlap.
@@ -53,6 +58,7 @@ const DIALECT: Dialect = Dialect {
     returning: true,
     begin_write: Some(BEGIN_NOTIFYING),
     begin_publish: Some(BEGIN_PUBLISHING),
+    notify_published: Some(NOTIFY_COMMITTED),
     settle: Some(BEGIN_QUIET),
     lock_rows: true,
     now_ms: NOW,
@@ -96,7 +102,7 @@ impl SqlStore {
                 "this database has no NOTIFY; nodes will poll the change log every sync_poll_ms"
             );
             dialect.begin_write = Some(BEGIN_QUIET);
-            dialect.begin_publish = Some(BEGIN_PUBLISHING_QUIET);
+            dialect.notify_published = None;
             signal = None;
         }
         if unsupported(
@@ -109,7 +115,9 @@ impl SqlStore {
             } else {
                 BEGIN_ROW_LOCKED_NOTIFYING
             });
+            // Publishes open as every other write does, notification included.
             dialect.begin_publish = None;
+            dialect.notify_published = None;
             dialect.settle = None;
         }
         Ok(Self {

@@ -49,6 +49,9 @@ pub(crate) struct Dialect {
     /// may commit after a higher one. Tailers wait for such a gap to fill, and settle
     /// one that stays with [`Self::settle`].
     pub begin_publish: Option<&'static str>,
+    /// What wakes other nodes once a transaction of publishes has committed, where its
+    /// opening does not (`None`: nothing to send).
+    pub notify_published: Option<&'static str>,
     /// What opens a transaction that waits until no publish is in flight: the write
     /// lock alone, without a notification. `None` where publishes never overlap (a
     /// gap in the log is then always a rolled-back transaction).
@@ -1094,6 +1097,37 @@ impl ConfigStore for SqlStore {
         row.as_ref()
             .map(|r| config_from_row(r, self.sealer.as_deref()))
             .transpose()
+    }
+
+    #[instrument(skip_all, fields(count = keys.len()), err(level = "debug"))]
+    async fn get_configs(&self, keys: &[&ConfigKey]) -> Result<Vec<ConfigRecord>> {
+        let mut groups: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+        for key in keys {
+            groups
+                .entry((key.namespace.as_str(), key.group.as_str()))
+                .or_default()
+                .push(key.data_id.as_str());
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        for ((namespace, group), ids) in groups {
+            for page in ids.chunks(crate::bulk::PAGE) {
+                let sql = self.sql_owned(&format!(
+                    "SELECT namespace, grp, data_id, content, format, md5, revision, \
+                     description, tags, created_by, created_at, updated_by, updated_at, \
+                     marked_sensitive FROM configs \
+                     WHERE namespace = ? AND grp = ? AND data_id IN ({})",
+                    vec!["?"; page.len()].join(", ")
+                ));
+                let mut query = sqlx::query::<Any>(&sql).bind(namespace).bind(group);
+                for id in page {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(&self.reader).await? {
+                    found.push(config_from_row(&row, self.sealer.as_deref())?);
+                }
+            }
+        }
+        Ok(found)
     }
 
     #[instrument(skip_all, fields(key = %write.key, op = write.op.as_str()), err(level = "debug"))]
@@ -2491,6 +2525,7 @@ mod tests {
             returning: true,
             begin_write: None,
             begin_publish: None,
+            notify_published: None,
             settle: None,
             lock_rows: false,
             now_ms: "",

@@ -23,6 +23,7 @@ const DIALECT: Dialect = Dialect {
     // One writer connection already serializes writes.
     begin_write: None,
     begin_publish: None,
+    notify_published: None,
     settle: None,
     lock_rows: false,
     now_ms: NOW,

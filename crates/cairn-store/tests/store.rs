@@ -1465,7 +1465,36 @@ async fn reads_one_config_and_the_last_sequence(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.get_config(&k).await.unwrap(), Some(written.clone()));
     assert_eq!(store.last_seq().await.unwrap(), written.revision.get());
+    assert_eq!(store.settled_seq().await.unwrap(), written.revision.get());
+
+    // Many at once, across groups, past a page, with keys that are not there.
+    let mut keys = vec![k.clone(), key("absent.yaml")];
+    let mut expected = vec![written];
+    for i in 0..PAST_A_PAGE {
+        let other = ConfigKey::parse(
+            "public",
+            if i % 2 == 0 { "a" } else { "b" },
+            &format!("m{i}"),
+        )
+        .unwrap();
+        let record = store
+            .put_config(&write(&other, &format!("m: {i}"), Expect::Any, 2))
+            .await
+            .unwrap();
+        keys.push(other);
+        expected.push(record);
+    }
+    let asked: Vec<&ConfigKey> = keys.iter().collect();
+    let mut found = store.get_configs(&asked).await.unwrap();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(found, expected);
+    assert!(store.get_configs(&[]).await.unwrap().is_empty());
 }
+
+/// Configs written over two groups, so that one group's keys take more than a
+/// statement's page (200).
+const PAST_A_PAGE: usize = 2 * 200 + 1;
 
 async fn names_are_case_sensitive(store: Arc<dyn Store>) {
     let lower = key("app.yaml");

@@ -378,10 +378,141 @@ async fn publish_runs(
 /// Writer counts of the publish scenario, in order; the third is compared with the first.
 const PUBLISH_WRITERS: [usize; 4] = [1, 4, 16, 64];
 
+/// How the publish scenario drives its writers: wrk where the machine has it (the node,
+/// its database and the load share the cores, so the leanest load leaves the most to
+/// what is measured), else this process's client.
+enum Writers {
+    Wrk {
+        script: tempfile::NamedTempFile,
+        each: Duration,
+    },
+    Client {
+        count: u64,
+    },
+}
+
+/// A publish run's rate and latency.
+struct Published {
+    per_s: f64,
+    latency: Value,
+}
+
+impl Writers {
+    fn new(opts: &Options) -> anyhow::Result<Self> {
+        if !crate::wrk::available() {
+            let count = if opts.tiny { 40 } else { opts.publishes };
+            return Ok(Writers::Client { count });
+        }
+        // Each request publishes a new content to the next of 64 configs named
+        // `$PREFIX<n>`; wrk's two threads take the even and the odd ones, so one
+        // group's publishes are of distinct configs, as this process's writers' are.
+        let content = serde_json::to_string(&procs::body_1k())?;
+        let head = format!(
+            r#"{{"format":"properties","content":{}"#,
+            &content[..content.len() - 1]
+        );
+        let script = format!(
+            r##"local head = [==[{head}]==]
+local token = os.getenv("TOKEN")
+local prefix = os.getenv("PREFIX")
+local started = 0
+function setup(thread)
+  thread:set("id", started)
+  started = started + 1
+end
+local n = 0
+function request()
+  n = n + 1
+  local path = "/api/v1/configs/public/bench/" .. prefix .. ((2 * n + id) % 64) .. ".properties"
+  local headers = {{ ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }}
+  return wrk.format("PUT", path, headers, head .. "# " .. n .. "\\n\"}}")
+end
+"##
+        );
+        let mut file = tempfile::NamedTempFile::new()?;
+        std::io::Write::write_all(&mut file, script.as_bytes())?;
+        let each = Duration::from_secs(if opts.tiny { 1 } else { 4 });
+        Ok(Writers::Wrk { script: file, each })
+    }
+
+    fn describe(&self) -> Value {
+        match self {
+            Writers::Wrk { each, .. } => {
+                json!({ "load_generator": "wrk", "seconds_per_run": each.as_secs() })
+            }
+            Writers::Client { count } => json!({
+                "load_generator": "hyper client (install wrk for a leaner one)",
+                "publishes_per_run": count,
+            }),
+        }
+    }
+
+    /// Publishes through `addr` by `writers` at once, of configs named `prefix…`.
+    async fn run(
+        &self,
+        addr: SocketAddr,
+        token: &str,
+        writers: usize,
+        prefix: &'static str,
+    ) -> anyhow::Result<Published> {
+        match self {
+            Writers::Wrk { script, each } => {
+                let env = [("TOKEN", token), ("PREFIX", prefix)];
+                let url = format!("http://{addr}");
+                let run = crate::wrk::run_script(&url, script.path(), &env, writers, *each).await?;
+                if run.errors > 0 {
+                    bail!("publish: {} failed writes", run.errors);
+                }
+                Ok(Published {
+                    per_s: run.per_second,
+                    latency: json!({
+                        "count": run.requests,
+                        "p50_ms": run.p50_ms,
+                        "p99_ms": run.p99_ms,
+                    }),
+                })
+            }
+            Writers::Client { count } => {
+                let run = publish_runs(addr, token, *count, writers, prefix).await?;
+                Ok(Published {
+                    per_s: run.per_second(),
+                    latency: percentiles(&run.latency),
+                })
+            }
+        }
+    }
+
+    /// Two runs at once of 8 writers each, through `one` and `two`: their rate
+    /// together, and each one's latency.
+    async fn two_nodes(
+        &self,
+        (one, one_token): (SocketAddr, &str),
+        (two, two_token): (SocketAddr, &str),
+    ) -> anyhow::Result<(f64, [Value; 2])> {
+        let halved = match self {
+            Writers::Client { count } => &Writers::Client { count: count / 2 },
+            wrk => wrk,
+        };
+        let started = Instant::now();
+        let (a, b) = tokio::join!(
+            halved.run(one, one_token, 8, "w"),
+            halved.run(two, two_token, 8, "v")
+        );
+        let (a, b) = (a?, b?);
+        let per_s = match halved {
+            // Both ran for the same time.
+            Writers::Wrk { .. } => a.per_s + b.per_s,
+            // The same count each: from the start until the later one ended.
+            Writers::Client { count } => (count * 2) as f64 / started.elapsed().as_secs_f64(),
+        };
+        Ok((per_s, [a.latency, b.latency]))
+    }
+}
+
 /// publish: 1, 4, 16 and 64 concurrent writers of 1 KiB contents, on SQLite and on
 /// whichever of PostgreSQL and MySQL has a URL.
 pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
-    let count = if opts.tiny { 40 } else { opts.publishes };
+    let load = Writers::new(opts)?;
     let mut results = serde_json::Map::new();
     for (name, server) in backends(opts) {
         let dir = tempfile::tempdir()?;
@@ -400,11 +531,11 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
         let mut by_writers = serde_json::Map::new();
         let mut rates = Vec::new();
         for writers in PUBLISH_WRITERS {
-            let run = publish_runs(node.addr, &token, count, writers, "w").await?;
-            rates.push(run.per_second());
+            let run = load.run(node.addr, &token, writers, "w").await?;
+            rates.push(run.per_s);
             by_writers.insert(
                 writers.to_string(),
-                json!({ "per_s": run.per_second().round(), "latency": percentiles(&run.latency) }),
+                json!({ "per_s": run.per_s.round(), "latency": run.latency }),
             );
         }
         // On a shared database, a second node: 8 writers through each at once, against
@@ -415,19 +546,13 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
             Some(db) => {
                 let other = procs::cairn(&dir.path().join("other"), Some(db.url.as_str())).await?;
                 let other_token = login(other.addr).await?;
-                let started = Instant::now();
-                let (one, two) = tokio::join!(
-                    publish_runs(node.addr, &token, count / 2, 8, "w"),
-                    publish_runs(other.addr, &other_token, count / 2, 8, "v")
-                );
-                let (one, two) = (one?, two?);
-                let per_s = (count / 2 * 2) as f64 / started.elapsed().as_secs_f64();
+                let (per_s, latency) = load
+                    .two_nodes((node.addr, &token), (other.addr, &other_token))
+                    .await?;
                 other.stop().await;
-                let mut latency = one.latency;
-                latency.add(&two.latency)?;
                 Some(json!({
                     "per_s": per_s.round(),
-                    "latency": percentiles(&latency),
+                    "latency_by_node": latency,
                     "ratio_to_one_node": (per_s / rates[2] * 100.0).round() / 100.0,
                 }))
             }
@@ -445,7 +570,7 @@ pub async fn publish_scenario(opts: &Options) -> anyhow::Result<Value> {
                 "writers": by_writers,
                 "ratio_16_to_1": (ratio * 100.0).round() / 100.0,
                 "two_nodes_8_writers_each": two_nodes,
-                "publishes": count,
+                "load": load.describe(),
             }),
         );
     }

@@ -1,6 +1,7 @@
-//! Read load from `wrk`, when the machine has it: a C load generator whose per-request
-//! cost is well below a server's, so that a ratio to the bare baseline measures the
-//! server, not this process's HTTP client (which tops out first).
+//! Load from `wrk`, when the machine has it: a C load generator whose per-request cost
+//! is well below a server's, so that a ratio to the bare baseline measures the server,
+//! not this process's HTTP client (which tops out first), and a load of publishes
+//! leaves the machine's cores to the node and its database.
 
 use std::time::Duration;
 
@@ -35,15 +36,40 @@ pub async fn run(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<WrkRun> {
-    let mut command = tokio::process::Command::new("wrk");
-    command
-        .args(["-t2", "--latency"])
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{}s", duration.as_secs().max(1)));
+    let mut command = command(2, connections, duration);
     for (name, value) in headers {
         command.arg("-H").arg(format!("{name}: {value}"));
     }
-    let out = command.arg(url).output().await.context("cannot run wrk")?;
+    finish(command.arg(url)).await
+}
+
+/// The requests `script` (wrk's Lua) makes, with `env` in its environment, from
+/// `connections` keep-alive connections over as many threads as there are
+/// connections, two at most, for `duration`.
+pub async fn run_script(
+    url: &str,
+    script: &std::path::Path,
+    env: &[(&str, &str)],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<WrkRun> {
+    let mut command = command(connections.min(2), connections, duration);
+    command.arg("-s").arg(script).envs(env.iter().copied());
+    finish(command.arg(url)).await
+}
+
+fn command(threads: usize, connections: usize, duration: Duration) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("wrk");
+    command
+        .arg(format!("-t{threads}"))
+        .arg("--latency")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs().max(1)));
+    command
+}
+
+async fn finish(command: &mut tokio::process::Command) -> anyhow::Result<WrkRun> {
+    let out = command.output().await.context("cannot run wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(

@@ -113,7 +113,8 @@ impl WebhookStore for SqlStore {
         if exists == 0 {
             return Err(StoreError::NamespaceNotFound(ns.to_owned()));
         }
-        // Writers hold the write lock: no change commits between this read and the
+        // This write holds the write lock alone: no publish is in flight, every change
+        // up to the newest has committed and none commits between this read and the
         // subscription, so it gets exactly the changes after it.
         let after_seq: i64 =
             sqlx::query_scalar::<Any, Option<i64>>("SELECT MAX(seq) FROM change_log")

@@ -143,8 +143,9 @@ impl Sync {
     /// newest, and one config's changes commit in order); the applied sequence moves
     /// only over changes with nothing missing before them, so what waits on it, and
     /// the next pass, never skip a change that commits late. A sequence missing longer
-    /// than [`GAP_WAIT`] is settled: the publishes in flight are waited out, and what
-    /// is still missing then was rolled back.
+    /// than [`GAP_WAIT`] is settled: unless the log was pruned past it (the node then
+    /// reloads), the publishes in flight are waited out, and what is still missing then
+    /// was rolled back.
     pub async fn catch_up(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
@@ -153,13 +154,11 @@ impl Sync {
             // the read returns.
             let settled = self.settled.load(Ordering::Acquire);
             let batch = self.store.changes_since(applied, BATCH).await?;
-            // A gap (or nothing at all) may be a change still to commit, a rolled-back
-            // transaction, or entries pruned before this node read them; only the last
-            // needs a full reload.
-            let gap = batch
-                .first()
-                .is_none_or(|first| first.seq.get() > applied + 1);
-            if gap && self.store.pruned_through().await? > applied {
+            // Nothing after the applied sequence may be entries pruned before this node
+            // read them (it was taken for gone meanwhile): only a full reload catches
+            // up then. A gap before the first entry read is most often a publish about
+            // to commit; it is looked at the same way once it stays (below).
+            if batch.is_empty() && self.store.pruned_through().await? > applied {
                 self.reload().await?;
                 return Ok(total);
             }
@@ -196,6 +195,12 @@ impl Sync {
             if waited < GAP_WAIT {
                 // Most likely a publish a moment from its commit: the next pass (its
                 // notification, or the poll) finds it.
+                return Ok(total);
+            }
+            // A gap that stays: entries pruned before this node read them, or else a
+            // publish still in flight or rolled back.
+            if self.store.pruned_through().await? > applied {
+                self.reload().await?;
                 return Ok(total);
             }
             let settled = self.store.settled_seq().await?;
@@ -656,8 +661,12 @@ mod tests {
             vec![last]
         );
 
-        // A node that starts from nothing now finds the log pruned and reloads in full.
+        // A node that starts from nothing now finds the log pruned and, once the gap
+        // before what is left has stayed, reloads in full.
         let (c, cache_c) = node(&store);
+        c.catch_up().await.unwrap();
+        assert_eq!(c.applied(), 0, "not past the gap at once");
+        tokio::time::sleep(GAP_WAIT).await;
         c.catch_up().await.unwrap();
         assert_eq!(cache_c.cache().len(), 5);
         assert_eq!(c.applied(), last);

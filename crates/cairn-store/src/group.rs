@@ -31,7 +31,7 @@ pub(crate) struct Committer {
 }
 
 /// A statement sent as text, not prepared: MySQL prepares no savepoint statements.
-async fn plain(tx: &mut Transaction<'_, Any>, sql: &'static str) -> Result<()> {
+pub(crate) async fn plain(tx: &mut Transaction<'_, Any>, sql: &'static str) -> Result<()> {
     use sqlx::Executor as _;
     (&mut **tx).execute(sql).await?;
     Ok(())

@@ -695,8 +695,44 @@ impl SqlStore {
         write: &ConfigWrite,
     ) -> Result<ConfigRecord> {
         let key = &write.key;
-        let at = write.audit.at;
         let current = self.current_in(tx, key).await?;
+        if current.is_some() || !self.dialect.lock_rows {
+            return self.write_one(tx, write, current).await?.ok_or_else(|| {
+                StoreError::CasMismatch {
+                    key: key.clone(),
+                    expected: None,
+                    current: None,
+                }
+            });
+        }
+        // A config that is not there has no row to lock: a publish beside this one
+        // may create it first, and this insert then fails once that commits. Behind a
+        // savepoint, the write is then made again against what was created, locked
+        // and read anew, with a sequence taken after the other's.
+        crate::group::plain(tx, "SAVEPOINT creating").await?;
+        if let Some(record) = self.write_one(tx, write, None).await? {
+            crate::group::plain(tx, "RELEASE SAVEPOINT creating").await?;
+            return Ok(record);
+        }
+        crate::group::plain(tx, "ROLLBACK TO SAVEPOINT creating").await?;
+        let current = self.current_in(tx, key).await?;
+        self.write_one(tx, write, current).await?.ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "{key} was created and removed meanwhile; try again"
+            ))
+        })
+    }
+
+    /// Writes `write` over `current` (as read, and locked, in this transaction):
+    /// `None` when it meant to create the config and another write created it first.
+    async fn write_one(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        write: &ConfigWrite,
+        current: Option<Current>,
+    ) -> Result<Option<ConfigRecord>> {
+        let key = &write.key;
+        let at = write.audit.at;
         let planned = Planned::new(write, current.as_ref())?;
         let revision = self
             .append_change(tx, key, write.op, &write.md5, at)
@@ -715,12 +751,7 @@ impl SqlStore {
             .await;
         if let Err(e) = &done {
             if is_unique_violation(e) {
-                // Created concurrently between the check and the insert.
-                return Err(StoreError::CasMismatch {
-                    key: key.clone(),
-                    expected: None,
-                    current: None,
-                });
+                return Ok(None);
             }
         }
         done?;
@@ -739,7 +770,7 @@ impl SqlStore {
             planned.sensitive,
         )
         .await?;
-        Ok(planned.record(write, revision))
+        Ok(Some(planned.record(write, revision)))
     }
 
     /// Binds a config row's values in the order the configs statements name them:

@@ -2409,6 +2409,43 @@ async fn two_stores_publish_at_once(one: Arc<dyn Store>, two: Arc<dyn Store>) {
     assert!(acknowledged.iter().all(|r| logged.contains(&r.get())));
 }
 
+/// Two nodes' stores creating the same new configs at once, none of them asking for
+/// anything of what is stored: every write lands, none is refused as a conflict, and
+/// each config ends at its newest revision with every write in its history.
+async fn two_stores_create_the_same_configs(one: Arc<dyn Store>, two: Arc<dyn Store>) {
+    let keys: Vec<ConfigKey> = (0..10).map(|i| key(&format!("fresh{i}.yaml"))).collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let store = if w % 2 == 0 { one.clone() } else { two.clone() };
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for k in &keys {
+                    let record = store
+                        .put_config(&write(k, &format!("w: {w}"), Expect::Any, 10))
+                        .await
+                        .unwrap_or_else(|e| panic!("writer {w} on {k}: {e}"));
+                    written.push((k.clone(), record.revision));
+                }
+                written
+            })
+        })
+        .collect();
+    let mut newest: std::collections::HashMap<ConfigKey, Revision> = Default::default();
+    for task in tasks {
+        for (k, revision) in task.await.unwrap() {
+            let at = newest.entry(k).or_insert(revision);
+            *at = (*at).max(revision);
+        }
+    }
+    for k in &keys {
+        let stored = one.get_config(k).await.unwrap().unwrap();
+        assert_eq!(stored.revision, newest[k], "{k} at its newest write");
+        let (_, total) = two.history(k, FIRST_TEN).await.unwrap();
+        assert_eq!(total, 8, "{k}: every write in history");
+    }
+}
+
 /// A publish in flight on another connection (its sequence taken, not yet committed)
 /// while a later publish commits: the log shows the later one with a gap before it,
 /// and the settled sequence is given only once the one in flight has ended.
@@ -2496,7 +2533,8 @@ async fn overlapping_publishes(engine: scratch::Engine) {
         Arc::new(store.unwrap()) as Arc<dyn Store>
     };
     let (one, two) = (open().await, open().await);
-    two_stores_publish_at_once(one.clone(), two).await;
+    two_stores_publish_at_once(one.clone(), two.clone()).await;
+    two_stores_create_the_same_configs(one.clone(), two).await;
     a_publish_in_flight_holds_the_settled_sequence_back(engine, &db.url, one).await;
     db.drop_database().await;
 }

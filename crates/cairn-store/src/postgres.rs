@@ -18,26 +18,38 @@ const CHANNEL: &str = "cairn_changes";
 
 const NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
-// Every write takes one advisory lock (the key spells "cairn"): publishes share it,
-// every other write holds it alone. Advisory locks queue fairly, so a write waiting to
-// hold it alone is not starved by publishes that keep overlapping; a shared row lock
-// would let each new publish in ahead of it.
+/// The key of the advisory lock every write takes (it spells "cairn"): publishes share
+/// it, every other write holds it alone. Advisory locks queue fairly, so a write waiting
+/// to hold it alone is not starved by publishes that keep overlapping; a shared row lock
+/// would let each new publish in ahead of it.
+macro_rules! write_lock {
+    () => {
+        "426836062830"
+    };
+}
 
 /// A write transaction's opening: the write lock held alone, and the notification
 /// other nodes wake on, sent by the database when (and only if) the transaction
 /// commits.
-const BEGIN_NOTIFYING: &str =
-    "BEGIN; SELECT pg_advisory_xact_lock(426836062830); NOTIFY cairn_changes";
+const BEGIN_NOTIFYING: &str = concat!(
+    "BEGIN; SELECT pg_advisory_xact_lock(",
+    write_lock!(),
+    "); NOTIFY cairn_changes"
+);
 
 /// The write lock held alone without a notification: for engines without `NOTIFY`,
 /// and for waiting out the publishes in flight.
-const BEGIN_QUIET: &str = "BEGIN; SELECT pg_advisory_xact_lock(426836062830)";
+const BEGIN_QUIET: &str = concat!("BEGIN; SELECT pg_advisory_xact_lock(", write_lock!(), ")");
 
 /// A transaction of publishes' opening: the write lock shared. It sends no
 /// notification: PostgreSQL commits notifying transactions one at a time (a
 /// database-wide lock held through the commit's flush, so notifications queue in commit
 /// order), which would line overlapping publishes up again at their commits.
-const BEGIN_PUBLISHING: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(426836062830)";
+const BEGIN_PUBLISHING: &str = concat!(
+    "BEGIN; SELECT pg_advisory_xact_lock_shared(",
+    write_lock!(),
+    ")"
+);
 
 /// What wakes other nodes once publishes have committed: a transaction of its own,
 /// which need not wait for its flush (a lost notification only delays other nodes
@@ -106,8 +118,12 @@ impl SqlStore {
             signal = None;
         }
         if unsupported(
-            pool.execute("SELECT pg_advisory_xact_lock_shared(426836062830)")
-                .await,
+            pool.execute(concat!(
+                "SELECT pg_advisory_xact_lock_shared(",
+                write_lock!(),
+                ")"
+            ))
+            .await,
         ) {
             tracing::warn!("this database has no advisory locks; publishes will not overlap");
             dialect.begin_write = Some(if quiet {

@@ -1143,9 +1143,7 @@ impl ConfigStore for SqlStore {
         for ((namespace, group), ids) in groups {
             for page in ids.chunks(crate::bulk::PAGE) {
                 let sql = self.sql_owned(&format!(
-                    "SELECT namespace, grp, data_id, content, format, md5, revision, \
-                     description, tags, created_by, created_at, updated_by, updated_at, \
-                     marked_sensitive FROM configs \
+                    "SELECT {CONFIG_COLUMNS} FROM configs \
                      WHERE namespace = ? AND grp = ? AND data_id IN ({})",
                     vec!["?"; page.len()].join(", ")
                 ));

@@ -2446,6 +2446,12 @@ async fn two_stores_create_the_same_configs(one: Arc<dyn Store>, two: Arc<dyn St
     }
 }
 
+/// The sequences in the change log after `start`.
+async fn logged_since(store: &Arc<dyn Store>, start: i64) -> Vec<i64> {
+    let changes = store.changes_since(start, 10).await.unwrap();
+    changes.iter().map(|c| c.seq.get()).collect()
+}
+
 /// A publish in flight on another connection (its sequence taken, not yet committed)
 /// while a later publish commits: the log shows the later one with a gap before it,
 /// and the settled sequence is given only once the one in flight has ended.
@@ -2493,13 +2499,7 @@ async fn a_publish_in_flight_holds_the_settled_sequence_back(
         .revision
         .get();
     assert!(later > held_seq);
-    let logged: Vec<i64> = store
-        .changes_since(start, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.seq.get())
-        .collect();
+    let logged = logged_since(&store, start).await;
     assert_eq!(logged, [later], "the held sequence is not in the log yet");
 
     let settling = tokio::spawn({
@@ -2511,13 +2511,7 @@ async fn a_publish_in_flight_holds_the_settled_sequence_back(
     tx.commit().await.unwrap();
     let settled = settling.await.unwrap();
     assert!(settled >= later);
-    let logged: Vec<i64> = store
-        .changes_since(start, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.seq.get())
-        .collect();
+    let logged = logged_since(&store, start).await;
     assert_eq!(logged, [held_seq, later]);
 }
 

@@ -29,6 +29,13 @@ const BATCH: u32 = 1000;
 /// this long is waited out once ([`Store::settled_seq`]), after which it is known to
 /// have been rolled back (or to be in the log).
 const GAP_WAIT: Duration = Duration::from_millis(200);
+
+/// While the log keeps moving, a pass over it starts at most this often: under a
+/// stream of publishes each commit notifies, and a pass per notification costs the
+/// node and the database more than the publishes themselves. A change after a quiet
+/// spell is read at once.
+const BUSY_PASS_SPACING: Duration = Duration::from_millis(5);
+
 /// How long a deletion is remembered in the cache, against late older versions.
 const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 
@@ -320,26 +327,36 @@ impl Sync {
         let mut signal: Option<Box<dyn ChangeSignal>> = None;
         let mut failing = false;
         loop {
+            let began = tokio::time::Instant::now();
             if signal.is_none() {
                 signal = self.store.change_signal().await.unwrap_or_else(|e| {
                     database_error("listen", &e, !failing);
                     None
                 });
             }
-            match self.catch_up().await {
-                Ok(_) => {
+            let busy = match self.catch_up().await {
+                Ok(read) => {
                     if failing {
                         tracing::info!("change log reachable again");
                     }
                     failing = false;
+                    read > 0
                 }
                 Err(e) => {
                     database_error("sync", &e, !failing);
                     failing = true;
+                    false
                 }
-            }
+            };
             metrics::gauge!("cairn_sync_applied_seq").set(self.applied() as f64);
             metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
+            if busy {
+                // The notifications that come meanwhile are taken together below.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(began + BUSY_PASS_SPACING) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
             let woken = async {
                 match signal.as_mut() {
                     Some(s) => s.wait().await,

@@ -20,6 +20,27 @@ use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
 /// writer a node has in flight, small enough that one slow group is short.
 const MAX_GROUP: usize = 64;
 
+/// Under a stream of publishes, other nodes are told of commits at most this often: each
+/// notification wakes every node's tail (which reads the log no more often than this
+/// anyway), and one notification covers every commit before it. A commit after a quiet
+/// spell is told at once.
+const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// When other nodes were last told of commits, and whether commits since wait to be told.
+#[derive(Default)]
+struct Notice {
+    last: Option<tokio::time::Instant>,
+    owed: bool,
+}
+
+impl Notice {
+    /// When commits not yet told may be: at once, unless others were told only just now.
+    fn due(&self) -> tokio::time::Instant {
+        self.last
+            .map_or_else(tokio::time::Instant::now, |last| last + NOTIFY_SPACING)
+    }
+}
+
 struct Job {
     write: ConfigWrite,
     reply: oneshot::Sender<Result<ConfigRecord>>,
@@ -76,21 +97,23 @@ impl SqlStore {
         // connection serves every other write too, so it goes back after each group.
         let hold = self.writer.options().get_max_connections() > 1;
         let mut held: Option<PoolConnection<Any>> = None;
+        let mut notice = Notice::default();
         loop {
-            let next = if held.is_some() {
-                tokio::select! {
-                    job = jobs.recv() => job,
-                    _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING) => {
-                        held = None;
-                        continue;
-                    }
-                    _ = self.writer.close_event() => {
-                        held = None;
-                        continue;
-                    }
+            let next = tokio::select! {
+                biased;
+                job = jobs.recv() => job,
+                _ = tokio::time::sleep_until(notice.due()), if notice.owed => {
+                    self.notify_published(&mut held, &mut notice).await;
+                    continue;
                 }
-            } else {
-                jobs.recv().await
+                _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING), if held.is_some() => {
+                    held = None;
+                    continue;
+                }
+                _ = self.writer.close_event(), if held.is_some() => {
+                    held = None;
+                    continue;
+                }
             };
             let Some(first) = next else { break };
             let mut group = vec![first];
@@ -111,19 +134,52 @@ impl SqlStore {
             let store = self.clone();
             let connection = held.take();
             match tokio::spawn(async move { store.settle(group, connection).await }).await {
-                Ok(kept) => held = kept.filter(|_| hold),
+                Ok((kept, committed)) => {
+                    held = kept.filter(|_| hold);
+                    if committed && self.dialect.notify_published.is_some() {
+                        notice.owed = true;
+                        if notice.due() <= tokio::time::Instant::now() {
+                            self.notify_published(&mut held, &mut notice).await;
+                        }
+                    }
+                }
                 Err(e) => tracing::error!(error = %e, "a group of publishes failed"),
             }
+        }
+        if notice.owed {
+            self.notify_published(&mut held, &mut notice).await;
+        }
+    }
+
+    /// Tells the other nodes that publishes committed, on the `held` connection (else
+    /// one from the pool). Sent after the commit rather than in its transaction: a
+    /// notifying transaction holds a database-wide lock through its commit, which
+    /// would line overlapping publishes up again.
+    async fn notify_published(&self, held: &mut Option<PoolConnection<Any>>, notice: &mut Notice) {
+        use sqlx::Executor as _;
+        let Some(notify) = self.dialect.notify_published else {
+            return;
+        };
+        notice.owed = false;
+        notice.last = Some(tokio::time::Instant::now());
+        let sent = match held.as_deref_mut() {
+            Some(conn) => conn.execute(notify).await,
+            None => self.writer.execute(notify).await,
+        };
+        if let Err(e) = sent {
+            *held = None;
+            tracing::debug!(error = %e, "other nodes not woken; they read the change at their next poll");
         }
     }
 
     /// Commits `group` on the `held` connection (else one from the pool) and answers each of its
-    /// writers. Returns the connection unless the database failed on it.
+    /// writers. Returns the connection unless the database failed on it, and whether
+    /// anything committed.
     async fn settle(
         &self,
         mut group: Vec<Job>,
         held: Option<PoolConnection<Any>>,
-    ) -> Option<PoolConnection<Any>> {
+    ) -> (Option<PoolConnection<Any>>, bool) {
         let mut connection = match held {
             Some(held) => held,
             None => match self.writer.acquire().await {
@@ -133,23 +189,15 @@ impl SqlStore {
                     for job in group {
                         let _ = job.reply.send(Err(StoreError::Outage(why.clone())));
                     }
-                    return None;
+                    return (None, false);
                 }
             },
         };
-        let conn = &mut *connection;
         // In key order (a stable sort: one key's publishes keep theirs), so that groups
         // committing beside each other lock and create rows in the same order.
         group.sort_by(|a, b| a.write.key.cmp(&b.write.key));
-        let (committed, kept) = self.commit_and_answer(conn, group).await;
-        if let (true, true, Some(notify)) = (committed, kept, self.dialect.notify_published) {
-            use sqlx::Executor as _;
-            if let Err(e) = conn.execute(notify).await {
-                tracing::debug!(error = %e, "other nodes not woken; they read the change at their next poll");
-                return None;
-            }
-        }
-        kept.then_some(connection)
+        let (committed, kept) = self.commit_and_answer(&mut connection, group).await;
+        (kept.then_some(connection), committed)
     }
 
     /// Commits `group` on `conn` and answers each of its writers. Returns whether

@@ -2542,3 +2542,35 @@ async fn overlapping_publishes_postgres() {
 async fn overlapping_publishes_mysql() {
     overlapping_publishes(scratch::Engine::MySql).await;
 }
+
+/// Another node's tail is woken by every publish, though commits close together share one
+/// notification: the last of them is told too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_wake_other_nodes_postgres() {
+    use std::time::Duration;
+    let Some(db) = scratch::Scratch::create(scratch::Engine::Postgres).await else {
+        return;
+    };
+    let writer = SqlStore::postgres(&db.url).await.unwrap();
+    let other = SqlStore::postgres(&db.url).await.unwrap();
+    let mut signal = other
+        .change_signal()
+        .await
+        .unwrap()
+        .expect("PostgreSQL wakes other nodes");
+    let woken = Duration::from_secs(2);
+    // Each publish after the first comes right after the last one's notification: within
+    // the spacing, so it is told only once the spacing has passed.
+    for round in 0..3 {
+        let content = format!("round {round}");
+        writer
+            .put_config(&write(&key("woken.txt"), &content, Expect::Any, round))
+            .await
+            .unwrap();
+        tokio::time::timeout(woken, signal.wait())
+            .await
+            .unwrap_or_else(|_| panic!("publish {round} did not wake the other node"))
+            .unwrap();
+    }
+    db.drop_database().await;
+}

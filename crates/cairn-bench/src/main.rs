@@ -289,10 +289,14 @@ fn print_table(results: &Value) {
             );
             if b["two_nodes_8_writers_each"].is_object() {
                 row(
-                    format!("publish {name}: 2 nodes × 8 writers /s (/ 1 node)"),
+                    format!("publish {name}: 2 nodes × 8 writers /s / 1 node × 16"),
                     format!(
-                        "{} ({})",
+                        "{} / {} ({})",
                         get(b, &["two_nodes_8_writers_each", "per_s"]),
+                        get(
+                            b,
+                            &["two_nodes_8_writers_each", "one_node_16_writers_per_s"]
+                        ),
                         get(b, &["two_nodes_8_writers_each", "ratio_to_one_node"])
                     ),
                 );

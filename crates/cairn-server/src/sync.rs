@@ -30,12 +30,6 @@ const BATCH: u32 = 1000;
 /// have been rolled back (or to be in the log).
 const GAP_WAIT: Duration = Duration::from_millis(200);
 
-/// While the log keeps moving, a pass over it starts at most this often: under a
-/// stream of publishes each commit notifies, and a pass per notification costs the
-/// node and the database more than the publishes themselves. A change after a quiet
-/// spell is read at once.
-const BUSY_PASS_SPACING: Duration = Duration::from_millis(5);
-
 /// How long a deletion is remembered in the cache, against late older versions.
 const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 
@@ -326,36 +320,38 @@ impl Sync {
     pub async fn run_tail(self: Arc<Self>, shutdown: CancellationToken) {
         let mut signal: Option<Box<dyn ChangeSignal>> = None;
         let mut failing = false;
+        // Under a stream of publishes every commit notifies, and a pass per notification
+        // would cost the node and the database more than the publishes themselves: while
+        // notifications stream, a pass starts at most every few milliseconds and covers
+        // every one that came meanwhile. A change after a quiet spell is read at once.
+        let mut pace = cairn_store::pace::Pace::default();
         loop {
             let began = tokio::time::Instant::now();
+            pace.ran(began);
             if signal.is_none() {
                 signal = self.store.change_signal().await.unwrap_or_else(|e| {
                     database_error("listen", &e, !failing);
                     None
                 });
             }
-            let busy = match self.catch_up().await {
-                Ok(read) => {
+            match self.catch_up().await {
+                Ok(_) => {
                     if failing {
                         tracing::info!("change log reachable again");
                     }
                     failing = false;
-                    read > 0
                 }
                 Err(e) => {
                     database_error("sync", &e, !failing);
                     failing = true;
-                    false
                 }
-            };
+            }
             metrics::gauge!("cairn_sync_applied_seq").set(self.applied() as f64);
             metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
-            if busy {
-                // The notifications that come meanwhile are taken together below.
-                tokio::select! {
-                    _ = tokio::time::sleep_until(began + BUSY_PASS_SPACING) => {}
-                    _ = shutdown.cancelled() => return,
-                }
+            // The notifications that come meanwhile are taken together below.
+            tokio::select! {
+                _ = tokio::time::sleep_until(pace.next_run(tokio::time::Instant::now())) => {}
+                _ = shutdown.cancelled() => return,
             }
             let woken = async {
                 match signal.as_mut() {
@@ -364,12 +360,13 @@ impl Sync {
                 }
             };
             tokio::select! {
-                result = woken => {
-                    if let Err(e) = result {
+                result = woken => match result {
+                    Ok(taken) => pace.events(taken, tokio::time::Instant::now()),
+                    Err(e) => {
                         database_error("listen", &e, !failing);
                         signal = None;
                     }
-                }
+                },
                 _ = tokio::time::sleep(self.poll) => {}
                 _ = shutdown.cancelled() => return,
             }

@@ -230,21 +230,29 @@ impl Webhooks {
         shutdown: CancellationToken,
     ) {
         let mut failing = false;
+        // When the last look found no subscription: until the next poll, a change is
+        // not worth another (under a stream of publishes, a query per pass of the tail).
+        // A subscription made meanwhile loses nothing: its deliveries start from its own
+        // sequence, whenever they are made.
+        let mut none_at: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                Ok(()) = applied.changed() => {}
+            let changed = tokio::select! {
+                _ = tokio::time::sleep(POLL) => false,
+                Ok(()) = applied.changed() => true,
                 _ = shutdown.cancelled() => return,
-            }
-            if !sync.leads() {
+            };
+            if !sync.leads() || (changed && none_at.is_some_and(|at| at.elapsed() < POLL)) {
                 continue;
             }
+            let looked = tokio::time::Instant::now();
             match self.pass(sync.applied()).await {
-                Ok(()) if failing => {
-                    tracing::info!("webhook deliveries going again");
-                    failing = false;
+                Ok(subscribed) => {
+                    none_at = (!subscribed).then_some(looked);
+                    if failing {
+                        tracing::info!("webhook deliveries going again");
+                        failing = false;
+                    }
                 }
-                Ok(()) => {}
                 Err(e) => {
                     if !failing {
                         tracing::warn!(error = %e, "webhook deliveries stopped; retrying");
@@ -257,15 +265,16 @@ impl Webhooks {
 
     /// One pass: new changes up to `applied` (the sequence this node has applied
     /// every change up to) into deliveries, then every due delivery that heads its
-    /// config's queue sent.
-    pub async fn pass(self: &Arc<Self>, applied: i64) -> Result<(), StoreError> {
+    /// config's queue sent. Returns whether there is any subscription.
+    pub async fn pass(self: &Arc<Self>, applied: i64) -> Result<bool, StoreError> {
         // Without subscriptions there is nothing to do, and nothing is written: the
         // first subscription moves the cursor to its own start.
         if self.store.webhooks(None).await?.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.enqueue(applied).await?;
-        self.send_due().await
+        self.send_due().await?;
+        Ok(true)
     }
 
     async fn enqueue(&self, applied: i64) -> Result<(), StoreError> {

@@ -12,34 +12,15 @@ use std::sync::Arc;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
+use crate::pace::Pace;
 use crate::sql::{Planned, SqlStore};
 use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
 
 /// Publishes committed in one transaction at most: enough to share a sync among every
 /// writer a node has in flight, small enough that one slow group is short.
 const MAX_GROUP: usize = 64;
-
-/// Under a stream of publishes, other nodes are told of commits at most this often: each
-/// notification wakes every node's tail (which reads the log no more often than this
-/// anyway), and one notification covers every commit before it. A commit after a quiet
-/// spell is told at once.
-const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// When other nodes were last told of commits, and whether commits since wait to be told.
-#[derive(Default)]
-struct Notice {
-    last: Option<tokio::time::Instant>,
-    owed: bool,
-}
-
-impl Notice {
-    /// When commits not yet told may be: at once, unless others were told only just now.
-    fn due(&self) -> tokio::time::Instant {
-        self.last
-            .map_or_else(tokio::time::Instant::now, |last| last + NOTIFY_SPACING)
-    }
-}
 
 struct Job {
     write: ConfigWrite,
@@ -97,13 +78,16 @@ impl SqlStore {
         // connection serves every other write too, so it goes back after each group.
         let hold = self.writer.options().get_max_connections() > 1;
         let mut held: Option<PoolConnection<Any>> = None;
-        let mut notice = Notice::default();
+        // Under a stream of commits, other nodes are told at most every few milliseconds:
+        // each notification wakes every node's tail, and one covers every commit
+        // before it. A commit after a quiet spell is told at once.
+        let (mut pace, mut owed) = (Pace::default(), false);
         loop {
             let next = tokio::select! {
                 biased;
                 job = jobs.recv() => job,
-                _ = tokio::time::sleep_until(notice.due()), if notice.owed => {
-                    self.notify_published(&mut held, &mut notice).await;
+                _ = tokio::time::sleep_until(pace.next_run(Instant::now())), if owed => {
+                    self.notify_published(&mut held, &mut pace, &mut owed).await;
                     continue;
                 }
                 _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING), if held.is_some() => {
@@ -137,17 +121,19 @@ impl SqlStore {
                 Ok((kept, committed)) => {
                     held = kept.filter(|_| hold);
                     if committed && self.dialect.notify_published.is_some() {
-                        notice.owed = true;
-                        if notice.due() <= tokio::time::Instant::now() {
-                            self.notify_published(&mut held, &mut notice).await;
+                        let now = Instant::now();
+                        pace.events(1, now);
+                        owed = true;
+                        if pace.next_run(now) <= now {
+                            self.notify_published(&mut held, &mut pace, &mut owed).await;
                         }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "a group of publishes failed"),
             }
         }
-        if notice.owed {
-            self.notify_published(&mut held, &mut notice).await;
+        if owed {
+            self.notify_published(&mut held, &mut pace, &mut owed).await;
         }
     }
 
@@ -155,13 +141,18 @@ impl SqlStore {
     /// one from the pool). Sent after the commit rather than in its transaction: a
     /// notifying transaction holds a database-wide lock through its commit, which
     /// would line overlapping publishes up again.
-    async fn notify_published(&self, held: &mut Option<PoolConnection<Any>>, notice: &mut Notice) {
+    async fn notify_published(
+        &self,
+        held: &mut Option<PoolConnection<Any>>,
+        pace: &mut Pace,
+        owed: &mut bool,
+    ) {
         use sqlx::Executor as _;
         let Some(notify) = self.dialect.notify_published else {
             return;
         };
-        notice.owed = false;
-        notice.last = Some(tokio::time::Instant::now());
+        *owed = false;
+        pace.ran(Instant::now());
         let sent = match held.as_deref_mut() {
             Some(conn) => conn.execute(notify).await,
             None => self.writer.execute(notify).await,

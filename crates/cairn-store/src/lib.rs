@@ -6,6 +6,7 @@ mod bulk;
 mod group;
 mod model;
 mod mysql;
+pub mod pace;
 mod postgres;
 mod reseal;
 mod reviews;
@@ -258,8 +259,9 @@ pub trait ClusterStore: Send + Sync {
 /// log stays the truth: a missed signal only delays a change to the next poll.
 #[async_trait]
 pub trait ChangeSignal: Send {
-    /// Completes at the next signal; an error means the signal connection was lost.
-    async fn wait(&mut self) -> Result<()>;
+    /// Completes at the next signal, with how many signals came together (every one
+    /// already here is taken); an error means the signal connection was lost.
+    async fn wait(&mut self) -> Result<usize>;
 }
 
 /// Access keys of Apollo apps.

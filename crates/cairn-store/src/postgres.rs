@@ -179,12 +179,15 @@ struct Signal(PgListener);
 
 #[async_trait]
 impl ChangeSignal for Signal {
-    async fn wait(&mut self) -> Result<()> {
+    async fn wait(&mut self) -> Result<usize> {
         self.0.recv().await?;
         // Notifications that came in together wake one pass over the log, not one
         // each: under a stream of publishes from several nodes, a pass per commit
         // would cost the database more than the publishes.
-        while self.0.next_buffered().is_some() {}
-        Ok(())
+        let mut taken = 1;
+        while self.0.next_buffered().is_some() {
+            taken += 1;
+        }
+        Ok(taken)
     }
 }

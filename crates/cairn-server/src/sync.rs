@@ -1,8 +1,8 @@
 //! Keeping a node in step with the others that share its database: it tails the change
-//! log (woken at once by PostgreSQL `LISTEN/NOTIFY`, else by a short poll), applies other
-//! nodes' writes to its cache and wakes their watchers. It also registers the node with
-//! a heartbeat, refreshes the users, and prunes the change log when every live node has
-//! applied it.
+//! log (woken by PostgreSQL `LISTEN/NOTIFY`, paced while notifications stream, else by a
+//! short poll), applies other nodes' writes to its cache and wakes their watchers. It
+//! also registers the node with a heartbeat, refreshes the users, and prunes the change
+//! log when every live node has applied it.
 //!
 //! The change log, not the notification, is the truth: a lost signal only delays a
 //! change until the next poll. Database errors never stop the node; reads and watches go

@@ -39,7 +39,7 @@ pub const EVENTS: [&str; 9] = [
 ];
 
 /// How often the leading node looks for due deliveries (retries); a change applied on
-/// it wakes it at once.
+/// it wakes it at once, unless the last look found no subscription.
 const POLL: Duration = Duration::from_millis(200);
 /// Change-log entries turned into deliveries per pass.
 const BATCH: u32 = 500;

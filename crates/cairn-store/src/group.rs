@@ -85,11 +85,12 @@ impl SqlStore {
         loop {
             let next = tokio::select! {
                 biased;
-                job = jobs.recv() => job,
+                // Ahead of the queue, so that a stream of publishes does not hold it back.
                 _ = tokio::time::sleep_until(pace.next_run(Instant::now())), if owed => {
                     self.notify_published(&mut held, &mut pace, &mut owed).await;
                     continue;
                 }
+                job = jobs.recv() => job,
                 _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING), if held.is_some() => {
                     held = None;
                     continue;
@@ -121,15 +122,17 @@ impl SqlStore {
                 Ok((kept, committed)) => {
                     held = kept.filter(|_| hold);
                     if committed && self.dialect.notify_published.is_some() {
-                        let now = Instant::now();
-                        pace.events(1, now);
+                        pace.events(1, Instant::now());
                         owed = true;
-                        if pace.next_run(now) <= now {
-                            self.notify_published(&mut held, &mut pace, &mut owed).await;
-                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "a group of publishes failed"),
+            }
+            // After every group, whatever became of it: commits owed since an earlier one
+            // go out once due, though the queue never empties.
+            let now = Instant::now();
+            if owed && pace.next_run(now) <= now {
+                self.notify_published(&mut held, &mut pace, &mut owed).await;
             }
         }
         if owed {

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 /// While events keep coming, the work they ask for runs at most this often.
 pub const SPACING: Duration = Duration::from_millis(5);
 
-/// Events this close together, [`STREAM`] in a row, are a stream: one run of the work
-/// per event would cost more than the work it covers. Sparser events (a few hundred a
-/// second) are each served at once.
+/// [`STREAM`] events within this long before now are a stream: one run of the work per
+/// event would cost more than the work it covers. Events sparser than that (under about
+/// 300 a second) are each served at once.
 const WINDOW: Duration = Duration::from_millis(10);
 const STREAM: usize = 4;
 

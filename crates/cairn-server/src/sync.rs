@@ -29,7 +29,6 @@ const BATCH: u32 = 1000;
 /// this long is waited out once ([`Store::settled_seq`]), after which it is known to
 /// have been rolled back (or to be in the log).
 const GAP_WAIT: Duration = Duration::from_millis(200);
-
 /// How long a deletion is remembered in the cache, against late older versions.
 const TOMBSTONE_AGE: Duration = Duration::from_secs(600);
 
@@ -326,8 +325,7 @@ impl Sync {
         // every one that came meanwhile. A change after a quiet spell is read at once.
         let mut pace = cairn_store::pace::Pace::default();
         loop {
-            let began = tokio::time::Instant::now();
-            pace.ran(began);
+            pace.ran(tokio::time::Instant::now());
             if signal.is_none() {
                 signal = self.store.change_signal().await.unwrap_or_else(|e| {
                     database_error("listen", &e, !failing);
@@ -348,10 +346,14 @@ impl Sync {
             }
             metrics::gauge!("cairn_sync_applied_seq").set(self.applied() as f64);
             metrics::gauge!("cairn_sync_lag").set(self.lag() as f64);
-            // The notifications that come meanwhile are taken together below.
-            tokio::select! {
-                _ = tokio::time::sleep_until(pace.next_run(tokio::time::Instant::now())) => {}
-                _ = shutdown.cancelled() => return,
+            let now = tokio::time::Instant::now();
+            let next = pace.next_run(now);
+            if next > now {
+                // The notifications that come meanwhile are taken together below.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = shutdown.cancelled() => return,
+                }
             }
             let woken = async {
                 match signal.as_mut() {

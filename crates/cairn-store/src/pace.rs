@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// While events keep coming, the work they ask for runs at most this often.
-pub const SPACING: Duration = Duration::from_millis(5);
+const SPACING: Duration = Duration::from_millis(5);
 
 /// [`STREAM`] events within this long before now are a stream: one run of the work per
 /// event would cost more than the work it covers. Events sparser than that (under about
@@ -40,7 +40,7 @@ impl Pace {
     }
 
     /// Whether the events come as a stream, as of `now`.
-    pub fn streaming(&self, now: Instant) -> bool {
+    fn streaming(&self, now: Instant) -> bool {
         self.recent.len() == STREAM
             && self
                 .recent

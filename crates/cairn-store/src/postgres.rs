@@ -28,6 +28,13 @@ macro_rules! write_lock {
     };
 }
 
+/// The write lock taken shared, as publishes take it.
+macro_rules! share_write_lock {
+    () => {
+        concat!("SELECT pg_advisory_xact_lock_shared(", write_lock!(), ")")
+    };
+}
+
 /// A write transaction's opening: the write lock held alone, and the notification
 /// other nodes wake on, sent by the database when (and only if) the transaction
 /// commits.
@@ -45,11 +52,7 @@ const BEGIN_QUIET: &str = concat!("BEGIN; SELECT pg_advisory_xact_lock(", write_
 /// notification: PostgreSQL commits notifying transactions one at a time (a
 /// database-wide lock held through the commit's flush, so notifications queue in commit
 /// order), which would line overlapping publishes up again at their commits.
-const BEGIN_PUBLISHING: &str = concat!(
-    "BEGIN; SELECT pg_advisory_xact_lock_shared(",
-    write_lock!(),
-    ")"
-);
+const BEGIN_PUBLISHING: &str = concat!("BEGIN; ", share_write_lock!());
 
 /// What wakes other nodes once publishes have committed: a transaction of its own,
 /// which need not wait for its flush (a lost notification only delays other nodes
@@ -117,14 +120,7 @@ impl SqlStore {
             dialect.notify_published = None;
             signal = None;
         }
-        if unsupported(
-            pool.execute(concat!(
-                "SELECT pg_advisory_xact_lock_shared(",
-                write_lock!(),
-                ")"
-            ))
-            .await,
-        ) {
+        if unsupported(pool.execute(share_write_lock!()).await) {
             tracing::warn!("this database has no advisory locks; publishes will not overlap");
             dialect.begin_write = Some(if quiet {
                 BEGIN_ROW_LOCKED

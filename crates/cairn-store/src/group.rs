@@ -22,6 +22,14 @@ use crate::{ConfigRecord, ConfigWrite, Result, StoreError};
 /// writer a node has in flight, small enough that one slow group is short.
 const MAX_GROUP: usize = 64;
 
+/// How long a committer keeps a pool's only writing connection (SQLite's) from group to
+/// group while publishes queue, before it lets another write have it.
+const SHARE_SOLE_WRITER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How long a committer keeps a pool's only writing connection with no publish to
+/// commit: long enough for the writers just answered to send their next.
+const SOLE_WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+
 struct Job {
     write: ConfigWrite,
     reply: oneshot::Sender<Result<ConfigRecord>>,
@@ -75,9 +83,18 @@ impl SqlStore {
         // (sqlx pings a connection given back) and a task per transaction. It goes back
         // once no publish came for a while (so a kept connection is never one a
         // restarted database has cut), or when the pool closes. SQLite's one writing
-        // connection serves every other write too, so it goes back after each group.
-        let hold = self.writer.options().get_max_connections() > 1;
+        // connection serves every other write too: it is kept only while publishes
+        // keep coming (no pause of `SOLE_WRITER_IDLE`), and for at most
+        // `SHARE_SOLE_WRITER` at a time, so that a delete or a login waits no longer
+        // than that behind a stream of publishes.
+        let sole = self.writer.options().get_max_connections() == 1;
+        let idle = if sole {
+            SOLE_WRITER_IDLE
+        } else {
+            crate::sql::IDLE_BEFORE_PING
+        };
         let mut held: Option<PoolConnection<Any>> = None;
+        let mut held_since = Instant::now();
         // Under a stream of commits, other nodes are told at most every few milliseconds:
         // each notification wakes every node's tail, and one covers every commit
         // before it. A commit after a quiet spell is told at once.
@@ -91,7 +108,7 @@ impl SqlStore {
                     continue;
                 }
                 job = jobs.recv() => job,
-                _ = tokio::time::sleep(crate::sql::IDLE_BEFORE_PING), if held.is_some() => {
+                _ = tokio::time::sleep(idle), if held.is_some() => {
                     held = None;
                     continue;
                 }
@@ -118,9 +135,12 @@ impl SqlStore {
             // answers are dropped) and not every publish after it.
             let store = self.clone();
             let connection = held.take();
+            if connection.is_none() {
+                held_since = Instant::now();
+            }
             match tokio::spawn(async move { store.settle(group, connection).await }).await {
                 Ok((kept, committed)) => {
-                    held = kept.filter(|_| hold);
+                    held = kept.filter(|_| !sole || held_since.elapsed() < SHARE_SOLE_WRITER);
                     if committed && self.dialect.notify_published.is_some() {
                         pace.events(1, Instant::now());
                         owed = true;

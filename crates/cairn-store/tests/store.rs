@@ -897,6 +897,60 @@ async fn concurrent_replacements_keep_what_they_leave_out(store: Arc<dyn Store>)
     }
 }
 
+async fn other_writes_go_between_streaming_publishes(store: Arc<dyn Store>) {
+    // Sixteen writers publish without pause until a delete beside them is done: the
+    // committer may keep a connection from group to group, but never so long that
+    // another write waits for the publishes to stop (they stop only after it).
+    let doomed = key("doomed.yaml");
+    store
+        .put_config(&write(&doomed, "d: 0", Expect::Any, 500))
+        .await
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let w = write(
+                        &key(&format!("s{i}.yaml")),
+                        &format!("n: {n}"),
+                        Expect::Any,
+                        1000,
+                    );
+                    store.put_config(&w).await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    // Once the stream runs.
+    while store.last_seq().await.unwrap() < 40 {
+        tokio::task::yield_now().await;
+    }
+    let deleted = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.delete_config(&ConfigDelete {
+            key: doomed.clone(),
+            expect: Expect::Any,
+            audit: audit(2000),
+        }),
+    )
+    .await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut published = 0;
+    for writer in writers {
+        published += writer.await.unwrap();
+    }
+    deleted
+        .expect("the delete waited for the publishes to stop")
+        .unwrap();
+    assert!(store.get_config(&doomed).await.unwrap().is_none());
+    assert!(published >= 40, "{published} publishes");
+}
+
 async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
     // Twenty writers at once, so that some share a transaction; one expects an md5 the
     // config does not have, one a config that is not there, one writes into a namespace
@@ -2094,6 +2148,7 @@ macro_rules! suite {
             case!(an_emergency_release_is_flagged_in_history_and_audit);
             case!(schemas_are_versioned_audited_and_removed);
             case!(concurrent_publishes_fail_alone);
+            case!(other_writes_go_between_streaming_publishes);
             case!(concurrent_replacements_keep_what_they_leave_out);
             case!(big_contents_together_stay_within_a_statement);
             case!(history_is_pruned_to_its_retention);

@@ -231,7 +231,7 @@ impl SqlStore {
         let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
             // Something in one write that the checks did not catch (a value the database
-            // refuses, say) failed the shared statements: each write again on its own,
+            // refuses, a namespace deleted meanwhile) failed the shared statements: each write again on its own,
             // so that it fails alone.
             settled = self.commit_one_by_one(conn, &group).await;
         }
@@ -268,7 +268,7 @@ impl SqlStore {
 
     /// One transaction for the whole group, a statement per table for all of it; the
     /// outer error means none committed. A write refused by its own check (compare-and-
-    /// set, format, namespace) is left out before anything is written, so it fails alone.
+    /// set, format) is left out before anything is written, so it fails alone.
     async fn commit_group(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -280,31 +280,16 @@ impl SqlStore {
             // A key written twice: the second must see the first.
             return self.commit_one_by_one(conn, group).await;
         }
+        // The namespaces are not looked up here: the configs' foreign key refuses a
+        // write into one that is gone (deleted since the service checked it), which
+        // fails the shared statements, and the writes are then made one at a time,
+        // each looking its namespace up, so that such a write fails alone.
         let mut tx = self.begin_publish_on(conn).await?;
-        let mut missing = HashSet::new();
-        for ns in writes
-            .iter()
-            .map(|w| &w.key.namespace)
-            .collect::<HashSet<_>>()
-        {
-            match self.require_namespace(&mut tx, ns).await {
-                Ok(()) => {}
-                Err(StoreError::NamespaceNotFound(_)) => {
-                    missing.insert(ns);
-                }
-                Err(e) => return Err(e),
-            }
-        }
         let mut currents = self.currents_of(&mut tx, &writes).await?;
         let mut results: Vec<Option<Result<ConfigRecord>>> = Vec::with_capacity(writes.len());
         let (mut taken, mut taken_currents, mut planned) = (Vec::new(), Vec::new(), Vec::new());
         for (i, write) in writes.iter().enumerate() {
             let current = std::mem::take(&mut currents[i]);
-            if missing.contains(&write.key.namespace) {
-                let ns = write.key.namespace.to_string();
-                results.push(Some(Err(StoreError::NamespaceNotFound(ns))));
-                continue;
-            }
             match Planned::new(write, current.as_ref()) {
                 Ok(plan) => {
                     taken.push(i);

@@ -34,6 +34,7 @@ const DIALECT: Dialect = Dialect {
     lock_rows: true,
     now_ms: NOW,
     replace_configs: REPLACE_CONFIGS,
+    take_seqs: None,
 };
 
 impl SqlStore {

@@ -68,6 +68,10 @@ const BEGIN_ROW_LOCKED: &str = "BEGIN; SELECT id FROM write_lock WHERE id = 1 FO
 const BEGIN_ROW_LOCKED_NOTIFYING: &str =
     "BEGIN; SELECT id FROM write_lock WHERE id = 1 FOR UPDATE; NOTIFY cairn_changes";
 
+/// A group's change-log sequences, taken before its one writing statement.
+const TAKE_SEQS: &str =
+    "SELECT nextval(pg_get_serial_sequence('change_log', 'seq')) FROM generate_series(1, ?)";
+
 const DIALECT: Dialect = Dialect {
     numbered: true,
     returning: true,
@@ -78,6 +82,7 @@ const DIALECT: Dialect = Dialect {
     lock_rows: true,
     now_ms: NOW,
     replace_configs: crate::sql::ON_CONFLICT_REPLACE,
+    take_seqs: Some(TAKE_SEQS),
 };
 
 impl SqlStore {

@@ -63,6 +63,10 @@ pub(crate) struct Dialect {
     /// What turns an insert into `configs` into a replace of the rows that exist (every
     /// column but the key), so a group's updates go in one statement.
     pub replace_configs: &'static str,
+    /// A query taking `?` change-log sequences, where a group of publishes may take
+    /// them first and then write every table in one statement (`None`: a statement
+    /// per table, the change log's insert taking the sequences).
+    pub take_seqs: Option<&'static str>,
 }
 
 /// [`Dialect::replace_configs`] where `ON CONFLICT` is spoken (PostgreSQL, SQLite).
@@ -180,6 +184,16 @@ macro_rules! insert_change {
     };
 }
 pub(crate) use insert_change;
+
+/// The head of an insert into `change_log` of sequences taken already
+/// ([`Dialect::take_seqs`]).
+macro_rules! insert_change_at {
+    () => {
+        "INSERT INTO change_log (seq, namespace, grp, data_id, op, md5, created_at) \
+         OVERRIDING SYSTEM VALUE VALUES "
+    };
+}
+pub(crate) use insert_change_at;
 
 /// The columns [`Current::from_row`] reads, for `concat!` into statements.
 macro_rules! current_columns {
@@ -2559,6 +2573,7 @@ mod tests {
             lock_rows: false,
             now_ms: "",
             replace_configs: ON_CONFLICT_REPLACE,
+            take_seqs: None,
         };
         let statement = "a = ? AND b = ?";
         assert_eq!(pg.sql(statement), "a = $1 AND b = $2");

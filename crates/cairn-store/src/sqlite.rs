@@ -28,6 +28,7 @@ const DIALECT: Dialect = Dialect {
     lock_rows: false,
     now_ms: NOW,
     replace_configs: crate::sql::ON_CONFLICT_REPLACE,
+    take_seqs: None,
 };
 
 /// What every connection sets: a commit is on disk before the write is acknowledged

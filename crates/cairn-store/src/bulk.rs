@@ -106,7 +106,7 @@ impl SqlStore {
             .insert_changes(tx, entries, &keys)
             .await?
             .iter()
-            .map(|row| row.try_get("seq"))
+            .map(|row| row.try_get(0))
             .collect::<std::result::Result<_, _>>()?;
         if taken.len() != versions.len() {
             return Err(StoreError::Corrupt(format!(
@@ -454,15 +454,13 @@ impl SqlStore {
         let keys: Vec<&ConfigKey> = writes.iter().map(|w| &w.key).collect();
         let rows = self.insert_changes(tx, entries, &keys).await?;
         // Matched by key rather than by position: no backend promises the order of
-        // the rows a multi-row insert returns.
+        // the rows a multi-row insert returns. Their columns are read by place
+        // (`seq, namespace, grp, data_id`): MariaDB's prepared `RETURNING` does not
+        // always name them.
         let mut taken: HashMap<(String, String, String), i64> = HashMap::new();
         for row in &rows {
-            let key = (
-                text(row, "namespace")?,
-                text(row, "grp")?,
-                text(row, "data_id")?,
-            );
-            taken.insert(key, row.try_get("seq")?);
+            let key = (text(row, 1)?, text(row, 2)?, text(row, 3)?);
+            taken.insert(key, row.try_get(0)?);
         }
         writes
             .iter()

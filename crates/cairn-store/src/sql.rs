@@ -347,7 +347,10 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// A text column. MySQL reports columns with a binary (case-sensitive) collation
 /// as binary, so text is read as bytes there and checked as UTF-8.
-pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String> {
+pub(crate) fn text<I>(row: &AnyRow, column: I) -> Result<String>
+where
+    I: sqlx::ColumnIndex<AnyRow> + Copy + std::fmt::Display,
+{
     let bytes: Vec<u8> = match row.try_get::<String, _>(column) {
         Ok(text) => return Ok(text),
         Err(sqlx::Error::ColumnDecode { .. }) => row.try_get(column)?,

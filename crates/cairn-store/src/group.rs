@@ -3,8 +3,8 @@
 //! write that fails (its compare-and-set, its format, its namespace) fails alone and its
 //! neighbours commit: each write is checked against its stored state
 //! first, and the ones that pass are written a statement per table for the whole group
-//! (`bulk.rs`). A lone publish goes at once, in a transaction of its own; each is
-//! acknowledged only after the commit that holds it.
+//! (`bulk.rs`). A lone publish goes at once, in a transaction of its own, written the
+//! same way; each is acknowledged only after the commit that holds it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -219,20 +219,16 @@ impl SqlStore {
     async fn commit_and_answer(
         &self,
         conn: &mut sqlx::AnyConnection,
-        mut group: Vec<Job>,
+        group: Vec<Job>,
     ) -> (bool, bool) {
-        if group.len() == 1 {
-            let job = group.remove(0);
-            let done = self.put_alone(conn, &job.write).await;
-            let (committed, broken) = (done.is_ok(), matches!(&done, Err(e) if e.is_outage()));
-            let _ = job.reply.send(done);
-            return (committed, !broken);
-        }
+        // A lone publish too: its statements are the group's, fewer than a write made
+        // a table at a time.
         let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
             // Something in one write that the checks did not catch (a value the database
-            // refuses, a namespace deleted meanwhile) failed the shared statements: each write again on its own,
-            // so that it fails alone.
+            // refuses, a namespace deleted meanwhile, a config created meanwhile) failed
+            // the shared statements: each write again on its own, so that it fails alone
+            // or, where it collided with a creation, is made over what was created.
             settled = self.commit_one_by_one(conn, &group).await;
         }
         match settled {

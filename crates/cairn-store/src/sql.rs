@@ -536,18 +536,6 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord> {
 }
 
 impl SqlStore {
-    /// A publish in a transaction of its own, on `conn`.
-    pub(crate) async fn put_alone(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        write: &ConfigWrite,
-    ) -> Result<ConfigRecord> {
-        let mut tx = self.begin_publish_on(conn).await?;
-        let record = self.put_in(&mut tx, write).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
     /// Seals every content written from now on with `sealer`, and opens sealed ones.
     pub fn with_sealer(mut self, sealer: Option<Arc<crate::Sealer>>) -> Self {
         self.sealer = sealer;

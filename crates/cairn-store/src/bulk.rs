@@ -262,7 +262,7 @@ impl SqlStore {
         };
 
         let revisions = if let Some(take) = self.dialect.take_seqs {
-            // Four statements' round trips saved on every group: the sequences are
+            // Up to three round trips saved on every group: the sequences are
             // taken (after the rows were locked, as the insert would take them) and
             // every table written by one statement of data-modifying parts.
             let revisions = self.take_seqs(tx, take, writes.len()).await?;

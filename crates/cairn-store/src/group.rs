@@ -2,8 +2,8 @@
 //! the publishes that arrive queue up and go into the next transaction together, and a
 //! write that fails (its compare-and-set, its format, its namespace) fails alone and its
 //! neighbours commit: each write is checked against its stored state
-//! first, and the ones that pass are written a statement per table for the whole group
-//! (`bulk.rs`). A lone publish goes at once, in a transaction of its own, written the
+//! first, and the ones that pass are written with a statement per table for the whole
+//! group, or on PostgreSQL one statement for every table (`bulk.rs`). A lone publish goes at once, in a transaction of its own, written the
 //! same way; each is acknowledged only after the commit that holds it.
 
 use std::collections::HashSet;
@@ -226,7 +226,7 @@ impl SqlStore {
         let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
             // Something in one write that the checks did not catch (a value the database
-            // refuses, a namespace deleted meanwhile, a config created meanwhile) failed
+            // refuses, a config another node created meanwhile) failed
             // the shared statements: each write again on its own, so that it fails alone
             // or, where it collided with a creation, is made over what was created.
             settled = self.commit_one_by_one(conn, &group).await;
@@ -263,8 +263,9 @@ impl SqlStore {
     }
 
     /// One transaction for the whole group, a statement per table for all of it; the
-    /// outer error means none committed. A write refused by its own check (compare-and-
-    /// set, format) is left out before anything is written, so it fails alone.
+    /// outer error means none committed. A write refused by its own check (namespace,
+    /// compare-and-set, format) is left out before anything is written, so it fails
+    /// alone.
     async fn commit_group(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -276,16 +277,34 @@ impl SqlStore {
             // A key written twice: the second must see the first.
             return self.commit_one_by_one(conn, group).await;
         }
-        // The namespaces are not looked up here: the configs' foreign key refuses a
-        // write into one that is gone (deleted since the service checked it), which
-        // fails the shared statements, and the writes are then made one at a time,
-        // each looking its namespace up, so that such a write fails alone.
+        // Each namespace looked up before anything is written or a sequence taken: a
+        // publish into one that does not exist is a client's mistake (or a Nacos
+        // tenant to create), and fails alone without costing its group anything.
         let mut tx = self.begin_publish_on(conn).await?;
+        let mut missing = HashSet::new();
+        for ns in writes
+            .iter()
+            .map(|w| &w.key.namespace)
+            .collect::<HashSet<_>>()
+        {
+            match self.require_namespace(&mut tx, ns).await {
+                Ok(()) => {}
+                Err(StoreError::NamespaceNotFound(_)) => {
+                    missing.insert(ns);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut currents = self.currents_of(&mut tx, &writes).await?;
         let mut results: Vec<Option<Result<ConfigRecord>>> = Vec::with_capacity(writes.len());
         let (mut taken, mut taken_currents, mut planned) = (Vec::new(), Vec::new(), Vec::new());
         for (i, write) in writes.iter().enumerate() {
             let current = std::mem::take(&mut currents[i]);
+            if missing.contains(&write.key.namespace) {
+                let ns = write.key.namespace.to_string();
+                results.push(Some(Err(StoreError::NamespaceNotFound(ns))));
+                continue;
+            }
             match Planned::new(write, current.as_ref()) {
                 Ok(plan) => {
                     taken.push(i);

@@ -72,6 +72,10 @@ const BEGIN_ROW_LOCKED_NOTIFYING: &str =
 const TAKE_SEQS: &str =
     "SELECT nextval(pg_get_serial_sequence('change_log', 'seq')) FROM generate_series(1, ?)";
 
+/// Whether this role may take [`TAKE_SEQS`].
+const TAKE_SEQS_ALLOWED: &str =
+    "SELECT has_sequence_privilege(pg_get_serial_sequence('change_log', 'seq'), 'USAGE')";
+
 const DIALECT: Dialect = Dialect {
     numbered: true,
     returning: true,
@@ -136,6 +140,18 @@ impl SqlStore {
             dialect.begin_publish = None;
             dialect.notify_published = None;
             dialect.settle = None;
+            // Nor, most likely, several changes of one table in a statement.
+            dialect.take_seqs = None;
+        }
+        // Taking sequences by hand needs a privilege on the sequence that inserting
+        // into the table does not (a role granted the tables only).
+        let may_take: std::result::Result<bool, _> =
+            sqlx::query_scalar::<sqlx::Any, bool>(TAKE_SEQS_ALLOWED)
+                .fetch_one(&pool)
+                .await;
+        if !matches!(may_take, Ok(true)) {
+            tracing::debug!("change-log sequences are taken by each insert");
+            dialect.take_seqs = None;
         }
         Ok(Self {
             reader: pool.clone(),

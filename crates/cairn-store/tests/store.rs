@@ -1033,6 +1033,23 @@ async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
             .unwrap();
         assert_eq!(entry.unwrap().content, record.content);
     }
+    // A lone publish into a namespace that does not exist is refused for that, whatever
+    // it expects, before it takes a sequence: a client's mistake leaves no gap in the
+    // log for other nodes to wait out.
+    let before = store.last_seq().await.unwrap();
+    let nowhere = ConfigKey::parse("nowhere", "g", "y.yaml").unwrap();
+    let refused = store
+        .put_config(&write(&nowhere, "y: 1", Expect::Md5(md5_hex("y: 0")), 1500))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NamespaceNotFound(_))),
+        "{refused:?}"
+    );
+    let next = store
+        .put_config(&write(&key("after.yaml"), "a: 1", Expect::Any, 1500))
+        .await
+        .unwrap();
+    assert_eq!(next.revision.get(), before + 1, "no sequence was taken");
     // Writers of the same key at once (the service serializes a key's writes; the store
     // must not rely on it): each lands, the later seeing the earlier.
     let twice = key("twice.yaml");

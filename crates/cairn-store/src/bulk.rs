@@ -58,6 +58,24 @@ fn rows(columns: usize, rows: usize) -> String {
     vec![row; rows].join(", ")
 }
 
+/// Binds a change-log row's values in the order the change-log inserts name them
+/// after the sequence: namespace, grp, data_id, op, md5, created_at.
+fn bind_change<'q>(
+    query: Query<'q>,
+    key: &'q ConfigKey,
+    op: Op,
+    md5: &'q str,
+    at: i64,
+) -> Query<'q> {
+    query
+        .bind(key.namespace.as_str())
+        .bind(key.group.as_str())
+        .bind(key.data_id.as_str())
+        .bind(op.as_str())
+        .bind(md5)
+        .bind(at)
+}
+
 impl SqlStore {
     /// Writes `writes` (distinct keys, in existing namespaces) inside `tx`, a page per
     /// statement, all or nothing; the records come back in the order of `writes`. The
@@ -176,13 +194,7 @@ impl SqlStore {
         let sql = self.sql_owned(&sql);
         let mut query = sqlx::query::<Any>(&sql);
         for (key, op, md5, at) in entries {
-            query = query
-                .bind(key.namespace.as_str())
-                .bind(key.group.as_str())
-                .bind(key.data_id.as_str())
-                .bind(op.as_str())
-                .bind(md5)
-                .bind(at);
+            query = bind_change(query, key, op, md5, at);
         }
         if self.dialect.returning {
             Ok(query.fetch_all(&mut **tx).await?)
@@ -281,15 +293,8 @@ impl SqlStore {
                 .collect();
             let sql = self.sql_owned(&format!("WITH {} {audit_sql}", parts.join(", ")));
             let mut query = sqlx::query::<Any>(&sql);
-            for (write, revision) in writes.iter().zip(&revisions) {
-                query = query
-                    .bind(revision.get())
-                    .bind(write.key.namespace.as_str())
-                    .bind(write.key.group.as_str())
-                    .bind(write.key.data_id.as_str())
-                    .bind(write.op.as_str())
-                    .bind(write.md5.as_str())
-                    .bind(write.audit.at);
+            for (w, revision) in writes.iter().zip(&revisions) {
+                query = bind_change(query.bind(revision.get()), &w.key, w.op, &w.md5, w.audit.at);
             }
             query = self.bind_configs(query, &fresh, writes, &revisions, &planned)?;
             query = self.bind_configs(query, &replaced, writes, &revisions, &planned)?;

@@ -3,8 +3,9 @@
 //! write that fails (its compare-and-set, its format, its namespace) fails alone and its
 //! neighbours commit: each write is checked against its stored state
 //! first, and the ones that pass are written with a statement per table for the whole
-//! group, or on PostgreSQL one statement for every table (`bulk.rs`). A lone publish goes at once, in a transaction of its own, written the
-//! same way; each is acknowledged only after the commit that holds it.
+//! group, or on PostgreSQL one statement for every table (`bulk.rs`). A lone publish
+//! goes at once, in a transaction of its own, written the same way; each is
+//! acknowledged only after the commit that holds it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -226,9 +227,9 @@ impl SqlStore {
         let mut settled = self.commit_group(conn, &group).await;
         if matches!(&settled, Err(e) if !e.is_outage()) {
             // Something in one write that the checks did not catch (a value the database
-            // refuses, a config another node created meanwhile) failed
-            // the shared statements: each write again on its own, so that it fails alone
-            // or, where it collided with a creation, is made over what was created.
+            // refuses, a config another node created meanwhile) failed the shared
+            // statements: each write again on its own, so that it fails alone or, where
+            // it collided with a creation, is made over what was created.
             settled = self.commit_one_by_one(conn, &group).await;
         }
         match settled {
@@ -262,8 +263,8 @@ impl SqlStore {
         }
     }
 
-    /// One transaction for the whole group, a statement per table for all of it; the
-    /// outer error means none committed. A write refused by its own check (namespace,
+    /// One transaction for the whole group, its writes made together
+    /// ([`SqlStore::write_planned`]); the outer error means none committed. A write refused by its own check (namespace,
     /// compare-and-set, format) is left out before anything is written, so it fails
     /// alone.
     async fn commit_group(

@@ -1036,7 +1036,12 @@ async fn concurrent_publishes_fail_alone(store: Arc<dyn Store>) {
     // A lone publish into a namespace that does not exist is refused for that, whatever
     // it expects, before it takes a sequence: a client's mistake leaves no gap in the
     // log for other nodes to wait out.
-    let before = store.last_seq().await.unwrap();
+    let before = store
+        .put_config(&write(&key("before.yaml"), "b: 1", Expect::Any, 1500))
+        .await
+        .unwrap()
+        .revision
+        .get();
     let nowhere = ConfigKey::parse("nowhere", "g", "y.yaml").unwrap();
     let refused = store
         .put_config(&write(&nowhere, "y: 1", Expect::Md5(md5_hex("y: 0")), 1500))

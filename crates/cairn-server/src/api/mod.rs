@@ -7,6 +7,7 @@ mod console;
 mod contract;
 pub mod error;
 pub mod grpc;
+pub(crate) mod listens;
 mod nacos;
 mod native;
 mod ops;
@@ -453,11 +454,16 @@ pub fn page(number: Option<u32>, size: Option<u32>) -> Result<cairn_store::Page,
     Ok(cairn_store::Page { number, size })
 }
 
-/// Every surface, with the shared layers.
-pub fn router(state: SharedState) -> Router {
+/// The largest request body the router takes.
+pub(crate) fn body_limit(settings: &crate::Settings) -> usize {
     // Form encoding triples a content's non-ASCII bytes (JSON escaping can double
     // others); leave room for the other fields.
-    let body_limit = state.settings.max_content_bytes.saturating_mul(3) + 64 * 1024;
+    settings.max_content_bytes.saturating_mul(3) + 64 * 1024
+}
+
+/// Every surface, with the shared layers.
+pub fn router(state: SharedState) -> Router {
+    let body_limit = body_limit(&state.settings);
     let body_deadline = state.settings.body_read_timeout_ms.get();
     let api = native::router()
         .merge(watch::router())

@@ -154,10 +154,17 @@ fn bearer<'a>(head: &Head<'a>) -> Option<&'a str> {
 /// the client is (Cairn's gray-release headers, a forwarded address the node trusts)
 /// take the router's path, which reads those.
 fn identity(state: &SharedState, head: &Head<'_>) -> Option<ClientInfo> {
-    let stated = head.header(super::CLIENT_IP_HEADER).is_some()
-        || head.header(super::LABELS_HEADER).is_some()
-        || (state.settings.trust_forwarded_for && head.header("x-forwarded-for").is_some());
+    let stated = states_identity(state, |name| head.header(name).is_some());
     (!stated).then(|| ClientInfo::new(Some(head.remote.ip()), Vec::new()))
+}
+
+/// Whether a request with the headers `has` names says who its client is (Cairn's
+/// gray-release headers, or a forwarded address the node trusts): the router's path
+/// reads those.
+pub(crate) fn states_identity(state: &SharedState, has: impl Fn(&str) -> bool) -> bool {
+    has(super::CLIENT_IP_HEADER)
+        || has(super::LABELS_HEADER)
+        || (state.settings.trust_forwarded_for && has("x-forwarded-for"))
 }
 
 /// What `caller` sees of `key`, if they may read it and it is cached.
@@ -189,7 +196,7 @@ fn respond(
 }
 
 /// Ends a response's head with its length and date, then adds the content.
-fn finish(out: &mut Vec<u8>, content: &[u8], date: &[u8]) {
+pub(crate) fn finish(out: &mut Vec<u8>, content: &[u8], date: &[u8]) {
     push_header(out, "content-length", content.len().to_string().as_bytes());
     push_header(out, "date", date);
     out.extend_from_slice(b"\r\n");

@@ -3,14 +3,14 @@
 //! most of a node's memory. Here a request is read into a buffer that is let go once the
 //! request is taken, handed to the same router as every other request, and its answer
 //! written directly, so a parked watch holds only its socket and its handler. A plain
-//! read of a cached config is answered from memory without the router (`api::reads`).
+//! read of a cached config is answered from memory without the router (`api::reads`),
+//! and a plain Nacos listener waits and is answered without it (`api::listens`).
 //!
 //! Only plain requests are taken: HTTP/1.1, a `Content-Length` body or none (none for a
 //! read), no `Expect` or `Upgrade`. Anything else, including anything malformed or
 //! oversized, goes to hyper with the bytes already read, and hyper answers it as it
 //! answers every other request.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use std::time::SystemTime;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use axum::http::{StatusCode, Version};
 use bytes::{Buf, Bytes, BytesMut};
@@ -30,6 +31,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 use tower::ServiceExt;
 
 use super::{push_header, HEADER_READ_TIMEOUT};
+use crate::api::listens::Answer as Reply;
 
 /// Largest request head taken here.
 const MAX_HEAD: usize = 16 * 1024;
@@ -92,12 +94,12 @@ pub(super) async fn serve(
     let mut eof = false;
     loop {
         let next = next_request(&mut tcp, &mut read, eof, stopping.as_mut(), &direct).await?;
-        let (mut request, close) = match next {
-            Next::LongPoll { request, close } => {
+        let (head, body, close) = match next {
+            Next::LongPoll { head, body, close } => {
                 stats
                     .unbuffered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (request, close)
+                (head, body, close)
             }
             Next::Answered(response) => {
                 stats
@@ -111,16 +113,45 @@ pub(super) async fn serve(
             }
             Next::Other => return Some((tcp, read.freeze())),
         };
-        request.extensions_mut().insert(ConnectInfo(remote));
-        let response = answer(&tcp, &mut read, &mut eof, router.clone().oneshot(request)).await?;
+        let reply = match crate::api::listens::answer(state, &head, &body, remote) {
+            Some(due) => {
+                // The wait holds what it needs; the request goes.
+                drop((head, body));
+                stats
+                    .direct_listens
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                answer(&tcp, &mut read, &mut eof, due).await?
+            }
+            None => {
+                let body = if body.is_empty() {
+                    Body::empty()
+                } else {
+                    Body::from(body)
+                };
+                let mut request = Request::from_parts(head, body);
+                request.extensions_mut().insert(ConnectInfo(remote));
+                let routed = router.clone().oneshot(request);
+                let routed = async move {
+                    let Ok(response) = routed.await;
+                    Reply::Routed(response)
+                };
+                answer(&tcp, &mut read, &mut eof, routed).await?
+            }
+        };
         // Once the node is stopping, each answer is the connection's last.
         let close = close
             || shutdown.is_cancelled()
-            || response
+            || matches!(&reply, Reply::Routed(response) if response
                 .headers()
                 .get(header::CONNECTION)
-                .is_some_and(|v| asks_to_close(v.as_bytes()));
-        if let Err(e) = write_response(&mut tcp, response, close).await {
+                .is_some_and(|v| asks_to_close(v.as_bytes())));
+        let written = match reply {
+            Reply::Routed(response) => write_response(&mut tcp, response, close).await,
+            Reply::Ok { headers, content } => {
+                write_ok(&mut tcp, &headers, content.as_bytes(), close).await
+            }
+        };
+        if let Err(e) = written {
             tracing::debug!(error = %e, "connection ended with an error");
             return None;
         }
@@ -136,7 +167,9 @@ pub(super) async fn serve(
 #[allow(clippy::large_enum_variant)]
 enum Next {
     LongPoll {
-        request: Request<Body>,
+        head: Parts,
+        /// The whole body (empty if none).
+        body: Bytes,
         /// The client asked to close the connection after this request.
         close: bool,
     },
@@ -169,7 +202,8 @@ async fn next_request(
     loop {
         let head_read = match parse(read, Some(direct)) {
             Parsed::LongPoll {
-                request,
+                head,
+                body,
                 close,
                 len,
             } => {
@@ -181,7 +215,7 @@ async fn next_request(
                 } else {
                     BytesMut::from(&read[..])
                 };
-                return Some(Next::LongPoll { request, close });
+                return Some(Next::LongPoll { head, body, close });
             }
             Parsed::Answered { response, len } => {
                 // The buffer stays: a connection that reads keeps reading.
@@ -220,7 +254,8 @@ enum Parsed {
         head: bool,
     },
     LongPoll {
-        request: Request<Body>,
+        head: Parts,
+        body: Bytes,
         close: bool,
         /// Bytes of head and body.
         len: usize,
@@ -287,18 +322,16 @@ fn parse(read: &[u8], direct: Option<&Direct<'_>>) -> Parsed {
     else {
         return Parsed::Other;
     };
-    let body = match &read[head_len..len] {
-        [] => Body::empty(),
-        // A copy, so the read buffer can go while the request is parked.
-        body => Body::from(Bytes::copy_from_slice(body)),
-    };
-    let mut request = Request::new(body);
+    // A copy, so the read buffer can go while the request is parked.
+    let body = Bytes::copy_from_slice(&read[head_len..len]);
+    let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Parsed::LongPoll {
-        request,
+        head: request.into_parts().0,
+        body,
         close,
         len,
     }
@@ -378,23 +411,20 @@ fn asks_to_close(connection: &[u8]) -> bool {
     })
 }
 
-/// Waits for the router's answer. If the client goes away first, the handler is dropped
-/// (which releases its watch) and `None` returned; bytes it sends meanwhile (a
+/// Waits for a long poll's answer. If the client goes away first, the handler is
+/// dropped (which releases its watch) and `None` returned; bytes it sends meanwhile (a
 /// pipelined request) are kept in `read`, and if it then closes its side, `eof` is set
 /// and they are still answered.
 async fn answer(
     tcp: &TcpStream,
     read: &mut BytesMut,
     eof: &mut bool,
-    response: impl Future<Output = Result<Response<Body>, Infallible>>,
-) -> Option<Response<Body>> {
-    tokio::pin!(response);
+    reply: impl Future<Output = Reply>,
+) -> Option<Reply> {
+    tokio::pin!(reply);
     loop {
         tokio::select! {
-            response = &mut response => {
-                let Ok(response) = response;
-                return Some(response);
-            }
+            reply = &mut reply => return Some(reply),
             ready = tcp.readable(), if !*eof && read.len() < MAX_HEAD => {
                 ready.ok()?;
                 read.reserve(PARKED_READ_CHUNK);
@@ -408,6 +438,23 @@ async fn answer(
             }
         }
     }
+}
+
+/// Writes a `200 OK` with `headers` (whole lines) and `content`, in one write.
+async fn write_ok(
+    tcp: &mut TcpStream,
+    headers: &[u8],
+    content: &[u8],
+    close: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(96 + headers.len() + content.len());
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    out.extend_from_slice(headers);
+    if close {
+        push_header(&mut out, "connection", b"close");
+    }
+    date(|now| crate::api::reads::finish(&mut out, content, now));
+    tcp.write_all(&out).await
 }
 
 /// Writes `response` as HTTP/1.1: with its length when the body's size is known (one
@@ -500,6 +547,7 @@ fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
 
     fn parsed(raw: &str) -> Parsed {
         parse(raw.as_bytes(), None)
@@ -532,7 +580,8 @@ mod tests {
     fn a_whole_long_poll_is_taken_with_its_body() {
         let raw = "POST /api/v1/watch?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}";
         let Parsed::LongPoll {
-            request,
+            head,
+            body,
             close,
             len,
         } = parsed(raw)
@@ -541,10 +590,10 @@ mod tests {
         };
         assert_eq!(len, raw.len());
         assert!(!close);
-        assert_eq!(request.method(), Method::POST);
-        assert_eq!(request.uri(), "/api/v1/watch?x=1");
-        assert_eq!(request.headers()["host"], "a");
-        assert_eq!(request.body().size_hint().exact(), Some(2));
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.uri, "/api/v1/watch?x=1");
+        assert_eq!(head.headers["host"], "a");
+        assert_eq!(&body[..], b"{}");
     }
 
     #[test]
@@ -714,9 +763,7 @@ mod tests {
             split in proptest::prelude::any::<proptest::sample::Index>(),
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            if let Parsed::LongPoll { request, len, .. } = parse(&bytes, None) {
-                let (parts, body) = request.into_parts();
-                let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
+            if let Parsed::LongPoll { head: parts, body, len, .. } = parse(&bytes, None) {
                 let hyper = runtime.block_on(hyper_reads(bytes[..len].to_vec()));
                 let (method, target, headers, hyper_body) =
                     hyper.unwrap_or_else(|| panic!("taken, but hyper refuses {:?}", String::from_utf8_lossy(&bytes)));

@@ -602,6 +602,146 @@ async fn plain_reads_are_answered_directly_as_the_router_answers_them() {
     assert!(conn.closed_by_server().await);
 }
 
+/// A Nacos listener request on a connection of its own: `conn.yaml` held at `md5`,
+/// with `token` as its `accessToken` and `extra` header lines.
+async fn nacos_listen(app: &TestApp, token: &str, md5: &str, extra: &str) -> Conn {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair(
+            "Listening-Configs",
+            &format!("conn.yaml\u{2}DEFAULT_GROUP\u{2}{md5}\u{1}"),
+        )
+        .finish();
+    let mut conn = Conn::open(app).await;
+    conn.send(
+        format!(
+            "POST /nacos/v1/cs/configs/listener?accessToken={token} HTTP/1.1\r\nHost: cairn\r\n\
+             Long-Pulling-Timeout: 30000\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    conn
+}
+
+/// Plain Nacos listeners wait and are answered by the connection layer itself, with
+/// exactly the status, headers and content the router gives, whether they are answered
+/// at once, woken by a publish or let go with nothing changed; a refusal found while
+/// waiting is the router's refusal, and what the direct path does not take (a client
+/// naming its gray-release identity, a token that does not verify, a request the
+/// router refuses) still gets the router's answer.
+#[tokio::test]
+async fn plain_nacos_listeners_are_answered_directly_as_the_router_answers_them() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "a: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("a: 1\n");
+    let direct = || app.connections.direct_listens.load(Ordering::Relaxed);
+    // The router takes a listener whose client names its labels; with no gray release
+    // it sees what every client sees.
+    let labelled = "X-Cairn-Labels: zone=a\r\n";
+    let changed = b"conn.yaml%02DEFAULT_GROUP%01\n";
+
+    // A stale md5: answered at once.
+    let before = direct();
+    let plain = nacos_listen(&app, &app.token, "stale", "")
+        .await
+        .answer()
+        .await;
+    assert_eq!(direct(), before + 1, "answered without the router");
+    let routed = nacos_listen(&app, &app.token, "stale", labelled)
+        .await
+        .answer()
+        .await;
+    assert_eq!(direct(), before + 1, "labels: the router's");
+    assert_eq!((plain.status, &plain.body[..]), (200, &changed[..]));
+    assert_eq!(routed.body, plain.body);
+    assert_eq!(head_of(&plain), head_of(&routed));
+    assert!(plain.header("date").is_some(), "a Date like every answer");
+    assert_eq!(plain.header("cache-control"), Some("no-cache,no-store"));
+
+    // Held, then woken by a publish; the connection serves a read after.
+    let mut held = nacos_listen(&app, &app.token, &md5, "").await;
+    let mut held_routed = nacos_listen(&app, &app.token, &md5, labelled).await;
+    assert_eq!(direct(), before + 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.publish_ok(KEY, "a: 2\n").await;
+    let woken = tokio::time::timeout(Duration::from_secs(5), held.answer())
+        .await
+        .expect("woken by the publish");
+    let woken_routed = held_routed.answer().await;
+    assert_eq!((woken.status, &woken.body[..]), (200, &changed[..]));
+    assert_eq!(head_of(&woken), head_of(&woken_routed));
+    held.send(&read_request(&app)).await;
+    assert_eq!(held.answer().await.body, b"a: 2\n");
+
+    // Nothing changed and the client asks not to be held: an empty 200, as the router's.
+    let md5 = cairn_core::md5::md5_hex("a: 2\n");
+    let no_hangup = "Long-Pulling-Timeout-No-Hangup: true\r\n";
+    let plain = nacos_listen(&app, &app.token, &md5, no_hangup)
+        .await
+        .answer()
+        .await;
+    let routed = nacos_listen(&app, &app.token, &md5, &format!("{no_hangup}{labelled}"))
+        .await
+        .answer()
+        .await;
+    assert_eq!((plain.status, plain.body.len()), (200, 0));
+    assert_eq!(head_of(&plain), head_of(&routed));
+
+    // A user without a grant is refused as the router refuses them.
+    let stranger = app
+        .user_with_grant("stranger", "stranger-password-1", "other", "read")
+        .await;
+    let before = direct();
+    let plain = nacos_listen(&app, &stranger, &md5, "").await.answer().await;
+    assert_eq!(direct(), before + 1);
+    let routed = nacos_listen(&app, &stranger, &md5, labelled)
+        .await
+        .answer()
+        .await;
+    assert_eq!((plain.status, routed.status), (403, 403));
+    // The same error, but for the time it names.
+    let without_time = |answer: &Answer| {
+        let mut body = answer.json();
+        body.as_object_mut().unwrap().remove("timestamp");
+        body
+    };
+    assert_eq!(without_time(&plain), without_time(&routed));
+    assert_eq!(plain.header("content-type"), routed.header("content-type"));
+
+    // What the direct path does not take gets the router's answer.
+    let before = direct();
+    assert_eq!(
+        nacos_listen(&app, "not-a-token", &md5, "")
+            .await
+            .answer()
+            .await
+            .status,
+        403
+    );
+    let mut conn = Conn::open(&app).await;
+    conn.send(
+        format!(
+            "POST /nacos/v1/cs/configs/listener?accessToken={} HTTP/1.1\r\nHost: cairn\r\n\
+             Content-Length: 0\r\n\r\n",
+            app.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    let refused = conn.answer().await;
+    assert_eq!(refused.status, 400, "no Listening-Configs");
+    assert!(String::from_utf8_lossy(&refused.body).contains("invalid probeModify"));
+    assert_eq!(direct(), before);
+
+    // Counted under the route's metrics like every request.
+    let metrics = app.metrics().await;
+    let line = "cairn_http_requests_total{method=\"POST\",route=\"/nacos/v1/cs/configs/listener\",status=\"200\"}";
+    assert!(metrics.contains(line), "{line} in {metrics}");
+}
+
 /// One address cannot hold more than its share of the node's sockets: the connection
 /// over the cap gets a 503 that names the setting, and a freed slot is usable again.
 #[tokio::test]

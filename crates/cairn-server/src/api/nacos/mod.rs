@@ -45,37 +45,26 @@ impl FromRequest<SharedState> for Params {
     type Rejection = NacosError;
 
     async fn from_request(request: Request, state: &SharedState) -> Result<Self> {
-        let path = request.uri().path().to_owned();
-        let mut values = HashMap::new();
-        // Blank values count as absent, so they are skipped here: a blank query value
-        // must not hide the form's.
-        if let Some(query) = request.uri().query() {
-            for (k, v) in strict_pairs(query.as_bytes())? {
-                if !v.trim().is_empty() {
-                    values.entry(k).or_insert(v);
-                }
-            }
-        }
-        let is_form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
+        let mut params = Params::of(request.uri(), request.headers(), None)?;
+        if is_form(request.headers()) {
             let body = Bytes::from_request(request, state).await.map_err(|e| {
                 match crate::api::body::too_slow(&e) {
                     Some(slow) => NacosError::invalid(slow.to_string()),
                     None => NacosError::BodyTooLarge,
                 }
             })?;
-            for (k, v) in strict_pairs(&body)? {
-                if !v.trim().is_empty() {
-                    values.entry(k).or_insert(v);
-                }
-            }
+            params.add(&body)?;
         }
-        Ok(Params { values, path })
+        Ok(params)
     }
+}
+
+/// Whether a request's body is a form, which Nacos reads parameters from.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
 /// `name=value` pairs of a query or form, decoded; a name or value that is not UTF-8
@@ -105,6 +94,33 @@ fn strict_pairs(text: &[u8]) -> Result<Vec<(String, String)>> {
 }
 
 impl Params {
+    /// The parameters of a request with this target and headers, and this body read
+    /// whole; the body counts only if the headers say it is a form.
+    pub fn of(uri: &axum::http::Uri, headers: &HeaderMap, body: Option<&[u8]>) -> Result<Self> {
+        let mut params = Params {
+            values: HashMap::new(),
+            path: uri.path().to_owned(),
+        };
+        if let Some(query) = uri.query() {
+            params.add(query.as_bytes())?;
+        }
+        if let Some(form) = body.filter(|_| is_form(headers)) {
+            params.add(form)?;
+        }
+        Ok(params)
+    }
+
+    /// Adds the pairs of a query or form; those already given win. Blank values count
+    /// as absent, so they are skipped: a blank query value must not hide the form's.
+    fn add(&mut self, text: &[u8]) -> Result<()> {
+        for (k, v) in strict_pairs(text)? {
+            if !v.trim().is_empty() {
+                self.values.entry(k).or_insert(v);
+            }
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
@@ -145,13 +161,23 @@ pub fn caused(status: StatusCode, message: &str) -> Response {
     plain(status, format!("caused: {message};"))
 }
 
+/// The type of Nacos's plain-text answers.
+pub const PLAIN_TEXT: &str = "text/plain;charset=UTF-8";
+
 pub fn plain(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, PLAIN_TEXT)], body).into_response()
+}
+
+/// The token a request carries: a bearer header's, else an `accessToken` parameter.
+pub fn token<'a>(headers: &'a HeaderMap, params: &'a Params) -> Option<&'a str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    bearer.or_else(|| params.get("accessToken"))
 }
 
 /// Who is calling: a bearer token, an `accessToken` parameter, or `username` and
@@ -161,15 +187,11 @@ pub async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Caller> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    let token = bearer.or_else(|| params.get("accessToken"));
-    let result = match (token, params.get("username"), params.get("password")) {
+    let result = match (
+        token(headers, params),
+        params.get("username"),
+        params.get("password"),
+    ) {
         (Some(token), _, _) => state.auth.verify(token.trim()),
         (None, Some(user), Some(password)) => {
             // No address here: these credentials ride on every request of old

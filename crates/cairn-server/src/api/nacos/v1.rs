@@ -414,6 +414,8 @@ fn hold_for(timeout_ms: u64, max: std::time::Duration) -> std::time::Duration {
 }
 
 /// POST /nacos/v1/cs/configs/listener: Nacos long polling on the shared watch hub.
+/// Most listeners are answered by the connection layer instead (`api::listens`), with
+/// the same parts as here.
 async fn listen(
     State(state): State<SharedState>,
     source: crate::api::Source,
@@ -422,56 +424,102 @@ async fn listen(
     params: Params,
 ) -> Answer {
     let caller = authenticate(&state, &headers, &params).await?;
-    let raw = params.get("Listening-Configs").ok_or_else(invalid_probe)?;
-    let listened = parse_listening(raw, state.settings.watch_max_keys.min(10_000))?;
-    let timeout = match headers
-        .get("Long-Pulling-Timeout")
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => std::time::Duration::ZERO,
-        Some(text) => {
-            let ms: u64 = text
-                .trim()
-                .parse()
-                .map_err(|_| NacosError::invalid(format!("For input string: \"{text}\"")))?;
-            let no_hangup = headers
-                .get("Long-Pulling-Timeout-No-Hangup")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            if no_hangup {
-                std::time::Duration::ZERO
-            } else {
-                hold_for(ms, state.settings.watch_max_timeout_ms.get())
-            }
-        }
-    };
-    // The keys and md5s go to the wait; the names as the client wrote them stay for
-    // the answer.
-    let (held, echo): (Vec<(ConfigKey, String)>, Vec<Echo>) = listened
-        .into_iter()
-        .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
-        .unzip();
+    let listening = Listening::read(&state, &headers, &params)?;
     // What the answer does not need goes before the wait: a held listener keeps less,
     // and a publish that wakes thousands of them frees less while it answers them.
     drop((params, headers));
-    let stale = state
-        .service
-        .wait_for_changes(
-            &caller,
-            Protocol::NacosHttp,
-            &held,
-            &client,
-            timeout,
-            source.via("nacos"),
-        )
+    let stale = listening
+        .wait(&state, &caller, &client, source.via("nacos"))
         .await?;
-    if stale.is_empty() {
-        return Ok(StatusCode::OK.into_response());
-    }
-    let mut response = plain(StatusCode::OK, changed_text(&held, &echo, &stale));
-    no_cache(response.headers_mut());
-    Ok(response)
+    Ok(match listening.answer(&stale) {
+        None => StatusCode::OK.into_response(),
+        Some(text) => {
+            let mut response = plain(StatusCode::OK, text);
+            no_cache(response.headers_mut());
+            response
+        }
+    })
 }
+
+/// What a listener request asks for, once read.
+pub(crate) struct Listening {
+    /// Each key with the md5 the client holds, to wait on.
+    held: Vec<(ConfigKey, String)>,
+    /// The names as the client wrote them, for the answer.
+    echo: Vec<Echo>,
+    /// How long the request is held.
+    timeout: std::time::Duration,
+}
+
+impl Listening {
+    /// The keys, md5s and hold of a listener request, or Nacos's refusal of them.
+    pub(crate) fn read(state: &SharedState, headers: &HeaderMap, params: &Params) -> Result<Self> {
+        let raw = params.get("Listening-Configs").ok_or_else(invalid_probe)?;
+        let listened = parse_listening(raw, state.settings.watch_max_keys.min(10_000))?;
+        let timeout = match headers
+            .get("Long-Pulling-Timeout")
+            .map(|v| v.to_str().unwrap_or(""))
+        {
+            None => std::time::Duration::ZERO,
+            Some(text) => {
+                let ms: u64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| NacosError::invalid(format!("For input string: \"{text}\"")))?;
+                let no_hangup = headers
+                    .get("Long-Pulling-Timeout-No-Hangup")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                if no_hangup {
+                    std::time::Duration::ZERO
+                } else {
+                    hold_for(ms, state.settings.watch_max_timeout_ms.get())
+                }
+            }
+        };
+        let (held, echo) = listened
+            .into_iter()
+            .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
+            .unzip();
+        Ok(Listening {
+            held,
+            echo,
+            timeout,
+        })
+    }
+
+    /// The listened keys whose content changed: at once, or once one changes, or none
+    /// when the hold ends first.
+    pub(crate) async fn wait(
+        &self,
+        state: &SharedState,
+        caller: &Caller,
+        client: &cairn_core::ClientInfo,
+        origin: crate::service::Origin,
+    ) -> std::result::Result<Stale, ServiceError> {
+        state
+            .service
+            .wait_for_changes(
+                caller,
+                Protocol::NacosHttp,
+                &self.held,
+                client,
+                self.timeout,
+                origin,
+            )
+            .await
+    }
+
+    /// The answer's content: `None` when nothing changed (an empty `200`), else the
+    /// changed keys as Nacos lists them, sent as [`PLAIN_TEXT`](super::PLAIN_TEXT) with
+    /// [`NO_CACHE`](super::NO_CACHE).
+    pub(crate) fn answer(&self, stale: &Stale) -> Option<String> {
+        (!stale.is_empty()).then(|| changed_text(&self.held, &self.echo, stale))
+    }
+}
+
+/// The keys of a listener that changed, each with what the client now reads.
+pub(crate) type Stale = Vec<(ConfigKey, Option<crate::cache::View>)>;
 
 /// A listener's answer: each changed key it listened to, once, in the order it listed
 /// them, as Nacos writes them (`dataId␂group[␂tenant]␁`, form-encoded), then a newline.

@@ -93,7 +93,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Listeners {
     next: AtomicU64,
-    all: DashMap<u64, Entry>,
+    /// By id; ids are the node's own, so a fast hash will do.
+    all: DashMap<u64, Entry, foldhash::fast::RandomState>,
 }
 
 impl Listeners {

@@ -75,10 +75,11 @@ struct Handles {
 /// a clone of the same shared string, so no copy of the template is made per request.
 type HandleKey = (usize, Method, u16);
 
-static HANDLES: OnceLock<DashMap<HandleKey, Handles>> = OnceLock::new();
+static HANDLES: OnceLock<DashMap<HandleKey, Handles, foldhash::fast::RandomState>> =
+    OnceLock::new();
 
 fn handles(route: &str, method: &Method, status: u16) -> Handles {
-    let map = HANDLES.get_or_init(DashMap::new);
+    let map = HANDLES.get_or_init(DashMap::default);
     let key = (route.as_ptr() as usize, method.clone(), status);
     if let Some(found) = map.get(&key) {
         return found.clone();

@@ -1,34 +1,42 @@
-//! Nacos listeners answered by the connection layer without the router. One publish
-//! wakes every listener of its key at once, and the last of them waits for all the
-//! others' answers, so what an answer costs after the wake is what the person
-//! publishing feels: here it is the service's wait and the answer's bytes, without the
-//! router's layers, their futures and a header map around them.
+//! Long polls of keys (the native watch, Nacos's listener) answered by the connection
+//! layer without the router. One publish wakes every watch of its key at once, and the
+//! last of them waits for all the others' answers, so what an answer costs after the
+//! wake is what the person publishing feels: here it is the service's wait and the
+//! answer's bytes, without the router's layers, their futures and a header map around
+//! them.
 //!
-//! Only the common shape is taken: a token (a bearer header or `accessToken`) that
-//! verifies, parameters the router reads alike, no client-identity headers of Cairn's
-//! (nor a forwarded address the node trusts). Anything else, including every request
-//! the router would refuse before the wait, goes through the router as before. Both
-//! paths read the request with the same `Listening`, wait with it and take its answer.
+//! Only the common shape is taken: a token that verifies (a bearer header, or Nacos's
+//! `accessToken`), a body and parameters the router reads alike, no client-identity
+//! headers of Cairn's (nor a forwarded address the node trusts), keys rather than
+//! patterns. Anything else, including every request the router would refuse before
+//! the wait, goes through the router as before. Both paths read the request, wait and
+//! write the answer's content with the same functions (`nacos::v1::Listening`,
+//! `watch::held_keys`, `watch::answer_text`).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::ClientInfo;
 
 use super::nacos::v1::Listening;
 use super::nacos::{token, NacosError, Params, NO_CACHE, PLAIN_TEXT};
-use super::{long_poll_paths, SharedState, Source};
+use super::wire::WatchRequest;
+use super::{long_poll_paths, watch, ApiError, SharedState, Source};
+use crate::listeners::Protocol;
 use crate::serve::push_header;
 
 /// A long poll's answer.
 pub enum Answer {
     /// `200 OK` with these header lines (each ending in CRLF) and content; the
     /// connection layer adds the length and the date.
-    Ok { headers: Vec<u8>, content: String },
+    Ok {
+        headers: &'static [u8],
+        content: String,
+    },
     /// Any other answer, as the router gives it.
     Routed(Response),
 }
@@ -42,13 +50,84 @@ pub fn answer<'a>(
     body: &[u8],
     remote: SocketAddr,
 ) -> Option<impl Future<Output = Answer> + 'a> {
+    use futures::future::Either;
     if head.method != Method::POST
-        || head.uri.path() != long_poll_paths::NACOS_LISTENER
         || body.len() > super::body_limit(&state.settings)
         || super::reads::states_identity(state, |name| head.headers.contains_key(name))
     {
         return None;
     }
+    match head.uri.path() {
+        long_poll_paths::NACOS_LISTENER => nacos(state, head, body, remote).map(Either::Left),
+        long_poll_paths::WATCH => native(state, head, body, remote).map(Either::Right),
+        _ => None,
+    }
+}
+
+/// The native watch of keys.
+fn native<'a>(
+    state: &'a SharedState,
+    head: &Parts,
+    body: &[u8],
+    remote: SocketAddr,
+) -> Option<impl Future<Output = Answer> + 'a> {
+    let json = head
+        .headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()?
+        .trim()
+        .eq_ignore_ascii_case("application/json");
+    let token = head
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    if !json || head.uri.query().is_some() {
+        return None;
+    }
+    let caller = state.auth.verify(token.trim()).ok()?;
+    let request: WatchRequest = super::json_body(body)?;
+    if !request.patterns.is_empty()
+        || request.keys.is_empty()
+        || request.keys.len() > state.settings.watch_max_keys
+    {
+        return None;
+    }
+    let timeout = watch::timeout_of(state, &request);
+    let held = watch::held_keys(request).ok()?;
+    let client = ClientInfo::new(Some(remote.ip()), Vec::new());
+    let origin = Source(Some(remote.ip())).via("native");
+    Some(async move {
+        let started = Instant::now();
+        let waited = state
+            .service
+            .wait_for_changes(&caller, Protocol::Native, &held, &client, timeout, origin)
+            .await;
+        let answer = match waited {
+            Ok(stale) => match watch::answer_text(&stale) {
+                Some(content) => Answer::Ok {
+                    headers: b"content-type: application/json\r\n",
+                    content,
+                },
+                None => Answer::Routed(watch::answer(&stale)),
+            },
+            Err(e) => Answer::Routed(ApiError::from(e).into_response()),
+        };
+        recorded(long_poll_paths::WATCH, answer, started)
+    })
+}
+
+/// Nacos's listener.
+fn nacos<'a>(
+    state: &'a SharedState,
+    head: &Parts,
+    body: &[u8],
+    remote: SocketAddr,
+) -> Option<impl Future<Output = Answer> + 'a> {
     let params = Params::of(&head.uri, &head.headers, Some(body)).ok()?;
     let caller = state
         .auth
@@ -62,30 +141,39 @@ pub fn answer<'a>(
         let answer = match listening.wait(state, &caller, &client, origin).await {
             Ok(stale) => match listening.answer(&stale) {
                 None => Answer::Ok {
-                    headers: Vec::new(),
+                    headers: b"",
                     content: String::new(),
                 },
-                Some(content) => {
-                    let mut headers = Vec::with_capacity(128);
-                    push_header(&mut headers, "content-type", PLAIN_TEXT.as_bytes());
-                    for (name, value) in NO_CACHE {
-                        push_header(&mut headers, name.as_str(), value.as_bytes());
-                    }
-                    Answer::Ok { headers, content }
-                }
+                Some(content) => Answer::Ok {
+                    headers: changed_headers(),
+                    content,
+                },
             },
             Err(e) => Answer::Routed(NacosError::from(e).into_response()),
         };
-        let status = match &answer {
-            Answer::Ok { .. } => StatusCode::OK,
-            Answer::Routed(response) => response.status(),
-        };
-        crate::metrics::record(
-            long_poll_paths::NACOS_LISTENER,
-            &Method::POST,
-            status.as_u16(),
-            started,
-        );
-        answer
+        recorded(long_poll_paths::NACOS_LISTENER, answer, started)
+    })
+}
+
+/// `answer`, counted under `route`'s metrics as the router counts its requests.
+fn recorded(route: &'static str, answer: Answer, started: Instant) -> Answer {
+    let status = match &answer {
+        Answer::Ok { .. } => StatusCode::OK,
+        Answer::Routed(response) => response.status(),
+    };
+    crate::metrics::record(route, &Method::POST, status.as_u16(), started);
+    answer
+}
+
+/// The header lines of a listener's answer naming changes, written once.
+fn changed_headers() -> &'static [u8] {
+    static LINES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let mut lines = Vec::new();
+        push_header(&mut lines, "content-type", PLAIN_TEXT.as_bytes());
+        for (name, value) in NO_CACHE {
+            push_header(&mut lines, name.as_str(), value.as_bytes());
+        }
+        lines
     })
 }

@@ -95,6 +95,13 @@ where
     }
 }
 
+/// A JSON body read as [`ApiJson`] reads it, or `None` where it would refuse it.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let mut value = serde_json::from_slice(body).ok()?;
+    integral(&mut value);
+    serde_path_to_error::deserialize(value).ok()
+}
+
 /// Writes every whole number of `value` as an integer: JSON does not tell `5` from
 /// `5.0` or `5e0`, and neither does JSON Schema's `integer`, so neither does the API.
 fn integral(value: &mut serde_json::Value) {

@@ -63,13 +63,7 @@ pub async fn watch(
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.settings.watch_max_keys;
-    let timeout = req
-        .timeout_ms
-        .map_or(
-            state.settings.watch_default_timeout_ms.get(),
-            Duration::from_millis,
-        )
-        .min(state.settings.watch_max_timeout_ms.get());
+    let timeout = timeout_of(&state, &req);
     if !req.patterns.is_empty() {
         if !req.keys.is_empty() {
             return Err(ApiError::bad_request(
@@ -88,11 +82,7 @@ pub async fn watch(
     if req.keys.len() > max {
         return Err(too_many_keys(req.keys.len(), max));
     }
-    let held = req
-        .keys
-        .into_iter()
-        .map(|k| Ok((ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?, k.md5)))
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let held = held_keys(req)?;
     let stale = state
         .service
         .wait_for_changes(
@@ -105,6 +95,24 @@ pub async fn watch(
         )
         .await?;
     Ok(answer(&stale))
+}
+
+/// How long a watch asking `req` is held.
+pub(crate) fn timeout_of(state: &SharedState, req: &WatchRequest) -> Duration {
+    req.timeout_ms
+        .map_or(
+            state.settings.watch_default_timeout_ms.get(),
+            Duration::from_millis,
+        )
+        .min(state.settings.watch_max_timeout_ms.get())
+}
+
+/// The keys of a watch of keys, each with the md5 its client holds.
+pub(crate) fn held_keys(req: WatchRequest) -> Result<Vec<(ConfigKey, String)>, ApiError> {
+    req.keys
+        .into_iter()
+        .map(|k| Ok((ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?, k.md5)))
+        .collect()
 }
 
 /// Most patterns in one watch: each is matched against every change in its namespace.
@@ -190,13 +198,29 @@ fn response_of(stale: &[(ConfigKey, Option<View>)]) -> WatchResponse {
 /// watches at once, so the answer is written directly: a `ConfigKey`'s names are
 /// `[A-Za-z0-9_.:-]` by construction and md5s are hex, so nothing needs escaping, and
 /// nothing is allocated per key. Should an md5 ever need escaping, serde writes it.
-fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
+pub(crate) fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
+    match answer_text(stale) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            text,
+        )
+            .into_response(),
+        None => Json(response_of(stale)).into_response(),
+    }
+}
+
+/// A watch's answer as JSON text, written directly; `None` when an md5 would need
+/// escaping (never one this node computed), for serde to write.
+pub(crate) fn answer_text(stale: &[(ConfigKey, Option<View>)]) -> Option<String> {
     let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
     if !stale
         .iter()
         .all(|(_, view)| view.as_ref().is_none_or(|v| plain(v.md5())))
     {
-        return Json(response_of(stale)).into_response();
+        return None;
     }
     let mut out = String::with_capacity(16 + stale.len() * 160);
     out.push_str("{\"changed\":[");
@@ -232,14 +256,7 @@ fn answer(stale: &[(ConfigKey, Option<View>)]) -> Response {
         });
     }
     out.push_str("]}");
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        out,
-    )
-        .into_response()
+    Some(out)
 }
 
 struct StreamState {

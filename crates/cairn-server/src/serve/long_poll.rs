@@ -4,7 +4,8 @@
 //! request is taken, handed to the same router as every other request, and its answer
 //! written directly, so a parked watch holds only its socket and its handler. A plain
 //! read of a cached config is answered from memory without the router (`api::reads`),
-//! and a plain Nacos listener waits and is answered without it (`api::listens`).
+//! and a plain watch of keys (native or Nacos's listener) waits and is answered
+//! without it (`api::listens`).
 //!
 //! Only plain requests are taken: HTTP/1.1, a `Content-Length` body or none (none for a
 //! read), no `Expect` or `Upgrade`. Anything else, including anything malformed or
@@ -120,7 +121,9 @@ pub(super) async fn serve(
                 stats
                     .direct_listens
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                answer(&tcp, &mut read, &mut eof, due).await?
+                // Boxed: a connection's task is as large as its largest wait, and
+                // every connection of the node has one.
+                answer(&tcp, &mut read, &mut eof, Box::pin(due)).await?
             }
             None => {
                 let body = if body.is_empty() {
@@ -148,7 +151,7 @@ pub(super) async fn serve(
         let written = match reply {
             Reply::Routed(response) => write_response(&mut tcp, response, close).await,
             Reply::Ok { headers, content } => {
-                write_ok(&mut tcp, &headers, content.as_bytes(), close).await
+                write_ok(&mut tcp, headers, content.as_bytes(), close).await
             }
         };
         if let Err(e) = written {

@@ -44,7 +44,8 @@ pub struct ConnectionStats {
     pub unbuffered: std::sync::atomic::AtomicU64,
     /// Plain reads answered without the router (`api::reads`).
     pub direct_reads: std::sync::atomic::AtomicU64,
-    /// Nacos listeners answered without the router (`api::listens`).
+    /// Long polls of keys (native watches, Nacos listeners) answered without the
+    /// router (`api::listens`).
     pub direct_listens: std::sync::atomic::AtomicU64,
 }
 

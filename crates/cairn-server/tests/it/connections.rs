@@ -742,6 +742,106 @@ async fn plain_nacos_listeners_are_answered_directly_as_the_router_answers_them(
     assert!(metrics.contains(line), "{line} in {metrics}");
 }
 
+/// A native watch of `conn.yaml` at `md5`, sent on a connection of its own.
+async fn native_watch(app: &TestApp, md5: &str, timeout_ms: u64, extra: &str) -> Conn {
+    let mut conn = Conn::open(app).await;
+    conn.send(&watch_request(app, md5, timeout_ms, extra)).await;
+    conn
+}
+
+/// Native watches of keys wait and are answered by the connection layer too, as the
+/// router answers them; a watch of patterns, or one the router refuses, is the
+/// router's.
+#[tokio::test]
+async fn native_watches_are_answered_directly_as_the_router_answers_them() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "a: 1\n").await;
+    let md5 = cairn_core::md5::md5_hex("a: 1\n");
+    let direct = || app.connections.direct_listens.load(Ordering::Relaxed);
+    let labelled = "X-Cairn-Labels: zone=a\r\n";
+    // Stale: answered at once, as the router answers.
+    let before = direct();
+    let plain = native_watch(&app, "stale", 30_000, "").await.answer().await;
+    assert_eq!(direct(), before + 1, "answered without the router");
+    let routed = native_watch(&app, "stale", 30_000, labelled)
+        .await
+        .answer()
+        .await;
+    assert_eq!(direct(), before + 1, "labels: the router's");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.json()["changed"][0]["md5"], md5.as_str());
+    assert_eq!(plain.body, routed.body);
+    assert_eq!(head_of(&plain), head_of(&routed));
+
+    // Held, then woken by a publish.
+    let mut held = native_watch(&app, &md5, 30_000, "").await;
+    let mut held_routed = native_watch(&app, &md5, 30_000, labelled).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let revision = app.publish_ok(KEY, "a: 2\n").await;
+    let woken = tokio::time::timeout(Duration::from_secs(5), held.answer())
+        .await
+        .expect("woken by the publish");
+    let woken_routed = held_routed.answer().await;
+    assert_eq!(woken.json()["changed"][0]["revision"], revision);
+    assert_eq!(woken.body, woken_routed.body);
+    assert_eq!(head_of(&woken), head_of(&woken_routed));
+
+    // Nothing changed before the timeout: an empty list, as the router's.
+    let md5 = cairn_core::md5::md5_hex("a: 2\n");
+    let quiet = native_watch(&app, &md5, 50, "").await.answer().await;
+    let quiet_routed = native_watch(&app, &md5, 50, labelled).await.answer().await;
+    assert_eq!(quiet.json(), json!({ "changed": [] }));
+    assert_eq!(quiet.body, quiet_routed.body);
+    assert_eq!(head_of(&quiet), head_of(&quiet_routed));
+    assert_eq!(direct(), before + 3);
+
+    // A user without a grant: refused as the router refuses.
+    let stranger = app
+        .user_with_grant("stranger", "stranger-password-1", "other", "read")
+        .await;
+    let mut conn = Conn::open(&app).await;
+    let request = String::from_utf8(watch_request(&app, &md5, 30_000, ""))
+        .unwrap()
+        .replace(&app.token, &stranger);
+    conn.send(request.as_bytes()).await;
+    let refused = conn.answer().await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["code"], "forbidden");
+    assert_eq!(direct(), before + 4);
+
+    // A watch of patterns, and a malformed one, go through the router.
+    let patterns = json!({
+        "patterns": [{ "namespace": "public", "group": "DEFAULT_GROUP", "data_id": "*.yaml" }],
+        "timeout_ms": 0,
+    })
+    .to_string();
+    let mut conn = Conn::open(&app).await;
+    conn.send(
+        format!(
+            "POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{patterns}",
+            app.token,
+            patterns.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(conn.answer().await.status, 200);
+    let mut conn = Conn::open(&app).await;
+    conn.send(
+        format!(
+            "POST /api/v1/watch HTTP/1.1\r\nHost: cairn\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{]",
+            app.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(conn.answer().await.status, 400);
+    assert_eq!(direct(), before + 4);
+}
+
 /// One address cannot hold more than its share of the node's sockets: the connection
 /// over the cap gets a 503 that names the setting, and a freed slot is usable again.
 #[tokio::test]

@@ -336,9 +336,27 @@ async fn delete(
     }
 }
 
-/// A listened config's data id, group and tenant as the client wrote them: the answer
-/// names a change exactly so, or the client does not recognise it.
-type Echo = (String, String, String);
+/// A listened config as an answer names it: its data id, group and tenant exactly as
+/// the client wrote them (or it does not recognise the change), form-encoded as Nacos
+/// writes them (`dataId%02group[%02tenant]%01`). Made as the request is read, so that
+/// a publish waking thousands of listeners does not encode the same names for each.
+type Echo = String;
+
+impl Listened {
+    fn echo(&self) -> Echo {
+        let mut line = String::with_capacity(self.data_id.len() + self.group.len() + 16);
+        let mut put = |text: &str| line.extend(form_urlencoded::byte_serialize(text.as_bytes()));
+        put(&self.data_id);
+        put("\u{2}");
+        put(&self.group);
+        if !self.tenant.is_empty() {
+            put("\u{2}");
+            put(&self.tenant);
+        }
+        put("\u{1}");
+        line
+    }
+}
 
 /// One entry of `Listening-Configs`, with the tenant exactly as the client sent it.
 struct Listened {
@@ -479,7 +497,10 @@ impl Listening {
         };
         let (held, echo) = listened
             .into_iter()
-            .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
+            .map(|l| {
+                let echo = l.echo();
+                ((l.key, l.md5), echo)
+            })
             .unzip();
         Ok(Listening {
             held,
@@ -540,25 +561,16 @@ fn changed_text(
     };
     let mut seen = (held.len() > 1).then(HashSet::new);
     let mut body = String::with_capacity(64 * stale.len().min(held.len()) + 1);
-    let mut put = |text: &str| body.extend(form_urlencoded::byte_serialize(text.as_bytes()));
-    for ((key, _), names) in held.iter().zip(echo) {
+    for ((key, _), line) in held.iter().zip(echo) {
         if !is_stale(key) {
             continue;
         }
         if let Some(seen) = &mut seen {
-            if !seen.insert(names) {
+            if !seen.insert(line) {
                 continue;
             }
         }
-        let (data_id, group, tenant) = names;
-        put(data_id);
-        put("\u{2}");
-        put(group);
-        if !tenant.is_empty() {
-            put("\u{2}");
-            put(tenant);
-        }
-        put("\u{1}");
+        body.push_str(line);
     }
     body.push('\n');
     body
@@ -1034,7 +1046,10 @@ mod tests {
         let (held, echo): (Vec<_>, Vec<_>) = parse_listening(raw, 10)
             .unwrap()
             .into_iter()
-            .map(|l| ((l.key, l.md5), (l.data_id, l.group, l.tenant)))
+            .map(|l| {
+                let echo = l.echo();
+                ((l.key, l.md5), echo)
+            })
             .unzip();
         let changed = |names: &[&str]| -> Vec<(ConfigKey, Option<crate::cache::View>)> {
             names

@@ -10,6 +10,12 @@
 //! own namespace, so it costs the exact watchers of its key plus the pattern watchers
 //! of its namespace, not every watch of the node.
 //!
+//! A long poll answers the first change it sees, so its place is taken out of its
+//! key's list by that change, all the key's long polls at once under the lock the
+//! change takes anyway: thousands of woken polls then end without each taking that
+//! lock again to remove itself. One that still has nothing to answer (the change was
+//! not one its client sees) puts itself back before it looks again.
+//!
 //! At shutdown the hub is closed: every watch is woken once and sees it, so held
 //! watches are answered without each having waited on the shutdown signal as well (a
 //! lock shared by every watch of the node, taken as it parks and as it wakes).
@@ -28,7 +34,42 @@ const SHARDS: usize = 64;
 // Every woken watch removes itself by its key and id: hashed with foldhash (seeded per
 // process) rather than SipHash.
 type RandomState = foldhash::fast::RandomState;
-type Waiters = HashMap<u64, Arc<Notify>, RandomState>;
+
+/// What wakes one watch.
+#[derive(Default)]
+pub struct Waiter {
+    notify: Notify,
+    /// For a watch taken out of its key's list by a change: set by whichever of the
+    /// change and the watch's end takes it out first, so that only one of them does.
+    taken: AtomicBool,
+}
+
+impl Waiter {
+    /// Wakes the watch (or, if it is not waiting, lets its next wait return at once).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Completes once woken.
+    pub async fn woken(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// The watches of one key.
+#[derive(Default)]
+struct Waiters {
+    /// Kept across changes until the watch ends: streams and gRPC connections.
+    kept: HashMap<u64, Arc<Waiter>, RandomState>,
+    /// Taken out by the next change: long polls, which answer it.
+    once: HashMap<u64, Arc<Waiter>, RandomState>,
+}
+
+impl Waiters {
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.once.is_empty()
+    }
+}
 
 /// Key → waiting watchers, sharded to keep lock hold times short under fan-out.
 pub struct Hub {
@@ -63,7 +104,7 @@ struct PatternWaiter {
     id: u64,
     group: Wildcard,
     data_id: Wildcard,
-    notify: Arc<Notify>,
+    waiter: Arc<Waiter>,
 }
 
 impl Default for Hub {
@@ -88,21 +129,37 @@ impl Hub {
     /// Registers a watcher of `keys`; it is woken by any change to any of them until the
     /// returned registration is dropped.
     pub fn register(self: &Arc<Self>, keys: Vec<ConfigKey>) -> Registration {
+        self.register_as(keys, false)
+    }
+
+    /// Registers a watcher of `keys` that answers the first change it sees: one of a
+    /// single key is taken out of the key's list by the next change, and must
+    /// [`renew`](Registration::renew) itself to hear of another.
+    pub fn register_once(self: &Arc<Self>, keys: Vec<ConfigKey>) -> Registration {
+        let once = keys.len() == 1;
+        self.register_as(keys, once)
+    }
+
+    fn register_as(self: &Arc<Self>, keys: Vec<ConfigKey>, once: bool) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let notify = Arc::new(Notify::new());
+        let waiter = Arc::new(Waiter::default());
         for key in &keys {
             let mut shard = self.shard(key).lock().expect("hub shard poisoned");
-            shard
-                .entry(key.clone())
-                .or_default()
-                .insert(id, notify.clone());
+            let waiters = shard.entry(key.clone()).or_default();
+            let list = if once {
+                &mut waiters.once
+            } else {
+                &mut waiters.kept
+            };
+            list.insert(id, waiter.clone());
         }
         self.held.fetch_add(1, Ordering::Relaxed);
         Registration {
             hub: self.clone(),
             id,
             keys,
-            notify,
+            waiter,
+            once,
             patterns: Vec::new(),
         }
     }
@@ -111,7 +168,7 @@ impl Hub {
     /// to one until the returned registration is dropped.
     pub fn register_patterns(self: &Arc<Self>, patterns: Vec<Pattern>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let notify = Arc::new(Notify::new());
+        let waiter = Arc::new(Waiter::default());
         {
             let mut by_namespace = self.patterns.lock().expect("pattern index poisoned");
             for pattern in &patterns {
@@ -122,7 +179,7 @@ impl Hub {
                         id,
                         group: pattern.group.clone(),
                         data_id: pattern.data_id.clone(),
-                        notify: notify.clone(),
+                        waiter: waiter.clone(),
                     });
             }
         }
@@ -133,7 +190,8 @@ impl Hub {
             hub: self.clone(),
             id,
             keys: Vec::new(),
-            notify,
+            waiter,
+            once: false,
             patterns,
         }
     }
@@ -141,13 +199,24 @@ impl Hub {
     /// Wakes every watcher of `key`: its exact watchers and the pattern watchers of its
     /// namespace that match it.
     pub fn notify(&self, key: &ConfigKey) {
-        let mut waiters: Vec<Arc<Notify>> = {
-            let shard = self.shard(key).lock().expect("hub shard poisoned");
-            match shard.get(key) {
-                Some(waiters) => waiters.values().cloned().collect(),
-                None => Vec::new(),
+        let (mut waiters, once): (Vec<Arc<Waiter>>, _) = {
+            let mut shard = self.shard(key).lock().expect("hub shard poisoned");
+            match shard.get_mut(key) {
+                Some(waiters) => {
+                    let kept = waiters.kept.values().cloned().collect();
+                    let once = std::mem::take(&mut waiters.once);
+                    if waiters.kept.is_empty() {
+                        shard.remove(key);
+                    }
+                    (kept, once)
+                }
+                None => Default::default(),
             }
         };
+        // Taken out: their ends need not take the lock again.
+        waiters.extend(once.into_values().inspect(|waiter| {
+            waiter.taken.store(true, Ordering::Release);
+        }));
         if self.pattern_count.load(Ordering::Relaxed) > 0 {
             let by_namespace = self.patterns.lock().expect("pattern index poisoned");
             if let Some(list) = by_namespace.get(&key.namespace) {
@@ -157,7 +226,7 @@ impl Hub {
                             w.group.matches(key.group.as_str())
                                 && w.data_id.matches(key.data_id.as_str())
                         })
-                        .map(|w| w.notify.clone()),
+                        .map(|w| w.waiter.clone()),
                 );
             }
         }
@@ -174,20 +243,20 @@ impl Hub {
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         for shard in &self.shards {
-            let waiters: Vec<Arc<Notify>> = shard
+            let waiters: Vec<Arc<Waiter>> = shard
                 .lock()
                 .expect("hub shard poisoned")
                 .values()
-                .flat_map(|waiters| waiters.values().cloned())
+                .flat_map(|waiters| waiters.kept.values().chain(waiters.once.values()).cloned())
                 .collect();
             wake(waiters);
         }
-        let waiters: Vec<Arc<Notify>> = self
+        let waiters: Vec<Arc<Waiter>> = self
             .patterns
             .lock()
             .expect("pattern index poisoned")
             .values()
-            .flat_map(|list| list.iter().map(|w| w.notify.clone()))
+            .flat_map(|list| list.iter().map(|w| w.waiter.clone()))
             .collect();
         wake(waiters);
     }
@@ -208,9 +277,9 @@ impl Hub {
 
 /// Wakes waiters taken out of a shard, after its lock is released: a woken watch that
 /// finishes at once drops its registration, which takes that lock too.
-fn wake(waiters: Vec<Arc<Notify>>) {
-    for notify in waiters {
-        notify.notify_one();
+fn wake(waiters: Vec<Arc<Waiter>>) {
+    for waiter in waiters {
+        waiter.wake();
     }
 }
 
@@ -219,7 +288,9 @@ pub struct Registration {
     hub: Arc<Hub>,
     id: u64,
     keys: Vec<ConfigKey>,
-    notify: Arc<Notify>,
+    waiter: Arc<Waiter>,
+    /// Taken out of its key's list by the next change (`Hub::register_once`).
+    once: bool,
     patterns: Vec<Pattern>,
 }
 
@@ -227,7 +298,24 @@ impl Registration {
     /// Completes after a change to one of the keys since the last call (or since
     /// registration). Several changes in between complete it once.
     pub async fn changed(&self) {
-        self.notify.notified().await
+        self.waiter.woken().await
+    }
+
+    /// Puts a watch a change took out of its key's list back in, to hear of the next
+    /// change; does nothing for one still in it. Called before looking again, so that
+    /// a change after the look is not missed.
+    pub fn renew(&self) {
+        if !self.once || !self.waiter.taken.load(Ordering::Acquire) {
+            return;
+        }
+        let key = &self.keys[0];
+        let mut shard = self.hub.shard(key).lock().expect("hub shard poisoned");
+        self.waiter.taken.store(false, Ordering::Release);
+        shard
+            .entry(key.clone())
+            .or_default()
+            .once
+            .insert(self.id, self.waiter.clone());
     }
 
     pub fn keys(&self) -> &[ConfigKey] {
@@ -235,8 +323,8 @@ impl Registration {
     }
 
     /// What wakes this watcher, for ending it from outside.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.notify.clone()
+    pub fn waker(&self) -> Arc<Waiter> {
+        self.waiter.clone()
     }
 
     /// Whether the hub was closed: the node is shutting down and the watch should end.
@@ -261,10 +349,13 @@ impl Drop for Registration {
                 .pattern_count
                 .fetch_sub(self.patterns.len(), Ordering::Relaxed);
         }
-        for key in &self.keys {
+        // A watch a change took out is in no list (its key's was taken whole).
+        let taken = self.once && self.waiter.taken.load(Ordering::Acquire);
+        for key in self.keys.iter().filter(|_| !taken) {
             let mut shard = self.hub.shard(key).lock().expect("hub shard poisoned");
             if let Some(waiters) = shard.get_mut(key) {
-                waiters.remove(&self.id);
+                waiters.kept.remove(&self.id);
+                waiters.once.remove(&self.id);
                 if waiters.is_empty() {
                     shard.remove(key);
                 }
@@ -352,6 +443,58 @@ mod tests {
         drop(other);
         assert_eq!(hub.held(), 0);
         assert!(hub.patterns.lock().unwrap().is_empty());
+    }
+
+    /// Whether `r` was woken (its permit is there) within a moment.
+    async fn woken(r: &Registration) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), r.changed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_is_taken_out_by_the_change_that_wakes_it() {
+        let hub = Arc::new(Hub::default());
+        let polls: Vec<Registration> = (0..3).map(|_| hub.register_once(vec![key("a")])).collect();
+        let stream = hub.register(vec![key("a")]);
+        hub.notify(&key("a"));
+        for poll in &polls {
+            assert!(woken(poll).await, "each long poll is woken");
+        }
+        assert!(woken(&stream).await);
+        // Taken out: the next change wakes only the stream, which stays.
+        hub.notify(&key("a"));
+        for poll in &polls {
+            assert!(!woken(poll).await, "taken out, not woken again");
+        }
+        assert!(woken(&stream).await);
+        // One that looks again puts itself back first, and hears the next change.
+        polls[0].renew();
+        polls[0].renew();
+        hub.notify(&key("a"));
+        assert!(woken(&polls[0]).await, "renewed: woken");
+        assert!(!woken(&polls[1]).await);
+        drop(polls);
+        assert_eq!((hub.held(), hub.watched_keys()), (1, 1));
+        drop(stream);
+        assert_eq!((hub.held(), hub.watched_keys()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_that_ends_unwoken_leaves_nothing_behind() {
+        let hub = Arc::new(Hub::default());
+        let poll = hub.register_once(vec![key("c")]);
+        // A long poll of several keys stays in every list until it ends.
+        let several = hub.register_once(vec![key("a"), key("b")]);
+        assert_eq!((hub.held(), hub.watched_keys()), (2, 3));
+        hub.notify(&key("b"));
+        assert!(woken(&several).await);
+        hub.notify(&key("a"));
+        assert!(woken(&several).await, "still listed under a");
+        drop(several);
+        assert_eq!((hub.held(), hub.watched_keys()), (1, 1));
+        drop(poll);
+        assert_eq!((hub.held(), hub.watched_keys()), (0, 0));
     }
 
     #[test]

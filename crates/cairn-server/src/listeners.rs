@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::hub::Waiter;
 use cairn_core::{ClientInfo, ConfigKey, Username};
 use dashmap::DashMap;
-use tokio::sync::Notify;
 
 /// The protocol a client listens by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Listener {
 struct Entry {
     listener: Arc<Listener>,
     /// Wakes the watch, which then sees `revoked`.
-    waker: Arc<Notify>,
+    waker: Arc<Waiter>,
     revoked: Arc<AtomicBool>,
 }
 
@@ -100,7 +100,7 @@ pub struct Listeners {
 impl Listeners {
     /// Lists `listener` until the returned guard is dropped; `waker` wakes the watch
     /// when it is revoked.
-    pub fn add(self: &Arc<Self>, listener: Listener, waker: Arc<Notify>) -> Listed {
+    pub fn add(self: &Arc<Self>, listener: Listener, waker: Arc<Waiter>) -> Listed {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let revoked = Arc::new(AtomicBool::new(false));
         self.all.insert(
@@ -125,7 +125,7 @@ impl Listeners {
         for entry in self.all.iter() {
             if !entry.revoked.load(Ordering::Relaxed) && lost(&entry.listener) {
                 entry.revoked.store(true, Ordering::SeqCst);
-                entry.waker.notify_one();
+                entry.waker.wake();
                 ended += 1;
             }
         }
@@ -237,7 +237,7 @@ mod tests {
         let listeners = Arc::new(Listeners::default());
         let ann = Username::parse("ann").unwrap();
         let client = ClientInfo::new(None, Vec::new());
-        let waker = Arc::new(Notify::new());
+        let waker = Arc::new(Waiter::default());
         let held = vec![(key("a.yaml"), Some(String::new()))];
         let mine = listeners.add(
             Listener::new(Protocol::Native, client.clone(), held.clone()).by(&ann),
@@ -250,7 +250,7 @@ mod tests {
         let ended = listeners.revoke(|l| l.user.as_ref() == Some(&ann));
         assert_eq!(ended, 1);
         assert!(mine.revoked() && !other.revoked());
-        tokio::time::timeout(std::time::Duration::from_secs(1), waker.notified())
+        tokio::time::timeout(std::time::Duration::from_secs(1), waker.woken())
             .await
             .expect("the revoked watch is woken");
         assert_eq!(

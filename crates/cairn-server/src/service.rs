@@ -796,6 +796,17 @@ impl Service {
     /// missed.
     pub fn register(&self, listener: Listener) -> Watch {
         let registration = self.commits.hub().register(listener.keys());
+        self.listed(registration, listener)
+    }
+
+    /// Registers a long poll of `listener`'s keys, which answers the first change it
+    /// sees (`Hub::register_once`).
+    fn register_once(&self, listener: Listener) -> Watch {
+        let registration = self.commits.hub().register_once(listener.keys());
+        self.listed(registration, listener)
+    }
+
+    fn listed(&self, registration: crate::hub::Registration, listener: Listener) -> Watch {
         let listed = self.listeners.add(listener, registration.waker());
         Watch {
             registration,
@@ -1265,7 +1276,7 @@ impl Service {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         // Only a poll that waits is listed: one answered at once costs no copy.
-        let registration = self.register(listener());
+        let registration = self.register_once(listener());
         loop {
             if let Some(found) = check() {
                 return Some(found);
@@ -1275,7 +1286,7 @@ impl Service {
                 return None;
             }
             tokio::select! {
-                _ = registration.changed() => {}
+                _ = registration.changed() => registration.renew(),
                 _ = tokio::time::sleep_until(deadline) => return None,
             }
         }

@@ -213,3 +213,36 @@ async fn gray_releases_survive_a_restart() {
     assert_eq!(read_as(&again, "", Some("10.0.0.7")).await.0, "a: 2\n");
     assert_eq!(read_as(&again, "", Some("10.0.0.8")).await.0, "a: 1\n");
 }
+
+/// A long poll woken by a change its client does not see (a gray release for others)
+/// keeps waiting, and the next change it does see answers it at once.
+#[tokio::test]
+async fn a_watch_woken_by_a_change_it_does_not_see_hears_the_next() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(KEY, "color: blue\n").await;
+    let (_, _, main_md5) = read_as(&app, "", None).await;
+    let plain = app.spawn_watch_as(held(&main_md5), 20_000, "zone=eu-1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for content in ["color: green\n", "color: teal\n"] {
+        let r = app
+            .request(Method::PUT, &format!("/api/v1/configs/{KEY}/gray"))
+            .json(&json!({ "content": content, "labels": ["canary=true"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!plain.is_finished(), "nothing this client sees changed");
+    }
+    app.publish_ok(KEY, "color: red\n").await;
+    let (status, woken, waited) = tokio::time::timeout(Duration::from_secs(5), plain)
+        .await
+        .expect("answered by the change it sees")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        woken["changed"][0]["md5"],
+        cairn_core::md5::md5_hex("color: red\n")
+    );
+    assert!(waited < Duration::from_secs(5));
+}

@@ -72,6 +72,11 @@ impl<T: Versioned> Versions<T> {
         }
     }
 
+    /// The key as this map holds it, if it holds one.
+    fn key(&self, key: &ConfigKey) -> Option<ConfigKey> {
+        self.slots.get(key).map(|slot| slot.key().clone())
+    }
+
     fn get(&self, key: &ConfigKey) -> Option<Arc<T>> {
         match self.slots.get(key)?.value() {
             Slot::Live(record) => Some(record.clone()),
@@ -293,6 +298,14 @@ impl Cache {
     }
 
     /// The config as `client` sees it.
+    /// `key`, sharing its names with the cached config's key where there is one: a
+    /// watch holds its keys for as long as it waits, and looks them up on every wake,
+    /// so thousands of watches of a key then read the same names rather than a copy
+    /// each.
+    pub fn intern(&self, key: ConfigKey) -> ConfigKey {
+        self.configs.key(&key).unwrap_or(key)
+    }
+
     pub fn view(&self, key: &ConfigKey, client: &ClientInfo) -> Option<View> {
         let config = self.configs.get(key)?;
         let gray = if self.grays.len() == 0 {

@@ -98,7 +98,7 @@ fn native<'a>(
         return None;
     }
     let timeout = watch::timeout_of(state, &request);
-    let held = watch::held_keys(request).ok()?;
+    let held = watch::held_keys(state, request).ok()?;
     let client = ClientInfo::new(Some(remote.ip()), Vec::new());
     let origin = Source(Some(remote.ip())).via("native");
     Some(async move {

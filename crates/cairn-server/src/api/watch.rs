@@ -82,7 +82,7 @@ pub async fn watch(
     if req.keys.len() > max {
         return Err(too_many_keys(req.keys.len(), max));
     }
-    let held = held_keys(req)?;
+    let held = held_keys(&state, req)?;
     let stale = state
         .service
         .wait_for_changes(
@@ -108,10 +108,16 @@ pub(crate) fn timeout_of(state: &SharedState, req: &WatchRequest) -> Duration {
 }
 
 /// The keys of a watch of keys, each with the md5 its client holds.
-pub(crate) fn held_keys(req: WatchRequest) -> Result<Vec<(ConfigKey, String)>, ApiError> {
+pub(crate) fn held_keys(
+    state: &SharedState,
+    req: WatchRequest,
+) -> Result<Vec<(ConfigKey, String)>, ApiError> {
     req.keys
         .into_iter()
-        .map(|k| Ok((ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?, k.md5)))
+        .map(|k| {
+            let key = ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?;
+            Ok((state.service.intern(key), k.md5))
+        })
         .collect()
 }
 

@@ -499,7 +499,7 @@ impl Listening {
             .into_iter()
             .map(|l| {
                 let echo = l.echo();
-                ((l.key, l.md5), echo)
+                ((state.service.intern(l.key), l.md5), echo)
             })
             .unzip();
         Ok(Listening {

@@ -37,8 +37,10 @@ pub enum Answer {
         headers: &'static [u8],
         content: String,
     },
-    /// Any other answer, as the router gives it.
-    Routed(Response),
+    /// Any other answer, as the router gives it. Boxed: an answer is moved through the
+    /// frame of a connection's task, whose memory a woken watch touches as little as
+    /// it can.
+    Routed(Box<Response>),
 }
 
 /// The answer to the long poll `head` (with its whole `body`) from `remote`, once it is
@@ -113,9 +115,9 @@ fn native<'a>(
                     headers: b"content-type: application/json\r\n",
                     content,
                 },
-                None => Answer::Routed(watch::answer(&stale)),
+                None => Answer::Routed(Box::new(watch::answer(&stale))),
             },
-            Err(e) => Answer::Routed(ApiError::from(e).into_response()),
+            Err(e) => Answer::Routed(Box::new(ApiError::from(e).into_response())),
         };
         recorded(long_poll_paths::WATCH, answer, started)
     })
@@ -149,7 +151,7 @@ fn nacos<'a>(
                     content,
                 },
             },
-            Err(e) => Answer::Routed(NacosError::from(e).into_response()),
+            Err(e) => Answer::Routed(Box::new(NacosError::from(e).into_response())),
         };
         recorded(long_poll_paths::NACOS_LISTENER, answer, started)
     })

@@ -136,9 +136,10 @@ pub(super) async fn serve(
                 let routed = router.clone().oneshot(request);
                 let routed = async move {
                     let Ok(response) = routed.await;
-                    Reply::Routed(response)
+                    Reply::Routed(Box::new(response))
                 };
-                answer(&tcp, &mut read, &mut eof, routed).await?
+                // Boxed, as the direct wait is.
+                answer(&tcp, &mut read, &mut eof, Box::pin(routed)).await?
             }
         };
         // Once the node is stopping, each answer is the connection's last.
@@ -149,7 +150,8 @@ pub(super) async fn serve(
                 .get(header::CONNECTION)
                 .is_some_and(|v| asks_to_close(v.as_bytes())));
         let written = match reply {
-            Reply::Routed(response) => write_response(&mut tcp, response, close).await,
+            // Boxed: this write's state is larger than the connection's others.
+            Reply::Routed(response) => Box::pin(write_response(&mut tcp, *response, close)).await,
             Reply::Ok { headers, content } => {
                 write_ok(&mut tcp, headers, content.as_bytes(), close).await
             }

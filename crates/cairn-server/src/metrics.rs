@@ -65,7 +65,6 @@ impl Metrics {
 
 /// The metric handles of one route, method and status, registered once: looking a
 /// labelled metric up by its labels on every request costs more than serving a read.
-#[derive(Clone)]
 struct Handles {
     requests: metrics::Counter,
     latency: metrics::Histogram,
@@ -78,11 +77,18 @@ type HandleKey = (usize, Method, u16);
 static HANDLES: OnceLock<DashMap<HandleKey, Handles, foldhash::fast::RandomState>> =
     OnceLock::new();
 
-fn handles(route: &str, method: &Method, status: u16) -> Handles {
+/// Counts a request of `route` answered with `status` after `elapsed` seconds. The
+/// handles are used where they are kept, not cloned out: a wake-up answers thousands
+/// of watches at once.
+fn count(route: &str, method: &Method, status: u16, elapsed: f64) {
     let map = HANDLES.get_or_init(DashMap::default);
     let key = (route.as_ptr() as usize, method.clone(), status);
+    let count = |handles: &Handles| {
+        handles.requests.increment(1);
+        handles.latency.record(elapsed);
+    };
     if let Some(found) = map.get(&key) {
-        return found.clone();
+        return count(&found);
     }
     let made = Handles {
         requests: metrics::counter!("cairn_http_requests_total",
@@ -93,16 +99,14 @@ fn handles(route: &str, method: &Method, status: u16) -> Handles {
             "method" => method.as_str().to_owned(),
             "route" => route.to_owned()),
     };
-    map.insert(key, made.clone());
-    made
+    count(&made);
+    map.insert(key, made);
 }
 
 /// Counts and times a request answered without the router (the connection layer's
 /// direct reads) under the route template the router would have matched.
 pub fn record(route: &'static str, method: &Method, status: u16, started: Instant) {
-    let handles = handles(route, method, status);
-    handles.requests.increment(1);
-    handles.latency.record(started.elapsed().as_secs_f64());
+    count(route, method, status, started.elapsed().as_secs_f64());
 }
 
 /// Middleware counting each request by route template and status, and timing it. Its
@@ -168,13 +172,12 @@ where
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(cx));
         if let Ok(response) = &output {
-            let handles = handles(
+            count(
                 this.route.as_ref().map_or("unmatched", |r| r.as_str()),
                 this.method,
                 response.status().as_u16(),
+                this.started.elapsed().as_secs_f64(),
             );
-            handles.requests.increment(1);
-            handles.latency.record(this.started.elapsed().as_secs_f64());
         }
         Poll::Ready(output)
     }

@@ -745,12 +745,12 @@ impl Service {
         self.commits.cache().get(key)
     }
 
-    /// The config as `client` sees it (its gray release if the rules match), from memory.
     /// `key`, sharing its names with the cached config's (`Cache::intern`).
     pub fn intern(&self, key: ConfigKey) -> ConfigKey {
         self.commits.cache().intern(key)
     }
 
+    /// The config as `client` sees it (its gray release if the rules match), from memory.
     pub fn view(&self, key: &ConfigKey, client: &cairn_core::ClientInfo) -> Option<View> {
         self.commits.cache().view(key, client)
     }

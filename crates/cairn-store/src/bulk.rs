@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::sql::{
-    bind_audit, change_audit, current_columns, insert_audit, insert_change, insert_change_at,
-    insert_config, insert_history, is_unique_violation, text, Current, Planned, Query, SqlStore,
+    bind_audit, bind_change, change_audit, current_columns, insert_audit, insert_change,
+    insert_change_at, insert_config, insert_history, is_unique_violation, text, Current, Planned,
+    Query, SqlStore,
 };
 use crate::{ConfigRecord, ConfigWrite, Op, PastVersion, Result, StoreError};
 use cairn_core::{ConfigKey, Revision};
@@ -56,24 +57,6 @@ pub(crate) fn past_by_key(past: &[PastVersion]) -> HashMap<&ConfigKey, Vec<&Past
 fn rows(columns: usize, rows: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
-}
-
-/// Binds a change-log row's values in the order the change-log inserts name them
-/// after the sequence: namespace, grp, data_id, op, md5, created_at.
-fn bind_change<'q>(
-    query: Query<'q>,
-    key: &'q ConfigKey,
-    op: Op,
-    md5: &'q str,
-    at: i64,
-) -> Query<'q> {
-    query
-        .bind(key.namespace.as_str())
-        .bind(key.group.as_str())
-        .bind(key.data_id.as_str())
-        .bind(op.as_str())
-        .bind(md5)
-        .bind(at)
 }
 
 impl SqlStore {

@@ -637,24 +637,13 @@ impl SqlStore {
                 insert_change!(),
                 "(?, ?, ?, ?, ?, ?) RETURNING seq"
             ));
-            sqlx::query_scalar::<Any, i64>(sql)
-                .bind(key.namespace.as_str())
-                .bind(key.group.as_str())
-                .bind(key.data_id.as_str())
-                .bind(op.as_str())
-                .bind(md5)
-                .bind(at)
+            bind_change(sqlx::query(sql), key, op, md5, at)
                 .fetch_one(&mut **tx)
                 .await?
+                .try_get(0)?
         } else {
             let sql = self.sql(concat!(insert_change!(), "(?, ?, ?, ?, ?, ?)"));
-            sqlx::query::<Any>(sql)
-                .bind(key.namespace.as_str())
-                .bind(key.group.as_str())
-                .bind(key.data_id.as_str())
-                .bind(op.as_str())
-                .bind(md5)
-                .bind(at)
+            bind_change(sqlx::query(sql), key, op, md5, at)
                 .execute(&mut **tx)
                 .await?;
             // The id this connection just inserted, whatever other sessions did.
@@ -944,6 +933,24 @@ impl SqlStore {
 
 /// A statement with its arguments, through the `Any` driver.
 pub(crate) type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a change-log row's values in the order the change-log inserts name them
+/// after the sequence: namespace, grp, data_id, op, md5, created_at.
+pub(crate) fn bind_change<'q>(
+    query: Query<'q>,
+    key: &'q ConfigKey,
+    op: Op,
+    md5: &'q str,
+    at: i64,
+) -> Query<'q> {
+    query
+        .bind(key.namespace.as_str())
+        .bind(key.group.as_str())
+        .bind(key.data_id.as_str())
+        .bind(op.as_str())
+        .bind(md5)
+        .bind(at)
+}
 
 /// Binds an audit row's values in the order the audit insert names them.
 pub(crate) fn bind_audit<'q>(query: Query<'q>, entry: &'q AuditRecord) -> Query<'q> {

@@ -11,7 +11,7 @@
 //! patterns. Anything else, including every request the router would refuse before
 //! the wait, goes through the router as before. Both paths read the request, wait and
 //! write the answer's content with the same functions (`nacos::v1::Listening`,
-//! `watch::held_keys`, `watch::answer_text`).
+//! `watch::keys_watch`, `watch::answer_text`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -82,25 +82,18 @@ fn native<'a>(
         .next()?
         .trim()
         .eq_ignore_ascii_case("application/json");
-    let token = head
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?;
     if !json || head.uri.query().is_some() {
         return None;
     }
-    let caller = state.auth.verify(token.trim()).ok()?;
+    let caller = state
+        .auth
+        .verify(super::bearer(&head.headers)?.trim())
+        .ok()?;
     let request: WatchRequest = super::json_body(body)?;
-    if !request.patterns.is_empty()
-        || request.keys.is_empty()
-        || request.keys.len() > state.settings.watch_max_keys
-    {
+    if !request.patterns.is_empty() {
         return None;
     }
-    let timeout = watch::timeout_of(state, &request);
-    let held = watch::held_keys(state, request).ok()?;
+    let (held, timeout) = watch::keys_watch(state, request).ok()?;
     let client = ClientInfo::new(Some(remote.ip()), Vec::new());
     let origin = Source(Some(remote.ip())).via("native");
     Some(async move {

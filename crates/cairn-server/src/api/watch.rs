@@ -62,8 +62,6 @@ pub async fn watch(
     Identity(client): Identity,
     ApiJson(req): ApiJson<WatchRequest>,
 ) -> Result<Response, ApiError> {
-    let max = state.settings.watch_max_keys;
-    let timeout = timeout_of(&state, &req);
     if !req.patterns.is_empty() {
         if !req.keys.is_empty() {
             return Err(ApiError::bad_request(
@@ -71,18 +69,10 @@ pub async fn watch(
                 "a watch gives keys or patterns, not both; send two watches",
             ));
         }
+        let timeout = timeout_of(&state, &req);
         return watch_patterns(&state, &caller, &client, req, timeout).await;
     }
-    if req.keys.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_argument",
-            "a watch needs at least one key or pattern",
-        ));
-    }
-    if req.keys.len() > max {
-        return Err(too_many_keys(req.keys.len(), max));
-    }
-    let held = held_keys(&state, req)?;
+    let (held, timeout) = keys_watch(&state, req)?;
     let stale = state
         .service
         .wait_for_changes(
@@ -98,7 +88,7 @@ pub async fn watch(
 }
 
 /// How long a watch asking `req` is held.
-pub(crate) fn timeout_of(state: &SharedState, req: &WatchRequest) -> Duration {
+fn timeout_of(state: &SharedState, req: &WatchRequest) -> Duration {
     req.timeout_ms
         .map_or(
             state.settings.watch_default_timeout_ms.get(),
@@ -107,18 +97,32 @@ pub(crate) fn timeout_of(state: &SharedState, req: &WatchRequest) -> Duration {
         .min(state.settings.watch_max_timeout_ms.get())
 }
 
-/// The keys of a watch of keys, each with the md5 its client holds.
-pub(crate) fn held_keys(
+/// A watch of keys (not patterns), checked: each key with the md5 its client holds,
+/// and how long the watch is held.
+pub(crate) fn keys_watch(
     state: &SharedState,
     req: WatchRequest,
-) -> Result<Vec<(ConfigKey, String)>, ApiError> {
-    req.keys
+) -> Result<(Vec<(ConfigKey, String)>, Duration), ApiError> {
+    if req.keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "a watch needs at least one key or pattern",
+        ));
+    }
+    let max = state.settings.watch_max_keys;
+    if req.keys.len() > max {
+        return Err(too_many_keys(req.keys.len(), max));
+    }
+    let timeout = timeout_of(state, &req);
+    let held = req
+        .keys
         .into_iter()
         .map(|k| {
             let key = ConfigKey::parse(&k.namespace, &k.group, &k.data_id)?;
             Ok((state.service.intern(key), k.md5))
         })
-        .collect()
+        .collect::<Result<_, ApiError>>()?;
+    Ok((held, timeout))
 }
 
 /// Most patterns in one watch: each is matched against every change in its namespace.

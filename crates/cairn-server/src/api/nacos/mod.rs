@@ -170,14 +170,7 @@ pub fn plain(status: StatusCode, body: String) -> Response {
 
 /// The token a request carries: a bearer header's, else an `accessToken` parameter.
 pub fn token<'a>(headers: &'a HeaderMap, params: &'a Params) -> Option<&'a str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    bearer.or_else(|| params.get("accessToken"))
+    crate::api::bearer(headers).or_else(|| params.get("accessToken"))
 }
 
 /// Who is calling: a bearer token, an `accessToken` parameter, or `username` and
